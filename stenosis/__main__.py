@@ -1,0 +1,3 @@
+from stenosis.cli.main import main
+
+main()

@@ -1,0 +1,90 @@
+"""Shared CLI plumbing: option parsers and the error boundary.
+
+The error boundary turns :class:`stenosis.errors.StenosisError` into one line on
+stderr and exit status 3; any other exception is reported as an internal error
+(exit 1) in one line, with the traceback only under ``--debug``.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from typing import Any, Callable
+
+import click
+
+from ..errors import StenosisError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+
+
+def parse_rc(value: str | None, *, name: str = "point") -> tuple[float, float] | None:
+    """Parse ``"ROW,COL"`` into a (row, col) tuple of floats."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in str(value).replace(";", ",").split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        row, col = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise click.BadParameter(f"expected ROW,COL in pixels (e.g. 120,245), got {value!r}", param_hint=name)
+    return row, col
+
+
+class RCParam(click.ParamType):
+    name = "ROW,COL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_rc(value, name=param.name if param else "point")
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+
+
+RC = RCParam()
+
+debug_option = click.option("--debug", is_flag=True, hidden=False, help="Show tracebacks on errors.")
+
+
+def fail(message: str, code: int = EXIT_INPUT) -> None:
+    """Print one line on stderr and exit."""
+    line = " ".join(str(message).split())
+    click.echo(f"stenosis: error: {line}", err=True)
+    sys.exit(code)
+
+
+def error_boundary(func: Callable) -> Callable:
+    """Decorate a click callback: declared errors -> exit 3, others -> exit 1, one line each."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any):
+        debug = bool(kwargs.get("debug", False))
+        try:
+            return func(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except StenosisError as exc:
+            if debug:
+                traceback.print_exc()
+            fail(str(exc), EXIT_INPUT)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except MemoryError:
+            if debug:
+                traceback.print_exc()
+            fail("out of memory while processing this input; it is larger than this machine can hold", EXIT_INPUT)
+        except Exception as exc:  # a bug: still one line, never a traceback unless asked
+            if debug:
+                traceback.print_exc()
+            fail(
+                f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it",
+                EXIT_INTERNAL,
+            )
+
+    return wrapper

@@ -1,0 +1,51 @@
+"""`stenosis` command line: a thin face over the library.
+
+Each subcommand lives in its own module (``stenosis/cli/<name>.py``) exposing a
+click command called ``command``; modules are imported only when their
+subcommand runs, so ``stenosis info`` never pays for torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from .._version import __version__
+
+# subcommand -> (module, one-line help shown in `stenosis --help`)
+SUBCOMMANDS = {
+    "info": ("stenosis.cli.info", "Describe DICOM runs: frames, size, encoding, calibration."),
+    "measure": ("stenosis.cli.measure", "Measure WASID percent stenosis of one segment of one run."),
+    "batch": ("stenosis.cli.batch", "Measure every run of a folder (points file or --auto)."),
+    "demo": ("stenosis.cli.demo", "Measure a bundled sample run and write its report."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SUBCOMMANDS:
+            return None
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stenosis")
+def cli() -> None:
+    """Residual intracranial stenosis (WASID) on X-ray angiography."""
+
+
+def main() -> None:
+    cli(prog_name="stenosis")
+
+
+if __name__ == "__main__":
+    main()
