@@ -1,0 +1,158 @@
+"""Vessel probability and vessel masks: the public face of the segmentation models.
+
+``vessel_probability(frame, model=...)`` returns an (H, W) float32 map in [0, 1]
+from either the shipped U-Net (:mod:`stenosis.unet`, weights in ``models/``)
+or the classical multi-scale vesselness (:mod:`stenosis.vesselness`).
+``segment_vessels`` cuts a boolean mask from it. ``frame`` is one 2-D image as
+displayed (vessels darker than the background), any real dtype, subtracted or
+not.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .enums import ModelName
+from .errors import ModelError
+from .vesselness import as_float_frame, classical_probability, hysteresis_mask
+
+__all__ = ["vessel_probability", "segment_vessels", "model_sha256", "models_dir"]
+
+WEIGHTS_NAME = "unet.pt"
+CONFIG_NAME = "config.json"
+SHA_NAME = "weights.sha256"
+
+
+def models_dir() -> Path:
+    """Folder holding the shipped weights, config, hash and model card.
+
+    The package ``stenosis._models`` (the repository's ``models/`` folder,
+    installed inside the wheel); when it has no weights (e.g. a source tree
+    where that package is not importable), the repository's ``models/``.
+    """
+    try:
+        from importlib.resources import files
+
+        d = Path(str(files("stenosis._models")))
+        if (d / WEIGHTS_NAME).is_file():
+            return d
+    except (ImportError, ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+def _weights_available() -> bool:
+    return (models_dir() / WEIGHTS_NAME).is_file()
+
+
+def _recorded_sha256() -> str:
+    f = models_dir() / SHA_NAME
+    try:
+        text = f.read_text().split()
+    except OSError:
+        raise ModelError(f"weight hash file {f} is missing; reinstall stenosis") from None
+    if not text or len(text[0]) != 64:
+        raise ModelError(f"weight hash file {f} is malformed; reinstall stenosis")
+    return text[0].lower()
+
+
+def _model_name(model) -> ModelName:
+    try:
+        return ModelName(str(model).lower())
+    except ValueError:
+        choices = ", ".join(m.value for m in ModelName)
+        raise ValueError(f"unknown model {model!r}; choose one of: {choices}") from None
+
+
+def _unet_probability(frame: np.ndarray) -> np.ndarray | None:
+    """U-Net probability, or None (with a warning) while no weights are shipped."""
+    if not _weights_available():
+        warnings.warn(
+            "U-Net weights are not shipped yet; using classical vesselness instead "
+            "(pass model='classical' to silence this)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    from . import unet
+
+    d = models_dir()
+    model = unet.load_unet(d / WEIGHTS_NAME, d / CONFIG_NAME, expected_sha256=_recorded_sha256())
+    return unet.predict_probability(model, frame)
+
+
+def vessel_probability(frame, *, model: str | ModelName = "unet") -> np.ndarray:
+    """Per-pixel vessel probability of one frame.
+
+    Parameters
+    ----------
+    frame : array_like, shape (H, W)
+        One frame as displayed (vessels darker than the background), any real
+        dtype (uint8, uint16, int, float), subtracted or native.
+    model : {"unet", "classical"} or ModelName
+        ``"unet"``: the shipped U-Net (tiled above its tile size);
+        ``"classical"``: multi-scale Sato vesselness mapped to [0, 1].
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32 in [0, 1]
+        A new array; the input is not modified.
+
+    Raises
+    ------
+    InputError
+        The frame is not a finite 2-D numeric array.
+    ModelError
+        The U-Net weights do not match their recorded hash.
+    """
+    name = _model_name(model)
+    a = as_float_frame(frame)
+    if name is ModelName.UNET:
+        p = _unet_probability(a)
+        if p is not None:
+            return p
+    return classical_probability(a)
+
+
+def segment_vessels(
+    frame, *, model: str | ModelName = "unet", threshold: float = 0.5
+) -> np.ndarray:
+    """Boolean vessel mask of one frame.
+
+    Hysteresis on the probability map: pixels >= ``threshold`` seed the mask,
+    connected pixels >= ``threshold / 2`` are added, components under 30 px
+    are dropped.
+
+    Parameters
+    ----------
+    frame : array_like, shape (H, W)
+        One frame as displayed (vessels darker), any real dtype.
+    model : {"unet", "classical"} or ModelName
+        See :func:`vessel_probability`.
+    threshold : float
+        Probability in (0, 1) that seeds the mask.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    p = vessel_probability(frame, model=model)
+    return hysteresis_mask(p, high=float(threshold))
+
+
+def model_sha256() -> str | None:
+    """SHA-256 (hex) of the shipped U-Net weights, or None when none are shipped.
+
+    Raises
+    ------
+    ModelError
+        The weights file exists but its recorded hash is missing.
+    """
+    if not _weights_available():
+        return None
+    return _recorded_sha256()
+
