@@ -1,0 +1,315 @@
+"""Batch runner: points file, worker pool, timeout, resume, atomic journal, Dask, CLI.
+
+The runner machinery is tested with a tiny injected work function (``fake_work``,
+a pure function of the file's bytes, so its "measurement" is known exactly);
+the real measurement is tested on phantom runs at the end of this file.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stenosis.batch import (
+    CSV_COLUMNS,
+    PointsFileError,
+    Task,
+    WorkOptions,
+    error_row,
+    read_jsonl,
+    read_points,
+    run_batch,
+)
+from stenosis.errors import InputError
+
+HERE = Path(__file__).resolve().parent
+
+
+# ------------------------------------------------------------------ fake work
+def fake_work(task: Task, options: WorkOptions) -> dict:
+    """Stand-in for measure_one: 'percent stenosis' = byte sum of the file mod 100.
+
+    Files starting with HANG sleep forever, CRASH kills the worker, BAD raise a
+    declared error (an error row), SLOW take 0.3 s.
+    """
+    try:
+        data = Path(task.source).read_bytes()
+        if data.startswith(b"HANG"):
+            time.sleep(3600)
+        if data.startswith(b"CRASH"):
+            os._exit(7)
+        if data.startswith(b"SLOW"):
+            time.sleep(0.3)
+        if data.startswith(b"BAD"):
+            raise InputError(f"{task.path} is not a DICOM file; give an XA/DSA DICOM run")
+    except (OSError, InputError) as exc:
+        return error_row(task, str(exc) if isinstance(exc, InputError) else f"cannot read {task.path}")
+    pct = float(sum(data) % 100)
+    return {
+        "key": task.key,
+        "path": task.path,
+        "status": "ok",
+        "error": None,
+        "segment": task.segment,
+        "mode": task.mode,
+        "frame_index": 0 if task.frame is None else task.frame,
+        "percent_stenosis": pct,
+        "meets_50": pct >= 50,
+        "mld_mm": 1.0,
+        "reference_diameter_mm": 2.0,
+        "reference_choice": "proximal",
+        "lesion_length_mm": 3.0,
+        "calibration": {"mm_per_px": [0.2, 0.2], "source": "pixel_spacing"},
+        "proximal_rc": list(task.proximal) if task.proximal else [1.0, 2.0],
+        "distal_rc": list(task.distal) if task.distal else [3.0, 4.0],
+        "warnings": [],
+        "run_id": f"id-{sum(data) % 9973}",
+        "software": {"version": "test", "model_sha256": None},
+        "worker_pid": os.getpid(),
+    }
+
+
+def _write_points(path: Path, rows: list[list], header=None) -> Path:
+    header = header or ["path", "segment", "proximal_row", "proximal_col", "distal_row", "distal_col", "frame"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _folder(tmp_path: Path, contents: dict[str, bytes]) -> Path:
+    root = tmp_path / "runs"
+    for name, data in contents.items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return root
+
+
+def _tasks(root: Path, names: list[str]) -> list[Task]:
+    pts = _write_points(root.parent / "points.csv", [[n, "M1", 10, 20, 30, 40, ""] for n in names])
+    return read_points(pts, root)
+
+
+def _csv_rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------- points parsing
+def test_read_points_parses_and_sorts(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    pts = _write_points(
+        tmp_path / "p.csv",
+        [
+            ["b/run2.dcm", "m1", "10.5", "20", "30", "40", ""],
+            ["a/run1.dcm", "BA", "1", "2", "3", "4", "3"],
+            ["a/run1.dcm", "V4", "1", "2", "3", "4", ""],
+        ],
+    )
+    tasks = read_points(pts, root)
+    assert [t.path for t in tasks] == ["a/run1.dcm", "a/run1.dcm", "b/run2.dcm"]
+    assert tasks[0].segment == "BA" and tasks[0].frame == 3
+    assert tasks[2].segment == "M1" and tasks[2].proximal == (10.5, 20.0) and tasks[2].distal == (30.0, 40.0)
+    assert tasks[2].frame is None and tasks[2].mode == "points"
+    assert Path(tasks[2].source) == (root / "b/run2.dcm").absolute()
+    # keys unique; a repeated path is qualified by segment/frame, a single one is not
+    assert len({t.key for t in tasks}) == 3
+    assert tasks[2].key == "b/run2.dcm"
+
+
+def test_read_points_semicolon_and_bom(tmp_path):
+    p = tmp_path / "p.csv"
+    p.write_bytes("\ufeffpath;segment;proximal_row;proximal_col;distal_row;distal_col\nx.dcm;ICA;1;2;3;4\n".encode())
+    (t,) = read_points(p, tmp_path)
+    assert t.segment == "ICA" and t.distal == (3.0, 4.0)
+
+
+@pytest.mark.parametrize(
+    "header,row,needle",
+    [
+        (["path", "segment", "proximal_row", "proximal_col", "distal_row"], ["x", "M1", 1, 2, 3], "lacks column(s) distal_col"),
+        (None, ["x", "M2", 1, 2, 3, 4, ""], "segment 'M2' is not one of"),
+        (None, ["x", "M1", "abc", 2, 3, 4, ""], "proximal_row 'abc' is not a number"),
+        (None, ["x", "M1", "nan", 2, 3, 4, ""], "not a finite number"),
+        (None, ["x", "M1", 1, 2, 3, 4, "1.5"], "frame '1.5' is not a frame number"),
+        (None, ["x", "M1", 1, 2, 3, 4, "-1"], "frame '-1'"),
+        (None, ["", "M1", 1, 2, 3, 4, ""], "empty path"),
+    ],
+)
+def test_read_points_errors_are_one_line(tmp_path, header, row, needle):
+    p = _write_points(tmp_path / "p.csv", [row], header=header)
+    with pytest.raises(PointsFileError) as ei:
+        read_points(p, tmp_path)
+    msg = str(ei.value)
+    assert needle in msg and "\n" not in msg
+    if header is None:
+        assert "line 2" in msg
+
+
+def test_read_points_duplicates_empty_missing(tmp_path):
+    p = _write_points(tmp_path / "p.csv", [["x", "M1", 1, 2, 3, 4, ""], ["./x", "M1", 5, 6, 7, 8, ""]])
+    with pytest.raises(PointsFileError, match="line 3: duplicates line 2"):
+        read_points(p, tmp_path)
+    p = _write_points(tmp_path / "e.csv", [])
+    with pytest.raises(PointsFileError, match="no rows"):
+        read_points(p, tmp_path)
+    (tmp_path / "z.csv").write_text("")
+    with pytest.raises(PointsFileError, match="is empty"):
+        read_points(tmp_path / "z.csv", tmp_path)
+    with pytest.raises(PointsFileError, match="cannot read points file"):
+        read_points(tmp_path / "absent.csv", tmp_path)
+
+
+# --------------------------------------------------------------- the runner
+GOOD = {f"site{i % 2}/run{i:02d}.dcm": bytes([i, 7, 3 * i % 256]) * (i + 1) for i in range(6)}
+
+
+def test_bad_files_are_error_rows_and_batch_goes_on(tmp_path):
+    files = dict(GOOD)
+    files["site0/broken.dcm"] = b"BAD not dicom"
+    root = _folder(tmp_path, files)
+    names = sorted(files) + ["site1/missing.dcm"]
+    tasks = _tasks(root, names)
+    out = tmp_path / "out"
+    s = run_batch(tasks, out, jobs=1, work=fake_work, warm=False, progress=False)
+    assert (s.n_total, s.n_ok, s.n_error) == (8, 6, 2)
+    rows = _csv_rows(out)
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert [r["path"] for r in rows] == sorted(names)
+    by = {r["path"]: r for r in rows}
+    assert by["site0/broken.dcm"]["status"] == "error"
+    assert "not a DICOM file" in by["site0/broken.dcm"]["error"]
+    assert by["site1/missing.dcm"]["status"] == "error"
+    for name, data in GOOD.items():
+        assert by[name]["status"] == "ok"
+        assert float(by[name]["percent_stenosis"]) == sum(data) % 100
+    n50 = sum(1 for d in GOOD.values() if sum(d) % 100 >= 50)
+    assert s.n_meets_50 == n50
+    assert (out / "summary.png").stat().st_size > 1000
+    assert len(read_jsonl(out / "results.jsonl")) == 8
+
+
+def test_jobs_1_and_2_give_identical_rows(tmp_path):
+    # slow enough (0.3 s each) that both workers are up before the work runs out
+    root = _folder(tmp_path, {k: b"SLOW" + v for k, v in GOOD.items()})
+    tasks = _tasks(root, sorted(GOOD))
+    run_batch(tasks, tmp_path / "o1", jobs=1, work=fake_work, warm=False, progress=False)
+    s2 = run_batch(tasks, tmp_path / "o2", jobs=2, work=fake_work, warm=False, progress=False)
+    assert (tmp_path / "o1/results.csv").read_bytes() == (tmp_path / "o2/results.csv").read_bytes()
+    pids = {r["worker_pid"] for r in read_jsonl(tmp_path / "o2/results.jsonl")}
+    assert len(pids) == 2  # really two processes
+    assert len(s2.peak_rss_mb_per_worker) >= 2
+
+
+def test_max_tasks_per_child_recycles_workers(tmp_path):
+    root = _folder(tmp_path, GOOD)
+    tasks = _tasks(root, sorted(GOOD))
+    run_batch(tasks, tmp_path / "o", jobs=1, work=fake_work, warm=False, progress=False, max_tasks_per_child=2)
+    rows = read_jsonl(tmp_path / "o/results.jsonl")
+    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
+    assert len({r["worker_pid"] for r in rows}) == 3
+
+
+def test_timeout_and_crash_become_error_rows(tmp_path):
+    files = dict(GOOD)
+    files["hang.dcm"] = b"HANG"
+    files["crash.dcm"] = b"CRASH"
+    root = _folder(tmp_path, files)
+    tasks = _tasks(root, sorted(files))
+    t0 = time.monotonic()
+    s = run_batch(tasks, tmp_path / "o", jobs=2, timeout=1.5, work=fake_work, warm=False, progress=False)
+    assert time.monotonic() - t0 < 30
+    by = {r["path"]: r for r in _csv_rows(tmp_path / "o")}
+    assert by["hang.dcm"]["status"] == "error" and "timed out after 1.5 s" in by["hang.dcm"]["error"]
+    assert by["crash.dcm"]["status"] == "error" and "worker process died" in by["crash.dcm"]["error"]
+    assert all(by[n]["status"] == "ok" for n in GOOD)
+    assert s.n_timeout == 1 and s.n_error == 2 and s.n_ok == len(GOOD)
+
+
+def test_resume_skips_done_runs(tmp_path):
+    root = _folder(tmp_path, GOOD)
+    names = sorted(GOOD)
+    out = tmp_path / "o"
+    run_batch(_tasks(root, names[:3]), out, jobs=0, work=fake_work, progress=False)
+    first = {r["key"]: r for r in read_jsonl(out / "results.jsonl")}
+    # mark the finished rows so a re-measurement would be visible
+    lines = [json.dumps({**r, "run_id": "FROM-FIRST-PASS"}) for r in first.values()]
+    (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+    s = run_batch(_tasks(root, names), out, jobs=0, resume=True, work=fake_work, progress=False)
+    assert (s.n_skipped, s.n_run, s.n_total) == (3, 3, 6)
+    rows = {r["path"]: r for r in _csv_rows(out)}
+    assert [rows[n]["run_id"] == "FROM-FIRST-PASS" for n in names] == [True] * 3 + [False] * 3
+    # without --resume the journal starts afresh
+    s = run_batch(_tasks(root, names), out, jobs=0, work=fake_work, progress=False)
+    assert s.n_skipped == 0 and s.n_run == 6
+
+
+def test_resume_ignores_and_repairs_a_torn_last_line(tmp_path):
+    root = _folder(tmp_path, GOOD)
+    names = sorted(GOOD)
+    out = tmp_path / "o"
+    run_batch(_tasks(root, names[:2]), out, jobs=0, work=fake_work, progress=False)
+    with open(out / "results.jsonl", "ab") as f:
+        f.write(b'{"key": "' + names[2].encode() + b'", "status": "o')  # killed mid-write
+    assert len(read_jsonl(out / "results.jsonl")) == 2
+    s = run_batch(_tasks(root, names), out, jobs=0, resume=True, work=fake_work, progress=False)
+    assert (s.n_skipped, s.n_run, s.n_ok) == (2, 4, 6)
+    for line in (out / "results.jsonl").read_bytes().splitlines():
+        json.loads(line)
+
+
+_KILL_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_batch import fake_work
+from stenosis.batch import read_points, run_batch
+tasks = read_points({pts!r}, {root!r})
+run_batch(tasks, {out!r}, jobs=1, work=fake_work, warm=False, progress=False)
+"""
+
+
+def test_kill_mid_batch_leaves_whole_lines_and_resume_completes(tmp_path):
+    files = {f"r{i:02d}.dcm": b"SLOW" + bytes([i]) * 5 for i in range(12)}
+    root = _folder(tmp_path, files)
+    pts = _write_points(tmp_path / "p.csv", [[n, "M1", 1, 2, 3, 4, ""] for n in sorted(files)])
+    out = tmp_path / "o"
+    script = _KILL_SCRIPT.format(tests=str(HERE), pts=str(pts), root=str(root), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    journal = out / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, as a kill -9 would
+    proc.wait()
+    data = journal.read_bytes()
+    assert data.endswith(b"\n")
+    done = [json.loads(x) for x in data.splitlines()]
+    assert 3 <= len(done) < 12 and all(r["status"] == "ok" for r in done)
+    s = run_batch(read_points(pts, root), out, jobs=0, resume=True, work=fake_work, progress=False)
+    assert s.n_skipped == len(done) and s.n_total == 12 and s.n_ok == 12
+    assert sorted(r["path"] for r in read_jsonl(journal)) == sorted(files)
+
+
+def test_dask_local_cluster_gives_the_same_rows(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    root = _folder(tmp_path, GOOD)
+    tasks = _tasks(root, sorted(GOOD))
+    run_batch(tasks, tmp_path / "local", jobs=0, work=fake_work, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        s = run_batch(
+            tasks, tmp_path / "dask", scheduler=cluster.scheduler_address, work=fake_work, progress=False
+        )
+    assert s.n_ok == len(GOOD)
+    assert (tmp_path / "local/results.csv").read_bytes() == (tmp_path / "dask/results.csv").read_bytes()
