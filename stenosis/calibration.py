@@ -1,0 +1,326 @@
+"""Pixel size at the isocentre (mm/px) and where it came from.
+
+X-ray angiography projects the patient onto a detector that sits farther from
+the source than the vessel, so the detector pixel pitch (ImagerPixelSpacing)
+overstates vessel sizes by the geometric magnification SID/SOD. The precedence
+follows the project SPEC:
+
+1. ``PixelSpacing`` -- already calibrated to the patient (``pixel_spacing``);
+2. ``ImagerPixelSpacing x DistanceSourceToPatient / DistanceSourceToDetector``
+   (``geometry``), the isocentre calibration of the positioner;
+3. ``ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor``
+   (``magnification``);
+4. a reader's catheter (two points across a catheter of known French size,
+   1 F = 1/3 mm) or manual value;
+5. none: ``mm_per_px is None`` and mm values are not reported.
+
+Isocentre calibration assumes the vessel lies near the isocentre; with steep
+beam angles (|angle| > 60 degrees) the out-of-plane error grows, which is
+reported as a warning. See DICOM PS3.3 C.8.7.1 / C.8.19.6 (X-Ray Acquisition,
+XA Positioner) and, for the calibration errors of QCA, Hermiller JB et al.,
+Am J Cardiol 1992;69:1323-7, doi:10.1016/0002-9149(92)91226-S.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .enums import CalibrationSource
+from .errors import CalibrationError
+
+__all__ = [
+    "Calibration",
+    "calibration_from_dataset",
+    "catheter_calibration",
+    "manual_calibration",
+    "STEEP_ANGLE_DEG",
+    "MM_PER_FRENCH",
+]
+
+#: |primary or secondary positioner angle| above which isocentre calibration is flagged.
+STEEP_ANGLE_DEG = 60.0
+#: One French (Charriere) is 1/3 mm of outer diameter.
+MM_PER_FRENCH = 1.0 / 3.0
+
+NO_MM_WARNING = (
+    "no calibration in the file (no PixelSpacing, ImagerPixelSpacing with SID/SOD or magnification): "
+    "mm values are not reported; give a catheter or manual calibration (--pixel-mm) to get them"
+)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Pixel size at the isocentre.
+
+    Attributes
+    ----------
+    mm_per_px : tuple of float (row_mm, col_mm) or None
+        Size of one pixel at the isocentre in mm, along rows and along columns.
+        None when the run is uncalibrated.
+    source : CalibrationSource
+        Where the value came from (``pixel_spacing``, ``geometry``, ``magnification``,
+        ``catheter``, ``manual``, ``none``).
+    detail : str
+        Human-readable derivation (tags and values used).
+    """
+
+    mm_per_px: tuple[float, float] | None
+    source: CalibrationSource
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        source = CalibrationSource(self.source)
+        object.__setattr__(self, "source", source)
+        mm = self.mm_per_px
+        if mm is not None:
+            if isinstance(mm, (int, float)):
+                mm = (mm, mm)
+            mm = tuple(float(v) for v in mm)
+            if len(mm) != 2 or not all(math.isfinite(v) and v > 0 for v in mm):
+                raise CalibrationError(
+                    f"mm per pixel must be two positive finite numbers (row, col), got {self.mm_per_px!r}"
+                )
+            object.__setattr__(self, "mm_per_px", mm)
+        if (mm is None) != (source is CalibrationSource.NONE):
+            raise CalibrationError(
+                f"calibration source {source.value!r} does not match mm_per_px={mm!r}; "
+                "use source 'none' exactly when mm_per_px is None"
+            )
+
+    @classmethod
+    def none(cls, detail: str = "uncalibrated") -> "Calibration":
+        """An uncalibrated run: mm values are not reported."""
+        return cls(None, CalibrationSource.NONE, detail)
+
+    @property
+    def is_calibrated(self) -> bool:
+        return self.mm_per_px is not None
+
+    @property
+    def mm_per_px_mean(self) -> float | None:
+        """Mean of the row and column pixel sizes in mm, or None when uncalibrated."""
+        if self.mm_per_px is None:
+            return None
+        return 0.5 * (self.mm_per_px[0] + self.mm_per_px[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"mm_per_px": [row_mm, col_mm] | None, "source": "..."}`` (JSON-ready)."""
+        return {
+            "mm_per_px": None if self.mm_per_px is None else [self.mm_per_px[0], self.mm_per_px[1]],
+            "source": self.source.value,
+        }
+
+
+# --------------------------------------------------------------------------- dataset reading
+_FG_SEQUENCES = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+
+
+def find_attribute(ds: Any, keyword: str) -> Any:
+    """Value of ``keyword`` at the top level of ``ds`` or, for enhanced multi-frame
+    objects, in the shared or first per-frame functional group (any macro sequence
+    inside it). Returns None when absent or empty."""
+    value = _get(ds, keyword)
+    if value is not None:
+        return value
+    for fg_name in _FG_SEQUENCES:
+        fg_seq = _get(ds, fg_name)
+        if not fg_seq:
+            continue
+        group = fg_seq[0]
+        value = _get(group, keyword)
+        if value is not None:
+            return value
+        for elem in group:
+            if elem.VR == "SQ" and elem.value:
+                value = _get(elem.value[0], keyword)
+                if value is not None:
+                    return value
+    return None
+
+
+def _get(ds: Any, keyword: str) -> Any:
+    try:
+        value = ds.get(keyword, None)
+    except Exception:  # a malformed value raises on conversion: treat as absent
+        return None
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) and not str(value).strip():
+        return None
+    try:
+        if len(value) == 0:  # empty multi-value / sequence
+            return None
+    except TypeError:
+        pass
+    return value
+
+
+def _floats(value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        value = [value]
+    try:
+        out = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    return out or None
+
+
+def _spacing(value: Any) -> tuple[float, float] | None:
+    vals = _floats(value)
+    if not vals:
+        return None
+    if len(vals) == 1:
+        vals = [vals[0], vals[0]]
+    row, col = vals[0], vals[1]
+    if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
+        return None
+    return row, col
+
+
+def _scalar(value: Any) -> float | None:
+    vals = _floats(value)
+    if not vals or not math.isfinite(vals[0]):
+        return None
+    return vals[0]
+
+
+def positioner_angles(ds: Any) -> tuple[float | None, float | None]:
+    """(PositionerPrimaryAngle, PositionerSecondaryAngle) in degrees, or None each."""
+    return (
+        _scalar(find_attribute(ds, "PositionerPrimaryAngle")),
+        _scalar(find_attribute(ds, "PositionerSecondaryAngle")),
+    )
+
+
+def calibration_from_dataset(ds: Any) -> tuple[Calibration, list[str]]:
+    """Isocentre calibration of a DICOM dataset by the SPEC precedence.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        Header of an XA/XRF image (pixel data not needed).
+
+    Returns
+    -------
+    calibration : Calibration
+    warnings : list of str
+        One line each: tags present but unusable, no calibration at all, steep beam angle.
+    """
+    warnings: list[str] = []
+
+    raw_ps = find_attribute(ds, "PixelSpacing")
+    ps = _spacing(raw_ps)
+    raw_ips = find_attribute(ds, "ImagerPixelSpacing")
+    ips = _spacing(raw_ips)
+    sod = _scalar(find_attribute(ds, "DistanceSourceToPatient"))
+    sid = _scalar(find_attribute(ds, "DistanceSourceToDetector"))
+    mag = _scalar(find_attribute(ds, "EstimatedRadiographicMagnificationFactor"))
+
+    cal: Calibration | None = None
+    if raw_ps is not None and ps is None:
+        warnings.append(f"PixelSpacing {list(raw_ps) if hasattr(raw_ps, '__iter__') else raw_ps!r} is unusable; ignored")
+    if ps is not None:
+        cal = Calibration(ps, CalibrationSource.PIXEL_SPACING, f"PixelSpacing {ps[0]:g}\\{ps[1]:g} mm")
+    elif raw_ips is not None and ips is None:
+        warnings.append("ImagerPixelSpacing is unusable (not two positive numbers); ignored")
+    if cal is None and ips is not None:
+        if sod is not None and sid is not None:
+            if 0 < sod <= sid:
+                f = sod / sid
+                cal = Calibration(
+                    (ips[0] * f, ips[1] * f),
+                    CalibrationSource.GEOMETRY,
+                    f"ImagerPixelSpacing {ips[0]:g}\\{ips[1]:g} mm x SOD {sod:g} / SID {sid:g} mm",
+                )
+            else:
+                warnings.append(
+                    f"DistanceSourceToPatient {sod:g} mm and DistanceSourceToDetector {sid:g} mm are "
+                    "inconsistent (need 0 < SOD <= SID); geometry calibration ignored"
+                )
+        if cal is None and mag is not None:
+            if mag > 0:
+                cal = Calibration(
+                    (ips[0] / mag, ips[1] / mag),
+                    CalibrationSource.MAGNIFICATION,
+                    f"ImagerPixelSpacing {ips[0]:g}\\{ips[1]:g} mm / magnification {mag:g}",
+                )
+            else:
+                warnings.append(f"EstimatedRadiographicMagnificationFactor {mag:g} is not positive; ignored")
+        if cal is None:
+            warnings.append(
+                "ImagerPixelSpacing without SID/SOD or magnification factor is the detector pitch, "
+                "not the isocentre size: not used; give a catheter or manual calibration for mm values"
+            )
+    if cal is None:
+        cal = Calibration.none("no calibration tags")
+        warnings.append(NO_MM_WARNING)
+
+    primary, secondary = positioner_angles(ds)
+    steep = [
+        f"{name} {angle:+.0f} deg"
+        for name, angle in (("primary angle", primary), ("secondary angle", secondary))
+        if angle is not None and abs(angle) > STEEP_ANGLE_DEG
+    ]
+    if steep and cal.is_calibrated:
+        warnings.append(
+            f"steep beam ({', '.join(steep)} > {STEEP_ANGLE_DEG:g}): isocentre calibration is less "
+            "accurate; check mm values with a catheter calibration"
+        )
+    return cal, warnings
+
+
+# --------------------------------------------------------------------------- reader calibrations
+def catheter_calibration(
+    p1_rc: Iterable[float], p2_rc: Iterable[float], french: float
+) -> Calibration:
+    """Calibration from two points placed across a catheter of known size.
+
+    Parameters
+    ----------
+    p1_rc, p2_rc : (row, col) in pixels
+        Points on opposite edges of the catheter, across its axis.
+    french : float
+        Catheter outer size in French (1 F = 1/3 mm).
+
+    Returns
+    -------
+    Calibration
+        Isotropic ``mm_per_px`` = (french / 3 mm) / distance_px, source ``catheter``.
+
+    Notes
+    -----
+    Catheter calibration is only as good as the edge placement and assumes the
+    catheter lies in the plane of the vessel (Hermiller et al. 1992,
+    doi:10.1016/0002-9149(92)91226-S).
+    """
+    try:
+        r1, c1 = (float(v) for v in p1_rc)
+        r2, c2 = (float(v) for v in p2_rc)
+        french = float(french)
+    except (TypeError, ValueError):
+        raise CalibrationError("catheter calibration needs two (row, col) points and a French size") from None
+    if not (math.isfinite(french) and french > 0):
+        raise CalibrationError(f"catheter size must be a positive number of French, got {french!r}")
+    dist = math.hypot(r2 - r1, c2 - c1)
+    if not math.isfinite(dist) or dist < 1.0:
+        raise CalibrationError(
+            f"catheter points are {dist:.2f} px apart; place them on opposite edges of the catheter"
+        )
+    mm = french * MM_PER_FRENCH
+    mpp = mm / dist
+    return Calibration((mpp, mpp), CalibrationSource.CATHETER, f"catheter {french:g} F ({mm:.3f} mm) over {dist:.2f} px")
+
+
+def manual_calibration(mm_per_px: float | tuple[float, float]) -> Calibration:
+    """A reader-given pixel size in mm at the isocentre (one number or (row, col))."""
+    try:
+        if isinstance(mm_per_px, (int, float)):
+            value = (float(mm_per_px), float(mm_per_px))
+        else:
+            value = tuple(float(v) for v in mm_per_px)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"manual calibration must be a number of mm per pixel, got {mm_per_px!r}") from None
+    return Calibration(value, CalibrationSource.MANUAL, f"manual {value[0]:g}\\{value[1]:g} mm/px")

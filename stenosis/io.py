@@ -1,0 +1,942 @@
+"""Reading X-ray angiography (XA/XRF) runs from DICOM.
+
+A *run* is one acquisition: a multi-frame XA/XRF file, or the single-frame
+files of one series. :func:`read_run` turns it into an :class:`AngioRun`:
+frames (T, H, W) in the stored dtype and displayed polarity, the isocentre
+:class:`~stenosis.calibration.Calibration`, the metadata the measurement needs
+(:class:`RunMetadata`, no patient identifiers) and warnings.
+
+Decoding goes through pydicom 3 (with GDCM, pylibjpeg-rle and Pillow plugins)
+frame by frame into one preallocated array; uncompressed pixel data is read
+straight from the file into that array, so a run needs about its decoded size
+in memory. GDCM itself is the fallback for encodings pydicom refuses (12-bit
+lossy JPEG, "JPEG Extended"). Pixel processing follows DICOM PS3.3 C.7.6.3:
+only BitsStored bits are kept (sign-extended for PixelRepresentation 1) and
+MONOCHROME1 is inverted so that vessels are darker than the background.
+
+Folders: :func:`find_runs` walks a folder, recognises DICOM by the 128-byte
+preamble followed by ``DICM`` (not by extension) and returns one
+:class:`RunSource` per run. :func:`read_run` reads one :class:`RunSource`
+(raising :class:`~stenosis.errors.InputError` for that run only), so a batch
+reads a folder as::
+
+    for src in find_runs(folder):
+        try:
+            run = read_run(src)
+        except InputError as exc:
+            report(src.path, exc)
+
+:func:`read_runs` does this loop and collects the errors in an optional list.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import warnings as _warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .calibration import Calibration, calibration_from_dataset, find_attribute, positioner_angles
+from .enums import CalibrationSource
+from .errors import InputError
+
+__all__ = [
+    "AngioRun",
+    "RunMetadata",
+    "RunSource",
+    "RunReadError",
+    "read_run",
+    "read_runs",
+    "find_runs",
+    "is_dicom_file",
+    "run_id_from_uids",
+    "MAX_DECODED_BYTES",
+]
+
+#: Refuse runs whose declared decoded size exceeds this (before allocating anything).
+MAX_DECODED_BYTES = 4 * 1024**3
+#: Default key of the pseudonymous run id; set STENOSIS_ID_KEY to a site secret.
+_DEFAULT_ID_KEY = b"stenosis-run-id-v1"
+
+_ACCEPTED_MODALITIES = {"XA", "RF"}
+_XA_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.12.1": "XA",  # X-Ray Angiographic Image Storage
+    "1.2.840.10008.5.1.4.1.1.12.1.1": "XA",  # Enhanced XA Image Storage
+    "1.2.840.10008.5.1.4.1.1.12.2": "RF",  # X-Ray Radiofluoroscopic Image Storage
+    "1.2.840.10008.5.1.4.1.1.12.2.1": "RF",  # Enhanced XRF Image Storage
+    "1.2.840.10008.5.1.4.1.1.12.3": "XA",  # X-Ray Angiographic Bi-Plane (retired)
+}
+_SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture family (incl. multi-frame SC)
+_NATIVE_TS = {
+    "1.2.840.10008.1.2": (True, "<"),  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1": (False, "<"),  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.2": (False, ">"),  # Explicit VR Big Endian (retired)
+}
+_DEFLATED_TS = "1.2.840.10008.1.2.1.99"
+_JPEG_EXTENDED_TS = "1.2.840.10008.1.2.4.51"
+
+
+# --------------------------------------------------------------------------- data types
+@dataclass(frozen=True)
+class RunMetadata:
+    """What the measurement needs to know about a run; never a patient identifier.
+
+    Attributes
+    ----------
+    run_id : str
+        16 hex digits: HMAC-SHA256 of Study/Series/SOP Instance UIDs under the key
+        ``STENOSIS_ID_KEY`` (environment; a fixed default otherwise). Pseudonymous.
+    modality, sop_class_uid, transfer_syntax_uid, transfer_syntax_name : str
+    rows, cols, n_frames, bits_stored : int
+    photometric : str
+        Stored PhotometricInterpretation (frames are already in displayed polarity).
+    frame_time_ms : float or None
+        Time between frames (FrameTime, mean FrameTimeVector step, or 1000/CineRate).
+    primary_angle_deg, secondary_angle_deg : float or None
+        PositionerPrimaryAngle (LAO+/RAO-) and PositionerSecondaryAngle (CRA+/CAU-).
+    pixel_intensity_relationship : {"LIN", "LOG"} or None
+    mask_frames : tuple of int
+        0-based mask frame indices from MaskSubtractionSequence (DICOM's are 1-based).
+    subtracted : bool
+        Pixel data is already subtracted (DSA). Rule: ImageType has a value
+        containing ``SUBTRACT`` (``SUBTRACTED``, ``SUBTRACTION``; usually with
+        ``DERIVED``). ``RecommendedViewingMode == "SUB"`` does *not* count: by
+        DICOM PS3.3 C.8.7.1.1 it asks a viewer to subtract the mask from native
+        pixel data, i.e. the data are native.
+    image_type : tuple of str
+    manufacturer : str or None
+    window_center, window_width : float or None
+        First VOI window of the file, in stored values.
+    """
+
+    run_id: str
+    modality: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    transfer_syntax_name: str
+    rows: int
+    cols: int
+    n_frames: int
+    bits_stored: int
+    photometric: str
+    frame_time_ms: float | None = None
+    primary_angle_deg: float | None = None
+    secondary_angle_deg: float | None = None
+    pixel_intensity_relationship: str | None = None
+    mask_frames: tuple[int, ...] = ()
+    subtracted: bool = False
+    image_type: tuple[str, ...] = ()
+    manufacturer: str | None = None
+    window_center: float | None = None
+    window_width: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists). Holds no patient identifier."""
+        d = asdict(self)
+        d["mask_frames"] = list(self.mask_frames)
+        d["image_type"] = list(self.image_type)
+        return d
+
+
+@dataclass(frozen=True)
+class AngioRun:
+    """One X-ray angiography run.
+
+    Attributes
+    ----------
+    frames : ndarray, shape (T, H, W)
+        Stored dtype (e.g. uint16), only BitsStored bits, displayed polarity
+        (MONOCHROME1 inverted: vessels darker than background). Read-only.
+    calibration : Calibration
+        mm/px at the isocentre and its source.
+    metadata : RunMetadata
+    source : str
+        Path of the file (or folder of a single-frame series) it was read from.
+    warnings : tuple of str
+        One line each (calibration, Secondary Capture, steep angle, ...).
+    """
+
+    frames: np.ndarray
+    calibration: Calibration
+    metadata: RunMetadata
+    source: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.frames, np.ndarray) or self.frames.ndim != 3:
+            raise InputError("AngioRun frames must be a (T, H, W) array; add a frame axis for a single image")
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.frames.shape)  # type: ignore[return-value]
+
+    def with_calibration(self, calibration: Calibration) -> "AngioRun":
+        """A copy with another calibration (frames shared, not copied).
+
+        Warnings about a missing file calibration are dropped once the reader
+        gives one."""
+        kept = self.warnings
+        if calibration.is_calibrated and not self.calibration.is_calibrated:
+            kept = tuple(w for w in kept if "mm values are not reported" not in w and "ImagerPixelSpacing without" not in w)
+        return replace(self, calibration=calibration, warnings=kept)
+
+    @classmethod
+    def from_array(
+        cls,
+        frames: np.ndarray,
+        *,
+        calibration: Calibration | None = None,
+        pixel_intensity_relationship: str | None = "LOG",
+        subtracted: bool = False,
+        mask_frames: Sequence[int] = (),
+        frame_time_ms: float | None = None,
+        source: str = "<array>",
+    ) -> "AngioRun":
+        """Wrap an in-memory (T, H, W) or (H, W) array (displayed polarity) as a run.
+
+        The array is copied and made read-only; ``run_id`` hashes its bytes."""
+        arr = np.array(frames, copy=True)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise InputError(f"frames must be (T, H, W) or (H, W), got shape {arr.shape}")
+        arr.flags.writeable = False
+        digest = hashlib.sha256(arr.tobytes()).hexdigest()[:16]
+        meta = RunMetadata(
+            run_id=digest,
+            modality="XA",
+            sop_class_uid="",
+            transfer_syntax_uid="",
+            transfer_syntax_name="in memory",
+            rows=int(arr.shape[1]),
+            cols=int(arr.shape[2]),
+            n_frames=int(arr.shape[0]),
+            bits_stored=int(arr.dtype.itemsize * 8),
+            photometric="MONOCHROME2",
+            frame_time_ms=frame_time_ms,
+            pixel_intensity_relationship=pixel_intensity_relationship,
+            mask_frames=tuple(int(i) for i in mask_frames),
+            subtracted=bool(subtracted),
+        )
+        return cls(arr, calibration or Calibration.none("in-memory array"), meta, source, ())
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """Where one run lives: a single file, or the sorted files of one single-frame series.
+
+    ``path`` is the file, or for a series of several files their common folder
+    (what :attr:`AngioRun.source` will say)."""
+
+    paths: tuple[str, ...]
+    series_key: str | None = None
+
+    @property
+    def path(self) -> str:
+        if len(self.paths) == 1:
+            return self.paths[0]
+        return os.path.commonpath(self.paths)
+
+    @property
+    def n_files(self) -> int:
+        return len(self.paths)
+
+    def __str__(self) -> str:
+        return self.path if len(self.paths) == 1 else f"{self.path} ({len(self.paths)} files)"
+
+
+@dataclass(frozen=True)
+class RunReadError:
+    """A run of a folder that could not be read (collected by :func:`read_runs`)."""
+
+    source: RunSource
+    message: str
+
+
+# --------------------------------------------------------------------------- helpers
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True when the file has the DICOM Part 10 preamble: 128 bytes then ``DICM``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def run_id_from_uids(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """Pseudonymous run id: first 16 hex of HMAC-SHA256(key, study|series|sop).
+
+    The key is ``STENOSIS_ID_KEY`` from the environment (a fixed default
+    otherwise: then ids are stable but anyone with the UIDs can recompute them)."""
+    key_env = os.environ.get("STENOSIS_ID_KEY")
+    key = key_env.encode("utf-8") if key_env else _DEFAULT_ID_KEY
+    msg = "\\".join((str(study_uid), str(series_uid), str(sop_uid))).encode("utf-8")
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
+
+
+def _first_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
+            value = list(value)
+            if not value:
+                return None
+            value = value[0]
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _int_tag(ds: Any, keyword: str, default: int | None = None) -> int | None:
+    try:
+        value = ds.get(keyword, None)
+        if value is None or value == "":
+            return default
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _str_tag(ds: Any, keyword: str) -> str | None:
+    try:
+        value = ds.get(keyword, None)
+    except Exception:
+        return None
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _frame_time_ms(ds: Any) -> float | None:
+    ft = _first_float(find_attribute(ds, "FrameTime"))
+    if ft is not None and ft > 0:
+        return ft
+    vec = find_attribute(ds, "FrameTimeVector")
+    if vec is not None:
+        try:
+            steps = [float(v) for v in list(vec)[1:]]
+        except (TypeError, ValueError):
+            steps = []
+        steps = [s for s in steps if math.isfinite(s) and s > 0]
+        if steps:
+            return float(np.mean(steps))
+    for kw in ("CineRate", "RecommendedDisplayFrameRate"):
+        rate = _first_float(find_attribute(ds, kw))
+        if rate is not None and rate > 0:
+            return 1000.0 / rate
+    return None
+
+
+def _mask_frames(ds: Any, n_frames: int) -> tuple[int, ...]:
+    seq = ds.get("MaskSubtractionSequence", None)
+    if not seq:
+        return ()
+    frames: list[int] = []
+    for item in seq:
+        numbers = item.get("MaskFrameNumbers", None)
+        if numbers is None or numbers == "":
+            continue
+        if not hasattr(numbers, "__iter__") or isinstance(numbers, (str, bytes)):
+            numbers = [numbers]
+        for n in numbers:
+            try:
+                idx = int(n) - 1  # DICOM frame numbers are 1-based
+            except (TypeError, ValueError):
+                continue
+            if 0 <= idx < n_frames and idx not in frames:
+                frames.append(idx)
+        if frames:
+            break  # the first item that names mask frames defines the mask
+    return tuple(frames)
+
+
+def _is_subtracted(image_type: tuple[str, ...]) -> bool:
+    return any("SUBTRACT" in v for v in image_type)
+
+
+def _image_type(ds: Any) -> tuple[str, ...]:
+    it = find_attribute(ds, "ImageType") or find_attribute(ds, "FrameType")
+    if it is None:
+        return ()
+    if isinstance(it, (str, bytes)):
+        it = str(it).split("\\")
+    return tuple(str(v).strip().upper() for v in it)
+
+
+def _pir(ds: Any) -> str | None:
+    value = find_attribute(ds, "PixelIntensityRelationship")
+    if value is None:
+        return None
+    value = str(value).strip().upper()
+    return value if value in ("LIN", "LOG") else None
+
+
+# --------------------------------------------------------------------------- header checks
+def _open_header(path: Path):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be opened ({exc.strerror}); check the path and permissions") from None
+    if size == 0:
+        raise InputError(f"{path}: empty file; pass a DICOM XA file")
+    if not is_dicom_file(path):
+        raise InputError(f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble); pass a DICOM XA file")
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), defer_size=4096)
+            # touch every top-level element so a truncated header fails here, not later
+            for elem in ds:
+                _ = elem.value if elem.tag != 0x7FE00010 else None
+    except InvalidDicomError as exc:
+        raise InputError(f"{path}: not a valid DICOM file ({exc}); pass a DICOM XA file") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, NotImplementedError, AttributeError) as exc:
+        raise InputError(f"{path}: DICOM header is truncated or corrupt ({type(exc).__name__}); re-export the file") from None
+    return ds, size
+
+
+def _check_modality(path: Path, ds: Any) -> list[str]:
+    warns: list[str] = []
+    modality = (_str_tag(ds, "Modality") or "").upper()
+    sop = str(ds.get("SOPClassUID", "") or "")
+    if modality in _ACCEPTED_MODALITIES:
+        if sop.startswith(_SC_PREFIX):
+            warns.append(
+                f"Secondary Capture with modality {modality}: read as an X-ray angiogram; "
+                "geometry and timing tags are usually missing"
+            )
+        elif sop and sop not in _XA_SOP_CLASSES:
+            warns.append(f"modality {modality} with an unexpected SOP class {sop}; read as an X-ray angiogram")
+        return warns
+    if not modality and sop in _XA_SOP_CLASSES:
+        warns.append("Modality tag missing; taken from the SOP class")
+        return warns
+    shown = modality or "missing"
+    raise InputError(
+        f"{path}: modality {shown} is not X-ray angiography (XA/RF); pass an XA or XRF (DSA) run"
+    )
+
+
+def _check_pixels(path: Path, ds: Any, file_size: int) -> dict[str, Any]:
+    """Validate the image pixel module; return decoding parameters. Never allocates pixels."""
+    from pydicom.tag import Tag
+
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise InputError(f"{path}: float pixel data is not supported; export the run as integer XA")
+        raise InputError(f"{path}: no pixel data (a header-only or report object); pass an image file of the run")
+    spp = _int_tag(ds, "SamplesPerPixel", 1)
+    if spp != 1:
+        raise InputError(
+            f"{path}: {spp} samples per pixel (colour image); pass a greyscale XA run, not a screenshot"
+        )
+    rows = _int_tag(ds, "Rows")
+    cols = _int_tag(ds, "Columns")
+    n_frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+    bits_alloc = _int_tag(ds, "BitsAllocated")
+    bits_stored = _int_tag(ds, "BitsStored", bits_alloc)
+    pixel_rep = _int_tag(ds, "PixelRepresentation", 0)
+    if not rows or not cols or rows < 1 or cols < 1 or n_frames < 1:
+        raise InputError(f"{path}: Rows/Columns/NumberOfFrames missing or zero; the header is broken, re-export the file")
+    if bits_alloc not in (8, 16, 32):
+        raise InputError(f"{path}: BitsAllocated {bits_alloc} is not supported (need 8, 16 or 32); re-export the run")
+    if bits_stored is None or not 1 <= bits_stored <= bits_alloc:
+        raise InputError(f"{path}: BitsStored {bits_stored} is inconsistent with BitsAllocated {bits_alloc}; re-export the file")
+    photometric = (_str_tag(ds, "PhotometricInterpretation") or "MONOCHROME2").upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(f"{path}: photometric interpretation {photometric} is not greyscale; pass a greyscale XA run")
+
+    itemsize = bits_alloc // 8
+    declared = rows * cols * n_frames * itemsize
+    if declared > MAX_DECODED_BYTES:
+        raise InputError(
+            f"{path}: header declares {rows}x{cols}x{n_frames} pixels ({declared / 1e9:.1f} GB), "
+            f"more than the {MAX_DECODED_BYTES / 1e9:.1f} GB limit; split the run or check the header"
+        )
+
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+    if not ts:
+        raise InputError(f"{path}: no transfer syntax in the file meta header; re-export the file as DICOM Part 10")
+    raw = ds._dict.get(Tag(0x7FE00010))
+    info = dict(rows=rows, cols=cols, n_frames=n_frames, bits_alloc=bits_alloc, bits_stored=bits_stored,
+                pixel_rep=pixel_rep, photometric=photometric, ts=ts, declared=declared, offset=None)
+    if ts in _NATIVE_TS:
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if value is not None:
+            length = len(value) if not hasattr(value, "nbytes") else value.nbytes
+        if length is None or length == 0xFFFFFFFF:
+            raise InputError(f"{path}: uncompressed pixel data of undefined length; re-export the file")
+        if length < declared:
+            raise InputError(
+                f"{path}: pixel data holds {length} bytes but the header declares {declared} "
+                f"({rows}x{cols}x{n_frames}x{itemsize}); the file is truncated, re-export it"
+            )
+        tell = getattr(raw, "value_tell", None)
+        if value is None:
+            if tell is None:
+                raise InputError(f"{path}: cannot locate the pixel data; re-export the file")
+            if tell + declared > file_size:
+                raise InputError(
+                    f"{path}: file ends {tell + declared - file_size} bytes before the end of the pixel data; "
+                    "the file is truncated, re-export it"
+                )
+            info["offset"] = int(tell)
+    elif ts == _DEFLATED_TS:
+        pass
+    else:
+        from pydicom.uid import UID
+
+        uid = UID(ts)
+        if not uid.is_compressed and not uid.is_transfer_syntax:
+            raise InputError(f"{path}: unknown transfer syntax {ts}; re-export the run uncompressed or as JPEG/RLE")
+        if not _can_decode(ts):
+            raise InputError(
+                f"{path}: transfer syntax {uid.name} ({ts}) cannot be decoded here (video/unsupported codec); "
+                "re-export the run uncompressed, RLE, JPEG or JPEG 2000"
+            )
+    return info
+
+
+def _can_decode(ts: str) -> bool:
+    if ts == _JPEG_EXTENDED_TS:
+        return _gdcm_available()
+    try:
+        from pydicom.pixels import get_decoder
+
+        decoder = get_decoder(ts)
+    except Exception:
+        return False
+    return decoder.is_available or _gdcm_available()
+
+
+def _gdcm_available() -> bool:
+    try:
+        import gdcm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- decoding
+def _dtype(bits_alloc: int, pixel_rep: int, order: str = "<") -> np.dtype:
+    kind = "i" if pixel_rep == 1 else "u"
+    return np.dtype(f"{order}{kind}{bits_alloc // 8}")
+
+
+def _fix_values(arr: np.ndarray, bits_stored: int, signed: bool, photometric: str) -> None:
+    """In place: keep BitsStored bits (sign-extend if signed) and invert MONOCHROME1."""
+    nbits = arr.dtype.itemsize * 8
+    if bits_stored < nbits:
+        if signed:
+            shift = nbits - bits_stored
+            np.left_shift(arr, shift, out=arr)
+            np.right_shift(arr, shift, out=arr)  # arithmetic shift on a signed dtype
+        else:
+            np.bitwise_and(arr, np.array((1 << bits_stored) - 1, dtype=arr.dtype), out=arr)
+    if photometric == "MONOCHROME1":
+        if signed:
+            np.invert(arr, out=arr)  # -1 - v maps the signed range onto itself
+        else:
+            np.bitwise_xor(arr, np.array((1 << bits_stored) - 1, dtype=arr.dtype), out=arr)
+
+
+def _read_native(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
+    order = _NATIVE_TS[info["ts"]][1]
+    shape = (info["n_frames"], info["rows"], info["cols"])
+    dtype = _dtype(info["bits_alloc"], info["pixel_rep"])
+    out = np.empty(shape, dtype=dtype)
+    if info["offset"] is not None:
+        with open(path, "rb") as fh:
+            fh.seek(info["offset"])
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            n = fh.readinto(view)
+        if n != info["declared"]:
+            raise InputError(f"{path}: pixel data ends early ({n} of {info['declared']} bytes); the file is truncated, re-export it")
+    else:
+        buf = ds.PixelData
+        out.reshape(-1)[:] = np.frombuffer(buf, dtype=dtype.newbyteorder(order), count=out.size)
+        return out
+    if order == ">" and dtype.itemsize > 1:
+        out.byteswap(inplace=True)
+    return out
+
+
+def _read_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
+    """Decode compressed (or deflated) pixel data frame by frame into one array."""
+    shape = (info["n_frames"], info["rows"], info["cols"])
+    dtype = _dtype(info["bits_alloc"], info["pixel_rep"])
+    if info["ts"] != _JPEG_EXTENDED_TS:
+        try:
+            return _decode_pydicom(ds, shape, dtype)
+        except InputError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retry with GDCM, report if both fail
+            first = exc
+    else:
+        first = None
+    try:
+        return _decode_gdcm(path, shape, dtype)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        why = first or exc
+        raise InputError(
+            f"{path}: pixel data cannot be decoded ({type(why).__name__}: {str(why).splitlines()[0][:120]}); "
+            "the file may be truncated or corrupt, re-export it"
+        ) from None
+
+
+def _decode_pydicom(ds: Any, shape: tuple[int, int, int], dtype: np.dtype) -> np.ndarray:
+    from pydicom.pixels import get_decoder
+
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    decoder = get_decoder(ts)
+    out = np.empty(shape, dtype=dtype)
+    n = shape[0]
+    # Frame by frame into the preallocated output: peak memory is the output
+    # plus the encoded data plus one frame.
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        for i, (frame, _) in enumerate(decoder.iter_array(ds, raw=True)):
+            if i >= n:
+                break
+            frame = np.asarray(frame)
+            if frame.shape != shape[1:]:
+                frame = frame.reshape(shape[1:])
+            out[i] = frame
+    if i + 1 < n:
+        raise InputError(f"pixel data holds {i + 1} frames but the header declares {n}; the file is truncated, re-export it")
+    return out
+
+
+class _quiet_stderr:
+    """Silence C-level stderr (libjpeg inside GDCM prints codec refusals there)."""
+
+    def __enter__(self):
+        import sys
+
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        return False
+
+
+def _decode_gdcm(path: Path, shape: tuple[int, int, int], dtype: np.dtype) -> np.ndarray:
+    import gdcm
+
+    # GDCM tries its 8-bit JPEG codec first and prints the refusal on stderr
+    gdcm.Trace.WarningOff()
+    gdcm.Trace.ErrorOff()
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    with _quiet_stderr():
+        ok = reader.Read()
+    if not ok:
+        raise InputError(f"{path}: GDCM cannot read the file; it may be truncated or corrupt, re-export it")
+    image = reader.GetImage()
+    pf = image.GetPixelFormat()
+    if pf.GetSamplesPerPixel() != 1:
+        raise InputError(f"{path}: colour pixel data; pass a greyscale XA run")
+    gdcm_dtype = {
+        gdcm.PixelFormat.UINT8: np.uint8,
+        gdcm.PixelFormat.INT8: np.int8,
+        gdcm.PixelFormat.UINT16: np.uint16,
+        gdcm.PixelFormat.INT16: np.int16,
+        gdcm.PixelFormat.UINT32: np.uint32,
+        gdcm.PixelFormat.INT32: np.int32,
+    }.get(pf.GetScalarType())
+    if gdcm_dtype is None:
+        raise InputError(f"{path}: GDCM pixel type {pf.GetScalarTypeAsString()} is not supported; re-export the run")
+    expected = int(np.prod(shape)) * np.dtype(gdcm_dtype).itemsize
+    if image.GetBufferLength() != expected:
+        raise InputError(
+            f"{path}: decoded pixel data has {image.GetBufferLength()} bytes, header declares {expected}; "
+            "the file is truncated or corrupt, re-export it"
+        )
+    with _quiet_stderr():
+        buf = image.GetBuffer().encode("utf-8", "surrogateescape")
+    del image, reader
+    out = np.empty(shape, dtype=dtype)
+    out.reshape(-1)[:] = np.frombuffer(buf, dtype=gdcm_dtype)
+    return out
+
+
+# --------------------------------------------------------------------------- reading
+def _metadata(ds: Any, info: dict[str, Any], n_frames: int, ts: str, frame_time_ms: float | None = None) -> RunMetadata:
+    from pydicom.uid import UID
+
+    image_type = _image_type(ds)
+    primary, secondary = positioner_angles(ds)
+    if frame_time_ms is None:
+        frame_time_ms = _frame_time_ms(ds)
+    modality = (_str_tag(ds, "Modality") or _XA_SOP_CLASSES.get(str(ds.get("SOPClassUID", "")), "")).upper()
+    return RunMetadata(
+        run_id=run_id_from_uids(
+            ds.get("StudyInstanceUID", ""), ds.get("SeriesInstanceUID", ""), ds.get("SOPInstanceUID", "")
+        ),
+        modality=modality,
+        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
+        transfer_syntax_uid=ts,
+        transfer_syntax_name=UID(ts).name if ts else "",
+        rows=int(info["rows"]),
+        cols=int(info["cols"]),
+        n_frames=int(n_frames),
+        bits_stored=int(info["bits_stored"]),
+        photometric=info["photometric"],
+        frame_time_ms=frame_time_ms,
+        primary_angle_deg=primary,
+        secondary_angle_deg=secondary,
+        pixel_intensity_relationship=_pir(ds),
+        mask_frames=_mask_frames(ds, n_frames),
+        subtracted=_is_subtracted(image_type),
+        image_type=image_type,
+        manufacturer=_str_tag(ds, "Manufacturer"),
+        window_center=_first_float(find_attribute(ds, "WindowCenter")),
+        window_width=_first_float(find_attribute(ds, "WindowWidth")),
+    )
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, Any, dict[str, Any], list[str]]:
+    """Decode one DICOM file: (frames, header dataset, pixel info, warnings)."""
+    ds, size = _open_header(path)
+    warns = _check_modality(path, ds)
+    info = _check_pixels(path, ds, size)
+    try:
+        if info["ts"] in _NATIVE_TS:
+            frames = _read_native(path, ds, info)
+        else:
+            frames = _read_encapsulated(path, ds, info)
+    except MemoryError:
+        raise InputError(
+            f"{path}: not enough memory to decode {info['declared'] / 1e6:.0f} MB of pixels; "
+            "use a machine with more memory or split the run"
+        ) from None
+    _fix_values(frames, info["bits_stored"], info["pixel_rep"] == 1, info["photometric"])
+    # the raw pixel bytes must not outlive the read; keep only the header
+    if "PixelData" in ds:
+        del ds["PixelData"]
+    return frames, ds, info, warns
+
+
+def _finish(frames: np.ndarray, ds: Any, info: dict[str, Any], warns: list[str], source: str,
+            frame_time_ms: float | None = None) -> AngioRun:
+    cal, cal_warns = calibration_from_dataset(ds)
+    meta = _metadata(ds, info, frames.shape[0], info["ts"], frame_time_ms)
+    warns = list(warns) + list(cal_warns)
+    if meta.pixel_intensity_relationship is None and not meta.subtracted:
+        warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction")
+    frames.flags.writeable = False
+    return AngioRun(frames=frames, calibration=cal, metadata=meta, source=source, warnings=tuple(dict.fromkeys(warns)))
+
+
+def _read_series(src: RunSource) -> AngioRun:
+    """Stack the single-frame files of one series (already sorted) into one run."""
+    first_frames, ds0, info0, warns = _read_file(Path(src.paths[0]))
+    n = len(src.paths)
+    shape0 = first_frames.shape[1:]
+    per_file = first_frames.shape[0]
+    total = per_file * n
+    if first_frames.nbytes * n > MAX_DECODED_BYTES:
+        raise InputError(f"{src}: series is larger than {MAX_DECODED_BYTES / 1e9:.1f} GB; split it")
+    out = np.empty((total,) + shape0, dtype=first_frames.dtype)
+    out[:per_file] = first_frames
+    del first_frames
+    times: list[float | None] = [_acq_seconds(ds0)]
+    for k, p in enumerate(src.paths[1:], start=1):
+        frames, ds, info, _ = _read_file(Path(p))
+        if frames.shape != (per_file,) + shape0 or frames.dtype != out.dtype:
+            raise InputError(
+                f"{p}: frame size {frames.shape[1:]} {frames.dtype} differs from the rest of its series "
+                f"{shape0} {out.dtype}; read the files one by one"
+            )
+        out[k * per_file:(k + 1) * per_file] = frames
+        times.append(_acq_seconds(ds))
+    frame_time = None
+    if per_file == 1 and all(t is not None for t in times) and n > 1:
+        steps = np.diff(np.asarray(times, dtype=float))
+        steps = steps[steps > 0]
+        if steps.size:
+            frame_time = float(np.median(steps) * 1000.0)
+    return _finish(out, ds0, info0, warns, src.path, frame_time)
+
+
+def _acq_seconds(ds: Any) -> float | None:
+    for kw in ("AcquisitionTime", "ContentTime"):
+        t = _str_tag(ds, kw)
+        if not t:
+            continue
+        try:
+            hh = int(t[0:2])
+            mm = int(t[2:4]) if len(t) >= 4 else 0
+            ss = float(t[4:]) if len(t) > 4 else 0.0
+        except ValueError:
+            continue
+        return hh * 3600 + mm * 60 + ss
+    return None
+
+
+def read_run(path: str | os.PathLike | RunSource) -> AngioRun:
+    """Read one XA/XRF run.
+
+    Parameters
+    ----------
+    path : str, PathLike or RunSource
+        A DICOM file (multi-frame or single-frame), a folder that holds exactly
+        one run (one multi-frame file or one single-frame series), or a
+        :class:`RunSource` from :func:`find_runs`.
+
+    Returns
+    -------
+    AngioRun
+        ``frames`` (T, H, W) in the stored dtype, displayed polarity.
+
+    Raises
+    ------
+    InputError
+        Not DICOM, empty, truncated, no pixel data, colour, not XA/RF, unsupported
+        encoding, oversize header, or a folder with zero or several runs.
+    """
+    if isinstance(path, RunSource):
+        src = path
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder; check the path")
+        if p.is_dir():
+            runs = find_runs(p)
+            if not runs:
+                raise InputError(f"{p}: no DICOM file found in this folder; pass a DICOM XA file or a folder of them")
+            if len(runs) > 1:
+                raise InputError(
+                    f"{p}: folder holds {len(runs)} runs; pass one file, or use read_runs() / 'stenosis batch'"
+                )
+            src = runs[0]
+        else:
+            src = RunSource((str(p),))
+    if len(src.paths) == 1:
+        frames, ds, info, warns = _read_file(Path(src.paths[0]))
+        return _finish(frames, ds, info, warns, src.path)
+    return _read_series(src)
+
+
+def find_runs(folder: str | os.PathLike) -> list[RunSource]:
+    """Find the runs in a folder tree (DICOM recognised by preamble, not extension).
+
+    Each multi-frame file is one run. Single-frame files are grouped by
+    (SeriesInstanceUID, Rows, Columns, BitsAllocated, TransferSyntaxUID) and
+    sorted by InstanceNumber, then AcquisitionTime, then name; a group whose
+    files repeat a SOPInstanceUID (the same image stored twice) is split into
+    one run per file. A DICOM file whose header cannot be parsed is returned as
+    a run of its own so that :func:`read_run` reports it. Non-DICOM files are
+    ignored.
+
+    Returns
+    -------
+    list of RunSource
+        Sorted by path.
+    """
+    import pydicom
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder; pass a folder of DICOM files")
+    singles: dict[tuple, list[tuple[tuple, str, str]]] = defaultdict(list)
+    runs: list[RunSource] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            if not os.path.isfile(p) or not is_dicom_file(p):
+                continue
+            try:
+                with _warnings.catch_warnings():
+                    _warnings.simplefilter("ignore")
+                    ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=[
+                        "SeriesInstanceUID", "SOPInstanceUID", "NumberOfFrames", "Rows", "Columns",
+                        "BitsAllocated", "InstanceNumber", "AcquisitionTime", "ContentTime",
+                    ])
+                n_frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+                series = str(ds.get("SeriesInstanceUID", "") or "")
+            except Exception:  # noqa: BLE001 - reported when the run is read
+                runs.append(RunSource((p,)))
+                continue
+            if n_frames > 1 or not series:
+                runs.append(RunSource((p,)))
+                continue
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if hasattr(ds, "file_meta") else ""
+            key = (series, _int_tag(ds, "Rows"), _int_tag(ds, "Columns"), _int_tag(ds, "BitsAllocated"), ts)
+            inst = _int_tag(ds, "InstanceNumber")
+            t = _acq_seconds(ds)
+            order = (inst if inst is not None else math.inf, t if t is not None else math.inf, p)
+            singles[key].append((order, p, str(ds.get("SOPInstanceUID", "") or p)))
+    for key, members in singles.items():
+        members.sort(key=lambda m: m[0])
+        sops = [m[2] for m in members]
+        if len(set(sops)) != len(sops):
+            runs.extend(RunSource((m[1],)) for m in members)
+        else:
+            series_key = hashlib.sha256(repr(key).encode()).hexdigest()[:12] if len(members) > 1 else None
+            runs.append(RunSource(tuple(m[1] for m in members), series_key))
+    runs.sort(key=lambda r: r.paths[0])
+    return runs
+
+
+def read_runs(folder: str | os.PathLike, *, errors: list[RunReadError] | None = None) -> Iterator[AngioRun]:
+    """Iterate over the readable runs of a folder tree.
+
+    A run that cannot be read does not stop the iteration: it is appended to
+    ``errors`` as a :class:`RunReadError` when a list is given, else reported
+    with :func:`warnings.warn` and skipped.
+
+    Parameters
+    ----------
+    folder : path
+    errors : list, optional
+        Receives one :class:`RunReadError` (source, one-line message) per bad run.
+
+    Yields
+    ------
+    AngioRun
+    """
+    for src in find_runs(folder):
+        try:
+            run = read_run(src)
+        except InputError as exc:
+            if errors is not None:
+                errors.append(RunReadError(src, str(exc)))
+            else:
+                _warnings.warn(str(exc), stacklevel=2)
+            continue
+        yield run

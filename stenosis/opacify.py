@@ -1,0 +1,257 @@
+"""Opacification: frames in which iodine is positive and the background about 0.
+
+Digital subtraction angiography (DSA) removes the anatomy by subtracting a
+mask frame, taken before contrast arrives, from each contrast frame in the
+logarithmic domain, where attenuation adds up: with ``I = I0 exp(-mu_b L_b -
+mu_i L_i)``, ``log I_mask - log I_live = mu_i L_i`` is proportional to the
+iodine path length ``L_i``. Patient motion between mask and live frame leaves
+misregistration artefacts, reduced by shifting the mask ("pixel shift") by the
+translation that best aligns it with the live frame (Meijering EHW, Niessen
+WJ, Viergever MA, "Retrospective motion correction in digital subtraction
+angiography: a review", IEEE TMI 1999;18:2-21, doi:10.1109/42.750249).
+
+The translation is found by phase correlation (Kuglin & Hines 1975; sub-pixel
+peak by a Gaussian fit of the low-pass-weighted correlation peak), restricted
+to shifts of at most ``max_shift_px``. It agrees with SimpleITK's translation
+registration on synthetic shifts (tests/test_opacify.py) and takes a few ms per
+512x512 frame.
+
+- Native LOG runs (or unknown relationship): ``mask - live`` in stored values.
+- Native LIN runs: ``log(mask) - log(live)`` (natural log of stored values).
+- Mask: mean of the MaskSubtractionSequence frames, else frame 0.
+- Single-frame native runs (no mask): the background is estimated by a
+  morphological closing (removes dark, narrow vessels) and ``closing - frame``
+  is returned (black top-hat).
+- Already-subtracted runs: ``median - frame`` per frame (frames are in displayed
+  polarity, vessels darker), so iodine is positive and the background about 0.
+
+Every output frame has its median (background) set to 0.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage as ndi
+
+from .errors import InputError
+
+__all__ = ["opacify", "estimate_shift", "shift_image"]
+
+#: Default bound on the mask shift (pixels along each axis).
+MAX_SHIFT_PX = 16.0
+#: Gaussian low-pass (spatial sigma, px) applied to the cross-power spectrum.
+_PEAK_SIGMA_PX = 1.5
+#: Structuring size for the single-frame background (px at full resolution).
+_TOPHAT_SIZE_PX = 31
+
+
+def opacify(
+    run,
+    *,
+    frames: Sequence[int] | int | None = None,
+    register: bool = True,
+    max_shift_px: float = MAX_SHIFT_PX,
+) -> np.ndarray:
+    """Iodine-positive frames of a run.
+
+    Parameters
+    ----------
+    run : AngioRun
+        Read with :func:`stenosis.read_run` (frames in displayed polarity).
+    frames : int or sequence of int, optional
+        0-based frame indices to return (all frames when None).
+    register : bool
+        Shift the mask onto each live frame before subtracting (native runs).
+    max_shift_px : float
+        Largest mask shift searched along each axis, in pixels.
+
+    Returns
+    -------
+    ndarray of float32, shape (T', H, W)
+        About proportional to the iodine path length; background about 0. Units:
+        stored grey levels for LOG and subtracted runs, natural-log attenuation
+        for LIN runs. The run is not modified.
+    """
+    data = run.frames
+    if data.ndim != 3:
+        raise InputError("run frames must be (T, H, W)")
+    t_total = data.shape[0]
+    if frames is None:
+        idx = list(range(t_total))
+    else:
+        idx = [int(frames)] if np.isscalar(frames) else [int(i) for i in frames]
+    for i in idx:
+        if not 0 <= i < t_total:
+            raise InputError(f"frame {i} is outside the run (0..{t_total - 1}); pick a frame from 0 to {t_total - 1}")
+    meta = run.metadata
+    out = np.empty((len(idx),) + data.shape[1:], dtype=np.float32)
+
+    if meta.subtracted:
+        for k, i in enumerate(idx):
+            out[k] = -data[i].astype(np.float32)
+            _zero_background(out[k])
+        return out
+
+    log_domain = meta.pixel_intensity_relationship == "LIN"
+
+    def work(i: int) -> np.ndarray:
+        f = data[i].astype(np.float32)
+        if log_domain:
+            np.maximum(f, 1.0, out=f)
+            np.log(f, out=f)
+        return f
+
+    mask_idx = [m for m in meta.mask_frames if 0 <= m < t_total] or ([0] if t_total > 1 else [])
+    if not mask_idx:
+        for k, i in enumerate(idx):
+            out[k] = _black_tophat(work(i))
+            _zero_background(out[k])
+        return out
+
+    mask = work(mask_idx[0])
+    for m in mask_idx[1:]:
+        mask += work(m)
+    mask /= len(mask_idx)
+    mask_spec = _spectrum(mask) if register else None
+    for k, i in enumerate(idx):
+        live = work(i)
+        if register and i not in mask_idx:
+            shift = _shift_from_spectra(mask_spec, _spectrum(live), live.shape, max_shift_px)
+            moved = shift_image(mask, shift) if max(abs(shift[0]), abs(shift[1])) >= 0.05 else mask
+        else:
+            moved = mask
+        np.subtract(moved, live, out=out[k])
+        _zero_background(out[k])
+    return out
+
+
+def _zero_background(frame: np.ndarray) -> None:
+    """In place: subtract the median (taken on a 1/16 subsample, for speed)."""
+    step = 4 if min(frame.shape) >= 64 else 1
+    frame -= np.float32(np.median(frame[::step, ::step]))
+
+
+def _black_tophat(frame: np.ndarray) -> np.ndarray:
+    """closing(frame) - frame: dark narrow structures positive, smooth background ~0."""
+    factor = 2 if min(frame.shape) >= 256 else 1
+    small = frame[::factor, ::factor] if factor > 1 else frame
+    size = max(3, _TOPHAT_SIZE_PX // factor) | 1
+    closed = ndi.grey_closing(small, size=(size, size))
+    closed = ndi.uniform_filter(closed, size=max(3, size // 4))
+    if factor > 1:
+        closed = ndi.zoom(closed, factor, order=1)[: frame.shape[0], : frame.shape[1]]
+        if closed.shape != frame.shape:  # odd sizes: pad the last row/col
+            closed = np.pad(closed, [(0, frame.shape[0] - closed.shape[0]), (0, frame.shape[1] - closed.shape[1])], mode="edge")
+    return np.maximum(closed - frame, 0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- registration
+def _window(shape: tuple[int, int]) -> np.ndarray:
+    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
+
+
+_WINDOW_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _spectrum(image: np.ndarray) -> np.ndarray:
+    shape = image.shape
+    win = _WINDOW_CACHE.get(shape)
+    if win is None:
+        win = _WINDOW_CACHE.setdefault(shape, _window(shape))
+    img = image.astype(np.float32, copy=True)
+    img -= np.float32(img.mean())
+    img *= win
+    return sfft.rfft2(img, workers=1)
+
+
+def _shift_from_spectra(ref_spec: np.ndarray, mov_spec: np.ndarray, shape: tuple[int, int], max_shift_px: float) -> tuple[float, float]:
+    cross = mov_spec * np.conj(ref_spec)
+    mag = np.abs(cross)
+    mag[mag < 1e-12] = 1e-12
+    cross /= mag
+    # Gaussian low-pass: the correlation peak becomes a Gaussian whose
+    # log is a parabola, so the sub-pixel fit below is nearly unbiased.
+    fr = sfft.fftfreq(shape[0]).astype(np.float32)[:, None]
+    fc = sfft.rfftfreq(shape[1]).astype(np.float32)[None, :]
+    cross *= np.exp(-2.0 * (np.pi * _PEAK_SIGMA_PX) ** 2 * (fr**2 + fc**2))
+    corr = sfft.irfft2(cross, s=shape, workers=1)
+    b = int(np.floor(max_shift_px))
+    rows = np.r_[0 : b + 1, shape[0] - b : shape[0]] if b > 0 else np.array([0])
+    cols = np.r_[0 : b + 1, shape[1] - b : shape[1]] if b > 0 else np.array([0])
+    rows = np.unique(rows % shape[0])
+    cols = np.unique(cols % shape[1])
+    sub = corr[np.ix_(rows, cols)]
+    ri, ci = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    pr, pc = int(rows[ri]), int(cols[ci])
+
+    def refine(c_m: float, c_0: float, c_p: float) -> float:
+        vals = np.array([c_m, c_0, c_p], dtype=np.float64)
+        if np.all(vals > 0):
+            vals = np.log(vals)
+        denom = vals[0] - 2 * vals[1] + vals[2]
+        if denom >= 0:
+            return 0.0
+        return float(np.clip(0.5 * (vals[0] - vals[2]) / denom, -0.5, 0.5))
+
+    n0, n1 = shape
+    dr = refine(corr[(pr - 1) % n0, pc], corr[pr, pc], corr[(pr + 1) % n0, pc])
+    dc = refine(corr[pr, (pc - 1) % n1], corr[pr, pc], corr[pr, (pc + 1) % n1])
+    sr = pr if pr <= n0 // 2 else pr - n0
+    sc = pc if pc <= n1 // 2 else pc - n1
+    sr, sc = sr + dr, sc + dc
+    sr = float(np.clip(sr, -max_shift_px, max_shift_px))
+    sc = float(np.clip(sc, -max_shift_px, max_shift_px))
+    return sr, sc
+
+
+def estimate_shift(reference: np.ndarray, moving: np.ndarray, *, max_shift_px: float = MAX_SHIFT_PX) -> tuple[float, float]:
+    """Translation (d_row, d_col) in pixels such that ``moving(p) ~ reference(p - d)``.
+
+    Phase correlation restricted to ``|d| <= max_shift_px`` along each axis, with
+    a sub-pixel Gaussian peak fit.
+
+    Parameters
+    ----------
+    reference, moving : ndarray, shape (H, W)
+    max_shift_px : float
+
+    Returns
+    -------
+    (d_row, d_col) : tuple of float
+        ``shift_image(reference, d)`` is aligned with ``moving``.
+    """
+    reference = np.asarray(reference, dtype=np.float32)
+    moving = np.asarray(moving, dtype=np.float32)
+    if reference.shape != moving.shape or reference.ndim != 2:
+        raise ValueError("reference and moving must be 2-D images of the same shape")
+    return _shift_from_spectra(_spectrum(reference), _spectrum(moving), reference.shape, max_shift_px)
+
+
+def shift_image(image: np.ndarray, shift_rc: tuple[float, float]) -> np.ndarray:
+    """``image`` translated by (d_row, d_col) px, bilinear, edges repeated. Returns a new float32 array."""
+    dr, dc = float(shift_rc[0]), float(shift_rc[1])
+    image = np.asarray(image, dtype=np.float32)
+    if float(dr).is_integer() and float(dc).is_integer():
+        return _integer_shift(image, int(dr), int(dc))
+    return ndi.shift(image, (dr, dc), order=1, mode="nearest", prefilter=False).astype(np.float32, copy=False)
+
+
+def _integer_shift(image: np.ndarray, dr: int, dc: int) -> np.ndarray:
+    h, w = image.shape
+    r_idx = np.clip(np.arange(h) - dr, 0, h - 1)
+    c_idx = np.clip(np.arange(w) - dc, 0, w - 1)
+    return image[np.ix_(r_idx, c_idx)].astype(np.float32, copy=True)
+
+
+# ``stenosis.opacify`` names both this module and the function. Importing a
+# submodule binds it on the package, so ``stenosis.opacify`` is this module as
+# soon as anything imports it; making the module callable keeps the public call
+# ``stenosis.opacify(run)`` of the SPEC working either way.
+class _CallableModule(__import__("types").ModuleType):
+    def __call__(self, run, **kwargs):
+        return opacify(run, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
