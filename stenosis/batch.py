@@ -161,6 +161,9 @@ class Task:
     key : str
         Unique id of the task within the batch (the path, plus segment/frame when a
         path occurs more than once); used by ``--resume`` and to name reports.
+    files : tuple of str
+        When set, the exact files of the run (a single-frame series found by
+        :func:`stenosis.io.find_runs`); `source` is then their common folder.
     """
 
     path: str
@@ -171,6 +174,7 @@ class Task:
     frame: int | None = None
     mode: str = "points"
     key: str = ""
+    files: tuple[str, ...] = ()  # the files of a single-frame series (from find_runs)
 
     def sort_key(self) -> tuple:
         return (self.path, self.segment, -1 if self.frame is None else self.frame, self.key)
@@ -179,7 +183,14 @@ class Task:
         d = asdict(self)
         d["proximal"] = list(self.proximal) if self.proximal is not None else None
         d["distal"] = list(self.distal) if self.distal is not None else None
+        d["files"] = list(self.files)
         return d
+
+    def read(self):
+        """Read this task's run (:func:`stenosis.io.read_run`)."""
+        from .io import RunSource, read_run
+
+        return read_run(RunSource(tuple(self.files)) if self.files else self.source)
 
 
 @dataclass(frozen=True)
@@ -252,6 +263,12 @@ def _assign_keys(tasks: list[Task]) -> list[Task]:
         if count[t.path] > 1:
             key = f"{t.path}#{t.segment}" + ("" if t.frame is None else f"#f{t.frame}")
         out.append(replace(t, key=key))
+    # two series in one folder share a path: number them in (sorted) order
+    seen: dict[str, int] = {}
+    for i, t in enumerate(out):
+        n = seen[t.key] = seen.get(t.key, 0) + 1
+        if n > 1:
+            out[i] = replace(t, key=f"{t.key}#{n}")
     return sorted(out, key=Task.sort_key)
 
 
@@ -374,27 +391,17 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
     return _assign_keys(tasks)
 
 
-def _descriptor_path(desc: Any) -> str:
-    """Path of a run descriptor returned by :func:`stenosis.io.find_runs`."""
-    if isinstance(desc, (str, os.PathLike)):
-        return os.fspath(desc)
-    for attr in ("path", "source", "folder"):
-        v = getattr(desc, attr, None)
-        if isinstance(v, (str, os.PathLike)):
-            return os.fspath(v)
-    for attr in ("files", "paths"):
-        v = getattr(desc, attr, None)
-        if v:
-            files = [os.fspath(f) for f in v]
-            return files[0] if len(files) == 1 else os.path.dirname(files[0])
-    if isinstance(desc, (list, tuple)) and desc:
-        files = [os.fspath(f) for f in desc]
-        return files[0] if len(files) == 1 else os.path.dirname(files[0])
-    raise TypeError(f"unrecognised run descriptor {desc!r}")
+#: File name endings taken for runs even without the DICOM preamble, so that a
+#: broken ``.dcm`` in an --auto folder is an error row rather than silently ignored.
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 
 def auto_tasks(root: str | os.PathLike, *, segment: str = "M1") -> list[Task]:
     """One ``mode="auto"`` task per run found (recursively) under `root`.
+
+    Runs are those of :func:`stenosis.io.find_runs` (DICOM by preamble, single-frame
+    series grouped); files named ``*.dcm``/``*.dicom`` that are not DICOM are added
+    too, so that they come out as error rows.
 
     Raises
     ------
@@ -407,16 +414,33 @@ def auto_tasks(root: str | os.PathLike, *, segment: str = "M1") -> list[Task]:
     if not root.is_dir():
         raise InputError(f"{root} is not a readable folder; give the folder that holds the runs")
     seg = str(Segment(str(segment).upper()))
-    tasks = []
-    for desc in find_runs(root):
-        src = Path(_descriptor_path(desc)).absolute()
+    base = root.absolute()
+
+    def rel(p: Path) -> str:
         try:
-            rel = src.relative_to(root.absolute()).as_posix()
+            return p.relative_to(base).as_posix() or "."
         except ValueError:
-            rel = src.as_posix()
-        tasks.append(Task(path=rel or ".", source=str(src), segment=seg, mode="auto"))
+            return p.as_posix()
+
+    tasks = []
+    seen: set[str] = set()
+    for src in find_runs(root):
+        files = tuple(str(Path(f).absolute()) for f in src.paths)
+        seen.update(files)
+        path = Path(src.path).absolute()
+        tasks.append(
+            Task(path=rel(path), source=str(path), segment=seg, mode="auto", files=files if len(files) > 1 else ())
+        )
     if not tasks:
-        raise InputError(f"no DICOM runs found under {root}; check the folder (runs are found by the DICOM preamble)")
+        raise InputError(
+            f"no DICOM runs found under {root}; check the folder (runs are recognised by the DICOM preamble)"
+        )
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if name.lower().endswith(DICOM_SUFFIXES) and str(p) not in seen:
+                tasks.append(Task(path=rel(p), source=str(p), segment=seg, mode="auto"))
     return _assign_keys(tasks)
 
 
@@ -534,10 +558,9 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
     """
     software = _software()
     try:
-        from .io import read_run
         from .measure import measure
 
-        run = read_run(task.source)
+        run = task.read()
         proximal, distal, frame = task.proximal, task.distal, task.frame
         confidence: float | None = None
         auto_info: dict[str, Any] = {}

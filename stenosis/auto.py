@@ -1,0 +1,371 @@
+"""Automatic lesion finding: the main trunk of the field and its most severe focal narrowing.
+
+Used by ``stenosis batch --auto`` when no reader placed points. Steps:
+
+1. **Frame.** The frame with the strongest opacification (top-percentile iodine
+   signal of :func:`stenosis.opacify.opacify`), unless one is given.
+2. **Vessel mask.** :func:`stenosis.segmentation.vessel_probability` (U-Net or
+   classical vesselness), hysteresis, small holes closed.
+3. **Vessel graph.** Skeletonisation (Zhang & Suen, CACM 1984;27:236-9, as in
+   scikit-image) and the skeleton graph of skan (Nunez-Iglesias et al., PeerJ
+   2018;6:e4312, doi:10.7717/peerj.4312); each branch carries its length and its
+   mean calibre (twice the Euclidean distance transform of the mask on the
+   skeleton, i.e. the local lumen diameter).
+4. **Main trunk.** In the maximum-calibre spanning tree of the branch graph, the
+   path maximising sum(length x calibre^2): the largest-calibre long path (a long
+   thin side branch or a short thick stub loses to the trunk).
+5. **Lesion.** Along the trunk the calibre profile is smoothed; the severity at
+   each point is 1 - d(s) / d_ref(s), with d_ref the smaller of the two 80th
+   percentiles of the calibre in windows of about five diameters before and after
+   the point: high only for a *focal* narrowing with wider vessel on both sides
+   (a gentle taper scores about 0). The most severe point is the lesion.
+6. **Points.** Proximal and distal points on the trunk about six reference
+   diameters either side of the lesion (clipped to the trunk); the proximal side
+   is the wider end of the trunk (arteries taper downstream).
+
+The confidence in [0, 1] combines how marked the narrowing is (severity), how
+clearly it beats the next-best narrowing on the trunk, and how dominant the trunk
+is in the vessel graph. It is a heuristic ranking for review, not a probability.
+The points are returned so a reader can confirm them (and feed them back through
+a points file); the WASID measurement itself is the usual
+:func:`stenosis.measure.measure`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import MeasurementError
+
+__all__ = ["Lesion", "find_lesion", "main_trunk", "focal_narrowing", "pick_frame", "warm_up"]
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """Where :func:`find_lesion` put the lesion.
+
+    Attributes
+    ----------
+    proximal, distal : tuple of float
+        Points (row, col) in pixels to measure between, proximal upstream.
+    narrowest : tuple of float
+        (row, col) of the narrowest trunk point (the lesion centre).
+    frame_index : int
+        0-based frame the points refer to.
+    confidence : float
+        In [0, 1]; heuristic (see module docstring).
+    severity : float
+        1 - d_lesion / d_ref on the mask calibre profile (a rough percent/100).
+    trunk_rc : ndarray, shape (N, 2)
+        Trunk centreline pixels (row, col), proximal first.
+    trunk_diameter_px : ndarray, shape (N,)
+        Mask calibre (lumen diameter, px) along the trunk, smoothed.
+    """
+
+    proximal: tuple[float, float]
+    distal: tuple[float, float]
+    narrowest: tuple[float, float]
+    frame_index: int
+    confidence: float
+    severity: float
+    trunk_rc: np.ndarray
+    trunk_diameter_px: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "proximal_rc": [float(v) for v in self.proximal],
+            "distal_rc": [float(v) for v in self.distal],
+            "narrowest_rc": [float(v) for v in self.narrowest],
+            "frame_index": int(self.frame_index),
+            "confidence": round(float(self.confidence), 3),
+            "severity": round(float(self.severity), 3),
+            "trunk_length_px": int(len(self.trunk_rc)),
+        }
+
+
+# ----------------------------------------------------------------- frame
+def _opacified(run: Any) -> np.ndarray:
+    """(T, H, W) float32, iodine positive; falls back to the inverted frames."""
+    try:
+        from .opacify import opacify
+
+        return np.asarray(opacify(run), dtype=np.float32)
+    except ImportError:
+        f = np.asarray(run.frames, dtype=np.float32)
+        return f.max() - f
+
+
+def pick_frame(opac: np.ndarray) -> int:
+    """Index of the most opacified frame.
+
+    Parameters
+    ----------
+    opac : ndarray, shape (T, H, W)
+        Iodine-positive opacification.
+
+    Returns
+    -------
+    int
+        Frame whose top 2% pixels (vessels) are brightest above the frame median.
+    """
+    opac = np.asarray(opac, dtype=np.float32)
+    if opac.ndim == 2 or opac.shape[0] == 1:
+        return 0
+    t = opac.reshape(opac.shape[0], -1)
+    score = np.percentile(t, 98, axis=1) - np.median(t, axis=1)
+    return int(np.argmax(score))
+
+
+# ----------------------------------------------------------------- graph
+def _mask_and_radius(prob: np.ndarray, *, high: float = 0.5, low: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    seeds = prob >= high
+    cand = prob >= low
+    lab, n = ndi.label(cand, structure=np.ones((3, 3)))
+    keep = np.unique(lab[seeds])
+    mask = np.isin(lab, keep[keep > 0])
+    mask = ndi.binary_closing(mask, structure=np.ones((3, 3)), iterations=1) | mask
+    mask = ndi.binary_fill_holes(mask)
+    radius = ndi.distance_transform_edt(mask).astype(np.float64)
+    return mask, radius
+
+
+def main_trunk(mask: np.ndarray, *, radius: np.ndarray | None = None, min_branch_px: float = 3.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """The largest-calibre long path of a vessel mask's skeleton graph.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+        Vessel mask.
+    radius : ndarray, shape (H, W), optional
+        Euclidean distance transform of `mask` (computed when omitted).
+
+    Returns
+    -------
+    trunk_rc : ndarray of int, shape (N, 2)
+        Pixels (row, col) of the trunk centreline in path order.
+    diameter_px : ndarray, shape (N,)
+        Lumen diameter along it (2 x distance transform), px.
+    dominance : float
+        Trunk score / total score of the skeleton (in (0, 1]).
+
+    Raises
+    ------
+    MeasurementError
+        No vessel long enough to hold a trunk.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components, dijkstra, minimum_spanning_tree
+    from skan import Skeleton
+    from skimage.morphology import skeletonize
+
+    mask = np.asarray(mask, dtype=bool)
+    if radius is None:
+        radius = ndi.distance_transform_edt(mask)
+    skel = skeletonize(mask)
+    if skel.sum() < 10:
+        raise MeasurementError("no vessel found in the frame for --auto; give points for this run")
+    sk = Skeleton(skel, source_image=2.0 * radius)
+    paths = sk.paths_list()
+    n_paths = len(paths)
+    src = np.array([p[0] for p in paths])
+    dst = np.array([p[-1] for p in paths])
+    lengths = np.maximum(np.asarray(sk.path_lengths(), dtype=float), 1.0)
+    calibre = np.array([float(np.mean(2.0 * radius[tuple(sk.coordinates[np.asarray(p)].T.astype(int))])) for p in paths])
+    nodes, inv = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    u, v = inv[:n_paths], inv[n_paths:]
+    n = len(nodes)
+    # keep the thickest of parallel branches; self-loops (isolated rings) are dropped
+    best: dict[tuple[int, int], int] = {}
+    for i in range(n_paths):
+        if u[i] == v[i]:
+            continue
+        k = (min(u[i], v[i]), max(u[i], v[i]))
+        if k not in best or calibre[i] > calibre[best[k]]:
+            best[k] = i
+    if not best:
+        raise MeasurementError("the vessel skeleton has no open branch for --auto; give points for this run")
+    idx = np.array(list(best.values()))
+    a, b = u[idx], v[idx]
+    # maximum-calibre spanning forest: minimise 1/calibre
+    inv_cal = 1.0 / np.maximum(calibre[idx], 1e-3)
+    g = coo_matrix((inv_cal, (a, b)), shape=(n, n)).tocsr()
+    mst = minimum_spanning_tree(g + g.T).tocoo()
+    edge_of = {(min(i, j), max(i, j)): best[(min(i, j), max(i, j))] for i, j in zip(mst.row, mst.col)}
+    ea = np.array([k[0] for k in edge_of])
+    eb = np.array([k[1] for k in edge_of])
+    ei = np.array(list(edge_of.values()))
+    w = lengths[ei] * calibre[ei] ** 2
+    tree = coo_matrix((w, (ea, eb)), shape=(n, n)).tocsr()
+    tree = tree + tree.T
+    n_comp, comp = connected_components(tree, directed=False)
+    best_score, best_pair = -1.0, None
+    for c in range(n_comp):
+        members = np.flatnonzero(comp == c)
+        if len(members) < 2:
+            continue
+        d0 = dijkstra(tree, indices=int(members[0]))
+        s = int(members[np.argmax(d0[members])])
+        ds, pred = dijkstra(tree, indices=s, return_predecessors=True)
+        t = int(members[np.argmax(ds[members])])
+        if ds[t] > best_score:
+            best_score, best_pair = float(ds[t]), (s, t, pred)
+    if best_pair is None:
+        raise MeasurementError("no vessel path long enough for --auto; give points for this run")
+    s, t, pred = best_pair
+    node_path = [t]
+    while node_path[-1] != s:
+        node_path.append(int(pred[node_path[-1]]))
+    node_path.reverse()
+    coords: list[np.ndarray] = []
+    for x, y in zip(node_path[:-1], node_path[1:]):
+        i = edge_of[(min(x, y), max(x, y))]
+        pc = sk.coordinates[np.asarray(paths[i])]
+        if u[i] != x:  # branch stored dst -> src relative to our walk
+            pc = pc[::-1]
+        coords.append(pc if not coords else pc[1:])
+    trunk = np.concatenate(coords).astype(int)
+    diam = 2.0 * radius[trunk[:, 0], trunk[:, 1]]
+    total = float(np.sum(lengths * calibre**2))
+    return trunk, diam.astype(np.float64), best_score / total if total > 0 else 0.0
+
+
+def _arc(trunk: np.ndarray) -> np.ndarray:
+    step = np.hypot(*np.diff(trunk.astype(float), axis=0).T)
+    return np.concatenate([[0.0], np.cumsum(step)])
+
+
+def focal_narrowing(diameter_px: np.ndarray, arc_px: np.ndarray) -> tuple[int, float, float, np.ndarray]:
+    """Most severe focal narrowing of a calibre profile.
+
+    Parameters
+    ----------
+    diameter_px : ndarray, shape (N,)
+        Lumen diameter along a centreline, px.
+    arc_px : ndarray, shape (N,)
+        Arc length of each sample, px (increasing).
+
+    Returns
+    -------
+    index : int
+        Sample of the most severe narrowing.
+    severity : float
+        1 - d / d_ref there, d_ref the smaller of the 80th-percentile calibres in
+        windows before and after (about 5 reference diameters long).
+    runner_up : float
+        Severity of the best narrowing outside the lesion's neighbourhood.
+    d_ref : float
+        Reference diameter (px) at the lesion.
+    """
+    d = ndi.gaussian_filter1d(np.asarray(diameter_px, float), 1.5, mode="nearest")
+    n = len(d)
+    d_typ = float(np.percentile(d, 75))
+    win = max(10.0, 5.0 * d_typ)
+    gap = max(2.0, 0.75 * d_typ)
+    end_skip = max(3.0, 1.0 * d_typ)  # the skeleton shrinks into the vessel's ends
+    sev = np.full(n, -np.inf)
+    refs = np.zeros(n)
+    for i in range(n):
+        s = arc_px[i]
+        if s < end_skip or s > arc_px[-1] - end_skip:
+            continue
+        left = d[(arc_px >= s - win - gap) & (arc_px < s - gap)]
+        right = d[(arc_px > s + gap) & (arc_px <= s + win + gap)]
+        sides = [np.percentile(x, 80) for x in (left, right) if x.size >= 3]
+        if len(sides) < 2:
+            continue
+        ref = min(sides)
+        refs[i] = ref
+        sev[i] = 1.0 - d[i] / ref if ref > 0 else -np.inf
+    if not np.isfinite(sev).any():
+        raise MeasurementError("the main vessel is too short to find a lesion for --auto; give points for this run")
+    # most severe; among near-equal (plateau of a long lesion) take the narrowest
+    top = np.flatnonzero(sev >= np.max(sev) - 0.02)
+    k = int(top[np.argmin(d[top])])
+    far = np.abs(arc_px - arc_px[k]) > max(win, 2.0 * d_typ)
+    runner = float(np.max(sev[far & np.isfinite(sev)])) if np.any(far & np.isfinite(sev)) else 0.0
+    return k, float(sev[k]), max(runner, 0.0), float(refs[k])
+
+
+def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = None) -> Lesion:
+    """Find the main trunk and its most severe focal narrowing.
+
+    Parameters
+    ----------
+    frame_or_run : AngioRun or array_like, shape (H, W)
+        A run (the most opacified frame is used unless `frame` is given) or one
+        frame as displayed (vessels darker than the background).
+    model : {"unet", "classical"}
+        Vessel-probability model.
+    frame : int, optional
+        0-based frame of a run to use.
+
+    Returns
+    -------
+    Lesion
+        Proximal/distal points (row, col) around the narrowing, its centre, the
+        frame, a confidence in [0, 1] and the trunk.
+
+    Raises
+    ------
+    MeasurementError
+        No vessel trunk long enough to hold a lesion.
+    """
+    from .segmentation import vessel_probability
+
+    if hasattr(frame_or_run, "frames"):
+        opac = _opacified(frame_or_run)
+        t = pick_frame(opac) if frame is None else int(frame)
+        if not 0 <= t < opac.shape[0]:
+            raise MeasurementError(f"frame {t} is outside the run (0..{opac.shape[0] - 1}); pick an existing frame")
+        display = -opac[t]  # vessels darker, as vessel_probability expects
+    else:
+        display = np.asarray(frame_or_run, dtype=np.float32)
+        if display.ndim != 2:
+            raise MeasurementError("find_lesion needs a run or one 2-D frame")
+        t = 0
+    prob = vessel_probability(display, model=model)
+    mask, radius = _mask_and_radius(prob)
+    trunk, diam, dominance = main_trunk(mask, radius=radius)
+    arc = _arc(trunk)
+    k, severity, runner, d_ref = focal_narrowing(diam, arc)
+    # proximal = the wider end (arteries taper downstream): orient the trunk
+    third = max(1, len(diam) // 3)
+    if np.median(diam[-third:]) > np.median(diam[:third]):
+        trunk, diam = trunk[::-1], diam[::-1]
+        k = len(trunk) - 1 - k
+        arc = _arc(trunk)
+    margin = max(15.0, 6.0 * d_ref)
+    lo = arc[k] - margin
+    hi = arc[k] + margin
+    i_prox = int(np.searchsorted(arc, max(lo, min(3.0, arc[k] / 2))))
+    i_dist = int(np.searchsorted(arc, min(hi, arc[-1] - min(3.0, (arc[-1] - arc[k]) / 2))))
+    i_prox = min(max(i_prox, 0), k)
+    i_dist = max(min(i_dist, len(trunk) - 1), k)
+    smooth = ndi.gaussian_filter1d(diam, 1.5, mode="nearest")
+    c_sev = float(np.clip((severity - 0.15) / 0.35, 0.0, 1.0))
+    c_unique = float(np.clip((severity - runner) / max(severity, 1e-6), 0.0, 1.0))
+    c_trunk = float(np.clip(dominance / 0.5, 0.0, 1.0))
+    confidence = c_sev * (0.4 + 0.4 * c_unique + 0.2 * c_trunk)
+    return Lesion(
+        proximal=(float(trunk[i_prox, 0]), float(trunk[i_prox, 1])),
+        distal=(float(trunk[i_dist, 0]), float(trunk[i_dist, 1])),
+        narrowest=(float(trunk[k, 0]), float(trunk[k, 1])),
+        frame_index=int(t),
+        confidence=float(np.clip(confidence, 0.0, 1.0)),
+        severity=float(severity),
+        trunk_rc=trunk,
+        trunk_diameter_px=smooth,
+    )
+
+
+def warm_up() -> None:
+    """Compile skan's numba kernels once (a few seconds per process)."""
+    from skan import Skeleton, summarize
+
+    a = np.zeros((16, 24), bool)
+    a[8, 2:22] = True
+    a[2:8, 10] = True
+    summarize(Skeleton(a, source_image=a.astype(float)), separator="_")
