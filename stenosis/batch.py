@@ -603,7 +603,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
 
             _atomic_save(
                 Path(options.out_dir) / SR_DIR / f"{stem}.dcm",
-                lambda tmp: write_sr(row, run, tmp),
+                lambda tmp: write_sr(row, list(task.files) or [task.source], tmp),
                 ".dcm",
             )
         return row

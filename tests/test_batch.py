@@ -313,3 +313,33 @@ def test_dask_local_cluster_gives_the_same_rows(tmp_path):
         )
     assert s.n_ok == len(GOOD)
     assert (tmp_path / "local/results.csv").read_bytes() == (tmp_path / "dask/results.csv").read_bytes()
+
+
+# ------------------------------------------------------------------ DICOM SR
+def test_sr_round_trips_values_and_references_the_source(wg04_dir, tmp_path):
+    hd = pytest.importorskip("highdicom")
+    import pydicom
+
+    from stenosis.sr import write_sr
+
+    src = wg04_dir / "XA1_UNC"
+    row = {"percent_stenosis": 61.25, "mld_mm": 0.93, "reference_diameter_mm": 2.4,
+           "mld_rc": [500.0, 400.0], "segment": "BA", "frame_index": 0}
+    write_sr(row, [str(src)], tmp_path / "r.dcm")
+    sr = hd.sr.srread(tmp_path / "r.dcm")
+    (group,) = sr.content.get_planar_roi_measurement_groups()
+    got = {(m.name.value, m.unit.value, m.derivation.value if m.derivation else None): m.value
+           for m in group.get_measurements()}
+    assert got[("408715008", "%", None)] == pytest.approx(61.25)
+    assert got[("397413000", "mm", "255605001")] == pytest.approx(0.93)
+    assert group.roi.value.tolist() == [[400.5, 500.5]]  # (col, row) + half-pixel origin
+    assert group.finding_sites[0].value.CodeValue == "59011009"  # basilar artery
+    source_uid = pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID
+    ds = pydicom.dcmread(tmp_path / "r.dcm")
+    refs = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+            for s in ds.CurrentRequestedProcedureEvidenceSequence for i in s.ReferencedSeriesSequence]
+    assert refs == [source_uid]
+    # uncalibrated: only percent stenosis
+    write_sr({**row, "mld_mm": None, "reference_diameter_mm": None}, [str(src)], tmp_path / "u.dcm")
+    (group,) = hd.sr.srread(tmp_path / "u.dcm").content.get_planar_roi_measurement_groups()
+    assert [m.unit.value for m in group.get_measurements()] == ["%"]
