@@ -1,0 +1,458 @@
+"""The reading session behind the "Measure stenosis" widget, without Qt or napari.
+
+A :class:`ReadingSession` holds what a core-lab reader decides -- the artery,
+the proximal and distal points, the frame, a reference override or choice, a
+catheter calibration -- turns it into one call of :func:`stenosis.measure`,
+keeps the result and a log of the reader's actions, and exports the result with
+that log (JSON, CSV row, PNG). Everything measured comes from the public
+``stenosis`` API; this module only routes choices and formats results, so it is
+tested as plain functions without a viewer.
+
+Coordinates are (row, col) in pixels of the run's frames, 0-based.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import stenosis
+from stenosis import ModelName, ReferenceChoice, Segment
+
+from . import __version__
+
+__all__ = [
+    "ReadingSession",
+    "MeasureRequest",
+    "point_prompt",
+    "result_table",
+    "overlay_geometry",
+    "csv_row",
+    "save_png",
+]
+
+#: what the points layer asks for, by number of points already placed
+PROMPTS = (
+    "Click the PROXIMAL point of the segment (upstream of the lesion).",
+    "Click the DISTAL point of the segment (downstream of the lesion).",
+    "Ready: press Measure.",
+)
+
+
+def point_prompt(n_points: int) -> str:
+    """Status text for the points layer after ``n_points`` clicks (0, 1 or 2)."""
+    return PROMPTS[min(max(int(n_points), 0), 2)]
+
+
+def _rc(p: Any) -> tuple[float, float]:
+    r, c = (float(v) for v in np.asarray(p, dtype=float).ravel()[-2:])
+    return (r, c)
+
+
+def _round_rc(p: Any, nd: int = 2) -> list[float] | None:
+    if p is None:
+        return None
+    r, c = _rc(p)
+    return [round(r, nd), round(c, nd)]
+
+
+def _fmt(value: Any, unit: str = "", nd: int = 2) -> str:
+    if value is None:
+        return "n/a (uncalibrated)" if unit == "mm" else "n/a"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:.{nd}f}{(' ' + unit) if unit else ''}"
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    """One call of :func:`stenosis.measure`: safe to run in a worker thread.
+
+    ``run`` is the (possibly re-calibrated) :class:`stenosis.AngioRun`; ``kwargs``
+    are passed unchanged.
+    """
+
+    run: Any
+    kwargs: dict[str, Any]
+
+    def __call__(self) -> Any:
+        return stenosis.measure(self.run, **self.kwargs)
+
+
+@dataclass
+class ReadingSession:
+    """A reader's choices for one run and the current result.
+
+    Parameters
+    ----------
+    run : stenosis.AngioRun
+        The run as read (frames (T, H, W) and calibration).
+    segment : Segment
+        Artery graded (WASID rule for its reference).
+    model : ModelName
+        Vessel-probability model (the U-Net; classical vesselness as a second opinion).
+    """
+
+    run: Any
+    segment: Segment = Segment.M1
+    model: ModelName = ModelName.UNET
+    frame: int | None = None  # None: stenosis picks the fully opacified frame
+    points: list[tuple[float, float]] = field(default_factory=list)
+    reference_rc: tuple[float, float] | None = None  # reader-placed reference (-> "manual")
+    reference_choice: ReferenceChoice | None = None  # forced WASID choice; None = the rule's
+    result: Any = None
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ choices
+    def _note(self, action: str, **details: Any) -> None:
+        self.log.append({"time": _now(), "action": action, **details})
+
+    def set_segment(self, segment: Segment | str) -> None:
+        seg = Segment(str(segment))
+        if seg != self.segment:
+            self.segment = seg
+            self._note("segment", segment=seg.value)
+
+    def set_model(self, model: ModelName | str) -> None:
+        m = ModelName(str(model))
+        if m != self.model:
+            self.model = m
+            self._note("model", model=m.value)
+
+    def set_frame(self, frame: int | None) -> None:
+        """Frame to measure (0-based), or None to let stenosis choose it."""
+        if frame is not None:
+            frame = int(frame)
+            if not 0 <= frame < int(self.run.frames.shape[0]):
+                raise ValueError(f"frame {frame} is outside the run (0..{self.run.frames.shape[0] - 1})")
+        if frame != self.frame:
+            self.frame = frame
+            self._note("frame", frame=frame)
+
+    def set_points(self, points: Any) -> list[tuple[float, float]]:
+        """Take the points layer's (row, col) points, in click order.
+
+        At most two are kept: the first is proximal, the second distal. A third
+        click starts a new pair with itself as the proximal point (the returned
+        list is what the layer should then hold).
+        """
+        arr = np.asarray(points, dtype=float)
+        pts = [] if arr.size == 0 else [_rc(p) for p in arr.reshape(len(arr), -1)]
+        if len(pts) > 2:
+            pts = pts[-1:]
+        if pts != self.points:
+            self.points = pts
+            if len(pts) == 2:
+                self._note("points", proximal_rc=_round_rc(pts[0]), distal_rc=_round_rc(pts[1]))
+            # new points invalidate a reference placed for the old segment
+            self.reference_rc = None
+        return list(pts)
+
+    @property
+    def prompt(self) -> str:
+        return point_prompt(len(self.points))
+
+    @property
+    def ready(self) -> bool:
+        return len(self.points) == 2
+
+    def move_reference(self, rc: Sequence[float]) -> None:
+        """The reader placed the reference site at ``rc``: D_normal is measured there
+        (reference choice becomes ``manual``)."""
+        self.reference_rc = _rc(rc)
+        self._note("reference_moved", reference_rc=_round_rc(rc))
+
+    def set_reference_choice(self, choice: ReferenceChoice | str | None) -> None:
+        """Force a WASID reference choice (proximal / distal / feeding), or None for the
+        rule's own choice. Clears a manual reference site."""
+        ch = None if choice in (None, "", "auto") else ReferenceChoice(str(choice))
+        if ch is ReferenceChoice.MANUAL:
+            raise ValueError("drag the reference marker to place a manual reference")
+        self.reference_choice = ch
+        self.reference_rc = None
+        self._note("reference_choice", choice=None if ch is None else ch.value)
+
+    def calibrate_catheter(self, p1_rc: Sequence[float], p2_rc: Sequence[float], french: float) -> Any:
+        """Calibrate from a line across a catheter of ``french`` size; returns the Calibration.
+
+        Uses :func:`stenosis.catheter_calibration` and replaces the session's run by
+        ``run.with_calibration(cal)``; a previous result is kept until re-measured.
+        """
+        cal = stenosis.catheter_calibration(_rc(p1_rc), _rc(p2_rc), float(french))
+        self.run = self.run.with_calibration(cal)
+        self._note(
+            "catheter_calibration",
+            p1_rc=_round_rc(p1_rc),
+            p2_rc=_round_rc(p2_rc),
+            french=float(french),
+            mm_per_px=list(cal.mm_per_px),
+        )
+        return cal
+
+    # ------------------------------------------------------------------ measuring
+    def request(self) -> MeasureRequest:
+        """The :func:`stenosis.measure` call for the current choices."""
+        if not self.ready:
+            raise ValueError(self.prompt)
+        kwargs: dict[str, Any] = {
+            "segment": self.segment.value,
+            "proximal": self.points[0],
+            "distal": self.points[1],
+            "frame": self.frame,
+            "model": self.model.value,
+        }
+        if self.reference_rc is not None:
+            kwargs["reference"] = self.reference_rc
+        elif self.reference_choice is not None:
+            kwargs["reference"] = self.reference_choice.value
+        return MeasureRequest(self.run, _supported(kwargs))
+
+    def accept(self, result: Any) -> None:
+        """Keep ``result`` as the current measurement; pin its frame so later
+        adjustments re-measure the same frame."""
+        self.result = result
+        self.frame = int(result.frame_index)
+        self._note(
+            "measured",
+            frame_index=int(result.frame_index),
+            percent_stenosis=round(float(result.percent_stenosis), 2),
+            reference_choice=str(result.reference_choice),
+        )
+
+    # ------------------------------------------------------------------ audit record
+    def choices_record(self) -> dict[str, Any]:
+        """The reader's choices, for the audit trail of an export."""
+        cal = self.run.calibration
+        return {
+            "segment": self.segment.value,
+            "model": self.model.value,
+            "proximal_rc": _round_rc(self.points[0]) if self.points else None,
+            "distal_rc": _round_rc(self.points[1]) if len(self.points) > 1 else None,
+            "frame": self.frame,
+            "frame_auto": not any(e["action"] == "frame" and e.get("frame") is not None for e in self.log),
+            "reference_override_rc": _round_rc(self.reference_rc),
+            "reference_choice_requested": None if self.reference_choice is None else self.reference_choice.value,
+            "calibration": {**cal.to_dict(), "detail": getattr(cal, "detail", "")},
+            "actions": list(self.log),
+        }
+
+    def export_record(self) -> dict[str, Any]:
+        """JSON document of an export: the result, the reader's choices and software."""
+        if self.result is None:
+            raise ValueError("nothing to export yet: measure first")
+        from importlib.metadata import version
+
+        software = dict(getattr(self.result, "software", {}) or {})
+        software.update({"napari_stenosis": __version__, "napari": version("napari")})
+        return {
+            "result": self.result.to_dict(),
+            "reader": self.choices_record(),
+            "software": software,
+            "exported_at": _now(),
+        }
+
+    def export(self, folder: str | Path, *, view_rgb: np.ndarray | None = None, stem: str | None = None) -> dict[str, Path]:
+        """Write ``<stem>.json``, ``<stem>.csv`` and ``<stem>.png`` into ``folder``.
+
+        The CSV row is also appended to ``readings.csv`` of the folder (one row per
+        export, header written once), the core lab's running log.
+
+        Parameters
+        ----------
+        view_rgb : (H, W, 3 or 4) uint8, optional
+            Screenshot of the viewer to put beside the profile plot in the PNG.
+        """
+        record = self.export_record()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        res = self.result
+        stem = stem or f"{Path(str(res.file)).stem or 'run'}_{res.segment}_f{int(res.frame_index)}"
+        paths = {"json": folder / f"{stem}.json", "csv": folder / f"{stem}.csv", "png": folder / f"{stem}.png"}
+        paths["json"].write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+        row = csv_row(record)
+        _write_csv(paths["csv"], [row], append=False)
+        log_path = folder / "readings.csv"
+        _write_csv(log_path, [row], append=True)
+        paths["readings"] = log_path
+        save_png(paths["png"], res, view_rgb=view_rgb)
+        self._note("exported", folder=str(folder), stem=stem)
+        return paths
+
+
+# ---------------------------------------------------------------------------- presentation
+def result_table(result: Any) -> list[tuple[str, str]]:
+    """(label, value) rows of the result table shown to the reader."""
+    d = result.to_dict()
+    win = d.get("reference_window") or {}
+    cal = d.get("calibration") or {}
+    mm = cal.get("mm_per_px")
+    rows = [
+        ("Percent stenosis (WASID)", _fmt(d["percent_stenosis"], "%", 1)),
+        (">= 50%", "YES" if d["meets_50"] else "no"),
+        ("MLD (D stenosis)", f"{_fmt(d['mld_mm'], 'mm')}  [{_fmt(d.get('mld_px'), 'px')}]"),
+        ("Reference (D normal)", f"{_fmt(d['reference_diameter_mm'], 'mm')}  [{_fmt(d.get('reference_diameter_px'), 'px')}]"),
+        ("Reference choice", str(d["reference_choice"]) + (f": {win['description']}" if win.get("description") else "")),
+        ("Lesion length", _fmt(d.get("lesion_length_mm"), "mm")),
+        ("Frame", str(d["frame_index"])),
+        ("Calibration", f"{cal.get('source')}" + ("" if not mm else f" ({float(mm[0]):.4f} mm/px)")),
+        ("Model", str(d.get("model", ""))),
+    ]
+    warnings = d.get("warnings") or []
+    rows.append(("Warnings", "\n".join(warnings) if warnings else "none"))
+    return rows
+
+
+def overlay_geometry(result: Any) -> dict[str, np.ndarray]:
+    """Arrays for the result layers, all (row, col) pixels of the analysed frame.
+
+    Returns
+    -------
+    dict
+        ``centerline`` (N, 2), ``left`` (N, 2), ``right`` (N, 2) lumen edges with
+        non-finite samples dropped, ``markers`` (2, 2) = [MLD, reference].
+    """
+    prof = result.profile
+
+    def finite(a: Any) -> np.ndarray:
+        a = np.asarray(a, dtype=float).reshape(-1, 2)
+        return a[np.isfinite(a).all(axis=1)]
+
+    return {
+        "centerline": finite(prof.centerline_rc),
+        "left": finite(prof.left_rc),
+        "right": finite(prof.right_rc),
+        "markers": np.array([_rc(result.mld_rc), _rc(result.reference_rc)], dtype=float),
+    }
+
+
+#: columns of the exported CSV row, in order
+CSV_COLUMNS = (
+    "file", "run_id", "segment", "frame_index", "percent_stenosis", "meets_50",
+    "mld_mm", "mld_px", "mld_row", "mld_col",
+    "reference_diameter_mm", "reference_diameter_px", "reference_choice", "reference_row", "reference_col",
+    "lesion_length_mm", "calibration_source", "mm_per_px",
+    "proximal_row", "proximal_col", "distal_row", "distal_col",
+    "frame_auto", "reference_override", "reference_choice_requested", "model",
+    "software_version", "model_sha256", "napari_stenosis_version", "warnings", "exported_at",
+)
+
+
+def csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Flatten an export record (see :meth:`ReadingSession.export_record`) to one CSV row."""
+    r, reader, sw = record["result"], record["reader"], record["software"]
+    cal = r.get("calibration") or {}
+    mm = cal.get("mm_per_px")
+
+    def at(p: Any, i: int) -> Any:
+        return None if p is None else p[i]
+
+    row = {
+        "file": r.get("file"),
+        "run_id": r.get("run_id"),
+        "segment": r.get("segment"),
+        "frame_index": r.get("frame_index"),
+        "percent_stenosis": r.get("percent_stenosis"),
+        "meets_50": r.get("meets_50"),
+        "mld_mm": r.get("mld_mm"),
+        "mld_px": r.get("mld_px"),
+        "mld_row": at(r.get("mld_rc"), 0),
+        "mld_col": at(r.get("mld_rc"), 1),
+        "reference_diameter_mm": r.get("reference_diameter_mm"),
+        "reference_diameter_px": r.get("reference_diameter_px"),
+        "reference_choice": r.get("reference_choice"),
+        "reference_row": at(r.get("reference_rc"), 0),
+        "reference_col": at(r.get("reference_rc"), 1),
+        "lesion_length_mm": r.get("lesion_length_mm"),
+        "calibration_source": cal.get("source"),
+        "mm_per_px": None if not mm else mm[0],
+        "proximal_row": at(reader.get("proximal_rc"), 0),
+        "proximal_col": at(reader.get("proximal_rc"), 1),
+        "distal_row": at(reader.get("distal_rc"), 0),
+        "distal_col": at(reader.get("distal_rc"), 1),
+        "frame_auto": reader.get("frame_auto"),
+        "reference_override": reader.get("reference_override_rc") is not None,
+        "reference_choice_requested": reader.get("reference_choice_requested"),
+        "model": r.get("model") or reader.get("model"),
+        "software_version": sw.get("version"),
+        "model_sha256": sw.get("model_sha256"),
+        "napari_stenosis_version": sw.get("napari_stenosis"),
+        "warnings": " | ".join(r.get("warnings") or []),
+        "exported_at": record.get("exported_at"),
+    }
+    return {k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS}
+
+
+def save_png(path: str | Path, result: Any, *, view_rgb: np.ndarray | None = None, dpi: int = 110) -> Path:
+    """PNG of the viewer screenshot (when given) beside the diameter-profile plot."""
+    from matplotlib.figure import Figure
+
+    from ._plot import draw_profile
+
+    path = Path(path)
+    if view_rgb is not None:
+        fig = Figure(figsize=(12, 5.2), dpi=dpi)
+        ax_img, ax_plot = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1.0]})
+        ax_img.imshow(np.asarray(view_rgb)[..., :3])
+        ax_img.set_axis_off()
+        ax_img.set_title(f"{Path(str(result.file)).name}  frame {int(result.frame_index)}", fontsize=9)
+    else:
+        fig = Figure(figsize=(6.5, 4.5), dpi=dpi)
+        ax_plot = fig.subplots()
+    draw_profile(ax_plot, result)
+    sw = getattr(result, "software", {}) or {}
+    sha = str(sw.get("model_sha256") or "none")[:12]
+    fig.text(0.01, 0.01, f"stenosis {sw.get('version', '?')}  weights {sha}  napari-stenosis {__version__}",
+             fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- helpers
+def _supported(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Drop keywords :func:`stenosis.measure` does not take (``frame=None``/``reference``
+    of an older library); a reader's override that cannot be honoured raises."""
+    try:
+        params = inspect.signature(stenosis.measure).parameters
+    except (TypeError, ValueError, ImportError, AttributeError):
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    out = {k: v for k, v in kwargs.items() if k in params}
+    if "reference" in kwargs and "reference" not in out:
+        raise ValueError("this stenosis version cannot move the reference; update stenosis")
+    return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], *, append: bool) -> None:
+    new = not (append and path.exists() and path.stat().st_size > 0)
+    with open(path, "a" if append else "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+        if new:
+            w.writeheader()
+        w.writerows(rows)

@@ -1,0 +1,565 @@
+"""The "Measure stenosis" dock widget: Qt and napari glue around a ReadingSession.
+
+Every decision goes through :class:`napari_stenosis._model.ReadingSession`; this
+module only wires controls and layers to it:
+
+* a points layer ("stenosis points") that prompts for proximal then distal;
+* Measure runs :func:`stenosis.measure` in a :func:`napari.qt.threading.thread_worker`
+  (busy progress bar, the UI stays responsive); a request made while one runs is
+  queued and the newest choices win;
+* result layers: centerline (Shapes path), lumen edges (Shapes paths), MLD and
+  reference markers (Points), and a dock with the profile plot and result table;
+* dragging the reference marker re-measures with the reader's reference site
+  ("manual"); the reference choice drop-down forces a WASID choice;
+* catheter calibration: a line across the catheter and its French size;
+* export of JSON, CSV row and PNG (viewer screenshot beside the plot).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+import stenosis
+from stenosis import ModelName, ReferenceChoice, Segment
+
+from .._model import ReadingSession, overlay_geometry
+from .._plot import COLOURS
+from .._reader import META_KEY, RUN_KEY, layer_scale, run_metadata
+from .result_panel import ResultPanel
+
+__all__ = ["MeasureWidget"]
+
+POINTS_LAYER = "stenosis points"
+CENTERLINE_LAYER = "stenosis centerline"
+EDGES_LAYER = "stenosis lumen edges"
+MARKERS_LAYER = "stenosis MLD / reference"
+CATHETER_LAYER = "catheter line"
+
+_SEGMENT_HELP = {
+    Segment.ICA: "intracranial ICA (reference: petrous ICA, else extracranial ICA)",
+    Segment.M1: "M1 (reference: proximal M1, else distal, else supraclinoid ICA)",
+    Segment.V4: "V4 (reference: proximal V4, else distal, else extracranial VA)",
+    Segment.BA: "basilar (reference: proximal BA, else distal, else dominant V4)",
+}
+
+
+def _measure_worker(request):  # pragma: no cover - body runs in the worker thread
+    return request()
+
+
+class MeasureWidget(QWidget):
+    """Dock widget: pick the artery, click two points, measure, adjust, export.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    measured = Signal(object)  # the StenosisResult, after layers and table are updated
+    failed = Signal(str)
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):  # noqa: F821
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: ReadingSession | None = None
+        self.image_layer = None
+        self._sessions: dict[int, ReadingSession] = {}
+        self._worker = None
+        self._pending = False
+        self._syncing = False
+        self.result_panel: ResultPanel | None = None
+        self.last_export: dict[str, Path] | None = None
+        self._build()
+        self.viewer.layers.events.inserted.connect(self._refresh_runs)
+        self.viewer.layers.events.removed.connect(self._refresh_runs)
+        self._refresh_runs()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        form = QFormLayout()
+        self.run_combo = QComboBox()
+        self.run_combo.currentIndexChanged.connect(self._on_run_changed)
+        form.addRow("Run", self.run_combo)
+        self.segment_combo = QComboBox()
+        for seg in Segment:
+            self.segment_combo.addItem(seg.value, seg)
+            self.segment_combo.setItemData(self.segment_combo.count() - 1, _SEGMENT_HELP[seg], Qt.ToolTipRole)
+        self.segment_combo.setCurrentIndex(list(Segment).index(Segment.M1))
+        self.segment_combo.currentIndexChanged.connect(self._on_segment)
+        form.addRow("Artery", self.segment_combo)
+        self.model_combo = QComboBox()
+        for m in ModelName:
+            self.model_combo.addItem(m.value, m)
+        self.model_combo.currentIndexChanged.connect(self._on_model)
+        form.addRow("Vessel model", self.model_combo)
+        frame_row = QHBoxLayout()
+        self.frame_spin = QSpinBox()
+        self.frame_spin.setMinimum(-1)
+        self.frame_spin.setSpecialValueText("auto")
+        self.frame_spin.setValue(-1)
+        self.frame_spin.setToolTip("Frame to measure (0-based); 'auto' picks the fully opacified frame")
+        self.frame_spin.valueChanged.connect(self._on_frame)
+        self.frame_here = QPushButton("Use shown")
+        self.frame_here.setToolTip("Measure the frame shown in the viewer")
+        self.frame_here.clicked.connect(self._use_shown_frame)
+        frame_row.addWidget(self.frame_spin, 1)
+        frame_row.addWidget(self.frame_here)
+        form.addRow("Frame", frame_row)
+        outer.addLayout(form)
+
+        self.points_button = QPushButton("Place proximal / distal points")
+        self.points_button.clicked.connect(self.start_points)
+        outer.addWidget(self.points_button)
+        self.prompt_label = QLabel("")
+        self.prompt_label.setWordWrap(True)
+        outer.addWidget(self.prompt_label)
+
+        self.measure_button = QPushButton("Measure")
+        self.measure_button.clicked.connect(self.measure)
+        outer.addWidget(self.measure_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+        outer.addWidget(self.progress)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        outer.addWidget(self.status_label)
+
+        ref_box = QGroupBox("Reference (D normal)")
+        ref_form = QFormLayout(ref_box)
+        self.reference_combo = QComboBox()
+        self.reference_combo.addItem("WASID rule", None)
+        for ch in (ReferenceChoice.PROXIMAL, ReferenceChoice.DISTAL, ReferenceChoice.FEEDING):
+            self.reference_combo.addItem(ch.value, ch)
+        self.reference_combo.setToolTip("Force a WASID reference site; drag the green marker for a manual site")
+        self.reference_combo.currentIndexChanged.connect(self._on_reference_choice)
+        ref_form.addRow("Choice", self.reference_combo)
+        outer.addWidget(ref_box)
+
+        cal_box = QGroupBox("Catheter calibration")
+        cal_form = QFormLayout(cal_box)
+        self.calibration_label = QLabel("")
+        self.calibration_label.setWordWrap(True)
+        cal_form.addRow(self.calibration_label)
+        self.french_spin = QDoubleSpinBox()
+        self.french_spin.setRange(2.0, 12.0)
+        self.french_spin.setSingleStep(1.0)
+        self.french_spin.setDecimals(1)
+        self.french_spin.setValue(6.0)
+        self.french_spin.setSuffix(" F")
+        cal_form.addRow("Catheter size", self.french_spin)
+        cal_row = QHBoxLayout()
+        self.catheter_button = QPushButton("Draw line")
+        self.catheter_button.setToolTip("Draw a line across the catheter, edge to edge")
+        self.catheter_button.clicked.connect(self.start_catheter_line)
+        self.calibrate_button = QPushButton("Apply")
+        self.calibrate_button.clicked.connect(self.apply_catheter_calibration)
+        cal_row.addWidget(self.catheter_button)
+        cal_row.addWidget(self.calibrate_button)
+        cal_form.addRow(cal_row)
+        outer.addWidget(cal_box)
+
+        self.export_button = QPushButton("Export (JSON, CSV, PNG)...")
+        self.export_button.clicked.connect(self._export_dialog)
+        outer.addWidget(self.export_button)
+        outer.addStretch(1)
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        has_run = self.session is not None
+        busy = self._worker is not None
+        for w in (self.points_button, self.catheter_button, self.calibrate_button, self.frame_here, self.frame_spin):
+            w.setEnabled(has_run)
+        self.measure_button.setEnabled(has_run and self.session.ready and not busy)
+        self.export_button.setEnabled(has_run and self.session.result is not None and not busy)
+        self.reference_combo.setEnabled(has_run)
+
+    def _set_status(self, text: str, *, error: bool = False) -> None:
+        self.status_label.setText(text)
+        self.status_label.setStyleSheet("color: #ff6060;" if error else "")
+
+    # ------------------------------------------------------------------ runs
+    def _run_layers(self) -> list:
+        from napari.layers import Image
+
+        return [
+            ly for ly in self.viewer.layers
+            if isinstance(ly, Image) and not ly.rgb and ly.ndim in (2, 3)
+            and not ly.name.startswith("stenosis ")
+        ]
+
+    def _refresh_runs(self, event: Any = None) -> None:
+        layers = self._run_layers()
+        current = self.image_layer
+        self.run_combo.blockSignals(True)
+        self.run_combo.clear()
+        for ly in layers:
+            self.run_combo.addItem(ly.name, ly)
+        self.run_combo.blockSignals(False)
+        if current in layers:
+            self.run_combo.setCurrentIndex(layers.index(current))
+        elif layers:
+            # prefer a run read by this plugin
+            ours = [i for i, ly in enumerate(layers) if RUN_KEY in ly.metadata]
+            self.run_combo.setCurrentIndex(ours[-1] if ours else len(layers) - 1)
+            self._on_run_changed()
+        else:
+            self._select_layer(None)
+
+    def _on_run_changed(self, *args: Any) -> None:
+        self._select_layer(self.run_combo.currentData())
+
+    def _select_layer(self, layer: Any) -> None:
+        if layer is self.image_layer and layer is not None:
+            return
+        self.image_layer = layer
+        if layer is None:
+            self.session = None
+            self.prompt_label.setText("Open a DICOM run (File > Open, napari-stenosis reader).")
+            self._update_enabled()
+            return
+        key = id(layer)
+        if key not in self._sessions:
+            run = layer.metadata.get(RUN_KEY)
+            if run is None:
+                data = np.asarray(layer.data)
+                run = stenosis.AngioRun.from_array(data, source=layer.name)
+                self._set_status(
+                    "This image was not read by napari-stenosis: it is measured uncalibrated "
+                    "(open the DICOM with the napari-stenosis reader for mm values)."
+                )
+            self._sessions[key] = ReadingSession(run, segment=self.segment_combo.currentData(),
+                                                 model=self.model_combo.currentData())
+        self.session = self._sessions[key]
+        self._sync_controls()
+
+    def _sync_controls(self) -> None:
+        s = self.session
+        self._syncing = True
+        try:
+            self.segment_combo.setCurrentIndex(list(Segment).index(s.segment))
+            self.model_combo.setCurrentIndex(list(ModelName).index(s.model))
+            self.frame_spin.setMaximum(int(s.run.frames.shape[0]) - 1)
+            self.frame_spin.setValue(-1 if s.frame is None else s.frame)
+            idx = 0 if s.reference_choice is None else self.reference_combo.findData(s.reference_choice)
+            self.reference_combo.setCurrentIndex(max(idx, 0))
+        finally:
+            self._syncing = False
+        self.prompt_label.setText(s.prompt)
+        self._show_calibration()
+        self._update_enabled()
+
+    def _show_calibration(self) -> None:
+        cal = self.session.run.calibration
+        if cal.mm_per_px is None:
+            self.calibration_label.setText("Uncalibrated: percent stenosis only. Draw a line across the catheter for mm.")
+        else:
+            self.calibration_label.setText(f"{cal.source.value}: {cal.mm_per_px[0]:.4f} mm/px")
+
+    # ------------------------------------------------------------------ choices
+    def _on_segment(self, *args: Any) -> None:
+        if self.session is not None and not self._syncing:
+            self.session.set_segment(self.segment_combo.currentData())
+
+    def _on_model(self, *args: Any) -> None:
+        if self.session is not None and not self._syncing:
+            self.session.set_model(self.model_combo.currentData())
+
+    def _on_frame(self, value: int) -> None:
+        if self.session is None or self._syncing:
+            return
+        self.session.set_frame(None if value < 0 else value)
+        if value >= 0 and self.viewer.dims.ndim >= 3:
+            self.viewer.dims.set_current_step(0, value)
+
+    def _use_shown_frame(self) -> None:
+        if self.viewer.dims.ndim >= 3:
+            self.frame_spin.setValue(int(self.viewer.dims.current_step[0]))
+
+    def _on_reference_choice(self, *args: Any) -> None:
+        if self.session is None or self._syncing:
+            return
+        self.session.set_reference_choice(self.reference_combo.currentData())
+        if self.session.result is not None:
+            self.measure()
+
+    # ------------------------------------------------------------------ layers
+    def _layer_geometry(self) -> dict[str, Any]:
+        ly = self.image_layer
+        return {"scale": tuple(ly.scale[-2:]), "translate": tuple(ly.translate[-2:])}
+
+    def _get_layer(self, name: str):
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def start_points(self) -> None:
+        """Create (or activate) the points layer in add mode."""
+        if self.session is None:
+            return
+        layer = self._get_layer(POINTS_LAYER)
+        if layer is None:
+            layer = self.viewer.add_points(
+                np.empty((0, 2)), name=POINTS_LAYER, ndim=2, size=max(6.0, self._size_px(60)),
+                face_color=COLOURS["proximal"], border_color="black",
+                features={"label": np.array([], dtype=object)},
+                text={"string": "{label}", "color": "white", "size": 11, "anchor": "upper_left"},
+                **self._layer_geometry(),
+            )
+            layer.events.data.connect(self._on_points_changed)
+            self._sync_points_layer(layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        self.prompt_label.setText(self.session.prompt)
+
+    def _size_px(self, fraction_of: int) -> float:
+        h = int(self.session.run.frames.shape[1])
+        return max(4.0, h / float(fraction_of))
+
+    def _on_points_changed(self, event: Any) -> None:
+        action = str(getattr(event, "action", "changed"))
+        if self._syncing or not action.endswith(("added", "removed", "changed")) or self.session is None:
+            return
+        layer = self._get_layer(POINTS_LAYER)
+        kept = self.session.set_points(layer.data)
+        self._sync_points_layer(layer, kept)
+        self.prompt_label.setText(self.session.prompt)
+        self._update_enabled()
+        if self.session.ready:
+            layer.mode = "pan_zoom"
+
+    def _sync_points_layer(self, layer: Any, kept: list | None = None) -> None:
+        pts = self.session.points if kept is None else kept
+        labels = ["proximal", "distal"][: len(pts)]
+        self._syncing = True
+        try:
+            if len(layer.data) != len(pts) or not np.allclose(layer.data, np.reshape(pts, (-1, 2))):
+                layer.data = np.reshape(np.asarray(pts, float), (-1, 2))
+            if len(pts):
+                layer.features = {"label": np.array(labels, dtype=object)}
+                layer.face_color = [COLOURS["proximal"], COLOURS["distal"]][: len(pts)]
+                layer.text.refresh(layer.features)
+        finally:
+            self._syncing = False
+
+    def set_points(self, proximal_rc: Any, distal_rc: Any) -> None:
+        """Place both points programmatically (as two clicks would)."""
+        self.start_points()
+        layer = self._get_layer(POINTS_LAYER)
+        layer.data = np.array([proximal_rc, distal_rc], dtype=float)
+        layer.mode = "pan_zoom"
+
+    # ------------------------------------------------------------------ measuring
+    def measure(self) -> None:
+        """Measure with the current choices in a worker thread (queued if one runs)."""
+        if self.session is None:
+            return
+        if not self.session.ready:
+            self._set_status(self.session.prompt)
+            return
+        if self._worker is not None:
+            self._pending = True
+            return
+        from napari.qt.threading import thread_worker
+
+        request = self.session.request()
+        worker = thread_worker(_measure_worker, progress={"total": 0, "desc": "Measuring stenosis"})(request)
+        worker.returned.connect(lambda res, s=self.session: self._on_result(s, res))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.progress.setRange(0, 0)  # busy
+        self._set_status("Measuring (frame choice, vessel model, centerline, diameters)...")
+        self._update_enabled()
+        worker.start()
+
+    def _on_result(self, session: ReadingSession, result: Any) -> None:
+        session.accept(result)
+        if session is not self.session:
+            return
+        self._show_result(result)
+        pct = result.percent_stenosis
+        self._set_status(
+            f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}), "
+            f"reference {result.reference_choice}. Drag the green marker to move the reference."
+        )
+        self.measured.emit(result)
+
+    def _on_error(self, exc: BaseException) -> None:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, stenosis.StenosisError):
+            msg = f"{type(exc).__name__}: {msg}"
+        self._set_status(f"Could not measure: {msg}", error=True)
+        self.failed.emit(msg)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self._update_enabled()
+        if self._pending:
+            self._pending = False
+            self.measure()
+
+    def _show_result(self, result: Any) -> None:
+        geom = overlay_geometry(result)
+        g = self._layer_geometry()
+        width = max(1.0, self._size_px(400))
+        self._syncing = True
+        try:
+            cl = self._get_layer(CENTERLINE_LAYER)
+            if cl is None:
+                cl = self.viewer.add_shapes(
+                    [geom["centerline"]], shape_type="path", name=CENTERLINE_LAYER,
+                    edge_color=COLOURS["centerline"], edge_width=width, **g,
+                )
+            else:
+                cl.data = [geom["centerline"]]
+                cl.shape_type = ["path"]
+                cl.edge_color = COLOURS["centerline"]
+            edges = [e for e in (geom["left"], geom["right"]) if len(e) >= 2]
+            ed = self._get_layer(EDGES_LAYER)
+            if ed is None:
+                ed = self.viewer.add_shapes(
+                    edges, shape_type="path", name=EDGES_LAYER, edge_color=COLOURS["edges"],
+                    edge_width=width * 0.7, opacity=0.9, **g,
+                )
+            else:
+                ed.data = edges
+                ed.shape_type = ["path"] * len(edges)
+                ed.edge_color = COLOURS["edges"]
+            labels = np.array(["MLD", f"reference ({result.reference_choice})"], dtype=object)
+            mk = self._get_layer(MARKERS_LAYER)
+            if mk is None:
+                mk = self.viewer.add_points(
+                    geom["markers"], name=MARKERS_LAYER, ndim=2, size=self._size_px(45),
+                    face_color=[COLOURS["mld"], COLOURS["reference"]], border_color="black",
+                    features={"label": labels},
+                    text={"string": "{label}", "color": "white", "size": 11, "anchor": "upper_left"},
+                    **g,
+                )
+                mk.events.data.connect(self._on_markers_changed)
+            else:
+                mk.data = geom["markers"]
+                mk.features = {"label": labels}
+                mk.face_color = [COLOURS["mld"], COLOURS["reference"]]
+                mk.text.refresh(mk.features)
+        finally:
+            self._syncing = False
+        self._syncing = True
+        try:
+            self.frame_spin.setValue(int(result.frame_index))
+        finally:
+            self._syncing = False
+        if self.viewer.dims.ndim >= 3:
+            self.viewer.dims.set_current_step(0, int(result.frame_index))
+        self._ensure_result_panel().show_result(result)
+        self._update_enabled()
+
+    def _ensure_result_panel(self) -> ResultPanel:
+        if self.result_panel is None:
+            self.result_panel = ResultPanel()
+            try:
+                self.viewer.window.add_dock_widget(self.result_panel, name="Stenosis result", area="right")
+            except Exception:  # noqa: BLE001 - a headless viewer without a window: keep it standalone
+                pass
+        return self.result_panel
+
+    def _on_markers_changed(self, event: Any) -> None:
+        if self._syncing or self.session is None or self.session.result is None:
+            return
+        if not str(getattr(event, "action", "")).endswith("changed"):
+            return
+        layer = self._get_layer(MARKERS_LAYER)
+        moved = set(getattr(event, "data_indices", ()) or ())
+        if len(layer.data) < 2:
+            return
+        if 1 in moved or not moved:
+            self.move_reference(layer.data[1])
+        elif 0 in moved:
+            self._set_status(
+                "The MLD is where the traced lumen is narrowest; to measure another lesion, "
+                "move the proximal/distal points around it.", error=False,
+            )
+            self._show_result(self.session.result)
+
+    def move_reference(self, rc: Any) -> None:
+        """Use ``rc`` (row, col) as the reference site and re-measure (choice: manual)."""
+        self.session.move_reference(rc)
+        self.measure()
+
+    # ------------------------------------------------------------------ catheter
+    def start_catheter_line(self) -> None:
+        layer = self._get_layer(CATHETER_LAYER)
+        if layer is None:
+            layer = self.viewer.add_shapes(
+                name=CATHETER_LAYER, ndim=2, edge_color=COLOURS["catheter"],
+                edge_width=max(1.0, self._size_px(500)), **self._layer_geometry(),
+            )
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_line"
+        self.calibration_label.setText("Draw a line across the catheter, edge to edge, then Apply.")
+
+    def apply_catheter_calibration(self) -> None:
+        """Calibrate from the last line of the catheter layer and the French size."""
+        layer = self._get_layer(CATHETER_LAYER)
+        lines = [] if layer is None else [np.asarray(d) for d, t in zip(layer.data, layer.shape_type) if t == "line"]
+        if not lines:
+            self._set_status("Draw a line across the catheter first (Draw line).", error=True)
+            return
+        p1, p2 = lines[-1][0][-2:], lines[-1][-1][-2:]
+        try:
+            cal = self.session.calibrate_catheter(p1, p2, self.french_spin.value())
+        except stenosis.StenosisError as exc:
+            self._set_status(str(exc), error=True)
+            return
+        self._apply_calibration_to_layers(cal)
+        self._show_calibration()
+        self._set_status(f"Calibrated from the catheter: {cal.mm_per_px[0]:.4f} mm/px.")
+        if self.session.result is not None:
+            self.measure()
+
+    def _apply_calibration_to_layers(self, cal: Any) -> None:
+        ly = self.image_layer
+        ly.scale = layer_scale(cal, ly.ndim)
+        ly.metadata[META_KEY] = run_metadata(self.session.run)
+        ly.metadata[RUN_KEY] = self.session.run
+        for name in (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, CATHETER_LAYER):
+            other = self._get_layer(name)
+            if other is not None:
+                other.scale = layer_scale(cal, other.ndim)
+
+    # ------------------------------------------------------------------ export
+    def _export_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export measurement to folder")
+        if folder:
+            self.export_to(folder)
+
+    def export_to(self, folder: str | Path) -> dict[str, Path]:
+        """Export the current measurement to ``folder`` (JSON, CSV, PNG with the view)."""
+        try:
+            view = self.viewer.screenshot(canvas_only=True, flash=False)
+        except Exception:  # noqa: BLE001 - no canvas: the PNG has the plot only
+            view = None
+        paths = self.session.export(folder, view_rgb=view)
+        self.last_export = paths
+        self._set_status(f"Exported to {paths['json'].parent} ({paths['json'].stem}.json/.csv/.png)")
+        return paths

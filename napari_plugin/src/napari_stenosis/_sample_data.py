@@ -1,0 +1,56 @@
+"""Sample data: the phantom runs bundled with ``stenosis`` (``stenosis._samples``).
+
+The runs are synthetic X-ray angiograms rendered by :mod:`stenosis.phantom` with a
+known stenosis (the truth sits beside each run as ``<name>.truth.json``). They are
+found through :mod:`importlib.resources` in an installed ``stenosis``, with the
+repository's ``sample_dicom/`` as the fallback for a source checkout.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._reader import read_angio
+
+__all__ = ["sample_dir", "sample_files", "sample_truth", "load_sample", "load_all_samples"]
+
+
+def sample_dir() -> Path:
+    """Folder of the bundled sample runs."""
+    try:
+        d = Path(str(resources.files("stenosis._samples")))
+        if any(d.glob("*.dcm")):
+            return d
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[3] / "sample_dicom"
+
+
+def sample_files() -> list[Path]:
+    """The bundled runs (``*.dcm``), sorted by name."""
+    return sorted(sample_dir().glob("*.dcm"))
+
+
+def sample_truth(name: str) -> dict[str, Any] | None:
+    """Truth sidecar of a sample run (``<name>.truth.json``), or None."""
+    p = sample_dir() / f"{Path(name).stem}.truth.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def load_sample(name: str) -> list[tuple]:
+    """Layer data of the sample run whose file stem is ``name``."""
+    p = sample_dir() / f"{name}.dcm"
+    if not p.is_file():
+        have = ", ".join(f.stem for f in sample_files()) or "none"
+        raise FileNotFoundError(f"sample run {name!r} not found in {sample_dir()} (have: {have})")
+    return read_angio(str(p))
+
+
+def load_all_samples() -> list[tuple]:
+    """Layer data of every bundled sample run."""
+    files = sample_files()
+    if not files:
+        raise FileNotFoundError(f"no sample runs in {sample_dir()}; reinstall stenosis")
+    return [layer for f in files for layer in read_angio(str(f))]
