@@ -18,7 +18,14 @@ from .enums import ModelName
 from .errors import ModelError
 from .vesselness import as_float_frame, classical_probability, hysteresis_mask
 
-__all__ = ["vessel_probability", "segment_vessels", "model_sha256", "models_dir"]
+__all__ = [
+    "vessel_probability",
+    "segment_vessels",
+    "model_sha256",
+    "models_dir",
+    "dice_score",
+    "cldice_score",
+]
 
 WEIGHTS_NAME = "unet.pt"
 CONFIG_NAME = "config.json"
@@ -156,3 +163,46 @@ def model_sha256() -> str | None:
         return None
     return _recorded_sha256()
 
+
+
+def dice_score(pred, truth) -> float:
+    """Dice coefficient 2|P∩T| / (|P| + |T|) of two boolean masks (1.0 if both empty).
+
+    Parameters
+    ----------
+    pred, truth : array_like of bool, shape (H, W)
+    """
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    denom = int(p.sum()) + int(t.sum())
+    return 1.0 if denom == 0 else 2.0 * int((p & t).sum()) / denom
+
+
+def cldice_score(pred, truth) -> float:
+    """Centerline Dice (clDice) of two boolean masks.
+
+    Topology precision |S(P)∩T|/|S(P)| and sensitivity |S(T)∩P|/|S(T)| with
+    S the morphological skeleton, combined by their harmonic mean.
+
+    Shit S. et al., "clDice - a novel topology-preserving loss function for
+    tubular structure segmentation", CVPR 2021:16560-16569.
+    https://doi.org/10.1109/CVPR46437.2021.01629
+
+    Parameters
+    ----------
+    pred, truth : array_like of bool, shape (H, W)
+
+    Returns
+    -------
+    float in [0, 1] (1.0 if both masks are empty, 0.0 if only one is).
+    """
+    from skimage.morphology import skeletonize
+
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    if not p.any() and not t.any():
+        return 1.0
+    if not p.any() or not t.any():
+        return 0.0
+    sp, st = skeletonize(p), skeletonize(t)
+    tprec = (sp & t).sum() / max(int(sp.sum()), 1)
+    tsens = (st & p).sum() / max(int(st.sum()), 1)
+    return 0.0 if tprec + tsens == 0 else float(2 * tprec * tsens / (tprec + tsens))
