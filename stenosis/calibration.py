@@ -215,7 +215,10 @@ def calibration_from_dataset(ds: Any) -> tuple[Calibration, list[str]]:
     ps = _spacing(raw_ps)
     raw_ips = find_attribute(ds, "ImagerPixelSpacing")
     ips = _spacing(raw_ips)
+    # XA: DistanceSourceToPatient is source-to-isocentre; enhanced XA names it DistanceSourceToIsocenter
     sod = _scalar(find_attribute(ds, "DistanceSourceToPatient"))
+    if sod is None:
+        sod = _scalar(find_attribute(ds, "DistanceSourceToIsocenter"))
     sid = _scalar(find_attribute(ds, "DistanceSourceToDetector"))
     mag = _scalar(find_attribute(ds, "EstimatedRadiographicMagnificationFactor"))
 
