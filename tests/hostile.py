@@ -660,7 +660,8 @@ def write_case(case: HostileCase | str, folder: str | os.PathLike) -> Path:
     case = CASES_BY_NAME[case] if isinstance(case, str) else case
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return case.write(folder)
+    with _quiet_warnings():  # pydicom warns about the invalid values we write on purpose
+        return case.write(folder)
 
 
 def write_all(folder: str | os.PathLike, cases: Iterable[HostileCase] = CASES) -> dict[str, Path]:

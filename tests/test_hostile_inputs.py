@@ -1,0 +1,215 @@
+"""Bad-input matrix: every hostile file of ``tests/hostile.py`` has a defined outcome.
+
+Through the API (``read_run``, ``measure``), the CLI (``stenosis info``,
+``stenosis measure``: exit 3 and one line on stderr, never a traceback), the
+batch (one error row per bad file; the batch goes on) and the napari reader
+(None or a declared error, never a crash).
+
+Hostile files are read in a child process (:class:`hostile.IsolatedWorker`)
+because some decoders abort the whole process on corrupt data; a native abort is
+then a failing test, not a dead test session.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hostile
+from hostile import CASES, FOLDER_CASES
+
+#: A hostile header must be refused before the pixel buffer is allocated: peak
+#: traced Python/numpy memory while reading stays below this (the files are < 40 KB).
+ALLOC_BOUND_MB = 64.0
+OVERSIZE = [c for c in CASES if c.name.startswith(("huge_", "large_"))]
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    return hostile.write_all(root, CASES + FOLDER_CASES)
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with hostile.IsolatedWorker(timeout_s=60) as w:
+        yield w
+
+
+def _check_outcome(case, r: dict) -> None:
+    assert r["status"] not in ("crash", "hang"), (
+        f"{case.name} ({case.why}): {r['status']} {r.get('type')}: {r.get('message')} "
+        f"at {r.get('where', '')}"
+    )
+    if case.expect == "error":
+        assert r["status"] == "error", f"{case.name} ({case.why}) was read as a run: {r}"
+    elif case.expect == "ok":
+        assert r["status"] == "ok", f"{case.name} ({case.why}) refused: {r.get('message')}"
+    if r["status"] == "error":
+        msg = r["message"]
+        assert msg.strip() and "\n" not in msg, f"{case.name}: error message must be one line: {msg!r}"
+        assert "Traceback" not in msg
+
+
+@pytest.mark.parametrize("case", CASES + FOLDER_CASES, ids=lambda c: c.name)
+def test_read_run_outcome(case, written, worker):
+    r = worker.call({"op": "read", "path": str(written[case.name])})
+    _check_outcome(case, r)
+
+
+@pytest.mark.parametrize("case", OVERSIZE, ids=lambda c: c.name)
+def test_oversize_header_refused_before_allocating(case, written, worker):
+    r = worker.call({"op": "read", "path": str(written[case.name]), "trace": True})
+    assert r["status"] == "error", r
+    assert r["peak_traced_mb"] < ALLOC_BOUND_MB, (
+        f"{case.name} ({case.why}): {r['peak_traced_mb']:.0f} MB allocated before refusing "
+        f"(bound {ALLOC_BOUND_MB:g} MB): {r['message']}"
+    )
+
+
+def _frames_sha(frames: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+
+
+def test_odd_but_valid_encodings_read_the_same_pixels(tmp_path):
+    """Big endian, implicit VR, RLE, JPEG-LS, JPEG lossless, J2K and deflate all give the written pixels."""
+    import stenosis
+
+    frames = hostile.tube_frames(24, 32, 2, diameter_px=5.0)
+    ref = _frames_sha(frames)
+    for ts in (hostile.EXPLICIT_LE, hostile.EXPLICIT_BE, hostile.IMPLICIT_LE, hostile.DEFLATED, hostile.RLE,
+               hostile.JPEG_LS, hostile.JPEG_LOSSLESS_SV1, hostile.J2K_LOSSLESS):
+        path = hostile.write_xa(tmp_path / f"{ts}.dcm", frames, transfer_syntax=ts)
+        run = stenosis.read_run(path)
+        assert run.frames.shape == frames.shape, ts
+        assert _frames_sha(run.frames.astype(frames.dtype)) == ref, f"pixels differ for {ts}"
+
+
+def test_monochrome1_is_inverted_and_bits_masked(tmp_path):
+    import stenosis
+
+    frames = hostile.tube_frames(24, 32, 2, bits=16) >> 4  # 12-bit values
+    run = stenosis.read_run(hostile.write_xa(tmp_path / "m1.dcm", frames, photometric="MONOCHROME1",
+                                             bits_stored=12))
+    np.testing.assert_array_equal(run.frames, 4095 - frames)
+    high = frames | 0xF000  # garbage above BitsStored must be dropped
+    run = stenosis.read_run(hostile.write_xa(tmp_path / "hb.dcm", high, bits_stored=12))
+    np.testing.assert_array_equal(run.frames, frames)
+
+
+# --------------------------------------------------------------------------- napari reader
+@pytest.mark.skipif(not _has("napari_stenosis"), reason="napari_stenosis is not installed yet")
+@pytest.mark.parametrize("case", CASES + FOLDER_CASES, ids=lambda c: c.name)
+def test_napari_reader_never_crashes(case, written, worker):
+    r = worker.call({"op": "napari", "path": str(written[case.name])})
+    assert r["status"] in ("none", "ok", "error"), (
+        f"napari reader on {case.name} ({case.why}): {r['status']} {r.get('type')}: {r.get('message')} "
+        f"at {r.get('where', '')}"
+    )
+    if case.expect == "ok":
+        assert r["status"] == "ok" and r["n_layers"] == 1, r
+    if r["status"] == "error":
+        assert "\n" not in r["message"]
+
+
+# --------------------------------------------------------------------------- CLI
+#: One case per family, run through the CLI (a subprocess each, so kept short).
+CLI_CASES = [
+    "not_dicom_text", "empty", "trunc_header", "trunc_pixel_50", "trunc_rle_50", "modality_ct", "rgb",
+    "no_pixel_data", "bits_stored_gt_allocated", "frames_double", "huge_rows_cols", "large_rle_frames",
+    "ts_mpeg2", "ts_bogus", "rle_garbage", "jpegls_garbage", "j2k_garbage", "folder_empty",
+]
+ALL = {c.name: c for c in CASES + FOLDER_CASES}
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stenosis", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _assert_exit3_one_line(proc: subprocess.CompletedProcess, what: str) -> None:
+    err = proc.stderr.strip()
+    assert proc.returncode == 3, f"{what}: exit {proc.returncode} (want 3); stderr: {err[-1500:]}"
+    assert "Traceback" not in proc.stderr, f"{what}: traceback on stderr:\n{err[-1500:]}"
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"{what}: want exactly one line on stderr, got {len(lines)}:\n{err[-1500:]}"
+
+
+@pytest.mark.skipif(not _has("stenosis.cli.info"), reason="stenosis info (stenosis/cli/info.py) not written yet")
+@pytest.mark.parametrize("name", [n for n in CLI_CASES if ALL[n].expect == "error"])
+def test_cli_info_bad_input_exit3(name, written):
+    proc = _cli("info", str(written[name]), timeout=120)
+    _assert_exit3_one_line(proc, f"stenosis info {name} ({ALL[name].why})")
+
+
+@pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
+@pytest.mark.parametrize("name", [n for n in CLI_CASES if ALL[n].expect == "error"])
+def test_cli_measure_bad_input_exit3(name, written):
+    proc = _cli("measure", str(written[name]), "--segment", "M1", "--proximal", "24,5", "--distal", "24,58",
+                "--json")
+    _assert_exit3_one_line(proc, f"stenosis measure {name} ({ALL[name].why})")
+    assert proc.stdout.strip() == "", f"nothing on stdout on error, got {proc.stdout[:300]!r}"
+
+
+@pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
+@pytest.mark.parametrize("points", [("-5,10", "24,58"), ("24,5", "24,9999"), ("nan,5", "24,58")],
+                         ids=["negative", "beyond", "nan"])
+def test_cli_measure_points_outside_exit3(points, written):
+    proc = _cli("measure", str(written["planted"]), "--segment", "M1", "--proximal", points[0],
+                "--distal", points[1], "--json")
+    assert proc.returncode in (2, 3), f"exit {proc.returncode}: {proc.stderr[-1000:]}"
+    assert "Traceback" not in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1, proc.stderr
+
+
+# --------------------------------------------------------------------------- batch
+@pytest.mark.skipif(not (_has("stenosis.cli.batch") and _has("stenosis.measure")),
+                    reason="stenosis batch or stenosis.measure not written yet")
+def test_batch_error_rows_and_goes_on(tmp_path, written):
+    """A folder of hostile files plus two valid runs: one row per file, the valid ones measured."""
+    import csv
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = [n for n in CLI_CASES if ALL[n].expect == "error" and not n.startswith("folder_")]
+    rows = []
+    for n in names:
+        shutil.copy(written[n], src / f"{n}.dcm")
+        rows.append(f"{n}.dcm,M1,24,5,24,58")
+    for k in range(2):
+        hostile.write_xa(src / f"valid{k}.dcm", hostile.tube_frames(48, 64, 3, seed=k), pixel_spacing=(0.1, 0.1))
+        rows.append(f"valid{k}.dcm,M1,23.5,4,23.5,59")
+    points = tmp_path / "points.csv"
+    points.write_text("path,segment,proximal_row,proximal_col,distal_row,distal_col\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    proc = _cli("batch", str(src), "--points", str(points), "--out", str(out), "--jobs", "1", "--no-reports",
+                "--quiet", "--timeout", "120", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    with open(out / "results.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    by_path = {Path(r["path"]).name: r for r in table}
+    assert len(table) == len(rows), f"{len(table)} rows for {len(rows)} points"
+    for n in names:
+        r = by_path[f"{n}.dcm"]
+        assert r["status"] == "error", f"{n}: {r}"
+        assert r["error"].strip() and "\n" not in r["error"] and "Traceback" not in r["error"], r["error"]
+    for k in range(2):
+        r = by_path[f"valid{k}.dcm"]
+        assert r["status"] == "ok", f"valid{k}.dcm: {r['error']}"
+    jsonl = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines() if ln.strip()]
+    assert len(jsonl) == len(rows)
