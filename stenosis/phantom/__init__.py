@@ -1,0 +1,90 @@
+"""Physical phantom engine: the project's own ground truth.
+
+Curved tubes with a circular lumen seen in projection (an artery with a concentric or
+eccentric stenosis, side branches, a vessel crossing from another plane, an optional
+feeding artery), rendered with the X-ray image chain (iodine path length integrated
+over the pixel aperture, Beer-Lambert attenuation with an anatomical background and a
+bolus over frames, intensity-domain blur with a scatter tail, quantum noise, log,
+12-bit encoding), written as DICOM XA multi-frame with a truth sidecar.
+
+Use::
+
+    from stenosis.phantom import PhantomSpec, make_phantom, load_truth
+    dcm, truth_json = make_phantom(PhantomSpec(segment="M1", stenosis_percent=60, seed=1), "out/m1.dcm")
+    truth = load_truth(dcm)
+
+    ph = render_phantom(spec)      # in memory: ph.stored (T, H, W) uint16, ph.truth, ph.path_length_mm
+    image, mask = training_pair(np.random.default_rng(0), size=256)   # U-Net training pair
+
+Truth sidecar ``<name>.truth.json`` (next to ``<name>.dcm``); positions are (row, col)
+in pixels of frame ``frame_index`` (patient motion included), lengths in mm at the
+isocentre:
+
+- ``segment``: "ICA", "M1", "V4" or "BA".
+- ``percent_stenosis``: (1 - mld_mm / reference_diameter_mm) * 100 (WASID).
+- ``meets_50``: percent_stenosis >= 50.
+- ``mld_mm``, ``mld_rc``: minimal lumen diameter (= min of ``diameter_mm``) and its
+  lumen centre.
+- ``reference_diameter_mm``, ``reference_rc``, ``reference_choice``: the WASID normal
+  diameter. "proximal": the diameter at the middle of the normal proximal segment
+  between ``proximal_rc`` and the lesion start; "distal" (runs with
+  ``proximal_diseased``): the middle of the normal distal segment.
+- ``lesion_length_mm``: length of the contiguous arc around the MLD where the diameter
+  is below 0.9 x reference (0 if the MLD is not); the rule is repeated in ``lesion_rule``.
+- ``proximal_rc``, ``distal_rc``: reader-like points on the centreline; the proximal
+  one 4-5 reference diameters before the lesion start (>= 3 always), the distal one
+  2-6 reference diameters after the lesion end.
+- ``frame_index``: 0-based index of the first fully opacified frame.
+- ``mm_per_px``: [row, col] at the isocentre (what every calibration encoding encodes).
+- ``arc_mm``, ``diameter_mm``, ``centerline_rc``: the main artery sampled every 0.1 mm
+  of arc (absolute arc grid) over its part inside the field: true lumen diameter and
+  lumen centre (eccentric lesions shift the centre).
+- ``spec``: the :class:`PhantomSpec` as a dict (regenerates the run).
+- extra: ``mld_arc_mm``, ``reference_arc_mm``, ``proximal_arc_mm``, ``distal_arc_mm``,
+  ``motion_px``, ``normal_diameter_mm``, ``stenoses`` (position_mm, percent,
+  length_mm, eccentricity, side), ``encoding`` (bits_stored, subtracted, offset,
+  scale_per_ln: stored = offset + scale_per_ln * ln(I/I0) native, or * (ln I - mean
+  ln I_mask) subtracted; mask_frames 0-based; concentration per frame).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .dicom import load_truth, to_dataset, truth_path_for, write_phantom
+from .engine import Phantom, concentration_curve, render_phantom
+from .geometry import NORMAL_DIAMETER_MM, Stenosis, Tube, make_tube, random_curve, spline_through
+from .render import chord_pixel_mean, lumen_mask, path_length_mm
+from .scene import Scene, build_scene
+from .spec import CALIBRATION_ENCODINGS, PhantomSpec
+from .training import training_pair
+
+
+def make_phantom(spec: PhantomSpec, path: str | Path) -> tuple[Path, Path]:
+    """Render ``spec`` and write ``path`` (.dcm) and its ``.truth.json`` sidecar."""
+    return write_phantom(render_phantom(spec), path)
+
+
+__all__ = [
+    "CALIBRATION_ENCODINGS",
+    "NORMAL_DIAMETER_MM",
+    "Phantom",
+    "PhantomSpec",
+    "Scene",
+    "Stenosis",
+    "Tube",
+    "build_scene",
+    "chord_pixel_mean",
+    "concentration_curve",
+    "load_truth",
+    "lumen_mask",
+    "make_phantom",
+    "make_tube",
+    "path_length_mm",
+    "random_curve",
+    "render_phantom",
+    "spline_through",
+    "to_dataset",
+    "training_pair",
+    "truth_path_for",
+    "write_phantom",
+]

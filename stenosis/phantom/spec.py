@@ -1,0 +1,124 @@
+"""The parameters of one phantom run (frozen, JSON-able, stored in the truth sidecar)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ..enums import CalibrationSource, Segment
+
+#: calibration encodings the DICOM writer can produce
+CALIBRATION_ENCODINGS = (
+    CalibrationSource.PIXEL_SPACING,
+    CalibrationSource.GEOMETRY,
+    CalibrationSource.MAGNIFICATION,
+    CalibrationSource.NONE,
+)
+
+
+@dataclass(frozen=True)
+class PhantomSpec:
+    """Everything that defines a phantom run; the same spec and seed give the same bytes.
+
+    Geometry (mm at the isocentre)
+        segment : artery graded (sets the normal diameter range when
+        ``normal_diameter_mm`` is None); normal_diameter_mm; taper (fractional
+        decrease of the normal diameter from the start of the analysed segment to
+        the end of the vessel in the field); stenosis_percent (0..100, diameter
+        reduction at the narrowest point relative to the local normal diameter);
+        stenosis_length_mm (full length of the cosine narrowing); eccentricity
+        (0 concentric .. 1 one wall stays put); lesion_fraction (where the lesion
+        sits within the room available, 0..1); curvature (0 straight .. 1 gently
+        curved); n_branches (side branches, outside the reader's points);
+        crossing (a vessel from another plane overlapping the main vessel in
+        projection); crossing_in_segment (put the crossing between the reader's
+        points, a harder case); feeding (a wider feeding-artery segment before the
+        analysed segment); proximal_diseased (the proximal segment is narrowed too,
+        so the WASID reference is the distal artery).
+    Acquisition
+        shape (H, W); mm_per_px (row, col) at the isocentre; n_frames; n_mask_frames
+        (frames without contrast); arrival_frames (frames of rising
+        concentration); washout_frames (falling concentration at the end);
+        mu_iodine_per_mm (linear attenuation of the opacified lumen, 1/mm);
+        background (anatomical log-attenuation on); background_strength;
+        blur_sigma_mm (Gaussian PSF); scatter_fraction, scatter_sigma_mm (wide
+        tail); photons (quanta per pixel at I0; None = noiseless); poisson (Poisson
+        counts; default False = the Gaussian approximation, faster and equivalent at
+        these counts); motion_px (row, col) translation of the patient
+        in the contrast frames relative to the mask frames.
+    DICOM
+        subtracted (store log-subtracted frames); calibration (encoding, one of
+        :data:`CALIBRATION_ENCODINGS`); compression ("rle" or "none"); sid_mm,
+        sod_mm (source-detector / source-patient distances, also the
+        magnification SID/SOD); primary_angle_deg, secondary_angle_deg;
+        frame_time_ms.
+    """
+
+    seed: int = 0
+    segment: Segment = Segment.M1
+    normal_diameter_mm: float | None = None
+    taper: float = 0.0
+    stenosis_percent: float = 60.0
+    stenosis_length_mm: float = 6.0
+    eccentricity: float = 0.0
+    lesion_fraction: float = 0.5
+    curvature: float = 0.5
+    n_branches: int = 2
+    crossing: bool = True
+    crossing_in_segment: bool = False
+    feeding: bool = False
+    proximal_diseased: bool = False
+    shape: tuple[int, int] = (512, 512)
+    mm_per_px: tuple[float, float] = (0.2, 0.2)
+    n_frames: int = 8
+    n_mask_frames: int = 2
+    arrival_frames: int = 2
+    washout_frames: int = 0
+    mu_iodine_per_mm: float = 0.12
+    background: bool = True
+    background_strength: float = 1.0
+    blur_sigma_mm: float = 0.2
+    scatter_fraction: float = 0.05
+    scatter_sigma_mm: float = 12.0
+    photons: float | None = 20000.0
+    poisson: bool = False
+    motion_px: tuple[float, float] = (0.0, 0.0)
+    subtracted: bool = False
+    calibration: CalibrationSource = CalibrationSource.GEOMETRY
+    compression: str = "rle"
+    sid_mm: float = 1000.0
+    sod_mm: float = 800.0
+    primary_angle_deg: float = 0.0
+    secondary_angle_deg: float = 0.0
+    frame_time_ms: float = 333.3333
+    name: str = field(default="phantom")
+
+    def __post_init__(self):
+        object.__setattr__(self, "segment", Segment(self.segment))
+        object.__setattr__(self, "calibration", CalibrationSource(self.calibration))
+        object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
+        object.__setattr__(self, "mm_per_px", tuple(float(v) for v in self.mm_per_px))
+        object.__setattr__(self, "motion_px", tuple(float(v) for v in self.motion_px))
+        if self.calibration not in CALIBRATION_ENCODINGS:
+            raise ValueError(f"calibration must be one of {[str(c) for c in CALIBRATION_ENCODINGS]}")
+        if self.compression not in ("rle", "none"):
+            raise ValueError("compression must be 'rle' or 'none'")
+        if not 0 <= self.stenosis_percent <= 100:
+            raise ValueError("stenosis_percent must be within 0..100")
+        if self.n_mask_frames < 1 or self.n_frames < self.n_mask_frames + self.arrival_frames + 1 + self.washout_frames:
+            raise ValueError("n_frames must hold the mask, arrival, one full and the washout frames")
+
+    def replace(self, **changes) -> "PhantomSpec":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["segment"] = str(self.segment)
+        d["calibration"] = str(self.calibration)
+        d["shape"] = list(self.shape)
+        d["mm_per_px"] = list(self.mm_per_px)
+        d["motion_px"] = list(self.motion_px)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PhantomSpec":
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})

@@ -1,0 +1,94 @@
+"""Ground truth of a phantom run (the sidecar ``<name>.truth.json``).
+
+Rules (stated once here, and in the package docstring):
+- diameters are true lumen diameters of the main artery sampled every 0.1 mm of arc
+  (``arc_mm`` on an absolute 0.1-mm grid), over the part of the artery inside the field;
+  ``centerline_rc`` are the lumen centres (eccentric lesions shift them) in pixels of
+  the frame ``frame_index`` (patient motion included);
+- MLD = the minimum of ``diameter_mm``, at ``mld_rc``;
+- reference (WASID): the normal diameter of the proximal artery at ``reference_rc``, the
+  middle of the normal proximal segment between the proximal reader point and the
+  lesion start (choice "proximal"); for runs with a diseased proximal segment, the
+  middle of the normal distal segment (choice "distal");
+- percent_stenosis = (1 - MLD / reference) * 100 (Samuels et al., AJNR 2000;21:643-6);
+- lesion_length_mm: length of the contiguous arc around the MLD where the diameter is
+  below 0.9 x reference (0 when the MLD itself is not);
+- proximal_rc / distal_rc: reader-like points on the centreline, the proximal one at
+  least 3 reference diameters (4-5 for these runs) before the lesion start, the distal
+  one 2-6 reference diameters after its end.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .scene import TRUTH_STEP_MM, Scene
+from .spec import PhantomSpec
+
+#: lesion-length threshold as a fraction of the reference diameter
+LESION_THRESHOLD = 0.9
+
+
+def compute_truth(
+    scene: Scene, spec: PhantomSpec, *, frame_index: int, shift_px: tuple[float, float]
+) -> dict:
+    """The truth dictionary of a run (JSON-able; keys in the package docstring)."""
+    pr, pc = spec.mm_per_px
+    lm = scene.landmarks
+    k0 = int(np.ceil(lm["field_start"] / TRUTH_STEP_MM - 1e-9))
+    k1 = int(np.floor(lm["field_end"] / TRUTH_STEP_MM + 1e-9))
+    arc = np.arange(k0, k1 + 1) * TRUTH_STEP_MM
+    d, _ = scene.diameter(arc)
+    g = scene.main.at(arc)
+    # lumen centre with the analytic offset (the tube's interpolated one differs by < 1e-6 mm)
+    _, off = scene.diameter(arc)
+    lumen = g["base"] + off[:, None] * g["normal"]
+    rc = lumen / np.array([pr, pc]) + np.asarray(shift_px)
+
+    def rc_at(s: float) -> list[float]:
+        gg = scene.main.at(np.array([s]))
+        _, o = scene.diameter(np.array([s]))
+        p = (gg["base"][0] + o[0] * gg["normal"][0]) / np.array([pr, pc]) + np.asarray(shift_px)
+        return [round(float(p[0]), 4), round(float(p[1]), 4)]
+
+    i_mld = int(np.argmin(d))
+    mld = float(d[i_mld])
+    ref_d = float(scene.diameter(np.array([lm["reference"]]))[0][0])
+    percent = (1.0 - mld / ref_d) * 100.0
+    below = d < LESION_THRESHOLD * ref_d
+    if below[i_mld]:
+        a = i_mld
+        while a > 0 and below[a - 1]:
+            a -= 1
+        b = i_mld
+        while b < len(d) - 1 and below[b + 1]:
+            b += 1
+        lesion_length = float((b - a + 1) * TRUTH_STEP_MM)
+    else:
+        lesion_length = 0.0
+    return {
+        "segment": str(spec.segment),
+        "percent_stenosis": round(percent, 4),
+        "meets_50": bool(percent >= 50.0),
+        "mld_mm": round(mld, 5),
+        "mld_rc": [round(float(rc[i_mld, 0]), 4), round(float(rc[i_mld, 1]), 4)],
+        "mld_arc_mm": round(float(arc[i_mld]), 4),
+        "reference_diameter_mm": round(ref_d, 5),
+        "reference_rc": rc_at(lm["reference"]),
+        "reference_arc_mm": round(lm["reference"], 4),
+        "reference_choice": scene.reference_choice,
+        "lesion_length_mm": round(lesion_length, 4),
+        "lesion_rule": f"contiguous arc around the MLD with diameter < {LESION_THRESHOLD} x reference",
+        "proximal_rc": rc_at(lm["proximal"]),
+        "distal_rc": rc_at(lm["distal"]),
+        "proximal_arc_mm": round(lm["proximal"], 4),
+        "distal_arc_mm": round(lm["distal"], 4),
+        "frame_index": int(frame_index),
+        "mm_per_px": [pr, pc],
+        "motion_px": [float(shift_px[0]), float(shift_px[1])],
+        "normal_diameter_mm": round(float(scene.normal_diameter_mm), 5),
+        "stenoses": [st.to_dict() for st in scene.stenoses],
+        "arc_mm": [round(float(v), 4) for v in arc],
+        "diameter_mm": [round(float(v), 5) for v in d],
+        "centerline_rc": [[round(float(a), 4), round(float(b), 4)] for a, b in rc],
+        "spec": spec.to_dict(),
+    }

@@ -1,0 +1,219 @@
+"""Phantom self-consistency: the rendered physics and the truth agree with the geometry."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pydicom
+import pytest
+from scipy import ndimage as ndi
+
+from stenosis.phantom import (
+    PhantomSpec,
+    Stenosis,
+    load_truth,
+    make_phantom,
+    make_tube,
+    path_length_mm,
+    render_phantom,
+    training_pair,
+)
+from stenosis.phantom.render import chord_pixel_mean
+
+# a small, quick run that still has room for the lesion, its reference and the points
+SMALL = dict(shape=(200, 200), mm_per_px=(0.25, 0.25), n_frames=5, n_mask_frames=1, arrival_frames=1)
+
+
+def _straight_tube(angle: float, radius: float, centre=(12.5, 12.5), length=80.0):
+    s = np.arange(0.0, length, 0.05)
+    base = np.stack([centre[0] + (s - length / 2) * np.sin(angle), centre[1] + (s - length / 2) * np.cos(angle)], 1)
+    return make_tube(base, s, 2 * radius)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.3, np.pi / 4, 1.1])
+@pytest.mark.parametrize("radius", [0.15, 0.6, 2.0])
+def test_cross_section_integral_equals_area(angle, radius):
+    # the line integral of the path length across a straight vessel is pi R^2
+    px = (0.25, 0.25)
+    img = path_length_mm([_straight_tube(angle, radius)], (100, 100), px)
+    col_integrals = img[:, 40:60].sum(axis=0) * px[0] * abs(np.cos(angle))
+    np.testing.assert_allclose(col_integrals, np.pi * radius**2, rtol=0.01)
+
+
+def test_anisotropic_pixels_keep_the_area():
+    px = (0.2, 0.3)
+    radius = 0.8
+    img = path_length_mm([_straight_tube(0.0, radius, centre=(10.0, 15.0))], (100, 100), px)
+    np.testing.assert_allclose(img[:, 30:70].sum(axis=0) * px[0], np.pi * radius**2, rtol=0.01)
+
+
+def test_pixel_mean_chord_matches_supersampling():
+    rng = np.random.default_rng(1)
+    x0, r = rng.uniform(-2, 2, 50), rng.uniform(0.2, 1.5, 50)
+    a, b = rng.uniform(0.05, 0.3, 50), rng.uniform(0.05, 0.3, 50)
+    u = (np.arange(64) + 0.5) / 64 - 0.5
+    x = x0[:, None, None] + a[:, None, None] * u[None, :, None] + b[:, None, None] * u[None, None, :]
+    brute = (2 * np.sqrt(np.clip(r[:, None, None] ** 2 - x**2, 0, None))).mean(axis=(1, 2))
+    np.testing.assert_allclose(chord_pixel_mean(x0, r, a, b), brute, atol=2e-3)
+
+
+def test_rendered_cross_section_at_reference():
+    ph = render_phantom(PhantomSpec(seed=5, segment="ICA", crossing=False, n_branches=0, **SMALL))
+    t = ph.truth
+    rc = np.array(t["centerline_rc"])
+    i = int(np.argmin(np.hypot(*(rc - np.array(t["reference_rc"])).T)))
+    tangent = rc[i + 5] - rc[i - 5]
+    tangent /= np.linalg.norm(tangent)
+    normal = np.array([-tangent[1], tangent[0]])
+    step = 0.05
+    u = np.arange(-30, 30, step)
+    pts = rc[i][:, None] + normal[:, None] * u[None, :]
+    prof = ndi.map_coordinates(ph.path_length_mm.astype(float), pts, order=1)
+    area = prof.sum() * step * t["mm_per_px"][0]
+    r = t["reference_diameter_mm"] / 2
+    assert area == pytest.approx(np.pi * r * r, rel=0.01)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    spec = PhantomSpec(seed=7, segment="M1", stenosis_percent=65, eccentricity=1.0, motion_px=(0.4, -0.3), **SMALL)
+    return render_phantom(spec)
+
+
+def test_truth_positions_lie_on_the_vessel(phantom):
+    t = phantom.truth
+    L = phantom.path_length_mm
+    for key in ("proximal_rc", "distal_rc", "reference_rc", "mld_rc"):
+        r, c = np.rint(t[key]).astype(int)
+        assert L[r, c] > 0.1 * t["mld_mm"], key
+    for r, c in np.rint(np.array(t["centerline_rc"])[::20]).astype(int):
+        assert L[r, c] > 0
+
+
+def test_truth_is_self_consistent(phantom):
+    t = phantom.truth
+    d = np.array(t["diameter_mm"])
+    assert t["mld_mm"] == d.min()
+    assert np.diff(t["arc_mm"]) == pytest.approx(0.1)
+    assert t["percent_stenosis"] == pytest.approx((1 - t["mld_mm"] / t["reference_diameter_mm"]) * 100, abs=1e-3)
+    assert t["meets_50"] == (t["percent_stenosis"] >= 50)
+    # no taper, no proximal disease: the WASID percent is the lesion's nominal percent
+    assert t["percent_stenosis"] == pytest.approx(65.0, abs=0.05)
+    assert t["reference_choice"] == "proximal"
+    # reader points: proximal at least 3 reference diameters before the lesion
+    st = t["stenoses"][0]
+    assert st["position_mm"] - st["length_mm"] / 2 - t["proximal_arc_mm"] >= 3 * t["reference_diameter_mm"]
+    assert t["proximal_arc_mm"] < t["reference_arc_mm"] < t["mld_arc_mm"] < t["distal_arc_mm"]
+    # lesion length by its rule: cosine w(s) > (1 - 0.9/(1-0)) ... computed independently
+    p = st["percent"] / 100
+    half = st["length_mm"] / (2 * np.pi) * np.arccos(2 * 0.1 / p - 1)  # where p*w(s) = 0.1
+    assert t["lesion_length_mm"] == pytest.approx(2 * half, abs=0.11)
+    assert t["frame_index"] == 2
+
+
+def test_eccentric_stenosis_keeps_one_wall(phantom):
+    scene = phantom.scene
+    st = scene.stenoses[0]
+    s = np.linspace(st.position_mm - st.length_mm, st.position_mm + st.length_mm, 401)
+    d, off = scene.diameter(s)
+    dn = scene.normal_diameter(s)
+    kept = st.side * off + d / 2  # the wall on `side`, measured from the base centreline
+    moved = st.side * off - d / 2
+    np.testing.assert_allclose(kept, dn / 2, atol=1e-9)
+    assert moved.max() - moved.min() == pytest.approx(dn[0] * st.percent / 100, rel=1e-3)
+
+
+def test_concentric_stenosis_keeps_the_centre():
+    ph = render_phantom(PhantomSpec(seed=3, eccentricity=0.0, **SMALL))
+    _, off = ph.scene.diameter(np.array(ph.truth["arc_mm"]))
+    assert np.abs(off).max() == 0
+
+
+def test_occlusion_renders_zero_iodine_at_the_mld():
+    ph = render_phantom(PhantomSpec(seed=4, stenosis_percent=100, crossing=False, n_branches=0, **SMALL))
+    t = ph.truth
+    assert t["mld_mm"] == 0 and t["percent_stenosis"] == 100
+    r, c = np.rint(t["mld_rc"]).astype(int)
+    # only the pixel aperture's reach into the narrowing tails remains
+    assert ph.path_length_mm[r, c] < 0.01 * t["reference_diameter_mm"]
+    r, c = np.rint(t["reference_rc"]).astype(int)
+    assert ph.path_length_mm[r, c] > 0.9 * t["reference_diameter_mm"]
+
+
+def test_vessels_darker_and_bolus(phantom):
+    t = phantom.truth
+    r, c = np.rint(t["reference_rc"]).astype(int)
+    f = phantom.stored.astype(float)
+    contrast = f[t["frame_index"]] - f[0]
+    assert contrast[r, c] < -20  # darker where iodine is (MONOCHROME2, stored ~ log I)
+    assert abs(np.median(contrast)) < 5  # the background cancels
+    assert list(phantom.concentration) == [0.0, 0.5, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "calibration,subtracted,compression",
+    [("pixel_spacing", True, "rle"), ("geometry", False, "none"), ("magnification", False, "rle"), ("none", True, "none")],
+)
+def test_dicom_round_trip(tmp_path, calibration, subtracted, compression):
+    spec = PhantomSpec(
+        seed=11, calibration=calibration, subtracted=subtracted, compression=compression,
+        sid_mm=1130.0, sod_mm=817.0, **{**SMALL, "mm_per_px": (0.23, 0.23)},
+    )
+    dcm, truth_path = make_phantom(spec, tmp_path / "run.dcm")
+    assert truth_path.name == "run.truth.json"
+    ds = pydicom.dcmread(dcm)
+    t = load_truth(dcm)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.12.1" and ds.Modality == "XA"
+    assert ds.file_meta.TransferSyntaxUID == ("1.2.840.10008.1.2.5" if compression == "rle" else "1.2.840.10008.1.2.1")
+    assert int(ds.NumberOfFrames) == spec.n_frames
+    assert ds.PixelIntensityRelationship == "LOG"
+    assert ds.PatientName == "PHANTOM^STENOSIS"
+    np.testing.assert_array_equal(ds.pixel_array, render_phantom(spec).stored)
+    if calibration == "pixel_spacing":
+        mm = [float(v) for v in ds.PixelSpacing]
+    elif calibration == "geometry":
+        mm = [float(v) * float(ds.DistanceSourceToPatient) / float(ds.DistanceSourceToDetector) for v in ds.ImagerPixelSpacing]
+    elif calibration == "magnification":
+        mm = [float(v) / float(ds.EstimatedRadiographicMagnificationFactor) for v in ds.ImagerPixelSpacing]
+    else:
+        assert not any(k in ds for k in ("PixelSpacing", "ImagerPixelSpacing"))
+        mm = None
+    if mm is not None:
+        np.testing.assert_allclose(mm, t["mm_per_px"], rtol=1e-3)
+    if subtracted:
+        assert "SUBTRACTED" in ds.ImageType and "MaskSubtractionSequence" not in ds
+    else:
+        item = ds.MaskSubtractionSequence[0]
+        assert item.MaskOperation == "AVG_SUB"
+        assert list(np.atleast_1d(item.MaskFrameNumbers)) == [1]  # 1-based; mask frame 0
+
+
+def test_same_seed_same_bytes(tmp_path):
+    spec = PhantomSpec(seed=21, **SMALL)
+    a, _ = make_phantom(spec, tmp_path / "a" / "run.dcm")
+    b, _ = make_phantom(spec, tmp_path / "b" / "run.dcm")
+    c, _ = make_phantom(spec.replace(seed=22), tmp_path / "c" / "run.dcm")
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b, c)]
+    assert digest[0] == digest[1] != digest[2]
+    assert (tmp_path / "a" / "run.truth.json").read_bytes() == (tmp_path / "b" / "run.truth.json").read_bytes()
+
+
+def test_artery_typical_diameters():
+    from stenosis.phantom import NORMAL_DIAMETER_MM
+
+    for seg, (lo, hi) in NORMAL_DIAMETER_MM.items():
+        t = render_phantom(PhantomSpec(seed=2, segment=seg, stenosis_percent=0, photons=None, **SMALL)).truth
+        assert lo <= t["reference_diameter_mm"] <= hi
+
+
+def test_training_pair():
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        img, mask = training_pair(rng, size=128)
+        assert img.shape == mask.shape == (128, 128)
+        assert img.dtype == np.float32 and mask.dtype == bool
+        assert 0.001 < mask.mean() < 0.6
+        assert img[mask].mean() < img[~mask].mean()  # vessels darker as displayed
+    a = training_pair(np.random.default_rng(5), size=96)
+    b = training_pair(np.random.default_rng(5), size=96)
+    np.testing.assert_array_equal(a[0], b[0])
