@@ -1,0 +1,523 @@
+"""Sub-pixel lumen diameters from perpendicular profiles: model-based fit of a blurred cylinder.
+
+A projected circular lumen of radius R (pixels) with iodine signal A per pixel of
+path length gives, across the vessel at offset x from its centre c,
+
+    s(x) = b0 + b1 x + A * [2 sqrt(R^2 - (x - c)^2)]_+  (*)  G_sigma(x)
+
+where G_sigma is the imaging blur (focal spot, detector, pixel integration and
+interpolation lumped into one Gaussian) and b0 + b1 x the local background. The
+blur sigma and the amplitude A are estimated once per run from the widest
+segments (a joint fit where the edge shape determines sigma and the plateau A);
+each profile is then fitted with A and sigma fixed, so that the integrated
+(densitometric) signal still determines R when 2R is below the blur width, where
+edge detectors overestimate (Hoffmann, Wahle, Pellot-Barakat, Sklansky, Sonka,
+"Improved quantitative coronary angiography...", Med Phys 2002;29:1509,
+doi:10.1118/1.1488603; Fleagle et al., Med Phys 1989, doi:10.1118/1.596337).
+
+The fit is vectorised over all profiles: b0, b1 (and A when free) are linear and
+eliminated by projection; (R, c) are found by a coarse grid search on a lookup
+table of blurred-chord profiles, a fine local grid, and a quadratic refinement.
+Derivative (maximum-gradient) edges are computed as a cross-check.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .result import DiameterProfile, QualityFlag
+
+__all__ = [
+    "ChordTable",
+    "chord_table",
+    "sample_profiles",
+    "fit_profiles",
+    "estimate_blur",
+    "derivative_edges",
+    "measure_diameters",
+]
+
+_DR = 0.05  # table step in R, px
+_DU = 0.05  # table step in offset, px
+
+
+@dataclass(frozen=True)
+class ChordTable:
+    """Blurred projected-chord profiles ``table[k, j] = K(R=k*dr, |u|=j*du)`` for one sigma."""
+
+    sigma_px: float
+    dr: float
+    du: float
+    table: np.ndarray  # (KR, KU) float64
+
+    @property
+    def r_max(self) -> float:
+        return (self.table.shape[0] - 1) * self.dr
+
+    def __call__(self, r: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Bilinear lookup of K(r, u); ``r`` and ``u`` broadcast, pixels."""
+        fr = np.clip(np.asarray(r, dtype=np.float64) / self.dr, 0, self.table.shape[0] - 1.000001)
+        fu = np.clip(np.abs(np.asarray(u, dtype=np.float64)) / self.du, 0, self.table.shape[1] - 1.000001)
+        ir = fr.astype(np.intp)
+        iu = fu.astype(np.intp)
+        wr = fr - ir
+        wu = fu - iu
+        t = self.table
+        a = t[ir, iu] * (1 - wu) + t[ir, iu + 1] * wu
+        b = t[ir + 1, iu] * (1 - wu) + t[ir + 1, iu + 1] * wu
+        return a * (1 - wr) + b * wr
+
+
+def _chord_cell_mean(r: np.ndarray, u: np.ndarray, du: float) -> np.ndarray:
+    """Exact mean of 2 sqrt(r^2 - x^2) over cells [u - du/2, u + du/2] (area preserving)."""
+
+    def prim(x):
+        x = np.clip(x, -r, r)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rr = np.where(r > 0, r, 1.0)
+            val = x * np.sqrt(np.maximum(r * r - x * x, 0.0)) + r * r * np.arcsin(np.clip(x / rr, -1, 1))
+        return np.where(r > 0, val, 0.0)
+
+    return (prim(u + du / 2) - prim(u - du / 2)) / du
+
+
+@functools.lru_cache(maxsize=8)
+def _chord_spectrum(r_max_px: float, u_max_px: float, pad_px: float):
+    """Unblurred cell-mean chords and their FFT along u (independent of the blur)."""
+    r = np.arange(0.0, r_max_px + 2 * _DR, _DR)[:, None]
+    u_full = np.arange(-(u_max_px + pad_px), u_max_px + pad_px + _DU / 2, _DU)
+    chords = _chord_cell_mean(r, u_full[None, :], _DU)
+    n_fft = int(2 ** np.ceil(np.log2(u_full.size + 2 * pad_px / _DU)))
+    spec = np.fft.rfft(chords, n=n_fft, axis=1)
+    return u_full, n_fft, spec
+
+
+def chord_table(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable:
+    """Tabulate the Gaussian-blurred projected chord of a cylinder.
+
+    Parameters
+    ----------
+    sigma_px : float
+        Gaussian blur standard deviation, pixels.
+    r_max_px : float
+        Largest lumen radius tabulated, pixels.
+    u_max_px : float
+        Largest |offset| from the lumen centre tabulated, pixels.
+
+    Returns
+    -------
+    ChordTable
+        Callable lookup K(R, u) (signal per unit amplitude: path length in pixels).
+    """
+    sigma_px = float(max(sigma_px, 1e-3))
+    # round the ranges up so that tables of one run share the cached spectrum
+    r_max_px = float(np.ceil(r_max_px))
+    u_max_px = float(np.ceil(u_max_px))
+    pad = float(np.ceil(5 * max(sigma_px, 4.0) + 1))
+    u_full, n_fft, spec = _chord_spectrum(r_max_px, u_max_px, pad)
+    # Gaussian blur by FFT (the kernel is hundreds of table steps wide); the padding
+    # keeps the circular wrap-around outside the tabulated range
+    f = np.fft.rfftfreq(n_fft, d=_DU)
+    gain = np.exp(-2.0 * (np.pi * f * sigma_px) ** 2)
+    blurred = np.fft.irfft(spec * gain, n=n_fft, axis=1)[:, : u_full.size]
+    i0 = int(np.argmin(np.abs(u_full)))
+    n_u = int(np.ceil(u_max_px / _DU)) + 2
+    table = np.ascontiguousarray(blurred[:, i0 : i0 + n_u])
+    return ChordTable(sigma_px, _DR, _DU, table)
+
+
+def profile_offsets(half_length_px: float, step_px: float = 0.5) -> np.ndarray:
+    """(M,) symmetric sample offsets along the normal, pixels."""
+    n = int(np.ceil(half_length_px / step_px))
+    return np.arange(-n, n + 1) * step_px
+
+
+def sample_profiles(
+    image: np.ndarray,
+    centerline_rc: np.ndarray,
+    normals_rc: np.ndarray,
+    offsets_px: np.ndarray,
+    *,
+    band_px: float = 1.0,
+    band_step_px: float = 0.5,
+    order: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Perpendicular intensity profiles, averaged over a short band along the vessel.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Opacified frame (iodine positive).
+    centerline_rc : (N, 2) float
+        Sample points (row, col), pixels.
+    normals_rc : (N, 2) float
+        Unit normals (row, col).
+    offsets_px : (M,) float
+        Offsets along the normal, pixels.
+    band_px : float
+        Half-length of the band of parallel profiles averaged along the tangent, pixels.
+    order : int
+        Interpolation order for :func:`scipy.ndimage.map_coordinates`.
+
+    Returns
+    -------
+    profiles : (N, M) float64
+        Band-averaged profiles.
+    inside : (N,) bool
+        Whether the whole band lies inside the image.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    pts = np.asarray(centerline_rc, float)
+    nrm = np.asarray(normals_rc, float)
+    tan = np.stack([nrm[:, 1], -nrm[:, 0]], axis=1)
+    nb = int(round(band_px / band_step_px)) if band_px > 0 else 0
+    bands = np.arange(-nb, nb + 1) * band_step_px
+    # coords: (2, N, B, M)
+    coords = (
+        pts.T[:, :, None, None]
+        + nrm.T[:, :, None, None] * offsets_px[None, None, None, :]
+        + tan.T[:, :, None, None] * bands[None, None, :, None]
+    )
+    h, w = img.shape
+    inside = (
+        (coords[0] >= -0.5).all(axis=(1, 2))
+        & (coords[0] <= h - 0.5).all(axis=(1, 2))
+        & (coords[1] >= -0.5).all(axis=(1, 2))
+        & (coords[1] <= w - 0.5).all(axis=(1, 2))
+    )
+    vals = ndi.map_coordinates(img, coords.reshape(2, -1), order=order, mode="nearest", prefilter=order > 1)
+    vals = vals.reshape(coords.shape[1:]).astype(np.float64)
+    return vals.mean(axis=1), inside
+
+
+def _projector(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projector (M, M) onto the complement of span{1, x} and an orthonormal basis (M, 2) of the span."""
+    X = np.stack([np.ones_like(x), x], axis=1)
+    E, _ = np.linalg.qr(X)
+    return np.eye(x.size) - E @ E.T, E
+
+
+@dataclass(frozen=True)
+class ProfileFit:
+    """Per-profile fit results (arrays of shape (N,))."""
+
+    radius_px: np.ndarray
+    centre_px: np.ndarray
+    amplitude: np.ndarray  # fitted (free) or the fixed value
+    rss: np.ndarray  # residual sum of squares
+    residuals: np.ndarray  # (N, M)
+
+
+def _scores(Qy, T, E, amplitude):
+    """Residual sum of squares (up to the constant ||Qy||^2) for each template.
+
+    ``Qy`` (N, M) are the profiles with their background line projected out,
+    ``T`` (N or 1, K, M) the templates and ``E`` (M, 2) an orthonormal basis of
+    the background lines; since Q is a symmetric projector, Qy.QT = Qy.T and
+    ||QT||^2 = ||T||^2 - ||E^T T||^2. Returns (N, K) scores and amplitudes.
+    """
+    if T.shape[0] == Qy.shape[0]:
+        cross = np.einsum("nm,nkm->nk", Qy, T)
+        norm = np.einsum("nkm,nkm->nk", T, T) - ((T @ E) ** 2).sum(-1)
+    else:
+        cross = Qy @ T[0].T
+        norm = ((T[0] ** 2).sum(-1) - ((T[0] @ E) ** 2).sum(-1))[None, :]
+    if amplitude is None:
+        safe = np.where(norm > 1e-12, norm, 1.0)
+        amp = np.where(cross > 0, cross / safe, 0.0)
+        score = -amp * cross
+    else:
+        amp = np.broadcast_to(np.float64(amplitude), cross.shape)
+        score = -2.0 * amplitude * cross + amplitude**2 * norm
+    return score, amp
+
+
+def fit_profiles(
+    profiles: np.ndarray,
+    offsets_px: np.ndarray,
+    table: ChordTable,
+    *,
+    amplitude: float | None = None,
+    r_max_px: float | None = None,
+    c_max_px: float = 2.0,
+) -> ProfileFit:
+    """Fit the blurred-cylinder model to each profile (vectorised).
+
+    Parameters
+    ----------
+    profiles : (N, M) float
+        Profiles sampled at ``offsets_px`` (iodine positive).
+    offsets_px : (M,) float
+        Sample offsets along the normal, pixels.
+    table : ChordTable
+        Blurred chords for the run's blur sigma.
+    amplitude : float or None
+        Fixed iodine amplitude (signal per pixel of path length); None fits it
+        per profile (linear, non-negative).
+    r_max_px : float, optional
+        Largest radius searched (default: the table's).
+    c_max_px : float
+        Largest |centre offset| searched, pixels.
+
+    Returns
+    -------
+    ProfileFit
+    """
+    Y = np.asarray(profiles, dtype=np.float64)
+    x = np.asarray(offsets_px, dtype=np.float64)
+    n, m = Y.shape
+    Q, E = _projector(x)
+    Qy = Y @ Q
+    r_hi = min(table.r_max - 0.3, r_max_px if r_max_px is not None else np.inf)
+    # coarse grid shared by all profiles
+    rg = np.arange(0.0, r_hi + 1e-9, 0.25)
+    cg = np.arange(-c_max_px, c_max_px + 1e-9, 0.5)
+    RR, CC = np.meshgrid(rg, cg, indexing="ij")
+    T = table(RR.reshape(-1, 1), x[None, :] - CC.reshape(-1, 1))  # (K, M)
+    score, _ = _scores(Qy, T[None], E, amplitude)
+    best = np.argmin(score, axis=1)
+    R = RR.reshape(-1)[best]
+    C = CC.reshape(-1)[best]
+    rows = np.arange(n)
+    d = np.array([-1.0, 0.0, 1.0])
+    dR, dC = np.meshgrid(d, d, indexing="ij")
+    dR, dC = dR.reshape(1, -1), dC.reshape(1, -1)
+
+    def parab(sm, s0, sp):
+        den = sm - 2 * s0 + sp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            off = np.where(den > 1e-15, 0.5 * (sm - sp) / den, 0.0)
+        return np.clip(off, -1.0, 1.0)
+
+    # local refinement: 3x3 stencils of shrinking steps, parabola through the best
+    for hr, hc in ((0.2, 0.35), (0.08, 0.15), (0.03, 0.05)):
+        Rs = np.clip(R[:, None] + hr * dR, 0.0, r_hi)
+        Cs = C[:, None] + hc * dC
+        Ts = table(Rs[:, :, None], x[None, None, :] - Cs[:, :, None])  # (N, 9, M)
+        S, _ = _scores(Qy, Ts, E, amplitude)
+        S = S.reshape(n, 3, 3)
+        k = np.argmin(S.reshape(n, 9), axis=1)
+        ir, ic = np.unravel_index(k, (3, 3))
+        # parabolas through the centre row/column of the stencil when it is the minimum
+        o_r = np.where(ir == 1, parab(S[rows, 0, ic], S[rows, 1, ic], S[rows, 2, ic]), d[ir])
+        o_c = np.where(ic == 1, parab(S[rows, ir, 0], S[rows, ir, 1], S[rows, ir, 2]), d[ic])
+        R = np.clip(R + hr * o_r, 0.0, r_hi)
+        C = np.clip(C + hc * o_c, -c_max_px - 1, c_max_px + 1)
+    Tb = table(R[:, None], x[None, :] - C[:, None])
+    QTb = Tb @ Q
+    if amplitude is None:
+        nb = (QTb**2).sum(1)
+        A = np.where(nb > 1e-12, np.maximum((Qy * QTb).sum(1), 0) / np.where(nb > 1e-12, nb, 1), 0.0)
+    else:
+        A = np.full(n, float(amplitude))
+    res = Qy - A[:, None] * QTb
+    rss = (res**2).sum(1)
+    return ProfileFit(R, C, A, rss, res)
+
+
+def estimate_blur(
+    profiles: np.ndarray,
+    offsets_px: np.ndarray,
+    *,
+    sigmas_px: np.ndarray | None = None,
+    r_max_px: float,
+) -> tuple[float, float]:
+    """Joint estimate of the blur sigma and the iodine amplitude from wide normal profiles.
+
+    For each candidate sigma every profile is fitted with a free amplitude; the
+    sigma with the least total residual (parabola-refined) wins and the amplitude
+    is the median of the per-profile amplitudes refitted at that sigma.
+
+    Parameters
+    ----------
+    profiles : (N, M) float
+        Profiles of wide, normal samples.
+    offsets_px : (M,) float
+        Offsets, pixels.
+    r_max_px : float
+        Largest radius searched, pixels.
+
+    Returns
+    -------
+    sigma_px, amplitude : float
+    """
+    if sigmas_px is None:
+        sigmas_px = np.geomspace(0.4, 4.0, 7)
+    u_max = float(np.abs(offsets_px).max()) + 3.0
+    tot = []
+    for s in sigmas_px:
+        tab = chord_table(s, r_max_px, u_max)
+        f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px)
+        tot.append(f.rss.sum())
+    tot = np.asarray(tot)
+    k = int(np.argmin(tot))
+    ls = np.log(sigmas_px)
+    if 0 < k < len(sigmas_px) - 1:
+        den = tot[k - 1] - 2 * tot[k] + tot[k + 1]
+        off = 0.5 * (tot[k - 1] - tot[k + 1]) / den if den > 0 else 0.0
+        lsig = ls[k] + np.clip(off, -1, 1) * (ls[k + 1] - ls[k])
+    else:
+        lsig = ls[k]
+    sigma = float(np.exp(lsig))
+    tab = chord_table(sigma, r_max_px, u_max)
+    f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px)
+    good = f.radius_px > 0.5
+    amp = float(np.median(f.amplitude[good])) if good.any() else float(np.median(f.amplitude))
+    return sigma, amp
+
+
+def derivative_edges(
+    profiles: np.ndarray, offsets_px: np.ndarray, centre_px: np.ndarray, *, smooth_px: float = 0.75
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-gradient edges either side of the fitted centre (the classic QCA edge).
+
+    Returns
+    -------
+    left_px, right_px : (N,) float
+        Edge offsets along the normal, pixels (sub-sample by parabola).
+    """
+    x = np.asarray(offsets_px, float)
+    dx = x[1] - x[0]
+    g = ndi.gaussian_filter1d(np.asarray(profiles, float), max(smooth_px / dx, 0.5), axis=1, order=1)
+    n, m = g.shape
+    rel = x[None, :] - centre_px[:, None]
+    gl = np.where(rel < 0, g, -np.inf)
+    gr = np.where(rel > 0, -g, -np.inf)
+
+    def peak(arr):
+        i = np.argmax(arr, axis=1)
+        ic = np.clip(i, 1, m - 2)
+        rows = np.arange(n)
+        a, b, c = arr[rows, ic - 1], arr[rows, ic], arr[rows, ic + 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            den = a - 2 * b + c
+            off = np.where(np.isfinite(den) & (den < 0), 0.5 * (a - c) / den, 0.0)
+        off = np.where(i == ic, np.clip(off, -1, 1), 0.0)
+        return x[ic] + np.where(i == ic, off, 0.0) * dx
+
+    return peak(gl), peak(gr)
+
+
+def normals_from_centerline(centerline_rc: np.ndarray) -> np.ndarray:
+    """(N, 2) unit normals of a resampled centerline (tangent rotated by +90 degrees)."""
+    p = np.asarray(centerline_rc, float)
+    t = np.gradient(p, axis=0)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    return np.stack([-t[:, 1], t[:, 0]], axis=1)
+
+
+def measure_diameters(
+    image: np.ndarray,
+    centerline_rc: np.ndarray,
+    arc_px: np.ndarray,
+    *,
+    radius_hint_px: float,
+    mm_per_px: float | None = None,
+    blur_sigma_px: float | None = None,
+    amplitude: float | None = None,
+    band_px: float = 1.0,
+    profile_step_px: float = 0.5,
+) -> DiameterProfile:
+    """Model-based diameter profile along a centerline.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Opacified frame (iodine positive, background about 0).
+    centerline_rc : (N, 2) float
+        Resampled centerline (row, col), pixels.
+    arc_px : (N,) float
+        Arc length of each sample, pixels.
+    radius_hint_px : float
+        Rough largest lumen radius on the segment (sets the profile length), pixels.
+    mm_per_px : float, optional
+        Isotropic scale for the mm columns.
+    blur_sigma_px, amplitude : float, optional
+        Known blur and amplitude; estimated from the widest samples when None.
+    band_px : float
+        Half-length of the band of profiles averaged along the vessel, pixels.
+
+    Returns
+    -------
+    DiameterProfile
+    """
+    pts = np.asarray(centerline_rc, float)
+    nrm = normals_from_centerline(pts)
+    rh = float(max(radius_hint_px, 1.5))
+    half = max(2.0 * rh + 6.0, 10.0)
+    x = profile_offsets(half, profile_step_px)
+    Y, inside = sample_profiles(image, pts, nrm, x, band_px=band_px)
+    r_max = max(1.6 * rh + 2.0, 4.0)
+    u_max = half + 3.0
+    if blur_sigma_px is None or amplitude is None:
+        # first pass with a nominal blur to find wide samples
+        tab0 = chord_table(1.0, r_max, u_max)
+        f0 = fit_profiles(Y, x, tab0, amplitude=None, r_max_px=r_max, c_max_px=3.0)
+        ok = inside & (f0.radius_px > 0)
+        cand = np.where(ok)[0]
+        if cand.size == 0:
+            cand = np.arange(len(Y))
+        thr = np.quantile(f0.radius_px[cand], 0.6)
+        wide = cand[f0.radius_px[cand] >= thr]
+        # drop profiles whose amplitude is atypical (overlaps, branches)
+        a = f0.amplitude[wide]
+        med = np.median(a)
+        mad = np.median(np.abs(a - med)) + 1e-12
+        wide = wide[np.abs(a - med) <= 3 * 1.4826 * mad]
+        if wide.size > 40:
+            wide = wide[np.linspace(0, wide.size - 1, 40).astype(int)]
+        s_est, a_est = estimate_blur(Y[wide], x, r_max_px=r_max)
+        blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
+        amplitude = a_est if amplitude is None else amplitude
+    tab = chord_table(blur_sigma_px, r_max, u_max)
+    fit = fit_profiles(Y, x, tab, amplitude=amplitude, r_max_px=r_max, c_max_px=3.0)
+    free = fit_profiles(Y, x, tab, amplitude=None, r_max_px=r_max, c_max_px=3.0)
+    R, C = fit.radius_px, fit.centre_px
+    el, er = derivative_edges(Y, x, C)
+    flags = _quality_flags(Y, x, fit, free, inside, blur_sigma_px, amplitude, R)
+    left = pts + nrm * (C - R)[:, None]
+    right = pts + nrm * (C + R)[:, None]
+    return DiameterProfile(
+        arc_px=np.asarray(arc_px, float),
+        centerline_rc=pts,
+        normal_rc=nrm,
+        diameter_px=2.0 * R,
+        left_rc=left,
+        right_rc=right,
+        flags=flags,
+        edge_diameter_px=er - el,
+        centre_offset_px=C,
+        blur_sigma_px=float(blur_sigma_px),
+        amplitude=float(amplitude),
+        mm_per_px=mm_per_px,
+    )
+
+
+def _quality_flags(Y, x, fit, free, inside, sigma, amplitude, R):
+    """Per-sample :class:`QualityFlag` bits from the fit residuals."""
+    n = len(Y)
+    flags = np.zeros(n, dtype=np.int64)
+    flags[~inside] |= int(QualityFlag.OUTSIDE)
+    res = fit.residuals
+    # robust noise level of the residuals (per sample point), from the whole run
+    noise = 1.4826 * np.median(np.abs(res - np.median(res))) + 1e-12
+    peak_ref = amplitude * 2.0 * np.quantile(R, 0.9)
+    rel = np.abs(x[None, :] - fit.centre_px[:, None])
+    outer = rel > (R[:, None] + 2.0 * sigma + 1.0)
+    inner = rel <= np.maximum(R[:, None], 0.5)
+    rs = ndi.uniform_filter1d(res, 5, axis=1)
+    out_max = np.where(outer, rs, -np.inf).max(axis=1)
+    thr_b = max(0.15 * peak_ref, 4.0 * noise)
+    flags[out_max > thr_b] |= int(QualityFlag.BRANCH)
+    # extra iodine over the lumen: the free amplitude exceeds the run's amplitude
+    resolved = 2 * R > 2.5 * sigma
+    in_mean = np.where(inner, res, 0).sum(1) / np.maximum(inner.sum(1), 1)
+    over = (resolved & (free.amplitude > 1.3 * amplitude)) | (in_mean > max(0.2 * peak_ref, 4 * noise))
+    flags[over] |= int(QualityFlag.OVERLAP)
+    m = Y.shape[1]
+    rms = np.sqrt(fit.rss / m)
+    flags[rms > max(3.0 * np.median(rms), 3 * noise)] |= int(QualityFlag.POOR_FIT)
+    return flags

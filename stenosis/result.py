@@ -1,0 +1,247 @@
+"""Result types of a stenosis measurement: the diameter profile and the WASID result.
+
+Both are frozen dataclasses with ``to_dict()`` giving plain JSON-ready values
+(floats rounded so that the JSON of a run is deterministic). Coordinates are
+(row, col) in pixels of the analysed frame, 0-based; lengths are mm at the
+isocentre unless the name ends in ``_px``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntFlag
+from typing import Any
+
+import numpy as np
+
+
+class QualityFlag(IntFlag):
+    """Per-sample quality of a diameter measurement (bit flags, 0 = good)."""
+
+    OK = 0
+    BRANCH = 1  # extra iodine beside the lumen: a side branch origin or a touching vessel
+    OVERLAP = 2  # extra iodine over the lumen: a crossing / overlapping vessel
+    POOR_FIT = 4  # the blurred-cylinder model does not explain the profile
+    EDGE_MISMATCH = 8  # model and derivative edges disagree (kept, but not used as reference)
+    OUTSIDE = 16  # the profile leaves the image
+
+    @classmethod
+    def describe(cls, value: int) -> list[str]:
+        """Names of the flags set in ``value`` (``[]`` for a good sample)."""
+        return [f.name.lower() for f in cls if f.value and int(value) & f.value]
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    """Round a float for JSON (None and non-finite stay None)."""
+    if x is None:
+        return None
+    x = float(x)
+    if not np.isfinite(x):
+        return None
+    return round(x, nd)
+
+
+def _rc(p: Any, nd: int = 2) -> list[float] | None:
+    if p is None:
+        return None
+    return [_r(p[0], nd), _r(p[1], nd)]
+
+
+@dataclass(frozen=True, eq=False)
+class DiameterProfile:
+    """Lumen diameter along a traced centerline.
+
+    Attributes
+    ----------
+    arc_px : (N,) float
+        Arc length of each sample from the proximal end, pixels.
+    arc_mm : (N,) float or None
+        The same in mm at the isocentre (None when uncalibrated).
+    centerline_rc : (N, 2) float
+        (row, col) of each sample, pixels.
+    normal_rc : (N, 2) float
+        Unit normal (row, col) along which the profile was sampled.
+    diameter_px : (N,) float
+        Model-based lumen diameter (blurred projected cylinder fit), pixels.
+    diameter_mm : (N,) float or None
+        The same in mm (None when uncalibrated).
+    left_rc, right_rc : (N, 2) float
+        Lumen edge points (contours), pixels.
+    flags : (N,) int
+        :class:`QualityFlag` bits per sample.
+    edge_diameter_px : (N,) float
+        Derivative (max-gradient) edge diameter, a cross-check; pixels.
+    centre_offset_px : (N,) float
+        Fitted lumen centre along the normal relative to the centerline, pixels.
+    blur_sigma_px : float
+        Gaussian imaging blur estimated for the run, pixels.
+    amplitude : float
+        Iodine signal per pixel of projected path length estimated for the run.
+    mm_per_px : float or None
+        Isotropic scale used for the mm columns (None when uncalibrated).
+    """
+
+    arc_px: np.ndarray
+    centerline_rc: np.ndarray
+    normal_rc: np.ndarray
+    diameter_px: np.ndarray
+    left_rc: np.ndarray
+    right_rc: np.ndarray
+    flags: np.ndarray
+    edge_diameter_px: np.ndarray
+    centre_offset_px: np.ndarray
+    blur_sigma_px: float
+    amplitude: float
+    mm_per_px: float | None = None
+
+    @property
+    def arc_mm(self) -> np.ndarray | None:
+        return None if self.mm_per_px is None else self.arc_px * self.mm_per_px
+
+    @property
+    def diameter_mm(self) -> np.ndarray | None:
+        return None if self.mm_per_px is None else self.diameter_px * self.mm_per_px
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(N,) bool: samples without BRANCH, OVERLAP, POOR_FIT or OUTSIDE flags."""
+        bad = QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE
+        return (self.flags & int(bad)) == 0
+
+    def __len__(self) -> int:
+        return int(self.arc_px.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Tidy columns (lists), with both pixel and mm values."""
+        mm = self.mm_per_px
+        return {
+            "arc_px": [_r(v, 3) for v in self.arc_px],
+            "arc_mm": None if mm is None else [_r(v * mm, 4) for v in self.arc_px],
+            "row": [_r(v, 2) for v in self.centerline_rc[:, 0]],
+            "col": [_r(v, 2) for v in self.centerline_rc[:, 1]],
+            "diameter_px": [_r(v, 3) for v in self.diameter_px],
+            "diameter_mm": None if mm is None else [_r(v * mm, 4) for v in self.diameter_px],
+            "edge_diameter_px": [_r(v, 3) for v in self.edge_diameter_px],
+            "flags": [int(f) for f in self.flags],
+            "blur_sigma_px": _r(self.blur_sigma_px, 4),
+            "amplitude": _r(self.amplitude, 6),
+            "mm_per_px": _r(mm, 6),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceWindow:
+    """Where D_normal was measured: a window of the diameter profile (or a local trace)."""
+
+    choice: str  # ReferenceChoice value
+    start_px: float  # arc positions on the traced segment (px); NaN for an off-segment site
+    end_px: float
+    diameter_px: float
+    centre_rc: tuple[float, float]
+    description: str = ""
+
+    def to_dict(self, mm_per_px: float | None) -> dict[str, Any]:
+        d = {
+            "choice": self.choice,
+            "start_px": _r(self.start_px, 2),
+            "end_px": _r(self.end_px, 2),
+            "diameter_px": _r(self.diameter_px, 3),
+            "centre_rc": _rc(self.centre_rc),
+            "description": self.description,
+        }
+        if mm_per_px is not None:
+            d["start_mm"] = _r(self.start_px * mm_per_px, 3)
+            d["end_mm"] = _r(self.end_px * mm_per_px, 3)
+            d["diameter_mm"] = _r(self.diameter_px * mm_per_px, 4)
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class StenosisResult:
+    """WASID measurement of one segment of one run (see SPEC, ``measure --json``)."""
+
+    file: str
+    run_id: str
+    segment: str
+    frame_index: int
+    percent_stenosis: float
+    mld_px: float
+    mld_rc: tuple[float, float]
+    mld_arc_px: float
+    reference_diameter_px: float
+    reference_rc: tuple[float, float]
+    reference_choice: str
+    reference_window: ReferenceWindow
+    lesion_start_px: float
+    lesion_end_px: float
+    interpolated_percent_stenosis: float | None
+    interpolated_reference_px: float | None
+    calibration: dict[str, Any]
+    mm_per_px: float | None
+    proximal_rc: tuple[float, float]
+    distal_rc: tuple[float, float]
+    model: str
+    software: dict[str, Any]
+    profile: DiameterProfile
+    warnings: tuple[str, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    mode: str = "points"
+    image: np.ndarray | None = field(default=None, repr=False)  # analysed opacified frame (H, W)
+    feeding_profile: DiameterProfile | None = field(default=None, repr=False)
+
+    # ---- derived values -------------------------------------------------------
+    @property
+    def meets_50(self) -> bool:
+        return bool(self.percent_stenosis >= 50.0)
+
+    def _mm(self, px: float | None) -> float | None:
+        if px is None or self.mm_per_px is None:
+            return None
+        return float(px) * self.mm_per_px
+
+    @property
+    def mld_mm(self) -> float | None:
+        return self._mm(self.mld_px)
+
+    @property
+    def reference_diameter_mm(self) -> float | None:
+        return self._mm(self.reference_diameter_px)
+
+    @property
+    def lesion_length_px(self) -> float:
+        return float(self.lesion_end_px - self.lesion_start_px)
+
+    @property
+    def lesion_length_mm(self) -> float | None:
+        return self._mm(self.lesion_length_px)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the SPEC keys first (deterministic rounding)."""
+        mm = self.mm_per_px
+        return {
+            "file": self.file,
+            "segment": self.segment,
+            "frame_index": int(self.frame_index),
+            "percent_stenosis": _r(self.percent_stenosis, 2),
+            "meets_50": self.meets_50,
+            "mld_mm": _r(self.mld_mm, 4),
+            "mld_rc": _rc(self.mld_rc),
+            "reference_diameter_mm": _r(self.reference_diameter_mm, 4),
+            "reference_rc": _rc(self.reference_rc),
+            "reference_choice": self.reference_choice,
+            "lesion_length_mm": _r(self.lesion_length_mm, 3),
+            "calibration": self.calibration,
+            "warnings": list(self.warnings),
+            "software": self.software,
+            "run_id": self.run_id,
+            "mld_px": _r(self.mld_px, 3),
+            "reference_diameter_px": _r(self.reference_diameter_px, 3),
+            "lesion_length_px": _r(self.lesion_length_px, 2),
+            "interpolated_percent_stenosis": _r(self.interpolated_percent_stenosis, 2),
+            "interpolated_reference_mm": _r(self._mm(self.interpolated_reference_px), 4),
+            "reference_window": self.reference_window.to_dict(mm),
+            "model": self.model,
+            "mode": self.mode,
+            "proximal_rc": _rc(self.proximal_rc),
+            "distal_rc": _rc(self.distal_rc),
+            "parameters": self.parameters,
+        }

@@ -1,0 +1,371 @@
+"""WASID percent stenosis from a diameter profile.
+
+percent stenosis = (1 - D_stenosis / D_normal) x 100 (Samuels, Joseph, Lynn, Smith,
+Chimowitz, "A standardized method for measuring intracranial arterial stenosis",
+AJNR 2000;21:643-6). D_stenosis is the minimal lumen diameter (MLD) over the valid
+samples of the traced segment; D_normal is the mean diameter of the widest,
+parallel-margined, non-tortuous, normal window of the artery's 1st-choice site
+(proximal for M1/V4/BA, the petrous ICA i.e. proximal for ICA), else the 2nd
+(distal; for ICA the extracranial ICA, given as feeding points), else the 3rd
+(the feeding artery: its most distal parallel, non-tortuous normal window; none
+for ICA). A window is *normal* when none of its samples is flagged (branch origin,
+overlap, poor fit) and it lies outside the lesion; *parallel-margined* when its
+diameter changes by less than 10% over the window and varies by less than 5%
+(SD) about that trend; *non-tortuous* when the centerline turns by less than 30
+degrees over it. Windows are 1.5 reference diameters long.
+
+The lesion is the contiguous arc around the MLD where the diameter is below 0.9
+of the reference (the rule of the phantom truth, repeated in the result). The
+interpolated-reference percent stenosis follows DICOM PS3.17 Annex T (QCA): the
+reference diameter at the MLD position is interpolated linearly between the
+proximal and the distal reference windows.
+
+The MLD is corrected to first order for the along-vessel blur (imaging blur and
+the band of averaged profiles): near a minimum the blurred lumen area is
+a0 + a''(s^2 + s_g^2)/2, so a0 = a_measured - a'' s_g^2 / 2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .enums import ReferenceChoice, Segment
+from .result import DiameterProfile
+
+__all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent",
+           "candidate_windows", "turning_angle_deg", "wasid"]
+
+PARALLEL_SLOPE = 0.10  # max relative diameter change over a window
+PARALLEL_SD = 0.05  # max relative SD about the linear trend
+TORTUOUS_DEG = 30.0  # max centerline turn over a window
+WINDOW_DIAMETERS = 1.5  # window length in reference diameters
+LESION_FRACTION = 0.9  # lesion: diameter < 0.9 x reference
+
+
+@dataclass(frozen=True)
+class Window:
+    """A reference window of a diameter profile (sample indices i0..i1 inclusive)."""
+
+    i0: int
+    i1: int
+    diameter_px: float
+    parallel: bool
+    non_tortuous: bool
+    normal: bool
+
+    @property
+    def centre(self) -> int:
+        return (self.i0 + self.i1) // 2
+
+
+@dataclass(frozen=True)
+class WasidMeasurement:
+    """WASID numbers on one diameter profile (pixels; the orchestrator converts to mm)."""
+
+    percent_stenosis: float
+    mld_px: float
+    mld_index: int
+    reference_px: float
+    reference_choice: ReferenceChoice
+    reference_window: Window | None  # on the traced profile (None for feeding / off-segment manual)
+    reference_description: str
+    lesion_start_index: int
+    lesion_end_index: int
+    interpolated_reference_px: float | None
+    interpolated_percent_stenosis: float | None
+    proximal_window: Window | None
+    distal_window: Window | None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def smooth_diameter(diameter_px: np.ndarray, valid: np.ndarray, *, sigma_samples: float) -> np.ndarray:
+    """Light Gaussian smoothing along the vessel, invalid samples filled by interpolation."""
+    d = np.asarray(diameter_px, float)
+    idx = np.arange(d.size)
+    if valid.any() and not valid.all():
+        d = np.interp(idx, idx[valid], d[valid])
+    if sigma_samples <= 0:
+        return d.copy()
+    return ndi.gaussian_filter1d(d, sigma_samples, mode="nearest")
+
+
+def find_mld(
+    arc_px: np.ndarray,
+    diameter_s: np.ndarray,
+    valid: np.ndarray,
+    *,
+    along_sigma_px: float,
+    exclude_px: float = 0.0,
+) -> tuple[int, float]:
+    """Index and value of the minimal lumen diameter, with the along-vessel blur correction.
+
+    Parameters
+    ----------
+    arc_px : (N,) float
+    diameter_s : (N,) float
+        Lightly smoothed diameters, pixels.
+    valid : (N,) bool
+    along_sigma_px : float
+        Total Gaussian blur along the vessel (imaging + averaging + smoothing), pixels.
+    exclude_px : float
+        Arc length excluded at each end (snapped end points), pixels.
+
+    Returns
+    -------
+    index : int
+    mld_px : float
+    """
+    arc = np.asarray(arc_px, float)
+    ok = valid & (arc >= arc[0] + exclude_px) & (arc <= arc[-1] - exclude_px)
+    if not ok.any():
+        ok = valid if valid.any() else np.ones_like(valid)
+    i = int(np.argmin(np.where(ok, diameter_s, np.inf)))
+    d0 = float(diameter_s[i])
+    if along_sigma_px <= 0 or d0 <= 0:
+        return i, max(d0, 0.0)
+    half = max(2.0 * along_sigma_px, 1.5)
+    sel = ok & (np.abs(arc - arc[i]) <= half)
+    if sel.sum() >= 5:
+        a = diameter_s[sel] ** 2
+        s = arc[sel] - arc[i]
+        c2 = np.polyfit(s, a, 2)[0]  # a'' / 2
+        if c2 > 0:
+            a0 = d0**2 - c2 * along_sigma_px**2
+            # a first-order correction: never more than a quarter of the measured area
+            a0 = max(a0, 0.75 * d0**2)
+            return i, float(np.sqrt(a0))
+    return i, d0
+
+
+def lesion_extent(diameter_s: np.ndarray, i_mld: int, reference_px: float, *, fraction: float = LESION_FRACTION) -> tuple[int, int]:
+    """Contiguous run of samples around the MLD with diameter < fraction x reference (inclusive)."""
+    d = np.asarray(diameter_s, float)
+    thr = fraction * reference_px
+    if d[i_mld] >= thr:
+        return i_mld, i_mld
+    lo = i_mld
+    while lo > 0 and d[lo - 1] < thr:
+        lo -= 1
+    hi = i_mld
+    while hi < d.size - 1 and d[hi + 1] < thr:
+        hi += 1
+    return lo, hi
+
+
+def turning_angle_deg(centerline_rc: np.ndarray, i0: int, i1: int) -> float:
+    """Total turn of the centerline direction between samples i0 and i1, degrees."""
+    p = np.asarray(centerline_rc, float)
+    t = np.gradient(p, axis=0)
+    ang = np.unwrap(np.arctan2(t[:, 0], t[:, 1]))
+    seg = ang[i0 : i1 + 1]
+    return float(np.degrees(seg.max() - seg.min())) if seg.size else 0.0
+
+
+def candidate_windows(
+    profile: DiameterProfile,
+    diameter_s: np.ndarray,
+    lo: int,
+    hi: int,
+    window_n: int,
+    *,
+    stride: int | None = None,
+) -> list[Window]:
+    """All windows of ``window_n`` samples inside samples [lo, hi] with their WASID properties."""
+    out: list[Window] = []
+    if hi - lo + 1 < window_n or window_n < 3:
+        return out
+    valid = profile.valid
+    stride = stride or max(window_n // 6, 1)
+    d = diameter_s
+    raw = profile.diameter_px
+    for i0 in range(lo, hi - window_n + 2, stride):
+        i1 = i0 + window_n - 1
+        seg = raw[i0 : i1 + 1]
+        ok = valid[i0 : i1 + 1]
+        normal = bool(ok.all())
+        s = np.arange(seg.size)
+        mean = float(np.mean(seg[ok])) if ok.any() else float(np.mean(d[i0 : i1 + 1]))
+        if ok.sum() >= 3 and mean > 0:
+            coef = np.polyfit(s[ok], seg[ok], 1)
+            change = abs(coef[0]) * (seg.size - 1) / mean
+            sd = float(np.std(seg[ok] - np.polyval(coef, s[ok]))) / mean
+            parallel = change <= PARALLEL_SLOPE and sd <= PARALLEL_SD
+        else:
+            parallel = False
+        nt = turning_angle_deg(profile.centerline_rc, i0, i1) <= TORTUOUS_DEG
+        out.append(Window(i0, i1, mean, parallel, nt, normal))
+    return out
+
+
+def _best(windows: list[Window], *, strict: bool, most_distal: bool = False) -> Window | None:
+    if strict:
+        ws = [w for w in windows if w.normal and w.parallel and w.non_tortuous]
+    else:
+        ws = [w for w in windows if w.normal] or list(windows)
+    if not ws:
+        return None
+    if most_distal:
+        return max(ws, key=lambda w: w.i1)
+    return max(ws, key=lambda w: w.diameter_px)
+
+
+def wasid(
+    profile: DiameterProfile,
+    segment: Segment | str,
+    *,
+    manual_index: int | None = None,
+    manual_reference_px: float | None = None,
+    feeding_profile: DiameterProfile | None = None,
+    smooth_px: float = 1.0,
+    band_var_px2: float = 0.5,
+) -> WasidMeasurement:
+    """WASID measurement of a diameter profile.
+
+    Parameters
+    ----------
+    profile : DiameterProfile
+        Proximal first.
+    segment : Segment
+        ICA, M1, V4 or BA (sets the order of the reference choices).
+    manual_index : int, optional
+        Reader-forced reference: sample index on ``profile`` (a window centred there).
+    manual_reference_px : float, optional
+        Reader-forced reference diameter measured elsewhere (off the segment), pixels.
+    feeding_profile : DiameterProfile, optional
+        Profile of the feeding artery (3rd choice; for ICA the extracranial ICA, 2nd).
+    smooth_px : float
+        Gaussian smoothing of the diameters along the vessel, pixels of arc.
+    band_var_px2 : float
+        Variance of the band of profiles averaged along the vessel, px^2.
+
+    Returns
+    -------
+    WasidMeasurement
+    """
+    seg = Segment(str(segment))
+    arc = profile.arc_px
+    step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
+    valid = profile.valid
+    warns: list[str] = []
+    if valid.sum() < max(5, 0.3 * valid.size):
+        warns.append("most diameter samples are flagged (branches, overlaps or poor fits); check the result")
+        valid = valid | ((profile.flags & 8) == profile.flags)  # keep at least the edge-mismatch ones
+        if valid.sum() < 5:
+            valid = np.ones_like(valid)
+    d_s = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)
+    # first reference guess: a robust maximum of the segment
+    d0 = float(np.quantile(d_s[valid], 0.9))
+    along = float(np.sqrt(profile.blur_sigma_px**2 + band_var_px2 + smooth_px**2))
+    i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0)
+    window_n = max(int(round(WINDOW_DIAMETERS * d0 / step)) + 1, 5)
+    gap_n = int(round(0.5 * d0 / step))
+    n = arc.size
+
+    def sites(ref_guess):
+        lo, hi = lesion_extent(d_s, i_mld, ref_guess)
+        prox = candidate_windows(profile, d_s, 0, lo - gap_n - 1, window_n)
+        dist = candidate_windows(profile, d_s, hi + gap_n + 1, n - 1, window_n)
+        return lo, hi, prox, dist
+
+    lo, hi, prox, dist = sites(d0)
+    # refine the lesion with the proximal / distal reference (two passes)
+    for _ in range(2):
+        w = _best(prox, strict=True) or _best(dist, strict=True) or _best(prox + dist, strict=False)
+        if w is None:
+            break
+        lo, hi, prox, dist = sites(w.diameter_px)
+    w_prox = _best(prox, strict=True)
+    w_dist = _best(dist, strict=True)
+
+    feed_w = None
+    feed_ref = None
+    if feeding_profile is not None and len(feeding_profile) >= 5:
+        fd = smooth_diameter(feeding_profile.diameter_px, feeding_profile.valid, sigma_samples=smooth_px / step)
+        fvalid = feeding_profile.valid
+        fd0 = float(np.quantile(fd[fvalid] if fvalid.any() else fd, 0.9))
+        fwin = max(int(round(WINDOW_DIAMETERS * fd0 / step)) + 1, 5)
+        fw_list = candidate_windows(feeding_profile, fd, 0, len(feeding_profile) - 1, min(fwin, len(feeding_profile)))
+        feed_w = _best(fw_list, strict=True, most_distal=True) or _best(fw_list, strict=False, most_distal=True)
+        if feed_w is not None:
+            feed_ref = feed_w.diameter_px
+
+    choice: ReferenceChoice
+    win: Window | None
+    desc: str
+    if manual_index is not None or manual_reference_px is not None:
+        choice = ReferenceChoice.MANUAL
+        if manual_reference_px is not None:
+            ref, win, desc = float(manual_reference_px), None, "reader-forced reference, measured off the traced segment"
+        else:
+            half = window_n // 2
+            i0, i1 = max(manual_index - half, 0), min(manual_index + half, n - 1)
+            ok = valid[i0 : i1 + 1]
+            segd = profile.diameter_px[i0 : i1 + 1]
+            ref = float(np.mean(segd[ok])) if ok.any() else float(np.mean(segd))
+            win = Window(i0, i1, ref, True, True, bool(ok.all()))
+            desc = "reader-forced reference on the traced segment"
+            if i0 <= hi and i1 >= lo:
+                warns.append("the forced reference overlaps the lesion")
+    else:
+        if seg is Segment.ICA:
+            order = [("proximal", w_prox, "petrous ICA (1st choice)"),
+                     ("feeding", feed_w, "extracranial ICA (2nd choice)")]
+        else:
+            feed_name = {Segment.M1: "supraclinoid ICA", Segment.V4: "extracranial VA", Segment.BA: "dominant V4"}[seg]
+            order = [("proximal", w_prox, f"proximal {seg.value} (1st choice)"),
+                     ("distal", w_dist, f"distal {seg.value} (2nd choice)"),
+                     ("feeding", feed_w, f"feeding artery, {feed_name} (3rd choice)")]
+        picked = next(((c, w, s) for c, w, s in order if w is not None), None)
+        if picked is None:
+            # no site qualifies: relax (normal windows, then anything) and say so
+            w_rel = _best(prox, strict=False) or _best(dist, strict=False)
+            if w_rel is None:
+                w_rel = Window(0, min(window_n, n) - 1, float(np.max(d_s)), False, False, False)
+                c_rel = "proximal"
+            else:
+                c_rel = "proximal" if w_rel in prox else "distal"
+            if seg is Segment.ICA and c_rel == "distal":
+                warns.append("WASID has no distal reference for the ICA; used the distal segment for lack of a normal proximal one")
+            warns.append("no normal, parallel, non-tortuous reference segment found; "
+                         "the reference is the best available window, check it or force one with --reference")
+            picked = (c_rel, w_rel, f"{c_rel} {seg.value}, relaxed criteria")
+        cname, win, desc = picked
+        choice = ReferenceChoice(cname)
+        ref = feed_ref if choice is ReferenceChoice.FEEDING else win.diameter_px
+        if choice is ReferenceChoice.FEEDING:
+            win = None
+        if choice is not ReferenceChoice.PROXIMAL:
+            why = "too short or lesion-involved"
+            warns.append(f"proximal reference segment {why}; used the {desc}")
+
+    if ref <= 0:
+        raise ValueError("reference diameter is zero")
+    pct = (1.0 - mld / ref) * 100.0
+    lo, hi = lesion_extent(d_s, i_mld, ref)
+
+    interp_ref = interp_pct = None
+    if w_prox is not None and w_dist is not None:
+        sp, sd_ = arc[w_prox.centre], arc[w_dist.centre]
+        t = (arc[i_mld] - sp) / (sd_ - sp) if sd_ != sp else 0.5
+        interp_ref = float(w_prox.diameter_px + np.clip(t, 0, 1) * (w_dist.diameter_px - w_prox.diameter_px))
+        interp_pct = (1.0 - mld / interp_ref) * 100.0
+    if mld <= 0:
+        warns.append("the lumen is not visible at the MLD (occlusion): 100% stenosis")
+    return WasidMeasurement(
+        percent_stenosis=float(pct),
+        mld_px=float(mld),
+        mld_index=i_mld,
+        reference_px=float(ref),
+        reference_choice=choice,
+        reference_window=win,
+        reference_description=desc,
+        lesion_start_index=lo,
+        lesion_end_index=hi,
+        interpolated_reference_px=interp_ref,
+        interpolated_percent_stenosis=interp_pct,
+        proximal_window=w_prox,
+        distal_window=w_dist,
+        warnings=tuple(warns),
+    )
