@@ -217,3 +217,23 @@ def test_training_pair():
     a = training_pair(np.random.default_rng(5), size=96)
     b = training_pair(np.random.default_rng(5), size=96)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_specified_centreline_and_washout():
+    pts = ((-20.0, 20.0), (60.0, 90.0), (120.0, 110.0), (220.0, 180.0))
+    spec = PhantomSpec(seed=8, control_points_px=pts, n_frames=7, washout_frames=2, crossing=False,
+                       n_branches=0, **{k: v for k, v in SMALL.items() if k != "n_frames"})
+    ph = render_phantom(spec)
+    rc = np.array(ph.truth["centerline_rc"])
+    # the centreline passes through the interior control points (no eccentric offset here)
+    for p in pts[1:3]:
+        assert np.hypot(*(rc - np.array(p)).T).min() < 0.1
+    assert list(ph.concentration) == pytest.approx([0, 0.5, 1, 1, 1, 0.65, 0.3])
+    assert PhantomSpec.from_dict(ph.truth["spec"]) == spec
+
+
+def test_too_small_field_says_what_to_do():
+    from stenosis.errors import InputError
+
+    with pytest.raises(InputError, match="larger shape"):
+        render_phantom(PhantomSpec(shape=(40, 40), **{k: v for k, v in SMALL.items() if k != "shape"}))

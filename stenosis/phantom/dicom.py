@@ -93,6 +93,9 @@ def to_dataset(phantom: Phantom):
     ds.BodyPartExamined = "HEAD"
     ds.KVP = "80"
     ds.RadiationSetting = "GR"
+    ds.XRayTubeCurrent = "400"
+    ds.ExposureTime = "100"
+    ds.ContrastBolusAgent = "IODINE"
     ds.PositionerMotion = "STATIC"
     ds.PositionerPrimaryAngle = _ds(spec.primary_angle_deg)
     ds.PositionerSecondaryAngle = _ds(spec.secondary_angle_deg)
@@ -124,6 +127,8 @@ def to_dataset(phantom: Phantom):
     cal = str(spec.calibration)
     if cal == "pixel_spacing":
         ds.PixelSpacing = [_ds(pr), _ds(pc)]
+        ds.PixelSpacingCalibrationType = "GEOMETRY"
+        ds.PixelSpacingCalibrationDescription = "isocentre plane of the synthetic phantom"
     elif cal == "geometry":
         ds.ImagerPixelSpacing = [_ds(pr * mag), _ds(pc * mag)]
         ds.DistanceSourceToDetector = _ds(spec.sid_mm)

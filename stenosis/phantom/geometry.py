@@ -89,17 +89,21 @@ class Tube:
     offset_mm: np.ndarray
     name: str = "tube"
 
+    def __post_init__(self):
+        t = np.gradient(self.base_mm, axis=0) if len(self.base_mm) > 1 else np.array([[0.0, 1.0]])
+        t = t / np.linalg.norm(t, axis=1, keepdims=True)
+        object.__setattr__(self, "_tangent", t)
+        object.__setattr__(self, "_normal", np.stack([-t[:, 1], t[:, 0]], axis=1))
+
     @property
     def tangent(self) -> np.ndarray:
         """(N, 2) unit tangents (row, col)."""
-        t = np.gradient(self.base_mm, axis=0)
-        return t / np.linalg.norm(t, axis=1, keepdims=True)
+        return self._tangent
 
     @property
     def normal(self) -> np.ndarray:
         """(N, 2) unit normals (row, col): the tangent turned by +90 degrees."""
-        t = self.tangent
-        return np.stack([-t[:, 1], t[:, 0]], axis=1)
+        return self._normal
 
     @property
     def lumen_mm(self) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .geometry import NORMAL_DIAMETER_MM, Stenosis, Tube, make_tube, random_curve, spline_through
+from ..errors import InputError
 from .spec import PhantomSpec
 
 #: arc step of the truth samples (mm)
@@ -69,7 +70,7 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
 
     Raises
     ------
-    ValueError
+    InputError
         The field is too small for the lesion, its proximal reference and the
         reader's points.
     """
@@ -91,6 +92,8 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
     lateral = rng.uniform(-1, 1, 6) * spec.curvature * 0.1 * min(fr, fc)
     lateral[[0, -1]] *= 0.5
     ctrl = centre + u[:, None] * u_dir + lateral[:, None] * v_dir
+    if spec.control_points_px is not None:
+        ctrl = np.asarray(spec.control_points_px, dtype=float) * np.array([pr, pc])
     base, s = spline_through(ctrl, step)
     # part of the centreline inside the field (margin so the lumen is fully visible)
     margin_px = 0.6 * FEEDING_FACTOR * dn / min(pr, pc) + 3
@@ -99,7 +102,7 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
     inside &= (rcpx[:, 1] >= margin_px) & (rcpx[:, 1] <= w - 1 - margin_px)
     idx = np.flatnonzero(inside)
     if idx.size == 0:
-        raise ValueError("the main artery does not cross the field; use a larger shape")
+        raise InputError("the main artery does not cross the field; use a larger shape")
     # longest contiguous inside run
     breaks = np.flatnonzero(np.diff(idx) > 1)
     starts = np.concatenate([[idx[0]], idx[breaks + 1]])
@@ -113,7 +116,7 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
     lo = s_a + 1.0 + prox_room + ell / 2
     hi = s_out - 1.0 - dist_room - ell / 2
     if hi < lo:
-        raise ValueError("field too small for the lesion, its reference and the reader's points; use a larger shape")
+        raise InputError("field too small for the lesion, its reference and the reader's points; use a larger shape")
     s0 = _snap(lo + spec.lesion_fraction * (hi - lo))
     les0, les1 = s0 - ell / 2, s0 + ell / 2
     side = 1 if rng.uniform() < 0.5 else -1

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from ..enums import CalibrationSource, Segment
+from ..errors import InputError
 
 #: calibration encodings the DICOM writer can produce
 CALIBRATION_ENCODINGS = (
@@ -27,7 +28,10 @@ class PhantomSpec:
         stenosis_length_mm (full length of the cosine narrowing); eccentricity
         (0 concentric .. 1 one wall stays put); lesion_fraction (where the lesion
         sits within the room available, 0..1); curvature (0 straight .. 1 gently
-        curved); n_branches (side branches, outside the reader's points);
+        curved); control_points_px (optional (row, col) pixel points the main
+        centreline passes through, in order from proximal to distal, instead of
+        the random spline; extend them beyond the field so the artery crosses it);
+        n_branches (side branches, outside the reader's points);
         crossing (a vessel from another plane overlapping the main vessel in
         projection); crossing_in_segment (put the crossing between the reader's
         points, a harder case); feeding (a wider feeding-artery segment before the
@@ -61,6 +65,7 @@ class PhantomSpec:
     eccentricity: float = 0.0
     lesion_fraction: float = 0.5
     curvature: float = 0.5
+    control_points_px: tuple[tuple[float, float], ...] | None = None
     n_branches: int = 2
     crossing: bool = True
     crossing_in_segment: bool = False
@@ -97,14 +102,19 @@ class PhantomSpec:
         object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
         object.__setattr__(self, "mm_per_px", tuple(float(v) for v in self.mm_per_px))
         object.__setattr__(self, "motion_px", tuple(float(v) for v in self.motion_px))
+        if self.control_points_px is not None:
+            pts = tuple((float(r), float(c)) for r, c in self.control_points_px)
+            if len(pts) < 2:
+                raise InputError("control_points_px needs at least two (row, col) points")
+            object.__setattr__(self, "control_points_px", pts)
         if self.calibration not in CALIBRATION_ENCODINGS:
-            raise ValueError(f"calibration must be one of {[str(c) for c in CALIBRATION_ENCODINGS]}")
+            raise InputError(f"calibration must be one of {[str(c) for c in CALIBRATION_ENCODINGS]}")
         if self.compression not in ("rle", "none"):
-            raise ValueError("compression must be 'rle' or 'none'")
+            raise InputError("compression must be 'rle' or 'none'")
         if not 0 <= self.stenosis_percent <= 100:
-            raise ValueError("stenosis_percent must be within 0..100")
+            raise InputError("stenosis_percent must be within 0..100")
         if self.n_mask_frames < 1 or self.n_frames < self.n_mask_frames + self.arrival_frames + 1 + self.washout_frames:
-            raise ValueError("n_frames must hold the mask, arrival, one full and the washout frames")
+            raise InputError("n_frames must hold the mask, arrival, one full and the washout frames")
 
     def replace(self, **changes) -> "PhantomSpec":
         """A copy with some fields changed."""
@@ -117,8 +127,13 @@ class PhantomSpec:
         d["shape"] = list(self.shape)
         d["mm_per_px"] = list(self.mm_per_px)
         d["motion_px"] = list(self.motion_px)
+        if self.control_points_px is not None:
+            d["control_points_px"] = [list(p) for p in self.control_points_px]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PhantomSpec":
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        def tup(v):
+            return tuple(tup(x) for x in v) if isinstance(v, list) else v
+
+        return cls(**{k: tup(v) for k, v in d.items()})
