@@ -13,7 +13,9 @@ Used by ``stenosis batch --auto`` when no reader placed points. Steps:
    skeleton, i.e. the local lumen diameter).
 4. **Main trunk.** In the maximum-calibre spanning tree of the branch graph, the
    path maximising sum(length x calibre^2): the largest-calibre long path (a long
-   thin side branch or a short thick stub loses to the trunk).
+   thin side branch or a short thick stub loses to the trunk). End portions
+   thinner than 0.7 x the trunk's typical calibre (a side branch the path ran
+   into) are trimmed.
 5. **Lesion.** Along the trunk the calibre profile is smoothed; the severity at
    each point is 1 - d(s) / d_ref(s), with d_ref the smaller of the two 80th
    percentiles of the calibre in windows of about five diameters before and after
@@ -21,7 +23,8 @@ Used by ``stenosis batch --auto`` when no reader placed points. Steps:
    (a gentle taper scores about 0). The most severe point is the lesion.
 6. **Points.** Proximal and distal points on the trunk about six reference
    diameters either side of the lesion (clipped to the trunk); the proximal side
-   is the wider end of the trunk (arteries taper downstream).
+   is the end the contrast reaches first when the run shows the bolus front,
+   else the wider end of the trunk (arteries taper downstream).
 
 The confidence in [0, 1] combines how marked the narrowing is (severity), how
 clearly it beats the next-best narrowing on the trunk, and how dominant the trunk
@@ -63,6 +66,9 @@ class Lesion:
         Trunk centreline pixels (row, col), proximal first.
     trunk_diameter_px : ndarray, shape (N,)
         Mask calibre (lumen diameter, px) along the trunk, smoothed.
+    orientation : str
+        How the proximal side was decided: ``"bolus"`` (contrast arrival),
+        ``"calibre"`` (wider end) or ``"undetermined"`` (neither cue was clear).
     """
 
     proximal: tuple[float, float]
@@ -73,6 +79,7 @@ class Lesion:
     severity: float
     trunk_rc: np.ndarray
     trunk_diameter_px: np.ndarray
+    orientation: str = "calibre"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +90,7 @@ class Lesion:
             "confidence": round(float(self.confidence), 3),
             "severity": round(float(self.severity), 3),
             "trunk_length_px": int(len(self.trunk_rc)),
+            "orientation": self.orientation,
         }
 
 
@@ -289,6 +297,62 @@ def focal_narrowing(diameter_px: np.ndarray, arc_px: np.ndarray) -> tuple[int, f
     return k, float(sev[k]), max(runner, 0.0), float(refs[k])
 
 
+def _trim_thin_ends(trunk: np.ndarray, diam: np.ndarray, *, ratio: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """Drop end portions thinner than `ratio` x the trunk's typical calibre.
+
+    The longest path ends in some leaf, often a thin side branch leaving the trunk;
+    its start would look like a narrowing that never recovers. A lesion inside the
+    trunk is kept: the vessel is wide again beyond it.
+    """
+    d = ndi.gaussian_filter1d(np.asarray(diam, float), 1.5, mode="nearest")
+    keep = np.flatnonzero(d >= ratio * np.percentile(d, 75))
+    if keep.size < 10:
+        return trunk, diam
+    return trunk[keep[0] : keep[-1] + 1], diam[keep[0] : keep[-1] + 1]
+
+
+def _arrival_frame(curves: np.ndarray) -> float:
+    """Interpolated frame at which a mean opacification curve (T,) first reaches half its peak."""
+    c = np.asarray(curves, float)
+    c = c - c[: max(1, int(np.argmax(c)))].min()
+    peak = c.max()
+    if peak <= 0:
+        return float("nan")
+    above = np.flatnonzero(c >= 0.5 * peak)
+    i = int(above[0])
+    if i == 0:
+        return 0.0
+    lo, hi = c[i - 1], c[i]
+    return float(i - 1 + (0.5 * peak - lo) / max(hi - lo, 1e-12))
+
+
+def _last_end_is_proximal(
+    trunk: np.ndarray, diam: np.ndarray, opac: np.ndarray | None, lesion_index: int | None = None
+) -> tuple[bool, str]:
+    """Which end of the trunk is upstream.
+
+    Contrast arrives upstream first: when the run shows the bolus front (the two
+    ends' half-peak times differ by more than 0.3 frame) the earlier end is
+    proximal. Otherwise the wider end is (arteries taper downstream).
+    """
+    third = max(1, len(trunk) // 3)
+    if opac is not None and opac.ndim == 3 and opac.shape[0] >= 3:
+        first = opac[:, trunk[:third, 0], trunk[:third, 1]].mean(axis=1)
+        last = opac[:, trunk[-third:, 0], trunk[-third:, 1]].mean(axis=1)
+        t_first, t_last = _arrival_frame(first), _arrival_frame(last)
+        if np.isfinite(t_first) and np.isfinite(t_last) and abs(t_first - t_last) > 0.3:
+            return bool(t_last < t_first), "bolus"
+    # calibre trend: a straight-line fit of diameter over arc, the lesion left out
+    arc = _arc(trunk)
+    keep = np.abs(arc - arc[lesion_index]) > 3.0 * max(float(np.median(diam)), 1.0) if lesion_index is not None else np.ones(len(arc), bool)
+    if keep.sum() < 10:
+        keep = np.ones(len(arc), bool)
+    slope, icpt = np.polyfit(arc[keep], np.asarray(diam, float)[keep], 1)
+    d_first, d_last = icpt, icpt + slope * arc[-1]
+    how = "calibre" if abs(d_last - d_first) > 0.08 * max(d_first, d_last, 1e-6) else "undetermined"
+    return bool(d_last > d_first), how
+
+
 def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = None) -> Lesion:
     """Find the main trunk and its most severe focal narrowing.
 
@@ -315,6 +379,7 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
     """
     from .segmentation import vessel_probability
 
+    opac = None
     if hasattr(frame_or_run, "frames"):
         opac = _opacified(frame_or_run)
         t = pick_frame(opac) if frame is None else int(frame)
@@ -329,11 +394,11 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
     prob = vessel_probability(display, model=model)
     mask, radius = _mask_and_radius(prob)
     trunk, diam, dominance = main_trunk(mask, radius=radius)
+    trunk, diam = _trim_thin_ends(trunk, diam)
     arc = _arc(trunk)
     k, severity, runner, d_ref = focal_narrowing(diam, arc)
-    # proximal = the wider end (arteries taper downstream): orient the trunk
-    third = max(1, len(diam) // 3)
-    if np.median(diam[-third:]) > np.median(diam[:third]):
+    flip, orientation = _last_end_is_proximal(trunk, diam, opac, k)
+    if flip:
         trunk, diam = trunk[::-1], diam[::-1]
         k = len(trunk) - 1 - k
         arc = _arc(trunk)
@@ -358,6 +423,7 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
         severity=float(severity),
         trunk_rc=trunk,
         trunk_diameter_px=smooth,
+        orientation=orientation,
     )
 
 

@@ -570,7 +570,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
             lesion = find_lesion(run, model=options.model, frame=frame)
             proximal, distal, frame = lesion.proximal, lesion.distal, lesion.frame_index
             confidence = float(lesion.confidence)
-            auto_info = {"auto_mld_rc": list(lesion.narrowest), "auto_severity": lesion.severity}
+            auto_info = {"auto": lesion.to_dict()}
         result = measure(run, task.segment, proximal, distal, frame, model=options.model)
         row = _jsonable(result.to_dict())
         row.update(
@@ -588,6 +588,13 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
             }
         )
         row.update(_jsonable(auto_info))
+        if task.mode == "auto":
+            row["mode"] = "auto"
+            warns = list(row.get("warnings") or [])
+            warns.append(f"auto: points placed automatically (confidence {confidence:.2f}); confirm them")
+            if lesion.orientation == "undetermined":
+                warns.append("auto: flow direction not evident; check which point is proximal")
+            row["warnings"] = warns
         row.setdefault("software", software)
         stem = output_stem(task.key or task.path)
         if options.reports:

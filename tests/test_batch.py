@@ -343,3 +343,40 @@ def test_sr_round_trips_values_and_references_the_source(wg04_dir, tmp_path):
     write_sr({**row, "mld_mm": None, "reference_diameter_mm": None}, [str(src)], tmp_path / "u.dcm")
     (group,) = hd.sr.srread(tmp_path / "u.dcm").content.get_planar_roi_measurement_groups()
     assert [m.unit.value for m in group.get_measurements()] == ["%"]
+
+
+# ------------------------------------------------------------------ CLI
+def _cli(args):
+    from click.testing import CliRunner
+
+    from stenosis.cli.main import cli
+
+    return CliRunner().invoke(cli, ["batch", *map(str, args)])
+
+
+def test_cli_usage_errors_exit_2(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    pts = _write_points(tmp_path / "p.csv", [["x.dcm", "M1", 1, 2, 3, 4, ""]])
+    for args in (
+        [root, "--out", tmp_path / "o"],  # neither
+        [root, "--points", pts, "--auto", "--out", tmp_path / "o"],  # both
+        [root, "--points", pts],  # no --out
+    ):
+        r = _cli(args)
+        assert r.exit_code == 2, r.output
+    bad = _write_points(tmp_path / "bad.csv", [["x.dcm", "M1", 1, 2, 3]], header=["path", "segment", "proximal_row", "proximal_col", "distal_row"])
+    r = _cli([root, "--points", bad, "--out", tmp_path / "o"])
+    assert r.exit_code == 2 and "lacks column(s) distal_col" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_cli_unreadable_or_empty_folder_exits_3(tmp_path):
+    pts = _write_points(tmp_path / "p.csv", [["x.dcm", "M1", 1, 2, 3, 4, ""]])
+    r = _cli([tmp_path / "absent", "--points", pts, "--out", tmp_path / "o"])
+    assert r.exit_code == 3 and "not a readable folder" in r.output
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no runs here")
+    r = _cli([tmp_path / "empty", "--auto", "--out", tmp_path / "o"])
+    assert r.exit_code == 3 and "no DICOM runs found" in r.output
+    assert len(r.output.strip().splitlines()) == 1
