@@ -134,17 +134,19 @@ def _zero_background(frame: np.ndarray) -> None:
 
 
 def _black_tophat(frame: np.ndarray) -> np.ndarray:
-    """closing(frame) - frame: dark narrow structures positive, smooth background ~0."""
+    """closing(frame) - frame: dark narrow structures positive, smooth background ~0.
+
+    The closing (max then min filter, flat square) runs at half resolution on
+    large frames; its blocky upsampling is smoothed by a running mean."""
     factor = 2 if min(frame.shape) >= 256 else 1
     small = frame[::factor, ::factor] if factor > 1 else frame
     size = max(3, _TOPHAT_SIZE_PX // factor) | 1
-    closed = ndi.grey_closing(small, size=(size, size))
-    closed = ndi.uniform_filter(closed, size=max(3, size // 4))
+    closed = ndi.minimum_filter(ndi.maximum_filter(small, size=size), size=size)
     if factor > 1:
-        closed = ndi.zoom(closed, factor, order=1)[: frame.shape[0], : frame.shape[1]]
-        if closed.shape != frame.shape:  # odd sizes: pad the last row/col
-            closed = np.pad(closed, [(0, frame.shape[0] - closed.shape[0]), (0, frame.shape[1] - closed.shape[1])], mode="edge")
-    return np.maximum(closed - frame, 0).astype(np.float32)
+        closed = np.repeat(np.repeat(closed, factor, axis=0), factor, axis=1)[: frame.shape[0], : frame.shape[1]]
+    closed = ndi.uniform_filter(closed, size=max(3, _TOPHAT_SIZE_PX // 4))
+    # the smoothing may dip below the frame at edges of the closing: clip at 0
+    return np.maximum(closed - frame, 0).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- registration
@@ -166,6 +168,19 @@ def _spectrum(image: np.ndarray) -> np.ndarray:
     return sfft.rfft2(img, workers=1)
 
 
+_LOWPASS_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _lowpass(shape: tuple[int, int]) -> np.ndarray:
+    lp = _LOWPASS_CACHE.get(shape)
+    if lp is None:
+        fr = sfft.fftfreq(shape[0])[:, None]
+        fc = sfft.rfftfreq(shape[1])[None, :]
+        lp = np.exp(-2.0 * (np.pi * _PEAK_SIGMA_PX) ** 2 * (fr**2 + fc**2)).astype(np.float32)
+        _LOWPASS_CACHE[shape] = lp
+    return lp
+
+
 def _shift_from_spectra(ref_spec: np.ndarray, mov_spec: np.ndarray, shape: tuple[int, int], max_shift_px: float) -> tuple[float, float]:
     cross = mov_spec * np.conj(ref_spec)
     mag = np.abs(cross)
@@ -173,9 +188,7 @@ def _shift_from_spectra(ref_spec: np.ndarray, mov_spec: np.ndarray, shape: tuple
     cross /= mag
     # Gaussian low-pass: the correlation peak becomes a Gaussian whose
     # log is a parabola, so the sub-pixel fit below is nearly unbiased.
-    fr = sfft.fftfreq(shape[0]).astype(np.float32)[:, None]
-    fc = sfft.rfftfreq(shape[1]).astype(np.float32)[None, :]
-    cross *= np.exp(-2.0 * (np.pi * _PEAK_SIGMA_PX) ** 2 * (fr**2 + fc**2))
+    cross *= _lowpass(shape)
     corr = sfft.irfft2(cross, s=shape, workers=1)
     b = int(np.floor(max_shift_px))
     rows = np.r_[0 : b + 1, shape[0] - b : shape[0]] if b > 0 else np.array([0])
@@ -230,19 +243,29 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray, *, max_shift_px: f
 
 
 def shift_image(image: np.ndarray, shift_rc: tuple[float, float]) -> np.ndarray:
-    """``image`` translated by (d_row, d_col) px, bilinear, edges repeated. Returns a new float32 array."""
-    dr, dc = float(shift_rc[0]), float(shift_rc[1])
+    """``image`` translated by (d_row, d_col) px: ``out(p) = image(p - d)``.
+
+    Separable linear interpolation, edges repeated. Returns a new float32 array."""
     image = np.asarray(image, dtype=np.float32)
-    if float(dr).is_integer() and float(dc).is_integer():
-        return _integer_shift(image, int(dr), int(dc))
-    return ndi.shift(image, (dr, dc), order=1, mode="nearest", prefilter=False).astype(np.float32, copy=False)
+    out = _shift_axis(image, float(shift_rc[0]), 0)
+    return _shift_axis(out, float(shift_rc[1]), 1)
 
 
-def _integer_shift(image: np.ndarray, dr: int, dc: int) -> np.ndarray:
-    h, w = image.shape
-    r_idx = np.clip(np.arange(h) - dr, 0, h - 1)
-    c_idx = np.clip(np.arange(w) - dc, 0, w - 1)
-    return image[np.ix_(r_idx, c_idx)].astype(np.float32, copy=True)
+def _shift_axis(image: np.ndarray, d: float, axis: int) -> np.ndarray:
+    n = image.shape[axis]
+    base = np.floor(d)
+    frac = np.float32(d - base)
+    idx = np.clip(np.arange(n) - int(base), 0, n - 1)
+    a = np.take(image, idx, axis=axis)
+    if frac == 0:
+        return a
+    idx1 = np.clip(np.arange(n) - int(base) - 1, 0, n - 1)
+    b = np.take(image, idx1, axis=axis)
+    # out = (1 - f) a + f b, computed in place on a
+    a *= np.float32(1.0) - frac
+    b *= frac
+    a += b
+    return a
 
 
 # ``stenosis.opacify`` names both this module and the function. Importing a
