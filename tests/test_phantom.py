@@ -237,3 +237,38 @@ def test_too_small_field_says_what_to_do():
 
     with pytest.raises(InputError, match="larger shape"):
         render_phantom(PhantomSpec(shape=(40, 40), **{k: v for k, v in SMALL.items() if k != "shape"}))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    angle=st.floats(0, np.pi),
+    radius=st.floats(0.1, 2.5),
+    dr=st.floats(-0.5, 0.5),
+    px_r=st.floats(0.1, 0.35),
+    px_c=st.floats(0.1, 0.35),
+)
+def test_cross_section_integral_property(angle, radius, dr, px_r, px_c):
+    # the iodine volume per unit vessel length is pi R^2 whatever the angle, offset and pixel shape
+    shape = (90, 90)
+    centre = (45 * px_r + dr, 45 * px_c - dr)
+    img = path_length_mm([_straight_tube(angle, radius, centre=centre, length=200.0)], shape, (px_r, px_c))
+    # integrate along rows (lines of constant col) in the central columns, or along cols
+    if abs(np.cos(angle)) > 0.5:
+        lines = img[:, 35:55].sum(axis=0) * px_r * abs(np.cos(angle))
+    else:
+        lines = img[35:55, :].sum(axis=1) * px_c * abs(np.sin(angle))
+    np.testing.assert_allclose(lines, np.pi * radius**2, rtol=0.01)
+
+
+def test_branch_positions_are_chosen():
+    spec = PhantomSpec(seed=9, branch_fractions=(0.1, 0.9), crossing=False, **SMALL)
+    ph = render_phantom(spec)
+    t = ph.truth
+    assert len(t["branch_arc_mm"]) == 2 and t["crossing_arc_mm"] is None
+    assert len(ph.scene.others) == 2
+    a = np.array(t["arc_mm"])
+    assert t["branch_arc_mm"][0] < a[len(a) // 5] and t["branch_arc_mm"][1] > a[-len(a) // 5]

@@ -42,7 +42,8 @@ isocentre:
 - ``spec``: the :class:`PhantomSpec` as a dict (regenerates the run).
 - extra: ``mld_arc_mm``, ``reference_arc_mm``, ``proximal_arc_mm``, ``distal_arc_mm``,
   ``motion_px``, ``normal_diameter_mm``, ``stenoses`` (position_mm, percent,
-  length_mm, eccentricity, side), ``encoding`` (bits_stored, subtracted, offset,
+  length_mm, eccentricity, side), ``branch_arc_mm`` (origins of side branches),
+  ``crossing_arc_mm`` (where the crossing vessel overlaps, or null), ``encoding`` (bits_stored, subtracted, offset,
   scale_per_ln: stored = offset + scale_per_ln * ln(I/I0) native, or * (ln I - mean
   ln I_mask) subtracted; mask_frames 0-based; concentration per frame).
 """

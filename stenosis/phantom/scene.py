@@ -29,7 +29,7 @@ class Scene:
     others: tuple[Tube, ...]
     normal_diameter_mm: float
     stenoses: tuple[Stenosis, ...]
-    landmarks: dict[str, float] = field(default_factory=dict)  # arc positions (mm)
+    landmarks: dict = field(default_factory=dict)  # arc positions (mm) and flags
     reference_choice: str = "proximal"
 
     @property
@@ -154,13 +154,19 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
     others: list[Tube] = []
     # side branches, outside the reader's points
     regions = [(s_d + 3.0, s_out - 6.0), (s_in + 3.0, s_p - 3.0)]
-    for b in range(spec.n_branches):
-        r0, r1 = regions[b % 2]
-        if r1 - r0 < 2.0:
-            r0, r1 = regions[(b + 1) % 2]
+    positions: list[float] = []
+    if spec.branch_fractions is not None:
+        positions = [s_in + f * (s_out - s_in) for f in spec.branch_fractions]
+    else:
+        for b in range(spec.n_branches):
+            r0, r1 = regions[b % 2]
             if r1 - r0 < 2.0:
-                continue
-        sb = rng.uniform(r0, r1)
+                r0, r1 = regions[(b + 1) % 2]
+                if r1 - r0 < 2.0:
+                    continue
+            positions.append(float(rng.uniform(r0, r1)))
+    landmarks["branches"] = [float(v) for v in positions]
+    for sb in positions:
         g = main.at(np.array([sb]))
         tang = np.array([np.interp(sb, s, main.tangent[:, 0]), np.interp(sb, s, main.tangent[:, 1])])
         bside = 1 if rng.uniform() < 0.5 else -1

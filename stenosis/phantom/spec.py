@@ -31,7 +31,9 @@ class PhantomSpec:
         curved); control_points_px (optional (row, col) pixel points the main
         centreline passes through, in order from proximal to distal, instead of
         the random spline; extend them beyond the field so the artery crosses it);
-        n_branches (side branches, outside the reader's points);
+        n_branches (side branches, outside the reader's points); branch_fractions
+        (optional: branch origins at these fractions 0..1 of the artery's arc in the
+        field, anywhere, instead of n_branches random ones);
         crossing (a vessel from another plane overlapping the main vessel in
         projection); crossing_in_segment (put the crossing between the reader's
         points, a harder case); feeding (a wider feeding-artery segment before the
@@ -67,6 +69,7 @@ class PhantomSpec:
     curvature: float = 0.5
     control_points_px: tuple[tuple[float, float], ...] | None = None
     n_branches: int = 2
+    branch_fractions: tuple[float, ...] | None = None
     crossing: bool = True
     crossing_in_segment: bool = False
     feeding: bool = False
@@ -102,6 +105,8 @@ class PhantomSpec:
         object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
         object.__setattr__(self, "mm_per_px", tuple(float(v) for v in self.mm_per_px))
         object.__setattr__(self, "motion_px", tuple(float(v) for v in self.motion_px))
+        if self.branch_fractions is not None:
+            object.__setattr__(self, "branch_fractions", tuple(float(f) for f in self.branch_fractions))
         if self.control_points_px is not None:
             pts = tuple((float(r), float(c)) for r, c in self.control_points_px)
             if len(pts) < 2:
@@ -127,6 +132,8 @@ class PhantomSpec:
         d["shape"] = list(self.shape)
         d["mm_per_px"] = list(self.mm_per_px)
         d["motion_px"] = list(self.motion_px)
+        if self.branch_fractions is not None:
+            d["branch_fractions"] = list(self.branch_fractions)
         if self.control_points_px is not None:
             d["control_points_px"] = [list(p) for p in self.control_points_px]
         return d

@@ -87,11 +87,16 @@ def training_pair(rng: np.random.Generator, *, size: int = 256) -> tuple[np.ndar
         bg_c = np.zeros(shape)
     blur = Blur(shape, _PX, sigma_mm=float(rng.uniform(0.3, 1.6)),
                 scatter_fraction=float(rng.uniform(0.0, 0.15)), scatter_sigma_mm=float(rng.uniform(15, 60)))
+    if rng.uniform() < 0.3:  # image-intensifier vignetting / collimator roll-off (log attenuation)
+        rr, cc = np.mgrid[0:size, 0:size] / (size - 1) - 0.5
+        c0 = rng.uniform(-0.15, 0.15, 2)
+        bg_c = bg_c + rng.uniform(0.2, 1.0) * (((rr - c0[0]) ** 2 + (cc - c0[1]) ** 2) / 0.5) ** 2
     photons = float(np.exp(rng.uniform(np.log(300.0), np.log(50000.0))))
     contrast = np.log(add_quantum_noise(rng, blur(np.exp(-bg_c - mu * L)), photons=photons, poisson=False))
     if subtracted:
         if bg is not None and rng.uniform() < 0.4:
-            bg_m = shifted_crop(bg, shape, tuple(rng.uniform(-1.5, 1.5, 2)), pad)  # mis-registration residue
+            # mis-registration residue
+            bg_m = bg_c - shifted_crop(bg, shape, (0.0, 0.0), pad) + shifted_crop(bg, shape, tuple(rng.uniform(-1.5, 1.5, 2)), pad)
         else:
             bg_m = bg_c
         mask_img = np.log(add_quantum_noise(rng, blur(np.exp(-bg_m)), photons=photons, poisson=False))

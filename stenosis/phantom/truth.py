@@ -87,6 +87,8 @@ def compute_truth(
         "motion_px": [float(shift_px[0]), float(shift_px[1])],
         "normal_diameter_mm": round(float(scene.normal_diameter_mm), 5),
         "stenoses": [st.to_dict() for st in scene.stenoses],
+        "branch_arc_mm": [round(v, 4) for v in lm.get("branches", [])],
+        "crossing_arc_mm": round(lm["crossing"], 4) if "crossing" in lm else None,
         "arc_mm": [round(float(v), 4) for v in arc],
         "diameter_mm": [round(float(v), 5) for v in d],
         "centerline_rc": [[round(float(a), 4), round(float(b), 4)] for a, b in rc],
