@@ -18,39 +18,7 @@ from stenosis import ModelName, ReferenceChoice, Segment
 from napari_stenosis import _model
 from napari_stenosis._model import ReadingSession, csv_row, overlay_geometry, point_prompt, result_table
 from napari_stenosis._plot import profile_series
-
-MM = 0.2  # mm per pixel of the known result
-
-
-def known_result(*, mm_per_px=MM, run_id="abc123") -> "stenosis.StenosisResult":
-    from stenosis.result import DiameterProfile, ReferenceWindow, StenosisResult
-
-    n = 101
-    arc = np.arange(n, dtype=float)
-    cl = np.stack([np.full(n, 48.0), 10.0 + arc], axis=1)
-    diam = np.full(n, 10.0)
-    diam[45:56] = 10.0 - 6.0 * (1 - np.abs(np.arange(-5, 6)) / 5.0)  # 4 px at arc 50
-    normal = np.tile([1.0, 0.0], (n, 1))
-    prof = DiameterProfile(
-        arc_px=arc, centerline_rc=cl, normal_rc=normal, diameter_px=diam,
-        left_rc=cl - normal * diam[:, None] / 2, right_rc=cl + normal * diam[:, None] / 2,
-        flags=np.zeros(n, int), edge_diameter_px=diam.copy(), centre_offset_px=np.zeros(n),
-        blur_sigma_px=1.0, amplitude=1.0, mm_per_px=mm_per_px,
-    )
-    window = ReferenceWindow("proximal", 10.0, 30.0, 10.0, (48.0, 30.0), "widest parallel proximal M1")
-    cal = {"mm_per_px": None if mm_per_px is None else [mm_per_px, mm_per_px],
-           "source": "none" if mm_per_px is None else "pixel_spacing"}
-    return StenosisResult(
-        file="/data/run1.dcm", run_id=run_id, segment="M1", frame_index=2,
-        percent_stenosis=60.0, mld_px=4.0, mld_rc=(48.0, 60.0), mld_arc_px=50.0,
-        reference_diameter_px=10.0, reference_rc=(48.0, 30.0), reference_choice="proximal",
-        reference_window=window, lesion_start_px=45.0, lesion_end_px=55.0,
-        interpolated_percent_stenosis=None, interpolated_reference_px=None,
-        calibration=cal, mm_per_px=mm_per_px, proximal_rc=(48.0, 10.0), distal_rc=(48.0, 110.0),
-        model="unet", software={"version": "9.9.9", "model_sha256": "f" * 64}, profile=prof,
-        warnings=("a warning for the reader",),
-    )
-
+from nst_helpers import MM, known_result
 
 @pytest.fixture
 def run():

@@ -200,14 +200,12 @@ def run_to_layer_data(run: Any, *, name: str | None = None) -> tuple:
         name = Path(src).name or "run"
         if name.lower().endswith(".dcm"):
             name = name[:-4]
-    calibrated = run.calibration.mm_per_px is not None
     kwargs = {
         "name": name,
         "scale": layer_scale(run.calibration, frames.ndim),
         "contrast_limits": contrast_limits(frames, run.metadata),
         "colormap": "gray",
         "axis_labels": ("frame", "row", "col"),
-        "units": ("pixel", "mm", "mm") if calibrated else ("pixel", "pixel", "pixel"),
         "metadata": {META_KEY: run_metadata(run), RUN_KEY: run},
     }
     return frames, kwargs, "image"

@@ -85,6 +85,7 @@ class MeasureWidget(QWidget):
         self._pending = False
         self._syncing = False
         self.result_panel: ResultPanel | None = None
+        self.result_dock = None
         self.last_export: dict[str, Path] | None = None
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_runs)
@@ -422,14 +423,15 @@ class MeasureWidget(QWidget):
     def _show_result(self, result: Any) -> None:
         geom = overlay_geometry(result)
         g = self._layer_geometry()
-        width = max(1.0, self._size_px(400))
+        # shape edge widths are in world units (mm when calibrated): ~1.5 px of the frame
+        width = max(1.5, self._size_px(400)) * float(np.mean(g["scale"]))
         self._syncing = True
         try:
             cl = self._get_layer(CENTERLINE_LAYER)
             if cl is None:
                 cl = self.viewer.add_shapes(
                     [geom["centerline"]], shape_type="path", name=CENTERLINE_LAYER,
-                    edge_color=COLOURS["centerline"], edge_width=width, **g,
+                    edge_color=COLOURS["centerline"], edge_width=width, opacity=1.0, **g,
                 )
             else:
                 cl.data = [geom["centerline"]]
@@ -446,7 +448,7 @@ class MeasureWidget(QWidget):
                 ed.data = edges
                 ed.shape_type = ["path"] * len(edges)
                 ed.edge_color = COLOURS["edges"]
-            labels = np.array(["MLD", f"reference ({result.reference_choice})"], dtype=object)
+            labels = np.array(["MLD", f"ref ({result.reference_choice})"], dtype=object)
             mk = self._get_layer(MARKERS_LAYER)
             if mk is None:
                 mk = self.viewer.add_points(
@@ -477,10 +479,11 @@ class MeasureWidget(QWidget):
     def _ensure_result_panel(self) -> ResultPanel:
         if self.result_panel is None:
             self.result_panel = ResultPanel()
-            try:
-                self.viewer.window.add_dock_widget(self.result_panel, name="Stenosis result", area="right")
-            except Exception:  # noqa: BLE001 - a headless viewer without a window: keep it standalone
-                pass
+            window = getattr(self.viewer, "window", None)
+            if window is not None and getattr(window, "_qt_window", None) is not None:
+                self.result_dock = window.add_dock_widget(self.result_panel, name="Stenosis result", area="right")
+            else:  # a viewer without a window: show the panel on its own
+                self.result_panel.show()
         return self.result_panel
 
     def _on_markers_changed(self, event: Any) -> None:
@@ -512,7 +515,8 @@ class MeasureWidget(QWidget):
         if layer is None:
             layer = self.viewer.add_shapes(
                 name=CATHETER_LAYER, ndim=2, edge_color=COLOURS["catheter"],
-                edge_width=max(1.0, self._size_px(500)), **self._layer_geometry(),
+                edge_width=max(1.5, self._size_px(400)) * float(np.mean(self._layer_geometry()["scale"])),
+                **self._layer_geometry(),
             )
         self.viewer.layers.selection.active = layer
         layer.mode = "add_line"

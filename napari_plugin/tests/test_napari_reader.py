@@ -1,0 +1,62 @@
+"""The reader: claims DICOM only, gives (T, H, W) with the mm scale, window and metadata."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nst_helpers import tube_frames, write_xa
+from napari_stenosis._reader import napari_get_reader
+
+
+def test_reader_claims_dicom_only(tmp_path, xa_file):
+    assert napari_get_reader(str(xa_file)) is not None
+    assert napari_get_reader([str(xa_file), str(xa_file)]) is not None
+    (tmp_path / "notes.dcm").write_text("not a DICOM file, whatever the extension")
+    assert napari_get_reader(str(tmp_path / "notes.dcm")) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert napari_get_reader(str(empty)) is None
+    assert napari_get_reader(str(tmp_path / "missing.dcm")) is None
+    assert napari_get_reader([str(xa_file), str(tmp_path / "notes.dcm")]) is None
+
+
+def test_reader_layer_scale_window_metadata(xa_file):
+    data, kwargs, kind = napari_get_reader(str(xa_file))(str(xa_file))[0]
+    assert kind == "image" and data.shape == (3, 96, 128)
+    np.testing.assert_array_equal(data, tube_frames())
+    assert kwargs["scale"] == (1.0, 0.25, 0.25)
+    assert kwargs["contrast_limits"] == (1500.0, 3500.0)  # window 2500 +- 1000
+    meta = kwargs["metadata"]["stenosis"]
+    assert meta["calibration"]["source"] == "pixel_spacing" and meta["calibration"]["mm_per_px"] == [0.25, 0.25]
+    assert meta["frame_time_ms"] == pytest.approx(66.7)
+    assert len(meta["run_id"]) >= 8
+    flat = repr(meta)
+    assert "SECRET" not in flat and "ID-DO-NOT-SHOW" not in flat  # no patient identifiers
+
+
+def test_reader_uncalibrated_and_folders(tmp_path):
+    d = tmp_path / "site"
+    d.mkdir()
+    write_xa(d / "a.dcm", tube_frames((2, 40, 50)))
+    write_xa(d / "b", tube_frames((2, 30, 30)), pixel_spacing=0.3)  # no extension
+    (d / "readme.txt").write_text("x")
+    layers = napari_get_reader(str(d))(str(d))
+    assert [ly[0].shape for ly in layers] == [(2, 40, 50), (2, 30, 30)]
+    assert layers[0][1]["scale"] == (1.0, 1.0, 1.0)  # uncalibrated: 1
+    assert layers[0][1]["metadata"]["stenosis"]["calibration_source"] == "none"
+    lo, hi = layers[0][1]["contrast_limits"]  # no window: percentiles of the data
+    assert 1500 <= lo < hi <= 3000
+    assert layers[1][1]["scale"] == (1.0, 0.3, 0.3)
+
+
+def test_viewer_opens_with_plugin_and_mm_scale(make_napari_viewer, xa_file):
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(str(xa_file), plugin="napari-stenosis")
+    (layer,) = layers
+    assert layer.data.shape == (3, 96, 128)
+    np.testing.assert_allclose(layer.scale, [1.0, 0.25, 0.25])
+    # 96 rows x 0.25 mm: the world extent is in mm
+    np.testing.assert_allclose(layer.extent.world[1][1] - layer.extent.world[0][1], 96 * 0.25, atol=0.25)
+    assert layer.metadata["stenosis"]["calibration_source"] == "pixel_spacing"

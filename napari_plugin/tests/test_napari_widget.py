@@ -1,0 +1,150 @@
+"""The widget inside a real viewer (pytest-xvfb; ``show=True`` so screenshots render).
+
+``test_widget_plumbing`` replaces :func:`stenosis.measure` by a stand-in that
+records its calls and returns a result of known geometry: it checks what the
+plugin itself does (docking, points prompt, the worker thread, result layers,
+table, reference drag -> re-measure with the reader's site, screenshot pixels,
+export). ``test_measure_sample_run`` runs the real measurement on a bundled
+phantom run and compares it with the phantom's truth.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import stenosis
+from napari_stenosis._qt.measure_widget import (
+    CATHETER_LAYER,
+    CENTERLINE_LAYER,
+    EDGES_LAYER,
+    MARKERS_LAYER,
+    POINTS_LAYER,
+    MeasureWidget,
+)
+from nst_helpers import known_result, tube_frames, write_xa
+
+PLUGIN = "napari-stenosis"
+
+
+def _dock(viewer) -> MeasureWidget:
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Measure stenosis")
+    assert isinstance(widget, MeasureWidget)
+    return widget
+
+
+def _yellow(img: np.ndarray) -> np.ndarray:
+    """Pixels of the centerline colour (#ffd400) in an RGBA screenshot."""
+    r, g, b = (img[..., i].astype(int) for i in range(3))
+    return (r > 200) & (g > 170) & (g < 235) & (b < 90)
+
+
+def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypatch):
+    calls = []
+
+    def stand_in(run, *, segment, proximal, distal, frame=None, model="unet", reference=None):
+        calls.append({"thread": threading.current_thread().name, "segment": segment, "proximal": proximal,
+                      "distal": distal, "frame": frame, "reference": reference,
+                      "mm": run.calibration.mm_per_px})
+        time.sleep(0.3)  # long enough for the UI to be seen busy
+        res = known_result(mm_per_px=0.25)
+        if isinstance(reference, tuple):
+            res = dataclasses.replace(res, reference_rc=reference, reference_choice="manual")
+        return res
+
+    monkeypatch.setitem(vars(stenosis), "measure", stand_in)
+    viewer = make_napari_viewer(show=True)
+    (image,) = viewer.open(str(xa_file), plugin=PLUGIN)
+    widget = _dock(viewer)
+    assert widget.image_layer is image and widget.session.run.calibration.mm_per_px == (0.25, 0.25)
+    assert "PROXIMAL" in widget.prompt_label.text() and not widget.measure_button.isEnabled()
+
+    widget.start_points()
+    points = viewer.layers[POINTS_LAYER]
+    assert points.mode == "add" and tuple(points.scale) == (0.25, 0.25)
+    points.add([48.0, 10.0])
+    assert "DISTAL" in widget.prompt_label.text()
+    points.add([48.0, 110.0])
+    assert "Ready" in widget.prompt_label.text() and widget.measure_button.isEnabled()
+    assert list(points.features["label"]) == ["proximal", "distal"]
+
+    viewer.reset_view()
+    qtbot.wait(50)
+    before = viewer.screenshot(canvas_only=True, flash=False)
+    assert _yellow(before).sum() == 0
+
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.measure_button.click()
+        assert widget.progress.maximum() == 0  # busy while the worker runs
+        assert not widget.measure_button.isEnabled()
+    assert calls[-1]["thread"] != threading.main_thread().name  # measured off the UI thread
+    assert calls[-1]["proximal"] == (48.0, 10.0) and calls[-1]["distal"] == (48.0, 110.0)
+    assert calls[-1]["segment"] == "M1" and calls[-1]["frame"] is None
+    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+
+    res = widget.session.result
+    np.testing.assert_allclose(viewer.layers[CENTERLINE_LAYER].data[0], res.profile.centerline_rc)
+    assert len(viewer.layers[EDGES_LAYER].data) == 2
+    np.testing.assert_allclose(viewer.layers[MARKERS_LAYER].data, [[48, 60], [48, 30]])
+    assert viewer.dims.current_step[0] == 2 and widget.frame_spin.value() == 2  # the result's frame
+    table = widget.result_panel.table.as_dict()
+    assert table["Percent stenosis (WASID)"] == "60.0 %" and table[">= 50%"] == "YES"
+    assert table["MLD (D stenosis)"].startswith("1.00 mm")  # 4 px x 0.25 mm
+    qtbot.waitUntil(widget.result_panel.isVisible, timeout=3000)
+
+    # the overlay is drawn where the centerline is: a horizontal yellow line through
+    # the middle row of the image, from col 10 to col 110 of 128
+    viewer.reset_view()
+    qtbot.wait(100)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    yel = _yellow(shot)
+    assert yel.sum() > 50
+    rows, cols = np.nonzero(yel)
+    img_rows = np.nonzero((shot[..., :3].astype(int).sum(-1) > 30).any(axis=1))[0]
+    img_cols = np.nonzero((shot[..., :3].astype(int).sum(-1) > 30).any(axis=0))[0]
+    frac_row = (np.median(rows) - img_rows.min()) / (img_rows.max() - img_rows.min())
+    assert frac_row == pytest.approx(48.5 / 96, abs=0.06)
+    span = (np.array([cols.min(), cols.max()]) - img_cols.min()) / (img_cols.max() - img_cols.min())
+    assert span == pytest.approx([10.5 / 128, 110.5 / 128], abs=0.06)
+
+    # the reader drags the reference marker: re-measured with that site, choice manual
+    markers = viewer.layers[MARKERS_LAYER]
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        markers.data = np.array([[48.0, 60.0], [47.0, 90.0]])
+    assert calls[-1]["reference"] == (47.0, 90.0) and calls[-1]["frame"] == 2
+    assert widget.result_panel.table.as_dict()["Reference choice"].startswith("manual")
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    paths = widget.export_to(tmp_path)
+    rec = json.loads(paths["json"].read_text())
+    assert rec["reader"]["reference_override_rc"] == [47.0, 90.0]
+    assert rec["result"]["reference_choice"] == "manual" and rec["software"]["model_sha256"] == "f" * 64
+    from matplotlib.image import imread
+
+    png = imread(paths["png"])
+    assert png.shape[1] > png.shape[0]  # the view beside the plot
+
+
+def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):
+    path = write_xa(tmp_path / "uncal.dcm", tube_frames((2, 64, 80)))
+    viewer = make_napari_viewer(show=True)
+    (image,) = viewer.open(str(path), plugin=PLUGIN)
+    widget = _dock(viewer)
+    assert tuple(image.scale) == (1.0, 1.0, 1.0)
+    assert "Uncalibrated" in widget.calibration_label.text()
+    widget.start_catheter_line()
+    line = viewer.layers[CATHETER_LAYER]
+    assert line.mode == "add_line"
+    line.add_lines(np.array([[20.0, 30.0], [20.0, 54.0]]))  # 24 px across a 6 F (2 mm) catheter
+    widget.french_spin.setValue(6.0)
+    widget.apply_catheter_calibration()
+    mm = 2.0 / 24.0
+    np.testing.assert_allclose(image.scale, [1.0, mm, mm])
+    np.testing.assert_allclose(line.scale, [mm, mm])
+    assert image.metadata["stenosis"]["calibration_source"] == "catheter"
+    assert widget.session.run.calibration.mm_per_px == pytest.approx((mm, mm))
+    assert "catheter" in widget.calibration_label.text()
