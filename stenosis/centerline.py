@@ -32,7 +32,7 @@ def snap_to_vessel(
     point_rc: tuple[float, float],
     *,
     radius_px: float,
-    min_probability: float = 0.2,
+    min_probability: float = 0.5,
     name: str = "point",
 ) -> tuple[int, int]:
     """Nearest vessel ridge pixel to a reader's point.
@@ -161,7 +161,7 @@ def trace_centerline(
     *,
     step_px: float,
     snap_radius_px: float,
-    min_probability: float = 0.2,
+    min_probability: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centerline of the vessel from the proximal to the distal point.
 

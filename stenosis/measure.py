@@ -93,9 +93,24 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin):
             or (rc[:, 1].max() > sub.shape[1] - 3 and box[1].stop < shape[1])
         )
         if full or not near_border:
+            _check_contrast(sub, rc)
             return rc + off, arc, prob, box
         box = (slice(0, shape[0]), slice(0, shape[1]))
     return rc + off, arc, prob, box
+
+
+def _check_contrast(image: np.ndarray, rc: np.ndarray) -> None:
+    """Both ends of the path must sit on iodine well above the noise (not on a noise ridge)."""
+    hp = image - ndi.uniform_filter(image, 5)
+    sd = 1.4826 * float(np.median(np.abs(hp - np.median(hp)))) + 1e-12
+    bg = float(np.median(image))
+    for k, name in ((0, "proximal"), (-1, "distal")):
+        r, c = rc[k]
+        v = ndi.map_coordinates(image, [[r - 1, r, r + 1, r, r], [c, c - 1, c, c + 1, c]], order=1, mode="nearest").mean()
+        if v - bg < 4.0 * sd:
+            raise MeasurementError(
+                f"the {name} point is not on an opacified vessel (no contrast there); place it on the lumen of the artery"
+            )
 
 
 def _radius_hint(prob: np.ndarray, box, rc: np.ndarray) -> float:

@@ -6,7 +6,9 @@ AJNR 2000;21:643-6). D_stenosis is the minimal lumen diameter (MLD) over the val
 samples of the traced segment; D_normal is the mean diameter of the widest,
 parallel-margined, non-tortuous, normal window of the artery's 1st-choice site
 (proximal for M1/V4/BA, the petrous ICA i.e. proximal for ICA), else the 2nd
-(distal; for ICA the extracranial ICA, given as feeding points), else the 3rd
+(distal; for ICA the extracranial ICA, given as feeding points) when the first is
+too short, lesion-involved or diseased (it holds a narrowing of its own below 90%
+of its widest window), else the 3rd
 (the feeding artery: its most distal parallel, non-tortuous normal window; none
 for ICA). A window is *normal* when none of its samples is flagged (branch origin,
 overlap, poor fit) and it lies outside the lesion; *parallel-margined* when its
@@ -42,6 +44,7 @@ PARALLEL_SD = 0.05  # max relative SD about the linear trend
 TORTUOUS_DEG = 30.0  # max centerline turn over a window
 WINDOW_DIAMETERS = 1.5  # window length in reference diameters
 LESION_FRACTION = 0.9  # lesion: diameter < 0.9 x reference
+DISEASED_FRACTION = 0.9  # a reference site narrowing below this fraction of its best window is diseased
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,14 @@ def candidate_windows(
     return out
 
 
+def _diseased(d_s: np.ndarray, valid: np.ndarray, i0: int, i1: int, best: Window | None) -> bool:
+    """Whether samples i0..i1 hold a narrowing below DISEASED_FRACTION of the best window."""
+    if best is None or i1 - i0 < 2:
+        return False
+    seg = d_s[max(i0, 0) : i1 + 1][valid[max(i0, 0) : i1 + 1]]
+    return bool(seg.size and seg.min() < DISEASED_FRACTION * best.diameter_px)
+
+
 def _best(windows: list[Window], *, strict: bool, most_distal: bool = False) -> Window | None:
     if strict:
         ws = [w for w in windows if w.normal and w.parallel and w.non_tortuous]
@@ -278,6 +289,13 @@ def wasid(
         lo, hi, prox, dist = sites(w.diameter_px)
     w_prox = _best(prox, strict=True)
     w_dist = _best(dist, strict=True)
+    # a site with a narrowing of its own (below DISEASED_FRACTION of its best window)
+    # is "diseased" in the WASID sense: the next choice is used
+    excl = int(round(0.25 * d0 / step))
+    prox_diseased = _diseased(d_s, valid, excl, lo - gap_n - 1, w_prox)
+    dist_diseased = _diseased(d_s, valid, hi + gap_n + 1, n - 1 - excl, w_dist)
+    w_prox_site = None if prox_diseased else w_prox
+    w_dist_site = None if dist_diseased else w_dist
 
     feed_w = None
     feed_ref = None
@@ -310,12 +328,12 @@ def wasid(
                 warns.append("the forced reference overlaps the lesion")
     else:
         if seg is Segment.ICA:
-            order = [("proximal", w_prox, "petrous ICA (1st choice)"),
+            order = [("proximal", w_prox_site, "petrous ICA (1st choice)"),
                      ("feeding", feed_w, "extracranial ICA (2nd choice)")]
         else:
             feed_name = {Segment.M1: "supraclinoid ICA", Segment.V4: "extracranial VA", Segment.BA: "dominant V4"}[seg]
-            order = [("proximal", w_prox, f"proximal {seg.value} (1st choice)"),
-                     ("distal", w_dist, f"distal {seg.value} (2nd choice)"),
+            order = [("proximal", w_prox_site, f"proximal {seg.value} (1st choice)"),
+                     ("distal", w_dist_site, f"distal {seg.value} (2nd choice)"),
                      ("feeding", feed_w, f"feeding artery, {feed_name} (3rd choice)")]
         picked = next(((c, w, s) for c, w, s in order if w is not None), None)
         if picked is None:
@@ -337,7 +355,7 @@ def wasid(
         if choice is ReferenceChoice.FEEDING:
             win = None
         if choice is not ReferenceChoice.PROXIMAL:
-            why = "too short or lesion-involved"
+            why = "diseased (narrowed)" if prox_diseased else "too short or lesion-involved"
             warns.append(f"proximal reference segment {why}; used the {desc}")
 
     if ref <= 0:
