@@ -18,9 +18,10 @@ one (:func:`stenosis.unet.preprocess`, on the whole augmented image).
 Loss: BCE + soft Dice + soft clDice (Shit et al., CVPR 2021,
 https://doi.org/10.1109/CVPR46437.2021.01629).
 
-The run is sized to a wall-time budget: after a short timing of the first
-steps the total number of steps is fixed (logged as ``total_steps``), so
-``--steps N`` reproduces a run exactly. Outputs go to ``--out`` (default
+The run is sized to a wall-time budget (``--minutes``): the learning-rate
+schedule (warm-up + cosine) follows elapsed time, so a shared machine whose
+load changes still finishes on time with a complete schedule. ``--steps N``
+switches to a step-based schedule (exactly reproducible given the seed). Outputs go to ``--out`` (default
 ``models/_run``): ``best.pt`` (best validation Dice), ``last.pt``,
 ``config.json`` and ``history.json``; ``--ship`` copies the best weights to
 ``models/unet.pt`` with ``config.json`` and ``weights.sha256``.
@@ -288,18 +289,16 @@ def main(argv=None) -> int:
     history = []
     step = 0
     t_loop = time.time()
-    warm = 0.05  # fraction of steps for linear warm-up
+    warm = 0.05  # fraction of the run for linear warm-up
     while True:
-        if not total_steps and step == 30:
-            per_step = (time.time() - t_loop) / 30
-            # evals cost about 1.5 steps each (8 images at 300 px)
-            total_steps = int(budget_s / (per_step * (1 + 1.5 / args.eval_every)))
-            total_steps = max(total_steps, 60)
-            log(f"timing: {per_step:.3f} s/step -> total_steps={total_steps} (reproduce with --steps {total_steps})")
-        horizon = total_steps or 10**9
-        if step >= horizon:
+        # progress: by steps when --steps is given (exactly reproducible), else by wall
+        # time, so a shared machine whose load changes still gets a full schedule on time
+        if total_steps:
+            frac = step / total_steps
+        else:
+            frac = (time.time() - t_loop) / budget_s
+        if frac >= 1.0:
             break
-        frac = step / horizon
         lr = args.lr * (frac / warm if frac < warm else 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm))))
         lr = max(lr, args.lr * 0.01)
         for g in opt.param_groups:
@@ -315,7 +314,8 @@ def main(argv=None) -> int:
         step += 1
         if step % 20 == 0:
             log(f"step {step}/{total_steps or '?'} lr {lr:.2e} loss {float(loss):.4f} {json.dumps({k: round(v, 4) for k, v in parts.items()})}")
-        if step % args.eval_every == 0 or step == total_steps:
+        last = (step == total_steps) if total_steps else (time.time() - t_loop) >= budget_s
+        if step % args.eval_every == 0 or last:
             ev = evaluate(model, val)
             ev.update(step=step, minutes=round((time.time() - t_start) / 60, 2))
             history.append(ev)
@@ -344,7 +344,7 @@ def main(argv=None) -> int:
         "architecture": arch,
         "inference": {"normalisation": "percentiles 0.5/99.5 -> [-1, 1]", "polarity": "vessels dark",
                       "threshold": 0.5, "max_single_px": 1024, "tile_px": 512, "overlap_px": 64},
-        "training": {"seed": args.seed, "steps": total_steps, "batch": args.batch, "patch": args.patch,
+        "training": {"seed": args.seed, "steps": step, "schedule": "steps" if args.steps else "wall-time", "batch": args.batch, "patch": args.patch,
                      "lr": args.lr, "cldice_weight": args.cldice, "skel_iters": args.skel_iters,
                      "phantom_frac": args.phantom_frac if pool else 0.0, "phantom_pool": len(pool),
                      "phantoms_from_step": phantoms_from_step,
