@@ -404,8 +404,10 @@ def _open_header(path: Path):
             _warnings.simplefilter("ignore")
             ds = pydicom.dcmread(str(path), defer_size=4096)
             # touch every top-level element so a truncated header fails here, not later
-            for elem in ds:
-                _ = elem.value if elem.tag != 0x7FE00010 else None
+            # (not the pixel data: ds[tag] would load a deferred value)
+            for tag in list(ds.keys()):
+                if tag != 0x7FE00010:
+                    _ = ds[tag].value
     except InvalidDicomError as exc:
         raise InputError(f"{path}: not a valid DICOM file ({exc}); pass a DICOM XA file") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, NotImplementedError, AttributeError) as exc:
