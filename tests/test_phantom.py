@@ -272,3 +272,17 @@ def test_branch_positions_are_chosen():
     assert len(ph.scene.others) == 2
     a = np.array(t["arc_mm"])
     assert t["branch_arc_mm"][0] < a[len(a) // 5] and t["branch_arc_mm"][1] > a[-len(a) // 5]
+
+
+def test_random_specs_render_and_round_trip():
+    from stenosis.phantom import random_spec
+
+    for seed in range(3):
+        spec = random_spec(seed, shape=(384, 384), n_frames=4, n_mask_frames=1, arrival_frames=1)
+        assert random_spec(seed, shape=(384, 384), n_frames=4, n_mask_frames=1, arrival_frames=1) == spec
+        t = render_phantom(spec).truth
+        assert PhantomSpec.from_dict(t["spec"]) == spec
+        # WASID percent against the normal diameter at the lesion and the taper
+        dn_lesion = t["mld_mm"] / (1 - spec.stenosis_percent / 100)
+        assert dn_lesion <= t["reference_diameter_mm"] * (1 + 1e-6)
+        assert dn_lesion >= t["reference_diameter_mm"] * (1 - spec.taper)

@@ -56,7 +56,7 @@ from .engine import Phantom, concentration_curve, render_phantom
 from .geometry import NORMAL_DIAMETER_MM, Stenosis, Tube, make_tube, random_curve, spline_through
 from .render import chord_pixel_mean, lumen_mask, path_length_mm
 from .scene import Scene, build_scene
-from .spec import CALIBRATION_ENCODINGS, PhantomSpec
+from .spec import CALIBRATION_ENCODINGS, PhantomSpec, random_spec
 from .training import training_pair
 
 
@@ -82,6 +82,7 @@ __all__ = [
     "make_tube",
     "path_length_mm",
     "random_curve",
+    "random_spec",
     "render_phantom",
     "spline_through",
     "to_dataset",
