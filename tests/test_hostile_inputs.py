@@ -110,6 +110,15 @@ def test_monochrome1_is_inverted_and_bits_masked(tmp_path):
     np.testing.assert_array_equal(run.frames, frames)
 
 
+@pytest.mark.skipif(not _has("stenosis.measure"), reason="stenosis.measure not written yet")
+def test_public_measure_is_callable():
+    """SPEC: ``stenosis.measure(path_or_run, ...)`` is the function, also after the submodule is imported."""
+    import stenosis
+    import stenosis.measure  # noqa: F401 - what any caller of the submodule does
+
+    assert callable(stenosis.measure), f"stenosis.measure is {stenosis.measure!r}"
+
+
 # --------------------------------------------------------------------------- napari reader
 @pytest.mark.skipif(not _has("napari_stenosis"), reason="napari_stenosis is not installed yet")
 @pytest.mark.parametrize("case", CASES + FOLDER_CASES, ids=lambda c: c.name)
