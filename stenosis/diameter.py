@@ -419,7 +419,7 @@ def measure_diameters(
     blur_sigma_px: float | None = None,
     amplitude: float | None = None,
     band_px: float = 1.0,
-    profile_step_px: float = 0.5,
+    profile_step_px: float = 1.0,
 ) -> DiameterProfile:
     """Model-based diameter profile along a centerline.
 
@@ -447,7 +447,7 @@ def measure_diameters(
     pts = np.asarray(centerline_rc, float)
     nrm = normals_from_centerline(pts)
     rh = float(max(radius_hint_px, 1.5))
-    half = max(2.0 * rh + 6.0, 10.0)
+    half = max(1.6 * rh + 7.0, 10.0)
     x = profile_offsets(half, profile_step_px)
     Y, inside = sample_profiles(image, pts, nrm, x, band_px=band_px)
     r_max = max(1.6 * rh + 2.0, 4.0)
@@ -474,10 +474,10 @@ def measure_diameters(
         amplitude = a_est if amplitude is None else amplitude
     tab = chord_table(blur_sigma_px, r_max, u_max)
     fit = fit_profiles(Y, x, tab, amplitude=amplitude, r_max_px=r_max, c_max_px=3.0)
-    free = fit_profiles(Y, x, tab, amplitude=None, r_max_px=r_max, c_max_px=3.0)
     R, C = fit.radius_px, fit.centre_px
+    free_amp = _free_amplitude(Y, x, tab, R, C)
     el, er = derivative_edges(Y, x, C)
-    flags = _quality_flags(Y, x, fit, free, inside, blur_sigma_px, amplitude, R)
+    flags = _quality_flags(Y, x, fit, free_amp, inside, blur_sigma_px, amplitude, R)
     left = pts + nrm * (C - R)[:, None]
     right = pts + nrm * (C + R)[:, None]
     return DiameterProfile(
@@ -496,7 +496,15 @@ def measure_diameters(
     )
 
 
-def _quality_flags(Y, x, fit, free, inside, sigma, amplitude, R):
+def _free_amplitude(Y, x, tab, R, C):
+    """Least-squares amplitude of each profile at its fitted (R, c), background projected out."""
+    Q, _ = _projector(x)
+    T = tab(R[:, None], x[None, :] - C[:, None]) @ Q
+    nb = (T**2).sum(1)
+    return np.where(nb > 1e-12, (np.asarray(Y, float) @ Q * T).sum(1) / np.where(nb > 1e-12, nb, 1.0), 0.0)
+
+
+def _quality_flags(Y, x, fit, free_amp, inside, sigma, amplitude, R):
     """Per-sample :class:`QualityFlag` bits from the fit residuals."""
     n = len(Y)
     flags = np.zeros(n, dtype=np.int64)
@@ -515,7 +523,7 @@ def _quality_flags(Y, x, fit, free, inside, sigma, amplitude, R):
     # extra iodine over the lumen: the free amplitude exceeds the run's amplitude
     resolved = 2 * R > 2.5 * sigma
     in_mean = np.where(inner, res, 0).sum(1) / np.maximum(inner.sum(1), 1)
-    over = (resolved & (free.amplitude > 1.3 * amplitude)) | (in_mean > max(0.2 * peak_ref, 4 * noise))
+    over = (resolved & (free_amp > 1.3 * amplitude)) | (in_mean > max(0.2 * peak_ref, 4 * noise))
     flags[over] |= int(QualityFlag.OVERLAP)
     m = Y.shape[1]
     rms = np.sqrt(fit.rss / m)

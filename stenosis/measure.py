@@ -12,6 +12,8 @@ reader's points (widened to the whole frame if the path reaches the crop border)
 from __future__ import annotations
 
 import os
+import sys
+import types
 import warnings as _warnings
 from pathlib import Path
 from typing import Any
@@ -374,3 +376,15 @@ def _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes):
     ok = lp.valid
     d = lp.diameter_px[ok] if ok.any() else lp.diameter_px
     return float(np.mean(d)), tuple(float(v) for v in (p + off))
+
+
+class _CallableModule(types.ModuleType):
+    """``stenosis.measure(...)`` is the SPEC's function, while ``stenosis.measure`` is
+    also this module's name: the lazy package attribute resolves to the module, so
+    the module forwards calls to :func:`measure`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> StenosisResult:
+        return measure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
