@@ -213,6 +213,7 @@ class WorkOptions:
     model: str = "unet"
     reports: bool = True
     sr: bool = False
+    auto: bool = False  # some tasks are --auto (workers then warm skan's kernels too)
 
 
 @dataclass(frozen=True)
@@ -465,8 +466,19 @@ def _exc_message(exc: BaseException) -> str:
     return " ".join(msg.split())
 
 
+def _relative_text(text: str, task: Task) -> str:
+    """Replace the task's absolute paths in a message by its batch-relative path
+    (outputs carry no absolute paths: folder names can hold patient names)."""
+    text = " ".join(str(text).split())
+    for p in sorted({task.source, *task.files}, key=len, reverse=True):
+        if p:
+            text = text.replace(p, task.path)
+    return text
+
+
 def error_row(task: Task, message: str, *, software: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The row recorded for a task that could not be measured."""
+    message = _relative_text(message, task)
     sw = dict(software) if software is not None else {"version": __version__, "model_sha256": None}
     return {
         "key": task.key or task.path,
@@ -587,6 +599,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
                 "run_id": getattr(getattr(run, "metadata", None), "run_id", None),
             }
         )
+        row["warnings"] = [_relative_text(w, task) for w in row.get("warnings") or []]
         row.update(_jsonable(auto_info))
         if task.mode == "auto":
             row["mode"] = "auto"
@@ -598,13 +611,16 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
         row.setdefault("software", software)
         stem = output_stem(task.key or task.path)
         if options.reports:
-            from .report import save_report
+            try:
+                from .report import save_report
 
-            _atomic_save(
-                Path(options.out_dir) / REPORTS_DIR / f"{stem}.png",
-                lambda tmp: save_report(result, run, tmp),
-                ".png",
-            )
+                _atomic_save(
+                    Path(options.out_dir) / REPORTS_DIR / f"{stem}.png",
+                    lambda tmp: save_report(result, run, tmp),
+                    ".png",
+                )
+            except Exception as exc:  # the measurement stands; say the figure is missing
+                row["warnings"] = [*row.get("warnings", []), f"report not written ({_exc_message(exc)})"]
         if options.sr:
             from .sr import write_sr
 
@@ -795,7 +811,7 @@ def _peak_rss_mb() -> float:
         return float("nan")
 
 
-def warm_up(model: str = "unet") -> None:
+def warm_up(model: str = "unet", *, auto: bool = True) -> None:
     """Load what every run needs once per worker: torch (one thread), model weights,
     skan's numba kernels. Best effort: a failure here shows up in the runs' rows."""
     try:
@@ -809,23 +825,31 @@ def warm_up(model: str = "unet") -> None:
 
         from .segmentation import vessel_probability
 
+        import warnings
+
         frame = np.full((64, 64), 1000, np.uint16)
         frame[30:34, 4:60] = 400
-        vessel_probability(frame, model=model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "weights not shipped": the runs' rows say it
+            vessel_probability(frame, model=model)
     except Exception:
         pass
-    try:
-        from .auto import warm_up as auto_warm
+    if auto:
+        try:
+            from .auto import warm_up as auto_warm
 
-        auto_warm()
-    except Exception:
-        pass
+            auto_warm()
+        except Exception:
+            pass
 
 
 def _worker_main(conn, work, options, max_tasks, warm) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if warm:
-        warm_up(options.model if isinstance(options, WorkOptions) else "unet")
+        if isinstance(options, WorkOptions):
+            warm_up(options.model, auto=options.auto)
+        else:
+            warm_up()
     try:
         conn.send(("ready", os.getpid(), _peak_rss_mb()))
         done = 0
@@ -1111,7 +1135,13 @@ def run_batch(
     model = str(ModelName(str(model)))
     work = work or measure_one
     if options is None:
-        options = WorkOptions(out_dir=str(out.absolute()), model=model, reports=reports, sr=sr)
+        options = WorkOptions(
+            out_dir=str(out.absolute()),
+            model=model,
+            reports=reports,
+            sr=sr,
+            auto=any(t.mode == "auto" for t in tasks),
+        )
     if sr and work is measure_one:
         from .sr import require_highdicom
 
