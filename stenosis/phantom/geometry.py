@@ -175,11 +175,12 @@ def random_curve(
     length_mm: float,
     step_mm: float,
     max_curvature_per_mm: float = 0.03,
+    wavelength_mm: tuple[float, float] = (15.0, 60.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Smooth random curve by integrating a smooth random curvature kappa(s).
 
-    kappa(s) is a sum of three sinusoids of random phase with wavelengths 15-60 mm
-    and peak |kappa| <= ``max_curvature_per_mm``.
+    kappa(s) is a sum of three sinusoids of random phase with wavelengths drawn from
+    ``wavelength_mm`` and peak |kappa| <= ``max_curvature_per_mm``.
 
     Returns
     -------
@@ -188,7 +189,7 @@ def random_curve(
     s = np.arange(0.0, length_mm + 1e-9, step_mm)
     kappa = np.zeros_like(s)
     for _ in range(3):
-        wl = rng.uniform(15.0, 60.0)
+        wl = rng.uniform(*wavelength_mm)
         kappa += rng.uniform(-1, 1) * np.sin(2 * np.pi * s / wl + rng.uniform(0, 2 * np.pi))
     kappa *= max_curvature_per_mm / 3.0
     theta = heading_rad + np.concatenate([[0.0], np.cumsum(0.5 * (kappa[1:] + kappa[:-1]) * step_mm)])

@@ -110,12 +110,16 @@ def _tube_projection(
     chunk = max(2, int(8 * min(pr, pc) / max(tube.s_mm[1] - tube.s_mm[0], 1e-9)))
     box = np.zeros((h, w), bool)
     mr, mc = reach / pr, reach / pc
-    for k in range(0, len(rc), chunk):
-        seg = rc[k : k + chunk + 1]
-        r0 = max(int(np.floor(seg[:, 0].min() - mr)), 0)
-        r1 = min(int(np.ceil(seg[:, 0].max() + mr)) + 1, h)
-        c0 = max(int(np.floor(seg[:, 1].min() - mc)), 0)
-        c1 = min(int(np.ceil(seg[:, 1].max() + mc)) + 1, w)
+    starts = np.arange(0, len(rc), chunk)
+    rlo = np.floor(np.minimum.reduceat(rc[:, 0], starts) - mr).astype(int)
+    rhi = np.ceil(np.maximum.reduceat(rc[:, 0], starts) + mr).astype(int) + 1
+    clo = np.floor(np.minimum.reduceat(rc[:, 1], starts) - mc).astype(int)
+    chi = np.ceil(np.maximum.reduceat(rc[:, 1], starts) + mc).astype(int) + 1
+    np.clip(rlo, 0, h, out=rlo)
+    np.clip(rhi, 0, h, out=rhi)
+    np.clip(clo, 0, w, out=clo)
+    np.clip(chi, 0, w, out=chi)
+    for r0, r1, c0, c1 in zip(rlo.tolist(), rhi.tolist(), clo.tolist(), chi.tolist()):
         if r0 < r1 and c0 < c1:
             box[r0:r1, c0:c1] = True
     band = np.flatnonzero(box)

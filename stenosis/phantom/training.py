@@ -31,10 +31,12 @@ def _tree(rng: np.random.Generator, size: int, out: list[Tube], max_tubes: int) 
     d0 = float(np.exp(rng.uniform(np.log(2.0), np.log(12.0))))
     stack = [(start, heading, d0, rng.uniform(0.7, 1.4) * size, 0)]
     step = 0.5
+    tortuous = rng.uniform(0.2, 1.0)  # coronary-like tortuosity varies from tree to tree
     while stack and len(out) < max_tubes:
         (st, hd, d, length, depth) = stack.pop()
         pts, s = random_curve(rng, start_mm=st, heading_rad=hd, length_mm=length, step_mm=step,
-                              max_curvature_per_mm=rng.uniform(0.005, 0.05))
+                              max_curvature_per_mm=tortuous * rng.uniform(0.02, 0.12) * (4.0 / (d + 2.0)) ** 0.5,
+                              wavelength_mm=(0.1 * size, 0.8 * size))
         taper = 1.0 - rng.uniform(0.0, 0.35) * s / max(s[-1], 1e-9)
         stenoses: tuple[Stenosis, ...] = ()
         if rng.uniform() < 0.3 and s[-1] > 20:
@@ -43,7 +45,7 @@ def _tree(rng: np.random.Generator, size: int, out: list[Tube], max_tubes: int) 
         out.append(make_tube(pts, s, np.maximum(d * taper, 0.9), stenoses=stenoses, name="tree"))
         if depth >= 3:
             continue
-        for _ in range(int(rng.integers(0, 4))):
+        for _ in range(int(rng.integers(0, 5))):
             if d < 1.6:
                 break
             k = int(rng.uniform(0.1, 0.9) * (len(s) - 1))
@@ -74,13 +76,13 @@ def training_pair(rng: np.random.Generator, *, size: int = 256) -> tuple[np.ndar
     tubes: list[Tube] = []
     n_trees = int(rng.integers(1, 4))
     for _ in range(n_trees):
-        _tree(rng, size, tubes, max_tubes=12)
+        _tree(rng, size, tubes, max_tubes=16)
     L, mask = project(tubes, shape, _PX)
-    mu = float(np.exp(rng.uniform(np.log(0.02), np.log(0.15))))  # per px of iodine path
+    mu = float(np.exp(rng.uniform(np.log(0.04), np.log(0.2))))  # per px of iodine path
     subtracted = rng.uniform() < 0.4
     pad = 8
     if rng.uniform() < 0.85:
-        bg = background_log_attenuation(rng, shape, strength=float(rng.uniform(0.2, 1.5)), pad=pad)
+        bg = background_log_attenuation(rng, shape, strength=float(rng.uniform(0.1, 1.0)), pad=pad)
         bg_c = shifted_crop(bg, shape, (0.0, 0.0), pad)
     else:
         bg = None
@@ -91,7 +93,14 @@ def training_pair(rng: np.random.Generator, *, size: int = 256) -> tuple[np.ndar
         rr, cc = np.mgrid[0:size, 0:size] / (size - 1) - 0.5
         c0 = rng.uniform(-0.15, 0.15, 2)
         bg_c = bg_c + rng.uniform(0.2, 1.0) * (((rr - c0[0]) ** 2 + (cc - c0[1]) ** 2) / 0.5) ** 2
-    photons = float(np.exp(rng.uniform(np.log(300.0), np.log(50000.0))))
+    collimator = None
+    if rng.uniform() < 0.3:  # circular field of view (image intensifier): dark outside, soft edge
+        rr, cc = np.mgrid[0:size, 0:size]
+        cr, cc0 = rng.uniform(0.4, 0.6, 2) * size
+        rad = rng.uniform(0.5, 0.75) * size
+        edge = np.clip((np.hypot(rr - cr, cc - cc0) - rad) / rng.uniform(1.0, 4.0), -30, 30)
+        collimator = 1.0 / (1.0 + np.exp(-edge))
+    photons = float(np.exp(rng.uniform(np.log(1000.0), np.log(100000.0))))
     contrast = np.log(add_quantum_noise(rng, blur(np.exp(-bg_c - mu * L)), photons=photons, poisson=False))
     if subtracted:
         if bg is not None and rng.uniform() < 0.4:
@@ -103,6 +112,10 @@ def training_pair(rng: np.random.Generator, *, size: int = 256) -> tuple[np.ndar
         img = contrast - mask_img
     else:
         img = contrast
+    if collimator is not None:  # the lead shutter leaves a dark, nearly flat border
+        lo0, hi0 = np.percentile(img[collimator < 0.5], [1.0, 99.5])
+        img = img * (1 - collimator) + collimator * (lo0 - rng.uniform(0.2, 1.0) * (hi0 - lo0))
+        mask = mask & (collimator < 0.5)  # vessels outside the field of view are not seen
     lo, hi = np.percentile(img, [1.0, 99.5])
     img = (img - lo) / max(hi - lo, 1e-6)
     return img.astype(np.float32), mask
