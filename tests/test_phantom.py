@@ -286,3 +286,34 @@ def test_random_specs_render_and_round_trip():
         dn_lesion = t["mld_mm"] / (1 - spec.stenosis_percent / 100)
         assert dn_lesion <= t["reference_diameter_mm"] * (1 + 1e-6)
         assert dn_lesion >= t["reference_diameter_mm"] * (1 - spec.taper)
+
+
+def test_image_chain_preserves_the_iodine_integral():
+    # noiseless, no background, weak iodine: -ln I is ~ mu L, and blur moves signal
+    # across the vessel without creating or losing it
+    mu = 0.01
+    spec = PhantomSpec(seed=6, crossing=False, n_branches=0, background=False, photons=None,
+                       mu_iodine_per_mm=mu, blur_sigma_mm=0.3, scatter_fraction=0.0, **SMALL)
+    ph = render_phantom(spec)
+    t = ph.truth
+    sig = -ph.log_intensity[t["frame_index"]].astype(float)
+    rc = np.array(t["centerline_rc"])
+    i = int(np.argmin(np.hypot(*(rc - np.array(t["reference_rc"])).T)))
+    tangent = (rc[i + 5] - rc[i - 5]) / np.linalg.norm(rc[i + 5] - rc[i - 5])
+    normal = np.array([-tangent[1], tangent[0]])
+    u = np.arange(-30, 30, 0.05)
+    prof = ndi.map_coordinates(sig, rc[i][:, None] + normal[:, None] * u[None, :], order=1)
+    r = t["reference_diameter_mm"] / 2
+    assert prof.sum() * 0.05 * t["mm_per_px"][0] == pytest.approx(mu * np.pi * r * r, rel=0.02)
+
+
+def test_blur_conserves_intensity_and_noise_has_the_quantum_level():
+    from stenosis.phantom.render import Blur, add_quantum_noise
+
+    blur = Blur((64, 80), (0.2, 0.2), sigma_mm=0.3, scatter_fraction=0.1, scatter_sigma_mm=8.0)
+    np.testing.assert_allclose(blur(np.full((64, 80), 0.7)), 0.7, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    for poisson in (True, False):
+        noisy = add_quantum_noise(rng, np.full((200, 200), 0.25), photons=4000.0, poisson=poisson)
+        assert noisy.mean() == pytest.approx(0.25, rel=2e-3)
+        assert noisy.std() == pytest.approx(np.sqrt(0.25 * 4000) / 4000, rel=0.03)
