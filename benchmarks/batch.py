@@ -1,0 +1,215 @@
+"""Batch throughput, memory per worker and --auto lesion finding on generated phantom runs.
+
+Prints three tables:
+
+1. runs/min with 1 and 2 worker processes over N points-file runs (512x512x10 frames
+   by default), wall clock including worker start-up and steady state (first to last
+   finished run);
+2. memory per worker: peak RSS, and the resident set after each run fitted against
+   the run count (MB per 100 runs) - flat memory means ~0;
+3. --auto: fraction of stenotic phantoms whose automatically found MLD lies within
+   3 mm of the true MLD (target >= 90%), with the mean confidence of hits and misses.
+
+Runs are phantoms from :mod:`stenosis.phantom` (a few distinct ones, copied to N
+files: throughput does not depend on which vessel is drawn). Usage::
+
+    python benchmarks/batch.py            # N=100 runs, 512x512x10, 20 auto phantoms
+    python benchmarks/batch.py --n 300 --auto-n 40
+    python benchmarks/batch.py --small    # CI: a handful of tiny runs
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_work(task, options):
+    """measure_one plus the worker's pid and resident memory after the run."""
+    from stenosis.batch import measure_one
+
+    t0 = time.perf_counter()
+    row = measure_one(task, options)
+    row["bench_pid"] = os.getpid()
+    row["bench_rss_mb"] = _rss_mb()
+    row["bench_s"] = time.perf_counter() - t0
+    row["bench_done"] = time.time()
+    return row
+
+
+def make_runs(folder: Path, *, n: int, shape: tuple[int, int], n_frames: int, distinct: int) -> Path:
+    from stenosis.phantom.dicom import load_truth, write_phantom
+    from stenosis.phantom.engine import render_phantom
+    from stenosis.phantom.spec import PhantomSpec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    protos = []
+    for i in range(distinct):
+        spec = PhantomSpec(seed=1000 + i, shape=shape, n_frames=n_frames, stenosis_percent=40.0 + 7 * i, name=f"proto{i}")
+        dcm, _ = write_phantom(render_phantom(spec), folder / f"proto{i}.dcm")
+        protos.append((dcm, load_truth(dcm)))
+    rows = []
+    for k in range(n):
+        dcm, truth = protos[k % distinct]
+        rel = f"site{k % 4}/run{k:04d}.dcm"
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(dcm, folder / rel)
+        rows.append([rel, "M1", *truth["proximal_rc"], *truth["distal_rc"]])
+    for i in range(distinct):
+        (folder / f"proto{i}.dcm").unlink()
+        (folder / f"proto{i}.truth.json").unlink()
+    pts = folder.parent / "points.csv"
+    with open(pts, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "segment", "proximal_row", "proximal_col", "distal_row", "distal_col"])
+        w.writerows(rows)
+    return pts
+
+
+def throughput(root: Path, pts: Path, out: Path, *, jobs: int, model: str, reports: bool) -> dict:
+    from stenosis.batch import read_jsonl, read_points, run_batch
+
+    tasks = read_points(pts, root)
+    t0 = time.time()
+    s = run_batch(tasks, out, jobs=jobs, timeout=600, model=model, reports=reports, work=bench_work,
+                  progress=False, summary_figure=False)
+    wall = time.time() - t0
+    rows = read_jsonl(out / "results.jsonl")
+    done = sorted(r["bench_done"] for r in rows if "bench_done" in r)
+    steady = (len(done) - 1) / (done[-1] - done[0]) * 60 if len(done) > 2 and done[-1] > done[0] else float("nan")
+    per_pid: dict[int, list[tuple[float, float]]] = {}
+    for r in rows:
+        if "bench_pid" in r:
+            per_pid.setdefault(r["bench_pid"], []).append((r["bench_done"], r["bench_rss_mb"]))
+    slopes = []
+    for seq in per_pid.values():
+        rss = np.array([v for _, v in sorted(seq)])
+        if len(rss) >= 6:  # skip the first runs (allocator and caches settle)
+            x = np.arange(len(rss))[3:]
+            slopes.append(float(np.polyfit(x, rss[3:], 1)[0]) * 100)
+    return {
+        "jobs": jobs,
+        "runs": s.n_total,
+        "ok": s.n_ok,
+        "wall_s": wall,
+        "runs_per_min": s.n_total / wall * 60,
+        "steady_per_min": steady,
+        "peak_rss_mb": max(s.peak_rss_mb_per_worker.values()) if s.peak_rss_mb_per_worker else float("nan"),
+        "n_workers": len(per_pid),
+        "rss_growth_mb_per_100": max(slopes) if slopes else float("nan"),
+        "mean_run_s": float(np.mean([r["bench_s"] for r in rows if "bench_s" in r])),
+        "csv": (out / "results.csv").read_bytes(),
+    }
+
+
+def auto_rate(folder: Path, *, n: int, shape: tuple[int, int], n_frames: int, model: str) -> dict:
+    from stenosis.auto import find_lesion
+    from stenosis.io import read_run
+    from stenosis.phantom.dicom import write_phantom
+    from stenosis.phantom.engine import render_phantom
+    from stenosis.phantom.spec import PhantomSpec
+
+    rng = np.random.default_rng(7)
+    dists, confs, oriented = [], [], []
+    mm = 0.2
+    for i in range(n):
+        spec = PhantomSpec(
+            seed=5000 + i, shape=shape, n_frames=n_frames, mm_per_px=(mm, mm),
+            stenosis_percent=float(rng.uniform(50, 85)), taper=float(rng.choice([0.0, 0.2, 0.3])),
+            curvature=float(rng.uniform(0.2, 0.9)), n_branches=int(rng.integers(0, 4)),
+            crossing=bool(rng.random() < 0.5), name=f"auto{i}",
+        )
+        ph = render_phantom(spec)
+        dcm, _ = write_phantom(ph, folder / f"auto{i}.dcm")
+        truth = ph.truth
+        try:
+            les = find_lesion(read_run(dcm), model=model)
+        except Exception as exc:  # a miss, honestly counted
+            print(f"  auto{i}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            dists.append(np.inf)
+            confs.append(0.0)
+            oriented.append(False)
+            continue
+        dists.append(float(np.hypot(*np.subtract(les.narrowest, truth["mld_rc"])) * mm))
+        confs.append(les.confidence)
+        oriented.append(
+            np.hypot(*np.subtract(les.proximal, truth["proximal_rc"]))
+            < np.hypot(*np.subtract(les.distal, truth["proximal_rc"]))
+        )
+    d = np.array(dists)
+    c = np.array(confs)
+    hit = d <= 3.0
+    return {
+        "n": n,
+        "hit_rate": float(hit.mean()),
+        "median_mm": float(np.median(d)),
+        "conf_hit": float(c[hit].mean()) if hit.any() else float("nan"),
+        "conf_miss": float(c[~hit].mean()) if (~hit).any() else float("nan"),
+        "proximal_side_right": float(np.mean(oriented)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", action="store_true", help="CI size: a handful of tiny runs")
+    ap.add_argument("--n", type=int, default=100, help="runs for the throughput table")
+    ap.add_argument("--auto-n", type=int, default=20, help="phantoms for the --auto table")
+    ap.add_argument("--model", default="unet", choices=["unet", "classical"])
+    ap.add_argument("--no-reports", action="store_true", help="skip the per-run PNG reports")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    if args.small:
+        n, shape, frames, auto_n, distinct = 4, (192, 192), 5, 2, 2
+    else:
+        n, shape, frames, auto_n, distinct = args.n, (512, 512), 10, args.auto_n, 6
+    with tempfile.TemporaryDirectory(prefix="stenosis-bench-batch-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.time()
+        pts = make_runs(tmp / "runs", n=n, shape=shape, n_frames=frames, distinct=distinct)
+        gen_s = time.time() - t0
+        results = [
+            throughput(tmp / "runs", pts, tmp / f"out{j}", jobs=j, model=args.model, reports=not args.no_reports)
+            for j in (1, 2)
+        ]
+        identical = results[0]["csv"] == results[1]["csv"]
+        print(f"batch throughput: {n} runs of {shape[0]}x{shape[1]}x{frames}, model={args.model}, "
+              f"reports={'off' if args.no_reports else 'on'}, {os.cpu_count()} CPUs "
+              f"(generation {gen_s:.0f} s)")
+        print(f"{'jobs':>4} {'runs':>5} {'ok':>4} {'wall s':>8} {'runs/min':>9} {'steady/min':>10} "
+              f"{'s/run/worker':>12} {'workers':>7} {'peak RSS MB':>11} {'RSS MB/100 runs':>15}")
+        for r in results:
+            print(f"{r['jobs']:>4} {r['runs']:>5} {r['ok']:>4} {r['wall_s']:>8.1f} {r['runs_per_min']:>9.1f} "
+                  f"{r['steady_per_min']:>10.1f} {r['mean_run_s']:>12.2f} {r['n_workers']:>7} "
+                  f"{r['peak_rss_mb']:>11.0f} {r['rss_growth_mb_per_100']:>15.1f}")
+        growth = max(abs(r["rss_growth_mb_per_100"]) for r in results)
+        flat = "n/a (too few runs per worker)" if not np.isfinite(growth) else ("yes" if growth < 20 else "NO")
+        print(f"results.csv identical for --jobs 1 and --jobs 2: {'yes' if identical else 'NO'}; "
+              f"memory flat (< 20 MB per 100 runs): {flat}")
+        print()
+        a = auto_rate(tmp / "auto", n=auto_n, shape=shape, n_frames=frames, model=args.model)
+        print(f"--auto lesion finding on {a['n']} stenotic phantoms ({shape[0]}x{shape[1]}, 50-85%)")
+        print(f"{'MLD within 3 mm':>16} {'median dist mm':>15} {'conf hits':>10} {'conf misses':>12} {'proximal side right':>20}")
+        print(f"{a['hit_rate']:>16.0%} {a['median_mm']:>15.2f} {a['conf_hit']:>10.2f} {a['conf_miss']:>12.2f} "
+              f"{a['proximal_side_right']:>20.0%}")
+
+
+if __name__ == "__main__":
+    main()
