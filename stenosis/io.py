@@ -508,14 +508,159 @@ def _check_pixels(path: Path, ds: Any, file_size: int) -> dict[str, Any]:
         from pydicom.uid import UID
 
         uid = UID(ts)
-        if not uid.is_compressed and not uid.is_transfer_syntax:
+        if not uid.is_transfer_syntax:
             raise InputError(f"{path}: unknown transfer syntax {ts}; re-export the run uncompressed or as JPEG/RLE")
         if not _can_decode(ts):
             raise InputError(
                 f"{path}: transfer syntax {uid.name} ({ts}) cannot be decoded here (video/unsupported codec); "
                 "re-export the run uncompressed, RLE, JPEG or JPEG 2000"
             )
+        _check_encapsulated(path, ds, info)
     return info
+
+
+_JPEG_TS = {
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+}
+_J2K_TS = {
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
+}
+_RLE_TS = "1.2.840.10008.1.2.5"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+
+
+def _check_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> None:
+    """Refuse broken encapsulated pixel data before allocating or decoding.
+
+    Counts the fragments (fewer than frames: truncated) and checks the header
+    of each frame's codestream (JPEG / JPEG-LS marker segments, JPEG 2000 SIZ,
+    RLE segment table) against Rows, Columns and one sample per pixel. Native
+    codecs abort the whole process on some malformed headers, so these must
+    never reach them."""
+    try:
+        buf = ds.PixelData
+    except Exception as exc:  # noqa: BLE001 - a deferred read of a truncated file
+        raise InputError(f"{path}: pixel data cannot be read ({type(exc).__name__}); the file is truncated, re-export it") from None
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        return
+    buf = bytes(buf)
+    frags = _fragments(path, buf)
+    n_frames = info["n_frames"]
+    if len(frags) < n_frames:
+        raise InputError(
+            f"{path}: pixel data holds {len(frags)} fragment(s) but the header declares {n_frames} frames; "
+            "the file is truncated, re-export it"
+        )
+    check = frags if len(frags) == n_frames else frags[:1]
+    for k, (off, length) in enumerate(check):
+        why = _codestream_problem(info["ts"], buf[off:off + length], info)
+        if why:
+            raise InputError(f"{path}: frame {k} is not a valid {why}; the file is corrupt, re-export it")
+
+
+def _fragments(path: Path, buf: bytes) -> list[tuple[int, int]]:
+    import struct
+
+    pos, n, items = 0, len(buf), []
+    while pos + 8 <= n:
+        group, elem, length = struct.unpack_from("<HHI", buf, pos)
+        tag = (group << 16) | elem
+        if tag == 0xFFFEE0DD:
+            break
+        if tag != 0xFFFEE000:
+            raise InputError(f"{path}: encapsulated pixel data has a bad item tag {tag:08X}; the file is corrupt, re-export it")
+        pos += 8
+        if length == 0xFFFFFFFF or pos + length > n:
+            raise InputError(f"{path}: a pixel data fragment runs past the end of the data; the file is truncated, re-export it")
+        items.append((pos, length))
+        pos += length
+    if not items:
+        raise InputError(f"{path}: encapsulated pixel data has no items; the file is corrupt, re-export it")
+    return items[1:]  # the first item is the basic offset table
+
+
+def _codestream_problem(ts: str, data: bytes, info: dict[str, Any]) -> str | None:
+    """None when the codestream header is plausible, else what it should have been."""
+    import struct
+
+    rows, cols = info["rows"], info["cols"]
+    if ts in _JPEG_TS:
+        what = "JPEG codestream"
+        if len(data) < 4 or data[:2] != b"\xff\xd8":
+            return what + " (no SOI marker)"
+        pos, seen_sof = 2, False
+        while True:
+            while pos < len(data) and data[pos] == 0xFF and pos + 1 < len(data) and data[pos + 1] == 0xFF:
+                pos += 1  # fill bytes
+            if pos + 4 > len(data) or data[pos] != 0xFF:
+                return what + " (bad marker segment)"
+            marker = data[pos + 1]
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+                pos += 2
+                continue
+            if marker == 0xD9:
+                return what + " (ends before the scan)"
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            if length < 2 or pos + 2 + length > len(data):
+                return what + " (marker segment length out of range)"
+            if marker in _JPEG_SOF:
+                if length < 8 or pos + 10 > len(data):
+                    return what + " (short frame header)"
+                precision, y, x, nf = struct.unpack_from(">BHHB", data, pos + 4)
+                if nf != 1 or length != 8 + 3 * nf:
+                    return what + f" for one grey sample ({nf} components)"
+                if not 2 <= precision <= 16 or x != cols or y not in (0, rows):
+                    return what + f" of {rows}x{cols} (frame header says {y}x{x}, {precision} bits)"
+                seen_sof = True
+            if marker == 0xDA:
+                return None if seen_sof else what + " (scan before frame header)"
+            pos += 2 + length
+    if ts in _J2K_TS:
+        what = "JPEG 2000 codestream"
+        if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":
+            return None  # JP2 file format: left to the decoder
+        if len(data) < 6 or data[:4] != b"\xff\x4f\xff\x51":
+            return what + " (no SOC/SIZ marker)"
+        (lsiz,) = struct.unpack_from(">H", data, 4)
+        if lsiz < 41 or 4 + lsiz > len(data):
+            return what + " (SIZ length out of range)"
+        _, xs, ys, xo, yo, xt, yt, xto, yto, csiz = struct.unpack_from(">HIIIIIIIIH", data, 6)
+        if csiz != 1 or lsiz != 38 + 3 * csiz:
+            return what + f" for one grey sample ({csiz} components)"
+        if xs - xo != cols or ys - yo != rows or xt == 0 or yt == 0:
+            return what + f" of {rows}x{cols} (SIZ says {ys - yo}x{xs - xo})"
+        pos, seen = 4 + lsiz, set()
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return what + " (bad main-header marker)"
+            marker = data[pos + 1]
+            if marker in (0x90, 0x93):  # SOT / SOD: main header complete
+                return None if {0x52, 0x5C} <= seen else what + " (no COD/QCD)"
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            if length < 2 or pos + 2 + length > len(data):
+                return what + " (marker segment length out of range)"
+            seen.add(marker)
+            pos += 2 + length
+        return what + " (no tile)"
+    if ts == _RLE_TS:
+        what = "RLE frame"
+        if len(data) < 64:
+            return what + " (short header)"
+        header = struct.unpack_from("<16I", data, 0)
+        n_seg = header[0]
+        want = info["bits_alloc"] // 8
+        if n_seg != want:
+            return what + f" with {want} segment(s) (header says {n_seg})"
+        offsets = header[1:1 + n_seg]
+        if offsets[0] != 64 or any(b <= a for a, b in zip(offsets, offsets[1:])) or offsets[-1] >= len(data):
+            return what + " (segment offsets out of range)"
+        # a PackBits byte pair encodes at most 128 pixels: fewer bytes cannot hold a frame
+        if (len(data) - 64) * 64 < rows * cols * n_seg:
+            return what + f" of {rows}x{cols} (only {len(data)} bytes)"
+        return None
+    return None
 
 
 def _can_decode(ts: str) -> bool:
