@@ -81,6 +81,11 @@ class Tube:
         Lumen-centre shift along the normal ``n(s)`` (mm).
     name : str
         Role of the tube ("main", "branch", "crossing", ...).
+    group : str
+        Tubes of one non-empty group lie in one plane and join (a vessel and its
+        branches): where they overlap in projection the ray crosses the merged
+        lumen, approximated by the larger of the chords. Tubes of different groups
+        (or with group "") lie in different planes and their chords add.
     """
 
     base_mm: np.ndarray
@@ -88,6 +93,7 @@ class Tube:
     radius_mm: np.ndarray
     offset_mm: np.ndarray
     name: str = "tube"
+    group: str = ""
 
     def __post_init__(self):
         t = np.gradient(self.base_mm, axis=0) if len(self.base_mm) > 1 else np.array([[0.0, 1.0]])
@@ -205,6 +211,7 @@ def make_tube(
     *,
     stenoses: tuple[Stenosis, ...] = (),
     name: str = "tube",
+    group: str = "",
 ) -> Tube:
     """Build a tube from a centreline, a normal diameter profile and stenoses.
 
@@ -223,4 +230,4 @@ def make_tube(
         d = d - reduction
         offset += st.side * st.eccentricity * reduction / 2.0
     d = np.clip(d, 0.0, None)
-    return Tube(np.asarray(base_mm, dtype=float), s, d / 2.0, offset, name)
+    return Tube(np.asarray(base_mm, dtype=float), s, d / 2.0, offset, name, group)

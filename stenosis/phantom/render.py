@@ -3,7 +3,8 @@
 Order of operations (as in an X-ray image chain):
 
 1. iodine path length ``L(r, c)`` (mm) through each circular lumen, averaged over the
-   pixel aperture analytically (below), summed over tubes (overlaps add);
+   pixel aperture analytically (below), summed over tubes (overlaps of vessels in
+   different planes add; a branch and its parent join, the larger chord is kept);
 2. transmitted intensity ``I = I0 exp(-A_bg(r, c) - c(t) mu_i L)`` with an optional
    smooth anatomical log-attenuation ``A_bg`` and the bolus concentration ``c(t)``;
 3. blur of ``I`` (intensity domain): Gaussian focal-spot/detector PSF plus a wide,
@@ -198,15 +199,27 @@ def project(
     *,
     shift_px: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Path length (H, W) float64 mm and lumen mask (H, W) bool in one pass."""
+    """Path length (H, W) float64 mm and lumen mask (H, W) bool in one pass.
+
+    Chords of tubes in different planes add; within a joined group (a vessel and its
+    branches, :attr:`Tube.group`) the larger chord is kept where they overlap.
+    """
     out = np.zeros(shape[0] * shape[1])
+    groups: dict[str, np.ndarray] = {}
     mask = np.zeros(shape[0] * shape[1], bool)
     pr, pc = mm_per_px
     for tube in tubes:
         band, x0, r, nrm = _tube_projection(tube, shape, mm_per_px, shift_px)
         if band.size:
-            out[band] += chord_pixel_mean(x0, r, np.abs(nrm[:, 0]) * pr, np.abs(nrm[:, 1]) * pc)
+            chord = chord_pixel_mean(x0, r, np.abs(nrm[:, 0]) * pr, np.abs(nrm[:, 1]) * pc)
+            if tube.group:
+                acc = groups.setdefault(tube.group, np.zeros_like(out))
+                acc[band] = np.maximum(acc[band], chord)
+            else:
+                out[band] += chord
             mask[band[np.abs(x0) < r]] = True
+    for acc in groups.values():
+        out += acc
     return out.reshape(shape), mask.reshape(shape)
 
 

@@ -150,10 +150,10 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
         make_tube(base, s, 1.0, name="main"), (), dn, tuple(stenoses), landmarks, choice
     )
     d, off = scene0.diameter(s)
-    main = Tube(base, s, d / 2.0, off, "main")
+    main = Tube(base, s, d / 2.0, off, "main", "artery")
     others: list[Tube] = []
     # side branches, outside the reader's points
-    regions = [(s_d + 3.0, s_out - 6.0), (s_in + 3.0, s_p - 3.0)]
+    regions = [(s_d + dn + 2.0, s_out - 4.0), (s_in + 2.0, s_p - dn - 2.0)]
     positions: list[float] = []
     if spec.branch_fractions is not None:
         positions = [s_in + f * (s_out - s_in) for f in spec.branch_fractions]
@@ -171,13 +171,13 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
         tang = np.array([np.interp(sb, s, main.tangent[:, 0]), np.interp(sb, s, main.tangent[:, 1])])
         bside = 1 if rng.uniform() < 0.5 else -1
         ang = np.arctan2(tang[0], tang[1]) + bside * np.deg2rad(rng.uniform(35, 75))
-        origin = g["base"][0] + bside * g["normal"][0] * 0.7 * g["radius"][0]
+        origin = g["base"][0] + bside * g["normal"][0] * 0.5 * g["radius"][0]
         pts, sbr = random_curve(
             rng, start_mm=tuple(origin), heading_rad=ang, length_mm=rng.uniform(15, 35), step_mm=step,
             max_curvature_per_mm=0.04,
         )
         dbr = float(scene0.normal_diameter(np.array([sb]))[0]) * rng.uniform(0.4, 0.65)
-        others.append(make_tube(pts, sbr, dbr * (1 - 0.15 * sbr / sbr[-1]), name="branch"))
+        others.append(make_tube(pts, sbr, dbr * (1 - 0.15 * sbr / sbr[-1]), name="branch", group="artery"))
     if spec.crossing:
         if spec.crossing_in_segment:
             sc = (les1 + s_d) / 2

@@ -17,7 +17,7 @@ from .render import Blur, add_quantum_noise, background_log_attenuation, project
 _PX = (1.0, 1.0)  # training pairs are rendered in pixel units
 
 
-def _tree(rng: np.random.Generator, size: int, out: list[Tube], max_tubes: int) -> None:
+def _tree(rng: np.random.Generator, size: int, out: list[Tube], max_tubes: int, group: str) -> None:
     """Append one random vessel tree (trunk from the border plus branches) to ``out``."""
     edge = rng.integers(4)
     t = rng.uniform(0.1, 0.9) * (size - 1)
@@ -42,7 +42,7 @@ def _tree(rng: np.random.Generator, size: int, out: list[Tube], max_tubes: int) 
         if rng.uniform() < 0.3 and s[-1] > 20:
             stenoses = (Stenosis(float(rng.uniform(0.2, 0.8) * s[-1]), float(rng.uniform(20, 85)),
                                  float(rng.uniform(2, 6) * d), float(rng.uniform(0, 1)), int(rng.choice([-1, 1]))),)
-        out.append(make_tube(pts, s, np.maximum(d * taper, 0.9), stenoses=stenoses, name="tree"))
+        out.append(make_tube(pts, s, np.maximum(d * taper, 0.9), stenoses=stenoses, name="tree", group=group))
         if depth >= 3:
             continue
         for _ in range(int(rng.integers(0, 5))):
@@ -75,8 +75,8 @@ def training_pair(rng: np.random.Generator, *, size: int = 256) -> tuple[np.ndar
     shape = (size, size)
     tubes: list[Tube] = []
     n_trees = int(rng.integers(1, 4))
-    for _ in range(n_trees):
-        _tree(rng, size, tubes, max_tubes=16)
+    for k in range(n_trees):
+        _tree(rng, size, tubes, max_tubes=16, group=f"tree{k}")
     L, mask = project(tubes, shape, _PX)
     mu = float(np.exp(rng.uniform(np.log(0.04), np.log(0.2))))  # per px of iodine path
     subtracted = rng.uniform() < 0.4
