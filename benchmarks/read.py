@@ -7,8 +7,8 @@ not inherited from a previous case):
 * ``pydicom``: ``pydicom.dcmread(path).pixel_array`` (decode only, pydicom's defaults).
 
 Columns: wall time of the read (best of ``--repeat``), peak resident memory
-above the child's memory after imports (``ru_maxrss``; counts C allocations of
-GDCM and friends), tracemalloc peak (Python and numpy allocations), and both
+above the child's memory after imports (``VmHWM`` - ``VmRSS`` from /proc, reset
+before the read; counts C allocations of GDCM and friends), tracemalloc peak (Python and numpy allocations), and both
 peaks as a multiple of the decoded array size. Files: the WG04 XA1 encodings
 from ``../shared/data/wg04-xa1`` (when present) and a generated uncompressed
 1024x1024x60 16-bit multi-frame XA (RLE too), written with pydicom to a temp dir.
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 WG04 = REPO.parent / "shared" / "data" / "wg04-xa1"
 
 CHILD = r"""
-import json, resource, sys, time, tracemalloc, warnings
+import json, sys, time, tracemalloc, warnings
 warnings.simplefilter("ignore")
 import numpy as np
 import pydicom
@@ -39,9 +39,20 @@ import stenosis.io
 
 path, method, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
-def rss_kb():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() // 1024
+def status_kb(field):
+    # VmHWM/VmRSS of this process image (ru_maxrss would carry the parent's peak across exec)
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
 
 def read():
     if method == "read_run":
@@ -56,11 +67,12 @@ try:
         import gdcm  # noqa
     except Exception:
         pass
-    base = rss_kb()
+    base = status_kb("VmRSS")
+    reset_peak()
     t0 = time.perf_counter()
     arr = read()
     times = [time.perf_counter() - t0]
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+    peak_rss = status_kb("VmHWM") - base
     nbytes = int(arr.nbytes)
     del arr
     for _ in range(repeat - 1):

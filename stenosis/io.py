@@ -545,7 +545,7 @@ def _check_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> None:
         raise InputError(f"{path}: pixel data cannot be read ({type(exc).__name__}); the file is truncated, re-export it") from None
     if not isinstance(buf, (bytes, bytearray, memoryview)):
         return
-    buf = bytes(buf)
+    buf = memoryview(buf)  # slices below must not copy the frames
     frags = _fragments(path, buf)
     n_frames = info["n_frames"]
     if len(frags) < n_frames:
@@ -560,7 +560,7 @@ def _check_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> None:
             raise InputError(f"{path}: frame {k} is not a valid {why}; the file is corrupt, re-export it")
 
 
-def _fragments(path: Path, buf: bytes) -> list[tuple[int, int]]:
+def _fragments(path: Path, buf: memoryview) -> list[tuple[int, int]]:
     import struct
 
     pos, n, items = 0, len(buf), []
@@ -581,7 +581,7 @@ def _fragments(path: Path, buf: bytes) -> list[tuple[int, int]]:
     return items[1:]  # the first item is the basic offset table
 
 
-def _codestream_problem(ts: str, data: bytes, info: dict[str, Any]) -> str | None:
+def _codestream_problem(ts: str, data: memoryview, info: dict[str, Any]) -> str | None:
     """None when the codestream header is plausible, else what it should have been."""
     import struct
 
