@@ -412,7 +412,7 @@ def phantom_folder(tmp_path_factory):
 def test_real_batch_points_jobs_1_vs_2_and_bad_files(phantom_folder, tmp_path):
     root, pts, truths = phantom_folder
     tasks = read_points(pts, root)
-    run_batch(tasks, tmp_path / "o1", jobs=1, model="classical", progress=False)
+    run_batch(tasks, tmp_path / "o1", jobs=1, model="classical", progress=False, sr=True)
     r = _cli([root, "--points", pts, "--out", tmp_path / "o2", "--jobs", "2", "--model", "classical", "-q"])
     assert r.exit_code == 0, r.output
     assert "4 runs: 2 ok, 2 error" in r.output
@@ -427,6 +427,13 @@ def test_real_batch_points_jobs_1_vs_2_and_bad_files(phantom_folder, tmp_path):
         assert (tmp_path / "o2/reports").is_dir()
     for bad in ("site0/truncated.dcm", "site1/notes.dcm"):
         assert rows[bad]["status"] == "error" and rows[bad]["error"]
+    # --sr: one SR per ok run, holding the row's percent stenosis
+    hd = pytest.importorskip("highdicom")
+    srs = sorted((tmp_path / "o1/sr").glob("*.dcm"))
+    assert [p.name for p in srs] == ["site0__p0.dcm.dcm", "site1__p1.dcm.dcm"]
+    (group,) = hd.sr.srread(srs[1]).content.get_planar_roi_measurement_groups()
+    pct = [m.value for m in group.get_measurements() if m.unit.value == "%"]
+    assert pct == [pytest.approx(float(rows["site1/p1.dcm"]["percent_stenosis"]))]
     text = (tmp_path / "o2/results.csv").read_text() + (tmp_path / "o2/results.jsonl").read_text()
     assert str(root) not in text  # no absolute paths in outputs
 
