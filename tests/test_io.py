@@ -438,3 +438,40 @@ def test_angiorun_from_array_is_readonly_copy():
     with pytest.raises(InputError):
         AngioRun.from_array(np.ones(5))
     assert isinstance(RunSource(("a",)).path, str)
+
+
+def _encapsulated_file(tmp_path, name, fragments, ts, n_frames, rows=16, cols=20):
+    p = write_xa(tmp_path / name, ramp(t=1, h=rows, w=cols))
+    ds = pydicom.dcmread(p)
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.NumberOfFrames = n_frames
+    ds.PixelData = pydicom.encaps.encapsulate(list(fragments))
+    ds["PixelData"].VR = "OB"
+    ds.save_as(p)
+    return p
+
+
+def test_encapsulated_fewer_fragments_than_frames_refused(tmp_path):
+    # one real RLE frame, header declares 1000 frames of 1024x1024 (2 GB): refused from the header
+    frame = tmp_path / "one.dcm"
+    write_xa(frame, ramp(t=1, h=1024, w=1024), ts=RLELossless)
+    frag = next(iter(pydicom.encaps.generate_frames(pydicom.dcmread(frame).PixelData, number_of_frames=1)))
+    p = _encapsulated_file(tmp_path, "many.dcm", [frag], RLELossless, 1000, rows=1024, cols=1024)
+    with pytest.raises(InputError, match="1 fragment"):
+        read_run(p)
+
+
+@pytest.mark.parametrize(
+    "ts,frag,why",
+    [
+        ("1.2.840.10008.1.2.4.80", b"\xff\xd8\xff\xf7" + bytes(range(200)), "JPEG codestream"),
+        ("1.2.840.10008.1.2.4.90", b"\xff\x4f\xff\x51" + bytes(range(200)), "JPEG 2000 codestream"),
+        ("1.2.840.10008.1.2.4.70", b"\xff\xd8\xff\xc3" + bytes(range(200)), "JPEG codestream"),
+        ("1.2.840.10008.1.2.5", bytes(64) + b"\x00" * 16, "RLE frame"),
+    ],
+)
+def test_garbage_codestreams_refused_before_decoding(tmp_path, ts, frag, why):
+    # GDCM aborts the process on some of these: they must be refused by the header checks
+    p = _encapsulated_file(tmp_path, "g.dcm", [frag] * 3, ts, 3)
+    with pytest.raises(InputError, match=why):
+        read_run(p)
