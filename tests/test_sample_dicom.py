@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import shutil
+import subprocess
 
 import numpy as np
 import pydicom
@@ -64,3 +66,11 @@ def test_samples_read_with_read_run(runs):
             np.testing.assert_allclose(run.calibration.mm_per_px, t["mm_per_px"], rtol=1e-3)
             assert str(run.calibration.source) == t["spec"]["calibration"]
         assert run.metadata.subtracted == t["spec"]["subtracted"]
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (apt: dicom3tools) not installed")
+def test_samples_pass_the_dicom_iod_validator(runs):
+    for p in runs:
+        out = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True, timeout=60)
+        problems = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith(("Error", "Warning"))]
+        assert not problems, (p.name, problems)

@@ -103,7 +103,6 @@ def to_dataset(phantom: Phantom):
     ds.CineRate = str(int(round(1000.0 / spec.frame_time_ms)))
     ds.StudyInstanceUID = _uid(spec, "study")
     ds.SeriesInstanceUID = _uid(spec, "series")
-    ds.FrameOfReferenceUID = _uid(spec, "frame-of-reference")
     ds.StudyID = "1"
     ds.SeriesNumber = "1"
     ds.AcquisitionNumber = "1"
@@ -120,7 +119,10 @@ def to_dataset(phantom: Phantom):
     ds.HighBit = 11
     ds.PixelRepresentation = 0
     ds.PixelIntensityRelationship = "LOG"
-    ds.PixelIntensityRelationshipSign = 1
+    # Modality LUT module (required with LOG): identity, the stored values are the log data
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = "1"
+    ds.RescaleType = "US"
     ds.LossyImageCompression = "00"
     pr, pc = spec.mm_per_px
     mag = spec.sid_mm / spec.sod_mm
