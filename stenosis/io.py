@@ -410,7 +410,9 @@ def _open_header(path: Path):
                     _ = ds[tag].value
     except InvalidDicomError as exc:
         raise InputError(f"{path}: not a valid DICOM file ({exc}); pass a DICOM XA file") from None
-    except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, NotImplementedError, AttributeError) as exc:
+    except MemoryError:
+        raise InputError(f"{path}: DICOM header declares absurd element sizes; the file is corrupt, re-export it") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure (zlib.error, BytesLengthException, ...) is a bad file
         raise InputError(f"{path}: DICOM header is truncated or corrupt ({type(exc).__name__}); re-export the file") from None
     return ds, size
 
@@ -878,8 +880,16 @@ def _metadata(ds: Any, info: dict[str, Any], n_frames: int, ts: str, frame_time_
 def _read_file(path: Path) -> tuple[np.ndarray, Any, dict[str, Any], list[str]]:
     """Decode one DICOM file: (frames, header dataset, pixel info, warnings)."""
     ds, size = _open_header(path)
-    warns = _check_modality(path, ds)
-    info = _check_pixels(path, ds, size)
+    try:
+        warns = _check_modality(path, ds)
+        info = _check_pixels(path, ds, size)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a header value pydicom cannot convert
+        raise InputError(
+            f"{path}: image header is corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}); "
+            "re-export the file"
+        ) from None
     try:
         if info["ts"] in _NATIVE_TS:
             frames = _read_native(path, ds, info)
