@@ -752,6 +752,7 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
     and a histogram; right: the flagged runs (>= 50%) and error rows, by path.
     """
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -782,6 +783,7 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
     ax_hist.axvline(50.0, color="tab:red", ls="--", lw=1)
     ax_hist.set_xlabel("percent stenosis")
     ax_hist.set_ylabel("runs")
+    ax_hist.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax_hist.set_title("distribution")
     ax_txt.axis("off")
     lines = [f"flagged (>= 50%): {len(flagged)}"]
