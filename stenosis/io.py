@@ -738,17 +738,17 @@ def _read_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
             return _decode_pydicom(ds, shape, dtype)
         except InputError:
             raise
-        except MemoryError:
+        except (MemoryError, KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - retry with GDCM, report if both fail
+        except BaseException as exc:  # noqa: BLE001 - incl. Rust panics (pyo3 PanicException); retry with GDCM
             first = exc
     else:
         first = None
     try:
         return _decode_gdcm(path, shape, dtype)
-    except InputError:
+    except (InputError, MemoryError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001
         why = first or exc
         raise InputError(
             f"{path}: pixel data cannot be decoded ({type(why).__name__}: {str(why).splitlines()[0][:120]}); "
