@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import stenosis
-from stenosis import ModelName, ReferenceChoice, Segment
+from stenosis import ModelName, Segment
 
 from napari_stenosis import _model
 from napari_stenosis._model import ReadingSession, csv_row, overlay_geometry, point_prompt, result_table
@@ -46,19 +46,47 @@ def test_request_routes_the_readers_choices(run):
     kw = s.request().kwargs
     assert kw["segment"] == "BA" and kw["proximal"] == (10.0, 20.0) and kw["distal"] == (30.0, 40.0)
     assert kw["frame"] is None and "reference" not in kw and kw["model"] == "classical"
-    s.set_frame(3)
-    s.set_reference_choice("distal")
-    assert s.request().kwargs["reference"] == "distal" and s.request().kwargs["frame"] == 3
-    s.move_reference((12.5, 22.0))
-    assert s.request().kwargs["reference"] == (12.5, 22.0)
     assert s.request().run is run
+    s.set_frame(3)
+    s.move_reference((12.5, 22.0))
+    assert s.request().kwargs["reference"] == (12.5, 22.0) and s.request().kwargs["frame"] == 3
+    assert s.reference_mode == "manual"
+    s.use_reference_rule()
+    assert "reference" not in s.request().kwargs and s.reference_mode == "rule"
+    s.set_feeding_points([[5, 5]])
+    assert "feeding_proximal" not in s.request().kwargs
+    s.set_feeding_points([[5, 5], [8, 9]])
+    kw = s.request().kwargs
+    assert kw["feeding_proximal"] == (5.0, 5.0) and kw["feeding_distal"] == (8.0, 9.0)
     with pytest.raises(ValueError):
         s.set_frame(4)  # the run has frames 0..3
-    with pytest.raises(ValueError):
-        s.set_reference_choice(ReferenceChoice.MANUAL)
     # new points drop a reference placed for the old segment
+    s.move_reference((12.5, 22.0))
     s.set_points([[11, 20], [30, 40]])
     assert s.reference_rc is None
+    # the library's measure takes every keyword the session sends
+    import inspect
+
+    from napari_stenosis._model import measure_function
+
+    params = inspect.signature(measure_function()).parameters
+    assert set(kw) <= set(params)
+
+
+def test_centerline_edit_moves_the_dragged_end(run):
+    s = ReadingSession(run)
+    s.set_points([[48, 9], [48, 111]])
+    s.accept(known_result())
+    cl = np.array(s.result.profile.centerline_rc)  # (48, 10) ... (48, 110)
+    assert s.edit_centerline(cl) == "none"
+    inner = cl.copy()
+    inner[50] += (3.0, 0.0)
+    assert s.edit_centerline(inner) == "interior" and s.points == [(48.0, 9.0), (48.0, 111.0)]
+    moved = cl.copy()
+    moved[-1] = (50.0, 100.0)
+    assert s.edit_centerline(moved) == "ends"
+    assert s.points == [(48.0, 9.0), (50.0, 100.0)]  # the proximal point is kept as clicked
+    assert s.log[-1]["action"] == "centerline_edited"
 
 
 def test_catheter_calibration_recalibrates_the_run(run):

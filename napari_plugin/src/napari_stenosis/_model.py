@@ -36,6 +36,7 @@ __all__ = [
     "overlay_geometry",
     "csv_row",
     "save_png",
+    "measure_function",
 ]
 
 #: what the points layer asks for, by number of points already placed
@@ -87,7 +88,14 @@ class MeasureRequest:
     kwargs: dict[str, Any]
 
     def __call__(self) -> Any:
-        return stenosis.measure(self.run, **self.kwargs)
+        return measure_function()(self.run, **self.kwargs)
+
+
+def measure_function() -> Any:
+    """:func:`stenosis.measure` (the function, even where the name resolves to its module:
+    ``import stenosis.measure`` anywhere rebinds the package attribute to the module)."""
+    fn = stenosis.measure
+    return getattr(fn, "measure", fn) if not callable(fn) else fn
 
 
 @dataclass
@@ -110,7 +118,7 @@ class ReadingSession:
     frame: int | None = None  # None: stenosis picks the fully opacified frame
     points: list[tuple[float, float]] = field(default_factory=list)
     reference_rc: tuple[float, float] | None = None  # reader-placed reference (-> "manual")
-    reference_choice: ReferenceChoice | None = None  # forced WASID choice; None = the rule's
+    feeding: list[tuple[float, float]] = field(default_factory=list)  # 2 points on the feeding artery
     result: Any = None
     log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -173,15 +181,105 @@ class ReadingSession:
         self.reference_rc = _rc(rc)
         self._note("reference_moved", reference_rc=_round_rc(rc))
 
-    def set_reference_choice(self, choice: ReferenceChoice | str | None) -> None:
-        """Force a WASID reference choice (proximal / distal / feeding), or None for the
-        rule's own choice. Clears a manual reference site."""
-        ch = None if choice in (None, "", "auto") else ReferenceChoice(str(choice))
-        if ch is ReferenceChoice.MANUAL:
-            raise ValueError("drag the reference marker to place a manual reference")
-        self.reference_choice = ch
+    def use_reference_rule(self) -> None:
+        """Back to the WASID rule's own reference choice (drops a manual reference site)."""
+        if self.reference_rc is not None:
+            self.reference_rc = None
+            self._note("reference_rule")
+
+    @property
+    def reference_mode(self) -> str:
+        """``"manual"`` when the reader placed the reference, else ``"rule"``."""
+        return "rule" if self.reference_rc is None else ReferenceChoice.MANUAL.value
+
+    def set_feeding_points(self, points: Any) -> list[tuple[float, float]]:
+        """Two points (proximal, distal) on the feeding artery: makes the WASID feeding-artery
+        reference available (3rd choice; 2nd for the ICA). A third click starts a new pair."""
+        arr = np.asarray(points, dtype=float)
+        pts = [] if arr.size == 0 else [_rc(p) for p in arr.reshape(len(arr), -1)]
+        if len(pts) > 2:
+            pts = pts[-1:]
+        if pts != self.feeding:
+            self.feeding = pts
+            self._note("feeding_points", points_rc=[_round_rc(p) for p in pts])
+        return list(pts)
+
+    def edit_centerline(self, vertices: Any) -> str:
+        """The reader edited the traced centerline (vertices (N, 2), row/col).
+
+        An end dragged elsewhere becomes the new proximal or distal point (the path
+        between the points is traced again by :func:`stenosis.measure`). Returns
+        ``"ends"`` when the points changed, ``"interior"`` when only inner vertices
+        moved (the library traces the path itself, so such an edit is not used),
+        ``"none"`` when nothing moved.
+        """
+        v = np.asarray(vertices, dtype=float)
+        if self.result is None or v.ndim != 2 or len(v) < 2:
+            return "none"
+        old = np.asarray(self.result.profile.centerline_rc, dtype=float)
+        old = old[np.isfinite(old).all(axis=1)]
+        v = v[:, -2:]
+        moved_ends = [not np.allclose(v[i], old[j], atol=0.5) for i, j in ((0, 0), (-1, -1))]
+        if not any(moved_ends):
+            same = len(v) == len(old) and np.allclose(v, old, atol=0.5)
+            return "none" if same else "interior"
+        prox = _rc(v[0]) if moved_ends[0] else self.points[0]
+        dist = _rc(v[-1]) if moved_ends[1] else self.points[1]
+        self.points = [prox, dist]
         self.reference_rc = None
-        self._note("reference_choice", choice=None if ch is None else ch.value)
+        self._note("centerline_edited", proximal_rc=_round_rc(prox), distal_rc=_round_rc(dist))
+        return "ends"
+
+    @property
+    def prompt(self) -> str:
+        return point_prompt(len(self.points))
+
+    @property
+    def ready(self) -> bool:
+        return len(self.points) == 2
+
+    def move_reference(self, rc: Sequence[float]) -> None:
+        """The reader placed the reference site at ``rc``: D_normal is measured there
+        (reference choice becomes ``manual``)."""
+        self.reference_rc = _rc(rc)
+        self._note("reference_moved", reference_rc=_round_rc(rc))
+
+    def use_reference_rule(self) -> None:
+        """Back to the WASID rule's own reference choice (drops a manual reference site)."""
+        if self.reference_rc is not None:
+            self.reference_rc = None
+            self._note("reference_rule")
+
+    @property
+    def reference_mode(self) -> str:
+        """``"manual"`` when the reader placed the reference, else ``"rule"``."""
+        return "rule" if self.reference_rc is None else ReferenceChoice.MANUAL.value
+
+    def set_feeding_points(self, points: Any) -> list[tuple[float, float]]:
+        """Two points (proximal, distal) on the feeding artery: makes the WASID feeding-artery
+        reference available (3rd choice; 2nd for the ICA). A third click starts a new pair."""
+        arr = np.asarray(points, dtype=float)
+        pts = [] if arr.size == 0 else [_rc(p) for p in arr.reshape(len(arr), -1)]
+        if len(pts) > 2:
+            pts = pts[-1:]
+        if pts != self.feeding:
+            self.feeding = pts
+            self._note("feeding_points", points_rc=[_round_rc(p) for p in pts])
+        return list(pts)
+
+    def set_centerline_ends(self, vertices: Any) -> bool:
+        """The reader edited the traced centerline: its first and last vertices become the
+        proximal and distal points (the path between them is traced again). Returns True
+        when the points changed."""
+        v = np.asarray(vertices, dtype=float)
+        if v.ndim != 2 or len(v) < 2:
+            return False
+        ends = [_rc(v[0]), _rc(v[-1])]
+        if len(self.points) == 2 and np.allclose(ends, self.points, atol=0.05):
+            return False
+        self.points = ends
+        self._note("centerline_edited", proximal_rc=_round_rc(ends[0]), distal_rc=_round_rc(ends[1]))
+        return True
 
     def calibrate_catheter(self, p1_rc: Sequence[float], p2_rc: Sequence[float], french: float) -> Any:
         """Calibrate from a line across a catheter of ``french`` size; returns the Calibration.
@@ -214,8 +312,8 @@ class ReadingSession:
         }
         if self.reference_rc is not None:
             kwargs["reference"] = self.reference_rc
-        elif self.reference_choice is not None:
-            kwargs["reference"] = self.reference_choice.value
+        if len(self.feeding) == 2:
+            kwargs["feeding_proximal"], kwargs["feeding_distal"] = self.feeding
         return MeasureRequest(self.run, _supported(kwargs))
 
     def accept(self, result: Any) -> None:
@@ -242,7 +340,8 @@ class ReadingSession:
             "frame": self.frame,
             "frame_auto": not any(e["action"] == "frame" and e.get("frame") is not None for e in self.log),
             "reference_override_rc": _round_rc(self.reference_rc),
-            "reference_choice_requested": None if self.reference_choice is None else self.reference_choice.value,
+            "reference_mode": self.reference_mode,
+            "feeding_points_rc": [_round_rc(p) for p in self.feeding] or None,
             "calibration": {**cal.to_dict(), "detail": getattr(cal, "detail", "")},
             "actions": list(self.log),
         }
@@ -343,7 +442,7 @@ CSV_COLUMNS = (
     "reference_diameter_mm", "reference_diameter_px", "reference_choice", "reference_row", "reference_col",
     "lesion_length_mm", "calibration_source", "mm_per_px",
     "proximal_row", "proximal_col", "distal_row", "distal_col",
-    "frame_auto", "reference_override", "reference_choice_requested", "model",
+    "frame_auto", "reference_override", "feeding_points", "model",
     "software_version", "model_sha256", "napari_stenosis_version", "warnings", "exported_at",
 )
 
@@ -382,7 +481,7 @@ def csv_row(record: dict[str, Any]) -> dict[str, Any]:
         "distal_col": at(reader.get("distal_rc"), 1),
         "frame_auto": reader.get("frame_auto"),
         "reference_override": reader.get("reference_override_rc") is not None,
-        "reference_choice_requested": reader.get("reference_choice_requested"),
+        "feeding_points": bool(reader.get("feeding_points_rc")),
         "model": r.get("model") or reader.get("model"),
         "software_version": sw.get("version"),
         "model_sha256": sw.get("model_sha256"),
@@ -424,14 +523,15 @@ def _supported(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Drop keywords :func:`stenosis.measure` does not take (``frame=None``/``reference``
     of an older library); a reader's override that cannot be honoured raises."""
     try:
-        params = inspect.signature(stenosis.measure).parameters
+        params = inspect.signature(measure_function()).parameters
     except (TypeError, ValueError, ImportError, AttributeError):
         return kwargs
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return kwargs
     out = {k: v for k, v in kwargs.items() if k in params}
-    if "reference" in kwargs and "reference" not in out:
-        raise ValueError("this stenosis version cannot move the reference; update stenosis")
+    missing = [k for k in ("reference", "feeding_proximal") if k in kwargs and k not in out]
+    if missing:
+        raise ValueError(f"this stenosis version does not take {missing[0]!r}; update stenosis")
     return out
 
 

@@ -10,7 +10,9 @@ module only wires controls and layers to it:
 * result layers: centerline (Shapes path), lumen edges (Shapes paths), MLD and
   reference markers (Points), and a dock with the profile plot and result table;
 * dragging the reference marker re-measures with the reader's reference site
-  ("manual"); the reference choice drop-down forces a WASID choice;
+  ("manual"); the reference drop-down goes back to the WASID rule; two points on
+  the feeding artery make the WASID feeding reference available; dragging an end
+  of the centerline moves that point and traces again;
 * catheter calibration: a line across the catheter and its French size;
 * export of JSON, CSV row and PNG (viewer screenshot beside the plot).
 """
@@ -37,7 +39,7 @@ from qtpy.QtWidgets import (
 )
 
 import stenosis
-from stenosis import ModelName, ReferenceChoice, Segment
+from stenosis import ModelName, Segment
 
 from .._model import ReadingSession, overlay_geometry
 from .._plot import COLOURS
@@ -51,6 +53,7 @@ CENTERLINE_LAYER = "stenosis centerline"
 EDGES_LAYER = "stenosis lumen edges"
 MARKERS_LAYER = "stenosis MLD / reference"
 CATHETER_LAYER = "catheter line"
+FEEDING_LAYER = "stenosis feeding points"
 
 _SEGMENT_HELP = {
     Segment.ICA: "intracranial ICA (reference: petrous ICA, else extracranial ICA)",
@@ -149,12 +152,22 @@ class MeasureWidget(QWidget):
         ref_box = QGroupBox("Reference (D normal)")
         ref_form = QFormLayout(ref_box)
         self.reference_combo = QComboBox()
-        self.reference_combo.addItem("WASID rule", None)
-        for ch in (ReferenceChoice.PROXIMAL, ReferenceChoice.DISTAL, ReferenceChoice.FEEDING):
-            self.reference_combo.addItem(ch.value, ch)
-        self.reference_combo.setToolTip("Force a WASID reference site; drag the green marker for a manual site")
-        self.reference_combo.currentIndexChanged.connect(self._on_reference_choice)
+        self.reference_combo.addItem("WASID rule (proximal > distal > feeding)", "rule")
+        self.reference_combo.addItem("manual: drag the green marker", "manual")
+        self.reference_combo.setToolTip(
+            "WASID rule: the widest normal parallel segment of the proximal artery, else distal, "
+            "else the feeding artery. Manual: drag the green reference marker to the site to use."
+        )
+        self.reference_combo.currentIndexChanged.connect(self._on_reference_mode)
         ref_form.addRow("Choice", self.reference_combo)
+        self.feeding_button = QPushButton("Feeding artery points")
+        self.feeding_button.setToolTip(
+            "Two points (proximal, distal) on the feeding artery: the WASID feeding-artery reference "
+            "(supraclinoid ICA for M1, extracranial VA for V4, dominant V4 for BA, extracranial ICA for ICA)"
+        )
+        self.feeding_button.clicked.connect(self.start_feeding_points)
+        self.feeding_label = QLabel("none")
+        ref_form.addRow(self.feeding_button, self.feeding_label)
         outer.addWidget(ref_box)
 
         cal_box = QGroupBox("Catheter calibration")
@@ -189,7 +202,8 @@ class MeasureWidget(QWidget):
     def _update_enabled(self) -> None:
         has_run = self.session is not None
         busy = self._worker is not None
-        for w in (self.points_button, self.catheter_button, self.calibrate_button, self.frame_here, self.frame_spin):
+        for w in (self.points_button, self.catheter_button, self.calibrate_button, self.frame_here, self.frame_spin,
+                  self.feeding_button):
             w.setEnabled(has_run)
         self.measure_button.setEnabled(has_run and self.session.ready and not busy)
         self.export_button.setEnabled(has_run and self.session.result is not None and not busy)
@@ -262,8 +276,7 @@ class MeasureWidget(QWidget):
             self.model_combo.setCurrentIndex(list(ModelName).index(s.model))
             self.frame_spin.setMaximum(int(s.run.frames.shape[0]) - 1)
             self.frame_spin.setValue(-1 if s.frame is None else s.frame)
-            idx = 0 if s.reference_choice is None else self.reference_combo.findData(s.reference_choice)
-            self.reference_combo.setCurrentIndex(max(idx, 0))
+            self.reference_combo.setCurrentIndex(max(self.reference_combo.findData(s.reference_mode), 0))
         finally:
             self._syncing = False
         self.prompt_label.setText(s.prompt)
@@ -297,12 +310,20 @@ class MeasureWidget(QWidget):
         if self.viewer.dims.ndim >= 3:
             self.frame_spin.setValue(int(self.viewer.dims.current_step[0]))
 
-    def _on_reference_choice(self, *args: Any) -> None:
+    def _on_reference_mode(self, *args: Any) -> None:
         if self.session is None or self._syncing:
             return
-        self.session.set_reference_choice(self.reference_combo.currentData())
-        if self.session.result is not None:
-            self.measure()
+        if self.reference_combo.currentData() == "rule":
+            had_manual = self.session.reference_rc is not None
+            self.session.use_reference_rule()
+            if had_manual and self.session.result is not None:
+                self.measure()
+        elif self.session.reference_rc is None:
+            mk = self._get_layer(MARKERS_LAYER)
+            if mk is not None:
+                self.viewer.layers.selection.active = mk
+                mk.mode = "select"
+            self._set_status("Drag the green reference marker to the normal segment to use as reference.")
 
     # ------------------------------------------------------------------ layers
     def _layer_geometry(self) -> dict[str, Any]:
@@ -360,6 +381,40 @@ class MeasureWidget(QWidget):
                 layer.text.refresh(layer.features)
         finally:
             self._syncing = False
+
+    def start_feeding_points(self) -> None:
+        """Points layer for two points on the feeding artery (WASID feeding reference)."""
+        if self.session is None:
+            return
+        layer = self._get_layer(FEEDING_LAYER)
+        if layer is None:
+            layer = self.viewer.add_points(
+                np.empty((0, 2)), name=FEEDING_LAYER, ndim=2, size=max(6.0, self._size_px(60)),
+                face_color=COLOURS["reference"], symbol="diamond", border_color="black",
+                **self._layer_geometry(),
+            )
+            layer.events.data.connect(self._on_feeding_changed)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        self._set_status("Click two points on the feeding artery: proximal, then distal.")
+
+    def _on_feeding_changed(self, event: Any) -> None:
+        action = str(getattr(event, "action", "changed"))
+        if self._syncing or not action.endswith(("added", "removed", "changed")) or self.session is None:
+            return
+        layer = self._get_layer(FEEDING_LAYER)
+        kept = self.session.set_feeding_points(layer.data)
+        if len(kept) != len(layer.data):
+            self._syncing = True
+            try:
+                layer.data = np.reshape(np.asarray(kept, float), (-1, 2))
+            finally:
+                self._syncing = False
+        self.feeding_label.setText({0: "none", 1: "1 of 2 (click the distal one)", 2: "2 points set"}[len(kept)])
+        if len(kept) == 2:
+            layer.mode = "pan_zoom"
+            if self.session.result is not None:
+                self.measure()
 
     def set_points(self, proximal_rc: Any, distal_rc: Any) -> None:
         """Place both points programmatically (as two clicks would)."""
@@ -433,6 +488,7 @@ class MeasureWidget(QWidget):
                     [geom["centerline"]], shape_type="path", name=CENTERLINE_LAYER,
                     edge_color=COLOURS["centerline"], edge_width=width, opacity=1.0, **g,
                 )
+                cl.events.data.connect(self._on_centerline_changed)
             else:
                 cl.data = [geom["centerline"]]
                 cl.shape_type = ["path"]
@@ -469,6 +525,7 @@ class MeasureWidget(QWidget):
         self._syncing = True
         try:
             self.frame_spin.setValue(int(result.frame_index))
+            self.reference_combo.setCurrentIndex(max(self.reference_combo.findData(self.session.reference_mode), 0))
         finally:
             self._syncing = False
         if self.viewer.dims.ndim >= 3:
@@ -498,9 +555,32 @@ class MeasureWidget(QWidget):
         if 1 in moved or not moved:
             self.move_reference(layer.data[1])
         elif 0 in moved:
+            # the MLD is where the traced lumen is narrowest (the library decides it)
             self._set_status(
-                "The MLD is where the traced lumen is narrowest; to measure another lesion, "
-                "move the proximal/distal points around it.", error=False,
+                "The MLD marker marks the narrowest traced lumen and cannot be placed by hand; to grade "
+                "another lesion, move the proximal/distal points (or the centerline ends) around it."
+            )
+            self._show_result(self.session.result)
+
+    def _on_centerline_changed(self, event: Any) -> None:
+        if self._syncing or self.session is None or self.session.result is None:
+            return
+        if not str(getattr(event, "action", "")).endswith("changed"):
+            return
+        layer = self._get_layer(CENTERLINE_LAYER)
+        if len(layer.data) == 0:
+            return
+        outcome = self.session.edit_centerline(layer.data[0])
+        if outcome == "ends":
+            pts = self._get_layer(POINTS_LAYER)
+            if pts is not None:
+                self._sync_points_layer(pts)
+            self._set_status("Centerline ends moved: tracing again between the new points...")
+            self.measure()
+        elif outcome == "interior":
+            self._set_status(
+                "Only the centerline's ends are used (the path between them is traced from the image); "
+                "drag the first or last vertex, or move the proximal/distal points."
             )
             self._show_result(self.session.result)
 
@@ -546,7 +626,7 @@ class MeasureWidget(QWidget):
         ly.scale = layer_scale(cal, ly.ndim)
         ly.metadata[META_KEY] = run_metadata(self.session.run)
         ly.metadata[RUN_KEY] = self.session.run
-        for name in (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, CATHETER_LAYER):
+        for name in (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, CATHETER_LAYER, FEEDING_LAYER):
             other = self._get_layer(name)
             if other is not None:
                 other.scale = layer_scale(cal, other.ndim)
