@@ -202,6 +202,7 @@ def recenter(
     *,
     step_px: float,
     smoothing_px: float = 0.3,
+    max_shift_px: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move the centerline onto fitted lumen centres and re-smooth / resample it.
 
@@ -219,7 +220,7 @@ def recenter(
     rc : (N', 2) float, arc_px : (N',) float
     """
     w = np.asarray(weights, dtype=float)
-    off = np.where(w > 0, np.clip(offsets_px, -3, 3), 0.0)
+    off = np.where(w > 0, np.clip(offsets_px, -max_shift_px, max_shift_px), 0.0)
     # smooth the offsets along the vessel so that noise does not wiggle the path
     off = ndi.gaussian_filter1d(off, 3.0, mode="nearest")
     moved = np.asarray(centerline_rc, float) + normals_rc * off[:, None]

@@ -455,7 +455,7 @@ def measure_diameters(
     if blur_sigma_px is None or amplitude is None:
         # first pass with a nominal blur to find wide samples
         tab0 = chord_table(1.0, r_max, u_max)
-        f0 = fit_profiles(Y, x, tab0, amplitude=None, r_max_px=r_max, c_max_px=3.0)
+        f0 = fit_profiles(Y, x, tab0, amplitude=None, r_max_px=r_max, c_max_px=float(np.clip(0.5 * rh, 3.0, 12.0)))
         ok = inside & (f0.radius_px > 0)
         cand = np.where(ok)[0]
         if cand.size == 0:
@@ -473,7 +473,8 @@ def measure_diameters(
         blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
         amplitude = a_est if amplitude is None else amplitude
     tab = chord_table(blur_sigma_px, r_max, u_max)
-    fit = fit_profiles(Y, x, tab, amplitude=amplitude, r_max_px=r_max, c_max_px=3.0)
+    c_max = float(np.clip(0.5 * rh, 3.0, 12.0))
+    fit = fit_profiles(Y, x, tab, amplitude=amplitude, r_max_px=r_max, c_max_px=c_max)
     R, C = fit.radius_px, fit.centre_px
     free_amp = _free_amplitude(Y, x, tab, R, C)
     el, er = derivative_edges(Y, x, C)
@@ -494,6 +495,56 @@ def measure_diameters(
         amplitude=float(amplitude),
         mm_per_px=mm_per_px,
     )
+
+
+def flag_side_vessels(
+    profile: DiameterProfile,
+    probability: np.ndarray,
+    *,
+    origin_rc: tuple[float, float] = (0.0, 0.0),
+    threshold: float = 0.5,
+    reach_px: float = 4.0,
+) -> DiameterProfile:
+    """Add BRANCH flags where another vessel touches the lumen (branch origin, touching vessel).
+
+    Just outside each edge of the normal lumen (from 2 sigma + 1 px to that plus ``reach_px``)
+    the vessel probability is sampled; a side where it exceeds ``threshold`` holds
+    another vessel, whose iodine biases the background line of the profile fit.
+
+    Parameters
+    ----------
+    profile : DiameterProfile
+    probability : (h, w) float
+        Vessel probability (possibly of a crop).
+    origin_rc : (row, col)
+        Position of the probability crop in the frame, pixels.
+
+    Returns
+    -------
+    DiameterProfile
+        A copy with the extra flags.
+    """
+    from dataclasses import replace
+
+    pts = profile.centerline_rc - np.asarray(origin_rc, float)
+    nrm = profile.normal_rc
+    c = profile.centre_offset_px
+    r = profile.diameter_px / 2
+    # look beyond the normal lumen (not just the local one): at a stenosis the vessel
+    # map still covers the normal width of the artery
+    r_norm = 0.5 * float(np.quantile(profile.diameter_px, 0.9))
+    start = np.maximum(r, r_norm) + 2.0 * profile.blur_sigma_px + 1.0
+    ks = np.arange(0.0, reach_px + 1e-9, 1.0)
+    hit = np.zeros(len(profile), bool)
+    for sign in (-1.0, 1.0):
+        off = c[:, None] + sign * (start[:, None] + ks[None, :])  # (N, K)
+        q = pts[:, None, :] + nrm[:, None, :] * off[:, :, None]
+        v = ndi.map_coordinates(np.asarray(probability, np.float32), q.reshape(-1, 2).T, order=1, mode="constant", cval=0.0)
+        hit |= v.reshape(off.shape).max(axis=1) > threshold
+    # a branch origin disturbs the profiles over its own width: dilate by a few samples
+    hit = ndi.binary_dilation(hit, iterations=2)
+    flags = profile.flags | np.where(hit, int(QualityFlag.BRANCH), 0)
+    return replace(profile, flags=flags)
 
 
 def _free_amplitude(Y, x, tab, R, C):

@@ -23,7 +23,7 @@ from scipy import ndimage as ndi
 
 from ._version import __version__
 from .centerline import recenter, snap_to_vessel, trace_centerline
-from .diameter import measure_diameters
+from .diameter import flag_side_vessels, measure_diameters
 from .enums import ModelName, Segment
 from .errors import InputError, MeasurementError
 from .result import ReferenceWindow, StenosisResult
@@ -86,7 +86,13 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin):
         off = np.array([box[0].start, box[1].start], float)
         sub = image[box]
         prob = _probability(sub, model, notes)
-        rc, arc = trace_centerline(prob, np.subtract(a, off), np.subtract(b, off), step_px=step_px, snap_radius_px=snap_px)
+        # the iodine signal itself peaks on the lumen centre: it keeps the path on wide
+        # vessels where a line filter of limited scale responds only near the walls
+        sm = ndi.gaussian_filter(sub, 1.0)
+        q = float(np.quantile(sm, 0.995))
+        opac = np.clip(sm / q, 0.0, 1.0) if q > 0 else np.zeros_like(sm)
+        trace_p = np.maximum(prob, opac)
+        rc, arc = trace_centerline(trace_p, np.subtract(a, off), np.subtract(b, off), step_px=step_px, snap_radius_px=snap_px)
         full = box == (slice(0, shape[0]), slice(0, shape[1]))
         near_border = (
             (rc[:, 0].min() < 2 and box[0].start > 0)
@@ -115,14 +121,31 @@ def _check_contrast(image: np.ndarray, rc: np.ndarray) -> None:
             )
 
 
-def _radius_hint(prob: np.ndarray, box, rc: np.ndarray) -> float:
-    mask = prob > 0.5
-    if not mask.any():
+def _radius_hint(image: np.ndarray, rc: np.ndarray) -> float:
+    """Rough largest lumen radius (px) from the half-maximum width of the iodine profiles."""
+    from .diameter import normals_from_centerline
+
+    idx = np.linspace(0, len(rc) - 1, min(len(rc), 25)).astype(int)
+    nrm = normals_from_centerline(rc)[idx]
+    x = np.arange(-80.0, 80.5, 0.5)
+    q = rc[idx, None, :] + nrm[:, None, :] * x[None, :, None]
+    y = ndi.map_coordinates(image, q.reshape(-1, 2).T, order=1, mode="nearest").reshape(len(idx), -1)
+    centre = np.abs(x) <= 3
+    hw = []
+    for row in y:
+        peak = row[centre].max()
+        if peak <= 0:
+            continue
+        k0 = int(np.argmax(np.where(centre, row, -np.inf)))
+        below = row < 0.5 * peak
+        left = np.where(below[:k0])[0]
+        right = np.where(below[k0:])[0]
+        if left.size and right.size:
+            hw.append(0.5 * (x[k0 + right[0]] - x[left[-1]]))
+    if not hw:
         return 4.0
-    dist = ndi.distance_transform_edt(mask)
-    off = np.array([box[0].start, box[1].start], float)
-    v = ndi.map_coordinates(dist, (rc - off).T, order=1, mode="nearest")
-    return float(np.clip(np.quantile(v, 0.9), 1.5, 60.0))
+    # a blurred projected cylinder is at half maximum about 0.87 R from its centre
+    return float(np.clip(np.quantile(hw, 0.9) / 0.85, 1.5, 80.0))
 
 
 def _read(path_or_run):
@@ -249,15 +272,17 @@ def measure(
         if chosen != guess:
             image = opacify(run, frames=[chosen], register=True)[0]
             rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin)
-    rhint = _radius_hint(prob, box, rc)
+    rhint = _radius_hint(image, rc)
 
     prof0 = measure_diameters(image, rc, arc, radius_hint_px=rhint, mm_per_px=mm_per_px)
     # re-centre on the fitted lumen centres, then measure again with the run's blur and amplitude
-    rc2, arc2 = recenter(rc, prof0.normal_rc, prof0.centre_offset_px, prof0.valid & (prof0.diameter_px > 1.0), step_px=step_px)
+    rc2, arc2 = recenter(rc, prof0.normal_rc, prof0.centre_offset_px, prof0.valid & (prof0.diameter_px > 1.0),
+                         step_px=step_px, max_shift_px=max(3.0, 0.5 * rhint))
     prof = measure_diameters(
         image, rc2, arc2, radius_hint_px=rhint, mm_per_px=mm_per_px,
         blur_sigma_px=prof0.blur_sigma_px, amplitude=prof0.amplitude,
     )
+    prof = flag_side_vessels(prof, prob, origin_rc=(box[0].start, box[1].start))
     if prof.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
 
@@ -267,7 +292,7 @@ def measure(
         frc, farc, fprob, fbox = _trace(image, fa, fb, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes,
                                         margin=max(48.0, 0.6 * float(np.hypot(fa[0] - fb[0], fa[1] - fb[1]))))
         feeding_profile = measure_diameters(
-            image, frc, farc, radius_hint_px=_radius_hint(fprob, fbox, frc), mm_per_px=mm_per_px,
+            image, frc, farc, radius_hint_px=_radius_hint(image, frc), mm_per_px=mm_per_px,
             blur_sigma_px=prof.blur_sigma_px, amplitude=prof.amplitude,
         )
 

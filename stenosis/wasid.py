@@ -8,7 +8,10 @@ parallel-margined, non-tortuous, normal window of the artery's 1st-choice site
 (proximal for M1/V4/BA, the petrous ICA i.e. proximal for ICA), else the 2nd
 (distal; for ICA the extracranial ICA, given as feeding points) when the first is
 too short, lesion-involved or diseased (it holds a narrowing of its own below 90%
-of its widest window), else the 3rd
+of its widest window, or its proximal end is narrower than 93% of that window:
+arteries taper distally, so a proximal site widening towards the lesion is the
+recovering end of a diffuse proximal narrowing, and so is a proximal site narrower
+than 97% of the distal one), else the 3rd
 (the feeding artery: its most distal parallel, non-tortuous normal window; none
 for ICA). A window is *normal* when none of its samples is flagged (branch origin,
 overlap, poor fit) and it lies outside the lesion; *parallel-margined* when its
@@ -45,6 +48,8 @@ TORTUOUS_DEG = 30.0  # max centerline turn over a window
 WINDOW_DIAMETERS = 1.5  # window length in reference diameters
 LESION_FRACTION = 0.9  # lesion: diameter < 0.9 x reference
 DISEASED_FRACTION = 0.9  # a reference site narrowing below this fraction of its best window is diseased
+PROXIMAL_HEAD_FRACTION = 0.93  # proximal end of the proximal site narrower than this x its best window: diseased
+PROXIMAL_VS_DISTAL = 0.97  # best proximal window narrower than this x the best distal one: diseased
 
 
 @dataclass(frozen=True)
@@ -270,6 +275,11 @@ def wasid(
     d0 = float(np.quantile(d_s[valid], 0.9))
     along = float(np.sqrt(profile.blur_sigma_px**2 + band_var_px2 + smooth_px**2))
     i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0)
+    # an occlusion: no lumen over several consecutive samples -> MLD 0 (not a smoothed residue)
+    closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
+    if closed.any():
+        run = np.where(closed)[0]
+        i_mld, mld = int(run[len(run) // 2]), 0.0
     window_n = max(int(round(WINDOW_DIAMETERS * d0 / step)) + 1, 5)
     gap_n = int(round(0.5 * d0 / step))
     n = arc.size
@@ -293,6 +303,15 @@ def wasid(
     # is "diseased" in the WASID sense: the next choice is used
     excl = int(round(0.25 * d0 / step))
     prox_diseased = _diseased(d_s, valid, excl, lo - gap_n - 1, w_prox)
+    # arteries taper distally: a proximal site whose proximal end is clearly narrower
+    # than its best window is the recovering end of a diffuse proximal narrowing
+    if w_prox is not None and not prox_diseased:
+        j1 = min(excl + int(round(d0 / step)), w_prox.i0)
+        head = d_s[excl : j1 + 1][valid[excl : j1 + 1]]
+        prox_diseased = bool(head.size >= 3 and head.mean() < PROXIMAL_HEAD_FRACTION * w_prox.diameter_px)
+    # ... and a proximal site clearly narrower than the distal one is diseased too
+    if w_prox is not None and w_dist is not None and not prox_diseased:
+        prox_diseased = w_prox.diameter_px < PROXIMAL_VS_DISTAL * w_dist.diameter_px
     dist_diseased = _diseased(d_s, valid, hi + gap_n + 1, n - 1 - excl, w_dist)
     w_prox_site = None if prox_diseased else w_prox
     w_dist_site = None if dist_diseased else w_dist

@@ -1,0 +1,100 @@
+"""End-to-end measurement on phantom runs with known truth (stenosis.phantom)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import stenosis
+from stenosis.errors import MeasurementError
+
+SAMPLES = ["m1_subtracted_pixelspacing", "v4_native_magnification"]
+
+
+def _measure(path, truth, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return stenosis.measure(path, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model="classical", **kw)
+
+
+@pytest.fixture(scope="module", params=SAMPLES)
+def measured(request, sample_dicom_dir):
+    path = sample_dicom_dir / f"{request.param}.dcm"
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    truth = json.loads(path.with_suffix(".truth.json").read_text())
+    return path, truth, _measure(path, truth)
+
+
+def test_percent_mld_reference_against_truth(measured):
+    _, truth, res = measured
+    assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
+    assert res.mld_mm == pytest.approx(truth["mld_mm"], abs=0.1)
+    assert res.reference_diameter_mm == pytest.approx(truth["reference_diameter_mm"], abs=0.1)
+    assert res.meets_50 == truth["meets_50"]
+    assert res.reference_choice == truth["reference_choice"]
+    assert res.frame_index == truth["frame_index"]
+    # the MLD is found where the truth has it (within a lumen diameter)
+    assert np.hypot(*np.subtract(res.mld_rc, truth["mld_rc"])) < truth["reference_diameter_mm"] / res.mm_per_px
+
+
+def test_json_contract(measured):
+    path, _, res = measured
+    d = res.to_dict()
+    for key in ("file", "segment", "frame_index", "percent_stenosis", "meets_50", "mld_mm", "mld_rc",
+                "reference_diameter_mm", "reference_rc", "reference_choice", "lesion_length_mm",
+                "calibration", "warnings", "software"):
+        assert key in d
+    assert d["file"] == path.name
+    assert d["reference_choice"] in {"proximal", "distal", "feeding", "manual"}
+    assert set(d["software"]) >= {"version", "model_sha256"}
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_calibration_invariance_and_symmetry(measured):
+    path, truth, res = measured
+    # a different manual pixel size scales mm values, not the percent stenosis
+    res2 = _measure(path, truth, pixel_mm=2 * res.mm_per_px)
+    assert res2.percent_stenosis == pytest.approx(res.percent_stenosis, abs=0.5)
+    assert res2.mld_mm == pytest.approx(2 * res.mld_mm, rel=0.02)
+    assert res2.calibration["source"] == "manual"
+    # swapping proximal and distal gives the same MLD
+    sw = stenosis.measure(path, truth["segment"], tuple(truth["distal_rc"]), tuple(truth["proximal_rc"]), model="classical")
+    assert sw.mld_mm == pytest.approx(res.mld_mm, abs=0.05)
+
+
+def test_uncalibrated_run_reports_percent_but_no_mm(sample_dicom_dir):
+    path = sample_dicom_dir / "m1_native_uncalibrated.dcm"
+    truth = json.loads(path.with_suffix(".truth.json").read_text())
+    res = _measure(path, truth)
+    d = res.to_dict()
+    assert d["mld_mm"] is None and d["reference_diameter_mm"] is None and d["lesion_length_mm"] is None
+    assert d["percent_stenosis"] == pytest.approx(truth["percent_stenosis"], abs=5.0)
+    assert any("uncalibrated" in w or "not reported" in w for w in d["warnings"])
+
+
+def test_points_outside_or_off_vessel_are_one_line_errors(sample_dicom_dir):
+    path = sample_dicom_dir / "m1_subtracted_pixelspacing.dcm"
+    truth = json.loads(path.with_suffix(".truth.json").read_text())
+    with pytest.raises(MeasurementError, match="outside the image") as e:
+        stenosis.measure(path, "M1", (5000, 3), tuple(truth["distal_rc"]), model="classical")
+    assert "\n" not in str(e.value)
+    with pytest.raises(MeasurementError, match="not on"):
+        stenosis.measure(path, "M1", (5, 5), tuple(truth["distal_rc"]), model="classical")
+
+
+def test_severity_is_monotonic_on_phantoms(tmp_path):
+    from stenosis.phantom import PhantomSpec, load_truth, make_phantom
+
+    pcts = []
+    for pct in (30.0, 55.0, 75.0):
+        spec = PhantomSpec(seed=5, segment="M1", stenosis_percent=pct, shape=(256, 256), mm_per_px=(0.2, 0.2),
+                           n_frames=5, n_branches=1, crossing=False, subtracted=True, name=f"sev{int(pct)}")
+        dcm, _ = make_phantom(spec, tmp_path / f"sev{int(pct)}.dcm")
+        truth = load_truth(dcm)
+        res = _measure(dcm, truth)
+        assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
+        pcts.append(res.percent_stenosis)
+    assert pcts[0] < pcts[1] < pcts[2]
