@@ -84,14 +84,17 @@ PLANTED_UIDS = {
     "SeriesInstanceUID": "1.2.826.0.1.3680043.31337.2.777",
     "SOPInstanceUID": "1.2.826.0.1.3680043.31337.3.777",
 }
+#: Every planted UID (also the variants tests derive) starts with this root.
+PLANTED_UID_ROOT = "1.2.826.0.1.3680043.31337."
 #: Byte patterns searched by :func:`find_planted`: each identifier, its distinctive
 #: parts, and reformatted variants (a birth date may come out as 1901-02-03).
 PLANTED_PATTERNS: tuple[bytes, ...] = tuple(
     dict.fromkeys(
         [v.encode() for v in PLANTED.values()]
-        + [b"XYZZY", b"31337", b"QWERTY", b"FROBNITZ", b"8675309", b"GRUEVILLE", b"ZORKTOWN", b"PLUGH", b"4242",
-           b"PLANTED", b"Planted", b"planted", b"1901-02-03", b"1901/02/03", b"03.02.1901", b"03/02/1901"]
+        + [b"XYZZY", b"ID-31337", b"QWERTY", b"FROBNITZ", b"ACC8675309", b"GRUEVILLE", b"ZORKTOWN", b"PLUGH",
+           b"OTHER-ID-4242", b"1901-02-03", b"1901/02/03", b"03.02.1901", b"03/02/1901"]
         + [u.encode() for u in PLANTED_UIDS.values()]
+        + [PLANTED_UID_ROOT.encode()]
     )
 )
 
@@ -182,7 +185,9 @@ def xa_dataset(
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = uids.get("StudyInstanceUID") or generate_uid(entropy_srcs=["study", sop_uid])
     ds.SeriesInstanceUID = uids.get("SeriesInstanceUID") or generate_uid(entropy_srcs=["series", sop_uid])
-    ids = {"PatientName": "ANON", "PatientID": "ANON", "PatientBirthDate": "", "InstitutionName": ""}
+    ids = {"PatientName": "ANON", "PatientID": "ANON", "PatientBirthDate": "", "PatientSex": "O",
+           "InstitutionName": "", "StudyID": "1", "StudyDate": "20240102", "StudyTime": "101010",
+           "ReferringPhysicianName": "", "AccessionNumber": ""}
     ids.update(identifiers or {})
     for kw, value in ids.items():
         setattr(ds, kw, value)
