@@ -14,7 +14,16 @@ from typing import Any
 
 from ._reader import read_angio
 
-__all__ = ["sample_dir", "sample_files", "sample_truth", "load_sample", "load_all_samples"]
+__all__ = ["sample_dir", "sample_files", "sample_truth", "load_sample", "load_all_samples", "SAMPLES"]
+
+#: bundled runs (file stem) and what they show
+SAMPLES = {
+    "ica_native_geometry": "ICA, native, 58% (geometry calibration)",
+    "m1_subtracted_pixelspacing": "M1, subtracted, 35% (PixelSpacing)",
+    "v4_native_magnification": "V4, native, 72% (magnification)",
+    "ba_subtracted_geometry": "BA, subtracted, 48%, distal reference",
+    "m1_native_uncalibrated": "M1, native, 80%, uncalibrated",
+}
 
 
 def sample_dir() -> Path:
@@ -54,3 +63,24 @@ def load_all_samples() -> list[tuple]:
     if not files:
         raise FileNotFoundError(f"no sample runs in {sample_dir()}; reinstall stenosis")
     return [layer for f in files for layer in read_angio(str(f))]
+
+
+# one function per bundled run (npe2 sample-data commands take no arguments)
+def ica_native_geometry() -> list[tuple]:
+    return load_sample("ica_native_geometry")
+
+
+def m1_subtracted_pixelspacing() -> list[tuple]:
+    return load_sample("m1_subtracted_pixelspacing")
+
+
+def v4_native_magnification() -> list[tuple]:
+    return load_sample("v4_native_magnification")
+
+
+def ba_subtracted_geometry() -> list[tuple]:
+    return load_sample("ba_subtracted_geometry")
+
+
+def m1_native_uncalibrated() -> list[tuple]:
+    return load_sample("m1_native_uncalibrated")
