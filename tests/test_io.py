@@ -475,3 +475,34 @@ def test_garbage_codestreams_refused_before_decoding(tmp_path, ts, frag, why):
     p = _encapsulated_file(tmp_path, "g.dcm", [frag] * 3, ts, 3)
     with pytest.raises(InputError, match=why):
         read_run(p)
+
+
+def test_jpeg_baseline_multiframe_cine(tmp_path):
+    # 8-bit lossy JPEG baseline cine, as coronary systems export it (frames encoded with Pillow)
+    import io as _io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rr, cc = np.mgrid[0:64, 0:80]
+    frames = np.stack([
+        np.clip(128 + 60 * np.sin(rr / 9.0 + t) * np.cos(cc / 13.0) + rng.normal(0, 2, rr.shape), 0, 255)
+        for t in range(12)
+    ]).astype(np.uint8)
+    encoded = []
+    for f in frames:
+        buf = _io.BytesIO()
+        Image.fromarray(f).save(buf, format="JPEG", quality=95)
+        encoded.append(buf.getvalue())
+    p = write_xa(tmp_path / "cine.dcm", frames[:1])
+    ds = pydicom.dcmread(p)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.NumberOfFrames = len(frames)
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.PixelData = pydicom.encaps.encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds.save_as(p)
+    run = read_run(p)
+    assert run.frames.shape == frames.shape and run.frames.dtype == np.uint8
+    assert np.abs(run.frames.astype(int) - frames).mean() < 2.0
+    assert "Baseline" in run.metadata.transfer_syntax_name
