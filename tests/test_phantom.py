@@ -319,3 +319,44 @@ def test_blur_conserves_intensity_and_noise_has_the_quantum_level():
         noisy = add_quantum_noise(rng, np.full((200, 200), 0.25), photons=4000.0, poisson=poisson)
         assert noisy.mean() == pytest.approx(0.25, rel=2e-3)
         assert noisy.std() == pytest.approx(np.sqrt(0.25 * 4000) / 4000, rel=0.03)
+
+
+@pytest.mark.parametrize("relationship,photometric", [("LIN", "MONOCHROME2"), ("LOG", "MONOCHROME1"), ("LIN", "MONOCHROME1")])
+def test_lin_and_monochrome1_encodings(tmp_path, relationship, photometric):
+    base = PhantomSpec(seed=12, photons=None, **SMALL)
+    spec = base.replace(intensity_relationship=relationship, photometric=photometric)
+    ref, ph = render_phantom(base), render_phantom(spec)
+    dcm, _ = make_phantom(spec, tmp_path / "run.dcm")
+    ds = pydicom.dcmread(dcm)
+    assert ds.PixelIntensityRelationship == relationship and ds.PhotometricInterpretation == photometric
+    np.testing.assert_array_equal(ds.pixel_array, ph.stored)
+    shown = ph.displayed.astype(float)
+    if relationship == "LIN":  # displayed ~ 4000 I: its log is the LOG run's data up to scale and offset
+        # bound: half a LOG step plus half a LIN step carried through the log
+        err = np.abs(np.log(shown / 4000) * 600 + 4000 - ref.stored)
+        assert np.all(err <= 0.5 + 0.5 * 600 / shown + 1e-6)
+    else:
+        np.testing.assert_array_equal(shown, ref.stored)
+    t = ph.truth
+    r, c = np.rint(t["reference_rc"]).astype(int)
+    assert shown[t["frame_index"], r, c] < shown[0, r, c]  # vessels darker as displayed
+
+
+def test_subtracted_lin_is_refused():
+    from stenosis.errors import InputError
+
+    with pytest.raises(InputError, match="LOG"):
+        PhantomSpec(subtracted=True, intensity_relationship="LIN")
+
+
+def test_command_line_writes_a_run(tmp_path, capsys):
+    from stenosis.phantom.__main__ import main
+
+    out = tmp_path / "cli.dcm"
+    assert main([str(out), "--segment", "V4", "--percent", "55", "--seed", "2", "--set", "shape=[200,200]",
+                 "--set", "mm_per_px=[0.25,0.25]", "--set", "calibration=magnification"]) == 0
+    t = load_truth(out)
+    assert t["segment"] == "V4" and t["spec"]["calibration"] == "magnification"
+    assert t["percent_stenosis"] == pytest.approx(55.0, abs=0.05)
+    assert "V4 55.0%" in capsys.readouterr().out
+    assert main([str(out), "--set", "no_such_field=1"]) == 2

@@ -1,7 +1,8 @@
 """Write a rendered phantom as a DICOM XA multi-frame file plus its truth sidecar.
 
 X-Ray Angiographic Image Storage (SOP class 1.2.840.10008.5.1.4.1.1.12.1), Modality
-XA, 12 bits stored, MONOCHROME2 (vessels darker), PixelIntensityRelationship LOG.
+XA, 12 bits stored, MONOCHROME2 (vessels darker; MONOCHROME1 optional, inverted
+stored values), PixelIntensityRelationship LOG (LIN optional for native runs).
 Native runs carry a MaskSubtractionSequence (AVG_SUB of the mask frames, 1-based
 MaskFrameNumbers) and RecommendedViewingMode SUB; subtracted runs carry ImageType
 DERIVED\\PRIMARY\\SINGLE PLANE\\SUBTRACTED and the log-subtracted frames with an offset.
@@ -109,7 +110,7 @@ def to_dataset(phantom: Phantom):
     ds.InstanceNumber = "1"
     ds.PatientOrientation = ""
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PhotometricInterpretation = spec.photometric
     ds.NumberOfFrames = str(n)
     ds.FrameIncrementPointer = 0x00181063  # FrameTime
     ds.Rows = h
@@ -118,11 +119,12 @@ def to_dataset(phantom: Phantom):
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
-    ds.PixelIntensityRelationship = "LOG"
-    # Modality LUT module (required with LOG): identity, the stored values are the log data
-    ds.RescaleIntercept = "0"
-    ds.RescaleSlope = "1"
-    ds.RescaleType = "US"
+    ds.PixelIntensityRelationship = spec.intensity_relationship
+    if spec.intensity_relationship == "LOG":
+        # Modality LUT module (required with LOG): identity, the stored values are the log data
+        ds.RescaleIntercept = "0"
+        ds.RescaleSlope = "1"
+        ds.RescaleType = "US"
     ds.LossyImageCompression = "00"
     pr, pc = spec.mm_per_px
     mag = spec.sid_mm / spec.sod_mm
@@ -145,6 +147,8 @@ def to_dataset(phantom: Phantom):
             f"1-{spec.n_mask_frames})"
         )
         wc, ww = 1820.0, 500.0
+        if spec.photometric == "MONOCHROME1":
+            wc = 4095.0 - wc
     else:
         item = Dataset()
         item.MaskOperation = "AVG_SUB"

@@ -16,6 +16,8 @@ NATIVE_SCALE = 600.0
 #: stored = SUB_OFFSET + SUB_SCALE * (ln I - mean ln I_mask)
 SUB_OFFSET = 1920.0  # mid-way in a high byte: RLE keeps the background high byte constant
 SUB_SCALE = 500.0
+#: stored = LIN_SCALE * I / I0 for PixelIntensityRelationship LIN
+LIN_SCALE = 4000.0
 BITS_STORED = 12
 
 
@@ -27,8 +29,10 @@ class Phantom:
     ----------
     spec : PhantomSpec
     stored : (T, H, W) uint16
-        Stored pixel values (12-bit, MONOCHROME2, vessels darker): native log frames, or
-        log-subtracted frames when ``spec.subtracted``.
+        Stored pixel values as written to DICOM (12-bit): native log frames (or linear
+        with ``intensity_relationship="LIN"``), or log-subtracted frames when
+        ``spec.subtracted``; vessels darker, except that MONOCHROME1 stores the
+        inverted values (see :attr:`displayed`).
     log_intensity : (T, H, W) float32
         ln(I / I0) of every frame after blur and noise (native, before quantisation).
     path_length_mm : (H, W) float32
@@ -47,6 +51,13 @@ class Phantom:
     concentration: np.ndarray
     scene: Scene
     truth: dict
+
+    @property
+    def displayed(self) -> np.ndarray:
+        """(T, H, W) uint16 stored values in display polarity (vessels darker)."""
+        if self.spec.photometric == "MONOCHROME1":
+            return (2**BITS_STORED - 1 - self.stored).astype(np.uint16)
+        return self.stored
 
     @property
     def mask_frames(self) -> tuple[int, ...]:
@@ -116,16 +127,23 @@ def render_phantom(spec: PhantomSpec) -> Phantom:
     if spec.subtracted:
         mask_log = logi[: spec.n_mask_frames].astype(np.float64).mean(axis=0)
         stored = np.rint(SUB_OFFSET + SUB_SCALE * (logi - mask_log))
+    elif spec.intensity_relationship == "LIN":
+        stored = np.rint(LIN_SCALE * np.exp(logi.astype(np.float64)))
     else:
         stored = np.rint(NATIVE_OFFSET + NATIVE_SCALE * logi.astype(np.float64))
     stored = np.clip(stored, 0, vmax).astype(np.uint16)
+    if spec.photometric == "MONOCHROME1":
+        stored = (vmax - stored).astype(np.uint16)
     frame_index = spec.n_mask_frames + spec.arrival_frames
     truth = compute_truth(scene, spec, frame_index=frame_index, shift_px=motion)
     truth["encoding"] = {
         "bits_stored": BITS_STORED,
         "subtracted": bool(spec.subtracted),
-        "offset": SUB_OFFSET if spec.subtracted else NATIVE_OFFSET,
-        "scale_per_ln": SUB_SCALE if spec.subtracted else NATIVE_SCALE,
+        "intensity_relationship": spec.intensity_relationship,
+        "photometric": spec.photometric,
+        "offset": SUB_OFFSET if spec.subtracted else (0.0 if spec.intensity_relationship == "LIN" else NATIVE_OFFSET),
+        "scale_per_ln": SUB_SCALE if spec.subtracted else (None if spec.intensity_relationship == "LIN" else NATIVE_SCALE),
+        "scale_lin": LIN_SCALE if spec.intensity_relationship == "LIN" else None,
         "mask_frames": list(range(spec.n_mask_frames)),
         "concentration": [round(float(v), 6) for v in conc],
     }

@@ -51,7 +51,10 @@ class PhantomSpec:
         these counts); motion_px (row, col) translation of the patient
         in the contrast frames relative to the mask frames.
     DICOM
-        subtracted (store log-subtracted frames); calibration (encoding, one of
+        subtracted (store log-subtracted frames); intensity_relationship ("LOG":
+        stored ~ ln I, or "LIN": stored ~ I, native runs only); photometric
+        ("MONOCHROME2", or "MONOCHROME1": stored values inverted, displayed the same);
+        calibration (encoding, one of
         :data:`CALIBRATION_ENCODINGS`); compression ("rle" or "none"); sid_mm,
         sod_mm (source-detector / source-patient distances, also the
         magnification SID/SOD); primary_angle_deg, secondary_angle_deg;
@@ -90,6 +93,8 @@ class PhantomSpec:
     poisson: bool = False
     motion_px: tuple[float, float] = (0.0, 0.0)
     subtracted: bool = False
+    intensity_relationship: str = "LOG"
+    photometric: str = "MONOCHROME2"
     calibration: CalibrationSource = CalibrationSource.GEOMETRY
     compression: str = "rle"
     sid_mm: float = 1000.0
@@ -114,6 +119,12 @@ class PhantomSpec:
             object.__setattr__(self, "control_points_px", pts)
         if self.calibration not in CALIBRATION_ENCODINGS:
             raise InputError(f"calibration must be one of {[str(c) for c in CALIBRATION_ENCODINGS]}")
+        if self.intensity_relationship not in ("LOG", "LIN"):
+            raise InputError("intensity_relationship must be 'LOG' or 'LIN'")
+        if self.subtracted and self.intensity_relationship != "LOG":
+            raise InputError("subtracted runs hold log data: use intensity_relationship='LOG'")
+        if self.photometric not in ("MONOCHROME2", "MONOCHROME1"):
+            raise InputError("photometric must be 'MONOCHROME2' or 'MONOCHROME1'")
         if self.compression not in ("rle", "none"):
             raise InputError("compression must be 'rle' or 'none'")
         if not 0 <= self.stenosis_percent <= 100:
