@@ -148,6 +148,11 @@ def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):
     assert image.metadata["stenosis"]["calibration_source"] == "catheter"
     assert widget.session.run.calibration.mm_per_px == pytest.approx((mm, mm))
     assert "catheter" in widget.calibration_label.text()
+    # opening another run makes it the measured one; the first run's layers go away
+    (other,) = viewer.open(str(write_xa(tmp_path / "other.dcm", tube_frames((2, 32, 32)), pixel_spacing=0.3)),
+                           plugin=PLUGIN)
+    assert widget.image_layer is other and widget.run_combo.currentText() == other.name
+    assert CATHETER_LAYER not in viewer.layers and "0.3000 mm/px" in widget.calibration_label.text()
 
 
 def test_measure_sample_run(make_napari_viewer, qtbot, sample_runs):

@@ -226,6 +226,9 @@ class MeasureWidget(QWidget):
     def _refresh_runs(self, event: Any = None) -> None:
         layers = self._run_layers()
         current = self.image_layer
+        new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        if new is not None and new in layers and RUN_KEY in new.metadata:
+            current = new  # a run just opened becomes the one measured
         self.run_combo.blockSignals(True)
         self.run_combo.clear()
         for ly in layers:
@@ -233,6 +236,8 @@ class MeasureWidget(QWidget):
         self.run_combo.blockSignals(False)
         if current in layers:
             self.run_combo.setCurrentIndex(layers.index(current))
+            if current is not self.image_layer:
+                self._select_layer(current)
         elif layers:
             # prefer a run read by this plugin
             ours = [i for i, ly in enumerate(layers) if RUN_KEY in ly.metadata]
@@ -265,8 +270,24 @@ class MeasureWidget(QWidget):
                 )
             self._sessions[key] = ReadingSession(run, segment=self.segment_combo.currentData(),
                                                  model=self.model_combo.currentData())
+        previous = self.session
         self.session = self._sessions[key]
+        if previous is not None and previous is not self.session:
+            self._reset_overlays()
         self._sync_controls()
+
+    def _reset_overlays(self) -> None:
+        """Switching runs: drop the previous run's layers, show this run's points and result."""
+        for name in (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, FEEDING_LAYER, CATHETER_LAYER):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        if self.session.points:
+            self.start_points()
+            self._get_layer(POINTS_LAYER).mode = "pan_zoom"
+        if self.session.result is not None:
+            self._show_result(self.session.result)
+        elif self.result_panel is not None:
+            self.result_panel.show_result(None)
 
     def _sync_controls(self) -> None:
         s = self.session
