@@ -35,6 +35,7 @@ def phantom_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_auto_places_the_mld_within_3mm(phantom_runs):
     dists = []
     for run, truth, _, lesion in phantom_runs:
@@ -45,6 +46,7 @@ def test_auto_places_the_mld_within_3mm(phantom_runs):
     assert hits.sum() >= 5, dists  # >= 90% target: at most one miss in six
 
 
+@pytest.mark.slow
 def test_auto_points_bracket_the_lesion_on_the_trunk(phantom_runs):
     for run, truth, spec, lesion in phantom_runs:
         trunk = lesion.trunk_rc
