@@ -324,6 +324,7 @@ def estimate_blur(
     *,
     sigmas_px: np.ndarray | None = None,
     r_max_px: float,
+    c_max_px: float = 3.0,
 ) -> tuple[float, float]:
     """Joint estimate of the blur sigma and the iodine amplitude from wide normal profiles.
 
@@ -350,7 +351,7 @@ def estimate_blur(
     tot = []
     for s in sigmas_px:
         tab = chord_table(s, r_max_px, u_max)
-        f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px)
+        f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
         tot.append(f.rss.sum())
     tot = np.asarray(tot)
     k = int(np.argmin(tot))
@@ -363,7 +364,7 @@ def estimate_blur(
         lsig = ls[k]
     sigma = float(np.exp(lsig))
     tab = chord_table(sigma, r_max_px, u_max)
-    f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px)
+    f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
     good = f.radius_px > 0.5
     amp = float(np.median(f.amplitude[good])) if good.any() else float(np.median(f.amplitude))
     return sigma, amp
@@ -469,7 +470,7 @@ def measure_diameters(
         wide = wide[np.abs(a - med) <= 3 * 1.4826 * mad]
         if wide.size > 40:
             wide = wide[np.linspace(0, wide.size - 1, 40).astype(int)]
-        s_est, a_est = estimate_blur(Y[wide], x, r_max_px=r_max)
+        s_est, a_est = estimate_blur(Y[wide], x, r_max_px=r_max, c_max_px=float(np.clip(0.5 * rh, 3.0, 12.0)))
         blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
         amplitude = a_est if amplitude is None else amplitude
     tab = chord_table(blur_sigma_px, r_max, u_max)
