@@ -100,7 +100,8 @@ def _tube_projection(
     """
     h, w = shape
     pr, pc = mm_per_px
-    base = tube.base_mm + np.array([shift_px[0] * pr, shift_px[1] * pc])
+    shift_mm = np.array([shift_px[0] * pr, shift_px[1] * pc])
+    base = tube.base_mm + shift_mm
     rmax = float(tube.radius_mm.max()) if tube.radius_mm.size else 0.0
     if rmax <= 0:
         return (np.zeros(0, np.intp),) + (np.zeros(0),) * 3
@@ -152,7 +153,7 @@ def _tube_projection(
     keep = ~out_of_range
     band, p, s_foot = band[keep], p[keep], s_foot[keep]
     g = tube.at(s_foot)
-    x0 = np.einsum("ij,ij->i", p - g["lumen"], g["normal"])
+    x0 = np.einsum("ij,ij->i", p - shift_mm - g["lumen"], g["normal"])
     return band, x0, g["radius"], g["normal"]
 
 
