@@ -382,3 +382,16 @@ def test_truth_centreline_is_the_centre_of_the_rendered_lumen(phantom):
         assert abs(centroid) < 0.05, (s, centroid)
         checked += 1
     assert checked == 4
+
+
+def test_motion_moves_anatomy_and_vessels_the_same_way():
+    from stenosis.phantom.render import background_log_attenuation, shifted_crop
+
+    pad = 8
+    field = background_log_attenuation(np.random.default_rng(0), (40, 50), pad=pad)
+    moved = shifted_crop(field, (40, 50), (1.0, -2.0), pad)
+    np.testing.assert_allclose(moved, field[pad - 1 : pad - 1 + 40, pad + 2 : pad + 2 + 50], atol=1e-9)
+    tube = _straight_tube(0.4, 0.8, centre=(6.0, 6.0), length=40.0)
+    still = path_length_mm([tube], (48, 48), (0.25, 0.25))
+    shifted = path_length_mm([tube], (48, 48), (0.25, 0.25), shift_px=(1.0, -2.0))
+    np.testing.assert_allclose(shifted[1:, :-2], still[:-1, 2:], atol=1e-9)
