@@ -356,3 +356,22 @@ def test_measure_degenerate_arrays_refused(frames):
     with pytest.raises(stenosis.StenosisError) as err:
         hostile.measure_function()(run, segment="M1", proximal=(h // 2, 0), distal=(h // 2, w - 1))
     assert "\n" not in str(err.value)
+
+
+@needs_measure
+@pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
+def test_cli_measure_uncalibrated_json(tmp_path):
+    """Exit 0, percent reported, every mm field null, a warning that says so (SPEC: measure --json)."""
+    pytest.importorskip("stenosis.phantom")
+    from stenosis.enums import CalibrationSource
+
+    path, truth = hostile.phantom_run(tmp_path, "uncal_cli", calibration=CalibrationSource.NONE)
+    (pr, pc), (dr, dc) = truth["proximal_rc"], truth["distal_rc"]
+    proc = _cli("measure", str(path), "--segment", "M1", "--proximal", f"{pr},{pc}", "--distal", f"{dr},{dc}",
+                "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    d = json.loads(proc.stdout)
+    assert abs(d["percent_stenosis"] - truth["percent_stenosis"]) <= 5.0
+    assert d["mld_mm"] is None and d["reference_diameter_mm"] is None and d["lesion_length_mm"] is None
+    assert d["calibration"] == {"mm_per_px": None, "source": "none"}
+    assert any("calibrat" in w.lower() for w in d["warnings"])
