@@ -199,17 +199,19 @@ def project(
     mm_per_px: tuple[float, float],
     *,
     shift_px: tuple[float, float] = (0.0, 0.0),
+    in_mask: list[bool] | tuple[bool, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Path length (H, W) float64 mm and lumen mask (H, W) bool in one pass.
 
     Chords of tubes in different planes add; within a joined group (a vessel and its
     branches, :attr:`Tube.group`) the larger chord is kept where they overlap.
+    ``in_mask`` (one flag per tube) leaves tubes out of the mask (not of the path length).
     """
     out = np.zeros(shape[0] * shape[1])
     groups: dict[str, np.ndarray] = {}
     mask = np.zeros(shape[0] * shape[1], bool)
     pr, pc = mm_per_px
-    for tube in tubes:
+    for k, tube in enumerate(tubes):
         band, x0, r, nrm = _tube_projection(tube, shape, mm_per_px, shift_px)
         if band.size:
             chord = chord_pixel_mean(x0, r, np.abs(nrm[:, 0]) * pr, np.abs(nrm[:, 1]) * pc)
@@ -218,7 +220,8 @@ def project(
                 acc[band] = np.maximum(acc[band], chord)
             else:
                 out[band] += chord
-            mask[band[np.abs(x0) < r]] = True
+            if in_mask is None or in_mask[k]:
+                mask[band[np.abs(x0) < r]] = True
     for acc in groups.values():
         out += acc
     return out.reshape(shape), mask.reshape(shape)

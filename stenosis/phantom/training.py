@@ -15,6 +15,8 @@ from .geometry import Stenosis, Tube, make_tube, random_curve
 from .render import Blur, add_quantum_noise, background_log_attenuation, project, shifted_crop
 
 _PX = (1.0, 1.0)  # training pairs are rendered in pixel units
+#: a tube is labelled when its peak log signal is at least this many noise sigmas
+VISIBILITY_SNR = 1.0
 
 
 def _tree(rng: np.random.Generator, size: int, out: list[Tube], max_tubes: int, group: str) -> None:
@@ -70,14 +72,16 @@ def training_pair(rng: np.random.Generator, *, size: int = 256) -> tuple[np.ndar
         As displayed (vessels darker), robustly scaled to about [0, 1] (1st and 99.5th
         percentiles to 0 and 1, not clipped).
     mask : (size, size) bool
-        True lumen (pixel centre inside a vessel lumen).
+        True lumen (pixel centre inside a vessel lumen) of the vessels a reader could
+        see: tubes whose peak log signal (after blur) is below 1 noise sigma (a line is
+        seen at a lower per-pixel SNR than a spot) and parts
+        outside a circular field of view stay in the image but not in the mask.
     """
     shape = (size, size)
     tubes: list[Tube] = []
     n_trees = int(rng.integers(1, 4))
     for k in range(n_trees):
         _tree(rng, size, tubes, max_tubes=16, group=f"tree{k}")
-    L, mask = project(tubes, shape, _PX)
     mu = float(np.exp(rng.uniform(np.log(0.04), np.log(0.2))))  # per px of iodine path
     subtracted = rng.uniform() < 0.4
     pad = 8
@@ -101,6 +105,16 @@ def training_pair(rng: np.random.Generator, *, size: int = 256) -> tuple[np.ndar
         edge = np.clip((np.hypot(rr - cr, cc - cc0) - rad) / rng.uniform(1.0, 4.0), -30, 30)
         collimator = 1.0 / (1.0 + np.exp(-edge))
     photons = float(np.exp(rng.uniform(np.log(1000.0), np.log(100000.0))))
+    # label only what a reader could see: peak iodine signal of the tube (thin vessels
+    # lose peak height to the blur) against the quantum noise of the log image
+    noise = np.sqrt((2.0 if subtracted else 1.0) / (photons * float(np.median(np.exp(-bg_c)))))
+    sb = blur.sigma_mm
+    visible = []
+    for t in tubes:
+        d = float(np.median(2 * t.radius_mm))
+        peak = mu * d * min(1.0, (np.pi * d / 4) / (np.sqrt(2 * np.pi) * sb))
+        visible.append(peak >= VISIBILITY_SNR * noise)
+    L, mask = project(tubes, shape, _PX, in_mask=visible)
     contrast = np.log(add_quantum_noise(rng, blur(np.exp(-bg_c - mu * L)), photons=photons, poisson=False))
     if subtracted:
         if bg is not None and rng.uniform() < 0.4:
