@@ -205,6 +205,12 @@ def test_batch_error_rows_and_goes_on(tmp_path, written):
     for k in range(2):
         hostile.write_xa(src / f"valid{k}.dcm", hostile.tube_frames(48, 64, 3, seed=k), pixel_spacing=(0.1, 0.1))
         rows.append(f"valid{k}.dcm,M1,23.5,4,23.5,59")
+    # valid runs with hostile points: outside the image, and in the background far from the vessel
+    hostile.write_xa(src / "outside.dcm", hostile.tube_frames(48, 64, 3, seed=5), pixel_spacing=(0.1, 0.1))
+    rows.append("outside.dcm,M1,-5,4,9999,59")
+    hostile.write_xa(src / "far.dcm", hostile.tube_frames(48, 64, 3, seed=6), pixel_spacing=(0.1, 0.1))
+    rows.append("far.dcm,M1,2,2,2,61")
+    rows.append("missing.dcm,M1,23.5,4,23.5,59")  # a points row whose file does not exist
     points = tmp_path / "points.csv"
     points.write_text("path,segment,proximal_row,proximal_col,distal_row,distal_col\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out"
@@ -216,7 +222,7 @@ def test_batch_error_rows_and_goes_on(tmp_path, written):
         table = list(csv.DictReader(fh))
     by_path = {Path(r["path"]).name: r for r in table}
     assert len(table) == len(rows), f"{len(table)} rows for {len(rows)} points"
-    for n in names:
+    for n in names + ["outside", "far", "missing"]:
         r = by_path[f"{n}.dcm"]
         assert r["status"] == "error", f"{n}: {r}"
         assert r["error"].strip() and "\n" not in r["error"] and "Traceback" not in r["error"], r["error"]
@@ -375,3 +381,49 @@ def test_cli_measure_uncalibrated_json(tmp_path):
     assert d["mld_mm"] is None and d["reference_diameter_mm"] is None and d["lesion_length_mm"] is None
     assert d["calibration"] == {"mm_per_px": None, "source": "none"}
     assert any("calibrat" in w.lower() for w in d["warnings"])
+
+
+@pytest.mark.skipif(not _has("stenosis.cli.batch"), reason="stenosis batch not written yet")
+@pytest.mark.parametrize("content", [
+    "path,segment\nx.dcm,M1\n",
+    "path,segment,proximal_row,proximal_col,distal_row,distal_col\nx.dcm,M1,a,b,c,d\n",
+    "path,segment,proximal_row,proximal_col,distal_row,distal_col\nx.dcm,XX,1,2,3,4\n",
+    "\x00\x01\x02 not a csv",
+    "",
+], ids=["missing_columns", "non_numeric", "bad_segment", "binary", "empty"])
+def test_cli_batch_bad_points_file(tmp_path, content):
+    """A broken points file: a usage error (2) or an input error (3), one line, no traceback;
+    or (for row-level problems) exit 0 with an error row."""
+    src = tmp_path / "in"
+    src.mkdir()
+    hostile.write_xa(src / "x.dcm")
+    points = tmp_path / "points.csv"
+    points.write_text(content)
+    out = tmp_path / "out"
+    proc = _cli("batch", str(src), "--points", str(points), "--out", str(out), "--jobs", "0", "--no-reports",
+                "--quiet", timeout=600)
+    assert "Traceback" not in proc.stderr
+    if proc.returncode == 0:
+        with open(out / "results.csv", newline="") as fh:
+            import csv
+
+            table = list(csv.DictReader(fh))
+        assert table and all(r["status"] == "error" for r in table), table
+    else:
+        assert proc.returncode in (2, 3), proc.stderr[-1500:]
+        assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1, proc.stderr
+
+
+@pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
+@pytest.mark.parametrize("args", [
+    ["measure", "x.dcm", "--segment", "XX", "--proximal", "1,2", "--distal", "3,4"],
+    ["measure", "x.dcm", "--segment", "M1", "--proximal", "1;2;3", "--distal", "3,4"],
+    ["measure", "x.dcm", "--segment", "M1"],
+], ids=["bad_segment", "bad_point", "missing_points"])
+def test_cli_usage_error_one_line(args):
+    """SPEC: on status 2 or 3, one line on stderr (click's default usage block is three)."""
+    proc = _cli(*args, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"want one line on stderr, got {len(lines)}:\n{proc.stderr}"
