@@ -3,7 +3,8 @@
 Run under a display (``xvfb-run -s "-screen 0 1600x1000x24" python
 napari_plugin/docs/make_screenshot.py``). It opens a bundled phantom run from
 the sample-data menu, docks "Measure stenosis", places the phantom's proximal
-and distal points, measures, and saves ``napari_plugin/docs/workflow.png``.
+and distal points, measures, and saves ``napari_plugin/docs/workflow.png``. Optional arguments: the sample name, and a
+folder that gets the window screenshot and the export instead.
 """
 from __future__ import annotations
 
@@ -37,10 +38,15 @@ def main() -> None:
     viewer.reset_view()
     for _ in range(20):
         app.processEvents()
-    viewer.screenshot(str(OUT), canvas_only=False, flash=False)
+    out = OUT if len(sys.argv) <= 2 else Path(sys.argv[2]) / "window.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False, flash=False)
     res = done[0]
+    if len(sys.argv) > 2:  # also export (JSON, CSV, PNG) into this folder
+        print(widget.export_to(sys.argv[2]))
+    mld = "n/a (uncalibrated)" if res.mld_mm is None else f"{res.mld_mm:.3f} mm"
     print(f"{NAME}: {res.percent_stenosis:.1f}% (truth {truth['percent_stenosis']}%), "
-          f"MLD {res.mld_mm:.2f} mm (truth {truth['mld_mm']}), reference {res.reference_choice} -> {OUT}")
+          f"MLD {mld} (truth {truth['mld_mm']} mm), reference {res.reference_choice} -> {out}")
     viewer.close()
 
 

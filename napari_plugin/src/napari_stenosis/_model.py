@@ -94,8 +94,11 @@ class MeasureRequest:
 def measure_function() -> Any:
     """:func:`stenosis.measure` (the function, even where the name resolves to its module:
     ``import stenosis.measure`` anywhere rebinds the package attribute to the module)."""
+    import types
+
     fn = stenosis.measure
-    return getattr(fn, "measure", fn) if not callable(fn) else fn
+    inner = getattr(fn, "measure", None) if isinstance(fn, types.ModuleType) else None
+    return inner if callable(inner) else fn
 
 
 @dataclass
@@ -502,7 +505,7 @@ def save_png(path: str | Path, result: Any, *, view_rgb: np.ndarray | None = Non
     if view_rgb is not None:
         fig = Figure(figsize=(12, 5.2), dpi=dpi)
         ax_img, ax_plot = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1.0]})
-        ax_img.imshow(np.asarray(view_rgb)[..., :3])
+        ax_img.imshow(_trim_border(np.asarray(view_rgb)[..., :3]))
         ax_img.set_axis_off()
         ax_img.set_title(f"{Path(str(result.file)).name}  frame {int(result.frame_index)}", fontsize=9)
     else:
@@ -533,6 +536,17 @@ def _supported(kwargs: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"this stenosis version does not take {missing[0]!r}; update stenosis")
     return out
+
+
+def _trim_border(rgb: np.ndarray) -> np.ndarray:
+    """Crop the uniform canvas background around the image of a viewer screenshot."""
+    if rgb.ndim != 3 or rgb.size == 0:
+        return rgb
+    differs = np.any(rgb != rgb[0, 0], axis=-1)
+    rows, cols = np.nonzero(differs.any(axis=1))[0], np.nonzero(differs.any(axis=0))[0]
+    if len(rows) == 0 or len(cols) == 0:
+        return rgb
+    return rgb[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
 
 
 def _now() -> str:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+import time
+
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -91,6 +93,10 @@ class MeasureWidget(QWidget):
         self.result_dock = None
         self.last_export: dict[str, Path] | None = None
         self._build()
+        self._t0 = 0.0
+        self._ticker = QTimer(self)
+        self._ticker.setInterval(500)
+        self._ticker.timeout.connect(self._tick)
         self.viewer.layers.events.inserted.connect(self._refresh_runs)
         self.viewer.layers.events.removed.connect(self._refresh_runs)
         self._refresh_runs()
@@ -464,11 +470,19 @@ class MeasureWidget(QWidget):
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self.progress.setRange(0, 0)  # busy
-        self._set_status("Measuring (frame choice, vessel model, centerline, diameters)...")
+        self._t0 = time.monotonic()
+        self._tick()
+        self._ticker.start()
         self._update_enabled()
         worker.start()
 
+    def _tick(self) -> None:
+        self._set_status(
+            f"Measuring (frame choice, vessel model, centerline, diameters)... {time.monotonic() - self._t0:.0f} s"
+        )
+
     def _on_result(self, session: ReadingSession, result: Any) -> None:
+        self._ticker.stop()
         session.accept(result)
         if session is not self.session:
             return
@@ -481,6 +495,7 @@ class MeasureWidget(QWidget):
         self.measured.emit(result)
 
     def _on_error(self, exc: BaseException) -> None:
+        self._ticker.stop()
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not isinstance(exc, stenosis.StenosisError):
             msg = f"{type(exc).__name__}: {msg}"
@@ -488,6 +503,7 @@ class MeasureWidget(QWidget):
         self.failed.emit(msg)
 
     def _on_finished(self) -> None:
+        self._ticker.stop()
         self._worker = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -557,10 +573,14 @@ class MeasureWidget(QWidget):
     def _ensure_result_panel(self) -> ResultPanel:
         if self.result_panel is None:
             self.result_panel = ResultPanel()
-            window = getattr(self.viewer, "window", None)
-            if window is not None and getattr(window, "_qt_window", None) is not None:
-                self.result_dock = window.add_dock_widget(self.result_panel, name="Stenosis result", area="right")
-            else:  # a viewer without a window: show the panel on its own
+            try:
+                self.result_dock = self.viewer.window.add_dock_widget(
+                    self.result_panel, name="Stenosis result", area="right"
+                )
+            except Exception as exc:  # noqa: BLE001 - a viewer without a window: show the panel alone
+                import warnings
+
+                warnings.warn(f"result dock not added ({exc}); showing the panel in its own window", stacklevel=2)
                 self.result_panel.show()
         return self.result_panel
 
