@@ -24,7 +24,8 @@ Used by ``stenosis batch --auto`` when no reader placed points. Steps:
 6. **Points.** Proximal and distal points on the trunk about six reference
    diameters either side of the lesion (clipped to the trunk); the proximal side
    is the end the contrast reaches first when the run shows the bolus front,
-   else the wider end of the trunk (arteries taper downstream).
+   else the end the side branches point away from (they leave at acute angles
+   opening downstream), else the wider end of the trunk (arteries taper).
 
 The confidence in [0, 1] combines how marked the narrowing is (severity), how
 clearly it beats the next-best narrowing on the trunk, and how dominant the trunk
@@ -68,7 +69,8 @@ class Lesion:
         Mask calibre (lumen diameter, px) along the trunk, smoothed.
     orientation : str
         How the proximal side was decided: ``"bolus"`` (contrast arrival),
-        ``"calibre"`` (wider end) or ``"undetermined"`` (neither cue was clear).
+        ``"branches"`` (side-branch angles), ``"calibre"`` (wider end) or
+        ``"undetermined"`` (no cue was clear).
     """
 
     proximal: tuple[float, float]
@@ -326,14 +328,70 @@ def _arrival_frame(curves: np.ndarray) -> float:
     return float(i - 1 + (0.5 * peak - lo) / max(hi - lo, 1e-12))
 
 
+def branch_vote(mask: np.ndarray, trunk: np.ndarray, diam: np.ndarray) -> float:
+    """Do side branches leave the trunk pointing along increasing trunk index?
+
+    Arteries branch at acute angles that open downstream. For every skeleton piece
+    that touches the trunk but is not on it, the cosine between its direction (from
+    the attachment out to ~3 trunk diameters) and the trunk tangent there is summed
+    (pieces at |cos| < 0.2, and a crossing vessel's two opposite arms, cancel).
+
+    Returns
+    -------
+    float
+        Positive: index order is downstream (the first end is proximal); negative:
+        upstream; about 0: no evidence.
+    """
+    from skimage.morphology import skeletonize
+
+    skel = skeletonize(np.asarray(mask, bool))
+    d_typ = float(np.median(diam)) if len(diam) else 4.0
+    near = np.zeros(skel.shape, bool)
+    near[trunk[:, 0], trunk[:, 1]] = True
+    near = ndi.binary_dilation(near, iterations=max(2, int(round(0.5 * d_typ)) + 2))
+    side = skel & ~near
+    lab, n = ndi.label(side, structure=np.ones((3, 3)))
+    if n == 0:
+        return 0.0
+    reach = max(3.0 * d_typ, 12.0)
+    vote = 0.0
+    for k in range(1, n + 1):
+        pix = np.argwhere(lab == k)
+        if len(pix) < max(5, d_typ):
+            continue
+        # attachment: the piece's pixel nearest the trunk, and the trunk index there
+        dd = np.hypot(pix[:, None, 0] - trunk[None, ::4, 0], pix[:, None, 1] - trunk[None, ::4, 1])
+        ip, it = np.unravel_index(int(np.argmin(dd)), dd.shape)
+        if dd[ip, it] > d_typ + 4:
+            continue  # a separate vessel, not a branch of the trunk
+        it *= 4
+        a = pix[ip].astype(float)
+        out = pix[np.hypot(*(pix - a).T) <= reach]
+        v = out.mean(axis=0) - a
+        h = max(3, int(d_typ))
+        tan = trunk[min(it + h, len(trunk) - 1)] - trunk[max(it - h, 0)]
+        nv, nt = np.hypot(*v), np.hypot(*tan)
+        if nv < 2 or nt == 0:
+            continue
+        cos = float(np.dot(v, tan) / (nv * nt))
+        if abs(cos) >= 0.2:
+            vote += cos
+    return vote
+
+
 def _last_end_is_proximal(
-    trunk: np.ndarray, diam: np.ndarray, opac: np.ndarray | None, lesion_index: int | None = None
+    trunk: np.ndarray,
+    diam: np.ndarray,
+    opac: np.ndarray | None,
+    lesion_index: int | None = None,
+    mask: np.ndarray | None = None,
 ) -> tuple[bool, str]:
     """Which end of the trunk is upstream.
 
     Contrast arrives upstream first: when the run shows the bolus front (the two
     ends' half-peak times differ by more than 0.3 frame) the earlier end is
-    proximal. Otherwise the wider end is (arteries taper downstream).
+    proximal. Else side branches vote (:func:`branch_vote`: they leave at acute
+    angles opening downstream). Else the wider end is (arteries taper downstream).
     """
     third = max(1, len(trunk) // 3)
     if opac is not None and opac.ndim == 3 and opac.shape[0] >= 3:
@@ -342,6 +400,10 @@ def _last_end_is_proximal(
         t_first, t_last = _arrival_frame(first), _arrival_frame(last)
         if np.isfinite(t_first) and np.isfinite(t_last) and abs(t_first - t_last) > 0.3:
             return bool(t_last < t_first), "bolus"
+    if mask is not None:
+        vote = branch_vote(mask, trunk, diam)
+        if abs(vote) >= 0.5:
+            return bool(vote < 0), "branches"
     # calibre trend: a straight-line fit of diameter over arc, the lesion left out
     arc = _arc(trunk)
     keep = np.abs(arc - arc[lesion_index]) > 3.0 * max(float(np.median(diam)), 1.0) if lesion_index is not None else np.ones(len(arc), bool)
@@ -397,7 +459,7 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
     trunk, diam = _trim_thin_ends(trunk, diam)
     arc = _arc(trunk)
     k, severity, runner, d_ref = focal_narrowing(diam, arc)
-    flip, orientation = _last_end_is_proximal(trunk, diam, opac, k)
+    flip, orientation = _last_end_is_proximal(trunk, diam, opac, k, mask)
     if flip:
         trunk, diam = trunk[::-1], diam[::-1]
         k = len(trunk) - 1 - k
