@@ -117,6 +117,7 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
         markers.data = np.array([[48.0, 60.0], [47.0, 90.0]])
     assert calls[-1]["reference"] == (47.0, 90.0) and calls[-1]["frame"] == 2
     assert widget.result_panel.table.as_dict()["Reference choice"].startswith("manual")
+    res_manual = widget.session.result
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
 
     paths = widget.export_to(tmp_path)
@@ -127,6 +128,17 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
 
     png = imread(paths["png"])
     assert png.shape[1] > png.shape[0]  # the view beside the plot
+
+    # a measurement the library refuses: its one-line message is shown, the UI recovers
+    def refuses(run, **kwargs):
+        raise stenosis.MeasurementError("no vessel near the proximal point; click on the artery")
+
+    monkeypatch.setitem(vars(stenosis), "measure", refuses)
+    with qtbot.waitSignal(widget.failed, timeout=20000) as blocker:
+        widget.measure_button.click()
+    assert blocker.args == ["no vessel near the proximal point; click on the artery"]
+    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+    assert "click on the artery" in widget.status_label.text() and widget.session.result is res_manual
 
 
 def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):

@@ -464,7 +464,10 @@ class MeasureWidget(QWidget):
         from napari.qt.threading import thread_worker
 
         request = self.session.request()
-        worker = thread_worker(_measure_worker, progress={"total": 0, "desc": "Measuring stenosis"})(request)
+        # errors are shown in the widget (one line that says what to do), not as a traceback
+        worker = thread_worker(
+            _measure_worker, progress={"total": 0, "desc": "Measuring stenosis"}, ignore_errors=True
+        )(request)
         worker.returned.connect(lambda res, s=self.session: self._on_result(s, res))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -497,8 +500,11 @@ class MeasureWidget(QWidget):
     def _on_error(self, exc: BaseException) -> None:
         self._ticker.stop()
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if not isinstance(exc, stenosis.StenosisError):
+        if not isinstance(exc, stenosis.StenosisError):  # a bug, not an input the tool refuses
             msg = f"{type(exc).__name__}: {msg}"
+            from napari.utils.notifications import show_error
+
+            show_error(f"napari-stenosis: unexpected error while measuring: {msg}")
         self._set_status(f"Could not measure: {msg}", error=True)
         self.failed.emit(msg)
 
