@@ -395,3 +395,36 @@ def test_motion_moves_anatomy_and_vessels_the_same_way():
     still = path_length_mm([tube], (48, 48), (0.25, 0.25))
     shifted = path_length_mm([tube], (48, 48), (0.25, 0.25), shift_px=(1.0, -2.0))
     np.testing.assert_allclose(shifted[1:, :-2], still[:-1, 2:], atol=1e-9)
+
+
+def test_whole_artery_disease_takes_the_feeding_reference():
+    spec = PhantomSpec(seed=14, segment="M1", feeding=True, artery_diseased=True, stenosis_percent=50,
+                       crossing=False, **{**SMALL, "shape": (280, 280)})
+    ph = render_phantom(spec)
+    t = ph.truth
+    assert t["reference_choice"] == "feeding"
+    dn = t["normal_diameter_mm"]
+    from stenosis.phantom.scene import FEEDING_FACTOR
+
+    assert t["reference_diameter_mm"] == pytest.approx(FEEDING_FACTOR * dn, rel=1e-6)
+    # focal 50 % inside diffuse 30 %: MLD = 0.35 dn; percent against the feeding artery
+    assert t["mld_mm"] == pytest.approx(0.35 * dn, rel=1e-3)
+    assert t["percent_stenosis"] == pytest.approx((1 - 0.35 / FEEDING_FACTOR) * 100, abs=0.05)
+    arc = np.array(t["arc_mm"])
+    assert t["feeding_proximal_rc"] is not None and t["feeding_distal_rc"] is not None
+    # the whole reader segment is diseased: the lesion rule runs from point to point
+    assert t["lesion_length_mm"] == pytest.approx(t["distal_arc_mm"] - t["proximal_arc_mm"] + 0.1, abs=0.15)
+    d = np.array(t["diameter_mm"])
+    ref_i = int(np.argmin(np.abs(arc - t["reference_arc_mm"])))
+    assert d[ref_i] == pytest.approx(FEEDING_FACTOR * dn)
+    L = ph.path_length_mm
+    for key in ("feeding_proximal_rc", "feeding_distal_rc", "reference_rc"):
+        r, c = np.rint(t[key]).astype(int)
+        assert L[r, c] > 0.9 * FEEDING_FACTOR * dn, key
+
+
+def test_artery_disease_needs_a_feeding_segment():
+    from stenosis.errors import InputError
+
+    with pytest.raises(InputError, match="feeding=True"):
+        PhantomSpec(artery_diseased=True)

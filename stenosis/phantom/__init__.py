@@ -28,9 +28,12 @@ isocentre:
 - ``reference_diameter_mm``, ``reference_rc``, ``reference_choice``: the WASID normal
   diameter. "proximal": the diameter at the middle of the normal proximal segment
   between ``proximal_rc`` and the lesion start; "distal" (runs with
-  ``proximal_diseased``): the middle of the normal distal segment.
+  ``proximal_diseased``): the middle of the normal distal segment; "feeding" (runs
+  with ``artery_diseased``): the distal part of the normal feeding artery, between
+  ``feeding_proximal_rc`` and ``feeding_distal_rc`` (null in other runs).
 - ``lesion_length_mm``: length of the contiguous arc around the MLD where the diameter
-  is below 0.9 x reference (0 if the MLD is not); the rule is repeated in ``lesion_rule``.
+  is below 0.9 x reference, within the reader's points (0 if the MLD is not); the rule
+  is repeated in ``lesion_rule`` (the same rule as ``stenosis.wasid``).
 - ``proximal_rc``, ``distal_rc``: reader-like points on the centreline; the proximal
   one 4-5 reference diameters before the lesion start (>= 3 always), the distal one
   2-6 reference diameters after the lesion end.

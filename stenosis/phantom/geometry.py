@@ -30,7 +30,7 @@ NORMAL_DIAMETER_MM: dict[Segment, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class Stenosis:
-    """A smooth (raised-cosine) narrowing of the lumen.
+    """A smooth (raised-cosine, optionally flat-topped) narrowing of the lumen.
 
     Parameters
     ----------
@@ -47,6 +47,9 @@ class Stenosis:
         opposite wall moves by the whole diameter reduction).
     side : int
         +1 or -1: which wall (along the centreline normal) stays put.
+    flat_mm : float
+        Length of a flat (full-severity) middle part, for diffuse disease; the cosine
+        ramps then take ``(length_mm - flat_mm) / 2`` each. 0 = plain raised cosine.
     """
 
     position_mm: float
@@ -54,11 +57,18 @@ class Stenosis:
     length_mm: float
     eccentricity: float = 0.0
     side: int = 1
+    flat_mm: float = 0.0
 
     def narrowing(self, s_mm: np.ndarray) -> np.ndarray:
         """Fractional diameter reduction w(s) in [0, percent/100], shape of ``s_mm``."""
-        u = (np.asarray(s_mm, dtype=float) - self.position_mm) / self.length_mm
-        w = np.where(np.abs(u) < 0.5, 0.5 * (1.0 + np.cos(2.0 * np.pi * u)), 0.0)
+        s = np.asarray(s_mm, dtype=float)
+        if self.flat_mm <= 0:
+            u = (s - self.position_mm) / self.length_mm
+            w = np.where(np.abs(u) < 0.5, 0.5 * (1.0 + np.cos(2.0 * np.pi * u)), 0.0)
+        else:
+            ramp = max((self.length_mm - self.flat_mm) / 2.0, 1e-9)
+            x = np.abs(s - self.position_mm) - self.flat_mm / 2.0
+            w = np.where(x <= 0, 1.0, np.where(x < ramp, 0.5 * (1.0 + np.cos(np.pi * x / ramp)), 0.0))
         return (self.percent / 100.0) * w
 
     def to_dict(self) -> dict:
@@ -215,19 +225,34 @@ def make_tube(
 ) -> Tube:
     """Build a tube from a centreline, a normal diameter profile and stenoses.
 
-    Each stenosis multiplies the local normal diameter by ``1 - w(s)`` (see
-    :meth:`Stenosis.narrowing`); an eccentric one shifts the lumen centre by
-    ``side * eccentricity * (d_normal - d) / 2`` so that the wall on ``side``
-    stays put (eccentricity 1).
+    Each stenosis multiplies the diameter by ``1 - w(s)`` (see
+    :meth:`Stenosis.narrowing` and :func:`apply_stenoses`); an eccentric one shifts
+    the lumen centre by ``side * eccentricity * (reduction) / 2`` so that the wall on
+    ``side`` stays put (eccentricity 1).
     """
     s = np.asarray(s_mm, dtype=float)
     dn = np.broadcast_to(np.asarray(diameter_mm, dtype=float), s.shape).copy()
-    d = dn.copy()
-    offset = np.zeros_like(s)
-    for st in stenoses:
-        w = st.narrowing(s)
-        reduction = dn * w
-        d = d - reduction
-        offset += st.side * st.eccentricity * reduction / 2.0
-    d = np.clip(d, 0.0, None)
+    d, offset = apply_stenoses(dn, s, stenoses)
     return Tube(np.asarray(base_mm, dtype=float), s, d / 2.0, offset, name, group)
+
+
+def apply_stenoses(
+    normal_diameter_mm: np.ndarray, s_mm: np.ndarray, stenoses: tuple[Stenosis, ...] | list[Stenosis]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Diameter and lumen-centre offset after the stenoses (mm).
+
+    Narrowings compound multiplicatively (a focal lesion of p % inside diffuse
+    disease removes p % of the already narrowed lumen); each shifts the centre by
+    ``side * eccentricity * (its reduction) / 2``.
+
+    Returns
+    -------
+    diameter : ndarray, offset : ndarray (shape of ``s_mm``)
+    """
+    d = np.asarray(normal_diameter_mm, dtype=float).copy()
+    offset = np.zeros_like(d)
+    for st in stenoses:
+        reduction = d * st.narrowing(s_mm)
+        d = d - reduction
+        offset = offset + st.side * st.eccentricity * reduction / 2.0
+    return np.clip(d, 0.0, None), offset

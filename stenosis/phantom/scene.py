@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .geometry import NORMAL_DIAMETER_MM, Stenosis, Tube, make_tube, random_curve, spline_through
+from .geometry import NORMAL_DIAMETER_MM, Stenosis, Tube, apply_stenoses, make_tube, random_curve, spline_through
 from ..errors import InputError
 from .spec import PhantomSpec
 
@@ -51,14 +51,7 @@ class Scene:
     def diameter(self, s_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """True lumen diameter and lumen-centre offset of the main artery (mm)."""
         s = np.asarray(s_mm, dtype=float)
-        dn = self.normal_diameter(s)
-        d = dn.copy()
-        off = np.zeros_like(s)
-        for st in self.stenoses:
-            red = dn * st.narrowing(s)
-            d = d - red
-            off = off + st.side * st.eccentricity * red / 2.0
-        return np.clip(d, 0, None), off
+        return apply_stenoses(self.normal_diameter(s), s, self.stenoses)
 
 
 def _snap(v: float) -> float:
@@ -109,10 +102,16 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
     ends = np.concatenate([idx[breaks], [idx[-1]]])
     k = int(np.argmax(ends - starts))
     s_in, s_out = float(s[starts[k]]), float(s[ends[k]])
-    s_a = s_in + (0.18 * (s_out - s_in) if spec.feeding else 0.0)
+    # the feeding segment takes more of the field when it must hold the reference
+    s_a = s_in + ((0.3 if spec.artery_diseased else 0.18) * (s_out - s_in) if spec.feeding else 0.0)
     ell = spec.stenosis_length_mm
-    prox_room = (3.0 if spec.proximal_diseased else 4.0) * dn
-    dist_room = 5.0 * dn if spec.proximal_diseased else max(2.0 * dn, 4.0)
+    whole = spec.artery_diseased
+    if spec.proximal_diseased:
+        prox_room, dist_room = 3.0 * dn, 5.0 * dn
+    elif whole:
+        prox_room, dist_room = 2.0 * dn, max(2.0 * dn, 4.0)
+    else:
+        prox_room, dist_room = 4.0 * dn, max(2.0 * dn, 4.0)
     lo = s_a + 1.0 + prox_room + ell / 2
     hi = s_out - 1.0 - dist_room - ell / 2
     if hi < lo:
@@ -125,11 +124,27 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
         # a long, moderate narrowing of the whole proximal segment
         plen = les0 - s_a + 2.0
         stenoses.append(Stenosis(s_a - 1.0 + plen / 2, 30.0, plen, 0.0, 1))
-    s_p = _snap(max(s_a + 0.5, les0 - 5.0 * dn) if not spec.proximal_diseased else les0 - prox_room)
+    if whole:
+        # diffuse 30 % narrowing of the whole analysed artery (flat, 2-mm ramps)
+        f0, f1 = s_a + 2.0, s_out + 10.0
+        stenoses.append(Stenosis((f0 + f1) / 2, 30.0, f1 - f0 + 4.0, 0.0, 1, flat_mm=f1 - f0))
+    if spec.proximal_diseased:
+        s_p = _snap(les0 - prox_room)
+    elif whole:
+        s_p = _snap(max(s_a + 0.5, les0 - prox_room))
+    else:
+        s_p = _snap(max(s_a + 0.5, les0 - 5.0 * dn))
     s_d = _snap(min(s_out - 0.5, les1 + (6.0 if spec.proximal_diseased else 3.0) * dn))
+    feed_p = feed_d = None
     if spec.proximal_diseased:
         s_ref = _snap((les1 + 0.5 * dn + s_d) / 2)
         choice = "distal"
+    elif whole:
+        feed_p, feed_d = _snap(s_in + 1.0), _snap(s_a - 4.5)
+        if feed_d - feed_p < 2.0 * dn:
+            raise InputError("feeding segment too short for a reference; use a larger shape")
+        s_ref = _snap(max((feed_p + feed_d) / 2, feed_d - 1.5 * FEEDING_FACTOR * dn))
+        choice = "feeding"
     else:
         s_ref = _snap((s_p + les0) / 2)
         choice = "proximal"
@@ -145,7 +160,10 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
         "reference": s_ref,
         "taper": spec.taper,
         "feeding": bool(spec.feeding),
+        "feeding_proximal": feed_p,
+        "feeding_distal": feed_d,
     }
+    prox_lo = feed_d + 1.0 if whole else s_in  # keep branches and crossings off the feeding reference
     scene0 = Scene(
         make_tube(base, s, 1.0, name="main"), (), dn, tuple(stenoses), landmarks, choice
     )
@@ -153,7 +171,7 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
     main = Tube(base, s, d / 2.0, off, "main", "artery")
     others: list[Tube] = []
     # side branches, outside the reader's points
-    regions = [(s_d + dn + 2.0, s_out - 4.0), (s_in + 2.0, s_p - dn - 2.0)]
+    regions = [(s_d + dn + 2.0, s_out - 4.0), (prox_lo + 2.0, s_p - dn - 2.0)]
     positions: list[float] = []
     if spec.branch_fractions is not None:
         positions = [s_in + f * (s_out - s_in) for f in spec.branch_fractions]
@@ -183,7 +201,7 @@ def build_scene(spec: PhantomSpec, rng: np.random.Generator) -> Scene:
             sc = (les1 + s_d) / 2
         else:
             cand = [(s_out - 5.0 - (s_d + 5.0), (s_d + 5.0 + s_out - 5.0) / 2),
-                    (s_p - 5.0 - (s_in + 5.0), (s_in + 5.0 + s_p - 5.0) / 2)]
+                    (s_p - 5.0 - (prox_lo + 5.0), (prox_lo + 5.0 + s_p - 5.0) / 2)]
             room, sc = max(cand)
             if room < 0:
                 sc = None

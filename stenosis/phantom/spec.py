@@ -77,6 +77,7 @@ class PhantomSpec:
     crossing_in_segment: bool = False
     feeding: bool = False
     proximal_diseased: bool = False
+    artery_diseased: bool = False
     shape: tuple[int, int] = (512, 512)
     mm_per_px: tuple[float, float] = (0.2, 0.2)
     n_frames: int = 8
@@ -119,6 +120,10 @@ class PhantomSpec:
             object.__setattr__(self, "control_points_px", pts)
         if self.calibration not in CALIBRATION_ENCODINGS:
             raise InputError(f"calibration must be one of {[str(c) for c in CALIBRATION_ENCODINGS]}")
+        if self.artery_diseased and not self.feeding:
+            raise InputError("artery_diseased needs a feeding artery segment: set feeding=True")
+        if self.artery_diseased and self.proximal_diseased:
+            raise InputError("choose one of artery_diseased and proximal_diseased")
         if self.intensity_relationship not in ("LOG", "LIN"):
             raise InputError("intensity_relationship must be 'LOG' or 'LIN'")
         if self.subtracted and self.intensity_relationship != "LOG":
@@ -162,6 +167,7 @@ def random_spec(seed: int, **overrides) -> PhantomSpec:
 
     Draws from ``seed`` (independently of the rendering streams): artery, lesion
     severity 20-95% and length 3-12 mm, eccentricity, taper 0-8%, feeding segment,
+    WASID reference case (proximal 70 %, distal 15 %, feeding 15 %),
     pixel size 0.12-0.25 mm, blur, noise, motion, native or subtracted, calibration
     encoding, compression and beam angles. ``overrides`` replace any field.
 
@@ -198,5 +204,10 @@ def random_spec(seed: int, **overrides) -> PhantomSpec:
         secondary_angle_deg=float(np.round(rng.uniform(-30, 30), 1)),
         name=f"random_{seed}",
     )
+    case = rng.uniform()
+    if case > 0.85:
+        fields.update(feeding=True, artery_diseased=True)
+    elif case > 0.70:
+        fields.update(proximal_diseased=True)
     fields.update(overrides)
     return PhantomSpec(**fields)

@@ -9,10 +9,12 @@ Rules (stated once here, and in the package docstring):
 - reference (WASID): the normal diameter of the proximal artery at ``reference_rc``, the
   middle of the normal proximal segment between the proximal reader point and the
   lesion start (choice "proximal"); for runs with a diseased proximal segment, the
-  middle of the normal distal segment (choice "distal");
+  middle of the normal distal segment (choice "distal"); for runs whose whole
+  artery is diseased, the distal part of the normal feeding artery (choice
+  "feeding", between ``feeding_proximal_rc`` and ``feeding_distal_rc``);
 - percent_stenosis = (1 - MLD / reference) * 100 (Samuels et al., AJNR 2000;21:643-6);
 - lesion_length_mm: length of the contiguous arc around the MLD where the diameter is
-  below 0.9 x reference (0 when the MLD itself is not);
+  below 0.9 x reference, within the reader's points (0 when the MLD itself is not);
 - proximal_rc / distal_rc: reader-like points on the centreline, the proximal one at
   least 3 reference diameters (4-5 for these runs) before the lesion start, the distal
   one 2-6 reference diameters after its end.
@@ -55,12 +57,15 @@ def compute_truth(
     ref_d = float(scene.diameter(np.array([lm["reference"]]))[0][0])
     percent = (1.0 - mld / ref_d) * 100.0
     below = d < LESION_THRESHOLD * ref_d
+    # the lesion as a reader can see it: within the proximal..distal points
+    k_p = int(np.argmin(np.abs(arc - lm["proximal"])))
+    k_d = int(np.argmin(np.abs(arc - lm["distal"])))
     if below[i_mld]:
         a = i_mld
-        while a > 0 and below[a - 1]:
+        while a > k_p and below[a - 1]:
             a -= 1
         b = i_mld
-        while b < len(d) - 1 and below[b + 1]:
+        while b < k_d and below[b + 1]:
             b += 1
         lesion_length = float((b - a + 1) * TRUTH_STEP_MM)
     else:
@@ -77,9 +82,12 @@ def compute_truth(
         "reference_arc_mm": round(lm["reference"], 4),
         "reference_choice": scene.reference_choice,
         "lesion_length_mm": round(lesion_length, 4),
-        "lesion_rule": f"contiguous arc around the MLD with diameter < {LESION_THRESHOLD} x reference",
+        "lesion_rule": f"contiguous arc around the MLD with diameter < {LESION_THRESHOLD} x reference, "
+        "within the proximal..distal points",
         "proximal_rc": rc_at(lm["proximal"]),
         "distal_rc": rc_at(lm["distal"]),
+        "feeding_proximal_rc": rc_at(lm["feeding_proximal"]) if lm.get("feeding_proximal") is not None else None,
+        "feeding_distal_rc": rc_at(lm["feeding_distal"]) if lm.get("feeding_distal") is not None else None,
         "proximal_arc_mm": round(lm["proximal"], 4),
         "distal_arc_mm": round(lm["distal"], 4),
         "frame_index": int(frame_index),
