@@ -846,7 +846,11 @@ def warm_up(model: str = "unet", *, auto: bool = True) -> None:
 
 
 def _worker_main(conn, work, options, max_tasks, warm) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import warnings
+
+    # Python warnings would scribble over the parent's progress bar; what matters
+    # for a run is in its row (result warnings, error message)
+    warnings.simplefilter("ignore")
     if warm:
         if isinstance(options, WorkOptions):
             warm_up(options.model, auto=options.auto)
