@@ -132,7 +132,7 @@ SUMMARY_NAME = "summary.png"
 REPORTS_DIR = "reports"
 SR_DIR = "sr"
 
-DEFAULT_MAX_TASKS_PER_CHILD = 200
+DEFAULT_MAX_TASKS_PER_CHILD = 100
 
 
 class PointsFileError(InputError):
