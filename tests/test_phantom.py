@@ -10,7 +10,6 @@ from scipy import ndimage as ndi
 
 from stenosis.phantom import (
     PhantomSpec,
-    Stenosis,
     load_truth,
     make_phantom,
     make_tube,
@@ -104,7 +103,7 @@ def test_truth_is_self_consistent(phantom):
     st = t["stenoses"][0]
     assert st["position_mm"] - st["length_mm"] / 2 - t["proximal_arc_mm"] >= 3 * t["reference_diameter_mm"]
     assert t["proximal_arc_mm"] < t["reference_arc_mm"] < t["mld_arc_mm"] < t["distal_arc_mm"]
-    # lesion length by its rule: cosine w(s) > (1 - 0.9/(1-0)) ... computed independently
+    # lesion length by its rule, computed independently: p * w(s) > 0.1 on the cosine
     p = st["percent"] / 100
     half = st["length_mm"] / (2 * np.pi) * np.arccos(2 * 0.1 / p - 1)  # where p*w(s) = 0.1
     assert t["lesion_length_mm"] == pytest.approx(2 * half, abs=0.11)
@@ -428,3 +427,16 @@ def test_artery_disease_needs_a_feeding_segment():
 
     with pytest.raises(InputError, match="feeding=True"):
         PhantomSpec(artery_diseased=True)
+
+
+def test_truth_has_the_documented_keys(phantom):
+    import stenosis.phantom as ph_pkg
+
+    keys = ("segment percent_stenosis meets_50 mld_mm mld_rc reference_diameter_mm reference_rc "
+            "reference_choice lesion_length_mm proximal_rc distal_rc frame_index mm_per_px arc_mm "
+            "diameter_mm centerline_rc spec").split()
+    for k in keys:
+        assert k in phantom.truth, k
+        assert f"``{k}``" in ph_pkg.__doc__, k
+    n = len(phantom.truth["arc_mm"])
+    assert len(phantom.truth["diameter_mm"]) == len(phantom.truth["centerline_rc"]) == n
