@@ -526,6 +526,46 @@ def _deflated_garbage() -> bytes:
     return meta_bytes + bytes((i * 37 + 11) % 256 for i in range(600))
 
 
+def _patch_mask_frames(kind: str) -> Callable[[Path], Path]:
+    """A valid run whose MaskSubtractionSequence item holds a broken MaskFrameNumbers (0028,6110):
+    ``bad_vr`` (VR bytes 0x55 0x80) or ``odd_length`` (3 bytes for a US value; lengths of the
+    item and the sequence adjusted so the rest of the file still parses)."""
+
+    def write(folder: Path) -> Path:
+        path = write_xa(Path(folder) / f"mask_frames_{kind}.dcm")
+        data = bytearray(path.read_bytes())
+        i = data.find(b"\x28\x00\x10\x61US\x02\x00\x01\x00")
+        if i < 0:
+            raise ValueError("MaskFrameNumbers not found")
+        if kind == "bad_vr":
+            data[i + 4:i + 6] = b"\x55\x80"
+        else:
+            data[i + 6:i + 10] = b"\x03\x00\x01\x00"
+            data.insert(i + 10, 0)
+            item = data.rfind(b"\xfe\xff\x00\xe0", 0, i)
+            seq = data.rfind(b"\x28\x00\x00\x61SQ\x00\x00", 0, item)
+            for at in (item + 4, seq + 8):
+                (n,) = struct.unpack("<I", data[at:at + 4])
+                if n != 0xFFFFFFFF:
+                    data[at:at + 4] = struct.pack("<I", n + 1)
+        path.write_bytes(bytes(data))
+        return path
+
+    return write
+
+
+def _jpeg_lossless_bits(folder: Path) -> Path:
+    """A valid JPEG Lossless run (16-bit precision) whose header then says BitsAllocated 32."""
+    import pydicom
+
+    path = write_xa(Path(folder) / "jpeg_lossless_bits32.dcm", tube_frames(24, 32, 2),
+                    transfer_syntax=JPEG_LOSSLESS_SV1)
+    ds = pydicom.dcmread(path)
+    ds.BitsAllocated = 32
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 CASES: tuple[HostileCase, ...] = (
     # ---- not DICOM / empty / truncated
     HostileCase("not_dicom_text", _raw("notes.dcm", b"this is not a DICOM file\n" * 20), "error", "text named .dcm"),
@@ -621,6 +661,12 @@ CASES: tuple[HostileCase, ...] = (
         [b"\xff\x4f\xff\x51" + bytes(range(200))] * 3, ts=J2K_LOSSLESS)), "error", "JPEG 2000 noise"),
     HostileCase("jpeg_lossless_garbage", _mutated("jpeg_lossless_garbage", _encapsulated(
         [b"\xff\xd8\xff\xc3" + bytes(range(200))] * 3, ts=JPEG_LOSSLESS_SV1)), "error", "JPEG lossless noise"),
+    HostileCase("jpeg_lossless_bits32", _jpeg_lossless_bits, "any",
+                "JPEG Lossless 16-bit codestream, header BitsAllocated 32 (GDCM's JPEG codec aborts)"),
+    HostileCase("mask_frames_bad_vr", _patch_mask_frames("bad_vr"), "any",
+                "MaskFrameNumbers with VR bytes 0x55 0x80 inside the mask sequence"),
+    HostileCase("mask_frames_odd_length", _patch_mask_frames("odd_length"), "any",
+                "MaskFrameNumbers US value of 3 bytes inside the mask sequence"),
     # ---- odd but readable
     HostileCase("big_endian", lambda f: _base(f, "big_endian.dcm", ts=EXPLICIT_BE), "ok", "Explicit VR Big Endian"),
     HostileCase("implicit_vr", lambda f: _base(f, "implicit.dcm", ts=IMPLICIT_LE), "ok", "Implicit VR Little Endian"),
