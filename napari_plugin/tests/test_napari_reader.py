@@ -60,3 +60,23 @@ def test_viewer_opens_with_plugin_and_mm_scale(make_napari_viewer, xa_file):
     # 96 rows x 0.25 mm: the world extent is in mm
     np.testing.assert_allclose(layer.extent.world[1][1] - layer.extent.world[0][1], 96 * 0.25, atol=0.25)
     assert layer.metadata["stenosis"]["calibration_source"] == "pixel_spacing"
+
+
+WG04 = Path(__file__).resolve().parents[3] / "shared" / "data" / "wg04-xa1"
+
+
+@pytest.mark.parametrize("name", ["XA1_UNC", "XA1_JPLL"])
+def test_reader_real_cerebral_angiogram(name):
+    """The WG04 XA1 lateral cerebral angiogram (no file extension, no calibration tags)."""
+    path = WG04 / name
+    if not path.is_file():
+        pytest.skip(f"real data not found at {path}")
+    reader = napari_get_reader(str(path))
+    assert reader is not None
+    data, kwargs, _ = reader(str(path))[0]
+    assert data.shape == (1, 1024, 1024)
+    assert kwargs["scale"] == (1.0, 1.0, 1.0)
+    meta = kwargs["metadata"]["stenosis"]
+    assert meta["calibration_source"] == "none" and any("mm values are not reported" in w for w in meta["warnings"])
+    lo, hi = kwargs["contrast_limits"]
+    assert data.min() <= lo < hi <= data.max()

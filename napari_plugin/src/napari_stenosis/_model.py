@@ -400,7 +400,8 @@ def result_table(result: Any) -> list[tuple[str, str]]:
     cal = d.get("calibration") or {}
     mm = cal.get("mm_per_px")
     rows = [
-        ("Percent stenosis (WASID)", _fmt(d["percent_stenosis"], "%", 1)),
+        # from the result itself: the JSON's 2-decimal rounding would round twice
+        ("Percent stenosis (WASID)", _fmt(result.percent_stenosis, "%", 1)),
         (">= 50%", "YES" if d["meets_50"] else "no"),
         ("MLD (D stenosis)", f"{_fmt(d['mld_mm'], 'mm')}  [{_fmt(d.get('mld_px'), 'px')}]"),
         ("Reference (D normal)", f"{_fmt(d['reference_diameter_mm'], 'mm')}  [{_fmt(d.get('reference_diameter_px'), 'px')}]"),
