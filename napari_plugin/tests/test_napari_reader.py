@@ -80,3 +80,18 @@ def test_reader_real_cerebral_angiogram(name):
     assert meta["calibration_source"] == "none" and any("mm values are not reported" in w for w in meta["warnings"])
     lo, hi = kwargs["contrast_limits"]
     assert data.min() <= lo < hi <= data.max()
+
+
+def test_reader_opens_the_sample_folder(sample_runs):
+    """A folder of several runs (the bundled phantoms) gives one layer per run, each with
+    the mm scale of its own calibration (PixelSpacing, geometry, magnification or none)."""
+    from napari_stenosis._sample_data import sample_dir, sample_truth
+
+    folder = str(sample_dir())
+    layers = napari_get_reader(folder)(folder)
+    assert sorted(ly[1]["name"] for ly in layers) == sorted(p.stem for p in sample_runs)
+    for data, kwargs, _ in layers:
+        truth = sample_truth(kwargs["name"])
+        assert data.ndim == 3 and data.shape[0] > truth["frame_index"]
+        expected = [1.0, 1.0] if kwargs["metadata"]["stenosis"]["calibration_source"] == "none" else truth["mm_per_px"]
+        np.testing.assert_allclose(kwargs["scale"][1:], expected, rtol=1e-6)

@@ -196,3 +196,12 @@ def test_measure_sample_run(make_napari_viewer, qtbot, sample_runs):
     cl = viewer.layers[CENTERLINE_LAYER].data[0]
     # the traced centerline runs from the proximal to the distal point (within 3 px)
     assert np.hypot(*(cl[0] - truth["proximal_rc"])) < 3 and np.hypot(*(cl[-1] - truth["distal_rc"])) < 3
+
+    # the reader drags the reference marker onto the phantom's true reference site
+    markers = viewer.layers[MARKERS_LAYER]
+    with qtbot.waitSignal(widget.measured, timeout=180000):
+        markers.data = np.array([markers.data[0], truth["reference_rc"]])
+    manual = widget.session.result
+    assert manual.reference_choice == "manual" and manual.frame_index == truth["frame_index"]
+    assert manual.reference_diameter_mm == pytest.approx(truth["reference_diameter_mm"], abs=0.2)
+    assert manual.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
