@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,23 +82,23 @@ def fuzz_target(
     budget_s: float | None = None,
     measure_seeds: list[dict] | None = None,
     save_dir: Path | None = None,
+    workers: int = 1,
 ) -> FuzzReport:
-    """Run ``n`` fuzzed inputs (or until ``budget_s``) through ``target`` ('read' or 'measure')."""
+    """Run ``n`` fuzzed inputs (or until ``budget_s``) through ``target`` ('read' or 'measure').
+
+    ``workers`` child processes share the inputs (input i goes to child i mod workers), so
+    the numbering, and each input, do not depend on the number of workers."""
     op = {"read": "fuzz_read", "measure": "fuzz_measure"}[target]
     rep = FuzzReport("read_run" if target == "read" else "measure")
     setup = {"seeds_dir": str(seeds_dir), "base_seed": base_seed, "measure_seeds": measure_seeds or [],
              "warm_measure": target == "measure"}
     seeds = [p.read_bytes() for p in sorted(seeds_dir.glob("*.dcm"))]
-    seen: set[str] = set()
-    t0 = time.perf_counter()
-    with hostile.IsolatedWorker(timeout_s=timeout_s, setup=setup,
-                                mem_limit_mb=READ_MEM_LIMIT_MB if target == "read" else None) as w:
-        w.call({"op": "setup", **setup})  # start (and warm) the child before the clock matters
-        t0 = time.perf_counter()
-        for i in range(n):
-            if budget_s is not None and time.perf_counter() - t0 > budget_s:
-                break
-            r = w.call({"op": op, "i": i})
+    lock = threading.Lock()
+    started = threading.Event()
+    clock = {"t0": time.perf_counter()}
+
+    def record(i: int, r: dict) -> None:
+        with lock:
             rep.inputs += 1
             rep.mutations[r.get("mutation", "?").split("+")[0].split("/")[0]] += 1
             status = r["status"]
@@ -108,18 +111,31 @@ def fuzz_target(
                     rep.hangs += 1
                 else:
                     rep.crashes += 1
-                sig = _signature(r)
-                record = {"i": i, "signature": sig, "status": status, "type": r.get("type"),
-                          "message": str(r.get("message", ""))[:300], "where": r.get("where", ""),
-                          "traceback": r.get("traceback", "")}
-                rep.failures.append(record)
+                rep.failures.append({"i": i, "signature": _signature(r), "status": status, "type": r.get("type"),
+                                     "message": str(r.get("message", ""))[:300], "where": r.get("where", ""),
+                                     "traceback": r.get("traceback", "")})
                 if save_dir is not None and target == "read":
                     save_dir.mkdir(parents=True, exist_ok=True)
-                    data, how, k = hostile.fuzz_input(seeds, base_seed, i)
+                    data, _how, _k = hostile.fuzz_input(seeds, base_seed, i)
                     (save_dir / f"{status}-{i:07d}.dcm").write_bytes(data)
-                seen.add(sig)
-        rep.restarts = max(0, w.restarts - 1)
-    rep.seconds = time.perf_counter() - t0
+
+    def drive(w: int, ready: threading.Barrier) -> int:
+        with hostile.IsolatedWorker(timeout_s=timeout_s, setup=setup,
+                                    mem_limit_mb=READ_MEM_LIMIT_MB if target == "read" else None) as worker:
+            worker.call({"op": "setup", **setup})  # start (and warm) the child before the clock runs
+            ready.wait()
+            for i in range(w, n, workers):
+                if budget_s is not None and time.perf_counter() - clock["t0"] > budget_s:
+                    break
+                record(i, worker.call({"op": op, "i": i}))
+            return max(0, worker.restarts - 1)
+
+    ready = threading.Barrier(workers, action=lambda: clock.update(t0=time.perf_counter()))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        restarts = list(pool.map(lambda w: drive(w, ready), range(workers)))
+    rep.seconds = time.perf_counter() - clock["t0"]
+    rep.restarts = sum(restarts)
+    rep.failures.sort(key=lambda f: f["i"])
     return rep
 
 
@@ -153,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure-timeout", type=float, default=120.0, help="per-input deadline for measure (s)")
     ap.add_argument("--seed", type=int, default=0, help="base seed of the mutations")
     ap.add_argument("--save", type=Path, default=None, help="write crashing/hanging inputs here")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="child processes for read_run (default: min(2, CPUs))")
     args = ap.parse_args(argv)
     n = args.n if args.n is not None else (300 if args.small else 10_000)
     n_measure = args.n_measure if args.n_measure is not None else (6 if args.small else 60)
@@ -162,14 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         seeds_dir = Path(tmp) / "seeds"
         hostile.seed_corpus(seeds_dir)
         reports.append(fuzz_target("read", n=n, seeds_dir=seeds_dir, base_seed=args.seed, timeout_s=args.timeout,
-                                   budget_s=args.budget, save_dir=args.save))
+                                   budget_s=args.budget, save_dir=args.save, workers=max(1, args.workers)))
         has_measure = importlib.util.find_spec("stenosis.measure") is not None
         if n_measure and has_measure:
             specs = measure_seed_specs(Path(tmp) / "measure")
             reports.append(fuzz_target("measure", n=n_measure, seeds_dir=seeds_dir, base_seed=args.seed,
                                        timeout_s=args.measure_timeout, measure_seeds=specs))
         n_seeds = len(list(seeds_dir.glob("*.dcm")))
-    print(f"fuzzing stenosis: {n_seeds} seed runs, base seed {args.seed}, per-input timeout {args.timeout:g} s")
+    print(f"fuzzing stenosis: {n_seeds} seed runs, base seed {args.seed}, per-input timeout {args.timeout:g} s, "
+          f"{max(1, args.workers)} read_run workers")
     print(_table(reports))
     if n_measure and not has_measure:
         print("measure: skipped (stenosis.measure not written yet)")
