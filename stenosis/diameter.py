@@ -59,16 +59,23 @@ class ChordTable:
 
     def __call__(self, r: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Bilinear lookup of K(r, u); ``r`` and ``u`` broadcast, pixels."""
-        fr = np.clip(np.asarray(r, dtype=np.float64) / self.dr, 0, self.table.shape[0] - 1.000001)
-        fu = np.clip(np.abs(np.asarray(u, dtype=np.float64)) / self.du, 0, self.table.shape[1] - 1.000001)
+        kr, ku = self.table.shape
+        fr = np.clip(np.asarray(r, dtype=np.float64) * (1.0 / self.dr), 0, kr - 1.000001)
+        fu = np.clip(np.abs(np.asarray(u, dtype=np.float64)) * (1.0 / self.du), 0, ku - 1.000001)
         ir = fr.astype(np.intp)
         iu = fu.astype(np.intp)
         wr = fr - ir
         wu = fu - iu
-        t = self.table
-        a = t[ir, iu] * (1 - wu) + t[ir, iu + 1] * wu
-        b = t[ir + 1, iu] * (1 - wu) + t[ir + 1, iu + 1] * wu
-        return a * (1 - wr) + b * wr
+        # flat gathers (np.take on the raveled table) are several times faster than 2-D fancy indexing
+        flat = self.table.ravel()
+        k = ir * ku + iu
+        k, wr, wu = np.broadcast_arrays(k, wr, wu)
+        a = flat.take(k)
+        a += (flat.take(k + 1) - a) * wu
+        b = flat.take(k + ku)
+        b += (flat.take(k + ku + 1) - b) * wu
+        a += (b - a) * wr
+        return a
 
 
 def _chord_cell_mean(r: np.ndarray, u: np.ndarray, du: float) -> np.ndarray:
@@ -114,8 +121,12 @@ def chord_table(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable
     """
     sigma_px = float(max(sigma_px, 1e-3))
     # round the ranges up so that tables of one run share the cached spectrum
-    r_max_px = float(np.ceil(r_max_px))
-    u_max_px = float(np.ceil(u_max_px))
+    return _chord_table_cached(sigma_px, float(np.ceil(r_max_px)), float(np.ceil(u_max_px)))
+
+
+@functools.lru_cache(maxsize=64)
+def _chord_table_cached(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable:
+    """Deterministic, so cached per process (the table is read-only)."""
     pad = float(np.ceil(5 * max(sigma_px, 4.0) + 1))
     u_full, n_fft, spec = _chord_spectrum(r_max_px, u_max_px, pad)
     # Gaussian blur by FFT (the kernel is hundreds of table steps wide); the padding
@@ -126,6 +137,7 @@ def chord_table(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable
     i0 = int(np.argmin(np.abs(u_full)))
     n_u = int(np.ceil(u_max_px / _DU)) + 2
     table = np.ascontiguousarray(blurred[:, i0 : i0 + n_u])
+    table.flags.writeable = False
     return ChordTable(sigma_px, _DR, _DU, table)
 
 
@@ -193,6 +205,31 @@ def sample_profiles(
     return vals.mean(axis=1), inside
 
 
+#: OpenBLAS hands a product to its thread pool above about 2**18 multiply-adds; on a busy
+#: machine that pool costs 10-30x the single-thread time for the small products here, so
+#: large products are cut into row blocks that stay below it (results are identical).
+_BLAS_BLOCK_MACS = 2**18
+
+
+def _matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D arrays, computed in row blocks small enough for single-threaded BLAS."""
+    n, k = a.shape
+    m = b.shape[1]
+    rows = max(1, _BLAS_BLOCK_MACS // max(k * m, 1))
+    if n <= rows:
+        return a @ b
+    b = np.ascontiguousarray(b)
+    out = np.empty((n, m), dtype=np.result_type(a, b))
+    for i in range(0, n, rows):
+        np.matmul(a[i : i + rows], b, out=out[i : i + rows])
+    return out
+
+
+def _project_out(y: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """Rows of ``y`` (..., M) minus their projection on the orthonormal columns of ``E`` (M, 2)."""
+    return y - (y @ E) @ E.T
+
+
 def _projector(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Projector (M, M) onto the complement of span{1, x} and an orthonormal basis (M, 2) of the span."""
     X = np.stack([np.ones_like(x), x], axis=1)
@@ -220,10 +257,11 @@ def _scores(Qy, T, E, amplitude):
     ||QT||^2 = ||T||^2 - ||E^T T||^2. Returns (N, K) scores and amplitudes.
     """
     if T.shape[0] == Qy.shape[0]:
-        cross = np.einsum("nm,nkm->nk", Qy, T)
-        norm = np.einsum("nkm,nkm->nk", T, T) - ((T @ E) ** 2).sum(-1)
+        cross = (T @ Qy[:, :, None])[..., 0]
+        TE = T @ E
+        norm = (T * T).sum(-1) - (TE * TE).sum(-1)
     else:
-        cross = Qy @ T[0].T
+        cross = _matmul_rows(Qy, T[0].T)
         norm = ((T[0] ** 2).sum(-1) - ((T[0] @ E) ** 2).sum(-1))[None, :]
     if amplitude is None:
         safe = np.where(norm > 1e-12, norm, 1.0)
@@ -269,8 +307,8 @@ def fit_profiles(
     Y = np.asarray(profiles, dtype=np.float64)
     x = np.asarray(offsets_px, dtype=np.float64)
     n, m = Y.shape
-    Q, E = _projector(x)
-    Qy = Y @ Q
+    _, E = _projector(x)
+    Qy = _project_out(Y, E)
     r_hi = min(table.r_max - 0.3, r_max_px if r_max_px is not None else np.inf)
     # coarse grid shared by all profiles
     rg = np.arange(0.0, r_hi + 1e-9, 0.25)
@@ -307,7 +345,7 @@ def fit_profiles(
         R = np.clip(R + hr * o_r, 0.0, r_hi)
         C = np.clip(C + hc * o_c, -c_max_px - 1, c_max_px + 1)
     Tb = table(R[:, None], x[None, :] - C[:, None])
-    QTb = Tb @ Q
+    QTb = _project_out(Tb, E)
     if amplitude is None:
         nb = (QTb**2).sum(1)
         A = np.where(nb > 1e-12, np.maximum((Qy * QTb).sum(1), 0) / np.where(nb > 1e-12, nb, 1), 0.0)
@@ -550,10 +588,10 @@ def flag_side_vessels(
 
 def _free_amplitude(Y, x, tab, R, C):
     """Least-squares amplitude of each profile at its fitted (R, c), background projected out."""
-    Q, _ = _projector(x)
-    T = tab(R[:, None], x[None, :] - C[:, None]) @ Q
+    _, E = _projector(x)
+    T = _project_out(tab(R[:, None], x[None, :] - C[:, None]), E)
     nb = (T**2).sum(1)
-    return np.where(nb > 1e-12, (np.asarray(Y, float) @ Q * T).sum(1) / np.where(nb > 1e-12, nb, 1.0), 0.0)
+    return np.where(nb > 1e-12, (_project_out(np.asarray(Y, float), E) * T).sum(1) / np.where(nb > 1e-12, nb, 1.0), 0.0)
 
 
 def _quality_flags(Y, x, fit, free_amp, inside, sigma, amplitude, R):
