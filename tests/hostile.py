@@ -566,6 +566,39 @@ def _jpeg_lossless_bits(folder: Path) -> Path:
     return path
 
 
+def _rle_corrupt_run(folder: Path) -> Path:
+    """A valid 2-frame 16-bit RLE run whose second frame has the 4 bytes at offset 330 of its
+    fragment replaced by the integer 0x10000 (fuzz input 5385 of base seed 20240601):
+    pydicom refuses the segment, GDCM's RLE reader aborts the process."""
+    path = write_xa(Path(folder) / "rle_corrupt_run.dcm", tube_frames(24, 32, 2, diameter_px=5.0),
+                    transfer_syntax=RLE)
+    data = bytearray(path.read_bytes())
+    start = pixel_data_offset_bytes(bytes(data))
+    items, pos = [], start
+    while data[pos:pos + 4] == b"\xfe\xff\x00\xe0":
+        (n,) = struct.unpack("<I", data[pos + 4:pos + 8])
+        items.append((pos + 8, n))
+        pos += 8 + n
+    frag_start, frag_len = items[2]  # BOT, frame 0, frame 1
+    at = frag_start + min(330, frag_len - 4)
+    data[at:at + 4] = struct.pack("<I", 0x10000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _fuzz_case(folder: Path, base_seed: int, i: int) -> Path:
+    """Fuzz input ``i`` of ``base_seed`` (seeds from :func:`seed_corpus`), kept as a regression case."""
+    seeds_dir = Path(folder) / f".seeds_{base_seed}_{i}"
+    paths = seed_corpus(seeds_dir)
+    data, _how, _k = fuzz_input([p.read_bytes() for p in sorted(paths)], base_seed, i)
+    path = Path(folder) / f"fuzz_{base_seed}_{i}.dcm"
+    path.write_bytes(data)
+    import shutil
+
+    shutil.rmtree(seeds_dir, ignore_errors=True)
+    return path
+
+
 CASES: tuple[HostileCase, ...] = (
     # ---- not DICOM / empty / truncated
     HostileCase("not_dicom_text", _raw("notes.dcm", b"this is not a DICOM file\n" * 20), "error", "text named .dcm"),
@@ -663,6 +696,11 @@ CASES: tuple[HostileCase, ...] = (
         [b"\xff\xd8\xff\xc3" + bytes(range(200))] * 3, ts=JPEG_LOSSLESS_SV1)), "error", "JPEG lossless noise"),
     HostileCase("jpeg_lossless_bits32", _jpeg_lossless_bits, "any",
                 "JPEG Lossless 16-bit codestream, header BitsAllocated 32 (GDCM's JPEG codec aborts)"),
+    HostileCase("rle_corrupt_run", _rle_corrupt_run, "error", "RLE segment bytes overwritten"),
+    HostileCase("fuzz_20240601_5385", lambda f: _fuzz_case(f, 20240601, 5385), "error",
+                "fuzzed RLE run (corrupt segment, no FrameIncrementPointer): the GDCM fallback aborts"),
+    HostileCase("image_type_vr_is", _mutated("image_type_vr_is", _set_raw(0x00080008, "IS", b"2 ")), "any",
+                "ImageType stored with VR IS (a flipped VR byte)"),
     HostileCase("mask_frames_bad_vr", _patch_mask_frames("bad_vr"), "any",
                 "MaskFrameNumbers with VR bytes 0x55 0x80 inside the mask sequence"),
     HostileCase("mask_frames_odd_length", _patch_mask_frames("odd_length"), "any",
