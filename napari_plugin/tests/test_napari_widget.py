@@ -117,13 +117,33 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
         markers.data = np.array([[48.0, 60.0], [47.0, 90.0]])
     assert calls[-1]["reference"] == (47.0, 90.0) and calls[-1]["frame"] == 2
     assert widget.result_panel.table.as_dict()["Reference choice"].startswith("manual")
-    res_manual = widget.session.result
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
 
+    # the MLD marker is the library's: dragging it puts it back and says why
+    n_calls = len(calls)
+    markers.data = np.array([[40.0, 70.0], markers.data[1]])
+    np.testing.assert_allclose(markers.data[0], [48, 60])
+    assert len(calls) == n_calls and "narrowest" in widget.status_label.text()
+
+    # dragging the distal end of the centerline moves the distal point and traces again
+    centerline = viewer.layers[CENTERLINE_LAYER]
+    edited = np.array(centerline.data[0])
+    edited[-1] = (50.0, 100.0)
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        centerline.data = [edited]
+    assert calls[-1]["proximal"] == (48.0, 10.0) and calls[-1]["distal"] == (50.0, 100.0)
+    assert calls[-1]["reference"] is None  # the manual site belonged to the old segment
+    np.testing.assert_allclose(viewer.layers[POINTS_LAYER].data, [[48, 10], [50, 100]])
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    res_edited = widget.session.result
     paths = widget.export_to(tmp_path)
     rec = json.loads(paths["json"].read_text())
-    assert rec["reader"]["reference_override_rc"] == [47.0, 90.0]
-    assert rec["result"]["reference_choice"] == "manual" and rec["software"]["model_sha256"] == "f" * 64
+    actions = [a["action"] for a in rec["reader"]["actions"]]
+    assert actions.index("reference_moved") < actions.index("centerline_edited")
+    assert rec["reader"]["distal_rc"] == [50.0, 100.0] and rec["reader"]["reference_override_rc"] is None
+    assert rec["software"]["model_sha256"] == "f" * 64
     from matplotlib.image import imread
 
     png = imread(paths["png"])
@@ -138,7 +158,7 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
         widget.measure_button.click()
     assert blocker.args == ["no vessel near the proximal point; click on the artery"]
     qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
-    assert "click on the artery" in widget.status_label.text() and widget.session.result is res_manual
+    assert "click on the artery" in widget.status_label.text() and widget.session.result is res_edited
 
 
 def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):

@@ -493,7 +493,8 @@ class MeasureWidget(QWidget):
         pct = result.percent_stenosis
         self._set_status(
             f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}), "
-            f"reference {result.reference_choice}. Drag the green marker to move the reference."
+            f"reference {result.reference_choice}. Drag the green marker to move the reference "
+            "(select tool of the 'stenosis MLD / reference' layer)."
         )
         self.measured.emit(result)
 
@@ -558,6 +559,9 @@ class MeasureWidget(QWidget):
                     **g,
                 )
                 mk.events.data.connect(self._on_markers_changed)
+                # adjusting comes next: the markers can be dragged at once (space + drag pans)
+                self.viewer.layers.selection.active = mk
+                mk.mode = "select"
             else:
                 mk.data = geom["markers"]
                 mk.features = {"label": labels}
@@ -596,18 +600,34 @@ class MeasureWidget(QWidget):
         if not str(getattr(event, "action", "")).endswith("changed"):
             return
         layer = self._get_layer(MARKERS_LAYER)
-        moved = set(getattr(event, "data_indices", ()) or ())
-        if len(layer.data) < 2:
+        if len(layer.data) < 2:  # a marker was deleted: put them back
+            self._show_result(self.session.result)
             return
-        if 1 in moved or not moved:
-            self.move_reference(layer.data[1])
+        # which marker moved: compare with the result's (event indices cover all
+        # points when the data is replaced as a whole)
+        before = overlay_geometry(self.session.result)["markers"]
+        moved = {i for i in (0, 1) if np.hypot(*(np.asarray(layer.data[i][-2:]) - before[i])) > 0.01}
+        if 1 in moved:
+            self.move_reference(layer.data[1][-2:])
+            if 0 in moved:  # only the reference can be placed by hand
+                self._restore_mld_marker(before[0])
         elif 0 in moved:
+            self._restore_mld_marker(before[0])
             # the MLD is where the traced lumen is narrowest (the library decides it)
             self._set_status(
                 "The MLD marker marks the narrowest traced lumen and cannot be placed by hand; to grade "
                 "another lesion, move the proximal/distal points (or the centerline ends) around it."
             )
-            self._show_result(self.session.result)
+
+    def _restore_mld_marker(self, rc: Any) -> None:
+        layer = self._get_layer(MARKERS_LAYER)
+        data = np.array(layer.data, dtype=float)
+        data[0, -2:] = rc
+        self._syncing = True
+        try:
+            layer.data = data
+        finally:
+            self._syncing = False
 
     def _on_centerline_changed(self, event: Any) -> None:
         if self._syncing or self.session is None or self.session.result is None:
