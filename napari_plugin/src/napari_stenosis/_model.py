@@ -233,57 +233,6 @@ class ReadingSession:
         self._note("centerline_edited", proximal_rc=_round_rc(prox), distal_rc=_round_rc(dist))
         return "ends"
 
-    @property
-    def prompt(self) -> str:
-        return point_prompt(len(self.points))
-
-    @property
-    def ready(self) -> bool:
-        return len(self.points) == 2
-
-    def move_reference(self, rc: Sequence[float]) -> None:
-        """The reader placed the reference site at ``rc``: D_normal is measured there
-        (reference choice becomes ``manual``)."""
-        self.reference_rc = _rc(rc)
-        self._note("reference_moved", reference_rc=_round_rc(rc))
-
-    def use_reference_rule(self) -> None:
-        """Back to the WASID rule's own reference choice (drops a manual reference site)."""
-        if self.reference_rc is not None:
-            self.reference_rc = None
-            self._note("reference_rule")
-
-    @property
-    def reference_mode(self) -> str:
-        """``"manual"`` when the reader placed the reference, else ``"rule"``."""
-        return "rule" if self.reference_rc is None else ReferenceChoice.MANUAL.value
-
-    def set_feeding_points(self, points: Any) -> list[tuple[float, float]]:
-        """Two points (proximal, distal) on the feeding artery: makes the WASID feeding-artery
-        reference available (3rd choice; 2nd for the ICA). A third click starts a new pair."""
-        arr = np.asarray(points, dtype=float)
-        pts = [] if arr.size == 0 else [_rc(p) for p in arr.reshape(len(arr), -1)]
-        if len(pts) > 2:
-            pts = pts[-1:]
-        if pts != self.feeding:
-            self.feeding = pts
-            self._note("feeding_points", points_rc=[_round_rc(p) for p in pts])
-        return list(pts)
-
-    def set_centerline_ends(self, vertices: Any) -> bool:
-        """The reader edited the traced centerline: its first and last vertices become the
-        proximal and distal points (the path between them is traced again). Returns True
-        when the points changed."""
-        v = np.asarray(vertices, dtype=float)
-        if v.ndim != 2 or len(v) < 2:
-            return False
-        ends = [_rc(v[0]), _rc(v[-1])]
-        if len(self.points) == 2 and np.allclose(ends, self.points, atol=0.05):
-            return False
-        self.points = ends
-        self._note("centerline_edited", proximal_rc=_round_rc(ends[0]), distal_rc=_round_rc(ends[1]))
-        return True
-
     def calibrate_catheter(self, p1_rc: Sequence[float], p2_rc: Sequence[float], french: float) -> Any:
         """Calibrate from a line across a catheter of ``french`` size; returns the Calibration.
 
