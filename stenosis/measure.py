@@ -35,6 +35,10 @@ DEFAULT_STEP_MM = 0.1  # centerline sample step, mm at the isocentre
 UNCALIBRATED_STEP_PX = 0.5
 SNAP_MM = 2.0
 SNAP_PX_UNCALIBRATED = 8.0
+CROP_MARGIN_MM = 6.0  # margin of the probability crop around the reader's points
+CROP_MARGIN_PX_UNCALIBRATED = 30.0
+#: a frame whose vessels moved more than this from the traced frame is traced afresh
+MAX_FRAME_SHIFT_PX = 8.0
 
 
 def _as_rc(p: Any, name: str) -> tuple[float, float]:
@@ -78,11 +82,22 @@ def _box(points: list[tuple[float, float]], shape: tuple[int, int], margin: floa
     return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
 
 
+def _crop_margin(mm_per_px: float | None, span_px: float) -> float:
+    """Margin (px) of the probability crop around two points ``span_px`` apart.
+
+    A few mm beyond the points (the snap radius and the widest artery fit inside),
+    and a quarter of the span, so that a curving artery stays inside the crop; the
+    crop is widened when the traced path reaches its border."""
+    base = CROP_MARGIN_MM / mm_per_px if mm_per_px else CROP_MARGIN_PX_UNCALIBRATED
+    return float(max(base, 24.0, 0.25 * span_px))
+
+
 def _trace(image, a, b, *, model, step_px, snap_px, notes, margin):
     """Probability and centerline on a crop around a, b (whole frame when the path hits the border)."""
     shape = image.shape
     box = _box([a, b], shape, margin)
-    for attempt in range(2):
+    full_box = (slice(0, shape[0]), slice(0, shape[1]))
+    for attempt in range(3):
         off = np.array([box[0].start, box[1].start], float)
         sub = image[box]
         prob = _probability(sub, model, notes)
@@ -93,7 +108,7 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin):
         opac = np.clip(sm / q, 0.0, 1.0) if q > 0 else np.zeros_like(sm)
         trace_p = np.maximum(prob, opac)
         rc, arc = trace_centerline(trace_p, np.subtract(a, off), np.subtract(b, off), step_px=step_px, snap_radius_px=snap_px)
-        full = box == (slice(0, shape[0]), slice(0, shape[1]))
+        full = box == full_box
         near_border = (
             (rc[:, 0].min() < 2 and box[0].start > 0)
             or (rc[:, 1].min() < 2 and box[1].start > 0)
@@ -103,7 +118,9 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin):
         if full or not near_border:
             _check_contrast(sub, rc)
             return rc + off, arc, prob, box
-        box = (slice(0, shape[0]), slice(0, shape[1]))
+        # the path ran along the crop border: the vessel leaves the crop; widen it
+        box = _box([a, b], shape, 3.0 * margin) if attempt == 0 else full_box
+    _check_contrast(sub, rc)
     return rc + off, arc, prob, box
 
 
@@ -251,12 +268,12 @@ def measure(
             raise MeasurementError(f"frame {frame} is outside the run (0..{t_total - 1}); pick a frame from 0 to {t_total - 1}")
 
     from .frames import brightest_frame, select_frame
-    from .opacify import opacify
+    from .opacify import estimate_shift, opacify
 
     step_px = DEFAULT_STEP_MM / mm_per_px if mm_per_px else UNCALIBRATED_STEP_PX
     snap_px = max(SNAP_MM / mm_per_px, 5.0) if mm_per_px else SNAP_PX_UNCALIBRATED
     span = float(np.hypot(prox[0] - dist[0], prox[1] - dist[1]))
-    margin = max(48.0, 0.6 * span)
+    margin = _crop_margin(mm_per_px, span)
 
     stack = None
     if frame is None and t_total > 1:
@@ -266,12 +283,24 @@ def measure(
         guess = frame if frame is not None else 0
     image = opacify(run, frames=[guess], register=True)[0]
     rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin)
+    prob_origin = (float(box[0].start), float(box[1].start))
     chosen = guess
     if stack is not None:
         chosen, _ = select_frame(stack, rc)
         if chosen != guess:
-            image = opacify(run, frames=[chosen], register=True)[0]
-            rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin)
+            new_image = opacify(run, frames=[chosen], register=True)[0]
+            # the vessels of the chosen frame are those of the traced frame, moved by the
+            # patient's motion between the two frames: translate the path (and the
+            # vessel map) by the phase-correlation shift instead of tracing again; the
+            # re-centring below absorbs the rest. Large motion: trace afresh.
+            shift = estimate_shift(image[box], new_image[box], max_shift_px=2 * MAX_FRAME_SHIFT_PX)
+            image = new_image
+            if max(abs(shift[0]), abs(shift[1])) <= MAX_FRAME_SHIFT_PX:
+                rc = rc + np.asarray(shift, float)[None, :]
+                prob_origin = (prob_origin[0] + shift[0], prob_origin[1] + shift[1])
+            else:
+                rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin)
+                prob_origin = (float(box[0].start), float(box[1].start))
     rhint = _radius_hint(image, rc)
 
     prof0 = measure_diameters(image, rc, arc, radius_hint_px=rhint, mm_per_px=mm_per_px)
@@ -282,7 +311,7 @@ def measure(
         image, rc2, arc2, radius_hint_px=rhint, mm_per_px=mm_per_px,
         blur_sigma_px=prof0.blur_sigma_px, amplitude=prof0.amplitude,
     )
-    prof = flag_side_vessels(prof, prob, origin_rc=(box[0].start, box[1].start))
+    prof = flag_side_vessels(prof, prob, origin_rc=prob_origin)
     if prof.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
 
@@ -290,7 +319,7 @@ def measure(
     if feeding_proximal is not None:
         fa, fb = _as_rc(feeding_proximal, "feeding proximal"), _as_rc(feeding_distal, "feeding distal")
         frc, farc, fprob, fbox = _trace(image, fa, fb, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes,
-                                        margin=max(48.0, 0.6 * float(np.hypot(fa[0] - fb[0], fa[1] - fb[1]))))
+                                        margin=_crop_margin(mm_per_px, float(np.hypot(fa[0] - fb[0], fa[1] - fb[1]))))
         feeding_profile = measure_diameters(
             image, frc, farc, radius_hint_px=_radius_hint(image, frc), mm_per_px=mm_per_px,
             blur_sigma_px=prof.blur_sigma_px, amplitude=prof.amplitude,
