@@ -91,6 +91,7 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
     assert len(viewer.layers[EDGES_LAYER].data) == 2
     np.testing.assert_allclose(viewer.layers[MARKERS_LAYER].data, [[48, 60], [48, 30]])
     assert viewer.dims.current_step[0] == 2 and widget.frame_spin.value() == 2  # the result's frame
+    assert "frame 2 (chosen automatically)" in widget.status_label.text()
     table = widget.result_panel.table.as_dict()
     assert table["Percent stenosis (WASID)"] == "60.0 %" and table[">= 50%"] == "YES"
     assert table["MLD (D stenosis)"].startswith("1.00 mm")  # 4 px x 0.25 mm

@@ -231,6 +231,9 @@ class MeasureWidget(QWidget):
 
     def _refresh_runs(self, event: Any = None) -> None:
         layers = self._run_layers()
+        # forget the sessions of removed layers (an id can be reused by a new layer)
+        alive = {id(ly) for ly in self.viewer.layers}
+        self._sessions = {k: v for k, v in self._sessions.items() if k in alive}
         current = self.image_layer
         new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
         if new is not None and new in layers and RUN_KEY in new.metadata:
@@ -468,7 +471,8 @@ class MeasureWidget(QWidget):
         worker = thread_worker(
             _measure_worker, progress={"total": 0, "desc": "Measuring stenosis"}, ignore_errors=True
         )(request)
-        worker.returned.connect(lambda res, s=self.session: self._on_result(s, res))
+        auto = request.kwargs.get("frame") is None
+        worker.returned.connect(lambda res, s=self.session: self._on_result(s, res, auto_frame=auto))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -484,15 +488,16 @@ class MeasureWidget(QWidget):
             f"Measuring (frame choice, vessel model, centerline, diameters)... {time.monotonic() - self._t0:.0f} s"
         )
 
-    def _on_result(self, session: ReadingSession, result: Any) -> None:
+    def _on_result(self, session: ReadingSession, result: Any, *, auto_frame: bool = False) -> None:
         self._ticker.stop()
         session.accept(result)
         if session is not self.session:
             return
         self._show_result(result)
         pct = result.percent_stenosis
+        frame = f"frame {result.frame_index}" + (" (chosen automatically)" if auto_frame else "")
         self._set_status(
-            f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}), "
+            f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}) on {frame}, "
             f"reference {result.reference_choice}. Drag the green marker to move the reference "
             "(select tool of the 'stenosis MLD / reference' layer)."
         )
