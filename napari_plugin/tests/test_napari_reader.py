@@ -95,3 +95,22 @@ def test_reader_opens_the_sample_folder(sample_runs):
         assert data.ndim == 3 and data.shape[0] > truth["frame_index"]
         expected = [1.0, 1.0] if kwargs["metadata"]["stenosis"]["calibration_source"] == "none" else truth["mm_per_px"]
         np.testing.assert_allclose(kwargs["scale"][1:], expected, rtol=1e-6)
+
+
+def test_npe2_discovers_the_plugin():
+    """The installed distribution is found by npe2 with its reader, widget and samples."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-stenosis")
+    contrib = manifest.contributions
+    assert [w.display_name for w in contrib.widgets] == ["Measure stenosis"]
+    assert contrib.readers[0].accepts_directories
+    from napari_stenosis._sample_data import SAMPLES
+
+    assert {s.key for s in contrib.sample_data} == {"all_phantoms", *SAMPLES}
+    # every command resolves to an importable callable
+    for cmd in contrib.commands:
+        module, _, attr = cmd.python_name.partition(":")
+        assert callable(getattr(__import__(module, fromlist=[attr]), attr))
