@@ -13,8 +13,8 @@ Targets: 0 crashes and 0 hangs. Exit status 1 when either is non-zero.
 
 Usage::
 
-    python benchmarks/fuzz.py                 # 10,000 read_run inputs + 60 measure inputs
-    python benchmarks/fuzz.py --small         # a few hundred, for CI
+    python benchmarks/fuzz.py                 # 10,000 read_run inputs + 300 measure inputs
+    python benchmarks/fuzz.py --small         # a few hundred read_run + 20 measure inputs, for CI
     python benchmarks/fuzz.py --n 100000 --save crashes/   # keep crashing inputs
 
 Reproduce input ``i``: ``hostile.fuzz_input(seeds, base_seed, i)`` with the seed
@@ -161,9 +161,9 @@ def _table(reports: list[FuzzReport]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--small", action="store_true", help="CI size: 300 read_run inputs, 6 measure inputs")
+    ap.add_argument("--small", action="store_true", help="CI size: 300 read_run inputs, 20 measure inputs")
     ap.add_argument("--n", type=int, default=None, help="read_run inputs (default 10000)")
-    ap.add_argument("--n-measure", type=int, default=None, help="measure inputs (default 60)")
+    ap.add_argument("--n-measure", type=int, default=None, help="measure inputs (default 300)")
     ap.add_argument("--budget", type=float, default=None, help="stop the read_run campaign after this many seconds")
     ap.add_argument("--timeout", type=float, default=10.0, help="per-input deadline for read_run (s)")
     ap.add_argument("--measure-timeout", type=float, default=120.0, help="per-input deadline for measure (s)")
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="child processes for read_run (default: min(2, CPUs))")
     args = ap.parse_args(argv)
     n = args.n if args.n is not None else (300 if args.small else 10_000)
-    n_measure = args.n_measure if args.n_measure is not None else (6 if args.small else 60)
+    n_measure = args.n_measure if args.n_measure is not None else (20 if args.small else 300)
 
     reports = []
     with tempfile.TemporaryDirectory(prefix="stenosis-fuzz-seeds-") as tmp:

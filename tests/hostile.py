@@ -1267,7 +1267,18 @@ class _Worker:
         spec = self.measure_seeds[i % len(self.measure_seeds)]
         data = Path(spec["path"]).read_bytes()
         how = "none"
-        if rng.random() < 0.7:
+        u = rng.random()
+        if u < 0.35:  # hostile header values (calibration, sizes, bits, frame time, mask frames, ...)
+            with _quiet_warnings():
+                data, how = _mutate_tags(data, rng), "tags"
+        elif u < 0.7:  # damage inside the pixel data: the run still reads, the image is hostile
+            start = pixel_data_offset_bytes(data)
+            buf = bytearray(data)
+            for _ in range(int(rng.integers(1, 200))):
+                p = int(rng.integers(start, len(buf)))
+                buf[p] = int(rng.choice([0, 0xFF, int(rng.integers(0, 256))]))
+            data, how = bytes(buf), "pixels"
+        elif u < 0.85:
             data, how = mutate(data, rng, header_bytes=pixel_data_offset_bytes(data) + 16)
         prox, dist = list(spec["proximal"]), list(spec["distal"])
         pm = int(rng.integers(0, 8))
@@ -1295,7 +1306,11 @@ class _Worker:
                 out = {"status": "crash", "type": "contract", "message": f"percent_stenosis {ps!r} outside 0-100"}
         except BaseException as exc:  # noqa: BLE001
             out = _describe_exception(exc)
-        out.update(i=i, mutation=f"{how}/points{pm}", size=len(data))
+        out.update(i=i, mutation=f"{how}/points{pm}", size=len(data), seed_run=Path(spec["path"]).name,
+                   kwargs={k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
+        if out["status"] == "ok":
+            out["result"] = {k: d.get(k) for k in ("percent_stenosis", "mld_px", "reference_diameter_px", "mld_rc",
+                                                   "reference_rc", "frame_index", "warnings")}
         return out
 
     def selftest(self, req: dict) -> dict:

@@ -73,7 +73,7 @@ def test_fuzz_read_run(seeds_dir):
 @pytest.mark.skipif(importlib.util.find_spec("stenosis.measure") is None, reason="stenosis.measure not written yet")
 def test_fuzz_measure(seeds_dir, tmp_path):
     specs = fuzz.measure_seed_specs(tmp_path / "measure")
-    rep = fuzz.fuzz_target("measure", n=int(os.environ.get("STENOSIS_FUZZ_MEASURE_INPUTS", "8")),
+    rep = fuzz.fuzz_target("measure", n=int(os.environ.get("STENOSIS_FUZZ_MEASURE_INPUTS", "60")),
                            seeds_dir=seeds_dir, base_seed=BASE_SEED, timeout_s=180.0, measure_seeds=specs)
     print(f"\nfuzz measure: {rep.inputs} inputs, {rep.declared} refused, {rep.ok} measured")
     assert rep.crashes == 0 and rep.hangs == 0, _explain(rep)
@@ -90,11 +90,10 @@ def test_fuzz_inputs_are_reproducible(seeds_dir):
     assert len(distinct) >= 55, "mutations collapse onto few inputs"
 
 
-def test_worker_reports_native_crash_and_hang(tmp_path):
+def test_worker_reports_native_crash_and_hang():
     """The harness itself: a child that aborts is a crash, one that sleeps past its deadline a hang."""
     with hostile.IsolatedWorker(timeout_s=5.0) as w:
         w.call({"op": "setup"})
-        script = tmp_path / "boom.py"
         r = w.call({"op": "selftest", "what": "abort"})
         assert r["status"] == "crash" and "SIGABRT" in r["message"], r
         r = w.call({"op": "selftest", "what": "sleep"}, timeout_s=1.0)
@@ -103,7 +102,6 @@ def test_worker_reports_native_crash_and_hang(tmp_path):
         assert r["status"] == "crash" and r["type"] == "ZeroDivisionError", r
         r = w.call({"op": "selftest", "what": "declared"})
         assert r["status"] == "error" and r["type"] == "InputError", r
-        assert not script.exists()
 
 
 # --------------------------------------------------------------------------- property tests
