@@ -39,6 +39,8 @@ _LAZY = {
     "StenosisResult": "stenosis.result",
     "DiameterProfile": "stenosis.result",
     "phantom": "stenosis.phantom",
+    "find_lesion": "stenosis.auto",
+    "run_batch": "stenosis.batch",
 }
 
 __all__ = [
