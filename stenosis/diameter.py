@@ -212,16 +212,19 @@ _BLAS_BLOCK_MACS = 2**18
 
 
 def _matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D arrays, computed in row blocks small enough for single-threaded BLAS."""
+    """``a @ b`` for 2-D arrays, computed in blocks small enough for single-threaded BLAS."""
     n, k = a.shape
     m = b.shape[1]
-    rows = max(1, _BLAS_BLOCK_MACS // max(k * m, 1))
-    if n <= rows:
+    if n * k * m <= _BLAS_BLOCK_MACS:
         return a @ b
+    cols = min(m, max(16, _BLAS_BLOCK_MACS // max(16 * k, 1)))
+    rows = max(1, _BLAS_BLOCK_MACS // max(k * cols, 1))
     b = np.ascontiguousarray(b)
     out = np.empty((n, m), dtype=np.result_type(a, b))
-    for i in range(0, n, rows):
-        np.matmul(a[i : i + rows], b, out=out[i : i + rows])
+    for j in range(0, m, cols):
+        bj = np.ascontiguousarray(b[:, j : j + cols])
+        for i in range(0, n, rows):
+            np.matmul(a[i : i + rows], bj, out=out[i : i + rows, j : j + cols])
     return out
 
 

@@ -126,24 +126,44 @@ def find_mld(
     mld_px : float
     """
     arc = np.asarray(arc_px, float)
+    d_s = np.asarray(diameter_s, float)
     ok = valid & (arc >= arc[0] + exclude_px) & (arc <= arc[-1] - exclude_px)
     if not ok.any():
         ok = valid if valid.any() else np.ones_like(valid)
-    i = int(np.argmin(np.where(ok, diameter_s, np.inf)))
-    d0 = float(diameter_s[i])
+    i = int(np.argmin(np.where(ok, d_s, np.inf)))
+    d0 = float(d_s[i])
     if along_sigma_px <= 0 or d0 <= 0:
         return i, max(d0, 0.0)
-    half = max(2.0 * along_sigma_px, 1.5)
+    # The sample minimum of a noisy profile is biased low (the argmin picks a sample whose
+    # noise is negative, and makes the bottom look sharper than it is). The bottom of the
+    # lesion is therefore fitted with a parabola in area over the arc where the lesion is
+    # within a quarter of its depth from the minimum (at least +-2 blur sigmas): the fitted
+    # vertex averages the noise of all those samples, and its curvature gives the
+    # along-vessel blur correction: blurred area = area + c2 sigma^2.
+    d_hi = float(np.quantile(d_s[ok], 0.9))
+    level = d0 + 0.25 * max(d_hi - d0, 0.0)
+    lo = hi = i
+    while lo > 0 and ok[lo - 1] and d_s[lo - 1] <= level:
+        lo -= 1
+    while hi < d_s.size - 1 and ok[hi + 1] and d_s[hi + 1] <= level:
+        hi += 1
+    half = max(2.0 * along_sigma_px, 1.5, 0.5 * (arc[hi] - arc[lo]))
     sel = ok & (np.abs(arc - arc[i]) <= half)
     if sel.sum() >= 5:
-        a = diameter_s[sel] ** 2
-        s = arc[sel] - arc[i]
-        c2 = np.polyfit(s, a, 2)[0]  # a'' / 2
+        a = d_s[sel] ** 2
+        sv = arc[sel] - arc[i]
+        c2, c1, c0 = np.polyfit(sv, a, 2)
         if c2 > 0:
-            a0 = d0**2 - c2 * along_sigma_px**2
+            s_v = -c1 / (2.0 * c2)
+            if abs(s_v) <= half:
+                a_v = c0 - c1 * c1 / (4.0 * c2)
+                i = int(np.argmin(np.where(ok, np.abs(arc - (arc[i] + s_v)), np.inf)))
+            else:
+                a_v = d0**2
+            a0 = a_v - c2 * along_sigma_px**2
             # a first-order correction: never more than a quarter of the measured area
-            a0 = max(a0, 0.75 * d0**2)
-            return i, float(np.sqrt(a0))
+            a0 = max(a0, 0.75 * a_v)
+            return i, float(np.sqrt(max(a0, 0.0)))
     return i, d0
 
 
