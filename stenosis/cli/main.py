@@ -7,6 +7,7 @@ subcommand runs, so ``stenosis info`` never pays for torch.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -44,7 +45,24 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="stenosis")
+    """Entry point: like click's standalone mode, but every usage error is one line (SPEC)."""
+    try:
+        rv = cli.main(prog_name="stenosis", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `stenosis`: the help, as usual
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "stenosis"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        click.echo(f"stenosis: error: {message}; see '{where} --help'", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"stenosis: error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("stenosis: aborted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":
