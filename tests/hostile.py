@@ -744,6 +744,12 @@ FOLDER_CASES: tuple[HostileCase, ...] = (
 )
 
 
+def is_part10(path: str | os.PathLike) -> bool:
+    """True when the file starts with the 128-byte preamble and ``DICM`` (what find_runs looks for)."""
+    with open(path, "rb") as fh:
+        return fh.read(132)[128:132] == b"DICM"
+
+
 def write_case(case: HostileCase | str, folder: str | os.PathLike) -> Path:
     """Write one case (by object or name) into ``folder``; returns its path."""
     case = CASES_BY_NAME[case] if isinstance(case, str) else case
@@ -1312,6 +1318,17 @@ class _Worker:
             out["result"] = {k: d.get(k) for k in ("percent_stenosis", "mld_px", "reference_diameter_px", "mld_rc",
                                                    "reference_rc", "frame_index", "warnings")}
         return out
+
+    def read_runs(self, req: dict) -> dict:
+        """``stenosis.read_runs`` over a folder: runs read, errors collected, nothing raised."""
+        from stenosis.io import read_runs
+
+        errors: list = []
+        try:
+            runs = [r.source for r in read_runs(req["path"], errors=errors)]
+        except BaseException as exc:  # noqa: BLE001
+            return _describe_exception(exc)
+        return {"status": "ok", "runs": runs, "errors": [[str(e.source), e.message] for e in errors]}
 
     def selftest(self, req: dict) -> dict:
         """Misbehave on purpose so the harness can be tested: abort, sleep, raise."""

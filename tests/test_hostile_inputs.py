@@ -427,3 +427,26 @@ def test_cli_usage_error_one_line(args):
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, f"want one line on stderr, got {len(lines)}:\n{proc.stderr}"
+
+
+def test_read_runs_over_a_folder_of_hostile_files(tmp_path, worker):
+    """Every hostile file in one folder: read_runs reads the readable ones and reports one
+    one-line error per bad file; it never raises."""
+    import shutil
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    written_cases = hostile.write_all(tmp_path / "cases", CASES)
+    for name, path in written_cases.items():
+        shutil.copy(path, flat / f"{name}.dcm")
+    r = worker.call({"op": "read_runs", "path": str(flat)}, timeout_s=300)
+    assert r["status"] == "ok", f"read_runs raised {r.get('type')}: {r.get('message')} at {r.get('where')}"
+    read = {Path(p).stem for p in r["runs"]}
+    failed = {Path(p).stem for p, _ in r["errors"]}
+    dicom = {n for n, p in written_cases.items() if hostile.is_part10(p)}
+    for c in CASES:
+        if c.expect == "ok":
+            assert c.name in read, f"{c.name} not read from the folder"
+        if c.expect == "error" and c.name in dicom:
+            assert c.name in failed, f"{c.name} neither read nor reported"
+    assert all("\n" not in msg for _, msg in r["errors"])
