@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy import interpolate
 
 from .errors import MeasurementError
 
@@ -138,6 +137,8 @@ def smooth_resample(
         t = np.linspace(0, 1, n)
         rc = p[0] + (p[-1] - p[0]) * t[:, None]
         return rc, t * seg
+    from scipy import interpolate  # lazy: ~0.3 s of imports that only tracing needs
+
     d = np.r_[0, np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))]
     u = d / d[-1]
     k = 3

@@ -39,6 +39,8 @@ CROP_MARGIN_MM = 6.0  # margin of the probability crop around the reader's point
 CROP_MARGIN_PX_UNCALIBRATED = 30.0
 #: a frame whose vessels moved more than this from the traced frame is traced afresh
 MAX_FRAME_SHIFT_PX = 8.0
+#: pixel size (mm) at which the vessel probability is computed when the run's pixels are finer
+PROB_MM = 0.2
 
 
 def _as_rc(p: Any, name: str) -> tuple[float, float]:
@@ -60,17 +62,40 @@ def _check_inside(p: tuple[float, float], shape: tuple[int, int], name: str) -> 
         )
 
 
-def _probability(image: np.ndarray, model: str, notes: list[str]) -> np.ndarray:
+def _probability(image: np.ndarray, model: str, notes: list[str], *, factor: int = 1) -> np.ndarray:
+    """Vessel probability of ``image`` (iodine positive), computed on ``factor`` x ``factor``
+    block means when ``factor`` > 1 and brought back to the image grid (linear)."""
     from .segmentation import vessel_probability
 
+    small = image
+    if factor > 1:
+        h, w = image.shape
+        hh, ww = -(-h // factor) * factor, -(-w // factor) * factor
+        padded = np.pad(image, ((0, hh - h), (0, ww - w)), mode="edge")
+        small = padded.reshape(hh // factor, factor, ww // factor, factor).mean(axis=(1, 3))
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
-        p = vessel_probability(-image, model=model)
+        p = vessel_probability(-small, model=model)
     for w in caught:
         msg = str(w.message).split(";")[0]
         if msg not in notes:
             notes.append(msg)
-    return np.asarray(p, dtype=np.float32)
+    p = np.asarray(p, dtype=np.float32)
+    if factor > 1:
+        # block k covers pixels k*f .. k*f+f-1: its centre is at k*f + (f-1)/2
+        rr = (np.arange(image.shape[0]) - (factor - 1) / 2) / factor
+        cc = (np.arange(image.shape[1]) - (factor - 1) / 2) / factor
+        g = np.meshgrid(rr, cc, indexing="ij")
+        p = ndi.map_coordinates(p, g, order=1, mode="nearest").astype(np.float32)
+    return p
+
+
+def _prob_factor(mm_per_px: float | None) -> int:
+    """Block size that brings fine pixels to about PROB_MM for the vessel-probability model
+    (its scales are set for arteries a few to ~15 px wide; at 0.1 mm an ICA is 50 px)."""
+    if not mm_per_px:
+        return 1
+    return int(max(1, round(PROB_MM / mm_per_px)))
 
 
 def _box(points: list[tuple[float, float]], shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
@@ -92,7 +117,7 @@ def _crop_margin(mm_per_px: float | None, span_px: float) -> float:
     return float(max(base, 24.0, 0.25 * span_px))
 
 
-def _trace(image, a, b, *, model, step_px, snap_px, notes, margin):
+def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1):
     """Probability and centerline on a crop around a, b (whole frame when the path hits the border)."""
     shape = image.shape
     box = _box([a, b], shape, margin)
@@ -100,7 +125,7 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin):
     for attempt in range(3):
         off = np.array([box[0].start, box[1].start], float)
         sub = image[box]
-        prob = _probability(sub, model, notes)
+        prob = _probability(sub, model, notes, factor=factor)
         # the iodine signal itself peaks on the lumen centre: it keeps the path on wide
         # vessels where a line filter of limited scale responds only near the walls
         sm = ndi.gaussian_filter(sub, 1.0)
@@ -274,6 +299,7 @@ def measure(
     snap_px = max(SNAP_MM / mm_per_px, 5.0) if mm_per_px else SNAP_PX_UNCALIBRATED
     span = float(np.hypot(prox[0] - dist[0], prox[1] - dist[1]))
     margin = _crop_margin(mm_per_px, span)
+    pfac = _prob_factor(mm_per_px)
 
     stack = None
     if frame is None and t_total > 1:
@@ -282,7 +308,7 @@ def measure(
     else:
         guess = frame if frame is not None else 0
     image = opacify(run, frames=[guess], register=True)[0]
-    rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin)
+    rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin, factor=pfac)
     prob_origin = (float(box[0].start), float(box[1].start))
     chosen = guess
     if stack is not None:
@@ -299,7 +325,7 @@ def measure(
                 rc = rc + np.asarray(shift, float)[None, :]
                 prob_origin = (prob_origin[0] + shift[0], prob_origin[1] + shift[1])
             else:
-                rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin)
+                rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin, factor=pfac)
                 prob_origin = (float(box[0].start), float(box[1].start))
     rhint = _radius_hint(image, rc)
 
@@ -318,7 +344,7 @@ def measure(
     feeding_profile = None
     if feeding_proximal is not None:
         fa, fb = _as_rc(feeding_proximal, "feeding proximal"), _as_rc(feeding_distal, "feeding distal")
-        frc, farc, fprob, fbox = _trace(image, fa, fb, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes,
+        frc, farc, fprob, fbox = _trace(image, fa, fb, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, factor=pfac,
                                         margin=_crop_margin(mm_per_px, float(np.hypot(fa[0] - fb[0], fa[1] - fb[1]))))
         feeding_profile = measure_diameters(
             image, frc, farc, radius_hint_px=_radius_hint(image, frc), mm_per_px=mm_per_px,
