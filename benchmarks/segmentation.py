@@ -111,7 +111,8 @@ def accuracy(cases, models):
     scores = {m: {"dice": [], "cldice": []} for m in models}
     for _, img, truth in cases:
         for m, p in _probabilities(img, models).items():
-            mask = hysteresis_mask(p, high=0.5)
+            low = 0.25 if m == "classical" else 0.4  # as segment_vessels
+            mask = hysteresis_mask(p, high=0.5, low=low)
             scores[m]["dice"].append(dice_score(mask, truth))
             scores[m]["cldice"].append(cldice_score(mask, truth))
     return scores

@@ -40,6 +40,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", type=Path, default=HERE / "config.json",
                     help="architecture + training defaults (the shipped config.json)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split-seed", type=int, default=None, help="seed of the validation split (default --seed)")
     ap.add_argument("--n-val", type=int, default=8)
     ap.add_argument("--minutes", type=float, default=55.0, help="wall-time budget (sizes --steps)")
     ap.add_argument("--steps", type=int, default=0, help="fixed number of steps (overrides --minutes)")
@@ -231,6 +233,7 @@ def main(argv=None) -> int:
     ap.add_argument("--phantom-size", type=int, default=256)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights (continue a run)")
     ap.add_argument("--ship", action="store_true", help="copy best weights to models/unet.pt + hash")
     args = ap.parse_args(argv)
 
@@ -251,10 +254,12 @@ def main(argv=None) -> int:
     arch = cfg.get("architecture", {"in_channels": 1, "out_channels": 1, "base_channels": 8, "depth": 4,
                                     "growth": 2, "norm": "batch", "dropout": 0.0})
     log(f"argv: {' '.join(sys.argv)}")
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     log(f"architecture: {arch}")
 
     data = load_cimat(args.data)
-    train_ids, val_ids = split_ids([d[0] for d in data], args.n_val, args.seed)
+    train_ids, val_ids = split_ids([d[0] for d in data], args.n_val,
+                                     args.seed if args.split_seed is None else args.split_seed)
     train = [d for d in data if d[0] in train_ids]
     val = [d for d in data if d[0] in val_ids]
     log(f"real: {len(train)} train, {len(val)} validation ids {val_ids}")
@@ -262,6 +267,9 @@ def main(argv=None) -> int:
     phantoms_from_step = 0 if pool else None
 
     model = UNet(**arch)
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        log(f"initialised from {args.init} (sha256 {sha256(args.init)[:16]})")
     model.to(memory_format=torch.channels_last)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
@@ -313,7 +321,7 @@ def main(argv=None) -> int:
         opt.step()
         step += 1
         if step % 20 == 0:
-            log(f"step {step}/{total_steps or '?'} lr {lr:.2e} loss {float(loss):.4f} {json.dumps({k: round(v, 4) for k, v in parts.items()})}")
+            log(f"step {step}/{total_steps or '?'} lr {lr:.2e} loss {loss.item():.4f} {json.dumps({k: round(v, 4) for k, v in parts.items()})}")
         last = (step == total_steps) if total_steps else (time.time() - t_loop) >= budget_s
         if step % args.eval_every == 0 or last:
             ev = evaluate(model, val)
@@ -344,7 +352,8 @@ def main(argv=None) -> int:
         "architecture": arch,
         "inference": {"normalisation": "percentiles 0.5/99.5 -> [-1, 1]", "polarity": "vessels dark",
                       "threshold": 0.5, "max_single_px": 1024, "tile_px": 512, "overlap_px": 64},
-        "training": {"seed": args.seed, "steps": step, "schedule": "steps" if args.steps else "wall-time", "batch": args.batch, "patch": args.patch,
+        "training": {"seed": args.seed, "split_seed": args.seed if args.split_seed is None else args.split_seed,
+                     "init": None if args.init is None else {"path": str(args.init), "sha256": sha256(args.init)}, "steps": step, "schedule": "steps" if args.steps else "wall-time", "batch": args.batch, "patch": args.patch,
                      "lr": args.lr, "cldice_weight": args.cldice, "skel_iters": args.skel_iters,
                      "phantom_frac": args.phantom_frac if pool else 0.0, "phantom_pool": len(pool),
                      "phantoms_from_step": phantoms_from_step,
