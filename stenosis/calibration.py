@@ -119,7 +119,9 @@ _FG_SEQUENCES = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequ
 def find_attribute(ds: Any, keyword: str) -> Any:
     """Value of ``keyword`` at the top level of ``ds`` or, for enhanced multi-frame
     objects, in the shared or first per-frame functional group (any macro sequence
-    inside it). Returns None when absent or empty."""
+    inside it). Returns None when absent or empty, and skips what cannot be parsed
+    (pydicom converts values lazily: a corrupt element inside a sequence raises
+    only when read)."""
     value = _get(ds, keyword)
     if value is not None:
         return value
@@ -127,15 +129,27 @@ def find_attribute(ds: Any, keyword: str) -> Any:
         fg_seq = _get(ds, fg_name)
         if not fg_seq:
             continue
-        group = fg_seq[0]
+        try:
+            group = fg_seq[0]
+        except Exception:  # noqa: BLE001 - not a sequence (wrong VR)
+            continue
         value = _get(group, keyword)
         if value is not None:
             return value
-        for elem in group:
-            if elem.VR == "SQ" and elem.value:
+        try:
+            tags = list(group.keys())
+        except Exception:  # noqa: BLE001
+            continue
+        for tag in tags:
+            try:
+                elem = group[tag]
+                if elem.VR != "SQ" or not elem.value:
+                    continue
                 value = _get(elem.value[0], keyword)
-                if value is not None:
-                    return value
+            except Exception:  # noqa: BLE001 - an unreadable macro is skipped
+                continue
+            if value is not None:
+                return value
     return None
 
 

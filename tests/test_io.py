@@ -506,3 +506,94 @@ def test_jpeg_baseline_multiframe_cine(tmp_path):
     assert run.frames.shape == frames.shape and run.frames.dtype == np.uint8
     assert np.abs(run.frames.astype(int) - frames).mean() < 2.0
     assert "Baseline" in run.metadata.transfer_syntax_name
+
+
+# --------------------------------------------------------------------------- decoders in a child process
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="decoders run in a forked child only where fork exists")
+
+
+@needs_fork
+def test_child_decode_returns_what_the_child_wrote():
+    from stenosis.io import _decode_in_child
+
+    def fill(out):
+        out[:] = np.arange(out.size, dtype=out.dtype).reshape(out.shape)
+
+    out = _decode_in_child(Path("x.dcm"), fill, (2, 3, 4), np.dtype("<u2"), 5.0)
+    np.testing.assert_array_equal(out.reshape(-1), np.arange(24))
+
+
+@needs_fork
+def test_child_decoder_abort_becomes_input_error():
+    """A C++ exception escaping a codec aborts the process: here only the child dies."""
+    from stenosis.io import _decode_in_child
+
+    with pytest.raises(InputError, match="SIGABRT"):
+        _decode_in_child(Path("x.dcm"), lambda out: os.abort(), (1, 4, 4), np.dtype("u1"), 5.0)
+
+
+@needs_fork
+def test_child_decoder_spinning_is_stopped_by_its_cpu_budget():
+    import time
+
+    from stenosis.io import _decode_in_child, _DecoderStalled
+
+    def spin(out):
+        while True:
+            pass
+
+    t0 = time.perf_counter()
+    with pytest.raises(_DecoderStalled, match="corrupt"):
+        _decode_in_child(Path("x.dcm"), spin, (1, 4, 4), np.dtype("u1"), 0.2)
+    assert time.perf_counter() - t0 < 5.0  # 0.2 s of CPU; wall time on a loaded machine is a few times that
+
+
+def test_jpeg_header_with_bits_allocated_32_is_refused_before_gdcm(wg04_dir, tmp_path):
+    """Lossless JPEG labelled BitsAllocated 32 aborted GDCM (reliability defect 1)."""
+    ds = pydicom.dcmread(wg04_dir / "XA1_JPLL")
+    ds.BitsAllocated = 32
+    path = tmp_path / "jpll32.dcm"
+    ds.save_as(path)
+    with pytest.raises(InputError, match="BitsAllocated 32"):
+        read_run(path)
+
+
+def test_unreadable_mask_sequence_is_ignored_with_a_warning(tmp_path):
+    """A corrupt value inside a sequence raises lazily in pydicom (reliability defect 2)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    frames = np.full((3, 16, 24), 500, np.uint16)
+    path = write_xa(tmp_path / "mask.dcm", frames)
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.MaskOperation = "AVG_SUB"
+    ds.MaskSubtractionSequence = Sequence([item])
+    ds.save_as(path, enforce_file_format=True)
+    ds = pydicom.dcmread(path)
+    # an odd-length US value: pydicom raises BytesLengthException on first access
+    ds.MaskSubtractionSequence[0]._dict[Tag(0x00286110)] = RawDataElement(
+        Tag(0x00286110), "US", 3, b"\x01\x00\x02", 0, False, True)
+    ds.save_as(path, enforce_file_format=True)
+    run = read_run(path)
+    assert run.metadata.mask_frames == ()
+    assert any("MaskSubtractionSequence" in w and "unreadable" in w for w in run.warnings), run.warnings
+
+
+def test_scalar_image_type_is_one_value(tmp_path):
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    path = write_xa(tmp_path / "it.dcm", np.full((1, 16, 24), 500, np.uint16))
+    ds = pydicom.dcmread(path)
+    ds._dict[Tag(0x00080008)] = RawDataElement(Tag(0x00080008), "IS", 2, b"2 ", 0, False, True)
+    ds.save_as(path, enforce_file_format=True)
+    assert read_run(path).metadata.image_type == ("2",)
+
+
+def test_truncated_header_says_so(tmp_path):
+    path = write_xa(tmp_path / "t.dcm", np.full((2, 16, 24), 500, np.uint16))
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[:140])  # preamble, DICM and a few bytes of the meta header
+    with pytest.raises(InputError, match="DICOM header is truncated or corrupt; re-export the file"):
+        read_run(path)
