@@ -207,12 +207,16 @@ class WorkOptions:
         Write ``reports/<run>.png``.
     sr : bool
         Write a DICOM Structured Report ``sr/<run>.dcm`` (needs highdicom).
+    keep_identifiers : bool
+        The SR copies the patient/study identifiers and UIDs of the source
+        (default: a pseudonymous SR, see :mod:`stenosis.sr`).
     """
 
     out_dir: str
     model: str = "unet"
     reports: bool = True
     sr: bool = False
+    keep_identifiers: bool = False
     auto: bool = False  # some tasks are --auto (workers then warm skan's kernels too)
 
 
@@ -626,7 +630,8 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
 
             _atomic_save(
                 Path(options.out_dir) / SR_DIR / f"{stem}.dcm",
-                lambda tmp: write_sr(row, list(task.files) or [task.source], tmp),
+                lambda tmp: write_sr(row, list(task.files) or [task.source], tmp,
+                                     keep_identifiers=getattr(options, "keep_identifiers", False)),
                 ".dcm",
             )
         return row
@@ -1092,6 +1097,7 @@ def run_batch(
     model: str = "unet",
     reports: bool = True,
     sr: bool = False,
+    keep_identifiers: bool = False,
     scheduler: Any = None,
     work: Callable[[Task, Any], dict[str, Any]] | None = None,
     options: Any = None,
@@ -1118,6 +1124,8 @@ def run_batch(
         Skip tasks whose key already has a row in ``results.jsonl`` (ok or error);
         without it an existing journal is replaced.
     model : {"unet", "classical"}
+    keep_identifiers : bool
+        With `sr`: the SR keeps the source's patient/study identifiers (default: none).
     scheduler : str or distributed.Client, optional
         Dask scheduler address (``tcp://host:8786``) or a client: run there.
     work : callable, optional
@@ -1146,6 +1154,7 @@ def run_batch(
             model=model,
             reports=reports,
             sr=sr,
+            keep_identifiers=keep_identifiers,
             auto=any(t.mode == "auto" for t in tasks),
         )
     if sr and work is measure_one:

@@ -275,13 +275,18 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def _id_key() -> bytes:
+    """Key of the pseudonymous ids: ``STENOSIS_ID_KEY`` from the environment, else a fixed default."""
+    key_env = os.environ.get("STENOSIS_ID_KEY")
+    return key_env.encode("utf-8") if key_env else _DEFAULT_ID_KEY
+
+
 def run_id_from_uids(study_uid: str, series_uid: str, sop_uid: str) -> str:
     """Pseudonymous run id: first 16 hex of HMAC-SHA256(key, study|series|sop).
 
     The key is ``STENOSIS_ID_KEY`` from the environment (a fixed default
     otherwise: then ids are stable but anyone with the UIDs can recompute them)."""
-    key_env = os.environ.get("STENOSIS_ID_KEY")
-    key = key_env.encode("utf-8") if key_env else _DEFAULT_ID_KEY
+    key = _id_key()
     msg = "\\".join((str(study_uid), str(series_uid), str(sop_uid))).encode("utf-8")
     return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
 

@@ -12,9 +12,17 @@ references the source image (and frame), and three measurements:
 * WASID reference diameter (SCT 397413000, method "WASID reference", a local code
   in the ``99STENOSIS`` scheme, mm).
 
-mm values are left out when the run is uncalibrated. The SR copies the patient and
-study modules of the source image (it must attach to that study in PACS); it is
-only written on request (``--sr``). Built with highdicom (Herrmann et al., J Digit
+mm values are left out when the run is uncalibrated. By default the SR carries no
+patient identifier: it references a pseudonymous copy of the source image (empty
+patient name, birth date and sex, PatientID = the run id; no institution, referring
+physician or accession number; Study/Series/SOP Instance UIDs replaced by UIDs
+derived with the keyed hash of the run id, :func:`pseudonymous_uid`), so the
+reference structure stays consistent but points at no real study. With
+``keep_identifiers=True`` (``stenosis batch --sr --keep-identifiers``) it copies
+the patient and study modules of the source image so that it attaches to that
+study in PACS. It is only written on request (``--sr``). Missing type-2
+attributes in the source (PatientSex, StudyID, ... often dropped by anonymisers)
+are written empty. Built with highdicom (Herrmann et al., J Digit
 Imaging 2022;35:1719-37, doi:10.1007/s10278-022-00683-y).
 """
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Any, Mapping, Sequence
 from ._version import __version__
 from .errors import InputError, MissingExtraError
 
-__all__ = ["require_highdicom", "build_sr", "write_sr"]
+__all__ = ["require_highdicom", "build_sr", "write_sr", "pseudonymous_uid"]
 
 _SITES = {  # segment -> SNOMED CT artery
     "M1": ("17232002", "Middle cerebral artery"),
@@ -56,7 +64,69 @@ def _source_dataset(files: Sequence[str], frame_index: int):
         raise InputError(f"cannot re-read {os.path.basename(path)} for the SR ({exc}); skip --sr") from None
 
 
-def build_sr(row: Mapping[str, Any], files: Sequence[str]):
+#: Type-2 attributes of the Patient and General Study modules highdicom reads from the evidence.
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+          "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def pseudonymous_uid(kind: str, value: str) -> str:
+    """Deterministic stand-in for a UID: ``2.25.<int>`` of the keyed hash (HMAC-SHA256,
+    key ``STENOSIS_ID_KEY`` as for the run id) of ``kind|value``; 128 bits, at most 44
+    characters, so unrelated to the original without the key."""
+    import hashlib
+    import hmac
+
+    from .io import _id_key
+
+    digest = hmac.new(_id_key(), f"{kind}|{value}".encode("utf-8"), hashlib.sha256).digest()
+    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+
+
+def _text(ds: Any, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, None)
+    except Exception:  # noqa: BLE001 - a malformed value counts as absent
+        return ""
+    return "" if value is None else str(value)
+
+
+def _evidence(ds: Any, row: Mapping[str, Any], keep_identifiers: bool):
+    """The dataset the SR is built on: ``ds`` with empty type-2 values filled in, or
+    (default) a minimal pseudonymous copy holding no identifier."""
+    from pydicom.dataset import Dataset
+
+    if keep_identifiers:
+        out = ds.copy() if hasattr(ds, "copy") else ds
+        for kw in _TYPE2:
+            if kw not in out:
+                setattr(out, kw, "")
+        return out
+    study, series, sop = (_text(ds, k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
+    run_id = str(row.get("run_id") or "")
+    if not run_id:
+        from .io import run_id_from_uids
+
+        run_id = run_id_from_uids(study, series, sop)
+    out = Dataset()
+    out.SOPClassUID = _text(ds, "SOPClassUID") or "1.2.840.10008.5.1.4.1.1.12.1"
+    out.StudyInstanceUID = pseudonymous_uid("study", study)
+    out.SeriesInstanceUID = pseudonymous_uid("series", f"{study}|{series}")
+    out.SOPInstanceUID = pseudonymous_uid("sop", f"{study}|{series}|{sop}")
+    out.Modality = _text(ds, "Modality") or "XA"
+    for kw in ("Rows", "Columns", "NumberOfFrames"):
+        try:
+            value = ds.get(kw, None)
+            if value not in (None, ""):
+                setattr(out, kw, int(value))
+        except Exception:  # noqa: BLE001
+            pass
+    for kw in _TYPE2:
+        setattr(out, kw, "")
+    out.PatientID = run_id
+    return out
+
+
+def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: bool = False):
     """Build the SR dataset for one ok result row.
 
     Parameters
@@ -66,6 +136,10 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str]):
         ``reference_diameter_mm``, ``mld_rc``, ``segment``, ``frame_index``).
     files : sequence of str
         The run's file (multi-frame) or its single-frame files in frame order.
+    keep_identifiers : bool
+        Copy the patient and study modules and UIDs of the source (the SR then
+        attaches to that study in PACS). Default: a pseudonymous SR (no identifier,
+        deterministic UIDs derived from the source UIDs with the run-id key).
 
     Returns
     -------
@@ -76,7 +150,13 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str]):
     from pydicom.sr.codedict import codes
 
     frame = int(row.get("frame_index") or 0)
-    ds, multi = _source_dataset(files, frame)
+    source, multi = _source_dataset(files, frame)
+    ds = _evidence(source, row, keep_identifiers)
+    if keep_identifiers:
+        new_uid = lambda kind: hd.UID()  # noqa: E731 - fresh UIDs, as any new instance
+    else:
+        base = f"{ds.SOPInstanceUID}|{row.get('segment')}|{frame}"
+        new_uid = lambda kind: pseudonymous_uid(kind, base)  # noqa: E731 - same input, same SR
     n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     ref_frames = [frame + 1] if multi and n_frames > 1 else None
     src = hd.sr.SourceImageForRegion.from_source_image(ds, referenced_frame_numbers=ref_frames)
@@ -123,7 +203,7 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str]):
             )
         )
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{seg} stenosis"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid("sr-tracking"), identifier=f"{seg} stenosis"),
         referenced_region=region,
         finding_type=hd.sr.CodedConcept("415582006", "SCT", "Stenosis"),
         finding_sites=sites,
@@ -132,7 +212,7 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str]):
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="stenosis", manufacturer_name="stenosis developers"
+            uid=new_uid("sr-device"), name="stenosis", manufacturer_name="stenosis developers"
         ),
     )
     report = hd.sr.MeasurementReport(
@@ -144,22 +224,24 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str]):
         evidence=[ds],
         content=report,
         series_number=9901,
-        series_instance_uid=hd.UID(),
-        sop_instance_uid=hd.UID(),
+        series_instance_uid=new_uid("sr-series"),
+        sop_instance_uid=new_uid("sr-sop"),
         instance_number=1,
         manufacturer="stenosis",
         series_description="Residual stenosis (WASID)",
     )
 
 
-def write_sr(row: Mapping[str, Any], files: Sequence[str] | Any, path: str | os.PathLike) -> None:
+def write_sr(row: Mapping[str, Any], files: Sequence[str] | Any, path: str | os.PathLike, *,
+             keep_identifiers: bool = False) -> None:
     """Write the SR of one result row to `path` (see :func:`build_sr`).
 
     `files` may also be an :class:`~stenosis.io.AngioRun` (its ``source`` is used).
+    Without `keep_identifiers` the SR holds no patient identifier.
     """
     if hasattr(files, "source"):
         files = [str(files.source)]
     elif isinstance(files, (str, os.PathLike)):
         files = [os.fspath(files)]
-    sr = build_sr(row, list(files))
+    sr = build_sr(row, list(files), keep_identifiers=keep_identifiers)
     sr.save_as(os.fspath(path), enforce_file_format=True)

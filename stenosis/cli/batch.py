@@ -39,6 +39,11 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
     "--model", type=click.Choice(["unet", "classical"]), default="unet", show_default=True, help="Vessel model."
 )
 @click.option("--sr", is_flag=True, help="Also write a DICOM Structured Report per run (needs highdicom).")
+@click.option(
+    "--keep-identifiers",
+    is_flag=True,
+    help="With --sr: copy the patient/study identifiers and UIDs of the source into the SR (default: none).",
+)
 @click.option("--no-reports", is_flag=True, help="Skip the per-run PNG reports (faster).")
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="Dask scheduler (tcp://host:8786) to run on.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -55,6 +60,7 @@ def command(
     resume: bool,
     model: str,
     sr: bool,
+    keep_identifiers: bool,
     no_reports: bool,
     scheduler: str | None,
     quiet: bool,
@@ -91,6 +97,7 @@ def command(
         model=model,
         reports=not no_reports,
         sr=sr,
+        keep_identifiers=keep_identifiers,
         scheduler=scheduler,
         progress=not quiet,
     )
