@@ -100,3 +100,12 @@ def test_fit_profiles_free_amplitude():
     assert f.radius_px[0] == pytest.approx(4.0, abs=0.03)
     assert f.centre_px[0] == pytest.approx(0.4, abs=0.03)
     assert f.amplitude[0] == pytest.approx(0.07, rel=0.02)
+
+
+def test_blocked_products_equal_plain_products():
+    from stenosis.diameter import _matmul_rows
+
+    rng = np.random.default_rng(0)
+    for n, k, m in ((410, 95, 3000), (272, 37, 663), (5, 3, 4)):
+        a, b = rng.random((n, k)), rng.random((m, k)).T
+        np.testing.assert_allclose(_matmul_rows(a, b), a @ b, rtol=1e-12, atol=1e-12)

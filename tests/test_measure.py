@@ -98,3 +98,31 @@ def test_severity_is_monotonic_on_phantoms(tmp_path):
         assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
         pcts.append(res.percent_stenosis)
     assert pcts[0] < pcts[1] < pcts[2]
+
+
+def test_block_mean_probability_stays_on_the_vessel():
+    # a horizontal bright (iodine-positive) tube at row 40.5 + a diagonal one; the probability
+    # computed on 2x2 block means and brought back must peak on the same rows as at full size
+    from scipy import ndimage as ndi
+
+    from stenosis.measure import _probability
+
+    img = np.zeros((96, 128), np.float32)
+    rr, cc = np.mgrid[0:96, 0:128]
+    img += 10.0 * (np.abs(rr - 40.5) <= 5)
+    img += 10.0 * (np.abs((rr - cc) / np.sqrt(2) - 20.0) <= 4)
+    img = ndi.gaussian_filter(img, 1.0) + np.random.default_rng(0).normal(0, 0.3, img.shape).astype(np.float32)
+    notes: list[str] = []
+    full = _probability(img, "classical", notes)
+    half = _probability(img, "classical", notes, factor=2)
+    assert half.shape == full.shape
+    cols = slice(90, 120)  # away from the crossing
+    rows = np.arange(20, 60)[:, None]
+
+    def centre(p):  # centroid of the vessel mask (p > 0.5) in each column
+        m = p[20:60, cols] > 0.5
+        return (rows * m).sum(0) / np.maximum(m.sum(0), 1)
+
+    assert np.median(np.abs(centre(full) - 40.5)) <= 0.5
+    assert np.median(np.abs(centre(half) - 40.5)) <= 0.5
+    assert (half[38:44, cols] > 0.5).mean() > 0.9
