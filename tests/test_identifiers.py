@@ -268,3 +268,21 @@ def test_keep_identifiers_is_an_opt_in(planted_dir):
                 "--distal", POINTS[1], "--json", "--keep-identifiers")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert PLANTED["PatientID"].encode() in proc.stdout, "--keep-identifiers did not keep the patient ID"
+
+
+@needs_batch
+@needs_sr
+def test_batch_keep_identifiers_is_an_opt_in(planted_dir, tmp_path):
+    """``batch --sr --keep-identifiers`` puts the source's identity in the SR (and only there)."""
+    helptext = _cli("batch", "--help").stdout.decode()
+    if "--keep-identifiers" not in helptext:
+        pytest.skip("batch --keep-identifiers not implemented")
+    proc, out = _batch(planted_dir, tmp_path, ("calibrated.dcm",), "--sr", "--keep-identifiers")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r.get("status") for r in _rows(out)] == ["ok"], _rows(out)
+    leaks = _scan_tree(out)
+    srs = [k for k in leaks if (out / k).read_bytes()[128:132] == b"DICM"]
+    assert srs, "--keep-identifiers did not keep the identifiers in the SR"
+    assert PLANTED["PatientID"] in leaks[srs[0]] and PLANTED_UIDS["StudyInstanceUID"] in leaks[srs[0]]
+    others = {k: v for k, v in leaks.items() if k not in srs}
+    assert others == {}, f"--keep-identifiers is for the SR only; identifiers also in {others}"
