@@ -917,6 +917,9 @@ def _decode_in_child(path: Path, fill, shape: tuple[int, int, int], dtype: np.dt
             os.close(r)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2)  # codecs print refusals on C stderr
+            import faulthandler
+
+            faulthandler.disable()  # an abort here is reported by the parent, not dumped on the caller's stderr
             try:
                 fill(out)
                 msg, code = b"ok", 0
