@@ -326,7 +326,7 @@ def test_sr_round_trips_values_and_references_the_source(wg04_dir, tmp_path):
     src = wg04_dir / "XA1_UNC"
     row = {"percent_stenosis": 61.25, "mld_mm": 0.93, "reference_diameter_mm": 2.4,
            "mld_rc": [500.0, 400.0], "segment": "BA", "frame_index": 0}
-    write_sr(row, [str(src)], tmp_path / "r.dcm")
+    write_sr(row, [str(src)], tmp_path / "r.dcm", keep_identifiers=True)
     sr = hd.sr.srread(tmp_path / "r.dcm")
     (group,) = sr.content.get_planar_roi_measurement_groups()
     got = {(m.name.value, m.unit.value, m.derivation.value if m.derivation else None): m.value
