@@ -22,7 +22,7 @@ The run is sized to a wall-time budget (``--minutes``): the learning-rate
 schedule (warm-up + cosine) follows elapsed time, so a shared machine whose
 load changes still finishes on time with a complete schedule. ``--steps N``
 switches to a step-based schedule (exactly reproducible given the seed). Outputs go to ``--out`` (default
-``models/_run``): ``best.pt`` (best validation Dice), ``last.pt``,
+``models/checkpoints/run`` (git-ignored)): ``best.pt`` (best validation Dice), ``last.pt``,
 ``config.json`` and ``history.json``; ``--ship`` copies the best weights to
 ``models/unet.pt`` with ``config.json`` and ``weights.sha256``.
 
@@ -214,7 +214,7 @@ def sha256(path: Path) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--out", type=Path, default=HERE / "_run")
+    ap.add_argument("--out", type=Path, default=HERE / "checkpoints" / "run")
     ap.add_argument("--config", type=Path, default=HERE / "config.json",
                     help="architecture + training defaults (the shipped config.json)")
     ap.add_argument("--seed", type=int, default=0)

@@ -203,7 +203,7 @@ def test_unet_on_held_out_real_angiograms(cimat_dir):
         truth = io.imread(cimat_dir / f"{i}_gt.png") > 127
         dices.append(dice_score(segment_vessels(img, model="unet"), truth))
     # floor a few points under the measured values (MODEL_CARD.md)
-    assert min(dices) >= 0.58, dices
+    assert min(dices) >= 0.62, dices  # measured 0.658, 0.657 (ids 1, 2)
 
 
 @needs_weights

@@ -123,3 +123,13 @@ def test_shipped_corrupted_copy_raises(tmp_path):
         load_unet(bad, d / CONFIG_NAME, expected_sha256=_recorded_sha256())
     good = load_unet(d / WEIGHTS_NAME, d / CONFIG_NAME, expected_sha256=_recorded_sha256())
     assert isinstance(good, UNet)
+
+
+def test_folded_batchnorm_gives_the_same_map(net):
+    from stenosis.unet import fold_batchnorm
+
+    img = _frame((96, 128), seed=4)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # original untouched
+    np.testing.assert_allclose(predict_probability(folded, img), predict_probability(net, img), atol=1e-5)
