@@ -7,7 +7,7 @@ deterministic: a failure message names the input, and ``hostile.fuzz_input``
 rebuilds it.
 
 Size: ``STENOSIS_FUZZ_INPUTS`` (default 10,000) ``read_run`` inputs over two child
-processes, stopped early by the time budget ``STENOSIS_FUZZ_SECONDS`` (default 90 s;
+processes, stopped early by the time budget ``STENOSIS_FUZZ_SECONDS`` (default 180 s;
 a loaded 2-core machine does ~50 inputs/s, an idle one finishes the 10,000). At
 least ``STENOSIS_FUZZ_MIN_INPUTS`` (default 1500) must be tried, so a fuzzer that
 silently stalls fails too. ``python benchmarks/fuzz.py`` runs 10,000 without a budget.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import fuzz  # noqa: E402
 
 N_INPUTS = int(os.environ.get("STENOSIS_FUZZ_INPUTS", "10000"))
-BUDGET_S = float(os.environ.get("STENOSIS_FUZZ_SECONDS", "90"))
+BUDGET_S = float(os.environ.get("STENOSIS_FUZZ_SECONDS", "180"))
 MIN_INPUTS = int(os.environ.get("STENOSIS_FUZZ_MIN_INPUTS", "1500"))
 BASE_SEED = int(os.environ.get("STENOSIS_FUZZ_SEED", "20240601"))
 

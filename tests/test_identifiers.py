@@ -259,17 +259,6 @@ def test_batch_sr_with_missing_type2_attributes_keeps_the_measurement(tmp_path):
     assert row.get("status") == "ok", f"SR writing lost the measurement: {row.get('error')}"
 
 
-@pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure not written yet")
-def test_keep_identifiers_is_an_opt_in(planted_dir):
-    helptext = _cli("measure", "--help").stdout.decode()
-    if "--keep-identifiers" not in helptext:
-        pytest.skip("--keep-identifiers not implemented (opt-in for others to add)")
-    proc = _cli("measure", str(planted_dir / "calibrated.dcm"), "--segment", "M1", "--proximal", POINTS[0],
-                "--distal", POINTS[1], "--json", "--keep-identifiers")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert PLANTED["PatientID"].encode() in proc.stdout, "--keep-identifiers did not keep the patient ID"
-
-
 @needs_batch
 @needs_sr
 def test_batch_keep_identifiers_is_an_opt_in(planted_dir, tmp_path):
