@@ -28,6 +28,7 @@ _LAZY = {
     "read_run": "stenosis.io",
     "read_runs": "stenosis.io",
     "find_runs": "stenosis.io",
+    "is_dicom_file": "stenosis.io",
     "Calibration": "stenosis.calibration",
     "catheter_calibration": "stenosis.calibration",
     "manual_calibration": "stenosis.calibration",

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from stenosis import is_dicom_file  # the library's Part 10 preamble check (public API)
+
 __all__ = ["napari_get_reader", "read_angio", "run_to_layer_data", "is_dicom_file"]
 
 
@@ -32,16 +34,6 @@ RUN_KEY = "stenosis_run"
 
 #: folders larger than this are not scanned exhaustively for a DICOM file
 _MAX_SCAN = 4000
-
-
-def is_dicom_file(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a file with the DICOM Part 10 preamble (``DICM`` at byte 128)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _dir_has_dicom(path: Path) -> bool:
