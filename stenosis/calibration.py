@@ -107,7 +107,8 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         """``{"mm_per_px": [row_mm, col_mm] | None, "source": "..."}`` (JSON-ready)."""
         return {
-            "mm_per_px": None if self.mm_per_px is None else [self.mm_per_px[0], self.mm_per_px[1]],
+            # 12 significant digits: drops float noise of SOD/SID products (0.1599999999999979)
+            "mm_per_px": None if self.mm_per_px is None else [float(f"{v:.12g}") for v in self.mm_per_px],
             "source": self.source.value,
         }
 

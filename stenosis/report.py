@@ -149,7 +149,7 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None):
         color="#b00020" if result.meets_50 else "#14532d",
     )
     fig.text(0.03, 0.905,
-             f"{nums}   |   reference: {result.reference_choice} ({rw.description})   |   calibration: {cal_txt}   |   {result.file}",
+             f"{nums}   |   reference: {rw.description}   |   calibration: {cal_txt}   |   {result.file}",
              fontsize=8.5, ha="left")
     if result.warnings:
         fig.text(0.03, 0.015, "warnings: " + " | ".join(result.warnings)[:260], fontsize=7, color="#8a4b00", ha="left")
