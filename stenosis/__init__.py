@@ -40,6 +40,7 @@ _LAZY = {
     "StenosisResult": "stenosis.result",
     "DiameterProfile": "stenosis.result",
     "phantom": "stenosis.phantom",
+    "sample_dir": "stenosis.data",
     "find_lesion": "stenosis.auto",
     "run_batch": "stenosis.batch",
 }

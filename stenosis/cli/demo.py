@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..data import sample_dir
 from ._common import debug_option, error_boundary
 
 DEFAULT_SAMPLE = "v4_native_magnification"
@@ -18,15 +19,7 @@ DEFAULT_SAMPLE = "v4_native_magnification"
 
 def samples_dir() -> Path:
     """Folder of the bundled sample runs (installed package, else the source tree)."""
-    try:
-        from importlib.resources import files
-
-        d = Path(str(files("stenosis._samples")))
-        if any(d.glob("*.dcm")):
-            return d
-    except (ImportError, ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "sample_dicom"
+    return sample_dir()
 
 
 def sample_names() -> list[str]:

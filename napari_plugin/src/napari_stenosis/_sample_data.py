@@ -8,7 +8,6 @@ repository's ``sample_dicom/`` as the fallback for a source checkout.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,10 @@ SAMPLES = {
 
 
 def sample_dir() -> Path:
-    """Folder of the bundled sample runs."""
-    try:
-        d = Path(str(resources.files("stenosis._samples")))
-        if any(d.glob("*.dcm")):
-            return d
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[3] / "sample_dicom"
+    """Folder of the bundled sample runs (the library knows where they are)."""
+    import stenosis
+
+    return stenosis.sample_dir()
 
 
 def sample_files() -> list[Path]:
