@@ -29,6 +29,8 @@ Every output frame has its median (background) set to 0.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Sequence
 
 import numpy as np
@@ -150,34 +152,29 @@ def _black_tophat(frame: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- registration
+# bounded caches: crop shapes differ from run to run, and a batch worker lives for
+# hundreds of runs (an unbounded dict grew its memory run after run)
+@functools.lru_cache(maxsize=16)
 def _window(shape: tuple[int, int]) -> np.ndarray:
-    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
-
-
-_WINDOW_CACHE: dict[tuple[int, int], np.ndarray] = {}
+    win = np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
+    win.flags.writeable = False
+    return win
 
 
 def _spectrum(image: np.ndarray) -> np.ndarray:
-    shape = image.shape
-    win = _WINDOW_CACHE.get(shape)
-    if win is None:
-        win = _WINDOW_CACHE.setdefault(shape, _window(shape))
+    win = _window(tuple(image.shape))
     img = image.astype(np.float32, copy=True)
     img -= np.float32(img.mean())
     img *= win
     return sfft.rfft2(img, workers=1)
 
 
-_LOWPASS_CACHE: dict[tuple[int, int], np.ndarray] = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _lowpass(shape: tuple[int, int]) -> np.ndarray:
-    lp = _LOWPASS_CACHE.get(shape)
-    if lp is None:
-        fr = sfft.fftfreq(shape[0])[:, None]
-        fc = sfft.rfftfreq(shape[1])[None, :]
-        lp = np.exp(-2.0 * (np.pi * _PEAK_SIGMA_PX) ** 2 * (fr**2 + fc**2)).astype(np.float32)
-        _LOWPASS_CACHE[shape] = lp
+    fr = sfft.fftfreq(shape[0])[:, None]
+    fc = sfft.rfftfreq(shape[1])[None, :]
+    lp = np.exp(-2.0 * (np.pi * _PEAK_SIGMA_PX) ** 2 * (fr**2 + fc**2)).astype(np.float32)
+    lp.flags.writeable = False
     return lp
 
 
