@@ -504,23 +504,6 @@ def output_stem(key: str) -> str:
     return stem or "run"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _atomic_save(path: Path, writer: Callable[[str], None], suffix: str) -> None:
     """Call ``writer(tmp_path)`` then move the finished file into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -535,6 +518,18 @@ def _atomic_save(path: Path, writer: Callable[[str], None], suffix: str) -> None
         except OSError:
             pass
         raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` durably (fsync) and move it into place in one step."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _atomic_save(path, write, ".tmp")
 
 
 def _jsonable(obj: Any) -> Any:

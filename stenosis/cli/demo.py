@@ -17,13 +17,8 @@ from ._common import debug_option, error_boundary
 DEFAULT_SAMPLE = "v4_native_magnification"
 
 
-def samples_dir() -> Path:
-    """Folder of the bundled sample runs (installed package, else the source tree)."""
-    return sample_dir()
-
-
 def sample_names() -> list[str]:
-    return sorted(p.stem for p in samples_dir().glob("*.dcm"))
+    return sorted(p.stem for p in sample_dir().glob("*.dcm"))
 
 
 @click.command("demo")
@@ -44,10 +39,10 @@ def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: b
             click.echo(n)
         return
     if not names:
-        raise InputError(f"no sample runs found in {samples_dir()}; reinstall stenosis")
+        raise InputError(f"no sample runs found in {sample_dir()}; reinstall stenosis")
     if sample not in names:
         raise click.BadParameter(f"unknown sample {sample!r}; choose one of: {', '.join(names)}", param_hint="--sample")
-    dcm = samples_dir() / f"{sample}.dcm"
+    dcm = sample_dir() / f"{sample}.dcm"
     truth_file = dcm.with_suffix(".truth.json")
     truth = json.loads(truth_file.read_text())
 
