@@ -73,7 +73,7 @@ def naive_measure(run, proximal, distal, frame_index):
     from skimage.graph import route_through_array
     from skimage.morphology import skeletonize
 
-    from stenosis.opacify import opacify
+    from stenosis.opacification import opacify
 
     img = opacify(run, frames=[frame_index])[0]
     mask = img > threshold_otsu(img)

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         hostile.seed_corpus(seeds_dir)
         reports.append(fuzz_target("read", n=n, seeds_dir=seeds_dir, base_seed=args.seed, timeout_s=args.timeout,
                                    budget_s=args.budget, save_dir=args.save, workers=max(1, args.workers)))
-        has_measure = importlib.util.find_spec("stenosis.measure") is not None
+        has_measure = importlib.util.find_spec("stenosis.measurement") is not None
         if n_measure and has_measure:
             specs = measure_seed_specs(Path(tmp) / "measure")
             reports.append(fuzz_target("measure", n=n_measure, seeds_dir=seeds_dir, base_seed=args.seed,

@@ -43,7 +43,7 @@ def _child_cpu() -> float:
 
 def time_in_process(path: Path, truth: dict, model: str, n: int) -> tuple[tuple[float, float], list[float], list[float], float]:
     """(first wall, first cpu), [wall], [cpu], percent stenosis."""
-    from stenosis.measure import measure
+    from stenosis.measurement import measure
 
     args = (str(path), truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]))
     walls, cpus = [], []

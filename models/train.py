@@ -231,6 +231,8 @@ def main(argv=None) -> int:
     ap.add_argument("--phantom-frac", type=float, default=0.3)
     ap.add_argument("--phantoms", type=int, default=240, help="phantom pool size")
     ap.add_argument("--phantom-size", type=int, default=256)
+    ap.add_argument("--real-scale", type=float, nargs=2, default=(0.6, 1.8), metavar=("LO", "HI"),
+                    help="scale augmentation range of the real images")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (continue a run)")
@@ -284,7 +286,7 @@ def main(argv=None) -> int:
                 x, y = augment(img, mk, rng, args.patch, scale_range=(0.7, 1.4))
             else:
                 _, img, mk = train[int(rng.integers(len(train)))]
-                x, y = augment(img, mk, rng, args.patch)
+                x, y = augment(img, mk, rng, args.patch, scale_range=tuple(args.real_scale))
             xs.append(x)
             ys.append(y)
         x = torch.from_numpy(np.stack(xs)[:, None].astype(np.float32)).contiguous(memory_format=torch.channels_last)
@@ -356,7 +358,7 @@ def main(argv=None) -> int:
                      "init": None if args.init is None else {"path": str(args.init), "sha256": sha256(args.init)}, "steps": step, "schedule": "steps" if args.steps else "wall-time", "batch": args.batch, "patch": args.patch,
                      "lr": args.lr, "cldice_weight": args.cldice, "skel_iters": args.skel_iters,
                      "phantom_frac": args.phantom_frac if pool else 0.0, "phantom_pool": len(pool),
-                     "phantoms_from_step": phantoms_from_step,
+                     "phantoms_from_step": phantoms_from_step, "real_scale": list(args.real_scale),
                      "real_train_ids": train_ids, "real_val_ids": val_ids,
                      "command": " ".join(["python", "models/train.py", *sys.argv[1:]])},
         "validation": {k: best.get(k) for k in ("dice", "cldice", "step", "dice_per_image")},

@@ -3,7 +3,7 @@
 Used by ``stenosis batch --auto`` when no reader placed points. Steps:
 
 1. **Frame.** The frame with the strongest opacification (top-percentile iodine
-   signal of :func:`stenosis.opacify.opacify`), unless one is given.
+   signal of :func:`stenosis.opacify`), unless one is given.
 2. **Vessel mask.** :func:`stenosis.segmentation.vessel_probability` (U-Net or
    classical vesselness), hysteresis, small holes closed.
 3. **Vessel graph.** Skeletonisation (Zhang & Suen, CACM 1984;27:236-9, as in
@@ -100,7 +100,7 @@ class Lesion:
 def _opacified(run: Any) -> np.ndarray:
     """(T, H, W) float32, iodine positive; falls back to the inverted frames."""
     try:
-        from .opacify import opacify
+        from .opacification import opacify
 
         return np.asarray(opacify(run), dtype=np.float32)
     except ImportError:

@@ -569,7 +569,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
     """
     software = _software()
     try:
-        from .measure import measure
+        from .measurement import measure
 
         run = task.read()
         proximal, distal, frame = task.proximal, task.distal, task.frame
@@ -887,7 +887,7 @@ def _mp_context(*, heavy: bool = True):
         # every new or replaced worker starts with torch and the pipeline imported
         mods = ["stenosis.batch"]
         if heavy:
-            mods += ["numpy", "scipy.ndimage", "torch", "stenosis.measure", "stenosis.auto"]
+            mods += ["numpy", "scipy.ndimage", "torch", "stenosis.measurement", "stenosis.auto"]
         ctx.set_forkserver_preload(mods)
         return ctx
     return mp.get_context("spawn")

@@ -163,6 +163,7 @@ def trace_centerline(
     step_px: float,
     snap_radius_px: float,
     min_probability: float = 0.5,
+    waypoints: tuple[tuple[float, float], ...] | list = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centerline of the vessel from the proximal to the distal point.
 
@@ -176,6 +177,9 @@ def trace_centerline(
         Output arc step, pixels.
     snap_radius_px : float
         How far a point may be from the vessel, pixels.
+    waypoints : sequence of (row, col)
+        Inner points, in order from proximal to distal, that the path must pass
+        through (a reader's correction when the path takes a wrong vessel).
 
     Returns
     -------
@@ -188,7 +192,16 @@ def trace_centerline(
     b = snap_to_vessel(probability, distal_rc, radius_px=snap_radius_px, min_probability=min_probability, name="distal")
     if a == b:
         raise MeasurementError("the proximal and distal points fall on the same spot; place them along the artery, around the lesion")
-    path = minimum_cost_path(path_cost(probability), a, b)
+    stops = [a]
+    for k, w in enumerate(waypoints or ()):
+        p = snap_to_vessel(probability, w, radius_px=snap_radius_px, min_probability=min_probability, name=f"waypoint {k + 1}")
+        if p != stops[-1]:
+            stops.append(p)
+    if stops[-1] != b:
+        stops.append(b)
+    cost = path_cost(probability)
+    legs = [minimum_cost_path(cost, s, e) for s, e in zip(stops[:-1], stops[1:])]
+    path = np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]], axis=0)
     rc, arc = smooth_resample(path.astype(float), step_px=step_px)
     if arc[-1] < 5 * step_px or len(rc) < 8:
         raise MeasurementError("the traced segment is too short to measure; place the points further apart along the artery")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["segment_opacity", "select_frame", "brightest_frame"]
+__all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -95,3 +95,37 @@ def brightest_frame(stack: np.ndarray, box: tuple[slice, slice] | None = None) -
     k = max(int(0.02 * flat.shape[1]), 1)
     top = np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:]
     return int(np.argmax(top.sum(axis=1)))
+
+
+def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray | None = None) -> int:
+    """First guess of the analysed frame, before any trace: the frame with the most iodine
+    around the reader's points (the whole field without points).
+
+    :func:`stenosis.measure` starts from this frame, traces the segment, then moves to the
+    earliest frame in which the traced segment is fully opacified (:func:`select_frame`);
+    the result's ``frame_index`` is that final choice.
+
+    Parameters
+    ----------
+    run : AngioRun
+    points : sequence of (row, col), optional
+        Reader's points (proximal, waypoints, distal), pixels.
+    stack : (T, H, W) float, optional
+        The run's unregistered opacification, when the caller already has it.
+    """
+    t = run.frames.shape[0]
+    if t <= 1:
+        return 0
+    if stack is None:
+        from .opacification import opacify
+
+        stack = opacify(run, register=False)
+    box = None
+    if points is not None and len(points):
+        pts = np.asarray(points, float).reshape(-1, 2)
+        h, w = stack.shape[1:]
+        lo = np.maximum(np.floor(pts.min(axis=0) - margin_px).astype(int), 0)
+        hi = np.minimum(np.ceil(pts.max(axis=0) + margin_px).astype(int) + 1, (h, w))
+        if np.all(hi > lo):
+            box = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+    return brightest_frame(stack, box)

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .enums import ReferenceChoice, Segment
+from .errors import MeasurementError
 from .result import DiameterProfile
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent",
@@ -106,6 +107,7 @@ def find_mld(
     *,
     along_sigma_px: float,
     exclude_px: float = 0.0,
+    within: np.ndarray | None = None,
 ) -> tuple[int, float]:
     """Index and value of the minimal lumen diameter, with the along-vessel blur correction.
 
@@ -119,6 +121,8 @@ def find_mld(
         Total Gaussian blur along the vessel (imaging + averaging + smoothing), pixels.
     exclude_px : float
         Arc length excluded at each end (snapped end points), pixels.
+    within : (N,) bool, optional
+        Only these samples are searched (a reader's placement of the MLD).
 
     Returns
     -------
@@ -130,7 +134,10 @@ def find_mld(
     ok = valid & (arc >= arc[0] + exclude_px) & (arc <= arc[-1] - exclude_px)
     if not ok.any():
         ok = valid if valid.any() else np.ones_like(valid)
-    i = int(np.argmin(np.where(ok, d_s, np.inf)))
+    search = ok
+    if within is not None:  # the reader's placement limits where the minimum is, not the fit
+        search = (ok & within) if (ok & within).any() else within
+    i = int(np.argmin(np.where(search, d_s, np.inf)))
     d0 = float(d_s[i])
     if along_sigma_px <= 0 or d0 <= 0:
         return i, max(d0, 0.0)
@@ -254,6 +261,8 @@ def wasid(
     manual_index: int | None = None,
     manual_reference_px: float | None = None,
     feeding_profile: DiameterProfile | None = None,
+    force_choice: ReferenceChoice | str | None = None,
+    mld_near_index: int | None = None,
     smooth_px: float = 1.0,
     band_var_px2: float = 0.5,
 ) -> WasidMeasurement:
@@ -271,6 +280,12 @@ def wasid(
         Reader-forced reference diameter measured elsewhere (off the segment), pixels.
     feeding_profile : DiameterProfile, optional
         Profile of the feeding artery (3rd choice; for ICA the extracranial ICA, 2nd).
+    force_choice : {"proximal", "distal", "feeding"}, optional
+        Reader-chosen reference site: its best window is used whatever the WASID
+        order would pick (strict criteria first, relaxed when none qualifies).
+    mld_near_index : int, optional
+        Reader-placed MLD: the minimum is searched only within half a reference
+        diameter (at least two blur widths) of this sample.
     smooth_px : float
         Gaussian smoothing of the diameters along the vessel, pixels of arc.
     band_var_px2 : float
@@ -294,9 +309,15 @@ def wasid(
     # first reference guess: a robust maximum of the segment
     d0 = float(np.quantile(d_s[valid], 0.9))
     along = float(np.sqrt(profile.blur_sigma_px**2 + band_var_px2 + smooth_px**2))
-    i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0)
+    within = None
+    if mld_near_index is not None:
+        k = int(np.clip(mld_near_index, 0, arc.size - 1))
+        within = np.abs(arc - arc[k]) <= max(0.5 * d0, 2.0 * along, 2.0 * step)
+    i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0, within=within)
     # an occlusion: no lumen over several consecutive samples -> MLD 0 (not a smoothed residue)
     closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
+    if within is not None:
+        closed &= within
     if closed.any():
         run = np.where(closed)[0]
         i_mld, mld = int(run[len(run) // 2]), 0.0
@@ -365,6 +386,30 @@ def wasid(
             desc = "reader-forced reference on the traced segment"
             if i0 <= hi and i1 >= lo:
                 warns.append("the forced reference overlaps the lesion")
+    elif force_choice is not None:
+        choice = ReferenceChoice(str(getattr(force_choice, "value", force_choice)).lower())
+        if choice is ReferenceChoice.MANUAL:
+            raise MeasurementError("a manual reference needs a location (--reference ROW,COL), not a site")
+        if choice is ReferenceChoice.FEEDING:
+            if feed_w is None:
+                raise MeasurementError("no feeding-artery reference: give --feeding-proximal and --feeding-distal points on it")
+            win, ref = None, float(feed_ref)
+            desc = "feeding artery (reader-chosen site)"
+        else:
+            cands = prox if choice is ReferenceChoice.PROXIMAL else dist
+            win = _best(cands, strict=True)
+            relaxed = win is None
+            if relaxed:
+                win = _best(cands, strict=False)
+            if win is None:
+                raise MeasurementError(
+                    f"the {choice.value} part of the traced segment is too short for a reference window; "
+                    f"extend the trace {'before' if choice is ReferenceChoice.PROXIMAL else 'beyond'} the lesion"
+                )
+            ref = win.diameter_px
+            desc = f"{choice.value} {seg.value} (reader-chosen site{', relaxed criteria' if relaxed else ''})"
+            if seg is Segment.ICA and choice is ReferenceChoice.DISTAL:
+                warns.append("WASID has no distal reference for the ICA; the reader chose the distal segment")
     else:
         if seg is Segment.ICA:
             order = [("proximal", w_prox_site, "petrous ICA (1st choice)"),
@@ -398,7 +443,7 @@ def wasid(
             warns.append(f"proximal reference segment {why}; used the {desc}")
 
     if ref <= 0:
-        raise ValueError("reference diameter is zero")
+        raise MeasurementError("the reference diameter is zero; place the reference on a normal, opacified part of the artery")
     pct = (1.0 - mld / ref) * 100.0
     lo, hi = lesion_extent(d_s, i_mld, ref)
 

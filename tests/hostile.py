@@ -1153,11 +1153,10 @@ def _describe_exception(exc: BaseException) -> dict:
 
 
 def measure_function():
-    """The public ``stenosis.measure`` callable (tolerates the lazy name resolving to its module)."""
+    """The public ``stenosis.measure`` function."""
     import stenosis
 
-    fn = stenosis.measure
-    return fn if callable(fn) else fn.measure
+    return stenosis.measure
 
 
 def _summarise_run(run) -> dict:

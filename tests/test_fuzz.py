@@ -70,7 +70,7 @@ def test_fuzz_read_run(seeds_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("stenosis.measure") is None, reason="stenosis.measure not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("stenosis.measurement") is None, reason="stenosis.measure not written yet")
 def test_fuzz_measure(seeds_dir, tmp_path):
     specs = fuzz.measure_seed_specs(tmp_path / "measure")
     rep = fuzz.fuzz_target("measure", n=int(os.environ.get("STENOSIS_FUZZ_MEASURE_INPUTS", "60")),

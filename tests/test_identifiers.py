@@ -31,7 +31,7 @@ def _has(module: str) -> bool:
         return False
 
 
-needs_measure = pytest.mark.skipif(not _has("stenosis.measure"), reason="stenosis.measure not written yet")
+needs_measure = pytest.mark.skipif(not _has("stenosis.measurement"), reason="stenosis.measure not written yet")
 
 # the synthetic tube of hostile.tube_frames(48, 64): centre row 23.5, a stenosis at the centre column
 POINTS = ("23.5,4", "23.5,59")
@@ -207,7 +207,7 @@ def _rows(out: Path) -> list[dict]:
     return [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines() if ln.strip()]
 
 
-needs_batch = pytest.mark.skipif(not (_has("stenosis.cli.batch") and _has("stenosis.measure")),
+needs_batch = pytest.mark.skipif(not (_has("stenosis.cli.batch") and _has("stenosis.measurement")),
                                  reason="stenosis batch / measure not written yet")
 needs_sr = pytest.mark.skipif(not (_has("highdicom") and _has("stenosis.sr")), reason="SR needs highdicom and stenosis.sr")
 

@@ -105,7 +105,7 @@ def test_block_mean_probability_stays_on_the_vessel():
     # computed on 2x2 block means and brought back must peak on the same rows as at full size
     from scipy import ndimage as ndi
 
-    from stenosis.measure import _probability
+    from stenosis.measurement import _probability
 
     img = np.zeros((96, 128), np.float32)
     rr, cc = np.mgrid[0:96, 0:128]

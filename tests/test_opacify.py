@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 import stenosis
 from stenosis.errors import InputError
 from stenosis.io import AngioRun
-from stenosis.opacify import estimate_shift, opacify, shift_image
+from stenosis.opacification import estimate_shift, opacify, shift_image
 
 H = W = 128
 VESSEL_ROW = 64.0

@@ -26,7 +26,7 @@ import pytest
 import hostile
 
 pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("stenosis.measure") is None, reason="stenosis.measure not written yet"),
+    pytest.mark.skipif(importlib.util.find_spec("stenosis.measurement") is None, reason="stenosis.measure not written yet"),
     pytest.mark.skipif(importlib.util.find_spec("stenosis.phantom") is None, reason="stenosis.phantom not written yet"),
 ]
 

@@ -46,7 +46,7 @@ def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: b
     truth_file = dcm.with_suffix(".truth.json")
     truth = json.loads(truth_file.read_text())
 
-    from ..measure import measure
+    from ..measurement import measure
     from ..report import save_report
     from .measure import summary_lines
 

@@ -1,6 +1,6 @@
 """``stenosis measure PATH --segment S --proximal ROW,COL --distal ROW,COL``.
 
-Parses the arguments and calls :func:`stenosis.measure.measure`; no measurement
+Parses the arguments and calls :func:`stenosis.measure`; no measurement
 logic here. ``--json`` prints exactly one JSON object on stdout; the default is a
 short readable summary; ``--out DIR`` writes ``result.json`` and ``report.png``.
 Exit status: 0 measured, 2 usage error, 3 input the tool cannot measure.
@@ -57,24 +57,33 @@ def summary_lines(res) -> list[str]:
 @click.option("--pixel-mm", type=click.FloatRange(min=0, min_open=True), default=None, help="Pixel size in mm at the isocentre (overrides the file calibration).")
 @click.option("--model", type=click.Choice(["unet", "classical"], case_sensitive=False), default="unet", show_default=True, help="Vessel-probability model for the centerline.")
 @click.option("--reference", type=RC, default=None, help="Force the reference location, ROW,COL.")
+@click.option("--reference-choice", type=click.Choice(["proximal", "distal", "feeding"], case_sensitive=False), default=None,
+              help="Force the WASID reference site instead of the rule's order.")
+@click.option("--mld", "mld", type=RC, default=None, help="Place the MLD: the minimum is searched near ROW,COL only.")
+@click.option("--waypoint", "waypoints", type=RC, multiple=True,
+              help="Inner centerline point ROW,COL the trace must pass (repeat, proximal to distal).")
 @click.option("--feeding-proximal", type=RC, default=None, help="Feeding artery (WASID 3rd choice) proximal point, ROW,COL.")
 @click.option("--feeding-distal", type=RC, default=None, help="Feeding artery distal point, ROW,COL.")
 @debug_option
 @error_boundary
 def command(path: Path, segment: str, proximal, distal, frame, as_json: bool, out_dir: Path | None,
-            pixel_mm: float | None, model: str, reference, feeding_proximal, feeding_distal, debug: bool = False) -> None:
+            pixel_mm: float | None, model: str, reference, reference_choice, mld, waypoints, feeding_proximal, feeding_distal,
+            debug: bool = False) -> None:
     """Measure WASID percent stenosis of one segment of the run in PATH."""
     from ..errors import InputError
 
     if (feeding_proximal is None) != (feeding_distal is None):
         raise click.UsageError("give both --feeding-proximal and --feeding-distal, or neither")
+    if reference is not None and reference_choice is not None:
+        raise click.UsageError("give either --reference ROW,COL or --reference-choice, not both")
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
-    from ..measure import measure
+    from ..measurement import measure
 
     res = measure(
         path, segment.upper(), proximal, distal, frame,
-        model=model.lower(), reference=reference, feeding_proximal=feeding_proximal,
+        model=model.lower(), reference=reference, reference_choice=reference_choice, mld=mld,
+        waypoints=list(waypoints), feeding_proximal=feeding_proximal,
         feeding_distal=feeding_distal, pixel_mm=pixel_mm,
     )
     d = res.to_dict()

@@ -263,15 +263,3 @@ def _shift_axis(image: np.ndarray, d: float, axis: int) -> np.ndarray:
     b *= frac
     a += b
     return a
-
-
-# ``stenosis.opacify`` names both this module and the function. Importing a
-# submodule binds it on the package, so ``stenosis.opacify`` is this module as
-# soon as anything imports it; making the module callable keeps the public call
-# ``stenosis.opacify(run)`` of the SPEC working either way.
-class _CallableModule(__import__("types").ModuleType):
-    def __call__(self, run, **kwargs):
-        return opacify(run, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule

@@ -12,8 +12,6 @@ reader's points (widened to the whole frame if the path reaches the crop border)
 from __future__ import annotations
 
 import os
-import sys
-import types
 import warnings as _warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from scipy import ndimage as ndi
 from ._version import __version__
 from .centerline import recenter, snap_to_vessel, trace_centerline
 from .diameter import flag_side_vessels, measure_diameters
-from .enums import ModelName, Segment
+from .enums import ModelName, ReferenceChoice, Segment
 from .errors import InputError, MeasurementError
 from .result import ReferenceWindow, StenosisResult
 from .wasid import wasid
@@ -117,10 +115,12 @@ def _crop_margin(mm_per_px: float | None, span_px: float) -> float:
     return float(max(base, 24.0, 0.25 * span_px))
 
 
-def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1):
-    """Probability and centerline on a crop around a, b (whole frame when the path hits the border)."""
+def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1, waypoints=()):
+    """Probability and centerline on a crop around a, b (and the waypoints; whole frame when
+    the path hits the crop border)."""
     shape = image.shape
-    box = _box([a, b], shape, margin)
+    pts = [a, *waypoints, b]
+    box = _box(pts, shape, margin)
     full_box = (slice(0, shape[0]), slice(0, shape[1]))
     for attempt in range(3):
         off = np.array([box[0].start, box[1].start], float)
@@ -132,7 +132,8 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1):
         q = float(np.quantile(sm, 0.995))
         opac = np.clip(sm / q, 0.0, 1.0) if q > 0 else np.zeros_like(sm)
         trace_p = np.maximum(prob, opac)
-        rc, arc = trace_centerline(trace_p, np.subtract(a, off), np.subtract(b, off), step_px=step_px, snap_radius_px=snap_px)
+        rc, arc = trace_centerline(trace_p, np.subtract(a, off), np.subtract(b, off), step_px=step_px, snap_radius_px=snap_px,
+                                   waypoints=[tuple(np.subtract(w, off)) for w in waypoints])
         full = box == full_box
         near_border = (
             (rc[:, 0].min() < 2 and box[0].start > 0)
@@ -144,7 +145,7 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1):
             _check_contrast(sub, rc)
             return rc + off, arc, prob, box
         # the path ran along the crop border: the vessel leaves the crop; widen it
-        box = _box([a, b], shape, 3.0 * margin) if attempt == 0 else full_box
+        box = _box(pts, shape, 3.0 * margin) if attempt == 0 else full_box
     _check_contrast(sub, rc)
     return rc + off, arc, prob, box
 
@@ -209,6 +210,9 @@ def measure(
     *,
     model: str | ModelName = "unet",
     reference: tuple[float, float] | None = None,
+    reference_choice: str | ReferenceChoice | None = None,
+    mld: tuple[float, float] | None = None,
+    waypoints: list[tuple[float, float]] | tuple = (),
     feeding_proximal: tuple[float, float] | None = None,
     feeding_distal: tuple[float, float] | None = None,
     pixel_mm: float | None = None,
@@ -229,7 +233,13 @@ def measure(
     model : {"unet", "classical"}
         Vessel-probability model used for the centerline.
     reference : (row, col), optional
-        Force the reference location (reader override).
+        Force the reference location (reader override; ``reference_choice`` "manual").
+    reference_choice : {"proximal", "distal", "feeding"}, optional
+        Force the WASID reference site (reader override); None follows the WASID order.
+    mld : (row, col), optional
+        Reader-placed MLD: the minimal diameter is searched only near this point.
+    waypoints : sequence of (row, col)
+        Inner centerline points, proximal to distal, the trace must pass through.
     feeding_proximal, feeding_distal : (row, col), optional
         Two points on the feeding artery (WASID 3rd choice; for ICA, the
         extracranial ICA).
@@ -285,6 +295,26 @@ def measure(
     for p, name in ((reference, "reference"), (feeding_proximal, "feeding proximal"), (feeding_distal, "feeding distal")):
         if p is not None:
             _check_inside(_as_rc(p, name), (h, w), name)
+    wps = [_as_rc(p, f"waypoint {k + 1}") for k, p in enumerate(waypoints or ())]
+    for k, p in enumerate(wps):
+        _check_inside(p, (h, w), f"waypoint {k + 1}")
+    mld_rc_in = None if mld is None else _as_rc(mld, "MLD")
+    if mld_rc_in is not None:
+        _check_inside(mld_rc_in, (h, w), "MLD")
+    force = None
+    if reference_choice is not None:
+        try:
+            force = ReferenceChoice(str(getattr(reference_choice, "value", reference_choice)).lower())
+        except ValueError:
+            raise MeasurementError(f"unknown reference choice {reference_choice!r}; choose proximal, distal or feeding") from None
+        if force is ReferenceChoice.MANUAL:
+            if reference is None:
+                raise MeasurementError("a manual reference needs its location: give --reference ROW,COL")
+            force = None  # the location makes it manual
+        elif reference is not None:
+            raise MeasurementError(f"give either a reference location or the {force.value} reference site, not both")
+        elif force is ReferenceChoice.FEEDING and feeding_proximal is None:
+            raise MeasurementError("the feeding reference needs --feeding-proximal and --feeding-distal points on the feeding artery")
     if (feeding_proximal is None) != (feeding_distal is None):
         raise MeasurementError("give both --feeding-proximal and --feeding-distal, or neither")
     if frame is not None:
@@ -292,23 +322,23 @@ def measure(
         if not 0 <= frame < t_total:
             raise MeasurementError(f"frame {frame} is outside the run (0..{t_total - 1}); pick a frame from 0 to {t_total - 1}")
 
-    from .frames import brightest_frame, select_frame
-    from .opacify import estimate_shift, opacify
+    from .frames import guess_frame, select_frame
+    from .opacification import estimate_shift, opacify
 
     step_px = DEFAULT_STEP_MM / mm_per_px if mm_per_px else UNCALIBRATED_STEP_PX
     snap_px = max(SNAP_MM / mm_per_px, 5.0) if mm_per_px else SNAP_PX_UNCALIBRATED
-    span = float(np.hypot(prox[0] - dist[0], prox[1] - dist[1]))
+    span = float(np.hypot(*np.ptp(np.asarray([prox, *wps, dist]), axis=0)))
     margin = _crop_margin(mm_per_px, span)
     pfac = _prob_factor(mm_per_px)
 
     stack = None
     if frame is None and t_total > 1:
         stack = opacify(run, register=False)
-        guess = brightest_frame(stack, _box([prox, dist], (h, w), 8.0))
+        guess = guess_frame(run, [prox, *wps, dist], stack=stack)
     else:
         guess = frame if frame is not None else 0
     image = opacify(run, frames=[guess], register=True)[0]
-    rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin, factor=pfac)
+    rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin, factor=pfac, waypoints=wps)
     prob_origin = (float(box[0].start), float(box[1].start))
     chosen = guess
     if stack is not None:
@@ -325,7 +355,7 @@ def measure(
                 rc = rc + np.asarray(shift, float)[None, :]
                 prob_origin = (prob_origin[0] + shift[0], prob_origin[1] + shift[1])
             else:
-                rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin, factor=pfac)
+                rc, arc, prob, box = _trace(image, prox, dist, model=model_name, step_px=step_px, snap_px=snap_px, notes=notes, margin=margin, factor=pfac, waypoints=wps)
                 prob_origin = (float(box[0].start), float(box[1].start))
     rhint = _radius_hint(image, rc)
 
@@ -362,7 +392,17 @@ def measure(
         else:
             manual_ref_px, manual_centre = _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes)
 
-    wm = wasid(prof, seg, manual_index=manual_index, manual_reference_px=manual_ref_px, feeding_profile=feeding_profile)
+    mld_near = None
+    if mld_rc_in is not None:
+        dd = np.hypot(prof.centerline_rc[:, 0] - mld_rc_in[0], prof.centerline_rc[:, 1] - mld_rc_in[1])
+        mld_near = int(np.argmin(dd))
+        if dd[mld_near] > max(snap_px, 1.5 * rhint):
+            raise MeasurementError(
+                f"the MLD point ({mld_rc_in[0]:g}, {mld_rc_in[1]:g}) is {dd[mld_near]:.0f} px from the traced segment; "
+                "place it on the lesion of the traced artery"
+            )
+    wm = wasid(prof, seg, manual_index=manual_index, manual_reference_px=manual_ref_px, feeding_profile=feeding_profile,
+               force_choice=force, mld_near_index=mld_near)
     notes.extend(wm.warnings)
 
     # reference window description in the result
@@ -425,11 +465,33 @@ def measure(
             "lesion_rule": "contiguous arc around the MLD with diameter < 0.9 x reference",
             "reference_rule": "WASID: widest parallel non-tortuous normal window (1.5 reference diameters)",
             "reference_description": wm.reference_description,
+            "reader": _reader_choices(reference, force, mld_rc_in, wps, feeding_proximal, feeding_distal, frame, pixel_mm),
         },
         image=image,
         feeding_profile=feeding_profile,
     )
     return res
+
+
+def _reader_choices(reference, force, mld_rc, waypoints, feeding_proximal, feeding_distal, frame, pixel_mm) -> dict:
+    """The reader's overrides, for the audit trail (empty when the tool chose everything)."""
+    out: dict[str, Any] = {}
+    if frame is not None:
+        out["frame"] = int(frame)
+    if reference is not None:
+        out["reference_rc"] = [round(float(v), 2) for v in reference]
+    if force is not None:
+        out["reference_choice"] = force.value
+    if mld_rc is not None:
+        out["mld_rc"] = [round(float(v), 2) for v in mld_rc]
+    if waypoints:
+        out["waypoints_rc"] = [[round(float(v), 2) for v in p] for p in waypoints]
+    if feeding_proximal is not None:
+        out["feeding_proximal_rc"] = [round(float(v), 2) for v in feeding_proximal]
+        out["feeding_distal_rc"] = [round(float(v), 2) for v in feeding_distal]
+    if pixel_mm is not None:
+        out["pixel_mm"] = float(pixel_mm)
+    return out
 
 
 def _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes):
@@ -456,15 +518,3 @@ def _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes):
     ok = lp.valid
     d = lp.diameter_px[ok] if ok.any() else lp.diameter_px
     return float(np.mean(d)), tuple(float(v) for v in (p + off))
-
-
-class _CallableModule(types.ModuleType):
-    """``stenosis.measure(...)`` is the SPEC's function, while ``stenosis.measure`` is
-    also this module's name: the lazy package attribute resolves to the module, so
-    the module forwards calls to :func:`measure`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> StenosisResult:
-        return measure(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
