@@ -7,6 +7,7 @@ table, overlays and exports can be checked against those numbers exactly.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -81,11 +82,14 @@ def test_centerline_edit_moves_the_dragged_end(run):
     assert s.edit_centerline(cl) == "none"
     inner = cl.copy()
     inner[50] += (3.0, 0.0)
+    # an inner vertex dragged off the path becomes a waypoint the new trace passes through
     assert s.edit_centerline(inner) == "interior" and s.points == [(48.0, 9.0), (48.0, 111.0)]
+    assert s.waypoints == [(51.0, 60.0)] and s.request().kwargs["waypoints"] == [(51.0, 60.0)]
     moved = cl.copy()
     moved[-1] = (50.0, 100.0)
     assert s.edit_centerline(moved) == "ends"
     assert s.points == [(48.0, 9.0), (50.0, 100.0)]  # the proximal point is kept as clicked
+    assert s.waypoints == [(51.0, 60.0)]  # still between the ends
     assert s.log[-1]["action"] == "centerline_edited"
 
 
@@ -156,3 +160,186 @@ def test_export_writes_json_csv_png_with_the_readers_choices(tmp_path, run):
     with open(tmp_path / "readings.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2
     assert list(csv_row(rec)) == list(_model.CSV_COLUMNS)
+
+
+def test_reference_site_and_manual_location_exclude_each_other(run):
+    s = ReadingSession(run)
+    s.set_points([[48, 10], [48, 110]])
+    assert s.set_reference_choice("distal") is True
+    kw = s.request().kwargs
+    assert kw["reference_choice"] == "distal" and "reference" not in kw and s.reference_mode == "distal"
+    # dragging the reference marker means manual: the forced site goes (the library refuses both)
+    s.move_reference((47.0, 90.0))
+    kw = s.request().kwargs
+    assert kw["reference"] == (47.0, 90.0) and "reference_choice" not in kw and s.reference_mode == "manual"
+    # choosing a site drops the dragged location
+    assert s.set_reference_choice("proximal") is True
+    kw = s.request().kwargs
+    assert kw["reference_choice"] == "proximal" and "reference" not in kw and s.reference_rc is None
+    assert s.set_reference_choice("proximal") is False  # no change, no re-measure
+    assert s.set_reference_choice("manual") is False and s.reference_mode == "proximal"  # manual needs a drag
+    s.set_feeding_points([[5, 5], [8, 9]])
+    s.set_reference_choice(stenosis.ReferenceChoice.FEEDING)
+    kw = s.request().kwargs
+    assert kw["reference_choice"] == "feeding" and kw["feeding_proximal"] == (5.0, 5.0)
+    assert s.set_reference_choice("rule") is True
+    kw = s.request().kwargs
+    assert "reference_choice" not in kw and "reference" not in kw and s.reference_mode == "rule"
+    with pytest.raises(ValueError, match="unknown reference choice"):
+        s.set_reference_choice("widest")
+    assert [e["action"] for e in s.log if e["action"].startswith("reference")] == [
+        "reference_choice", "reference_moved", "reference_choice", "reference_choice", "reference_rule"]
+
+
+def test_mld_override_is_sent_and_cleared_when_points_change(run):
+    s = ReadingSession(run)
+    s.set_points([[48, 10], [48, 110]])
+    s.move_mld((49.0, 75.5))
+    assert s.request().kwargs["mld"] == (49.0, 75.5)
+    s.use_auto_mld()
+    assert "mld" not in s.request().kwargs
+    s.move_mld((49.0, 75.5))
+    s.set_points([[48, 12], [48, 110]])  # the proximal point dragged
+    assert s.mld_rc is None and "mld" not in s.request().kwargs
+    s.move_mld((49.0, 75.5))
+    s.accept(known_result())
+    moved = np.array(s.result.profile.centerline_rc)
+    moved[0] = (46.0, 14.0)  # the proximal end of the centerline dragged
+    assert s.edit_centerline(moved) == "ends" and s.mld_rc is None
+
+
+def test_waypoints_are_ordered_proximal_to_distal(run):
+    s = ReadingSession(run)
+    # distal on the left: before a result the order follows the proximal -> distal line
+    s.set_points([[48, 110], [48, 10]])
+    assert s.set_waypoints([[47, 30], [49, 80], [48, 55]]) == [(49.0, 80.0), (48.0, 55.0), (47.0, 30.0)]
+    assert s.request().kwargs["waypoints"] == [(49.0, 80.0), (48.0, 55.0), (47.0, 30.0)]
+    s.set_points([[48, 110], [48, 12]])  # one point dragged: the waypoints stay
+    assert len(s.waypoints) == 3
+    s.set_points([[48, 110], [48, 12], [20, 20]])  # a third click starts a new pair: they go
+    assert s.waypoints == [] and "waypoints" not in s.set_points([[20, 20], [60, 60]]) and "waypoints" not in s.request().kwargs
+    # with a result the order follows the traced centerline (a U-turn: along the path, not the chord)
+    u_path = np.array([[0, 0], [0, 100], [20, 100], [20, 0]], float)
+    pts = [[20, 10], [0, 50], [20, 60], [10, 101]]
+    assert _model.order_waypoints(pts, u_path) == [(0.0, 50.0), (10.0, 101.0), (20.0, 60.0), (20.0, 10.0)]
+    assert _model.order_waypoints(pts, u_path[[0, -1]])[0] == (0.0, 50.0)  # the chord ranks by row only
+    assert _model.order_waypoints(pts, u_path[[0, -1]]) != _model.order_waypoints(pts, u_path)
+
+
+def _two_band_run():
+    """Native frames (vessels darker) with two horizontal vessels: one at row 20 opacified
+    most in frame 1 (the darkest of the run), one at row 70 opacified most in frame 3."""
+    t, h, w = 5, 96, 128
+    frames = np.full((t, h, w), 3000.0)
+    rows = np.arange(h)[:, None]
+    wide = (np.abs(rows - 20) <= 8).astype(float)
+    narrow = (np.abs(rows - 70) <= 3).astype(float)
+    for k, (a, b) in enumerate([(0, 0), (1200, 200), (500, 400), (200, 900), (100, 300)]):
+        frames[k] -= a * wide + b * narrow
+    cal = stenosis.Calibration((MM, MM), "pixel_spacing")
+    return stenosis.AngioRun.from_array(frames.astype(np.uint16), calibration=cal)
+
+
+def test_frame_guess_then_measured_then_readers_frame():
+    s = ReadingSession(_two_band_run())
+    assert s.frame_source == "auto" and s.shown_frame is None
+    # guess_frame = most iodine (its top 2 %): whole field -> frame 1; near points on the row-70 vessel -> frame 3
+    assert s.set_frame_guess(s.guess_frame(), s.guess_points()) and s.shown_frame == 1 and s.frame_source == "guess"
+    assert s.opacified() is s.opacified()  # cached for the run
+    s.set_points([[70, 20], [70, 100]])
+    assert s.frame_guess is None  # the points changed: guess again
+    pts = s.guess_points()
+    assert s.guess_frame(pts) == 3
+    assert not s.set_frame_guess(1, None)  # a late whole-field answer is not kept
+    assert s.set_frame_guess(3, pts) and s.shown_frame == 3 and s.request().kwargs["frame"] is None
+    # after Measure the measured frame is shown and kept for adjustments (auto, not the reader's)
+    s.accept(dataclasses.replace(known_result(), frame_index=4))
+    assert s.shown_frame == 4 and s.frame_source == "measured" and s.request().kwargs["frame"] == 4
+    assert s.choices_record()["frame_auto"] is True
+    # a new pair: auto picks the frame again
+    s.set_points([[70, 30]])
+    assert s.frame is None and s.frame_source == "auto"
+    s.set_points([[70, 30], [70, 90]])
+    s.set_frame(2)
+    assert s.frame_source == "reader" and s.request().kwargs["frame"] == 2
+    assert s.choices_record()["frame_auto"] is False
+    s.set_points([[70, 40]])  # the reader's frame survives new points
+    s.set_points([[70, 40], [70, 90]])
+    assert s.request().kwargs["frame"] == 2
+    s.use_auto_frame()
+    assert s.request().kwargs["frame"] is None and s.frame_source == "auto"
+
+
+def test_export_records_the_new_reader_choices(tmp_path, run):
+    s = ReadingSession(run)
+    s.set_points([[48, 10], [48, 110]])
+    s.set_waypoints([[47, 70], [49, 40]])
+    s.move_mld((48.0, 58.0))
+    s.set_reference_choice("distal")
+    lib_reader = {"reference_choice": "distal", "mld_rc": [48.0, 58.0], "waypoints_rc": [[49.0, 40.0], [47.0, 70.0]]}
+    s.accept(dataclasses.replace(known_result(), reference_choice="distal", parameters={"reader": lib_reader}))
+    paths = s.export(tmp_path)
+    rec = json.loads(paths["json"].read_text())
+    reader = rec["reader"]
+    assert reader["reference_mode"] == "distal" and reader["reference_site"] == "distal"
+    assert reader["mld_override_rc"] == [48.0, 58.0]
+    assert reader["waypoints_rc"] == [[49.0, 40.0], [47.0, 70.0]]
+    assert reader["measured_with"] == lib_reader == rec["result"]["parameters"]["reader"]
+    with open(paths["csv"]) as fh:
+        row = next(csv.DictReader(fh))
+    assert row["reference_mode"] == "distal" and row["mld_override"] == "48;58"
+    assert row["waypoints"] == "49;40 47;70" and row["reference_override"] == "False"
+
+
+def test_session_overrides_on_a_bundled_phantom():
+    """Real measurements through the session on the bundled M1 phantom (truth: 35 % at
+    arc 57.9 mm, normal 2.6 mm proximal and distal, 0.15 mm/px)."""
+    name = "m1_subtracted_pixelspacing"
+    truth = json.loads((stenosis.sample_dir() / f"{name}.truth.json").read_text())
+    run = stenosis.read_run(stenosis.sample_dir() / f"{name}.dcm")
+    s = ReadingSession(run, segment=Segment.M1)
+    # the automatic frame before measuring: a frame in which the artery is fully opacified
+    conc = truth["encoding"]["concentration"]
+    s.set_points([truth["proximal_rc"], truth["distal_rc"]])
+    assert s.set_frame_guess(s.guess_frame(), s.guess_points()) and conc[s.shown_frame] == 1.0
+
+    def measure():
+        s.accept(s.request()())
+        return s.result
+
+    def arc_of(res, rc):
+        cl = np.asarray(res.profile.centerline_rc)
+        return float(res.profile.arc_px[np.argmin(np.hypot(*(cl - np.asarray(rc)).T))])
+
+    base = measure()
+    assert base.reference_choice == "proximal" and base.percent_stenosis == pytest.approx(35.0, abs=5.0)
+    assert arc_of(base, base.reference_rc) < base.mld_arc_px  # proximal of the MLD
+
+    # distal reference: the library takes it, and the marker lies distal of the MLD
+    s.set_reference_choice("distal")
+    dist = measure()
+    assert dist.reference_choice == "distal" and dist.parameters["reader"]["reference_choice"] == "distal"
+    assert arc_of(dist, dist.reference_rc) > dist.mld_arc_px
+    assert dist.reference_diameter_mm == pytest.approx(truth["normal_diameter_mm"], abs=0.2)
+    assert dist.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
+
+    # the MLD dragged onto normal artery 6 mm distal of the lesion centre (it ends 2.5 mm from it): no stenosis there
+    arc_mm = np.asarray(truth["arc_mm"])
+    k = int(np.argmin(np.abs(arc_mm - (truth["mld_arc_mm"] + 6.0))))
+    assert truth["diameter_mm"][k] == pytest.approx(2.6, abs=1e-6)
+    s.set_reference_choice("rule")
+    s.move_mld(truth["centerline_rc"][k])
+    moved = measure()
+    assert moved.parameters["reader"]["mld_rc"] == [round(v, 2) for v in truth["centerline_rc"][k]]
+    assert np.hypot(*(np.asarray(moved.mld_rc) - truth["centerline_rc"][k])) < 1.3 / 0.15  # within half a diameter
+    assert moved.mld_mm == pytest.approx(2.6, abs=0.2) and moved.percent_stenosis < 10.0
+
+    # back to the automatic MLD, tracing through a waypoint on the true centerline: the lesion again
+    s.use_auto_mld()
+    j = int(np.argmin(np.abs(arc_mm - (truth["mld_arc_mm"] - 6.0))))
+    s.set_waypoints([truth["centerline_rc"][j]])
+    via = measure()
+    assert via.parameters["reader"]["waypoints_rc"] == [[round(v, 2) for v in truth["centerline_rc"][j]]]
+    assert via.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
+    assert via.mld_mm == pytest.approx(truth["mld_mm"], abs=0.2)
+    assert np.hypot(*(np.asarray(via.mld_rc) - truth["mld_rc"])) < 1.3 / 0.15

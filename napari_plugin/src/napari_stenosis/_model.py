@@ -1,7 +1,8 @@
 """The reading session behind the "Measure stenosis" widget, without Qt or napari.
 
 A :class:`ReadingSession` holds what a core-lab reader decides -- the artery,
-the proximal and distal points, the frame, a reference override or choice, a
+the proximal and distal points, inner centerline waypoints, the frame, the
+reference (WASID rule, a forced site or a dragged location), a dragged MLD, a
 catheter calibration -- turns it into one call of :func:`stenosis.measure`,
 keeps the result and a log of the reader's actions, and exports the result with
 that log (JSON, CSV row, PNG). Everything measured comes from the public
@@ -37,7 +38,20 @@ __all__ = [
     "csv_row",
     "save_png",
     "measure_function",
+    "order_waypoints",
+    "REFERENCE_MODES",
 ]
+
+#: the reference choices a reader can make: (mode, label). "rule" follows the WASID order,
+#: a site forces ``reference_choice=``, "manual" is a dragged location (``reference=``)
+REFERENCE_MODES = (
+    ("rule", "WASID rule (auto)"),
+    ("proximal", "proximal"),
+    ("distal", "distal"),
+    ("feeding", "feeding"),
+    ("manual", "manual (dragged)"),
+)
+_SITES = ("proximal", "distal", "feeding")
 
 #: what the points layer asks for, by number of points already placed
 PROMPTS = (
@@ -91,6 +105,32 @@ class MeasureRequest:
         return measure_function()(self.run, **self.kwargs)
 
 
+def order_waypoints(points: Any, path: Any) -> list[tuple[float, float]]:
+    """``points`` (row, col) sorted proximal to distal by their projection on ``path``.
+
+    ``path`` is the current centerline (N, 2), proximal first, or just the proximal and
+    distal points. Each point is projected on its nearest segment of the polyline; the
+    arc length of the projection orders them (ties keep the given order).
+    """
+    pts = [_rc(p) for p in np.asarray(points, dtype=float).reshape(-1, 2)]
+    poly = np.asarray(path, dtype=float).reshape(-1, 2)
+    poly = poly[np.isfinite(poly).all(axis=1)]
+    if len(pts) < 2 or len(poly) < 2:
+        return pts
+    a, b = poly[:-1], poly[1:]
+    seg = b - a
+    seg_len = np.hypot(seg[:, 0], seg[:, 1])
+    arc0 = np.r_[0.0, np.cumsum(seg_len)][:-1]
+    keys = []
+    for p in pts:
+        t = np.clip(np.einsum("ij,ij->i", np.asarray(p) - a, seg) / np.maximum(seg_len**2, 1e-12), 0.0, 1.0)
+        foot = a + seg * t[:, None]
+        k = int(np.argmin(np.hypot(foot[:, 0] - p[0], foot[:, 1] - p[1])))
+        keys.append(arc0[k] + t[k] * seg_len[k])
+    order = sorted(range(len(pts)), key=lambda i: (keys[i], i))
+    return [pts[i] for i in order]
+
+
 def measure_function() -> Any:
     """:func:`stenosis.measure`, looked up at call time (tests replace it with a stand-in)."""
     return stenosis.measure
@@ -116,9 +156,15 @@ class ReadingSession:
     frame: int | None = None  # None: stenosis picks the fully opacified frame
     points: list[tuple[float, float]] = field(default_factory=list)
     reference_rc: tuple[float, float] | None = None  # reader-placed reference (-> "manual")
+    reference_site: str | None = None  # reader-forced WASID site: proximal / distal / feeding
+    mld_rc: tuple[float, float] | None = None  # reader-placed MLD (minimum searched near it)
+    waypoints: list[tuple[float, float]] = field(default_factory=list)  # inner centerline points
     feeding: list[tuple[float, float]] = field(default_factory=list)  # 2 points on the feeding artery
     result: Any = None
     log: list[dict[str, Any]] = field(default_factory=list)
+    frame_by_reader: bool = False  # the reader typed / picked the frame
+    frame_guess: int | None = None  # stenosis.guess_frame for the current points, shown before measuring
+    _stack: Any = field(default=None, repr=False)  # unregistered opacification, cached per run
 
     # ------------------------------------------------------------------ choices
     def _note(self, action: str, **details: Any) -> None:
@@ -137,14 +183,62 @@ class ReadingSession:
             self._note("model", model=m.value)
 
     def set_frame(self, frame: int | None) -> None:
-        """Frame to measure (0-based), or None to let stenosis choose it."""
+        """Frame to measure (0-based), chosen by the reader; None lets stenosis choose it."""
         if frame is not None:
             frame = int(frame)
             if not 0 <= frame < int(self.run.frames.shape[0]):
                 raise ValueError(f"frame {frame} is outside the run (0..{self.run.frames.shape[0] - 1})")
-        if frame != self.frame:
+        by_reader = frame is not None
+        if frame != self.frame or by_reader != self.frame_by_reader:
             self.frame = frame
+            self.frame_by_reader = by_reader
             self._note("frame", frame=frame)
+
+    def use_auto_frame(self) -> None:
+        """Back to the automatic frame (stenosis picks it when measuring)."""
+        self.set_frame(None)
+
+    @property
+    def shown_frame(self) -> int | None:
+        """The frame to show in the frame control: the reader's, the measured one, or the guess."""
+        return self.frame if self.frame is not None else self.frame_guess
+
+    @property
+    def frame_source(self) -> str:
+        """Where :attr:`shown_frame` comes from: ``reader``, ``measured`` (auto, kept for
+        adjustments), ``guess`` (stenosis.guess_frame before measuring) or ``auto``."""
+        if self.frame_by_reader:
+            return "reader"
+        if self.frame is not None:
+            return "measured"
+        return "guess" if self.frame_guess is not None else "auto"
+
+    def opacified(self) -> np.ndarray:
+        """The run's unregistered opacification (``stenosis.opacify(run, register=False)``),
+        computed once per session (the frames do not change with a recalibration)."""
+        if self._stack is None:
+            self._stack = stenosis.opacify(self.run, register=False)
+        return self._stack
+
+    def guess_points(self) -> list[tuple[float, float]] | None:
+        """The points a frame guess is computed for: proximal, waypoints, distal (None
+        before both points are placed: the whole field)."""
+        return [self.points[0], *self.waypoints, self.points[1]] if self.ready else None
+
+    def guess_frame(self, points: Any = "current") -> int:
+        """``stenosis.guess_frame`` for ``points`` (default: :meth:`guess_points`). Slow the
+        first time on big runs (the opacification): the widget calls it in a worker."""
+        pts = self.guess_points() if isinstance(points, str) else points
+        return int(stenosis.guess_frame(self.run, pts, stack=self.opacified()))
+
+    def set_frame_guess(self, guess: int | None, points: Any = None) -> bool:
+        """Keep ``guess`` when it was computed for ``points`` and these are still the
+        current :meth:`guess_points` (a worker's answer may come late); returns whether kept."""
+        given = None if points is None else [_rc(p) for p in points]
+        if given != self.guess_points():
+            return False
+        self.frame_guess = None if guess is None else int(guess)
+        return True
 
     def set_points(self, points: Any) -> list[tuple[float, float]]:
         """Take the points layer's (row, col) points, in click order.
@@ -161,8 +255,14 @@ class ReadingSession:
             self.points = pts
             if len(pts) == 2:
                 self._note("points", proximal_rc=_round_rc(pts[0]), distal_rc=_round_rc(pts[1]))
-            # new points invalidate a reference placed for the old segment
+            # new points invalidate a reference or MLD placed for the old segment
             self.reference_rc = None
+            self.mld_rc = None
+            self.frame_guess = None
+            if len(pts) < 2:  # a new pair: the waypoints belonged to the old segment
+                self.waypoints = []
+                if not self.frame_by_reader:
+                    self.frame = None  # the auto frame is picked again for the new segment
         return list(pts)
 
     @property
@@ -175,20 +275,82 @@ class ReadingSession:
 
     def move_reference(self, rc: Sequence[float]) -> None:
         """The reader placed the reference site at ``rc``: D_normal is measured there
-        (reference choice becomes ``manual``)."""
+        (reference choice becomes ``manual``; a forced WASID site is dropped)."""
         self.reference_rc = _rc(rc)
+        self.reference_site = None
         self._note("reference_moved", reference_rc=_round_rc(rc))
 
     def use_reference_rule(self) -> None:
-        """Back to the WASID rule's own reference choice (drops a manual reference site)."""
-        if self.reference_rc is not None:
+        """Back to the WASID rule's own reference choice (drops a manual location or a forced site)."""
+        if self.reference_rc is not None or self.reference_site is not None:
             self.reference_rc = None
+            self.reference_site = None
             self._note("reference_rule")
+
+    def set_reference_choice(self, mode: str | ReferenceChoice | None) -> bool:
+        """The reader's reference choice: ``"rule"`` (or None), ``"proximal"``, ``"distal"``,
+        ``"feeding"`` (force that WASID site; drops a manual location), or ``"manual"``
+        (kept only with a dragged location, see :meth:`move_reference`).
+
+        Returns whether the request to :func:`stenosis.measure` changed.
+        """
+        mode = "rule" if mode is None else str(getattr(mode, "value", mode)).lower()
+        if mode not in dict(REFERENCE_MODES):
+            raise ValueError(f"unknown reference choice {mode!r}; choose one of {', '.join(dict(REFERENCE_MODES))}")
+        if mode == "rule":
+            before = (self.reference_rc, self.reference_site)
+            self.use_reference_rule()
+            return before != (None, None)
+        if mode == ReferenceChoice.MANUAL.value:
+            return False  # the location comes with the drag of the reference marker
+        if mode == self.reference_site and self.reference_rc is None:
+            return False
+        self.reference_site = mode
+        self.reference_rc = None  # the library takes a site or a location, not both
+        self._note("reference_choice", reference_choice=mode)
+        return True
 
     @property
     def reference_mode(self) -> str:
-        """``"manual"`` when the reader placed the reference, else ``"rule"``."""
-        return "rule" if self.reference_rc is None else ReferenceChoice.MANUAL.value
+        """``"manual"`` when the reader placed the reference, the forced site, else ``"rule"``."""
+        if self.reference_rc is not None:
+            return ReferenceChoice.MANUAL.value
+        return self.reference_site or "rule"
+
+    def move_mld(self, rc: Sequence[float]) -> None:
+        """The reader placed the MLD at ``rc``: the minimal diameter is searched near it."""
+        self.mld_rc = _rc(rc)
+        self._note("mld_moved", mld_rc=_round_rc(rc))
+
+    def use_auto_mld(self) -> None:
+        """Back to the narrowest traced lumen between the points (drops a placed MLD)."""
+        if self.mld_rc is not None:
+            self.mld_rc = None
+            self._note("mld_auto")
+
+    def set_waypoints(self, points: Any) -> list[tuple[float, float]]:
+        """Inner centerline points the trace must pass through, in any order.
+
+        They are kept ordered proximal to distal along the current centerline (the
+        proximal-distal line before a result); returns that order (what a waypoints
+        layer should hold).
+        """
+        arr = np.asarray(points, dtype=float)
+        pts = [] if arr.size == 0 else [_rc(p) for p in arr.reshape(-1, 2)]
+        pts = order_waypoints(pts, self._path())
+        if pts != self.waypoints:
+            self.waypoints = pts
+            self._note("waypoints", waypoints_rc=[_round_rc(p) for p in pts])
+        return list(pts)
+
+    def _path(self) -> np.ndarray:
+        """The current centerline (proximal first), or the proximal-distal line."""
+        if self.result is not None:
+            cl = np.asarray(self.result.profile.centerline_rc, dtype=float).reshape(-1, 2)
+            cl = cl[np.isfinite(cl).all(axis=1)]
+            if len(cl) >= 2:
+                return cl
+        return np.asarray(self.points, dtype=float).reshape(-1, 2)
 
     def set_feeding_points(self, points: Any) -> list[tuple[float, float]]:
         """Two points (proximal, distal) on the feeding artery: makes the WASID feeding-artery
@@ -202,14 +364,14 @@ class ReadingSession:
             self._note("feeding_points", points_rc=[_round_rc(p) for p in pts])
         return list(pts)
 
-    def edit_centerline(self, vertices: Any) -> str:
+    def edit_centerline(self, vertices: Any, *, tolerance_px: float = 1.0) -> str:
         """The reader edited the traced centerline (vertices (N, 2), row/col).
 
-        An end dragged elsewhere becomes the new proximal or distal point (the path
-        between the points is traced again by :func:`stenosis.measure`). Returns
-        ``"ends"`` when the points changed, ``"interior"`` when only inner vertices
-        moved (the library traces the path itself, so such an edit is not used),
-        ``"none"`` when nothing moved.
+        An end dragged elsewhere becomes the new proximal or distal point; inner
+        vertices dragged (or inserted) more than ``tolerance_px`` off the traced path
+        become waypoints the new trace must pass through (:func:`stenosis.measure`
+        traces the path between the points again). Returns ``"ends"`` when an end
+        moved, ``"interior"`` when only inner vertices moved, ``"none"`` otherwise.
         """
         v = np.asarray(vertices, dtype=float)
         if self.result is None or v.ndim != 2 or len(v) < 2:
@@ -218,13 +380,20 @@ class ReadingSession:
         old = old[np.isfinite(old).all(axis=1)]
         v = v[:, -2:]
         moved_ends = [not np.allclose(v[i], old[j], atol=0.5) for i, j in ((0, 0), (-1, -1))]
+        inner = v[1:-1]
+        off = _distance_to_polyline(inner, old) > tolerance_px if len(inner) else np.zeros(0, bool)
+        moved_inner = [_rc(p) for p in inner[off]]
+        if not any(moved_ends) and not moved_inner:
+            return "none"
+        if moved_inner:
+            self.set_waypoints([*self.waypoints, *moved_inner])
         if not any(moved_ends):
-            same = len(v) == len(old) and np.allclose(v, old, atol=0.5)
-            return "none" if same else "interior"
+            return "interior"
         prox = _rc(v[0]) if moved_ends[0] else self.points[0]
         dist = _rc(v[-1]) if moved_ends[1] else self.points[1]
         self.points = [prox, dist]
         self.reference_rc = None
+        self.mld_rc = None
         self._note("centerline_edited", proximal_rc=_round_rc(prox), distal_rc=_round_rc(dist))
         return "ends"
 
@@ -259,13 +428,19 @@ class ReadingSession:
         }
         if self.reference_rc is not None:
             kwargs["reference"] = self.reference_rc
+        elif self.reference_site is not None:
+            kwargs["reference_choice"] = self.reference_site
+        if self.mld_rc is not None:
+            kwargs["mld"] = self.mld_rc
+        if self.waypoints:
+            kwargs["waypoints"] = list(self.waypoints)
         if len(self.feeding) == 2:
             kwargs["feeding_proximal"], kwargs["feeding_distal"] = self.feeding
         return MeasureRequest(self.run, _supported(kwargs))
 
     def accept(self, result: Any) -> None:
         """Keep ``result`` as the current measurement; pin its frame so later
-        adjustments re-measure the same frame."""
+        adjustments re-measure the same frame (new points pick it again)."""
         self.result = result
         self.frame = int(result.frame_index)
         self._note(
@@ -285,10 +460,17 @@ class ReadingSession:
             "proximal_rc": _round_rc(self.points[0]) if self.points else None,
             "distal_rc": _round_rc(self.points[1]) if len(self.points) > 1 else None,
             "frame": self.frame,
-            "frame_auto": not any(e["action"] == "frame" and e.get("frame") is not None for e in self.log),
+            "frame_auto": not self.frame_by_reader,
+            "frame_guess": self.frame_guess,
             "reference_override_rc": _round_rc(self.reference_rc),
             "reference_mode": self.reference_mode,
+            "reference_site": self.reference_site,
+            "mld_override_rc": _round_rc(self.mld_rc),
+            "waypoints_rc": [_round_rc(p) for p in self.waypoints] or None,
             "feeding_points_rc": [_round_rc(p) for p in self.feeding] or None,
+            # what the library recorded as the reader's overrides of the current result
+            "measured_with": dict((getattr(self.result, "parameters", None) or {}).get("reader") or {})
+            if self.result is not None else None,
             "calibration": {**cal.to_dict(), "detail": getattr(cal, "detail", "")},
             "actions": list(self.log),
         }
@@ -390,7 +572,7 @@ CSV_COLUMNS = (
     "reference_diameter_mm", "reference_diameter_px", "reference_choice", "reference_row", "reference_col",
     "lesion_length_mm", "calibration_source", "mm_per_px",
     "proximal_row", "proximal_col", "distal_row", "distal_col",
-    "frame_auto", "reference_override", "feeding_points", "model",
+    "frame_auto", "reference_mode", "reference_override", "mld_override", "waypoints", "feeding_points", "model",
     "software_version", "model_sha256", "napari_stenosis_version", "warnings", "exported_at",
 )
 
@@ -428,7 +610,10 @@ def csv_row(record: dict[str, Any]) -> dict[str, Any]:
         "distal_row": at(reader.get("distal_rc"), 0),
         "distal_col": at(reader.get("distal_rc"), 1),
         "frame_auto": reader.get("frame_auto"),
+        "reference_mode": reader.get("reference_mode"),
         "reference_override": reader.get("reference_override_rc") is not None,
+        "mld_override": "" if reader.get("mld_override_rc") is None else ";".join(f"{v:g}" for v in reader["mld_override_rc"]),
+        "waypoints": " ".join(f"{p[0]:g};{p[1]:g}" for p in reader.get("waypoints_rc") or []),
         "feeding_points": bool(reader.get("feeding_points_rc")),
         "model": r.get("model") or reader.get("model"),
         "software_version": sw.get("version"),
@@ -477,10 +662,24 @@ def _supported(kwargs: dict[str, Any]) -> dict[str, Any]:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return kwargs
     out = {k: v for k, v in kwargs.items() if k in params}
-    missing = [k for k in ("reference", "feeding_proximal") if k in kwargs and k not in out]
+    missing = [k for k in ("reference", "reference_choice", "mld", "waypoints", "feeding_proximal")
+               if k in kwargs and k not in out]
     if missing:
         raise ValueError(f"this stenosis version does not take {missing[0]!r}; update stenosis")
     return out
+
+
+def _distance_to_polyline(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Distance (px) of each of ``points`` (K, 2) to the polyline ``poly`` (N, 2)."""
+    pts = np.asarray(points, float).reshape(-1, 2)
+    poly = np.asarray(poly, float).reshape(-1, 2)
+    if len(poly) == 1:
+        return np.hypot(*(pts - poly[0]).T)
+    a, seg = poly[:-1], np.diff(poly, axis=0)
+    den = np.maximum(np.einsum("ij,ij->i", seg, seg), 1e-12)
+    t = np.clip(np.einsum("kij,ij->ki", pts[:, None, :] - a[None], seg) / den, 0.0, 1.0)
+    foot = a[None] + t[..., None] * seg[None]
+    return np.sqrt(((pts[:, None, :] - foot) ** 2).sum(-1)).min(axis=1)
 
 
 def _trim_border(rgb: np.ndarray) -> np.ndarray:
