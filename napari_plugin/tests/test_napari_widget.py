@@ -24,6 +24,7 @@ from napari_stenosis._qt.measure_widget import (
     EDGES_LAYER,
     MARKERS_LAYER,
     POINTS_LAYER,
+    WAYPOINTS_LAYER,
     MeasureWidget,
 )
 from nst_helpers import known_result, tube_frames, write_xa
@@ -46,9 +47,9 @@ def _yellow(img: np.ndarray) -> np.ndarray:
 def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypatch):
     calls = []
 
-    def stand_in(run, *, segment, proximal, distal, frame=None, model="unet", reference=None):
+    def stand_in(run, *, segment, proximal, distal, frame=None, model="unet", reference=None, mld=None):
         calls.append({"thread": threading.current_thread().name, "segment": segment, "proximal": proximal,
-                      "distal": distal, "frame": frame, "reference": reference,
+                      "distal": distal, "frame": frame, "reference": reference, "mld": mld,
                       "mm": run.calibration.mm_per_px})
         time.sleep(0.3)  # long enough for the UI to be seen busy
         res = known_result(mm_per_px=0.25)
@@ -120,11 +121,12 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
     assert widget.result_panel.table.as_dict()["Reference choice"].startswith("manual")
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
 
-    # the MLD marker is the library's: dragging it puts it back and says why
-    n_calls = len(calls)
-    markers.data = np.array([[40.0, 70.0], markers.data[1]])
-    np.testing.assert_allclose(markers.data[0], [48, 60])
-    assert len(calls) == n_calls and "narrowest" in widget.status_label.text()
+    # dragging the MLD marker re-measures with the minimum searched near it
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        markers.data = np.array([[40.0, 70.0], markers.data[1]])
+    assert calls[-1]["mld"] == (40.0, 70.0) and calls[-1]["reference"] == (47.0, 90.0)
+    assert "placed" in widget.mld_label.text() and list(markers.features["label"])[0] == "MLD (placed)"
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
 
     # dragging the distal end of the centerline moves the distal point and traces again
     centerline = viewer.layers[CENTERLINE_LAYER]
@@ -133,7 +135,7 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
     with qtbot.waitSignal(widget.measured, timeout=20000):
         centerline.data = [edited]
     assert calls[-1]["proximal"] == (48.0, 10.0) and calls[-1]["distal"] == (50.0, 100.0)
-    assert calls[-1]["reference"] is None  # the manual site belonged to the old segment
+    assert calls[-1]["reference"] is None and calls[-1]["mld"] is None  # they belonged to the old segment
     np.testing.assert_allclose(viewer.layers[POINTS_LAYER].data, [[48, 10], [50, 100]])
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
@@ -226,3 +228,108 @@ def test_measure_sample_run(make_napari_viewer, qtbot, sample_runs):
     assert manual.reference_choice == "manual" and manual.frame_index == truth["frame_index"]
     assert manual.reference_diameter_mm == pytest.approx(truth["reference_diameter_mm"], abs=0.2)
     assert manual.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
+
+
+def test_reader_choices_in_the_widget(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Frame guess shown on loading, reference drop-down, waypoints, reader's frame: each
+    re-measures with the matching keyword (stand-in measure; the library's own refusal of
+    a feeding reference without feeding points is shown in the status line)."""
+    from stenosis.measurement import measure as library_measure
+
+    calls = []
+
+    def stand_in(run, *, segment, proximal, distal, frame=None, model="unet", reference=None,
+                 reference_choice=None, mld=None, waypoints=(), feeding_proximal=None, feeding_distal=None):
+        kw = dict(segment=segment, proximal=proximal, distal=distal, frame=frame, reference=reference,
+                  reference_choice=reference_choice, mld=mld, waypoints=list(waypoints))
+        calls.append(kw)
+        if reference_choice == "feeding" and feeding_proximal is None:
+            library_measure(run, **kw)  # the library's checks refuse it before measuring
+        res = dataclasses.replace(known_result(mm_per_px=0.25), frame_index=3 if frame is None else frame)
+        if reference_choice:
+            res = dataclasses.replace(res, reference_choice=reference_choice, reference_rc=(48.0, 95.0))
+        elif reference is not None:
+            res = dataclasses.replace(res, reference_choice="manual", reference_rc=reference)
+        return res
+
+    monkeypatch.setitem(vars(stenosis), "measure", stand_in)
+    # a 5-frame run whose vessel (row 48) is opacified most in frame 2
+    frames = tube_frames((5, 96, 128), contrast=0)
+    for k, c in enumerate([0, 500, 1500, 900, 300]):
+        frames[k] = tube_frames((2, 96, 128), contrast=c)[1]
+    path = write_xa(tmp_path / "bolus.dcm", frames, pixel_spacing=0.25)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(path), plugin=PLUGIN)
+    widget = _dock(viewer)
+    # loading: the frame control shows stenosis.guess_frame, labelled as auto, and the viewer goes there
+    qtbot.waitUntil(lambda: widget.frame_spin.value() == 2, timeout=20000)
+    assert widget.frame_source_label.text() == "auto (first guess)" and viewer.dims.current_step[0] == 2
+    widget.set_points((48.0, 10.0), (48.0, 110.0))
+    qtbot.waitUntil(lambda: widget.session.frame_guess == 2, timeout=20000)  # guessed again near the points
+    assert widget.frame_spin.value() == 2 and widget.frame_source_label.text() == "auto (first guess)"
+
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.measure_button.click()
+    assert calls[-1]["frame"] is None  # auto: the guess is only shown
+    assert widget.frame_spin.value() == 3 and widget.frame_source_label.text() == "auto (measured)"
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    # the drop-down forces the distal site: re-measured with reference_choice="distal"
+    labels = [widget.reference_combo.itemText(i) for i in range(widget.reference_combo.count())]
+    assert labels == ["WASID rule (auto)", "proximal", "distal", "feeding", "manual (dragged)"]
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.reference_combo.setCurrentIndex(labels.index("distal"))
+    assert calls[-1]["reference_choice"] == "distal" and calls[-1]["reference"] is None and calls[-1]["frame"] == 3
+    assert widget.result_panel.table.as_dict()["Reference choice"].startswith("distal")
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    # feeding without feeding-artery points: the library's one-line message, the result stays
+    before = widget.session.result
+    with qtbot.waitSignal(widget.failed, timeout=20000) as blocker:
+        widget.reference_combo.setCurrentIndex(labels.index("feeding"))
+    assert "feeding" in blocker.args[0] and "\n" not in blocker.args[0]
+    assert blocker.args[0] in widget.status_label.text() and widget.session.result is before
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    # dragging the reference marker means manual: the forced site goes, the drop-down follows
+    markers = viewer.layers[MARKERS_LAYER]
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        markers.data = np.array([markers.data[0], [47.0, 30.0]])
+    assert calls[-1]["reference"] == (47.0, 30.0) and calls[-1]["reference_choice"] is None
+    assert widget.reference_combo.currentData() == "manual"
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    # waypoints clicked out of order are sent proximal to distal
+    widget.start_waypoints()
+    wp = viewer.layers[WAYPOINTS_LAYER]
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        wp.add([49.0, 80.0])
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        wp.add([47.0, 40.0])
+    assert calls[-1]["waypoints"] == [(47.0, 40.0), (49.0, 80.0)]
+    np.testing.assert_allclose(wp.data, [[47, 40], [49, 80]])
+    assert list(wp.features["label"]) == ["w1", "w2"] and widget.waypoints_label.text() == "2 points"
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    # an inner vertex of the centerline dragged 4 px off the path joins the waypoints, in order
+    centerline = viewer.layers[CENTERLINE_LAYER]
+    edited = np.array(centerline.data[0])
+    edited[60] = (52.0, 70.0)  # the known result's centerline is row 48, cols 10..110
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        centerline.data = [edited]
+    assert calls[-1]["waypoints"] == [(47.0, 40.0), (52.0, 70.0), (49.0, 80.0)]
+    assert calls[-1]["proximal"] == (48.0, 10.0) and calls[-1]["distal"] == (48.0, 110.0)
+    np.testing.assert_allclose(wp.data, [[47, 40], [52, 70], [49, 80]])
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+    # the reader's frame is sent as frame=
+    widget.frame_spin.setValue(1)
+    assert widget.frame_source_label.text() == "yours" and viewer.dims.current_step[0] == 1
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.measure_button.click()
+    assert calls[-1]["frame"] == 1 and len(calls[-1]["waypoints"]) == 3
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    rec = widget.session.export_record()["reader"]
+    assert rec["frame_auto"] is False and rec["reference_mode"] == "manual"
+    assert rec["waypoints_rc"] == [[47.0, 40.0], [52.0, 70.0], [49.0, 80.0]]

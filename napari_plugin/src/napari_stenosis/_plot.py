@@ -21,6 +21,7 @@ COLOURS = {
     "proximal": "#ff8c00",
     "distal": "#ff00ff",
     "catheter": "#ffffff",
+    "waypoint": "#b388ff",  # light violet
 }
 
 

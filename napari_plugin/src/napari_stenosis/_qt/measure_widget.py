@@ -9,10 +9,16 @@ module only wires controls and layers to it:
   queued and the newest choices win;
 * result layers: centerline (Shapes path), lumen edges (Shapes paths), MLD and
   reference markers (Points), and a dock with the profile plot and result table;
+* the frame control shows the automatic frame before measuring
+  (:func:`stenosis.guess_frame`, computed in a worker on the run's cached
+  opacification), the measured frame after; a frame the reader picks is sent as ``frame=``;
 * dragging the reference marker re-measures with the reader's reference site
-  ("manual"); the reference drop-down goes back to the WASID rule; two points on
-  the feeding artery make the WASID feeding reference available; dragging an end
-  of the centerline moves that point and traces again;
+  ("manual"); the reference drop-down forces the WASID site (proximal / distal /
+  feeding) or goes back to the rule; two points on the feeding artery make the
+  feeding reference available; dragging the MLD marker re-measures with the
+  minimum searched near it; waypoints (a points layer, or dragged inner vertices
+  of the centerline) make the trace pass through them; dragging an end of the
+  centerline moves that point and traces again;
 * catheter calibration: a line across the catheter and its French size;
 * export of JSON, CSV row and PNG (viewer screenshot beside the plot).
 """
@@ -43,7 +49,7 @@ from qtpy.QtWidgets import (
 import stenosis
 from stenosis import ModelName, Segment
 
-from .._model import ReadingSession, overlay_geometry
+from .._model import REFERENCE_MODES, ReadingSession, overlay_geometry
 from .._plot import COLOURS
 from .._reader import META_KEY, RUN_KEY, layer_scale, run_metadata
 from .result_panel import ResultPanel
@@ -56,6 +62,25 @@ EDGES_LAYER = "stenosis lumen edges"
 MARKERS_LAYER = "stenosis MLD / reference"
 CATHETER_LAYER = "catheter line"
 FEEDING_LAYER = "stenosis feeding points"
+WAYPOINTS_LAYER = "stenosis waypoints"
+OVERLAY_LAYERS = (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, FEEDING_LAYER, WAYPOINTS_LAYER,
+                  CATHETER_LAYER)
+
+#: what the frame control's label says, by ReadingSession.frame_source
+_FRAME_SOURCE = {
+    "reader": "yours",
+    "measured": "auto (measured)",
+    "guess": "auto (first guess)",
+    "auto": "auto",
+}
+
+_REFERENCE_HELP = {
+    "rule": "WASID order: the widest normal parallel segment of the proximal artery, else distal, else feeding",
+    "proximal": "force the proximal artery's best normal segment",
+    "distal": "force the distal artery's best normal segment",
+    "feeding": "force the feeding artery (needs the two feeding-artery points)",
+    "manual": "drag the green reference marker to the site to use",
+}
 
 _SEGMENT_HELP = {
     Segment.ICA: "intracranial ICA (reference: petrous ICA, else extracranial ICA)",
@@ -67,6 +92,10 @@ _SEGMENT_HELP = {
 
 def _measure_worker(request):  # pragma: no cover - body runs in the worker thread
     return request()
+
+
+def _guess_worker(session, points):  # pragma: no cover - body runs in the worker thread
+    return session.guess_frame(points)
 
 
 class MeasureWidget(QWidget):
@@ -88,6 +117,7 @@ class MeasureWidget(QWidget):
         self._sessions: dict[int, ReadingSession] = {}
         self._worker = None
         self._pending = False
+        self._guess_workers: set = set()
         self._syncing = False
         self.result_panel: ResultPanel | None = None
         self.result_dock = None
@@ -125,13 +155,23 @@ class MeasureWidget(QWidget):
         self.frame_spin.setMinimum(-1)
         self.frame_spin.setSpecialValueText("auto")
         self.frame_spin.setValue(-1)
-        self.frame_spin.setToolTip("Frame to measure (0-based); 'auto' picks the fully opacified frame")
+        self.frame_spin.setToolTip(
+            "Frame to measure (0-based). Shows the automatic frame (first guess before measuring, "
+            "the measured frame after); change it to measure another frame"
+        )
         self.frame_spin.valueChanged.connect(self._on_frame)
+        self.frame_source_label = QLabel("auto")
+        self.frame_source_label.setMinimumWidth(95)
         self.frame_here = QPushButton("Use shown")
         self.frame_here.setToolTip("Measure the frame shown in the viewer")
         self.frame_here.clicked.connect(self._use_shown_frame)
+        self.frame_auto_button = QPushButton("Auto")
+        self.frame_auto_button.setToolTip("Let stenosis pick the fully opacified frame again")
+        self.frame_auto_button.clicked.connect(self._use_auto_frame)
         frame_row.addWidget(self.frame_spin, 1)
+        frame_row.addWidget(self.frame_source_label)
         frame_row.addWidget(self.frame_here)
+        frame_row.addWidget(self.frame_auto_button)
         form.addRow("Frame", frame_row)
         outer.addLayout(form)
 
@@ -158,11 +198,12 @@ class MeasureWidget(QWidget):
         ref_box = QGroupBox("Reference (D normal)")
         ref_form = QFormLayout(ref_box)
         self.reference_combo = QComboBox()
-        self.reference_combo.addItem("WASID rule (proximal > distal > feeding)", "rule")
-        self.reference_combo.addItem("manual: drag the green marker", "manual")
+        for mode, label in REFERENCE_MODES:
+            self.reference_combo.addItem(label, mode)
+            self.reference_combo.setItemData(self.reference_combo.count() - 1, _REFERENCE_HELP[mode], Qt.ToolTipRole)
         self.reference_combo.setToolTip(
             "WASID rule: the widest normal parallel segment of the proximal artery, else distal, "
-            "else the feeding artery. Manual: drag the green reference marker to the site to use."
+            "else the feeding artery; or force a site; manual: drag the green reference marker."
         )
         self.reference_combo.currentIndexChanged.connect(self._on_reference_mode)
         ref_form.addRow("Choice", self.reference_combo)
@@ -175,6 +216,33 @@ class MeasureWidget(QWidget):
         self.feeding_label = QLabel("none")
         ref_form.addRow(self.feeding_button, self.feeding_label)
         outer.addWidget(ref_box)
+
+        lesion_box = QGroupBox("MLD and centerline")
+        lesion_form = QFormLayout(lesion_box)
+        mld_row = QHBoxLayout()
+        self.mld_label = QLabel("auto (narrowest traced lumen)")
+        self.mld_label.setToolTip("Drag the red MLD marker onto the lesion to grade: the minimum is searched near it")
+        self.mld_auto_button = QPushButton("Auto")
+        self.mld_auto_button.setToolTip("Back to the narrowest traced lumen between the points")
+        self.mld_auto_button.clicked.connect(self.use_auto_mld)
+        mld_row.addWidget(self.mld_label, 1)
+        mld_row.addWidget(self.mld_auto_button)
+        lesion_form.addRow("MLD", mld_row)
+        wp_row = QHBoxLayout()
+        self.waypoints_button = QPushButton("Add waypoints")
+        self.waypoints_button.setToolTip(
+            "Click inner points on the artery that the centerline must pass through (any order: they are "
+            "sorted proximal to distal); or drag inner vertices of the centerline"
+        )
+        self.waypoints_button.clicked.connect(self.start_waypoints)
+        self.waypoints_clear_button = QPushButton("Clear")
+        self.waypoints_clear_button.clicked.connect(self.clear_waypoints)
+        self.waypoints_label = QLabel("none")
+        wp_row.addWidget(self.waypoints_button)
+        wp_row.addWidget(self.waypoints_clear_button)
+        wp_row.addWidget(self.waypoints_label, 1)
+        lesion_form.addRow("Waypoints", wp_row)
+        outer.addWidget(lesion_box)
 
         cal_box = QGroupBox("Catheter calibration")
         cal_form = QFormLayout(cal_box)
@@ -209,7 +277,8 @@ class MeasureWidget(QWidget):
         has_run = self.session is not None
         busy = self._worker is not None
         for w in (self.points_button, self.catheter_button, self.calibrate_button, self.frame_here, self.frame_spin,
-                  self.feeding_button):
+                  self.frame_auto_button, self.feeding_button, self.waypoints_button, self.waypoints_clear_button,
+                  self.mld_auto_button):
             w.setEnabled(has_run)
         self.measure_button.setEnabled(has_run and self.session.ready and not busy)
         self.export_button.setEnabled(has_run and self.session.result is not None and not busy)
@@ -284,15 +353,19 @@ class MeasureWidget(QWidget):
         if previous is not None and previous is not self.session:
             self._reset_overlays()
         self._sync_controls()
+        if self.session.frame_guess is None:
+            self._start_guess()
 
     def _reset_overlays(self) -> None:
         """Switching runs: drop the previous run's layers, show this run's points and result."""
-        for name in (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, FEEDING_LAYER, CATHETER_LAYER):
+        for name in OVERLAY_LAYERS:
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
         if self.session.points:
             self.start_points()
             self._get_layer(POINTS_LAYER).mode = "pan_zoom"
+        if self.session.waypoints:
+            self._sync_waypoints_layer(create=True)
         if self.session.result is not None:
             self._show_result(self.session.result)
         elif self.result_panel is not None:
@@ -305,13 +378,59 @@ class MeasureWidget(QWidget):
             self.segment_combo.setCurrentIndex(list(Segment).index(s.segment))
             self.model_combo.setCurrentIndex(list(ModelName).index(s.model))
             self.frame_spin.setMaximum(int(s.run.frames.shape[0]) - 1)
-            self.frame_spin.setValue(-1 if s.frame is None else s.frame)
             self.reference_combo.setCurrentIndex(max(self.reference_combo.findData(s.reference_mode), 0))
         finally:
             self._syncing = False
+        self._show_frame(move_viewer=False)
+        self._show_adjustments()
         self.prompt_label.setText(s.prompt)
         self._show_calibration()
         self._update_enabled()
+
+    def _show_frame(self, *, move_viewer: bool = True) -> None:
+        """Frame control = the session's frame (reader's or measured) or the automatic guess."""
+        s = self.session
+        shown = s.shown_frame
+        self._syncing = True
+        try:
+            self.frame_spin.setValue(-1 if shown is None else int(shown))
+        finally:
+            self._syncing = False
+        self.frame_source_label.setText(_FRAME_SOURCE[s.frame_source])
+        if move_viewer and shown is not None and self.viewer.dims.ndim >= 3:
+            self.viewer.dims.set_current_step(0, int(shown))
+
+    def _show_adjustments(self) -> None:
+        s = self.session
+        self.mld_label.setText(
+            "auto (narrowest traced lumen)" if s.mld_rc is None
+            else f"placed near ({s.mld_rc[0]:.0f}, {s.mld_rc[1]:.0f})"
+        )
+        n = len(s.waypoints)
+        self.waypoints_label.setText("none" if not n else f"{n} point{'s' if n > 1 else ''}")
+
+    def _start_guess(self) -> None:
+        """Compute stenosis.guess_frame for the current points in a worker (the first call
+        opacifies the run; the stack is cached in the session)."""
+        if self.session is None:
+            return
+        from napari.qt.threading import thread_worker
+
+        session, pts = self.session, self.session.guess_points()
+        worker = thread_worker(_guess_worker, ignore_errors=True)(session, pts)
+        worker.returned.connect(lambda g, s=session, p=pts: self._on_guess(s, g, p))
+        worker.errored.connect(self._on_guess_error)
+        worker.finished.connect(lambda w=worker: self._guess_workers.discard(w))
+        self._guess_workers.add(worker)
+        worker.start()
+
+    def _on_guess(self, session: ReadingSession, guess: int, points: Any) -> None:
+        if session.set_frame_guess(guess, points) and session is self.session:
+            self._show_frame(move_viewer=session.frame_source == "guess")
+
+    def _on_guess_error(self, exc: BaseException) -> None:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self._set_status(f"No automatic frame guess ({msg}); Measure still picks the frame, or type one.")
 
     def _show_calibration(self) -> None:
         cal = self.session.run.calibration
@@ -333,27 +452,38 @@ class MeasureWidget(QWidget):
         if self.session is None or self._syncing:
             return
         self.session.set_frame(None if value < 0 else value)
-        if value >= 0 and self.viewer.dims.ndim >= 3:
-            self.viewer.dims.set_current_step(0, value)
+        self._show_frame()
 
     def _use_shown_frame(self) -> None:
-        if self.viewer.dims.ndim >= 3:
-            self.frame_spin.setValue(int(self.viewer.dims.current_step[0]))
+        if self.session is not None and self.viewer.dims.ndim >= 3:
+            self.session.set_frame(int(self.viewer.dims.current_step[0]))
+            self._show_frame()
+
+    def _use_auto_frame(self) -> None:
+        if self.session is None:
+            return
+        self.session.use_auto_frame()
+        self._show_frame()
+        if self.session.frame_guess is None:
+            self._start_guess()
 
     def _on_reference_mode(self, *args: Any) -> None:
         if self.session is None or self._syncing:
             return
-        if self.reference_combo.currentData() == "rule":
-            had_manual = self.session.reference_rc is not None
-            self.session.use_reference_rule()
-            if had_manual and self.session.result is not None:
-                self.measure()
-        elif self.session.reference_rc is None:
-            mk = self._get_layer(MARKERS_LAYER)
-            if mk is not None:
-                self.viewer.layers.selection.active = mk
-                mk.mode = "select"
-            self._set_status("Drag the green reference marker to the normal segment to use as reference.")
+        mode = self.reference_combo.currentData()
+        if mode == "manual":
+            if self.session.reference_rc is None:
+                mk = self._get_layer(MARKERS_LAYER)
+                if mk is not None:
+                    self.viewer.layers.selection.active = mk
+                    mk.mode = "select"
+                self._set_status("Drag the green reference marker to the normal segment to use as reference.")
+            return
+        changed = self.session.set_reference_choice(mode)
+        if changed and self.session.result is not None and self.session.ready:
+            self.measure()
+        elif mode == "feeding" and len(self.session.feeding) < 2:
+            self._set_status("Feeding reference: place two points on the feeding artery (Feeding artery points).")
 
     # ------------------------------------------------------------------ layers
     def _layer_geometry(self) -> dict[str, Any]:
@@ -395,8 +525,12 @@ class MeasureWidget(QWidget):
         self._sync_points_layer(layer, kept)
         self.prompt_label.setText(self.session.prompt)
         self._update_enabled()
+        self._show_adjustments()
         if self.session.ready:
             layer.mode = "pan_zoom"
+        if self.session.frame_guess is None:  # new points: guess the frame again
+            self._show_frame(move_viewer=False)
+            self._start_guess()
 
     def _sync_points_layer(self, layer: Any, kept: list | None = None) -> None:
         pts = self.session.points if kept is None else kept
@@ -446,6 +580,69 @@ class MeasureWidget(QWidget):
             if self.session.result is not None:
                 self.measure()
 
+    def start_waypoints(self) -> None:
+        """Points layer for inner centerline points (any order; kept proximal to distal)."""
+        if self.session is None:
+            return
+        layer = self._sync_waypoints_layer(create=True)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        self._set_status("Click points on the artery that the centerline must pass through; Measure traces through them.")
+
+    def clear_waypoints(self) -> None:
+        if self.session is None or not self.session.waypoints:
+            return
+        self.session.set_waypoints([])
+        self._sync_waypoints_layer()
+        self._show_adjustments()
+        if self.session.result is not None and self.session.ready:
+            self.measure()
+
+    def _sync_waypoints_layer(self, *, create: bool = False):
+        """The waypoints layer shows the session's waypoints, numbered proximal to distal."""
+        layer = self._get_layer(WAYPOINTS_LAYER)
+        if layer is None:
+            if not create:
+                return None
+            layer = self.viewer.add_points(
+                np.empty((0, 2)), name=WAYPOINTS_LAYER, ndim=2, size=max(5.0, self._size_px(70)),
+                face_color=COLOURS["waypoint"], border_color="black", symbol="square",
+                features={"label": np.array([], dtype=object)},
+                text={"string": "{label}", "color": "white", "size": 10, "anchor": "upper_left"},
+                **self._layer_geometry(),
+            )
+            layer.events.data.connect(self._on_waypoints_changed)
+        wps = np.reshape(np.asarray(self.session.waypoints, float), (-1, 2))
+        self._syncing = True
+        try:
+            if len(layer.data) != len(wps) or not np.allclose(layer.data, wps):
+                layer.data = wps
+            layer.features = {"label": np.array([f"w{i + 1}" for i in range(len(wps))], dtype=object)}
+            layer.text.refresh(layer.features)
+        finally:
+            self._syncing = False
+        return layer
+
+    def _on_waypoints_changed(self, event: Any) -> None:
+        action = str(getattr(event, "action", "changed"))
+        if self._syncing or not action.endswith(("added", "removed", "changed")) or self.session is None:
+            return
+        before = list(self.session.waypoints)
+        self.session.set_waypoints(self._get_layer(WAYPOINTS_LAYER).data)
+        self._sync_waypoints_layer()
+        self._show_adjustments()
+        if self.session.waypoints != before and self.session.result is not None and self.session.ready:
+            self.measure()
+
+    def use_auto_mld(self) -> None:
+        """Back to the library's MLD (the narrowest traced lumen) and re-measure."""
+        if self.session is None or self.session.mld_rc is None:
+            return
+        self.session.use_auto_mld()
+        self._show_adjustments()
+        if self.session.result is not None and self.session.ready:
+            self.measure()
+
     def set_points(self, proximal_rc: Any, distal_rc: Any) -> None:
         """Place both points programmatically (as two clicks would)."""
         self.start_points()
@@ -466,7 +663,11 @@ class MeasureWidget(QWidget):
             return
         from napari.qt.threading import thread_worker
 
-        request = self.session.request()
+        try:
+            request = self.session.request()
+        except ValueError as exc:  # e.g. an override this stenosis version does not take
+            self._set_status(f"Could not measure: {exc}", error=True)
+            return
         # errors are shown in the widget (one line that says what to do), not as a traceback
         worker = thread_worker(
             _measure_worker, progress={"total": 0, "desc": "Measuring stenosis"}, ignore_errors=True
@@ -553,7 +754,8 @@ class MeasureWidget(QWidget):
                 ed.data = edges
                 ed.shape_type = ["path"] * len(edges)
                 ed.edge_color = COLOURS["edges"]
-            labels = np.array(["MLD", f"ref ({result.reference_choice})"], dtype=object)
+            mld_label = "MLD (placed)" if self.session.mld_rc is not None else "MLD"
+            labels = np.array([mld_label, f"ref ({result.reference_choice})"], dtype=object)
             mk = self._get_layer(MARKERS_LAYER)
             if mk is None:
                 mk = self.viewer.add_points(
@@ -576,10 +778,11 @@ class MeasureWidget(QWidget):
             self._syncing = False
         self._syncing = True
         try:
-            self.frame_spin.setValue(int(result.frame_index))
             self.reference_combo.setCurrentIndex(max(self.reference_combo.findData(self.session.reference_mode), 0))
         finally:
             self._syncing = False
+        self._show_frame(move_viewer=False)
+        self._show_adjustments()
         if self.viewer.dims.ndim >= 3:
             self.viewer.dims.set_current_step(0, int(result.frame_index))
         self._ensure_result_panel().show_result(result)
@@ -612,25 +815,20 @@ class MeasureWidget(QWidget):
         # points when the data is replaced as a whole)
         before = overlay_geometry(self.session.result)["markers"]
         moved = {i for i in (0, 1) if np.hypot(*(np.asarray(layer.data[i][-2:]) - before[i])) > 0.01}
+        if 0 in moved:
+            # the minimum is searched near the dragged marker (the library decides where exactly)
+            self.session.move_mld(layer.data[0][-2:])
+            self._show_adjustments()
         if 1 in moved:
-            self.move_reference(layer.data[1][-2:])
-            if 0 in moved:  # only the reference can be placed by hand
-                self._restore_mld_marker(before[0])
-        elif 0 in moved:
-            self._restore_mld_marker(before[0])
-            # the MLD is where the traced lumen is narrowest (the library decides it)
-            self._set_status(
-                "The MLD marker marks the narrowest traced lumen and cannot be placed by hand; to grade "
-                "another lesion, move the proximal/distal points (or the centerline ends) around it."
-            )
+            self.session.move_reference(layer.data[1][-2:])
+            self._sync_reference_combo()
+        if moved:
+            self.measure()
 
-    def _restore_mld_marker(self, rc: Any) -> None:
-        layer = self._get_layer(MARKERS_LAYER)
-        data = np.array(layer.data, dtype=float)
-        data[0, -2:] = rc
+    def _sync_reference_combo(self) -> None:
         self._syncing = True
         try:
-            layer.data = data
+            self.reference_combo.setCurrentIndex(max(self.reference_combo.findData(self.session.reference_mode), 0))
         finally:
             self._syncing = False
 
@@ -642,7 +840,11 @@ class MeasureWidget(QWidget):
         layer = self._get_layer(CENTERLINE_LAYER)
         if len(layer.data) == 0:
             return
+        n_before = len(self.session.waypoints)
         outcome = self.session.edit_centerline(layer.data[0])
+        if len(self.session.waypoints) != n_before or self._get_layer(WAYPOINTS_LAYER) is not None:
+            self._sync_waypoints_layer(create=bool(self.session.waypoints))
+        self._show_adjustments()
         if outcome == "ends":
             pts = self._get_layer(POINTS_LAYER)
             if pts is not None:
@@ -650,16 +852,24 @@ class MeasureWidget(QWidget):
             self._set_status("Centerline ends moved: tracing again between the new points...")
             self.measure()
         elif outcome == "interior":
-            self._set_status(
-                "Only the centerline's ends are used (the path between them is traced from the image); "
-                "drag the first or last vertex, or move the proximal/distal points."
-            )
-            self._show_result(self.session.result)
+            self._set_status("Centerline vertices moved: tracing again through them (waypoints)...")
+            self.measure()
 
     def move_reference(self, rc: Any) -> None:
         """Use ``rc`` (row, col) as the reference site and re-measure (choice: manual)."""
         self.session.move_reference(rc)
+        self._sync_reference_combo()
         self.measure()
+
+    def move_mld(self, rc: Any) -> None:
+        """Search the MLD near ``rc`` (row, col) and re-measure."""
+        self.session.move_mld(rc)
+        self._show_adjustments()
+        self.measure()
+
+    def set_reference_choice(self, mode: str) -> None:
+        """Pick a reference choice as the drop-down would (``rule``, ``proximal``, ``distal``, ``feeding``)."""
+        self.reference_combo.setCurrentIndex(self.reference_combo.findData(mode))
 
     # ------------------------------------------------------------------ catheter
     def start_catheter_line(self) -> None:
@@ -698,7 +908,7 @@ class MeasureWidget(QWidget):
         ly.scale = layer_scale(cal, ly.ndim)
         ly.metadata[META_KEY] = run_metadata(self.session.run)
         ly.metadata[RUN_KEY] = self.session.run
-        for name in (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, CATHETER_LAYER, FEEDING_LAYER):
+        for name in OVERLAY_LAYERS:
             other = self._get_layer(name)
             if other is not None:
                 other.scale = layer_scale(cal, other.ndim)
