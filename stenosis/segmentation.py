@@ -76,15 +76,27 @@ def _model_name(model) -> ModelName:
 
 
 def _unet_probability(frame: np.ndarray) -> np.ndarray:
-    """U-Net probability with the shipped weights (hash checked at first load)."""
-    from . import unet
+    """U-Net probability with the shipped weights (hash checked at first load).
+
+    Frames up to :data:`stenosis.unet_numpy.NUMPY_MAX_PIXELS` pixels (the measurement's
+    crops) run on the torch-free numpy engine: no 1-3 s torch import in a one-shot CLI
+    call, and the same numbers whether or not torch is loaded. Larger frames run on torch.
+    """
+    from . import unet_numpy
 
     d = models_dir()
     if not (d / WEIGHTS_NAME).is_file():
         raise ModelError(
             f"U-Net weights not found in {d}; reinstall stenosis or pass model='classical'"
         )
-    model = unet.load_unet(d / WEIGHTS_NAME, d / CONFIG_NAME, expected_sha256=_recorded_sha256())
+    weights, config = d / WEIGHTS_NAME, d / CONFIG_NAME
+    if frame.size <= unet_numpy.NUMPY_MAX_PIXELS:
+        st = weights.stat()
+        net = unet_numpy.load(str(weights), str(config), _recorded_sha256(), (st.st_size, st.st_mtime_ns))
+        return unet_numpy.predict_probability(net, frame)
+    from . import unet
+
+    model = unet.load_unet(weights, config, expected_sha256=_recorded_sha256())
     return unet.predict_probability(model, frame)
 
 

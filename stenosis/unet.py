@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelError
-from .vesselness import normalize_intensity
+from . import unet_numpy as _np_engine
 
 __all__ = [
     "UNet",
@@ -176,16 +175,10 @@ def preprocess(frame) -> np.ndarray:
     ndarray, shape (H, W), float32 in [-1, 1]
         Robust percentile rescaling (0.5 %, 99.5 %) to [0, 1], then centred.
     """
-    return normalize_intensity(frame) * np.float32(2.0) - np.float32(1.0)
+    return _np_engine.preprocess(frame)
 
 
-def file_sha256(path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = _np_engine.file_sha256
 
 
 @functools.lru_cache(maxsize=4)
@@ -244,36 +237,17 @@ def load_unet(weights, config, *, expected_sha256: str) -> UNet:
 
 @contextlib.contextmanager
 def _deterministic(num_threads: int):
+    """Fixed thread count + inference mode. The network's CPU kernels (convolution, ReLU,
+    max-pool, bilinear up-sampling, concatenation) are deterministic for a fixed thread
+    count; ``torch.use_deterministic_algorithms`` is not called: it guards none of them
+    and its first call imports ``torch._inductor`` (1-2 s of a one-shot CLI call)."""
     prev_threads = torch.get_num_threads()
-    prev_det = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         with torch.inference_mode():
             yield
     finally:
-        torch.use_deterministic_algorithms(prev_det)
         torch.set_num_threads(prev_threads)
-
-
-def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
-    """1-D blending weight: linear ramps over ``overlap`` px on inner sides."""
-    w = np.ones(n, dtype=np.float32)
-    if overlap > 0:
-        r = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        if not at_start:
-            w[:overlap] = np.minimum(w[:overlap], r)
-        if not at_end:
-            w[n - overlap :] = np.minimum(w[n - overlap :], r[::-1])
-    return w
-
-
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    step = tile - overlap
-    s = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(s))
 
 
 def _run(model: UNet, x: np.ndarray) -> np.ndarray:
@@ -321,28 +295,10 @@ def predict_probability(
     ndarray, shape (H, W), float32 in [0, 1]
     """
     x = preprocess(frame)
-    h, w = x.shape
     if num_threads is None:
         num_threads = int(os.environ.get("STENOSIS_THREADS", min(4, os.cpu_count() or 1)))
-    if overlap_px * 2 >= tile_px:
-        raise ValueError("overlap_px must be less than half of tile_px")
     with _deterministic(max(1, num_threads)):
-        if h <= max_single_px and w <= max_single_px:
-            logits = _run(model, x)
-        else:
-            acc = np.zeros((h, w), dtype=np.float32)
-            wsum = np.zeros((h, w), dtype=np.float32)
-            rows, cols = _starts(h, tile_px, overlap_px), _starts(w, tile_px, overlap_px)
-            for r0 in rows:
-                th = min(tile_px, h - r0)
-                wr = _ramp(th, overlap_px, r0 == 0, r0 + th >= h)
-                for c0 in cols:
-                    tw = min(tile_px, w - c0)
-                    wc = _ramp(tw, overlap_px, c0 == 0, c0 + tw >= w)
-                    wt = wr[:, None] * wc[None, :]
-                    acc[r0 : r0 + th, c0 : c0 + tw] += wt * _run(model, x[r0 : r0 + th, c0 : c0 + tw])
-                    wsum[r0 : r0 + th, c0 : c0 + tw] += wt
-            logits = acc / wsum
+        logits = _np_engine.tiled_logits(lambda t: _run(model, t), x, max_single_px=max_single_px,
+                                         tile_px=tile_px, overlap_px=overlap_px)
     # blend logits, then squash: smoother seams than blending probabilities
-    p = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
-    return p.astype(np.float32)
+    return _np_engine.sigmoid(logits)

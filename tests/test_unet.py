@@ -133,3 +133,53 @@ def test_folded_batchnorm_gives_the_same_map(net):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # original untouched
     np.testing.assert_allclose(predict_probability(folded, img), predict_probability(net, img), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(96, 128), (61, 203), (300, 300), (1100, 530)])
+def test_numpy_engine_matches_torch(net, tmp_path, shape):
+    """The torch-free engine (used for the measurement's crops) computes the same network:
+    random weights with non-trivial batch-norm statistics, odd sizes (padding) and the
+    tiled path (1100 px); agreement to float32 rounding."""
+    from stenosis import unet_numpy
+
+    w, c = tmp_path / "unet.pt", tmp_path / "config.json"
+    torch.save(net.state_dict(), w)
+    c.write_text(json.dumps({"architecture": net.config}))
+    state = unet_numpy.load_state_dict(w)
+    assert set(state) == set(net.state_dict())
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(state[k], v.numpy())
+    engine = unet_numpy.load(str(w), str(c), file_sha256(w))
+    img = _frame(shape, seed=5)
+    np.testing.assert_allclose(unet_numpy.predict_probability(engine, img), predict_probability(net, img), atol=2e-5)
+    with pytest.raises(ModelError, match="sha256"):
+        unet_numpy.load(str(w), str(c), "0" * 64)
+
+
+def test_numpy_engine_refuses_foreign_pickles(tmp_path):
+    """The torch-free loader builds arrays only: any other global in the pickle is refused."""
+    import pickle
+    import zipfile
+
+    from stenosis import unet_numpy
+
+    bad = tmp_path / "evil.pt"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("evil/data.pkl", pickle.dumps(print))  # a global the loader must not resolve
+        z.writestr("evil/byteorder", "little")
+    with pytest.raises(pickle.UnpicklingError, match="unexpected object"):
+        unet_numpy.load_state_dict(bad)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="U-Net weights not shipped in models/")
+def test_measurement_crops_do_not_import_torch():
+    """A crop-sized probability map (the measurement's) runs without importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, stenosis; "
+            "p = stenosis.vessel_probability(np.random.default_rng(0).random((256, 300))); "
+            "assert p.shape == (256, 300); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
