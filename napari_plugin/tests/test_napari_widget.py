@@ -263,15 +263,15 @@ def test_reader_choices_in_the_widget(make_napari_viewer, qtbot, tmp_path, monke
     widget = _dock(viewer)
     # loading: the frame control shows stenosis.guess_frame, labelled as auto, and the viewer goes there
     qtbot.waitUntil(lambda: widget.frame_spin.value() == 2, timeout=20000)
-    assert widget.frame_source_label.text() == "auto (first guess)" and viewer.dims.current_step[0] == 2
+    assert widget.frame_source_label.text() == "auto: guess" and viewer.dims.current_step[0] == 2
     widget.set_points((48.0, 10.0), (48.0, 110.0))
     qtbot.waitUntil(lambda: widget.session.frame_guess == 2, timeout=20000)  # guessed again near the points
-    assert widget.frame_spin.value() == 2 and widget.frame_source_label.text() == "auto (first guess)"
+    assert widget.frame_spin.value() == 2 and widget.frame_source_label.text() == "auto: guess"
 
     with qtbot.waitSignal(widget.measured, timeout=20000):
         widget.measure_button.click()
     assert calls[-1]["frame"] is None  # auto: the guess is only shown
-    assert widget.frame_spin.value() == 3 and widget.frame_source_label.text() == "auto (measured)"
+    assert widget.frame_spin.value() == 3 and widget.frame_source_label.text() == "auto: measured"
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
 
     # the drop-down forces the distal site: re-measured with reference_choice="distal"

@@ -69,8 +69,8 @@ OVERLAY_LAYERS = (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, FE
 #: what the frame control's label says, by ReadingSession.frame_source
 _FRAME_SOURCE = {
     "reader": "yours",
-    "measured": "auto (measured)",
-    "guess": "auto (first guess)",
+    "measured": "auto: measured",
+    "guess": "auto: guess",
     "auto": "auto",
 }
 
@@ -161,7 +161,10 @@ class MeasureWidget(QWidget):
         )
         self.frame_spin.valueChanged.connect(self._on_frame)
         self.frame_source_label = QLabel("auto")
-        self.frame_source_label.setMinimumWidth(95)
+        self.frame_source_label.setToolTip(
+            "auto: guess = stenosis.guess_frame before measuring (Measure may move to the first fully "
+            "opacified frame); auto: measured = the frame Measure picked; yours = the frame you set"
+        )
         self.frame_here = QPushButton("Use shown")
         self.frame_here.setToolTip("Measure the frame shown in the viewer")
         self.frame_here.clicked.connect(self._use_shown_frame)
@@ -195,7 +198,7 @@ class MeasureWidget(QWidget):
         self.status_label.setWordWrap(True)
         outer.addWidget(self.status_label)
 
-        ref_box = QGroupBox("Reference (D normal)")
+        ref_box = QGroupBox("Adjust (each change re-measures)")
         ref_form = QFormLayout(ref_box)
         self.reference_combo = QComboBox()
         for mode, label in REFERENCE_MODES:
@@ -206,7 +209,7 @@ class MeasureWidget(QWidget):
             "else the feeding artery; or force a site; manual: drag the green reference marker."
         )
         self.reference_combo.currentIndexChanged.connect(self._on_reference_mode)
-        ref_form.addRow("Choice", self.reference_combo)
+        ref_form.addRow("Reference", self.reference_combo)
         self.feeding_button = QPushButton("Feeding artery points")
         self.feeding_button.setToolTip(
             "Two points (proximal, distal) on the feeding artery: the WASID feeding-artery reference "
@@ -215,10 +218,7 @@ class MeasureWidget(QWidget):
         self.feeding_button.clicked.connect(self.start_feeding_points)
         self.feeding_label = QLabel("none")
         ref_form.addRow(self.feeding_button, self.feeding_label)
-        outer.addWidget(ref_box)
-
-        lesion_box = QGroupBox("MLD and centerline")
-        lesion_form = QFormLayout(lesion_box)
+        lesion_form = ref_form
         mld_row = QHBoxLayout()
         self.mld_label = QLabel("auto (narrowest traced lumen)")
         self.mld_label.setToolTip("Drag the red MLD marker onto the lesion to grade: the minimum is searched near it")
@@ -242,7 +242,7 @@ class MeasureWidget(QWidget):
         wp_row.addWidget(self.waypoints_clear_button)
         wp_row.addWidget(self.waypoints_label, 1)
         lesion_form.addRow("Waypoints", wp_row)
-        outer.addWidget(lesion_box)
+        outer.addWidget(ref_box)
 
         cal_box = QGroupBox("Catheter calibration")
         cal_form = QFormLayout(cal_box)
@@ -255,8 +255,9 @@ class MeasureWidget(QWidget):
         self.french_spin.setDecimals(1)
         self.french_spin.setValue(6.0)
         self.french_spin.setSuffix(" F")
-        cal_form.addRow("Catheter size", self.french_spin)
+        self.french_spin.setToolTip("Catheter size (French; 1 F = 1/3 mm)")
         cal_row = QHBoxLayout()
+        cal_row.addWidget(self.french_spin)
         self.catheter_button = QPushButton("Draw line")
         self.catheter_button.setToolTip("Draw a line across the catheter, edge to edge")
         self.catheter_button.clicked.connect(self.start_catheter_line)
@@ -699,8 +700,7 @@ class MeasureWidget(QWidget):
         frame = f"frame {result.frame_index}" + (" (chosen automatically)" if auto_frame else "")
         self._set_status(
             f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}) on {frame}, "
-            f"reference {result.reference_choice}. Drag the green marker to move the reference "
-            "(select tool of the 'stenosis MLD / reference' layer)."
+            f"reference {result.reference_choice}. Drag the red (MLD) or green (reference) marker to adjust."
         )
         self.measured.emit(result)
 
@@ -795,12 +795,33 @@ class MeasureWidget(QWidget):
                 self.result_dock = self.viewer.window.add_dock_widget(
                     self.result_panel, name="Stenosis result", area="right"
                 )
+                self._keep_controls_height()
             except Exception as exc:  # noqa: BLE001 - a viewer without a window: show the panel alone
                 import warnings
 
                 warnings.warn(f"result dock not added ({exc}); showing the panel in its own window", stacklevel=2)
                 self.result_panel.show()
         return self.result_panel
+
+    def _keep_controls_height(self) -> None:
+        """Give this dock the height its controls need when the result dock is added below
+        it (napari's docks may otherwise be squeezed to a few pixels per row)."""
+        from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+        def dock_of(widget: QWidget) -> Any:
+            while widget is not None and not isinstance(widget, QDockWidget):
+                widget = widget.parentWidget()
+            return widget
+
+        own, below = dock_of(self), dock_of(self.result_panel)
+        window = None if own is None else own.parentWidget()
+        if own is None or below is None or not isinstance(window, QMainWindow):
+            return
+        # + the dock's title bar and room for a longer (wrapped) status line
+        need = self.sizeHint().height() + 60
+        total = own.height() + below.height()
+        if total - need >= 250:  # the plot stays readable
+            window.resizeDocks([own, below], [need, total - need], Qt.Vertical)
 
     def _on_markers_changed(self, event: Any) -> None:
         if self._syncing or self.session is None or self.session.result is None:

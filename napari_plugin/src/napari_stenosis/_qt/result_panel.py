@@ -43,7 +43,7 @@ class ResultTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setWordWrap(True)
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(150)  # scrolls; leaves the controls above their height
 
     def show_result(self, result: Any) -> None:
         rows = [] if result is None else result_table(result)
