@@ -218,7 +218,6 @@ class MeasureWidget(QWidget):
         self.feeding_button.clicked.connect(self.start_feeding_points)
         self.feeding_label = QLabel("none")
         ref_form.addRow(self.feeding_button, self.feeding_label)
-        lesion_form = ref_form
         mld_row = QHBoxLayout()
         self.mld_label = QLabel("auto (narrowest traced lumen)")
         self.mld_label.setToolTip("Drag the red MLD marker onto the lesion to grade: the minimum is searched near it")
@@ -227,7 +226,7 @@ class MeasureWidget(QWidget):
         self.mld_auto_button.clicked.connect(self.use_auto_mld)
         mld_row.addWidget(self.mld_label, 1)
         mld_row.addWidget(self.mld_auto_button)
-        lesion_form.addRow("MLD", mld_row)
+        ref_form.addRow("MLD", mld_row)
         wp_row = QHBoxLayout()
         self.waypoints_button = QPushButton("Add waypoints")
         self.waypoints_button.setToolTip(
@@ -241,7 +240,7 @@ class MeasureWidget(QWidget):
         wp_row.addWidget(self.waypoints_button)
         wp_row.addWidget(self.waypoints_clear_button)
         wp_row.addWidget(self.waypoints_label, 1)
-        lesion_form.addRow("Waypoints", wp_row)
+        ref_form.addRow("Waypoints", wp_row)
         outer.addWidget(ref_box)
 
         cal_box = QGroupBox("Catheter calibration")
