@@ -98,7 +98,7 @@ def naive_measure(run, proximal, distal, frame_index):
     return pct, mld, ref
 
 
-def run_case(spec, tmp: Path):
+def run_case(spec, tmp: Path, model: str = "classical"):
     import stenosis
     from stenosis.phantom import load_truth, make_phantom
 
@@ -109,7 +109,7 @@ def run_case(spec, tmp: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            res = stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model="classical")
+            res = stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model=model)
             out = (res.percent_stenosis, res.mld_mm, res.reference_diameter_mm, res.reference_choice, None)
         except stenosis.StenosisError as exc:
             out = (np.nan, np.nan, np.nan, "error", str(exc))
@@ -145,13 +145,15 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="CI size: a handful of runs")
     ap.add_argument("--n", type=int, default=None, help="number of phantom runs (default 48, small 4)")
     ap.add_argument("--verbose", action="store_true", help="print one line per run")
+    ap.add_argument("--model", choices=["classical", "unet"], default="classical",
+                    help="vessel-probability model for the centerline (diameters are model-free)")
     args = ap.parse_args(argv)
     n = args.n or (4 if args.small else 48)
     specs = grid(n)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for spec in specs:
-            r = run_case(spec, Path(d))
+            r = run_case(spec, Path(d), args.model)
             rows.append(r)
             if args.verbose:
                 print(f"{r['name']} {r['segment']:3s} px={r['px']:.2f} sub={int(r['subtracted'])} ecc={r['ecc']:.1f} "
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
         return np.array([r[k] for r in rows], float)
 
     tp, tm, tr = col("true_pct"), col("true_mld"), col("true_ref")
-    print(f"\naccuracy on {len(rows)} phantom runs (stenosis.phantom), points from truth; errors = measured - true")
+    print(f"\naccuracy on {len(rows)} phantom runs (stenosis.phantom), points from truth, model {args.model}; errors = measured - true")
     print(f"{'method':9s} {'quantity':22s} {'n':>3s} {'bias':>8s} {'SD':>8s} {'MAE':>8s} {'max|e|':>8s}")
     print("-" * 72)
     for method, p, m, rf in (("stenosis", "pct", "mld", "ref"), ("naive", "n_pct", "n_mld", "n_ref")):

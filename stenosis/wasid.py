@@ -392,7 +392,7 @@ def wasid(
             raise MeasurementError("a manual reference needs a location (--reference ROW,COL), not a site")
         if choice is ReferenceChoice.FEEDING:
             if feed_w is None:
-                raise MeasurementError("no feeding-artery reference: give --feeding-proximal and --feeding-distal points on it")
+                raise MeasurementError("no feeding-artery reference: place two points on the feeding artery (feeding proximal and distal)")
             win, ref = None, float(feed_ref)
             desc = "feeding artery (reader-chosen site)"
         else:

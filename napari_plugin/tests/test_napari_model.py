@@ -159,6 +159,14 @@ def test_export_writes_json_csv_png_with_the_readers_choices(tmp_path, run):
     s.export(tmp_path)  # a second export appends to the folder's running log
     with open(tmp_path / "readings.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2
+    # a log with another header (an older plugin) is kept aside, never appended to misaligned
+    old_log = "path,percent_stenosis\nrun.dcm,55.0\n"
+    (tmp_path / "readings.csv").write_text(old_log)
+    s.export(tmp_path)
+    assert (tmp_path / "readings.v1.csv").read_text() == old_log
+    with open(tmp_path / "readings.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1 and list(rows[0]) == list(_model.CSV_COLUMNS)
     assert list(csv_row(rec)) == list(_model.CSV_COLUMNS)
 
 

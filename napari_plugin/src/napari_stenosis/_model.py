@@ -709,6 +709,16 @@ def _json_default(o: Any) -> Any:
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], *, append: bool) -> None:
     new = not (append and path.exists() and path.stat().st_size > 0)
+    if not new:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if header != list(CSV_COLUMNS):
+            # a log written by another version of the plugin: keep it, start a new one beside it
+            k = 1
+            while (old := path.with_name(f"{path.stem}.v{k}{path.suffix}")).exists():
+                k += 1
+            path.rename(old)
+            new = True
     with open(path, "a" if append else "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
         if new:
