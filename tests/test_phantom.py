@@ -440,3 +440,19 @@ def test_truth_has_the_documented_keys(phantom):
         assert f"``{k}``" in ph_pkg.__doc__, k
     n = len(phantom.truth["arc_mm"])
     assert len(phantom.truth["diameter_mm"]) == len(phantom.truth["centerline_rc"]) == n
+
+
+def test_truth_mld_lies_within_the_reader_points(tmp_path):
+    """A diffuse proximal disease narrower before the proximal point than the lesion is
+    not in the graded segment: the truth MLD is the minimum between the two points."""
+    spec = PhantomSpec(seed=1014, segment="BA", normal_diameter_mm=3.03, stenosis_percent=19.6,
+                       stenosis_length_mm=5.77, proximal_diseased=True, shape=(512, 512),
+                       mm_per_px=(0.15, 0.15), n_frames=5, n_mask_frames=1, arrival_frames=1)
+    dcm, _ = make_phantom(spec, tmp_path / "prox.dcm")
+    t = load_truth(dcm)
+    arc, d = np.array(t["arc_mm"]), np.array(t["diameter_mm"])
+    inside = (arc >= t["proximal_arc_mm"] - 0.05) & (arc <= t["distal_arc_mm"] + 0.05)
+    assert d.min() < d[inside].min() - 0.1  # the case this test is about: narrower outside
+    assert t["proximal_arc_mm"] - 0.05 <= t["mld_arc_mm"] <= t["distal_arc_mm"] + 0.05
+    assert t["mld_mm"] == pytest.approx(d[inside].min(), abs=1e-5)
+    assert t["percent_stenosis"] == pytest.approx((1 - t["mld_mm"] / t["reference_diameter_mm"]) * 100, abs=1e-3)

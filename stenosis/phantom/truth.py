@@ -52,14 +52,16 @@ def compute_truth(
         p = (gg["base"][0] + o[0] * gg["normal"][0]) / np.array([pr, pc]) + np.asarray(shift_px)
         return [round(float(p[0]), 4), round(float(p[1]), 4)]
 
-    i_mld = int(np.argmin(d))
+    # the lesion as a reader can see it: the MLD and its extent within the proximal..distal
+    # points (a diffuse proximal disease may narrow the artery further before the proximal
+    # point; that part is not in the graded segment)
+    k_p = int(np.argmin(np.abs(arc - lm["proximal"])))
+    k_d = int(np.argmin(np.abs(arc - lm["distal"])))
+    i_mld = k_p + int(np.argmin(d[k_p : k_d + 1]))
     mld = float(d[i_mld])
     ref_d = float(scene.diameter(np.array([lm["reference"]]))[0][0])
     percent = (1.0 - mld / ref_d) * 100.0
     below = d < LESION_THRESHOLD * ref_d
-    # the lesion as a reader can see it: within the proximal..distal points
-    k_p = int(np.argmin(np.abs(arc - lm["proximal"])))
-    k_d = int(np.argmin(np.abs(arc - lm["distal"])))
     if below[i_mld]:
         a = i_mld
         while a > k_p and below[a - 1]:
