@@ -53,6 +53,7 @@ thread finishes it in the background (restart hung workers with
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -845,6 +846,44 @@ def warm_up(model: str = "unet", *, auto: bool = True) -> None:
             pass
 
 
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere: musl, macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def release_memory() -> None:
+    """Give back what one run left behind, so a worker's memory does not creep.
+
+    Two things, both measured (``benchmarks/batch.py --memory``): each run's PNG
+    report leaves a matplotlib Figure (thousands of objects in reference cycles,
+    plus its Agg buffer) that only a full collection frees, which a worker with
+    torch and scipy loaded runs rarely, so RSS saw-toothed by tens of MB; and
+    glibc keeps freed heap pages of the large per-run arrays mapped. A collection
+    after :func:`gc.freeze` (done once after warm-up) scans only objects made
+    since, and ``malloc_trim(0)`` returns the free pages to the OS.
+    """
+    import gc
+
+    gc.collect()
+    fn = _malloc_trim()
+    if fn is not None:
+        try:
+            fn(0)
+        except Exception:
+            pass
+
+
 def _worker_main(conn, work, options, max_tasks, warm) -> None:
     import warnings
 
@@ -856,6 +895,12 @@ def _worker_main(conn, work, options, max_tasks, warm) -> None:
             warm_up(options.model, auto=options.auto)
         else:
             warm_up()
+    import gc
+
+    # what warm-up loaded (modules, weights) lives as long as the worker: move it out
+    # of the collector's generations, so the per-run full collection stays cheap
+    gc.collect()
+    gc.freeze()
     try:
         conn.send(("ready", os.getpid(), _peak_rss_mb()))
         done = 0
@@ -868,6 +913,7 @@ def _worker_main(conn, work, options, max_tasks, warm) -> None:
                 row = work(task, options)
             except BaseException as exc:  # work functions should not raise; keep the batch alive
                 row = error_row(task, _exc_message(exc))
+            release_memory()
             done += 1
             retire = done >= max_tasks
             conn.send(("done", idx, row, _peak_rss_mb(), retire))

@@ -22,7 +22,7 @@ Derivative (maximum-gradient) edges are computed as a cross-check.
 """
 from __future__ import annotations
 
-import functools
+import collections
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,14 +91,86 @@ def _chord_cell_mean(r: np.ndarray, u: np.ndarray, du: float) -> np.ndarray:
     return (prim(u + du / 2) - prim(u - du / 2)) / du
 
 
-@functools.lru_cache(maxsize=8)
+class _ByteLRU:
+    """Least-recently-used cache bounded in entries *and* bytes of the arrays it holds.
+
+    The chord tables are keyed by the run's estimated blur (a continuous value), so in
+    a long-lived batch worker nearly every run adds entries; an entry-count bound alone
+    lets the cache hold hundreds of MB when vessels are wide (a spectrum of a 26 px
+    radius table is ~35 MB). Values are recomputed exactly when evicted, so the bound
+    changes speed, never results.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._data: collections.OrderedDict = collections.OrderedDict()
+        self._sizes: dict = {}
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key, make):
+        try:
+            value = self._data[key]
+        except KeyError:
+            pass
+        else:
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+        self.misses += 1
+        value = make()
+        size = _nbytes(value)
+        if size > self.max_bytes:  # too big to keep: use it once
+            return value
+        self._data[key] = value
+        self._sizes[key] = size
+        self.nbytes += size
+        while len(self._data) > self.max_entries or self.nbytes > self.max_bytes:
+            old, _ = self._data.popitem(last=False)
+            self.nbytes -= self._sizes.pop(old)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        self._data.clear()
+        self._sizes.clear()
+        self.nbytes = 0
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, ChordTable):
+        return int(value.table.nbytes)
+    if isinstance(value, tuple):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+#: blur-independent chord spectra (few distinct keys: the radius/offset ranges rounded up)
+_SPECTRUM_CACHE = _ByteLRU(max_entries=8, max_bytes=48 * 2**20)
+#: blurred tables: the 7 fixed trial blurs repeat across runs; the run's own blur rarely does
+_TABLE_CACHE = _ByteLRU(max_entries=64, max_bytes=48 * 2**20)
+
+
 def _chord_spectrum(r_max_px: float, u_max_px: float, pad_px: float):
     """Unblurred cell-mean chords and their FFT along u (independent of the blur)."""
+    key = (float(r_max_px), float(u_max_px), float(pad_px))
+    return _SPECTRUM_CACHE.get(key, lambda: _chord_spectrum_uncached(*key))
+
+
+def _chord_spectrum_uncached(r_max_px: float, u_max_px: float, pad_px: float):
     r = np.arange(0.0, r_max_px + 2 * _DR, _DR)[:, None]
     u_full = np.arange(-(u_max_px + pad_px), u_max_px + pad_px + _DU / 2, _DU)
     chords = _chord_cell_mean(r, u_full[None, :], _DU)
     n_fft = int(2 ** np.ceil(np.log2(u_full.size + 2 * pad_px / _DU)))
     spec = np.fft.rfft(chords, n=n_fft, axis=1)
+    u_full.flags.writeable = False
+    spec.flags.writeable = False
     return u_full, n_fft, spec
 
 
@@ -124,9 +196,13 @@ def chord_table(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable
     return _chord_table_cached(sigma_px, float(np.ceil(r_max_px)), float(np.ceil(u_max_px)))
 
 
-@functools.lru_cache(maxsize=64)
 def _chord_table_cached(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable:
-    """Deterministic, so cached per process (the table is read-only)."""
+    """Deterministic, so cached per process (the table is read-only); bounded in bytes."""
+    key = (float(sigma_px), float(r_max_px), float(u_max_px))
+    return _TABLE_CACHE.get(key, lambda: _chord_table_uncached(*key))
+
+
+def _chord_table_uncached(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable:
     pad = float(np.ceil(5 * max(sigma_px, 4.0) + 1))
     u_full, n_fft, spec = _chord_spectrum(r_max_px, u_max_px, pad)
     # Gaussian blur by FFT (the kernel is hundreds of table steps wide); the padding

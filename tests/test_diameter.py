@@ -109,3 +109,29 @@ def test_blocked_products_equal_plain_products():
     for n, k, m in ((410, 95, 3000), (272, 37, 663), (5, 3, 4)):
         a, b = rng.random((n, k)), rng.random((m, k)).T
         np.testing.assert_allclose(_matmul_rows(a, b), a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_chord_caches_stay_bounded_in_entries_and_bytes():
+    # a batch worker sees a new blur estimate in nearly every run; with wide vessels
+    # each table is MBs, so the caches must be bounded in bytes, not only in entries
+    from stenosis import diameter
+
+    tables, spectra = diameter._TABLE_CACHE, diameter._SPECTRUM_CACHE
+    tables.clear()
+    spectra.clear()
+    sigmas = np.linspace(0.6, 3.0, 40)
+    for i, s in enumerate(sigmas):
+        chord_table(float(s), 20.0 + (i % 3), 40.0)  # ~2 MB tables, ~26 MB spectra
+        assert len(tables) <= tables.max_entries and tables.nbytes <= tables.max_bytes
+        assert len(spectra) <= spectra.max_entries and spectra.nbytes <= spectra.max_bytes
+    held = sum(v.table.nbytes for v in tables._data.values())
+    assert held == tables.nbytes and 0 < held <= 48 * 2**20
+    assert len(tables) < len(sigmas)  # the byte budget, not the entry count, evicted
+    # eviction changes speed only: a recomputed table equals the one computed first
+    first = diameter._chord_table_uncached(float(sigmas[0]), 20.0, 40.0)
+    again = chord_table(float(sigmas[0]), 20.0, 40.0)
+    np.testing.assert_array_equal(first.table, again.table)
+    # and a recent key is a hit (the same read-only object)
+    last = (float(sigmas[-1]), 20.0 + (len(sigmas) - 1) % 3, 40.0)
+    assert chord_table(*last) is chord_table(*last)
+    assert not again.table.flags.writeable
