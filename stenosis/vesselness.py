@@ -20,7 +20,6 @@ Canny J., "A computational approach to edge detection" (hysteresis), IEEE PAMI
 from __future__ import annotations
 
 import numpy as np
-from skimage import filters, morphology
 
 from .errors import InputError
 
@@ -117,6 +116,8 @@ def vesselness(frame, *, sigmas=DEFAULT_SIGMAS_PX, method: str = "sato") -> np.n
     ndarray, shape (H, W), float32, >= 0
         Raw filter response (arbitrary units).
     """
+    from skimage import filters  # lazy: ~0.3 s of imports the U-Net path does not need
+
     a = normalize_intensity(frame)
     sig = [float(s) for s in sigmas]
     if method == "sato":
@@ -180,6 +181,8 @@ def hysteresis_mask(
     lo = high / 2.0 if low is None else float(low)
     if lo > high:
         raise ValueError(f"low ({lo}) must not exceed high ({high})")
+    from skimage import filters, morphology
+
     m = filters.apply_hysteresis_threshold(p, lo, high)
     if min_size_px > 0 and m.any():
         m = morphology.remove_small_objects(m, max_size=int(min_size_px) - 1)
