@@ -23,6 +23,7 @@ Derivative (maximum-gradient) edges are computed as a cross-check.
 from __future__ import annotations
 
 import collections
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,36 +110,39 @@ class _ByteLRU:
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
 
     def get(self, key, make):
-        try:
-            value = self._data[key]
-        except KeyError:
-            pass
-        else:
-            self._data.move_to_end(key)
-            self.hits += 1
-            return value
-        self.misses += 1
-        value = make()
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return value
+            self.misses += 1
+        value = make()  # outside the lock: tables take milliseconds to seconds
         size = _nbytes(value)
         if size > self.max_bytes:  # too big to keep: use it once
             return value
-        self._data[key] = value
-        self._sizes[key] = size
-        self.nbytes += size
-        while len(self._data) > self.max_entries or self.nbytes > self.max_bytes:
-            old, _ = self._data.popitem(last=False)
-            self.nbytes -= self._sizes.pop(old)
+        with self._lock:
+            if key in self._data:  # another thread made it meanwhile
+                return self._data[key]
+            self._data[key] = value
+            self._sizes[key] = size
+            self.nbytes += size
+            while len(self._data) > self.max_entries or self.nbytes > self.max_bytes:
+                old, _ = self._data.popitem(last=False)
+                self.nbytes -= self._sizes.pop(old)
         return value
 
     def __len__(self) -> int:
         return len(self._data)
 
     def clear(self) -> None:
-        self._data.clear()
-        self._sizes.clear()
-        self.nbytes = 0
+        with self._lock:
+            self._data.clear()
+            self._sizes.clear()
+            self.nbytes = 0
 
 
 def _nbytes(value) -> int:
