@@ -165,6 +165,12 @@ class Task:
     files : tuple of str
         When set, the exact files of the run (a single-frame series found by
         :func:`stenosis.io.find_runs`); `source` is then their common folder.
+    reference_choice : str or None
+        Reader-forced WASID site (``proximal`` or ``distal``); optional column.
+    mld : tuple of float or None
+        Reader-placed MLD (row, col); optional columns ``mld_row``, ``mld_col``.
+    waypoints : tuple of (row, col)
+        Inner centerline points; optional column ``waypoints`` as ``row col;row col``.
     """
 
     path: str
@@ -176,6 +182,9 @@ class Task:
     mode: str = "points"
     key: str = ""
     files: tuple[str, ...] = ()  # the files of a single-frame series (from find_runs)
+    reference_choice: str | None = None
+    mld: tuple[float, float] | None = None
+    waypoints: tuple[tuple[float, float], ...] = ()
 
     def sort_key(self) -> tuple:
         return (self.path, self.segment, -1 if self.frame is None else self.frame, self.key)
@@ -185,6 +194,8 @@ class Task:
         d["proximal"] = list(self.proximal) if self.proximal is not None else None
         d["distal"] = list(self.distal) if self.distal is not None else None
         d["files"] = list(self.files)
+        d["mld"] = list(self.mld) if self.mld is not None else None
+        d["waypoints"] = [list(w) for w in self.waypoints]
         return d
 
     def read(self):
@@ -373,6 +384,7 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
                 raise PointsFileError(
                     f"{where}: frame {raw!r} is not a frame number (0-based integer, or leave it empty)"
                 ) from None
+        overrides = _override_cells(cell, idx, where)
         rel = _norm_rel(path)
         ident = (rel, seg, frame)
         if ident in seen:
@@ -390,11 +402,56 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
                 distal=(coords[2], coords[3]),
                 frame=frame,
                 mode="points",
+                **overrides,
             )
         )
     if not tasks:
         raise PointsFileError(f"points file {name} has a header but no rows; add one row per run")
     return _assign_keys(tasks)
+
+
+#: optional reader-override columns of a points file
+OVERRIDE_COLUMNS: tuple[str, ...] = ("reference_choice", "mld_row", "mld_col", "waypoints")
+
+
+def _override_cells(cell, idx: dict, where: str) -> dict[str, Any]:
+    """Reader overrides of one points-file row (empty cells: the tool chooses)."""
+    out: dict[str, Any] = {}
+    if "reference_choice" in idx and cell("reference_choice"):
+        rc = cell("reference_choice").lower()
+        if rc not in ("proximal", "distal"):
+            raise PointsFileError(
+                f"{where}: reference_choice {rc!r} is not proximal or distal (or leave it empty; the feeding "
+                "artery needs its own points: measure that run with stenosis measure --feeding-proximal/--feeding-distal)"
+            )
+        out["reference_choice"] = rc
+    have = [c for c in ("mld_row", "mld_col") if c in idx and cell(c)]
+    if len(have) == 1:
+        raise PointsFileError(f"{where}: give both mld_row and mld_col, or neither")
+    if have:
+        try:
+            v = (float(cell("mld_row")), float(cell("mld_col")))
+        except ValueError:
+            raise PointsFileError(f"{where}: mld_row/mld_col must be numbers (pixels)") from None
+        if not all(math.isfinite(x) for x in v):
+            raise PointsFileError(f"{where}: mld_row/mld_col must be finite numbers")
+        out["mld"] = v
+    if "waypoints" in idx and cell("waypoints"):
+        pts = []
+        for part in cell("waypoints").split(";"):
+            if not part.strip():
+                continue
+            try:
+                r, c = (float(t) for t in part.replace(",", " ").split())
+            except ValueError:
+                raise PointsFileError(
+                    f"{where}: waypoints {cell('waypoints')!r} must be 'row col;row col' (pixels, proximal to distal)"
+                ) from None
+            if not (math.isfinite(r) and math.isfinite(c)):
+                raise PointsFileError(f"{where}: waypoints must be finite numbers")
+            pts.append((r, c))
+        out["waypoints"] = tuple(pts)
+    return out
 
 
 #: File name endings taken for runs even without the DICOM preamble, so that a
@@ -583,7 +640,8 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
             proximal, distal, frame = lesion.proximal, lesion.distal, lesion.frame_index
             confidence = float(lesion.confidence)
             auto_info = {"auto": lesion.to_dict()}
-        result = measure(run, task.segment, proximal, distal, frame, model=options.model)
+        result = measure(run, task.segment, proximal, distal, frame, model=options.model,
+                         reference_choice=task.reference_choice, mld=task.mld, waypoints=list(task.waypoints))
         row = _jsonable(result.to_dict())
         row.update(
             {

@@ -438,6 +438,52 @@ def test_real_batch_points_jobs_1_vs_2_and_bad_files(phantom_folder, tmp_path):
     assert str(root) not in text  # no absolute paths in outputs
 
 
+def test_read_points_reader_override_columns(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    header = ["path", "segment", "proximal_row", "proximal_col", "distal_row", "distal_col",
+              "reference_choice", "mld_row", "mld_col", "waypoints"]
+    pts = _write_points(tmp_path / "p.csv", [
+        ["a.dcm", "M1", 1, 2, 3, 4, "Distal", "10.5", "20", "5 6;7.5,8"],
+        ["b.dcm", "M1", 1, 2, 3, 4, "", "", "", ""],
+    ], header=header)
+    a, b = read_points(pts, root)
+    assert a.reference_choice == "distal" and a.mld == (10.5, 20.0) and a.waypoints == ((5.0, 6.0), (7.5, 8.0))
+    assert b.reference_choice is None and b.mld is None and b.waypoints == ()
+    for row, needle in [(["a.dcm", "M1", 1, 2, 3, 4, "feeding", "", "", ""], "feeding artery needs its own points"),
+                        (["a.dcm", "M1", 1, 2, 3, 4, "", "3", "", ""], "both mld_row and mld_col"),
+                        (["a.dcm", "M1", 1, 2, 3, 4, "", "", "", "5;6"], "row col;row col")]:
+        bad = _write_points(tmp_path / "bad.csv", [row], header=header)
+        with pytest.raises(PointsFileError, match=needle) as ei:
+            read_points(bad, root)
+        assert "\n" not in str(ei.value) and "line 2" in str(ei.value)
+
+
+@pytest.mark.slow
+def test_real_batch_applies_reader_overrides(phantom_folder, tmp_path):
+    """A points row with reference_choice=distal and a placed MLD: the batch row is the one
+    ``measure`` gives with the same overrides, and records them."""
+    import stenosis
+
+    root, _, truths = phantom_folder
+    rel, t = sorted(truths.items())[0]
+    auto = stenosis.measure(root / rel, "M1", tuple(t["proximal_rc"]), tuple(t["distal_rc"]), model="classical")
+    there = tuple(float(v) for v in auto.profile.centerline_rc[len(auto.profile.centerline_rc) // 8])
+    header = ["path", "segment", "proximal_row", "proximal_col", "distal_row", "distal_col",
+              "reference_choice", "mld_row", "mld_col", "waypoints"]
+    pts = _write_points(tmp_path / "p.csv", [[rel, "M1", *t["proximal_rc"], *t["distal_rc"], "distal", *there, ""]],
+                        header=header)
+    run_batch(read_points(pts, root), tmp_path / "o", jobs=1, model="classical", progress=False)
+    (row,) = read_jsonl(tmp_path / "o/results.jsonl")
+    want = stenosis.measure(root / rel, "M1", tuple(t["proximal_rc"]), tuple(t["distal_rc"]), model="classical",
+                            reference_choice="distal", mld=there)
+    assert row["status"] == "ok", row["error"]
+    assert row["reference_choice"] == "distal"
+    assert row["percent_stenosis"] == pytest.approx(want.percent_stenosis, abs=0.01)
+    assert abs(row["percent_stenosis"]) < 10  # the MLD placed on normal artery: no stenosis there
+    assert row["parameters"]["reader"] == {"reference_choice": "distal", "mld_rc": [round(v, 2) for v in there]}
+
+
 @pytest.mark.slow
 def test_real_batch_auto_finds_the_lesions(phantom_folder, tmp_path):
     root, _, truths = phantom_folder
