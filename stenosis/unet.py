@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 from pathlib import Path
 
@@ -183,17 +182,7 @@ file_sha256 = _np_engine.file_sha256
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(weights: str, config: str, expected_sha256: str, _stamp: tuple) -> UNet:
-    actual = file_sha256(weights)
-    if actual != expected_sha256:
-        raise ModelError(
-            f"U-Net weights {weights} have sha256 {actual[:12]}..., expected "
-            f"{expected_sha256[:12]}...; reinstall stenosis to restore models/unet.pt"
-        )
-    try:
-        cfg = json.loads(Path(config).read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read model config {config} ({exc}); reinstall stenosis") from None
-    arch = cfg.get("architecture", cfg)
+    arch = _np_engine.checked_architecture(weights, config, expected_sha256)
     try:
         model = UNet(**arch)
         state = torch.load(weights, map_location="cpu", weights_only=True)

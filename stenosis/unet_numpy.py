@@ -241,9 +241,8 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=4)
-def load(weights: str, config: str, expected_sha256: str, _stamp: tuple = ()) -> NumpyUNet:
-    """The numpy network from the shipped checkpoint, after checking its SHA-256 (cached)."""
+def checked_architecture(weights: str, config: str, expected_sha256: str) -> dict:
+    """The architecture of ``config`` after checking the SHA-256 of ``weights`` (both engines' load step)."""
     from .errors import ModelError
 
     actual = file_sha256(weights)
@@ -254,7 +253,19 @@ def load(weights: str, config: str, expected_sha256: str, _stamp: tuple = ()) ->
         )
     try:
         cfg = json.loads(Path(config).read_text())
-        return fold(load_state_dict(weights), cfg.get("architecture", cfg))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read model config {config} ({exc}); reinstall stenosis") from None
+    return cfg.get("architecture", cfg)
+
+
+@functools.lru_cache(maxsize=4)
+def load(weights: str, config: str, expected_sha256: str, _stamp: tuple = ()) -> NumpyUNet:
+    """The numpy network from the shipped checkpoint, after checking its SHA-256 (cached)."""
+    from .errors import ModelError
+
+    arch = checked_architecture(weights, config, expected_sha256)
+    try:
+        return fold(load_state_dict(weights), arch)
     except Exception as exc:  # a wrong file is a model problem, not a bug of the caller
         raise ModelError(f"cannot load U-Net weights {weights} ({exc}); reinstall stenosis") from None
 
