@@ -237,7 +237,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (continue a run)")
     ap.add_argument("--ship", action="store_true", help="copy best weights to models/unet.pt + hash")
+    ap.add_argument("--ship-from", type=Path, default=None, metavar="RUN_DIR",
+                    help="only ship a finished run's best.pt + config.json (a run started without --ship)")
     args = ap.parse_args(argv)
+    if args.ship_from is not None:
+        return ship(args.ship_from, print)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -367,11 +371,20 @@ def main(argv=None) -> int:
     log(f"done: {step} steps in {(time.time() - t_start) / 60:.1f} min; best val Dice {best['dice']:.4f} "
         f"clDice {best.get('cldice', float('nan')):.4f} at step {best.get('step')}")
     if args.ship:
-        shutil.copyfile(args.out / "best.pt", HERE / "unet.pt")
-        shutil.copyfile(args.out / "config.json", HERE / "config.json")
-        digest = sha256(HERE / "unet.pt")
-        (HERE / "weights.sha256").write_text(f"{digest}  unet.pt\n")
-        log(f"shipped models/unet.pt sha256 {digest}")
+        ship(args.out, log)
+    return 0
+
+
+def ship(run_dir: Path, log) -> int:
+    """Copy a run's best weights and config to models/ and record the weights' hash."""
+    for name in ("best.pt", "config.json"):
+        if not (run_dir / name).is_file():
+            raise SystemExit(f"{run_dir / name} is missing: ship a finished run")
+    shutil.copyfile(run_dir / "best.pt", HERE / "unet.pt")
+    shutil.copyfile(run_dir / "config.json", HERE / "config.json")
+    digest = sha256(HERE / "unet.pt")
+    (HERE / "weights.sha256").write_text(f"{digest}  unet.pt\n")
+    log(f"shipped {run_dir / 'best.pt'} as models/unet.pt sha256 {digest}")
     return 0
 
 
