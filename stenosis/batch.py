@@ -873,14 +873,15 @@ def _peak_rss_mb() -> float:
 
 
 def warm_up(model: str = "unet", *, auto: bool = True) -> None:
-    """Load what every run needs once per worker: torch (one thread), model weights,
-    skan's numba kernels. Best effort: a failure here shows up in the runs' rows."""
-    try:
-        import torch
+    """Load what every run needs once per worker: model weights, and for --auto torch (one
+    thread) and skan's numba kernels. Best effort: a failure here shows up in the runs' rows."""
+    if auto:
+        try:
+            import torch
 
-        torch.set_num_threads(1)  # determinism across --jobs and no oversubscription
-    except Exception:
-        pass
+            torch.set_num_threads(1)  # determinism across --jobs and no oversubscription
+        except Exception:
+            pass
     try:
         import numpy as np
 
@@ -983,15 +984,18 @@ def _worker_main(conn, work, options, max_tasks, warm) -> None:
         conn.close()
 
 
-def _mp_context(*, heavy: bool = True):
+def _mp_context(*, heavy: bool = True, torch_too: bool = False):
     methods = mp.get_all_start_methods()
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
         # heavy imports happen once in the fork server (if it is not running yet), so
-        # every new or replaced worker starts with torch and the pipeline imported
+        # every new or replaced worker starts with the pipeline imported; torch only for
+        # --auto (whole-frame U-Net maps): the measurement's crops run on numpy
         mods = ["stenosis.batch"]
         if heavy:
-            mods += ["numpy", "scipy.ndimage", "torch", "stenosis.measurement", "stenosis.auto"]
+            mods += ["numpy", "scipy.ndimage", "stenosis.measurement", "stenosis.auto"]
+            if torch_too:
+                mods.append("torch")
         ctx.set_forkserver_preload(mods)
         return ctx
     return mp.get_context("spawn")
@@ -1045,7 +1049,7 @@ def _run_processes(
 
     Returns the number of timed-out tasks.
     """
-    ctx = _mp_context(heavy=work is measure_one)
+    ctx = _mp_context(heavy=work is measure_one, torch_too=bool(getattr(options, "auto", False)))
     pending = deque(enumerate(tasks))
     workers: list[_Worker] = []
     n_timeout = 0
