@@ -41,6 +41,7 @@ from stenosis.segmentation import (
     vessel_probability,
 )
 from stenosis.vesselness import hysteresis_mask
+from stenosis.unet_numpy import NUMPY_MAX_PIXELS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -159,9 +160,40 @@ def timing(models, sizes, repeats):
     return rows
 
 
+def figure(path: Path, real_cases, models) -> None:
+    """Maps on the real cerebral angiogram (WG04 XA1) and on one held-out CIMAT image."""
+    from matplotlib.figure import Figure
+
+    frame, src = _timing_frame(1024)
+    rows = [("WG04 XA1 cerebral (1024 px)", frame, None)]
+    if real_cases:
+        i, img, truth = real_cases[0]
+        rows.append((f"CIMAT {i} (held out)", img, truth))
+    maps = [m for m in models if m != "fused"]
+    ncol = 2 + len(maps)
+    fig = Figure(figsize=(3.2 * ncol, 3.3 * len(rows)), dpi=90)
+    for r, (label, img, truth) in enumerate(rows):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            probs = {m: vessel_probability(img, model=m) for m in maps}
+        panels = [(label, img, "gray"), ("expert mask" if truth is not None else "(no expert mask)",
+                                          truth if truth is not None else np.zeros_like(img), "gray")]
+        panels += [(f"{m} probability", probs[m], "magma") for m in maps]
+        for c, (title, a, cmap) in enumerate(panels):
+            ax = fig.add_subplot(len(rows), ncol, r * ncol + c + 1)
+            ax.imshow(a, cmap=cmap, vmin=0 if cmap == "magma" else None, vmax=1 if cmap == "magma" else None)
+            ax.set_title(title, fontsize=9)
+            ax.set_axis_off()
+    fig.suptitle(f"vessel probability, U-Net sha256 {(model_sha256() or 'none')[:12]} (sources: DICOM WG04; CIMAT, BSD-3)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help="CI-sized run (a few seconds)")
+    ap.add_argument("--figure", type=Path, default=None, help="also write a PNG of the maps on real images")
     args = ap.parse_args(argv)
 
     have_unet = model_sha256() is not None
@@ -171,7 +203,7 @@ def main(argv=None) -> int:
         sizes, repeats = (512,), 1
     else:
         real, runs, phantoms = _real_cases(None), _phantom_runs(8, (512, 512)), _phantom_cases(16, 384)
-        sizes, repeats = (512, 1024), 5
+        sizes, repeats = (384, 512, 1024), 5
 
     print(f"stenosis {stenosis.__version__}  U-Net sha256: {model_sha256() or 'none (not shipped)'}")
     print()
@@ -191,7 +223,11 @@ def main(argv=None) -> int:
     print("-" * 50)
     for m, size, src, med, mn in timing(models, sizes, repeats):
         print(f"{m:<10} {size:<10} {src:<9} {med:>9.3f} {mn:>7.3f}")
-    print(f"(inference threads: STENOSIS_THREADS or min(4, CPU count); CPU count = {os.cpu_count()})")
+    print(f"(inference threads: STENOSIS_THREADS or min(4, CPU count); CPU count = {os.cpu_count()}; frames up to "
+          f"{NUMPY_MAX_PIXELS} px, e.g. the measurement's crops, run on the torch-free numpy engine)")
+    if args.figure is not None:
+        figure(args.figure, real, models)
+        print(f"wrote {args.figure}")
     return 0
 
 
