@@ -149,3 +149,12 @@ def test_cli_overrides(sample_dicom_dir, tmp_path):
     assert r.exit_code == 2
     r = CliRunner().invoke(cli, ["measure", path, "--segment", "M1", *pts, "--model", "classical", "--mld", "3,3"])
     assert r.exit_code == 3 and "MLD point" in r.output
+
+
+def test_borderline_results_ask_for_a_reader():
+    from stenosis.measurement import BORDERLINE_POINTS, borderline_warning
+
+    assert borderline_warning(50.0) and borderline_warning(46.0) and borderline_warning(53.9)
+    assert borderline_warning(50.0 - BORDERLINE_POINTS) is None and borderline_warning(60.0) is None
+    assert borderline_warning(35.0) is None
+    assert "confirm the >= 50% call" in borderline_warning(48.2)
