@@ -410,10 +410,6 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
     return _assign_keys(tasks)
 
 
-#: optional reader-override columns of a points file
-OVERRIDE_COLUMNS: tuple[str, ...] = ("reference_choice", "mld_row", "mld_col", "waypoints")
-
-
 def _override_cells(cell, idx: dict, where: str) -> dict[str, Any]:
     """Reader overrides of one points-file row (empty cells: the tool chooses)."""
     out: dict[str, Any] = {}

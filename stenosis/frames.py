@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame"]
+__all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -122,10 +122,16 @@ def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray |
         stack = opacify(run, register=False)
     box = None
     if points is not None and len(points):
-        pts = np.asarray(points, float).reshape(-1, 2)
-        h, w = stack.shape[1:]
-        lo = np.maximum(np.floor(pts.min(axis=0) - margin_px).astype(int), 0)
-        hi = np.minimum(np.ceil(pts.max(axis=0) + margin_px).astype(int) + 1, (h, w))
-        if np.all(hi > lo):
-            box = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+        box = box_around(np.asarray(points, float).reshape(-1, 2), stack.shape[1:], margin_px)
+        if any(s.stop <= s.start for s in box):  # points beyond the image: the whole field
+            box = None
     return brightest_frame(stack, box)
+
+
+def box_around(points, shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
+    """(row, col) slices of the bounding box of ``points`` (N, 2) grown by ``margin`` px,
+    clipped to an image of ``shape``."""
+    pts = np.asarray(points, float)
+    lo = np.maximum(np.floor(pts.min(axis=0) - margin).astype(int), 0)
+    hi = np.minimum(np.ceil(pts.max(axis=0) + margin).astype(int) + 1, shape)
+    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))

@@ -24,6 +24,7 @@ from .centerline import recenter, snap_to_vessel, trace_centerline
 from .diameter import flag_side_vessels, measure_diameters
 from .enums import ModelName, ReferenceChoice, Segment
 from .errors import InputError, MeasurementError
+from .frames import box_around, guess_frame, select_frame
 from .result import ReferenceWindow, StenosisResult
 from .wasid import wasid
 
@@ -108,13 +109,11 @@ def _prob_factor(mm_per_px: float | None) -> int:
     return int(max(1, round(PROB_MM / mm_per_px)))
 
 
-def _box(points: list[tuple[float, float]], shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
-    pts = np.asarray(points, float)
-    lo = np.floor(pts.min(axis=0) - margin).astype(int)
-    hi = np.ceil(pts.max(axis=0) + margin).astype(int) + 1
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, shape)
-    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
+def _nearest_sample(profile, rc: tuple[float, float]) -> tuple[int, float]:
+    """Index of the centerline sample nearest ``rc`` and its distance, pixels."""
+    dd = np.hypot(profile.centerline_rc[:, 0] - rc[0], profile.centerline_rc[:, 1] - rc[1])
+    k = int(np.argmin(dd))
+    return k, float(dd[k])
 
 
 def _crop_margin(mm_per_px: float | None, span_px: float) -> float:
@@ -132,7 +131,7 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1, way
     the path hits the crop border)."""
     shape = image.shape
     pts = [a, *waypoints, b]
-    box = _box(pts, shape, margin)
+    box = box_around(pts, shape, margin)
     full_box = (slice(0, shape[0]), slice(0, shape[1]))
     for attempt in range(3):
         off = np.array([box[0].start, box[1].start], float)
@@ -157,7 +156,7 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1, way
             _check_contrast(sub, rc)
             return rc + off, arc, prob, box
         # the path ran along the crop border: the vessel leaves the crop; widen it
-        box = _box(pts, shape, 3.0 * margin) if attempt == 0 else full_box
+        box = box_around(pts, shape, 3.0 * margin) if attempt == 0 else full_box
     _check_contrast(sub, rc)
     return rc + off, arc, prob, box
 
@@ -334,7 +333,6 @@ def measure(
         if not 0 <= frame < t_total:
             raise MeasurementError(f"frame {frame} is outside the run (0..{t_total - 1}); pick a frame from 0 to {t_total - 1}")
 
-    from .frames import guess_frame, select_frame
     from .opacification import estimate_shift, opacify
 
     step_px = DEFAULT_STEP_MM / mm_per_px if mm_per_px else UNCALIBRATED_STEP_PX
@@ -393,24 +391,23 @@ def measure(
             blur_sigma_px=prof.blur_sigma_px, amplitude=prof.amplitude,
         )
 
+    on_segment_px = max(snap_px, 1.5 * rhint)  # a reader's point this close is on the traced segment
     manual_index = manual_ref_px = None
     manual_centre = None
     if reference is not None:
         ref_rc = _as_rc(reference, "reference")
-        dd = np.hypot(prof.centerline_rc[:, 0] - ref_rc[0], prof.centerline_rc[:, 1] - ref_rc[1])
-        k = int(np.argmin(dd))
-        if dd[k] <= max(snap_px, 1.5 * rhint):
+        k, dist_px = _nearest_sample(prof, ref_rc)
+        if dist_px <= on_segment_px:
             manual_index = k
         else:
             manual_ref_px, manual_centre = _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes)
 
     mld_near = None
     if mld_rc_in is not None:
-        dd = np.hypot(prof.centerline_rc[:, 0] - mld_rc_in[0], prof.centerline_rc[:, 1] - mld_rc_in[1])
-        mld_near = int(np.argmin(dd))
-        if dd[mld_near] > max(snap_px, 1.5 * rhint):
+        mld_near, dist_px = _nearest_sample(prof, mld_rc_in)
+        if dist_px > on_segment_px:
             raise MeasurementError(
-                f"the MLD point ({mld_rc_in[0]:g}, {mld_rc_in[1]:g}) is {dd[mld_near]:.0f} px from the traced segment; "
+                f"the MLD point ({mld_rc_in[0]:g}, {mld_rc_in[1]:g}) is {dist_px:.0f} px from the traced segment; "
                 "place it on the lesion of the traced artery"
             )
     wm = wasid(prof, seg, manual_index=manual_index, manual_reference_px=manual_ref_px, feeding_profile=feeding_profile,
@@ -512,7 +509,7 @@ def _reader_choices(reference, force, mld_rc, waypoints, feeding_proximal, feedi
 def _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes):
     """Diameter at a reader's reference point off the traced segment: a short local trace."""
     r = max(float(np.quantile(prof.diameter_px, 0.9)), 4.0)
-    box = _box([ref_rc], image.shape, 4 * r + 2 * snap_px)
+    box = box_around([ref_rc], image.shape, 4 * r + 2 * snap_px)
     off = np.array([box[0].start, box[1].start], float)
     prob = _probability(image[box], model_name, notes)
     p = np.asarray(snap_to_vessel(prob, np.subtract(ref_rc, off), radius_px=snap_px, name="reference"), float)

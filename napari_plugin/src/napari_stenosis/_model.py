@@ -117,16 +117,7 @@ def order_waypoints(points: Any, path: Any) -> list[tuple[float, float]]:
     poly = poly[np.isfinite(poly).all(axis=1)]
     if len(pts) < 2 or len(poly) < 2:
         return pts
-    a, b = poly[:-1], poly[1:]
-    seg = b - a
-    seg_len = np.hypot(seg[:, 0], seg[:, 1])
-    arc0 = np.r_[0.0, np.cumsum(seg_len)][:-1]
-    keys = []
-    for p in pts:
-        t = np.clip(np.einsum("ij,ij->i", np.asarray(p) - a, seg) / np.maximum(seg_len**2, 1e-12), 0.0, 1.0)
-        foot = a + seg * t[:, None]
-        k = int(np.argmin(np.hypot(foot[:, 0] - p[0], foot[:, 1] - p[1])))
-        keys.append(arc0[k] + t[k] * seg_len[k])
+    keys, _ = _project_on_polyline(np.asarray(pts), poly)
     order = sorted(range(len(pts)), key=lambda i: (keys[i], i))
     return [pts[i] for i in order]
 
@@ -381,7 +372,7 @@ class ReadingSession:
         v = v[:, -2:]
         moved_ends = [not np.allclose(v[i], old[j], atol=0.5) for i, j in ((0, 0), (-1, -1))]
         inner = v[1:-1]
-        off = _distance_to_polyline(inner, old) > tolerance_px if len(inner) else np.zeros(0, bool)
+        off = _project_on_polyline(inner, old)[1] > tolerance_px if len(inner) else np.zeros(0, bool)
         moved_inner = [_rc(p) for p in inner[off]]
         if not any(moved_ends) and not moved_inner:
             return "none"
@@ -669,17 +660,22 @@ def _supported(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _distance_to_polyline(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Distance (px) of each of ``points`` (K, 2) to the polyline ``poly`` (N, 2)."""
+def _project_on_polyline(points: np.ndarray, poly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arc position along the polyline ``poly`` (N, 2) of the nearest foot of each of
+    ``points`` (K, 2), and the distance to it, pixels (the first nearest segment wins ties)."""
     pts = np.asarray(points, float).reshape(-1, 2)
     poly = np.asarray(poly, float).reshape(-1, 2)
     if len(poly) == 1:
-        return np.hypot(*(pts - poly[0]).T)
+        return np.zeros(len(pts)), np.hypot(*(pts - poly[0]).T)
     a, seg = poly[:-1], np.diff(poly, axis=0)
-    den = np.maximum(np.einsum("ij,ij->i", seg, seg), 1e-12)
-    t = np.clip(np.einsum("kij,ij->ki", pts[:, None, :] - a[None], seg) / den, 0.0, 1.0)
+    seg_len = np.hypot(seg[:, 0], seg[:, 1])
+    t = np.clip(np.einsum("kij,ij->ki", pts[:, None, :] - a[None], seg) / np.maximum(seg_len**2, 1e-12), 0.0, 1.0)
     foot = a[None] + t[..., None] * seg[None]
-    return np.sqrt(((pts[:, None, :] - foot) ** 2).sum(-1)).min(axis=1)
+    dist = np.sqrt(((pts[:, None, :] - foot) ** 2).sum(-1))
+    k = np.argmin(dist, axis=1)
+    rows = np.arange(len(pts))
+    arc0 = np.r_[0.0, np.cumsum(seg_len)][:-1]
+    return arc0[k] + t[rows, k] * seg_len[k], dist[rows, k]
 
 
 def _trim_border(rgb: np.ndarray) -> np.ndarray:
