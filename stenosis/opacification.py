@@ -10,11 +10,21 @@ translation that best aligns it with the live frame (Meijering EHW, Niessen
 WJ, Viergever MA, "Retrospective motion correction in digital subtraction
 angiography: a review", IEEE TMI 1999;18:2-21, doi:10.1109/42.750249).
 
-The translation is found by phase correlation (Kuglin & Hines 1975; sub-pixel
-peak by a Gaussian fit of the low-pass-weighted correlation peak), restricted
-to shifts of at most ``max_shift_px``. It agrees with SimpleITK's translation
-registration on synthetic shifts (tests/test_opacify.py) and takes a few ms per
-512x512 frame.
+The mask-to-live translation must ignore the iodine: the opacified vessels are
+in the live frame only, and phase correlation (which whitens the spectrum, so the
+vessels' sharp edges weigh as much as the anatomy) was pulled by them by 1-4 px on
+phantom runs without any motion, leaving misregistered anatomy that biased small
+lumens by up to 0.3 mm. The shift is therefore the minimiser of the squared
+difference ``mask(p - d) - live(p)`` over the pixels that hold no iodine
+(iteratively re-weighted Gauss-Newton, i.e. Lucas-Kanade, Lucas & Kanade 1981, with
+pixels whose difference is iodine-positive beyond 3 robust SDs excluded), started
+from the better of "no shift" and the phase-correlation shift, and kept only if it
+lowers that difference. Median error 0.02 px on phantoms (phase correlation: 1.35 px;
+``benchmarks/registration.py``), ~50 ms per 512x512 frame.
+:func:`estimate_shift` (phase correlation, Kuglin & Hines 1975; sub-pixel peak by
+a Gaussian fit of the low-pass-weighted correlation peak, bounded by
+``max_shift_px``) aligns two frames that show the same structures (two contrast
+frames); it agrees with SimpleITK's translation registration (tests/test_opacify.py).
 
 - Native LOG runs (or unknown relationship): ``mask - live`` in stored values.
 - Native LIN runs: ``log(mask) - log(live)`` (natural log of stored values).
@@ -116,11 +126,11 @@ def opacify(
     for m in mask_idx[1:]:
         mask += work(m)
     mask /= len(mask_idx)
-    mask_spec = _spectrum(mask) if register else None
+    reg = _MaskRegistration(mask, max_shift_px) if register else None
     for k, i in enumerate(idx):
         live = work(i)
-        if register and i not in mask_idx:
-            shift = _shift_from_spectra(mask_spec, _spectrum(live), live.shape, max_shift_px)
+        if reg is not None and i not in mask_idx:
+            shift = reg.shift_to(live)
             moved = shift_image(mask, shift) if max(abs(shift[0]), abs(shift[1])) >= 0.05 else mask
         else:
             moved = mask
@@ -214,6 +224,74 @@ def _shift_from_spectra(ref_spec: np.ndarray, mov_spec: np.ndarray, shape: tuple
     sr = float(np.clip(sr, -max_shift_px, max_shift_px))
     sc = float(np.clip(sc, -max_shift_px, max_shift_px))
     return sr, sc
+
+
+class _MaskRegistration:
+    """Translation of the mask onto each live frame, iodine excluded (see the module notes)."""
+
+    #: pre-smoothing of both images (px): quantum noise in the gradients and the differences
+    SMOOTH_PX = 1.0
+    #: pixels whose difference exceeds this many robust SDs (iodine) are left out
+    IODINE_SD = 3.0
+    ITERATIONS = 8
+
+    def __init__(self, mask: np.ndarray, max_shift_px: float):
+        self.mask = np.asarray(mask, np.float32)
+        self.max_shift = float(max_shift_px)
+        self.smooth = ndi.gaussian_filter(self.mask, self.SMOOTH_PX)
+        self.spec = _spectrum(self.mask)
+
+    def _residual(self, live_s: np.ndarray, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        moved = shift_image(self.smooth, shift)
+        d = moved - live_s
+        d -= np.float32(np.median(d))
+        sd = np.float32(1.4826 * np.median(np.abs(d)) + 1e-12)
+        w = d < self.IODINE_SD * sd
+        w = ndi.binary_erosion(w, iterations=2)  # the vessels' blurred edges too
+        b = int(np.ceil(max(abs(shift[0]), abs(shift[1])))) + 2  # repeated edge pixels
+        w[:b] = False
+        w[-b:] = False
+        w[:, :b] = False
+        w[:, -b:] = False
+        return moved, d, w
+
+    def _cost(self, live_s: np.ndarray, shift) -> float:
+        _, d, w = self._residual(live_s, shift)
+        n = int(w.sum())
+        if n < 100:
+            return float("inf")
+        r = d[w]
+        r = r - r.mean()
+        return float(np.dot(r, r) / n)
+
+    def shift_to(self, live: np.ndarray) -> tuple[float, float]:
+        live = np.asarray(live, np.float32)
+        if live.shape != self.mask.shape or min(live.shape) < 16:
+            return (0.0, 0.0)
+        live_s = ndi.gaussian_filter(live, self.SMOOTH_PX)
+        pc = _shift_from_spectra(self.spec, _spectrum(live), live.shape, self.max_shift)
+        costs = {(0.0, 0.0): self._cost(live_s, (0.0, 0.0)), pc: self._cost(live_s, pc)}
+        s = np.array(min(costs, key=costs.get), np.float64)
+        for _ in range(self.ITERATIONS):
+            moved, d, w = self._residual(live_s, tuple(s))
+            if w.sum() < 100:
+                break
+            gr, gc = np.gradient(moved)
+            gr, gc, dw = gr[w].astype(np.float64), gc[w].astype(np.float64), d[w].astype(np.float64)
+            dw -= dw.mean()
+            a = np.array([[gr @ gr, gr @ gc], [gr @ gc, gc @ gc]])
+            if np.trace(a) <= 0:
+                break
+            a += np.eye(2) * 1e-6 * np.trace(a)
+            # mask(p - s - e) ~ mask(p - s) - grad . e: the step e that cancels the difference
+            step = np.clip(np.linalg.solve(a, np.array([gr @ dw, gc @ dw])), -1.0, 1.0)
+            s = np.clip(s + step, -self.max_shift, self.max_shift)
+            if np.hypot(*step) < 0.01:
+                break
+        final = (float(s[0]), float(s[1]))
+        if self._cost(live_s, final) > min(costs.values()):
+            final = min(costs, key=costs.get)
+        return final
 
 
 def estimate_shift(reference: np.ndarray, moving: np.ndarray, *, max_shift_px: float = MAX_SHIFT_PX) -> tuple[float, float]:
