@@ -210,6 +210,57 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def widen_state_dict(old: dict, old_arch: dict, model: UNet) -> dict:
+    """State dict for the wider ``model`` that computes what the narrower ``old`` one did.
+
+    Every old channel keeps its index (within each concatenated input of a decoder block);
+    new channels keep their fresh random incoming weights, and their outgoing weights are
+    zero, so the wider network starts with the old output and learns to use them.
+    """
+    new_arch = model.config
+    if {k: v for k, v in old_arch.items() if k != "base_channels"} != \
+            {k: v for k, v in new_arch.items() if k != "base_channels"}:
+        raise SystemExit("--base-channels can only change the width, not depth/growth/norm")
+    g, depth = new_arch["growth"], new_arch["depth"]
+    ch_old = [old_arch["base_channels"] * g**k for k in range(depth + 1)]
+    ch_new = [new_arch["base_channels"] * g**k for k in range(depth + 1)]
+
+    def in_index(name: str, conv_pos: int) -> np.ndarray:
+        """New input-channel index of each old input channel of a convolution."""
+        part, k = name.split(".")[0], int(name.split(".")[1]) if "." in name else 0
+        if part == "head":
+            return np.arange(ch_old[0])
+        if part == "encoders":
+            if conv_pos > 0:
+                return np.arange(ch_old[k])
+            return np.arange(new_arch["in_channels"]) if k == 0 else np.arange(ch_old[k - 1])
+        if conv_pos > 0:  # decoders
+            return np.arange(ch_old[k])
+        up, skip = np.arange(ch_old[k + 1]), ch_new[k + 1] + np.arange(ch_old[k])
+        return np.concatenate([up, skip])
+
+    out = {k: v.clone() for k, v in model.state_dict().items()}
+    for key, val in old.items():
+        parts = key.split(".")
+        if parts[0] == "head":
+            block, pos = "head", 0
+        else:
+            block, pos = ".".join(parts[:2]), int(parts[2])
+        dst = out[key]
+        if val.ndim == 0:  # num_batches_tracked
+            dst.copy_(val)
+            continue
+        n_out = val.shape[0]
+        if key.endswith("weight") and val.ndim == 4:  # convolution
+            idx = torch.from_numpy(in_index(block, pos))
+            dst[:n_out].zero_()  # old outputs ignore the new inputs ...
+            dst[:n_out, idx] = val  # ... and keep their weights; new outputs keep their random init
+        else:  # conv bias, batch-norm parameters and statistics
+            dst[:n_out] = val
+        out[key] = dst
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -236,6 +287,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (continue a run)")
+    ap.add_argument("--base-channels", type=int, default=None,
+                    help="widen the architecture of --config to this many full-resolution channels; "
+                         "--init weights of the narrower model are copied in (function-preserving)")
     ap.add_argument("--ship", action="store_true", help="copy best weights to models/unet.pt + hash")
     ap.add_argument("--ship-from", type=Path, default=None, metavar="RUN_DIR",
                     help="only ship a finished run's best.pt + config.json (a run started without --ship)")
@@ -261,6 +315,9 @@ def main(argv=None) -> int:
                                     "growth": 2, "norm": "batch", "dropout": 0.0})
     log(f"argv: {' '.join(sys.argv)}")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+    init_arch = dict(arch)
+    if args.base_channels is not None:
+        arch = {**arch, "base_channels": args.base_channels}
     log(f"architecture: {arch}")
 
     data = load_cimat(args.data)
@@ -274,7 +331,11 @@ def main(argv=None) -> int:
 
     model = UNet(**arch)
     if args.init is not None:
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        state = torch.load(args.init, map_location="cpu", weights_only=True)
+        if arch != init_arch:
+            state = widen_state_dict(state, init_arch, model)
+            log(f"widened {init_arch['base_channels']} -> {arch['base_channels']} base channels")
+        model.load_state_dict(state)
         log(f"initialised from {args.init} (sha256 {sha256(args.init)[:16]})")
     model.to(memory_format=torch.channels_last)
     model.train()
