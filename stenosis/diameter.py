@@ -655,7 +655,10 @@ def flag_side_vessels(
     # look beyond the normal lumen (not just the local one): at a stenosis the vessel
     # map still covers the normal width of the artery
     r_norm = 0.5 * float(np.quantile(profile.diameter_px, 0.9))
-    start = np.maximum(r, r_norm) + 2.0 * profile.blur_sigma_px + 1.0
+    # ... and beyond an eccentric narrowing: the centreline follows the residual lumen,
+    # which may sit against one wall of the artery; the vessel map (the artery's normal
+    # outline) then reaches up to 2 r_norm - r from the lumen centre on that side
+    start = np.maximum(2.0 * r_norm - r, r) + 2.0 * profile.blur_sigma_px + 1.0
     ks = np.arange(0.0, reach_px + 1e-9, 1.0)
     hit = np.zeros(len(profile), bool)
     for sign in (-1.0, 1.0):
