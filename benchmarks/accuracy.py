@@ -111,8 +111,10 @@ def run_case(spec, tmp: Path, model: str = "classical"):
         try:
             res = stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model=model)
             out = (res.percent_stenosis, res.mld_mm, res.reference_diameter_mm, res.reference_choice, None)
+            sd = (res.percent_stenosis_sd, res.mld_sd_px * res.mm_per_px if res.mm_per_px else np.nan)
         except stenosis.StenosisError as exc:
             out = (np.nan, np.nan, np.nan, "error", str(exc))
+            sd = (np.nan, np.nan)
     dt = time.perf_counter() - t0
     mm = run.calibration.mm_per_px[0] if run.calibration.mm_per_px else spec.mm_per_px[0]
     npct, nmld, nref = naive_measure(run, truth["proximal_rc"], truth["distal_rc"], truth["frame_index"])
@@ -127,6 +129,7 @@ def run_case(spec, tmp: Path, model: str = "classical"):
         "true_ref": truth["reference_diameter_mm"],
         "true_choice": truth["reference_choice"],
         "pct": out[0], "mld": out[1], "ref": out[2], "choice": out[3], "error": out[4],
+        "pct_sd": sd[0], "mld_sd": sd[1],
         "n_pct": npct, "n_mld": nmld * mm, "n_ref": nref * mm,
         "seconds": dt,
     }
@@ -159,7 +162,7 @@ def main(argv=None) -> int:
                 print(f"{r['name']} {r['segment']:3s} px={r['px']:.2f} sub={int(r['subtracted'])} ecc={r['ecc']:.1f} "
                       f"pct {r['pct']:6.1f}/{r['true_pct']:5.1f}  mld {r['mld']:.3f}/{r['true_mld']:.3f}  "
                       f"ref {r['ref']:.3f}/{r['true_ref']:.3f} {r['choice']}/{r['true_choice']}  "
-                      f"naive {r['n_pct']:6.1f}  {r['seconds']:.2f}s {r['error'] or ''}", flush=True)
+                      f"sd {r['pct_sd']:.1f}  naive {r['n_pct']:6.1f}  {r['seconds']:.2f}s {r['error'] or ''}", flush=True)
 
     def col(k):
         return np.array([r[k] for r in rows], float)
@@ -185,6 +188,12 @@ def main(argv=None) -> int:
         print(f"{method:9s} {'>=50% agree (all)':22s} {len(rows):3d} {dec.mean() * 100:7.1f}%")
         print(f"{method:9s} {'>=50% agree (|t-50|>=4)':22s} {int(far.sum()):3d} {dec[far].mean() * 100 if far.any() else float('nan'):7.1f}%")
         print("-" * 72)
+    z_p = np.abs(col("pct") - tp) / col("pct_sd")
+    z_m = np.abs(col("mld") - tm) / col("mld_sd")
+    ok = np.isfinite(z_p)
+    print(f"reported uncertainty (1 SD): median {np.nanmedian(col('pct_sd')):.2f} points; errors within 1 / 2 SD: "
+          f"percent {np.mean(z_p[ok] <= 1) * 100:.0f}% / {np.mean(z_p[ok] <= 2) * 100:.0f}%, "
+          f"MLD {np.mean(z_m[ok] <= 1) * 100:.0f}% / {np.mean(z_m[ok] <= 2) * 100:.0f}%  (a calibrated SD: ~68% / ~95%)")
     choice_ok = np.mean([r["choice"] == r["true_choice"] for r in rows]) * 100
     errors = sum(r["error"] is not None for r in rows)
     secs = col("seconds")

@@ -144,7 +144,8 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None):
     if result.interpolated_percent_stenosis is not None:
         interp = f"   (interpolated reference: {result.interpolated_percent_stenosis:.1f}%)"
     fig.suptitle(
-        f"{result.segment}  WASID stenosis {result.percent_stenosis:.1f}%   [{verdict}]{interp}",
+        f"{result.segment}  WASID stenosis {result.percent_stenosis:.1f}% \u00b1 {result.percent_stenosis_sd:.1f}"
+        f"   [{verdict}]{interp}",
         fontsize=14, weight="bold", x=0.03, ha="left", y=0.975,
         color="#b00020" if result.meets_50 else "#14532d",
     )

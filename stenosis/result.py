@@ -186,6 +186,9 @@ class StenosisResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     mode: str = "points"
     image: np.ndarray | None = field(default=None, repr=False)  # analysed opacified frame (H, W)
+    percent_stenosis_sd: float = float("nan")  # 1 SD: noise + phantom-calibrated model floor (wasid module notes)
+    mld_sd_px: float = float("nan")
+    reference_sd_px: float = float("nan")
     feeding_profile: DiameterProfile | None = field(default=None, repr=False)
 
     # ---- derived values -------------------------------------------------------
@@ -214,6 +217,25 @@ class StenosisResult:
     def lesion_length_mm(self) -> float | None:
         return self._mm(self.lesion_length_px)
 
+    @property
+    def percent_stenosis_interval(self) -> tuple[float, float]:
+        """+-2 SD interval of the percent stenosis (about 95% on the phantoms)."""
+        s = 2.0 * self.percent_stenosis_sd
+        return (self.percent_stenosis - s, self.percent_stenosis + s)
+
+    def uncertainty_dict(self) -> dict[str, Any]:
+        lo, hi = self.percent_stenosis_interval
+        return {
+            "percent_stenosis_sd": _r(self.percent_stenosis_sd, 2),
+            "percent_stenosis_2sd_interval": [_r(lo, 2), _r(hi, 2)],
+            "mld_sd_mm": _r(self._mm(self.mld_sd_px), 4),
+            "reference_diameter_sd_mm": _r(self._mm(self.reference_sd_px), 4),
+            "mld_sd_px": _r(self.mld_sd_px, 3),
+            "reference_diameter_sd_px": _r(self.reference_sd_px, 3),
+            "basis": "1 SD from the profile's quantum noise plus a model floor, calibrated on phantoms; "
+                     "excludes reader and centerline mistakes",
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the SPEC keys first (deterministic rounding)."""
         mm = self.mm_per_px
@@ -232,6 +254,7 @@ class StenosisResult:
             "calibration": self.calibration,
             "warnings": list(self.warnings),
             "software": self.software,
+            "uncertainty": self.uncertainty_dict(),
             "run_id": self.run_id,
             "mld_px": _r(self.mld_px, 3),
             "reference_diameter_px": _r(self.reference_diameter_px, 3),

@@ -151,3 +151,26 @@ def test_eccentric_lesion_at_fine_pixels_keeps_its_bottom(tmp_path):
     assert not np.any(prof.flags[near] & int(QualityFlag.BRANCH))
     assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=3.0)
     assert res.mld_mm == pytest.approx(truth["mld_mm"], abs=0.1)
+
+
+def test_uncertainty_grows_with_noise_and_covers_the_truth(tmp_path):
+    """1-SD uncertainty of the result: larger at a quarter of the dose, and the truth inside +-3 SD."""
+    from stenosis.phantom import PhantomSpec, load_truth, make_phantom
+
+    sds = []
+    for photons in (80000.0, 5000.0):
+        spec = PhantomSpec(seed=11, segment="BA", normal_diameter_mm=3.0, stenosis_percent=70.0, stenosis_length_mm=6.0,
+                           shape=(256, 256), mm_per_px=(0.25, 0.25), n_frames=5, photons=photons, subtracted=True,
+                           crossing=False, n_branches=1)
+        dcm, _ = make_phantom(spec, tmp_path / f"u{int(photons)}.dcm")
+        truth = load_truth(dcm)
+        res = _measure(dcm, truth)
+        assert np.isfinite(res.percent_stenosis_sd) and res.percent_stenosis_sd > 0
+        assert abs(res.percent_stenosis - truth["percent_stenosis"]) <= 3 * res.percent_stenosis_sd
+        assert abs(res.mld_mm - truth["mld_mm"]) <= 3 * res.mld_sd_px * res.mm_per_px
+        u = res.to_dict()["uncertainty"]
+        assert u["percent_stenosis_sd"] == pytest.approx(res.percent_stenosis_sd, abs=0.01)
+        lo, hi = u["percent_stenosis_2sd_interval"]
+        assert lo < res.percent_stenosis < hi
+        sds.append(res.percent_stenosis_sd)
+    assert sds[1] > 1.5 * sds[0]

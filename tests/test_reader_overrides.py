@@ -158,3 +158,13 @@ def test_borderline_results_ask_for_a_reader():
     assert borderline_warning(50.0 - BORDERLINE_POINTS) is None and borderline_warning(60.0) is None
     assert borderline_warning(35.0) is None
     assert "confirm the >= 50% call" in borderline_warning(48.2)
+
+
+def test_borderline_uses_the_measurement_uncertainty():
+    from stenosis.measurement import borderline_warning
+
+    # 8 points from 50% is outside the fixed band, but not outside a +-2 SD of 4.5 points
+    assert borderline_warning(58.0, 1.0) is None
+    msg = borderline_warning(58.0, 4.5)
+    assert msg and "includes 50%" in msg and "49.0-67.0%" in msg
+    assert borderline_warning(52.0, 0.5) and "within 5 points" in borderline_warning(52.0, 0.5)

@@ -28,7 +28,8 @@ def summary_lines(res) -> list[str]:
     lines = [
         f"file               {d['file']}",
         f"segment            {d['segment']}   frame {d['frame_index']}",
-        f"percent stenosis   {d['percent_stenosis']:.1f}%   >= 50%: {'YES' if d['meets_50'] else 'no'}",
+        f"percent stenosis   {d['percent_stenosis']:.1f}% +- {res.percent_stenosis_sd:.1f} (1 SD)"
+        f"   >= 50%: {'YES' if d['meets_50'] else 'no'}",
         f"MLD                {dia(res.mld_mm, res.mld_px)} at (row, col) {d['mld_rc'][0]:.1f}, {d['mld_rc'][1]:.1f}",
         f"reference          {dia(res.reference_diameter_mm, res.reference_diameter_px)}, {d['reference_choice']}"
         f" ({res.reference_window.description}) at {d['reference_rc'][0]:.1f}, {d['reference_rc'][1]:.1f}",

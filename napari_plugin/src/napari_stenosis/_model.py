@@ -510,6 +510,13 @@ class ReadingSession:
 
 
 # ---------------------------------------------------------------------------- presentation
+def _uncertainty_text(u: dict[str, Any]) -> str:
+    sd, iv = u.get("percent_stenosis_sd"), u.get("percent_stenosis_2sd_interval")
+    if sd is None or iv is None:
+        return "n/a"
+    return f"\u00b1 {float(sd):.1f} points (1 SD); \u00b1 2 SD: {float(iv[0]):.1f}-{float(iv[1]):.1f}%"
+
+
 def result_table(result: Any) -> list[tuple[str, str]]:
     """(label, value) rows of the result table shown to the reader."""
     d = result.to_dict()
@@ -520,6 +527,7 @@ def result_table(result: Any) -> list[tuple[str, str]]:
         # from the result itself: the JSON's 2-decimal rounding would round twice
         ("Percent stenosis (WASID)", _fmt(result.percent_stenosis, "%", 1)),
         (">= 50%", "YES" if d["meets_50"] else "no"),
+        ("Uncertainty", _uncertainty_text(d.get("uncertainty") or {})),
         ("MLD (D stenosis)", f"{_fmt(d['mld_mm'], 'mm')}  [{_fmt(d.get('mld_px'), 'px')}]"),
         ("Reference (D normal)", f"{_fmt(d['reference_diameter_mm'], 'mm')}  [{_fmt(d.get('reference_diameter_px'), 'px')}]"),
         ("Reference choice", str(d["reference_choice"]) + (f": {win['description']}" if win.get("description") else "")),
