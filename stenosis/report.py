@@ -120,6 +120,9 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None):
         ax_pl.axvspan(result.lesion_start_px * scale, result.lesion_end_px * scale, color="#ff3b3b", alpha=0.10, label="lesion (< 0.9 x reference)")
     mld = result.mld_px * scale
     ax_pl.plot([result.mld_arc_px * scale], [mld], "v", color="#d62728", ms=9, label=f"MLD {mld:.2f} {unit}")
+    if np.isfinite(result.mld_sd_px) and result.mld_sd_px > 0:
+        ax_pl.errorbar([result.mld_arc_px * scale], [mld], yerr=[2 * result.mld_sd_px * scale], fmt="none",
+                       ecolor="#d62728", elinewidth=1.2, capsize=4, label="MLD +-2 SD")
     if result.interpolated_reference_px is not None:
         ax_pl.plot([result.mld_arc_px * scale], [result.interpolated_reference_px * scale], "o", mfc="none",
                    color="#1fb555", ms=7, label="interpolated reference (Annex T)")
@@ -144,7 +147,7 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None):
     if result.interpolated_percent_stenosis is not None:
         interp = f"   (interpolated reference: {result.interpolated_percent_stenosis:.1f}%)"
     fig.suptitle(
-        f"{result.segment}  WASID stenosis {result.percent_stenosis:.1f}% \u00b1 {result.percent_stenosis_sd:.1f}"
+        f"{result.segment}  WASID stenosis {result.percent_stenosis:.1f}% \u00b1 {result.percent_stenosis_sd:.1f} (1 SD)"
         f"   [{verdict}]{interp}",
         fontsize=14, weight="bold", x=0.03, ha="left", y=0.975,
         color="#b00020" if result.meets_50 else "#14532d",
