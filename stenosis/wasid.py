@@ -172,6 +172,8 @@ def find_mld(
     along_sigma_px: float,
     exclude_px: float = 0.0,
     within: np.ndarray | None = None,
+    noise_sd_px2: float = 0.0,
+    corr_px: float = 1.0,
 ) -> tuple[int, float]:
     """Index and value of the minimal lumen diameter, with the along-vessel blur correction.
 
@@ -187,6 +189,10 @@ def find_mld(
         Arc length excluded at each end (snapped end points), pixels.
     within : (N,) bool, optional
         Only these samples are searched (a reader's placement of the MLD).
+    noise_sd_px2 : float
+        SD of the per-sample lumen-area noise (px^2, :func:`area_noise_sd_px2`); 0 = noiseless.
+    corr_px : float
+        Correlation length of that noise along the vessel (px).
 
     Returns
     -------
@@ -231,6 +237,15 @@ def find_mld(
                 i = int(np.argmin(np.where(ok, np.abs(arc - (arc[i] + s_v)), np.inf)))
             else:
                 a_v = d0**2
+            # the curvature of a noisy bottom is itself noisy (a noise dip looks like a sharp
+            # lesion): shrink it by its sampling variance, var(c2) = 45 s^2 / (4 n h^4) for a
+            # quadratic over n independent samples spread evenly on [-h, h] (Wiener-like
+            # c2^2 / (c2^2 + var)); no effect at normal doses, up to ~30% at the lowest
+            if noise_sd_px2 > 0:
+                h = max(float(np.abs(sv).max()), 1e-6)
+                n_ind = max(2.0 * h / max(corr_px, 1e-6), 1.0)
+                var_c2 = 45.0 * noise_sd_px2**2 / (4.0 * n_ind * h**4)
+                c2 = c2 * c2 * c2 / (c2 * c2 + var_c2)
             a0 = a_v - c2 * along_sigma_px**2
             # a first-order correction, bounded (a noisy curvature must not erase the lumen):
             # at most MAX_BLUR_CORRECTION of the measured area. 0.4 was chosen on two
@@ -381,7 +396,9 @@ def wasid(
     if mld_near_index is not None:
         k = int(np.clip(mld_near_index, 0, arc.size - 1))
         within = np.abs(arc - arc[k]) <= max(0.5 * d0, 2.0 * along, 2.0 * step)
-    i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0, within=within)
+    corr = float(np.sqrt(2.0 * np.pi * (profile.blur_sigma_px**2 + band_var_px2 + 1.0 / 12.0)))
+    i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0, within=within,
+                          noise_sd_px2=area_noise_sd_px2(profile, valid), corr_px=corr)
     # an occlusion: no lumen over several consecutive samples -> MLD 0 (not a smoothed residue)
     closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
     if within is not None:
