@@ -582,8 +582,13 @@ def measure_diameters(
         cand = np.where(ok)[0]
         if cand.size == 0:
             cand = np.arange(len(Y))
-        thr = np.quantile(f0.radius_px[cand], 0.6)
-        wide = cand[f0.radius_px[cand] >= thr]
+        # select on the radius smoothed along the vessel: picking single noisy profiles for
+        # being wide picks those whose noise widened them (a blur estimate biased low at low dose)
+        step = float(np.median(np.diff(arc_px))) if len(arc_px) > 1 else 1.0
+        r_s = ndi.gaussian_filter1d(np.where(ok, f0.radius_px, np.median(f0.radius_px[cand])),
+                                    max(2.0 * rh / step, 1.0), mode="nearest")
+        thr = np.quantile(r_s[cand], 0.6)
+        wide = cand[r_s[cand] >= thr]
         # drop profiles whose amplitude is atypical (overlaps, branches)
         a = f0.amplitude[wide]
         med = np.median(a)
