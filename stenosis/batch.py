@@ -248,6 +248,7 @@ class BatchSummary:
     out_dir: str
     peak_rss_mb_per_worker: dict[int, float] = field(default_factory=dict)
     flagged: tuple[str, ...] = ()  # paths of runs with percent stenosis >= 50
+    n_confirm: int = 0  # runs whose >= 50% call a reader should confirm (near 50%: see measurement.borderline_warning)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -261,9 +262,24 @@ class BatchSummary:
             f"{self.n_total} runs: {self.n_ok} ok, {self.n_error} error, "
             f"{self.n_meets_50} with stenosis >= 50%"
         )
+        if self.n_confirm:
+            s += f" ({self.n_confirm} within the measurement's uncertainty of 50%: a reader should confirm them)"
         if self.n_skipped:
             s += f" ({self.n_skipped} already done, skipped)"
         return s
+
+
+def _percent_sd(row: Mapping[str, Any]) -> float:
+    sd = (row.get("uncertainty") or {}).get("percent_stenosis_sd")
+    return float(sd) if sd is not None else float("nan")
+
+
+def _needs_confirmation(row: Mapping[str, Any]) -> bool:
+    """Whether an ok row's >= 50% call is close enough to 50% to ask a reader (the measure rule)."""
+    from .measurement import borderline_warning
+
+    pct = row.get("percent_stenosis")
+    return pct is not None and borderline_warning(float(pct), _percent_sd(row)) is not None
 
 
 def _norm_rel(path: str) -> str:
@@ -828,13 +844,18 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
         if vals.size:
             x = i + rng.uniform(-0.18, 0.18, vals.size)
             colors = np.where(vals >= 50.0, "tab:red", "tab:blue")
-            ax_strip.scatter(x, vals, c=colors, s=18, alpha=0.8, edgecolors="none")
+            sds = np.array([_percent_sd(r) for r in ok if str(r.get("segment")) == seg])
+            has = np.isfinite(sds)
+            if has.any():  # +-2 SD of each measurement
+                ax_strip.errorbar(x[has], vals[has], yerr=2 * sds[has], fmt="none", ecolor="0.6", elinewidth=0.7, zorder=1)
+            ax_strip.scatter(x, vals, c=colors, s=18, alpha=0.8, edgecolors="none", zorder=2)
     ax_strip.axhline(50.0, color="tab:red", ls="--", lw=1)
     ax_strip.set_xticks(range(len(segs)), segs)
     ax_strip.set_xlim(-0.6, len(segs) - 0.4)
     ax_strip.set_ylim(0, 100)
     ax_strip.set_ylabel("percent stenosis (WASID)")
-    ax_strip.set_title(f"{len(ok)} measured, {len(flagged)} >= 50%")
+    n_confirm = sum(_needs_confirmation(r) for r in ok)
+    ax_strip.set_title(f"{len(ok)} measured, {len(flagged)} >= 50%, {n_confirm} to confirm (bars: +-2 SD)", fontsize=10)
     vals_all = np.array([float(r["percent_stenosis"]) for r in ok])
     ax_hist.hist(vals_all, bins=np.arange(0, 105, 5), color="tab:blue", alpha=0.8)
     ax_hist.axvline(50.0, color="tab:red", ls="--", lw=1)
@@ -1352,4 +1373,5 @@ def run_batch(
         out_dir=str(out),
         peak_rss_mb_per_worker=dict(rss),
         flagged=tuple(r["path"] for r in flagged),
+        n_confirm=sum(_needs_confirmation(r) for r in ok),
     )

@@ -196,6 +196,8 @@ def test_bad_files_are_error_rows_and_batch_goes_on(tmp_path):
         assert float(by[name]["percent_stenosis"]) == sum(data) % 100
     n50 = sum(1 for d in GOOD.values() if sum(d) % 100 >= 50)
     assert s.n_meets_50 == n50
+    # runs within 5 points of 50% (the fake rows carry no uncertainty) are to be confirmed
+    assert s.n_confirm == sum(1 for d in GOOD.values() if abs(sum(d) % 100 - 50) < 5)
     assert (out / "summary.png").stat().st_size > 1000
     assert len(read_jsonl(out / "results.jsonl")) == 8
 
