@@ -114,10 +114,16 @@ def draw_profile(ax: Any, result: Any | None, *, title: str | None = None) -> No
         ax.axvspan(*s.ref_span, color=COLOURS["reference"], alpha=0.25, lw=0)
     ax.axhline(s.ref_y, color="#1a9c3a", ls="--", lw=1.2, label=f"{s.ref_label} {s.ref_y:.2f} {s.unit}")
     ax.plot([s.mld_x], [s.mld_y], "o", color=COLOURS["mld"], ms=7, label=f"MLD {s.mld_y:.2f} {s.unit}")
+    sd = float(getattr(result, "mld_sd_px", float("nan")))
+    if np.isfinite(sd) and sd > 0:
+        k = 1.0 if result.mm_per_px is None else float(result.mm_per_px)
+        ax.errorbar([s.mld_x], [s.mld_y], yerr=[2 * sd * k], fmt="none", ecolor=COLOURS["mld"], capsize=3, lw=1)
     ax.set_xlabel(f"distance from proximal point ({s.unit})")
     ax.set_ylabel(f"lumen diameter ({s.unit})")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     flag = ">= 50%" if result.meets_50 else "< 50%"
-    ax.set_title(title or f"{result.segment}: {result.percent_stenosis:.1f}% stenosis ({flag})", fontsize=10)
+    psd = float(getattr(result, "percent_stenosis_sd", float("nan")))
+    pm = f" \u00b1 {psd:.1f}" if np.isfinite(psd) else ""
+    ax.set_title(title or f"{result.segment}: {result.percent_stenosis:.1f}%{pm} stenosis ({flag})", fontsize=10)
