@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 
 from ._version import __version__
 from .centerline import recenter, snap_to_vessel, trace_centerline
-from .diameter import flag_side_vessels, measure_diameters
+from .diameter import flag_side_vessels, measure_diameters, refit_beside_vessels
 from .enums import ModelName, ReferenceChoice, Segment
 from .errors import InputError, MeasurementError
 from .frames import box_around, guess_frame, select_frame
@@ -381,6 +381,7 @@ def measure(
         blur_sigma_px=prof0.blur_sigma_px, amplitude=prof0.amplitude,
     )
     prof = flag_side_vessels(prof, prob, origin_rc=prob_origin)
+    prof = refit_beside_vessels(image, prof, prob, radius_hint_px=rhint, origin_rc=prob_origin)
     if prof.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
 
