@@ -725,7 +725,9 @@ def refit_beside_vessels(
         dist = np.minimum(dist, d)
     lim = np.minimum(dist - 2.0 * sig - 1.0, half_full)  # background tail ends here (from the centre)
     room = lim - (r + 2.0 * sig)
-    ok = np.isfinite(lim) & (room >= 2.5)
+    # only where the vessel map shows the other vessel: a flag from the profile's own residuals
+    # (a branch the map missed) or from the flag's dilation is kept
+    ok = np.isfinite(dist) & (room >= 2.5)
     if not ok.any():
         return profile
     diam = profile.diameter_px.copy()
