@@ -531,6 +531,33 @@ def normals_from_centerline(centerline_rc: np.ndarray) -> np.ndarray:
     return np.stack([-t[:, 1], t[:, 0]], axis=1)
 
 
+def _profile_geometry(radius_hint_px: float) -> tuple[float, float, float]:
+    """(half length, largest radius, largest centre offset) of the profiles, pixels."""
+    rh = float(max(radius_hint_px, 1.5))
+    return max(1.6 * rh + 7.0, 10.0), max(1.6 * rh + 2.0, 4.0), float(np.clip(0.5 * rh, 3.0, 12.0))
+
+
+def _edge_points(centerline_rc: np.ndarray, normal_rc: np.ndarray, centre_px: np.ndarray, radius_px: np.ndarray):
+    """(left, right) lumen edge points (N, 2) from the fitted centre offsets and radii."""
+    return (centerline_rc + normal_rc * (centre_px - radius_px)[:, None],
+            centerline_rc + normal_rc * (centre_px + radius_px)[:, None])
+
+
+def _probe_beside(probability: np.ndarray, pts: np.ndarray, nrm: np.ndarray, centre_px: np.ndarray,
+                  start_px: np.ndarray, steps_px: np.ndarray):
+    """Vessel probability beside each lumen: one (N, K) array per side (-1, then +1).
+
+    Sampled along the normal at ``centre + sign * (start + step)``; ``pts`` are in the
+    probability map's coordinates.
+    """
+    prob = np.asarray(probability, np.float32)
+    for sign in (-1.0, 1.0):
+        off = centre_px[:, None] + sign * (start_px[:, None] + steps_px[None, :])
+        q = pts[:, None, :] + nrm[:, None, :] * off[:, :, None]
+        v = ndi.map_coordinates(prob, q.reshape(-1, 2).T, order=1, mode="constant", cval=0.0)
+        yield v.reshape(off.shape)
+
+
 def measure_diameters(
     image: np.ndarray,
     centerline_rc: np.ndarray,
@@ -569,15 +596,14 @@ def measure_diameters(
     pts = np.asarray(centerline_rc, float)
     nrm = normals_from_centerline(pts)
     rh = float(max(radius_hint_px, 1.5))
-    half = max(1.6 * rh + 7.0, 10.0)
+    half, r_max, c_max = _profile_geometry(rh)
     x = profile_offsets(half, profile_step_px)
     Y, inside = sample_profiles(image, pts, nrm, x, band_px=band_px)
-    r_max = max(1.6 * rh + 2.0, 4.0)
     u_max = half + 3.0
     if blur_sigma_px is None or amplitude is None:
         # first pass with a nominal blur to find wide samples
         tab0 = chord_table(1.0, r_max, u_max)
-        f0 = fit_profiles(Y, x, tab0, amplitude=None, r_max_px=r_max, c_max_px=float(np.clip(0.5 * rh, 3.0, 12.0)))
+        f0 = fit_profiles(Y, x, tab0, amplitude=None, r_max_px=r_max, c_max_px=c_max)
         ok = inside & (f0.radius_px > 0)
         cand = np.where(ok)[0]
         if cand.size == 0:
@@ -596,18 +622,16 @@ def measure_diameters(
         wide = wide[np.abs(a - med) <= 3 * 1.4826 * mad]
         if wide.size > 40:
             wide = wide[np.linspace(0, wide.size - 1, 40).astype(int)]
-        s_est, a_est = estimate_blur(Y[wide], x, r_max_px=r_max, c_max_px=float(np.clip(0.5 * rh, 3.0, 12.0)))
+        s_est, a_est = estimate_blur(Y[wide], x, r_max_px=r_max, c_max_px=c_max)
         blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
         amplitude = a_est if amplitude is None else amplitude
     tab = chord_table(blur_sigma_px, r_max, u_max)
-    c_max = float(np.clip(0.5 * rh, 3.0, 12.0))
     fit = fit_profiles(Y, x, tab, amplitude=amplitude, r_max_px=r_max, c_max_px=c_max)
     R, C = fit.radius_px, fit.centre_px
     free_amp = _free_amplitude(Y, x, tab, R, C)
     el, er = derivative_edges(Y, x, C)
     flags = _quality_flags(Y, x, fit, free_amp, inside, blur_sigma_px, amplitude, R)
-    left = pts + nrm * (C - R)[:, None]
-    right = pts + nrm * (C + R)[:, None]
+    left, right = _edge_points(pts, nrm, C, R)
     return DiameterProfile(
         arc_px=np.asarray(arc_px, float),
         centerline_rc=pts,
@@ -666,11 +690,8 @@ def flag_side_vessels(
     start = np.maximum(2.0 * r_norm - r, r) + 2.0 * profile.blur_sigma_px + 1.0
     ks = np.arange(0.0, reach_px + 1e-9, 1.0)
     hit = np.zeros(len(profile), bool)
-    for sign in (-1.0, 1.0):
-        off = c[:, None] + sign * (start[:, None] + ks[None, :])  # (N, K)
-        q = pts[:, None, :] + nrm[:, None, :] * off[:, :, None]
-        v = ndi.map_coordinates(np.asarray(probability, np.float32), q.reshape(-1, 2).T, order=1, mode="constant", cval=0.0)
-        hit |= v.reshape(off.shape).max(axis=1) > threshold
+    for v in _probe_beside(probability, pts, nrm, c, start, ks):
+        hit |= v.max(axis=1) > threshold
     # a branch origin disturbs the profiles over its own width: dilate by a few samples
     hit = ndi.binary_dilation(hit, iterations=2)
     flags = profile.flags | np.where(hit, int(QualityFlag.BRANCH), 0)
@@ -705,20 +726,14 @@ def refit_beside_vessels(
     if idx.size == 0:
         return profile
     sig = float(profile.blur_sigma_px)
-    rh = float(max(radius_hint_px, 1.5))
-    half_full = max(1.6 * rh + 7.0, 10.0)
+    half_full, r_max, c_max = _profile_geometry(radius_hint_px)
     r = profile.diameter_px[idx] / 2.0
     c = profile.centre_offset_px[idx]
     pts = profile.centerline_rc[idx] - np.asarray(origin_rc, float)
-    nrm = profile.normal_rc[idx]
     ks = np.arange(0.0, half_full + 3.0, 0.5)
-    prob = np.asarray(probability, np.float32)
+    start = r + 2.0 * sig + 1.0
     dist = np.full(idx.size, np.inf)
-    for sign in (-1.0, 1.0):
-        start = r + 2.0 * sig + 1.0
-        off = c[:, None] + sign * (start[:, None] + ks[None, :])  # (n, K) from the centreline point
-        q = pts[:, None, :] + nrm[:, None, :] * off[:, :, None]
-        v = ndi.map_coordinates(prob, q.reshape(-1, 2).T, order=1, mode="constant", cval=0.0).reshape(off.shape)
+    for v in _probe_beside(probability, pts, profile.normal_rc[idx], c, start, ks):
         hit = v > threshold
         first = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
         d = np.where(first >= 0, start + ks[np.maximum(first, 0)], np.inf)  # from the lumen centre
@@ -733,8 +748,6 @@ def refit_beside_vessels(
     diam = profile.diameter_px.copy()
     cen = profile.centre_offset_px.copy()
     new_flags = flags.copy()
-    r_max = max(1.6 * rh + 2.0, 4.0)
-    c_max = float(np.clip(0.5 * rh, 3.0, 12.0))
     # group by the cut (whole pixels) so each group is one vectorised fit
     cut = np.floor(lim[ok] - np.abs(c[ok]))
     for h in np.unique(cut):
@@ -747,8 +760,7 @@ def refit_beside_vessels(
         diam[sel[good]] = 2.0 * fit.radius_px[good]
         cen[sel[good]] = fit.centre_px[good]
         new_flags[sel[good]] &= ~int(QualityFlag.BRANCH)
-    left = profile.centerline_rc + profile.normal_rc * (cen - diam / 2)[:, None]
-    right = profile.centerline_rc + profile.normal_rc * (cen + diam / 2)[:, None]
+    left, right = _edge_points(profile.centerline_rc, profile.normal_rc, cen, diam / 2)
     return replace(profile, diameter_px=diam, centre_offset_px=cen, flags=new_flags, left_rc=left, right_rc=right)
 
 

@@ -19,8 +19,8 @@ difference ``mask(p - d) - live(p)`` over the pixels that hold no iodine
 (iteratively re-weighted Gauss-Newton, i.e. Lucas-Kanade, Lucas & Kanade 1981, with
 pixels whose difference is iodine-positive beyond 3 robust SDs excluded), started
 from the better of "no shift" and the phase-correlation shift, and kept only if it
-lowers that difference. Median error 0.02 px on phantoms (phase correlation: 1.35 px;
-``benchmarks/registration.py``), ~50 ms per 512x512 frame.
+lowers that difference. Median error 0.02 px on phantoms (phase correlation: 0.89 px;
+``benchmarks/registration.py``), ~20 ms per 384-512 px frame.
 :func:`estimate_shift` (phase correlation, Kuglin & Hines 1975; sub-pixel peak by
 a Gaussian fit of the low-pass-weighted correlation peak, bounded by
 ``max_shift_px``) aligns two frames that show the same structures (two contrast
@@ -236,10 +236,11 @@ class _MaskRegistration:
     ITERATIONS = 8
 
     def __init__(self, mask: np.ndarray, max_shift_px: float):
-        self.mask = np.asarray(mask, np.float32)
+        mask = np.asarray(mask, np.float32)
+        self.shape = mask.shape
         self.max_shift = float(max_shift_px)
-        self.smooth = ndi.gaussian_filter(self.mask, self.SMOOTH_PX)
-        self.spec = _spectrum(self.mask)
+        self.smooth = ndi.gaussian_filter(mask, self.SMOOTH_PX)
+        self.spec = _spectrum(mask)
 
     def _residual(self, live_s: np.ndarray, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shifted mask, mask - live and the iodine-free weights, on every other pixel.
@@ -271,7 +272,7 @@ class _MaskRegistration:
 
     def shift_to(self, live: np.ndarray) -> tuple[float, float]:
         live = np.asarray(live, np.float32)
-        if live.shape != self.mask.shape or min(live.shape) < 16:
+        if live.shape != self.shape or min(live.shape) < 16:
             return (0.0, 0.0)
         live_s = ndi.gaussian_filter(live, self.SMOOTH_PX)
         pc = _shift_from_spectra(self.spec, _spectrum(live), live.shape, self.max_shift)

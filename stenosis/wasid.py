@@ -53,7 +53,8 @@ from .errors import MeasurementError
 from .result import DiameterProfile
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent",
-           "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "measurement_sd"]
+           "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
+           "measurement_sd"]
 
 PARALLEL_SLOPE = 0.10  # max relative diameter change over a window
 PARALLEL_SD = 0.05  # max relative SD about the linear trend
@@ -133,19 +134,27 @@ def area_noise_sd_px2(profile: DiameterProfile, valid: np.ndarray, *, around: in
     return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
 
+def noise_correlation_px(profile: DiameterProfile, band_var_px2: float) -> float:
+    """Correlation length (px) of the diameter noise along the vessel: sqrt(2 pi) x the
+    blur of a sample (imaging blur, band of averaged profiles, pixel aperture)."""
+    return float(np.sqrt(2.0 * np.pi * (profile.blur_sigma_px**2 + band_var_px2 + 1.0 / 12.0)))
+
+
 def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float, mld_index: int,
-                   reference_px: float, reference_length_px: float, along_sigma_px: float,
-                   fit_half_px: float) -> tuple[float, float, float]:
-    """1-SD uncertainty of (MLD px, reference px, percent stenosis), see the module notes."""
-    corr = float(np.sqrt(2.0 * np.pi) * along_sigma_px)  # noise correlation length along the vessel, px
-    s_all = area_noise_sd_px2(profile, valid)
-    s_mld = max(s_all, area_noise_sd_px2(profile, valid, around=mld_index))
-    n_mld = max(2.0 * fit_half_px / corr, 1.0)
+                   reference_px: float, reference_length_px: float, corr_px: float,
+                   area_noise_px2: float, fit_half_px: float) -> tuple[float, float, float]:
+    """1-SD uncertainty of (MLD px, reference px, percent stenosis), see the module notes.
+
+    ``area_noise_px2`` is the whole profile's :func:`area_noise_sd_px2`, ``corr_px`` its
+    :func:`noise_correlation_px`.
+    """
+    s_mld = max(area_noise_px2, area_noise_sd_px2(profile, valid, around=mld_index))
+    n_mld = max(2.0 * fit_half_px / corr_px, 1.0)
     # vertex of a quadratic fit over n independent samples: var ~ 9/4 sigma^2 / n
     noise_mld = s_mld / (2.0 * max(mld_px, 0.5)) * np.sqrt(2.25 / n_mld)
     sd_mld = float(np.hypot(NOISE_SD_SCALE * noise_mld, MLD_FLOOR_PX))
-    n_ref = max(reference_length_px / corr, 1.0)
-    noise_ref = s_all / (2.0 * max(reference_px, 0.5)) / np.sqrt(n_ref)
+    n_ref = max(reference_length_px / corr_px, 1.0)
+    noise_ref = area_noise_px2 / (2.0 * max(reference_px, 0.5)) / np.sqrt(n_ref)
     sd_ref = float(np.hypot(NOISE_SD_SCALE * noise_ref, REFERENCE_FLOOR * reference_px))
     if reference_px <= 0:
         return sd_mld, sd_ref, float("nan")
@@ -396,9 +405,10 @@ def wasid(
     if mld_near_index is not None:
         k = int(np.clip(mld_near_index, 0, arc.size - 1))
         within = np.abs(arc - arc[k]) <= max(0.5 * d0, 2.0 * along, 2.0 * step)
-    corr = float(np.sqrt(2.0 * np.pi * (profile.blur_sigma_px**2 + band_var_px2 + 1.0 / 12.0)))
+    corr = noise_correlation_px(profile, band_var_px2)
+    area_noise = area_noise_sd_px2(profile, valid)
     i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0, within=within,
-                          noise_sd_px2=area_noise_sd_px2(profile, valid), corr_px=corr)
+                          noise_sd_px2=area_noise, corr_px=corr)
     # an occlusion: no lumen over several consecutive samples -> MLD 0 (not a smoothed residue)
     closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
     if within is not None:
@@ -543,8 +553,7 @@ def wasid(
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else window_n * step
     sd_mld, sd_ref, sd_pct = measurement_sd(
         profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
-        along_sigma_px=float(np.sqrt(profile.blur_sigma_px**2 + band_var_px2 + 1.0 / 12.0)),
-        fit_half_px=max(2.0 * along, 1.5))
+        corr_px=corr, area_noise_px2=area_noise, fit_half_px=max(2.0 * along, 1.5))
     return WasidMeasurement(
         percent_stenosis=float(pct),
         mld_px=float(mld),

@@ -46,6 +46,8 @@ class ProfileSeries:
     lesion_span : (float, float) or None
     ref_label : str
         "reference (proximal)", ...
+    mld_sd : float
+        1-SD uncertainty of the MLD (NaN when the result has none).
     """
 
     x: np.ndarray
@@ -58,6 +60,7 @@ class ProfileSeries:
     ref_span: tuple[float, float] | None
     lesion_span: tuple[float, float] | None
     ref_label: str
+    mld_sd: float = float("nan")
 
 
 def _finite_span(a: Any, b: Any, k: float) -> tuple[float, float] | None:
@@ -89,6 +92,7 @@ def profile_series(result: Any) -> ProfileSeries:
         ref_span=_finite_span(win.start_px, win.end_px, k),
         lesion_span=_finite_span(result.lesion_start_px, result.lesion_end_px, k),
         ref_label=f"reference ({result.reference_choice})",
+        mld_sd=float(getattr(result, "mld_sd_px", float("nan"))) * k,
     )
 
 
@@ -114,10 +118,8 @@ def draw_profile(ax: Any, result: Any | None, *, title: str | None = None) -> No
         ax.axvspan(*s.ref_span, color=COLOURS["reference"], alpha=0.25, lw=0)
     ax.axhline(s.ref_y, color="#1a9c3a", ls="--", lw=1.2, label=f"{s.ref_label} {s.ref_y:.2f} {s.unit}")
     ax.plot([s.mld_x], [s.mld_y], "o", color=COLOURS["mld"], ms=7, label=f"MLD {s.mld_y:.2f} {s.unit}")
-    sd = float(getattr(result, "mld_sd_px", float("nan")))
-    if np.isfinite(sd) and sd > 0:
-        k = 1.0 if result.mm_per_px is None else float(result.mm_per_px)
-        ax.errorbar([s.mld_x], [s.mld_y], yerr=[2 * sd * k], fmt="none", ecolor=COLOURS["mld"], capsize=3, lw=1)
+    if np.isfinite(s.mld_sd) and s.mld_sd > 0:
+        ax.errorbar([s.mld_x], [s.mld_y], yerr=[2 * s.mld_sd], fmt="none", ecolor=COLOURS["mld"], capsize=3, lw=1)
     ax.set_xlabel(f"distance from proximal point ({s.unit})")
     ax.set_ylabel(f"lumen diameter ({s.unit})")
     ax.set_ylim(bottom=0)
