@@ -655,8 +655,11 @@ def flag_side_vessels(
     origin_rc: tuple[float, float] = (0.0, 0.0),
     threshold: float = 0.5,
     reach_px: float = 4.0,
+    crossings: bool = True,
 ) -> DiameterProfile:
-    """Add BRANCH flags where another vessel touches the lumen (branch origin, touching vessel).
+    """Add BRANCH flags where another vessel touches the lumen (branch origin, touching vessel)
+    and OVERLAP flags where one crosses it (``crossings``: needs a clean vessel map, such as
+    the U-Net's; the classical vesselness responds to background texture and is not used).
 
     Just outside each edge of the normal lumen (from 2 sigma + 1 px to that plus ``reach_px``)
     the vessel probability is sampled; a side where it exceeds ``threshold`` holds
@@ -695,7 +698,47 @@ def flag_side_vessels(
     # a branch origin disturbs the profiles over its own width: dilate by a few samples
     hit = ndi.binary_dilation(hit, iterations=2)
     flags = profile.flags | np.where(hit, int(QualityFlag.BRANCH), 0)
+    # a vessel crossing the lumen at a shallow angle: its footprint along the profile can end
+    # before the probe starts, and the profile fit absorbs it into a wider lumen (3.4 mm read
+    # for 2.8 mm at a 30-degree crossing, which then passed as the widest "normal" window)
+    cross = np.zeros(len(profile), bool)
+    if crossings:
+        cross = _crossing_ratio(probability, pts, r_norm, start + 0.5 * reach_px, threshold=threshold) > CROSSING_RATIO
+    if cross.any():
+        step = float(np.median(np.diff(profile.arc_px))) if len(profile) > 1 else 1.0
+        k = max(int(round(2.0 * r_norm / step)), 1)  # the crossing disturbs about one lumen width
+        cross = ndi.binary_dilation(ndi.binary_closing(cross, iterations=k), iterations=k)
+        flags = flags | np.where(cross, int(QualityFlag.OVERLAP), 0)
     return replace(profile, flags=flags)
+
+
+#: a sample whose vessel map reaches this many times the arc of one straight vessel on a
+#: circle around it (along straight rays inside the map) has another vessel through its lumen;
+#: normal samples of 48 dev phantoms stayed <= 1.13, crossings' centres read 1.2-2.0
+CROSSING_RATIO = 1.2
+
+
+def _crossing_ratio(probability: np.ndarray, pts: np.ndarray, r_norm: float, radius_px: np.ndarray, *,
+                    threshold: float = 0.5, n_ang: int = 96, n_rad: int = 12) -> np.ndarray:
+    """(N,) arc of the vessel map reached from each sample along straight rays that stay inside
+    the map, on a circle of ``radius_px``, over that of one straight vessel of half-width ``r_norm``.
+
+    One vessel through the sample gives about 1 (two arms), a crossing vessel about 2 (four
+    arms, merged at shallow angles); a vessel beside the lumen, across background, is not
+    reached along a ray inside the map and does not count.
+    """
+    prob = np.asarray(probability, np.float32)
+    ang = np.linspace(0.0, 2.0 * np.pi, n_ang, endpoint=False)
+    dirs = np.stack([np.sin(ang), np.cos(ang)], axis=-1)
+    radius = np.asarray(radius_px, float)
+    rad = radius[:, None] * np.linspace(0.0, 1.0, n_rad)[None, :]
+    q = pts[:, None, None, :] + rad[:, :, None, None] * dirs[None, None, :, :]
+    v = ndi.map_coordinates(prob, q.reshape(-1, 2).T, order=1, mode="constant", cval=0.0)
+    inside = v.reshape(len(pts), n_rad, n_ang) > threshold
+    reached = np.logical_and.accumulate(inside, axis=1)[:, -1, :]
+    arc = reached.mean(axis=1) * 2.0 * np.pi * radius
+    expected = 4.0 * radius * np.arcsin(np.clip(r_norm / np.maximum(radius, 1e-6), 0.0, 1.0))
+    return arc / np.maximum(expected, 1e-6)
 
 
 def refit_beside_vessels(

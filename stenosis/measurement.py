@@ -40,6 +40,14 @@ CROP_MARGIN_PX_UNCALIBRATED = 30.0
 MAX_FRAME_SHIFT_PX = 8.0
 #: pixel size (mm) at which the vessel probability is computed when the run's pixels are finer
 PROB_MM = 0.2
+#: widest vessel (px) the probability models see whole: the U-Net was trained on vessels up to
+#: ~17 px and misses the inside of wider ones (a 4.4 mm ICA at 0.15 mm, 30 px, came back empty
+#: but for its stenosis), which blinds the side-branch and crossing checks
+MODEL_MAX_WIDTH_PX = 20.0
+#: widest normal lumen (mm) expected on each graded artery (sizes the probability's scale)
+WIDEST_NORMAL_MM = {Segment.ICA: 5.0, Segment.M1: 3.5, Segment.V4: 3.5, Segment.BA: 3.5}
+#: iodine needed at the reader's end points, in per-pixel noise SDs (see _check_contrast)
+CONTRAST_SIGMAS = 2.5
 #: a percent stenosis this close to 50 gets a "confirm the call" warning: the tool's measured
 #: error on phantoms (benchmarks/accuracy.py --n 48: max 4-9 points on low-dose small lumens)
 #: does not settle the >= 50% decision there; so does one whose +-2 SD interval reaches 50%
@@ -104,12 +112,14 @@ def _probability(image: np.ndarray, model: str, notes: list[str], *, factor: int
     return p
 
 
-def _prob_factor(mm_per_px: float | None) -> int:
+def _prob_factor(mm_per_px: float | None, segment: Segment | None = None) -> int:
     """Block size that brings fine pixels to about PROB_MM for the vessel-probability model
-    (its scales are set for arteries a few to ~15 px wide; at 0.1 mm an ICA is 50 px)."""
+    and the segment's widest normal artery to at most MODEL_MAX_WIDTH_PX (the models'
+    scales are set for arteries a few to ~17 px wide; at 0.1 mm an ICA is 50 px)."""
     if not mm_per_px:
         return 1
-    return int(max(1, round(PROB_MM / mm_per_px)))
+    widest = WIDEST_NORMAL_MM.get(segment, max(WIDEST_NORMAL_MM.values())) if segment is not None else 0.0
+    return int(max(1, round(PROB_MM / mm_per_px), np.ceil(widest / (MODEL_MAX_WIDTH_PX * mm_per_px) - 1e-9)))
 
 
 def _nearest_sample(profile, rc: tuple[float, float]) -> tuple[int, float]:
@@ -165,14 +175,18 @@ def _trace(image, a, b, *, model, step_px, snap_px, notes, margin, factor=1, way
 
 
 def _check_contrast(image: np.ndarray, rc: np.ndarray) -> None:
-    """Both ends of the path must sit on iodine well above the noise (not on a noise ridge)."""
+    """Both ends of the path must sit on iodine well above the noise (not on a noise ridge).
+
+    The 5-pixel mean at each end must exceed the frame's median by CONTRAST_SIGMAS x the
+    per-pixel noise SD, i.e. about 5 SD of that mean's own noise (4 x rejected a 2.25 mm V4
+    at 0.35 mm and the lowest dose of the accuracy grid, SNR 3.7, a valid input)."""
     hp = image - ndi.uniform_filter(image, 5)
     sd = 1.4826 * float(np.median(np.abs(hp - np.median(hp)))) + 1e-12
     bg = float(np.median(image))
     for k, name in ((0, "proximal"), (-1, "distal")):
         r, c = rc[k]
         v = ndi.map_coordinates(image, [[r - 1, r, r + 1, r, r], [c, c - 1, c, c + 1, c]], order=1, mode="nearest").mean()
-        if v - bg < 4.0 * sd:
+        if v - bg < CONTRAST_SIGMAS * sd:
             raise MeasurementError(
                 f"the {name} point is not on an opacified vessel (no contrast there); place it on the lumen of the artery"
             )
@@ -342,7 +356,7 @@ def measure(
     snap_px = max(SNAP_MM / mm_per_px, 5.0) if mm_per_px else SNAP_PX_UNCALIBRATED
     span = float(np.hypot(*np.ptp(np.asarray([prox, *wps, dist]), axis=0)))
     margin = _crop_margin(mm_per_px, span)
-    pfac = _prob_factor(mm_per_px)
+    pfac = _prob_factor(mm_per_px, seg)
 
     stack = None
     if frame is None and t_total > 1:
@@ -380,7 +394,7 @@ def measure(
         image, rc2, arc2, radius_hint_px=rhint, mm_per_px=mm_per_px,
         blur_sigma_px=prof0.blur_sigma_px, amplitude=prof0.amplitude,
     )
-    prof = flag_side_vessels(prof, prob, origin_rc=prob_origin)
+    prof = flag_side_vessels(prof, prob, origin_rc=prob_origin, crossings=model_name == ModelName.UNET.value)
     prof = refit_beside_vessels(image, prof, prob, radius_hint_px=rhint, origin_rc=prob_origin)
     if prof.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
@@ -404,7 +418,7 @@ def measure(
         if dist_px <= on_segment_px:
             manual_index = k
         else:
-            manual_ref_px, manual_centre = _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes)
+            manual_ref_px, manual_centre = _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes, factor=pfac)
 
     mld_near = None
     if mld_rc_in is not None:
@@ -513,12 +527,12 @@ def _reader_choices(reference, force, mld_rc, waypoints, feeding_proximal, feedi
     return out
 
 
-def _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes):
+def _local_reference(image, ref_rc, prof, model_name, snap_px, step_px, notes, factor=1):
     """Diameter at a reader's reference point off the traced segment: a short local trace."""
     r = max(float(np.quantile(prof.diameter_px, 0.9)), 4.0)
     box = box_around([ref_rc], image.shape, 4 * r + 2 * snap_px)
     off = np.array([box[0].start, box[1].start], float)
-    prob = _probability(image[box], model_name, notes)
+    prob = _probability(image[box], model_name, notes, factor=factor)
     p = np.asarray(snap_to_vessel(prob, np.subtract(ref_rc, off), radius_px=snap_px, name="reference"), float)
     # local direction: principal axis of the vessel pixels near the point
     rr, cc = np.nonzero(prob > 0.5)

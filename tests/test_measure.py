@@ -198,3 +198,31 @@ def test_vessel_beside_the_lesion_does_not_drop_its_bottom(tmp_path):
     k = int(np.argmin(np.abs(prof.arc_px - res.mld_arc_px)))
     assert not prof.flags[k] & int(QualityFlag.BRANCH)
     assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=4.0)
+
+
+def test_shallow_crossing_is_not_taken_for_a_wide_normal_segment(tmp_path):
+    """A vessel crossing the traced M1 at ~30 degrees, distal to the lesion.
+
+    Its footprint ends before the side-vessel probe starts and the profile fit absorbed it
+    into a wider lumen (3.4 mm for 2.8 mm, unflagged); that "widest normal window" made the
+    whole normal proximal M1 look narrowed: reference 3.31 mm, 53.4% for a 43.8% lesion.
+    The crossing is now flagged OVERLAP from the vessel map around each sample.
+    """
+    from stenosis.phantom import PhantomSpec, load_truth, make_phantom
+    from stenosis.result import QualityFlag
+
+    spec = PhantomSpec(seed=1000, segment="M1", normal_diameter_mm=2.82, stenosis_percent=43.8,
+                       stenosis_length_mm=5.382238655010841, eccentricity=1.0, n_branches=1,
+                       crossing=True, crossing_in_segment=True, shape=(384, 384), mm_per_px=(0.35, 0.35),
+                       n_frames=7, blur_sigma_mm=0.2815848589375568, photons=20000.0, subtracted=True)
+    dcm, _ = make_phantom(spec, tmp_path / "crossing.dcm")
+    truth = load_truth(dcm)
+    res = stenosis.measure(dcm, "M1", truth["proximal_rc"], truth["distal_rc"])
+    prof = res.profile
+    # the samples at the crossing carry the OVERLAP flag
+    arc_cross = (truth["crossing_arc_mm"] - truth["proximal_arc_mm"]) / res.mm_per_px
+    k = int(np.argmin(np.abs(prof.arc_px - arc_cross)))
+    assert prof.flags[k] & int(QualityFlag.OVERLAP)
+    assert res.reference_choice == truth["reference_choice"] == "proximal"
+    assert res.reference_diameter_mm == pytest.approx(truth["reference_diameter_mm"], abs=0.1)
+    assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=4.0)
