@@ -192,6 +192,33 @@ def _check_contrast(image: np.ndarray, rc: np.ndarray) -> None:
             )
 
 
+def _clipping_warning(frame: np.ndarray, rc: np.ndarray, step_px: float, mm_per_px: float | None) -> str | None:
+    """A warning when the stored pixel values sit at the frame's darkest value along the lumen.
+
+    A run exported with a display window (or an 8-bit export) clips the densest iodine at
+    the stored limit: the lumen's profile loses its bottom there and no fit can recover its
+    diameter. Flagged when at least 0.3 mm of consecutive centerline samples are clipped.
+    """
+    f = np.asarray(frame)
+    lo = f.min()
+    if np.count_nonzero(f == lo) < 3:
+        return None
+    r = np.clip(np.rint(rc[:, 0]).astype(int), 0, f.shape[0] - 1)
+    c = np.clip(np.rint(rc[:, 1]).astype(int), 0, f.shape[1] - 1)
+    at = f[r, c] <= lo
+    need = max(3, int(np.ceil((0.3 / mm_per_px if mm_per_px else 2.0) / max(step_px, 1e-6))))
+    longest = run = 0
+    for v in at:
+        run = run + 1 if v else 0
+        longest = max(longest, run)
+    if longest < need:
+        return None
+    length = f"{longest * step_px * mm_per_px:.1f} mm" if mm_per_px else f"{longest * step_px:.0f} px"
+    return (f"the stored pixel values are clipped at the frame's darkest value along {length} of the traced "
+            "artery: diameters there are not measurable; re-export the run without a display window "
+            "(raw, unclipped pixel data)")
+
+
 def _radius_hint(image: np.ndarray, rc: np.ndarray) -> float:
     """Rough largest lumen radius (px) from the half-maximum width of the iodine profiles."""
     from .diameter import normals_from_centerline
@@ -395,6 +422,9 @@ def measure(
         blur_sigma_px=prof0.blur_sigma_px, amplitude=prof0.amplitude,
     )
     prof = flag_side_vessels(prof, prob, origin_rc=prob_origin, crossings=model_name == ModelName.UNET.value)
+    clip = _clipping_warning(np.asarray(run.frames[chosen]), prof.centerline_rc, step_px, mm_per_px)
+    if clip:
+        notes.append(clip)
     prof = refit_beside_vessels(image, prof, prob, radius_hint_px=rhint, origin_rc=prob_origin)
     if prof.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")

@@ -226,3 +226,19 @@ def test_shallow_crossing_is_not_taken_for_a_wide_normal_segment(tmp_path):
     assert res.reference_choice == truth["reference_choice"] == "proximal"
     assert res.reference_diameter_mm == pytest.approx(truth["reference_diameter_mm"], abs=0.1)
     assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=4.0)
+
+
+def test_clipped_pixel_values_along_the_lumen_are_reported(sample_dicom_dir):
+    """An export with a display window clips the densest iodine: the tool says so."""
+    import dataclasses
+
+    path = sample_dicom_dir / "m1_subtracted_pixelspacing.dcm"
+    truth = json.loads(path.with_suffix(".truth.json").read_text())
+    run = stenosis.read_run(path)
+    clean = _measure(run, truth)
+    assert not any("clipped" in w for w in clean.warnings)
+    frames = np.asarray(run.frames)
+    lo = np.percentile(frames[truth["frame_index"]], 2.0)  # the darkest 2% of the frame: the lumen
+    clipped = dataclasses.replace(run, frames=np.maximum(frames, lo.astype(frames.dtype)))
+    res = _measure(clipped, truth)
+    assert any("clipped" in w for w in res.warnings)
