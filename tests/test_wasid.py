@@ -133,3 +133,18 @@ def test_mld_of_a_noisy_profile_is_not_biased_low():
         naive.append(noisy.min() - 4.0)
     assert abs(np.median(errs)) < 0.15
     assert np.median(naive) < -0.15  # what the sample minimum would report
+
+
+def test_smoothing_follows_the_profile_noise():
+    """Noisier profiles are smoothed more along the vessel, within SMOOTH_RANGE_PX."""
+    from stenosis.wasid import SMOOTH_RANGE_PX, adaptive_smoothing_px
+
+    rng = np.random.default_rng(0)
+    base, _ = stenosis()
+    out = []
+    for sd in (0.0, 0.03, 0.08, 0.5, 2.0):
+        prof = make_profile(base + rng.normal(0, sd, base.size))
+        out.append(adaptive_smoothing_px(prof, prof.valid))
+    assert out == sorted(out)
+    assert out[0] == SMOOTH_RANGE_PX[0] and out[-1] == SMOOTH_RANGE_PX[1]
+    assert SMOOTH_RANGE_PX[0] < out[2] < SMOOTH_RANGE_PX[1]
