@@ -702,10 +702,13 @@ def flag_side_vessels(
     # before the probe starts, and the profile fit absorbs it into a wider lumen (3.4 mm read
     # for 2.8 mm at a 30-degree crossing, which then passed as the widest "normal" window)
     cross = np.zeros(len(profile), bool)
+    step = float(np.median(np.diff(profile.arc_px))) if len(profile) > 1 else 1.0
     if crossings:
-        cross = _crossing_ratio(probability, pts, r_norm, start + 0.5 * reach_px, threshold=threshold) > CROSSING_RATIO
+        # every ~0.5 px of arc is enough (samples are 0.1 mm apart, a fraction of a pixel)
+        idx = np.unique(np.r_[np.arange(0, len(profile), max(int(0.5 / step), 1)), len(profile) - 1])
+        ratio = _crossing_ratio(probability, pts[idx], r_norm, (start + 0.5 * reach_px)[idx], threshold=threshold)
+        cross = np.interp(np.arange(len(profile)), idx, ratio) > CROSSING_RATIO
     if cross.any():
-        step = float(np.median(np.diff(profile.arc_px))) if len(profile) > 1 else 1.0
         k = max(int(round(2.0 * r_norm / step)), 1)  # the crossing disturbs about one lumen width
         cross = ndi.binary_dilation(ndi.binary_closing(cross, iterations=k), iterations=k)
         flags = flags | np.where(cross, int(QualityFlag.OVERLAP), 0)
