@@ -569,6 +569,7 @@ def measure_diameters(
     amplitude: float | None = None,
     band_px: float = 1.0,
     profile_step_px: float = 1.0,
+    estimate_from: np.ndarray | None = None,
 ) -> DiameterProfile:
     """Model-based diameter profile along a centerline.
 
@@ -588,6 +589,9 @@ def measure_diameters(
         Known blur and amplitude; estimated from the widest samples when None.
     band_px : float
         Half-length of the band of profiles averaged along the vessel, pixels.
+    estimate_from : (N,) bool, optional
+        Samples allowed in the blur and amplitude estimate (e.g. not flagged as branch or
+        crossing by an earlier pass: a crossing's profile looks like a wide, blurred lumen).
 
     Returns
     -------
@@ -605,6 +609,8 @@ def measure_diameters(
         tab0 = chord_table(1.0, r_max, u_max)
         f0 = fit_profiles(Y, x, tab0, amplitude=None, r_max_px=r_max, c_max_px=c_max)
         ok = inside & (f0.radius_px > 0)
+        if estimate_from is not None and (ok & estimate_from).sum() >= 5:
+            ok &= np.asarray(estimate_from, bool)
         cand = np.where(ok)[0]
         if cand.size == 0:
             cand = np.arange(len(Y))
@@ -703,14 +709,21 @@ def flag_side_vessels(
     # for 2.8 mm at a 30-degree crossing, which then passed as the widest "normal" window)
     cross = np.zeros(len(profile), bool)
     step = float(np.median(np.diff(profile.arc_px))) if len(profile) > 1 else 1.0
+    r_one = 0.0
     if crossings:
         # every ~0.5 px of arc is enough (samples are 0.1 mm apart, a fraction of a pixel)
         idx = np.unique(np.r_[np.arange(0, len(profile), max(int(0.5 / step), 1)), len(profile) - 1])
-        ratio = _crossing_ratio(probability, pts[idx], r_norm, (start + 0.5 * reach_px)[idx], threshold=threshold)
+        # one vessel's half-width: a robust middle of the diameters (a long crossing region
+        # inflates the 0.9 quantile, a long lesion pulls the median down); the circle has the
+        # same radius all along (a lesion's wider probe start reached a crossing 5 mm away)
+        fit_ok = (profile.flags & int(QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
+        r_one = 0.5 * float(np.quantile(profile.diameter_px[fit_ok] if fit_ok.sum() >= 5 else profile.diameter_px, 0.6))
+        radius = np.full(idx.size, r_one + 2.0 * profile.blur_sigma_px + 1.0 + 0.5 * reach_px)
+        ratio = _crossing_ratio(probability, pts[idx], r_one, radius, threshold=threshold)
         cross = np.interp(np.arange(len(profile)), idx, ratio) > CROSSING_RATIO
     if cross.any():
-        k = max(int(round(2.0 * r_norm / step)), 1)  # the crossing disturbs about one lumen width
-        cross = ndi.binary_dilation(ndi.binary_closing(cross, iterations=k), iterations=k)
+        k = max(int(round(r_one / step)), 1)  # bridge gaps, then half a lumen width either side
+        cross = ndi.binary_dilation(ndi.binary_closing(cross, iterations=2 * k), iterations=k)
         flags = flags | np.where(cross, int(QualityFlag.OVERLAP), 0)
     return replace(profile, flags=flags)
 
