@@ -72,7 +72,7 @@ REFERENCE_FLOOR = 0.005  # model SD floor of the reference, fraction of it
 #: NOISE_REF) ** SMOOTH_NOISE_POWER, within SMOOTH_RANGE_PX. Smoothing trades noise for the
 #: blurring of short lesions; the best fixed value on the development phantoms was 0.25-0.5 px
 #: at 80,000 photons per pixel, 0.5-0.75 at 20,000 and >= 1.5 at 5,000 (seeds 11 and 13 of
-#: benchmarks/accuracy.py's design and seed 41 of benchmarks/robustness.py; the accuracy table
+#: benchmarks/accuracy.py's design and 32 runs of its seed 41 varied as in benchmarks/robustness.py; the accuracy table
 #: is seed 7): percent MAE 1.06 -> 0.92, max 6.0 -> 5.1 points against 1 px everywhere; capping at
 #: 1.5 px rather than 2 did slightly better on the same sets (0.944 vs 0.954)
 SMOOTH_AT_NOISE_REF = 0.65
