@@ -383,7 +383,9 @@ def measure(
     snap_px = max(SNAP_MM / mm_per_px, 5.0) if mm_per_px else SNAP_PX_UNCALIBRATED
     span = float(np.hypot(*np.ptp(np.asarray([prox, *wps, dist]), axis=0)))
     margin = _crop_margin(mm_per_px, span)
-    pfac = _prob_factor(mm_per_px, seg)
+    # the U-Net's scale also keeps the widest artery <= MODEL_MAX_WIDTH_PX; the classical
+    # vesselness has its own scales (coarser blocks lost a lesion at 0.2 mm)
+    pfac = _prob_factor(mm_per_px, seg if model_name == ModelName.UNET.value else None)
 
     stack = None
     if frame is None and t_total > 1:
