@@ -40,8 +40,8 @@ CROP_MARGIN_PX_UNCALIBRATED = 30.0
 MAX_FRAME_SHIFT_PX = 8.0
 #: pixel size (mm) at which the vessel probability is computed when the run's pixels are finer
 PROB_MM = 0.2
-#: widest vessel (px) the probability models see whole: the U-Net was trained on vessels up to
-#: ~17 px and misses the inside of wider ones (a 4.4 mm ICA at 0.15 mm, 30 px, came back empty
+#: widest vessel (px) the U-Net sees whole: it was trained on vessels up to ~17 px and
+#: misses the inside of wider ones (a 4.4 mm ICA at 0.15 mm, 30 px, came back empty
 #: but for its stenosis), which blinds the side-branch and crossing checks
 MODEL_MAX_WIDTH_PX = 20.0
 #: widest normal lumen (mm) expected on each graded artery (sizes the probability's scale)
