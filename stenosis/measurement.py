@@ -49,7 +49,7 @@ WIDEST_NORMAL_MM = {Segment.ICA: 5.0, Segment.M1: 3.5, Segment.V4: 3.5, Segment.
 #: iodine needed at the reader's end points, in per-pixel noise SDs (see _check_contrast)
 CONTRAST_SIGMAS = 2.5
 #: a percent stenosis this close to 50 gets a "confirm the call" warning: the tool's measured
-#: error on phantoms (benchmarks/accuracy.py --n 48: max 4-9 points on low-dose small lumens)
+#: error on phantoms (benchmarks/accuracy.py and robustness.py: max 3.4-5.9 points, on low-dose small lumens)
 #: does not settle the >= 50% decision there; so does one whose +-2 SD interval reaches 50%
 BORDERLINE_POINTS = 5.0
 
