@@ -704,28 +704,36 @@ def flag_side_vessels(
     # a branch origin disturbs the profiles over its own width: dilate by a few samples
     hit = ndi.binary_dilation(hit, iterations=2)
     flags = profile.flags | np.where(hit, int(QualityFlag.BRANCH), 0)
-    # a vessel crossing the lumen at a shallow angle: its footprint along the profile can end
-    # before the probe starts, and the profile fit absorbs it into a wider lumen (3.4 mm read
-    # for 2.8 mm at a 30-degree crossing, which then passed as the widest "normal" window)
-    cross = np.zeros(len(profile), bool)
-    step = float(np.median(np.diff(profile.arc_px))) if len(profile) > 1 else 1.0
-    r_one = 0.0
     if crossings:
-        # every ~0.5 px of arc is enough (samples are 0.1 mm apart, a fraction of a pixel)
-        idx = np.unique(np.r_[np.arange(0, len(profile), max(int(0.5 / step), 1)), len(profile) - 1])
-        # one vessel's half-width: a robust middle of the diameters (a long crossing region
-        # inflates the 0.9 quantile, a long lesion pulls the median down); the circle has the
-        # same radius all along (a lesion's wider probe start reached a crossing 5 mm away)
-        fit_ok = (profile.flags & int(QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
-        r_one = 0.5 * float(np.quantile(profile.diameter_px[fit_ok] if fit_ok.sum() >= 5 else profile.diameter_px, 0.6))
-        radius = np.full(idx.size, r_one + 2.0 * profile.blur_sigma_px + 1.0 + 0.5 * reach_px)
-        ratio = _crossing_ratio(probability, pts[idx], r_one, radius, threshold=threshold)
-        cross = np.interp(np.arange(len(profile)), idx, ratio) > CROSSING_RATIO
-    if cross.any():
-        k = max(int(round(r_one / step)), 1)  # bridge gaps, then half a lumen width either side
-        cross = ndi.binary_dilation(ndi.binary_closing(cross, iterations=2 * k), iterations=k)
-        flags = flags | np.where(cross, int(QualityFlag.OVERLAP), 0)
+        flags = flags | np.where(_crossing_samples(profile, pts, probability, threshold=threshold, reach_px=reach_px),
+                                 int(QualityFlag.OVERLAP), 0)
     return replace(profile, flags=flags)
+
+
+def _crossing_samples(profile: DiameterProfile, pts: np.ndarray, probability: np.ndarray, *,
+                      threshold: float, reach_px: float) -> np.ndarray:
+    """(N,) samples whose lumen another vessel crosses (see :func:`_crossing_ratio`).
+
+    A vessel crossing at a shallow angle has a footprint along the profile that can end before
+    the side-vessel probe starts, and the profile fit absorbs it into a wider lumen (3.4 mm
+    read for 2.8 mm at a 30-degree crossing, which then passed as the widest "normal" window).
+    """
+    n = len(profile)
+    step = float(np.median(np.diff(profile.arc_px))) if n > 1 else 1.0
+    # every ~0.5 px of arc is enough (samples are 0.1 mm apart, a fraction of a pixel)
+    idx = np.unique(np.r_[np.arange(0, n, max(int(0.5 / step), 1)), n - 1])
+    # one vessel's half-width: a robust middle of the diameters (a long crossing region
+    # inflates the 0.9 quantile, a long lesion pulls the median down); the circle has the
+    # same radius all along (a lesion's wider probe start reached a crossing 5 mm away)
+    fit_ok = (profile.flags & int(QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
+    r_one = 0.5 * float(np.quantile(profile.diameter_px[fit_ok] if fit_ok.sum() >= 5 else profile.diameter_px, 0.6))
+    radius = np.full(idx.size, r_one + 2.0 * profile.blur_sigma_px + 1.0 + 0.5 * reach_px)
+    ratio = _crossing_ratio(probability, pts[idx], r_one, radius, threshold=threshold)
+    cross = np.interp(np.arange(n), idx, ratio) > CROSSING_RATIO
+    if not cross.any():
+        return cross
+    k = max(int(round(r_one / step)), 1)  # bridge gaps, then half a lumen width either side
+    return ndi.binary_dilation(ndi.binary_closing(cross, iterations=2 * k), iterations=k)
 
 
 #: a sample whose vessel map reaches this many times the arc of one straight vessel on a
@@ -734,10 +742,10 @@ def flag_side_vessels(
 CROSSING_RATIO = 1.2
 
 
-def _crossing_ratio(probability: np.ndarray, pts: np.ndarray, r_norm: float, radius_px: np.ndarray, *,
+def _crossing_ratio(probability: np.ndarray, pts: np.ndarray, half_width_px: float, radius_px: np.ndarray, *,
                     threshold: float = 0.5, n_ang: int = 96, n_rad: int = 12) -> np.ndarray:
     """(N,) arc of the vessel map reached from each sample along straight rays that stay inside
-    the map, on a circle of ``radius_px``, over that of one straight vessel of half-width ``r_norm``.
+    the map, on a circle of ``radius_px``, over that of one straight vessel of ``half_width_px``.
 
     One vessel through the sample gives about 1 (two arms), a crossing vessel about 2 (four
     arms, merged at shallow angles); a vessel beside the lumen, across background, is not
@@ -753,7 +761,7 @@ def _crossing_ratio(probability: np.ndarray, pts: np.ndarray, r_norm: float, rad
     inside = v.reshape(len(pts), n_rad, n_ang) > threshold
     reached = np.logical_and.accumulate(inside, axis=1)[:, -1, :]
     arc = reached.mean(axis=1) * 2.0 * np.pi * radius
-    expected = 4.0 * radius * np.arcsin(np.clip(r_norm / np.maximum(radius, 1e-6), 0.0, 1.0))
+    expected = 4.0 * radius * np.arcsin(np.clip(half_width_px / np.maximum(radius, 1e-6), 0.0, 1.0))
     return arc / np.maximum(expected, 1e-6)
 
 

@@ -173,17 +173,20 @@ def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float
     return sd_mld, sd_ref, sd_pct
 
 
-def adaptive_smoothing_px(profile: DiameterProfile, valid: np.ndarray) -> float:
+def adaptive_smoothing_px(profile: DiameterProfile, valid: np.ndarray, *, area_noise_px2: float | None = None) -> float:
     """Along-vessel smoothing (px) for this profile's noise (see SMOOTH_AT_NOISE_REF).
 
-    The relative noise is the per-sample lumen-area noise over the segment's large diameter
-    (about twice the per-sample diameter noise, px).
+    The relative noise is the per-sample lumen-area noise (``area_noise_px2``, default
+    :func:`area_noise_sd_px2`) over the segment's large diameter (about twice the
+    per-sample diameter noise, px).
     """
     ok = valid if valid.any() else np.ones_like(valid)
     d0 = float(np.quantile(profile.diameter_px[ok], 0.9))
     if d0 <= 0:
         return 1.0
-    rel = area_noise_sd_px2(profile, valid) / d0
+    if area_noise_px2 is None:
+        area_noise_px2 = area_noise_sd_px2(profile, valid)
+    rel = area_noise_px2 / d0
     return float(np.clip(SMOOTH_AT_NOISE_REF * (rel / NOISE_REF) ** SMOOTH_NOISE_POWER, *SMOOTH_RANGE_PX))
 
 
@@ -423,8 +426,9 @@ def wasid(
         valid = valid | ((profile.flags & 8) == profile.flags)  # keep at least the edge-mismatch ones
         if valid.sum() < 5:
             valid = np.ones_like(valid)
+    area_noise = area_noise_sd_px2(profile, valid)
     if smooth_px is None:
-        smooth_px = adaptive_smoothing_px(profile, valid)
+        smooth_px = adaptive_smoothing_px(profile, valid, area_noise_px2=area_noise)
     d_s = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)
     # first reference guess: a robust maximum of the segment
     d0 = float(np.quantile(d_s[valid], 0.9))
@@ -434,7 +438,6 @@ def wasid(
         k = int(np.clip(mld_near_index, 0, arc.size - 1))
         within = np.abs(arc - arc[k]) <= max(0.5 * d0, 2.0 * along, 2.0 * step)
     corr = noise_correlation_px(profile, band_var_px2)
-    area_noise = area_noise_sd_px2(profile, valid)
     i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0, within=within,
                           noise_sd_px2=area_noise, corr_px=corr)
     # an occlusion: no lumen over several consecutive samples -> MLD 0 (not a smoothed residue)
