@@ -331,6 +331,8 @@ def main(argv=None) -> int:
                     help="scale augmentation range of the real images")
     ap.add_argument("--catheters", type=float, default=0.0,
                     help="probability of painting a synthetic catheter/guidewire (label 0) into a sample")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="evaluate and keep an exponential moving average of the weights (0 = off; e.g. 0.999)")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (continue a run)")
@@ -389,6 +391,10 @@ def main(argv=None) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     log(f"parameters: {n_params}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    # EMA of every floating-point entry of the state (weights and batch-norm statistics);
+    # evaluated and saved instead of the raw weights when --ema is on
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if args.ema > 0 else None
+    eval_model = UNet(**arch) if ema is not None else model
 
     def batch():
         xs, ys = [], []
@@ -438,18 +444,28 @@ def main(argv=None) -> int:
         loss.backward()
         opt.step()
         step += 1
+        if ema is not None:
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(args.ema).add_(v.detach(), alpha=1.0 - args.ema)
+                    else:
+                        ema[k].copy_(v)
         if step % 20 == 0:
             log(f"step {step}/{total_steps or '?'} lr {lr:.2e} loss {loss.item():.4f} {json.dumps({k: round(v, 4) for k, v in parts.items()})}")
         last = (step == total_steps) if total_steps else (time.time() - t_loop) >= budget_s
         if step % args.eval_every == 0 or last:
-            ev = evaluate(model, val)
+            if ema is not None:
+                eval_model.load_state_dict(ema)
+                eval_model.to(memory_format=torch.channels_last)
+            ev = evaluate(eval_model, val)
             ev.update(step=step, minutes=round((time.time() - t_start) / 60, 2))
             history.append(ev)
             improved = ev["dice"] > best["dice"]
             if improved:
                 best = ev
-                torch.save(model.state_dict(), args.out / "best.pt")
-            torch.save(model.state_dict(), args.out / "last.pt")
+                torch.save(eval_model.state_dict(), args.out / "best.pt")
+            torch.save(eval_model.state_dict(), args.out / "last.pt")
             log(f"eval step {step}: val Dice {ev['dice']:.4f} clDice {ev['cldice']:.4f}"
                 f"{' (best)' if improved else ''} per-image {ev['dice_per_image']}")
             (args.out / "history.json").write_text(json.dumps(history, indent=1))
@@ -475,7 +491,7 @@ def main(argv=None) -> int:
                      "lr": args.lr, "cldice_weight": args.cldice, "skel_iters": args.skel_iters,
                      "phantom_frac": args.phantom_frac if pool else 0.0, "phantom_pool": len(pool),
                      "phantoms_from_step": phantoms_from_step, "real_scale": list(args.real_scale),
-                     "catheters": args.catheters,
+                     "catheters": args.catheters, "ema": args.ema,
                      "real_train_ids": train_ids, "real_val_ids": val_ids,
                      "command": " ".join(["python", "models/train.py", *sys.argv[1:]])},
         "validation": {k: best.get(k) for k in ("dice", "cldice", "step", "dice_per_image")},
