@@ -30,3 +30,22 @@ def test_benchmark_runs_small(script: Path, tmp_path: Path) -> None:
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     assert len(lines) >= 2, proc.stdout
     print(proc.stdout)
+
+
+def test_segmentation_bootstrap_interval() -> None:
+    """The Dice interval of the segmentation benchmark: brackets the mean, collapses on
+    constant scores, widens with the spread, undefined for one image."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_seg_bench", BENCH / "segmentation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    scores = [0.83, 0.80, 0.83, 0.60, 0.80, 0.81, 0.79, 0.71]
+    lo, hi = mod.bootstrap_ci(scores)
+    assert lo < sum(scores) / len(scores) < hi
+    assert 0.60 < lo and hi < 0.83
+    assert mod.bootstrap_ci([0.8] * 8) == pytest.approx((0.8, 0.8))
+    narrow = mod.bootstrap_ci([0.79, 0.80, 0.81] * 3)
+    assert narrow[1] - narrow[0] < hi - lo
+    assert all(v != v for v in mod.bootstrap_ci([0.8]))  # NaN
+    assert mod.bootstrap_ci(scores) == (lo, hi)  # deterministic
