@@ -49,6 +49,8 @@ def as_float_frame(frame) -> np.ndarray:
     ----------
     frame : array_like, shape (H, W)
         One 2-D image of any real numeric dtype (bool, uint8, uint16, int, float).
+        A grey image stored as RGB or RGBA, shape (H, W, 3|4) with equal colour
+        channels (e.g. a PNG read by OpenCV or imageio), is taken as its grey channel.
 
     Returns
     -------
@@ -60,6 +62,13 @@ def as_float_frame(frame) -> np.ndarray:
         If the frame is not 2-D, is empty, is not numeric, or holds NaN/inf.
     """
     a = np.asarray(frame)
+    if a.ndim == 3 and a.shape[2] in (3, 4) and min(a.shape[:2]) >= 8:
+        rgb = a[..., :3]
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise InputError(
+                f"colour image of shape {a.shape}: pass one grey frame (H, W), e.g. convert it to grey first"
+            )
+        a = rgb[..., 0]
     if a.ndim != 2:
         raise InputError(
             f"expected one 2-D frame (H, W), got an array of shape {a.shape}; pass a single frame"

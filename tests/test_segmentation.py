@@ -159,6 +159,20 @@ def test_bad_frames_raise_input_error(bad):
         vessel_probability(bad, model="classical")
 
 
+def test_grey_image_stored_as_rgb_is_accepted_colour_is_not():
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 255, (48, 48)).astype(np.uint8)
+    rgb = np.stack([grey] * 3, axis=-1)
+    rgba = np.concatenate([rgb, np.full((48, 48, 1), 255, np.uint8)], axis=-1)
+    ref = vessel_probability(grey, model="classical")
+    np.testing.assert_array_equal(vessel_probability(rgb, model="classical"), ref)
+    np.testing.assert_array_equal(vessel_probability(rgba, model="classical"), ref)
+    colour = rgb.copy()
+    colour[10, 10, 1] ^= 1
+    with pytest.raises(InputError, match="colour image"):
+        vessel_probability(colour, model="classical")
+
+
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model"):
         vessel_probability(np.zeros((32, 32)), model="sam")
