@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -160,6 +161,39 @@ def timing(models, sizes, repeats):
     return rows
 
 
+_COLD = """
+import sys, time
+import numpy as np
+frame = np.load(sys.argv[1])
+t0 = time.perf_counter()
+import stenosis
+stenosis.vessel_probability(frame)
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_start(sizes, repeats: int = 3):
+    """Seconds from ``import stenosis`` to the first U-Net map in a new process: what one
+    call costs a script that segments one frame (library import, torch import above the
+    numpy engine's size, weights read and hash check, inference)."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            frame, src = _timing_frame(size)
+            f = Path(tmp) / f"frame{size}.npy"
+            np.save(f, frame)
+            ts = []
+            for _ in range(repeats):
+                out = subprocess.run([sys.executable, "-c", _COLD, str(f)], capture_output=True, text=True,
+                                     timeout=300, check=True)
+                ts.append(float(out.stdout.strip().splitlines()[-1]))
+            rows.append(("unet", f"{size}x{size}", src, float(np.median(ts)), float(np.min(ts))))
+    return rows
+
+
 def figure(path: Path, real_cases, models) -> None:
     """Maps on the real cerebral angiogram (WG04 XA1) and on one held-out CIMAT image."""
     from matplotlib.figure import Figure
@@ -237,6 +271,13 @@ def main(argv=None) -> int:
     for m, size, src, med, mn in timing(models, sizes, repeats):
         print(f"{m:<10} {size:<10} {src:<9} {med:>9.3f} {mn:>7.3f}")
     print("(Dice 95% CI: percentile bootstrap over the images of each set, 10,000 resamples)")
+    if have_unet:
+        print()
+        print(f"{'first call in a new process':<31} {'median s':>9} {'min s':>7}")
+        print("-" * 50)
+        for m, size, src, med, mn in cold_start(sizes[-1:], repeats):
+            print(f"{m + ' ' + size + ' ' + src:<31} {med:>9.3f} {mn:>7.3f}")
+        print("(import stenosis -> first map: library and torch import, weights read + hash check, inference)")
     print(f"(inference threads: STENOSIS_THREADS or min(4, CPU count); CPU count = {os.cpu_count()}; frames up to "
           f"{NUMPY_MAX_PIXELS} px, e.g. the measurement's crops, run on the torch-free numpy engine)")
     if args.figure is not None:
