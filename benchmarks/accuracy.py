@@ -104,7 +104,7 @@ def naive_measure(run, proximal, distal, frame_index):
     return pct, mld, ref
 
 
-def run_case(spec, tmp: Path, model: str = "classical"):
+def run_case(spec, tmp: Path, model: str = "classical", *, naive: bool = True):
     import stenosis
     from stenosis.phantom import load_truth, make_phantom
 
@@ -123,7 +123,8 @@ def run_case(spec, tmp: Path, model: str = "classical"):
             sd = (np.nan, np.nan)
     dt = time.perf_counter() - t0
     mm = run.calibration.mm_per_px[0] if run.calibration.mm_per_px else spec.mm_per_px[0]
-    npct, nmld, nref = naive_measure(run, truth["proximal_rc"], truth["distal_rc"], truth["frame_index"])
+    npct, nmld, nref = (naive_measure(run, truth["proximal_rc"], truth["distal_rc"], truth["frame_index"]) if naive
+                        else (np.nan, np.nan, np.nan))
     return {
         "name": spec.name,
         "segment": spec.segment.value if hasattr(spec.segment, "value") else str(spec.segment),

@@ -81,22 +81,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     n = args.n or (4 if args.small else 32)
 
-    import stenosis
-    from stenosis.phantom import load_truth, make_phantom
+    from accuracy import run_case
 
     warnings.simplefilter("ignore")
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        for k, (spec, levels) in enumerate(variations(n, args.seed)):
-            dcm, _ = make_phantom(spec, Path(d) / f"{k}.dcm")
-            t = load_truth(dcm)
-            row = {"name": spec.name, "levels": levels, "error": None}
-            try:
-                res = stenosis.measure(dcm, t["segment"], tuple(t["proximal_rc"]), tuple(t["distal_rc"]), model=args.model)
-                row.update(e_pct=res.percent_stenosis - t["percent_stenosis"], sd=res.percent_stenosis_sd,
-                           e_mld=res.mld_mm - t["mld_mm"], e_ref=res.reference_diameter_mm - t["reference_diameter_mm"])
-            except stenosis.StenosisError as exc:
-                row.update(e_pct=np.nan, sd=np.nan, e_mld=np.nan, e_ref=np.nan, error=str(exc))
+        for spec, levels in variations(n, args.seed):
+            c = run_case(spec, Path(d), args.model, naive=False)
+            row = {"name": spec.name, "levels": levels, "error": c["error"], "e_pct": c["pct"] - c["true_pct"],
+                   "sd": c["pct_sd"], "e_mld": c["mld"] - c["true_mld"], "e_ref": c["ref"] - c["true_ref"]}
             rows.append(row)
             if args.verbose:
                 lv = ", ".join(f"{v}" for v in levels.values())

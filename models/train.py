@@ -394,7 +394,7 @@ def main(argv=None) -> int:
     # EMA of every floating-point entry of the state (weights and batch-norm statistics);
     # evaluated and saved instead of the raw weights when --ema is on
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if args.ema > 0 else None
-    eval_model = UNet(**arch) if ema is not None else model
+    eval_model = UNet(**arch).to(memory_format=torch.channels_last) if ema is not None else model
 
     def batch():
         xs, ys = [], []
@@ -457,7 +457,6 @@ def main(argv=None) -> int:
         if step % args.eval_every == 0 or last:
             if ema is not None:
                 eval_model.load_state_dict(ema)
-                eval_model.to(memory_format=torch.channels_last)
             ev = evaluate(eval_model, val)
             ev.update(step=step, minutes=round((time.time() - t_start) / 60, 2))
             history.append(ev)

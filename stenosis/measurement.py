@@ -118,7 +118,7 @@ def _prob_factor(mm_per_px: float | None, segment: Segment | None = None) -> int
     scales are set for arteries a few to ~17 px wide; at 0.1 mm an ICA is 50 px)."""
     if not mm_per_px:
         return 1
-    widest = WIDEST_NORMAL_MM.get(segment, max(WIDEST_NORMAL_MM.values())) if segment is not None else 0.0
+    widest = WIDEST_NORMAL_MM[segment] if segment is not None else 0.0
     return int(max(1, round(PROB_MM / mm_per_px), np.ceil(widest / (MODEL_MAX_WIDTH_PX * mm_per_px) - 1e-9)))
 
 
@@ -207,10 +207,8 @@ def _clipping_warning(frame: np.ndarray, rc: np.ndarray, step_px: float, mm_per_
     c = np.clip(np.rint(rc[:, 1]).astype(int), 0, f.shape[1] - 1)
     at = f[r, c] <= lo
     need = max(3, int(np.ceil((0.3 / mm_per_px if mm_per_px else 2.0) / max(step_px, 1e-6))))
-    longest = run = 0
-    for v in at:
-        run = run + 1 if v else 0
-        longest = max(longest, run)
+    runs, n_runs = ndi.label(at)
+    longest = int(np.bincount(runs)[1:].max()) if n_runs else 0
     if longest < need:
         return None
     length = f"{longest * step_px * mm_per_px:.1f} mm" if mm_per_px else f"{longest * step_px:.0f} px"

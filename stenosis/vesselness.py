@@ -62,7 +62,7 @@ def as_float_frame(frame) -> np.ndarray:
         If the frame is not 2-D, is empty, is not numeric, or holds NaN/inf.
     """
     a = np.asarray(frame)
-    if a.ndim == 3 and a.shape[2] in (3, 4) and min(a.shape[:2]) >= 8:
+    if a.ndim == 3 and a.shape[2] in (3, 4):
         rgb = a[..., :3]
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
             raise InputError(
