@@ -13,8 +13,9 @@ arteries taper distally, so a proximal site widening towards the lesion is the
 recovering end of a diffuse proximal narrowing, and so is a proximal site narrower
 than 97% of the distal one), else the 3rd
 (the feeding artery: its most distal parallel, non-tortuous normal window; none
-for ICA). A window is *normal* when none of its samples is flagged (branch origin,
-overlap, poor fit) and it lies outside the lesion; *parallel-margined* when its
+for ICA). A window is *normal* when at most NORMAL_MAX_FLAGGED (10%) of its samples
+are flagged (branch origin, overlap, poor fit; its diameter is the mean of the others)
+and it lies outside the lesion; *parallel-margined* when its
 diameter changes by less than 10% over the window and varies by less than 5%
 (SD) about that trend; *non-tortuous* when the centerline turns by less than 30
 degrees over it. Windows are 1.5 reference diameters long.
@@ -60,6 +61,10 @@ PARALLEL_SLOPE = 0.10  # max relative diameter change over a window
 PARALLEL_SD = 0.05  # max relative SD about the linear trend
 TORTUOUS_DEG = 30.0  # max centerline turn over a window
 WINDOW_DIAMETERS = 1.5  # window length in reference diameters
+# a window with a few flagged samples (an isolated poor fit, the edge of a branch flag) is
+# still normal: with none allowed, one flag more or less from a different vessel map moved
+# the reference from a healthy distal site to a diseased proximal one
+NORMAL_MAX_FLAGGED = 0.10  # largest share of flagged samples in a normal window
 LESION_FRACTION = 0.9  # lesion: diameter < 0.9 x reference
 DISEASED_FRACTION = 0.9  # a reference site narrowing below this fraction of its best window is diseased
 PROXIMAL_HEAD_FRACTION = 0.93  # proximal end of the proximal site narrower than this x its best window: diseased
@@ -339,7 +344,7 @@ def candidate_windows(
         i1 = i0 + window_n - 1
         seg = raw[i0 : i1 + 1]
         ok = valid[i0 : i1 + 1]
-        normal = bool(ok.all())
+        normal = _is_normal(ok)
         s = np.arange(seg.size)
         mean = float(np.mean(seg[ok])) if ok.any() else float(np.mean(d[i0 : i1 + 1]))
         if ok.sum() >= 3 and mean > 0:
@@ -352,6 +357,11 @@ def candidate_windows(
         nt = turning_angle_deg(profile.centerline_rc, i0, i1) <= TORTUOUS_DEG
         out.append(Window(i0, i1, mean, parallel, nt, normal))
     return out
+
+
+def _is_normal(ok: np.ndarray) -> bool:
+    """Whether a window whose valid samples are ``ok`` counts as normal (few enough flagged)."""
+    return bool(ok.size and (ok.size - int(ok.sum())) <= NORMAL_MAX_FLAGGED * ok.size)
 
 
 def _diseased(d_s: np.ndarray, valid: np.ndarray, i0: int, i1: int, best: Window | None) -> bool:
@@ -508,7 +518,7 @@ def wasid(
             ok = valid[i0 : i1 + 1]
             segd = profile.diameter_px[i0 : i1 + 1]
             ref = float(np.mean(segd[ok])) if ok.any() else float(np.mean(segd))
-            win = Window(i0, i1, ref, True, True, bool(ok.all()))
+            win = Window(i0, i1, ref, True, True, _is_normal(ok))
             desc = "reader-forced reference on the traced segment"
             if i0 <= hi and i1 >= lo:
                 warns.append("the forced reference overlaps the lesion")

@@ -80,6 +80,27 @@ def test_flagged_windows_are_not_normal():
     assert m.reference_px == pytest.approx(14.0, abs=0.1)
 
 
+def test_a_window_with_one_flagged_sample_stays_normal():
+    # a diseased proximal site (diffuse narrowing) and a healthy distal site with one poor
+    # fit per window: the distal site must still be chosen (WASID 2nd choice), its diameter
+    # from the valid samples; with most of each window flagged it may not be
+    d, _ = stenosis(n=500, at=320)
+    k = np.arange(500)
+    d = d - 4.0 * np.exp(-0.5 * ((k - 60) / 25.0) ** 2)
+    flags = np.zeros(len(d), np.int64)
+    flags[360::12] = int(QualityFlag.POOR_FIT)
+    d[360::12] += 5.0  # the poor fits are wrong, and must not enter the reference
+    m = wasid(make_profile(d, flags=flags), "V4")
+    assert m.reference_choice is ReferenceChoice.DISTAL
+    assert m.reference_window.normal
+    assert m.reference_px == pytest.approx(14.0, abs=0.1)
+    flags[360:] = int(QualityFlag.POOR_FIT)
+    flags[360::4] = 0
+    m = wasid(make_profile(d, flags=flags), "V4")
+    assert m.distal_window is None or not m.distal_window.normal
+    assert m.reference_choice is not ReferenceChoice.DISTAL
+
+
 def test_ica_without_proximal_site_uses_feeding_artery():
     d, _ = stenosis(at=30)
     feed = make_profile(np.full(200, 16.0))
