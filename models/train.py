@@ -111,8 +111,14 @@ def phantom_pool(n: int, seed: int, size: int, budget_s: float, log) -> list[tup
 
 
 def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int,
-            scale_range=(0.6, 1.8)) -> tuple[np.ndarray, np.ndarray]:
-    """Random geometric + photometric variant, cropped to ``patch`` (img in [0, 1], vessels dark)."""
+            scale_range=(0.6, 1.8), photometric: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Random geometric + photometric variant, cropped to ``patch`` (img in [0, 1], vessels dark).
+
+    ``photometric`` scales the chance of every photometric change (high-pass, background
+    gradient, lowered contrast, blur, noise) and the width of the gamma range; 0 keeps the
+    image's own grey levels (fine-tuning to the expert masks' own images).
+    """
+    pf = float(photometric)
     h, w = img.shape
     s = math.exp(rng.uniform(math.log(scale_range[0]), math.log(scale_range[1])))
     ang = math.radians(rng.uniform(-25, 25)) if rng.random() < 0.6 else 0.0
@@ -136,22 +142,22 @@ def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: 
         im, mk = im[:, ::-1], mk[:, ::-1]
     im = np.clip(im, 0, 1)
     # photometric
-    if rng.random() < 0.3:  # subtracted-like: remove the anatomical background
+    if rng.random() < 0.3 * pf:  # subtracted-like: remove the anatomical background
         bg = ndi.gaussian_filter(im, rng.uniform(8, 30))
         im = im - bg
         im = (im - im.min()) / max(im.max() - im.min(), 1e-6)
-    if rng.random() < 0.4:  # smooth background gradient (heel effect, soft tissue)
+    if rng.random() < 0.4 * pf:  # smooth background gradient (heel effect, soft tissue)
         yy, xx = np.mgrid[0:patch, 0:patch] / patch
         g = rng.normal(0, 0.25) * (yy - 0.5) + rng.normal(0, 0.25) * (xx - 0.5)
         im = np.clip(im + g, 0, 1)
-    if rng.random() < 0.3:  # lower vessel contrast
+    if rng.random() < 0.3 * pf:  # lower vessel contrast
         soft = ndi.gaussian_filter(mk.astype(np.float32), 1.0)
         bg = ndi.grey_closing(im, size=(9, 9))
         im = im + rng.uniform(0.2, 0.6) * soft * (bg - im)
-    im = np.clip(im, 0, 1) ** math.exp(rng.uniform(math.log(0.6), math.log(1.7)))
-    if rng.random() < 0.5:
+    im = np.clip(im, 0, 1) ** math.exp(pf * rng.uniform(math.log(0.6), math.log(1.7)))
+    if rng.random() < 0.5 * pf:
         im = ndi.gaussian_filter(im, rng.uniform(0.3, 1.3))
-    if rng.random() < 0.7:
+    if rng.random() < 0.7 * pf:
         sd = rng.uniform(0.0, 0.06)
         im = im + rng.normal(0, sd, im.shape) * np.sqrt(np.clip(im, 0.05, 1))  # quantum-like noise
     x = preprocess(im.astype(np.float32))
@@ -329,6 +335,8 @@ def main(argv=None) -> int:
     ap.add_argument("--phantom-size", type=int, default=256)
     ap.add_argument("--real-scale", type=float, nargs=2, default=(0.6, 1.8), metavar=("LO", "HI"),
                     help="scale augmentation range of the real images")
+    ap.add_argument("--photometric", type=float, default=1.0,
+                    help="strength of the photometric augmentation of real images (1 = full, 0 = none)")
     ap.add_argument("--catheters", type=float, default=0.0,
                     help="probability of painting a synthetic catheter/guidewire (label 0) into a sample")
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -408,7 +416,8 @@ def main(argv=None) -> int:
                 _, img, mk = train[int(rng.integers(len(train)))]
                 if rng.random() < args.catheters:
                     img = add_catheter(img, rng)
-                x, y = augment(img, mk, rng, args.patch, scale_range=tuple(args.real_scale))
+                x, y = augment(img, mk, rng, args.patch, scale_range=tuple(args.real_scale),
+                               photometric=args.photometric)
             xs.append(x)
             ys.append(y)
         x = torch.from_numpy(np.stack(xs)[:, None].astype(np.float32)).contiguous(memory_format=torch.channels_last)
@@ -490,7 +499,7 @@ def main(argv=None) -> int:
                      "lr": args.lr, "cldice_weight": args.cldice, "skel_iters": args.skel_iters,
                      "phantom_frac": args.phantom_frac if pool else 0.0, "phantom_pool": len(pool),
                      "phantoms_from_step": phantoms_from_step, "real_scale": list(args.real_scale),
-                     "catheters": args.catheters, "ema": args.ema,
+                     "catheters": args.catheters, "ema": args.ema, "photometric": args.photometric,
                      "real_train_ids": train_ids, "real_val_ids": val_ids,
                      "command": " ".join(["python", "models/train.py", *sys.argv[1:]])},
         "validation": {k: best.get(k) for k in ("dice", "cldice", "step", "dice_per_image")},

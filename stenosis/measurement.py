@@ -2,7 +2,9 @@
 
 read (if a path) -> calibrate (``pixel_mm`` overrides) -> opacify -> pick the frame
 -> vessel probability -> centerline -> diameters (blur and iodine amplitude
-estimated once per run) -> re-centred centerline -> diameters -> WASID.
+estimated once per run) -> re-centred centerline -> diameters -> side-vessel flags ->
+diameters with an amplitude that follows the vessel (from the unflagged, resolved
+samples) -> WASID.
 
 Only the frames that are needed are registered: the frame choice uses a cheap
 unregistered opacification of the run; the analysed frame is opacified with
@@ -11,6 +13,7 @@ reader's points (widened to the whole frame if the path reaches the crop border)
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings as _warnings
 from pathlib import Path
@@ -25,7 +28,7 @@ from .diameter import flag_side_vessels, measure_diameters, refit_beside_vessels
 from .enums import ModelName, ReferenceChoice, Segment
 from .errors import InputError, MeasurementError
 from .frames import box_around, guess_frame, select_frame
-from .result import ReferenceWindow, StenosisResult
+from .result import QualityFlag, ReferenceWindow, StenosisResult
 from .wasid import wasid
 
 __all__ = ["measure", "DEFAULT_STEP_MM"]
@@ -432,6 +435,14 @@ def measure(
         if (abs(again.blur_sigma_px / prof.blur_sigma_px - 1.0) > 0.01
                 or abs(again.amplitude / prof.amplitude - 1.0) > 0.01):
             prof = flag_side_vessels(again, prob, origin_rc=prob_origin, crossings=crossings)
+    # the final fit: an amplitude that follows the vessel, from the unflagged resolved samples
+    # (scatter under a varying background changes the iodine signal along the vessel)
+    # (the side-vessel flags of the pass before are kept: the vessel map has not changed and
+    # the diameters only a little)
+    loc = measure_diameters(image, prof.centerline_rc, prof.arc_px, radius_hint_px=rhint, mm_per_px=mm_per_px,
+                            blur_sigma_px=prof.blur_sigma_px, amplitude=prof.amplitude, local_amplitude_from=prof.valid)
+    side = int(QualityFlag.BRANCH | QualityFlag.OVERLAP)
+    prof = dataclasses.replace(loc, flags=loc.flags | (prof.flags & side))
     clip = _clipping_warning(np.asarray(run.frames[chosen]), prof.centerline_rc, step_px, mm_per_px)
     if clip:
         notes.append(clip)

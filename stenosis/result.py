@@ -78,6 +78,9 @@ class DiameterProfile:
         Iodine signal per pixel of projected path length estimated for the run.
     mm_per_px : float or None
         Isotropic scale used for the mm columns (None when uncalibrated).
+    local_amplitude : (N,) float or None
+        The amplitude each sample was fitted with when it follows the vessel (scatter under
+        a varying background, :func:`stenosis.diameter.local_amplitude`); None: ``amplitude``.
     """
 
     arc_px: np.ndarray
@@ -92,6 +95,7 @@ class DiameterProfile:
     blur_sigma_px: float
     amplitude: float
     mm_per_px: float | None = None
+    local_amplitude: np.ndarray | None = None
 
     @property
     def arc_mm(self) -> np.ndarray | None:

@@ -135,3 +135,28 @@ def test_chord_caches_stay_bounded_in_entries_and_bytes():
     last = (float(sigmas[-1]), 20.0 + (len(sigmas) - 1) % 3, 40.0)
     assert chord_table(*last) is chord_table(*last)
     assert not again.table.flags.writeable
+
+
+def test_amplitude_that_follows_the_vessel():
+    # a 16 px lumen whose iodine signal drops by 20% along the vessel (scatter over a
+    # darker background), with a 40% stenosis in the dim part: one amplitude per run reads
+    # the dim part too narrow (area / A); the local amplitude recovers the true diameters
+    rf = lambda c: 8.0 - 3.2 * np.exp(-0.5 * ((c - 150) / 8.0) ** 2)  # noqa: E731
+    img = tube_image((60, 200), rf, row0=30.0, sigma=1.2, noise=0.002)
+    gain = np.clip(1.0 - 0.2 * (np.arange(200) - 70) / 40.0, 0.8, 1.0)  # 1 -> 0.8 over cols 70..110
+    img = img * gain[None, :].astype(np.float32)
+    cols = np.arange(10.0, 190.0, 0.5)
+    sig = float(np.hypot(1.2, 0.29))
+    one = measure_diameters(img, straight(cols), cols - 10, radius_hint_px=8.0, blur_sigma_px=sig, amplitude=0.05)
+    loc = measure_diameters(img, straight(cols), cols - 10, radius_hint_px=8.0, blur_sigma_px=sig, amplitude=0.05,
+                            local_amplitude_from=np.ones(cols.size, bool))
+    dim = (cols >= 115) & (cols <= 130)  # normal lumen in the dim part
+    i = int(np.argmin(np.abs(cols - 150)))  # the stenosis (2R = 9.6 px) in the dim part
+    bright = cols <= 60
+    assert np.median(one.diameter_px[dim]) < 16.0 - 1.0  # the failure being fixed
+    assert np.median(loc.diameter_px[dim]) == pytest.approx(16.0, abs=0.25)
+    assert loc.diameter_px[i] == pytest.approx(9.6, abs=0.35)
+    assert abs(one.diameter_px[i] - 9.6) > 3 * abs(loc.diameter_px[i] - 9.6)
+    assert np.median(loc.diameter_px[bright]) == pytest.approx(16.0, abs=0.25)
+    assert loc.local_amplitude is not None and one.local_amplitude is None
+    assert np.median(loc.local_amplitude[dim]) == pytest.approx(0.04, rel=0.05)
