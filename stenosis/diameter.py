@@ -866,10 +866,12 @@ def local_amplitude(Y, x, tab, arc_px, amplitude, sigma_px, usable, radius_px, *
     Scatter and veiling glare lower the iodine signal by 1 / (1 + scatter-to-primary ratio),
     and that ratio follows the anatomy behind the vessel (bone, lung, soft tissue); with one
     amplitude per run a lumen over a darker background is measured too narrow (densitometric
-    area). Where the lumen is resolved (2R >= RESOLVED_SIGMAS x blur), its own profile shape
-    fixes R and a free fit gives the local amplitude; the amplitude at each sample is the
-    median of those within ``half_px`` of arc (at least LOCAL_AMPLITUDE_MIN of them, else the
-    run's), so that an unresolved stenosis uses its resolved neighbours'.
+    area). Where the lumen is resolved (2R >= RESOLVED_SIGMAS x blur and >= RESOLVED_MIN_PX),
+    its own profile shape fixes R and a free fit gives the local amplitude; the amplitude at
+    each sample is the median of those within ``half_px`` of arc (at least LOCAL_AMPLITUDE_MIN
+    of them, else the run's), so that an unresolved stenosis uses its resolved neighbours'.
+    The median's departure from the run's amplitude is shrunk by dev^2 / (dev^2 + SE^2): on
+    a small, noisy lumen (a free fit trades amplitude against width) it stays the run's.
     """
     free = fit_profiles(Y, x, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
     a = free.amplitude
