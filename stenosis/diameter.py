@@ -816,7 +816,7 @@ def refit_beside_vessels(
     from dataclasses import replace
 
     flags = profile.flags
-    other = int(QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)
+    other = int(QualityFlag.OVERLAP | QualityFlag.OUTSIDE)
     idx = np.where(((flags & int(QualityFlag.BRANCH)) != 0) & ((flags & other) == 0))[0]
     if idx.size == 0:
         return profile

@@ -51,7 +51,7 @@ from scipy import ndimage as ndi
 
 from .enums import ReferenceChoice, Segment
 from .errors import MeasurementError
-from .result import DiameterProfile
+from .result import DiameterProfile, QualityFlag
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent",
            "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
@@ -65,6 +65,7 @@ WINDOW_DIAMETERS = 1.5  # window length in reference diameters
 # still normal: with none allowed, one flag more or less from a different vessel map moved
 # the reference from a healthy distal site to a diseased proximal one
 NORMAL_MAX_FLAGGED = 0.10  # largest share of flagged samples in a normal window
+FLAGGED_MLD_FRACTION = 0.75  # a flagged narrowing below this x the unflagged MLD is the MLD (with a warning)
 LESION_FRACTION = 0.9  # lesion: diameter < 0.9 x reference
 DISEASED_FRACTION = 0.9  # a reference site narrowing below this fraction of its best window is diseased
 PROXIMAL_HEAD_FRACTION = 0.93  # proximal end of the proximal site narrower than this x its best window: diseased
@@ -450,6 +451,25 @@ def wasid(
     corr = noise_correlation_px(profile, band_var_px2)
     i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0, within=within,
                           noise_sd_px2=area_noise, corr_px=corr)
+    # the lesion itself may be flagged as a poor fit (a vessel crossing near it runs beside
+    # the narrowing; its profiles are refitted short of that vessel but stay POOR_FIT):
+    # searched over the valid samples only, the MLD would land on the lesion's shoulder and
+    # read a 74% stenosis as 38% with a small SD. Samples flagged only as poor fits are
+    # searched too, and a narrowing there clearly below the valid one is taken, with a
+    # warning. Not BRANCH (a branch origin or junction that could not be refitted reads
+    # near zero) nor OVERLAP (a crossing adds iodine).
+    side_only = int(QualityFlag.POOR_FIT | QualityFlag.EDGE_MISMATCH)
+    wide_ok = valid | ((profile.flags & ~side_only) == 0)
+    if (wide_ok & ~valid).any():
+        d_w = smooth_diameter(profile.diameter_px, wide_ok, sigma_samples=smooth_px / step)
+        i_w, mld_w = find_mld(arc, d_w, wide_ok, along_sigma_px=along, exclude_px=0.25 * d0, within=within,
+                              noise_sd_px2=area_noise, corr_px=corr)
+        if not valid[i_w] and mld_w < FLAGGED_MLD_FRACTION * mld:
+            mmpp, unit = (profile.mm_per_px, "mm") if profile.mm_per_px else (1.0, "px")
+            warns.append(f"the narrowest part of the segment is flagged as a poor fit (a vessel beside it?); its MLD "
+                         f"({mld_w * mmpp:.2f} {unit}, vs {mld * mmpp:.2f} {unit} on the unflagged samples) was used: "
+                         "check it, or place the MLD point")
+            i_mld, mld, d_s = i_w, mld_w, d_w
     # an occlusion: no lumen over several consecutive samples -> MLD 0 (not a smoothed residue)
     closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
     if within is not None:

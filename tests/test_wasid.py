@@ -101,6 +101,35 @@ def test_a_window_with_one_flagged_sample_stays_normal():
     assert m.reference_choice is not ReferenceChoice.DISTAL
 
 
+def test_a_lesion_under_poor_fit_flags_is_still_the_mld():
+    # the whole narrowing (MLD 4 px of 14) is flagged as a poor fit (refitted short of a
+    # vessel beside it): the unflagged samples' minimum is the lesion's shoulder; the flagged
+    # narrowing is taken, with a warning. OVERLAP (a crossing adds iodine) and unrefitted
+    # BRANCH samples (a junction reads near zero) are never taken.
+    d, _ = stenosis(mld=4.0, half=20)
+    flags = np.zeros(len(d), np.int64)
+    flags[195:246] = int(QualityFlag.POOR_FIT)
+    m = wasid(make_profile(d, flags=flags), "M1")
+    assert m.mld_px == pytest.approx(4.0, abs=0.3)
+    assert any("narrowest part of the segment is flagged" in w for w in m.warnings)
+    for other in (QualityFlag.OVERLAP, QualityFlag.BRANCH | QualityFlag.POOR_FIT):
+        flags[195:246] = int(other)
+        m = wasid(make_profile(d, flags=flags), "M1")
+        assert m.mld_px > 7.0
+        assert not any("narrowest part" in w for w in m.warnings)
+
+
+def test_a_slight_dip_under_flags_does_not_move_the_mld():
+    # a real 50% lesion elsewhere; a branch origin reads 10% narrow: the lesion stays the MLD
+    d, _ = stenosis(mld=7.0, at=150)
+    d[300:311] -= 1.4
+    flags = np.zeros(len(d), np.int64)
+    flags[298:313] = int(QualityFlag.POOR_FIT)
+    m = wasid(make_profile(d, flags=flags), "M1")
+    assert abs(m.mld_index - 150) <= 4
+    assert not any("narrowest part" in w for w in m.warnings)
+
+
 def test_ica_without_proximal_site_uses_feeding_artery():
     d, _ = stenosis(at=30)
     feed = make_profile(np.full(200, 16.0))
