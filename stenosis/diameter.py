@@ -811,7 +811,10 @@ def refit_beside_vessels(
     again only out to D - 2 sigma - 1 px (symmetric) and refitted with the run's blur and
     amplitude; if at least 2.5 px of background remain beyond the blurred lumen edge the
     refit replaces the sample and its BRANCH flag is cleared. Branch origins (the other
-    vessel touches the lumen) leave no room and stay flagged.
+    vessel touches the lumen) leave no room and stay flagged. Samples that are also poor
+    fits are refitted too (the other vessel is often why) and keep their POOR_FIT flag:
+    a lesion beside a crossing vessel is then still found by the MLD search
+    (:func:`stenosis.wasid.wasid`).
     """
     from dataclasses import replace
 
