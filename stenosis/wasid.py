@@ -451,22 +451,23 @@ def wasid(
     corr = noise_correlation_px(profile, band_var_px2)
     i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, exclude_px=0.25 * d0, within=within,
                           noise_sd_px2=area_noise, corr_px=corr)
-    # the lesion itself may be flagged as a poor fit (a vessel crossing near it runs beside
-    # the narrowing; its profiles are refitted short of that vessel but stay POOR_FIT):
-    # searched over the valid samples only, the MLD would land on the lesion's shoulder and
-    # read a 74% stenosis as 38% with a small SD. Samples flagged only as poor fits are
-    # searched too, and a narrowing there clearly below the valid one is taken, with a
-    # warning. Not BRANCH (a branch origin or junction that could not be refitted reads
-    # near zero) nor OVERLAP (a crossing adds iodine).
-    side_only = int(QualityFlag.POOR_FIT | QualityFlag.EDGE_MISMATCH)
-    wide_ok = valid | ((profile.flags & ~side_only) == 0)
+    # the lesion itself may be flagged: a vessel crossing near it runs beside the narrowing
+    # (its profiles are refitted short of that vessel but stay POOR_FIT), or touches its
+    # bottom (BRANCH, the fit itself fine). Searched over the valid samples only, the MLD
+    # would land on the lesion's shoulder and read a 74% stenosis as 38% with a small SD.
+    # Samples flagged only as poor fits, or only as branches, are searched too, and a
+    # narrowing there clearly below the valid one is taken, with a warning. Not samples
+    # flagged both (a junction that could not be refitted reads near zero) nor OVERLAP (a
+    # crossing adds iodine).
+    soft = profile.flags & ~int(QualityFlag.EDGE_MISMATCH)
+    wide_ok = valid | (soft == int(QualityFlag.POOR_FIT)) | (soft == int(QualityFlag.BRANCH))
     if (wide_ok & ~valid).any():
         d_w = smooth_diameter(profile.diameter_px, wide_ok, sigma_samples=smooth_px / step)
         i_w, mld_w = find_mld(arc, d_w, wide_ok, along_sigma_px=along, exclude_px=0.25 * d0, within=within,
                               noise_sd_px2=area_noise, corr_px=corr)
         if not valid[i_w] and mld_w < FLAGGED_MLD_FRACTION * mld:
             mmpp, unit = (profile.mm_per_px, "mm") if profile.mm_per_px else (1.0, "px")
-            warns.append(f"the narrowest part of the segment is flagged as a poor fit (a vessel beside it?); its MLD "
+            warns.append(f"the narrowest part of the segment is flagged (a vessel beside or touching it); its MLD "
                          f"({mld_w * mmpp:.2f} {unit}, vs {mld * mmpp:.2f} {unit} on the unflagged samples) was used: "
                          "check it, or place the MLD point")
             i_mld, mld, d_s = i_w, mld_w, d_w

@@ -101,17 +101,19 @@ def test_a_window_with_one_flagged_sample_stays_normal():
     assert m.reference_choice is not ReferenceChoice.DISTAL
 
 
-def test_a_lesion_under_poor_fit_flags_is_still_the_mld():
+def test_a_lesion_under_poor_fit_or_branch_flags_is_still_the_mld():
     # the whole narrowing (MLD 4 px of 14) is flagged as a poor fit (refitted short of a
-    # vessel beside it): the unflagged samples' minimum is the lesion's shoulder; the flagged
-    # narrowing is taken, with a warning. OVERLAP (a crossing adds iodine) and unrefitted
-    # BRANCH samples (a junction reads near zero) are never taken.
+    # vessel beside it) or as a branch (a vessel touching it): the unflagged samples' minimum
+    # is the lesion's shoulder; the flagged narrowing is taken, with a warning. OVERLAP (a
+    # crossing adds iodine) and BRANCH + POOR_FIT (an unrefitted junction reads near zero)
+    # are never taken.
     d, _ = stenosis(mld=4.0, half=20)
     flags = np.zeros(len(d), np.int64)
-    flags[195:246] = int(QualityFlag.POOR_FIT)
-    m = wasid(make_profile(d, flags=flags), "M1")
-    assert m.mld_px == pytest.approx(4.0, abs=0.3)
-    assert any("narrowest part of the segment is flagged" in w for w in m.warnings)
+    for taken in (QualityFlag.POOR_FIT, QualityFlag.BRANCH, QualityFlag.POOR_FIT | QualityFlag.EDGE_MISMATCH):
+        flags[195:246] = int(taken)
+        m = wasid(make_profile(d, flags=flags), "M1")
+        assert m.mld_px == pytest.approx(4.0, abs=0.3)
+        assert any("narrowest part of the segment is flagged" in w for w in m.warnings)
     for other in (QualityFlag.OVERLAP, QualityFlag.BRANCH | QualityFlag.POOR_FIT):
         flags[195:246] = int(other)
         m = wasid(make_profile(d, flags=flags), "M1")
@@ -124,7 +126,7 @@ def test_a_slight_dip_under_flags_does_not_move_the_mld():
     d, _ = stenosis(mld=7.0, at=150)
     d[300:311] -= 1.4
     flags = np.zeros(len(d), np.int64)
-    flags[298:313] = int(QualityFlag.POOR_FIT)
+    flags[298:313] = int(QualityFlag.BRANCH)
     m = wasid(make_profile(d, flags=flags), "M1")
     assert abs(m.mld_index - 150) <= 4
     assert not any("narrowest part" in w for w in m.warnings)
