@@ -74,3 +74,16 @@ def test_segmentation_dice_breakdown_separates_error_kinds() -> None:
     far_fp, far_fn, tp = 100, 3 * 25, 4 * 55
     assert b["exact edges"] == pytest.approx(2 * tp / (2 * tp + far_fp + far_fn))
     assert mod.dice_breakdown(truth, truth) == {k: 1.0 for k in b}
+
+
+@pytest.mark.slow
+def test_robustness_over_several_seeds_prints_a_line_per_seed(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "robustness.py"), "--n", "2", "--seeds", "43", "45"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert any(ln.startswith("seed 43: 2 runs, pct MAE") for ln in lines), proc.stdout
+    assert any(ln.startswith("seed 45: 2 runs, pct MAE") for ln in lines), proc.stdout
+    assert "robustness on 4 varied phantom runs (design seeds 43, 45" in proc.stdout
