@@ -659,7 +659,8 @@ def measure_diameters(
         amp_local = local_amplitude(Y, x, tab, np.asarray(arc_px, float), float(amplitude), float(blur_sigma_px),
                                     inside & np.asarray(local_amplitude_from, bool), fit.radius_px,
                                     half_px=LOCAL_AMPLITUDE_HALF * rh, r_max_px=r_max, c_max_px=c_max)
-        fit = fit_profiles(Y, x, tab, amplitude=amp_local, r_max_px=r_max, c_max_px=c_max)
+        if np.any(amp_local != amplitude):  # else the fit above is already this one
+            fit = fit_profiles(Y, x, tab, amplitude=amp_local, r_max_px=r_max, c_max_px=c_max)
     R, C = fit.radius_px, fit.centre_px
     free_amp = _free_amplitude(Y, x, tab, R, C)
     el, er = derivative_edges(Y, x, C)
@@ -876,17 +877,19 @@ def local_amplitude(Y, x, tab, arc_px, amplitude, sigma_px, usable, radius_px, *
     The median's departure from the run's amplitude is shrunk by dev^2 / (dev^2 + SE^2): on
     a small, noisy lumen (a free fit trades amplitude against width) it stays the run's.
     """
-    free = fit_profiles(Y, x, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
-    a = free.amplitude
+    out = np.full(len(Y), float(amplitude))
     # resolved by the run-amplitude fit's diameter: selecting on the free fit's own (noisy)
     # diameter would pick the profiles whose noise widened them, i.e. lowered their amplitude
     d_fix = 2.0 * np.asarray(radius_px, float)
-    ok = (usable & (d_fix >= RESOLVED_SIGMAS * sigma_px) & (d_fix >= RESOLVED_MIN_PX)
-          & (a > 0.5 * amplitude) & (a < 1.3 * amplitude))
-    out = np.full(len(a), float(amplitude))
-    if ok.sum() < LOCAL_AMPLITUDE_MIN:
+    cand = np.flatnonzero(usable & (d_fix >= RESOLVED_SIGMAS * sigma_px) & (d_fix >= RESOLVED_MIN_PX))
+    if cand.size < LOCAL_AMPLITUDE_MIN:
         return out
-    ia, aa = arc_px[ok], a[ok]
+    # the free fit only where it is used (profiles are fitted independently)
+    a = fit_profiles(Y[cand], x, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px).amplitude
+    keep = (a > 0.5 * amplitude) & (a < 1.3 * amplitude)
+    if keep.sum() < LOCAL_AMPLITUDE_MIN:
+        return out
+    ia, aa = arc_px[cand[keep]], a[keep]
     step = float(np.median(np.diff(arc_px))) if len(arc_px) > 1 else 1.0
     corr = float(np.sqrt(2.0 * np.pi * (sigma_px**2 + 0.5)))  # noise correlation along the vessel, px
     # evaluated every quarter window and interpolated (it varies on the window's scale)

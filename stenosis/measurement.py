@@ -436,9 +436,8 @@ def measure(
                 or abs(again.amplitude / prof.amplitude - 1.0) > 0.01):
             prof = flag_side_vessels(again, prob, origin_rc=prob_origin, crossings=crossings)
     # the final fit: an amplitude that follows the vessel, from the unflagged resolved samples
-    # (scatter under a varying background changes the iodine signal along the vessel)
-    # (the side-vessel flags of the pass before are kept: the vessel map has not changed and
-    # the diameters only a little)
+    # (scatter under a varying background changes the iodine signal along the vessel); the
+    # side-vessel flags of the pass before are kept (same vessel map, diameters barely moved)
     loc = measure_diameters(image, prof.centerline_rc, prof.arc_px, radius_hint_px=rhint, mm_per_px=mm_per_px,
                             blur_sigma_px=prof.blur_sigma_px, amplitude=prof.amplitude, local_amplitude_from=prof.valid)
     side = int(QualityFlag.BRANCH | QualityFlag.OVERLAP)
