@@ -33,6 +33,7 @@ def snap_to_vessel(
     radius_px: float,
     min_probability: float = 0.5,
     name: str = "point",
+    origin_rc: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[int, int]:
     """Nearest vessel ridge pixel to a reader's point.
 
@@ -48,6 +49,8 @@ def snap_to_vessel(
         Reader's point, pixels.
     radius_px : float
         Search radius, pixels.
+    origin_rc : (row, col)
+        Position of ``probability`` in the frame (a crop): messages quote frame coordinates.
 
     Returns
     -------
@@ -72,7 +75,7 @@ def snap_to_vessel(
     cand = inside & (win >= min_probability)
     if not cand.any():
         raise MeasurementError(
-            f"the {name} point ({r0:.0f}, {c0:.0f}) is not on a vessel (nothing within "
+            f"the {name} point ({r0 + origin_rc[0]:.0f}, {c0 + origin_rc[1]:.0f}) is not on a vessel (nothing within "
             f"{radius_px:.0f} px); place it on the lumen of the artery"
         )
     score = np.where(cand, win * np.exp(-d2 / (2 * (radius_px / 2) ** 2)), -1.0)
@@ -164,6 +167,7 @@ def trace_centerline(
     snap_radius_px: float,
     min_probability: float = 0.5,
     waypoints: tuple[tuple[float, float], ...] | list = (),
+    origin_rc: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centerline of the vessel from the proximal to the distal point.
 
@@ -180,6 +184,8 @@ def trace_centerline(
     waypoints : sequence of (row, col)
         Inner points, in order from proximal to distal, that the path must pass
         through (a reader's correction when the path takes a wrong vessel).
+    origin_rc : (row, col)
+        Position of ``probability`` in the frame (messages quote frame coordinates).
 
     Returns
     -------
@@ -188,13 +194,16 @@ def trace_centerline(
     arc_px : (N,) float
         Arc length, pixels.
     """
-    a = snap_to_vessel(probability, proximal_rc, radius_px=snap_radius_px, min_probability=min_probability, name="proximal")
-    b = snap_to_vessel(probability, distal_rc, radius_px=snap_radius_px, min_probability=min_probability, name="distal")
+    a = snap_to_vessel(probability, proximal_rc, radius_px=snap_radius_px, min_probability=min_probability, name="proximal",
+                       origin_rc=origin_rc)
+    b = snap_to_vessel(probability, distal_rc, radius_px=snap_radius_px, min_probability=min_probability, name="distal",
+                       origin_rc=origin_rc)
     if a == b:
         raise MeasurementError("the proximal and distal points fall on the same spot; place them along the artery, around the lesion")
     stops = [a]
     for k, w in enumerate(waypoints or ()):
-        p = snap_to_vessel(probability, w, radius_px=snap_radius_px, min_probability=min_probability, name=f"waypoint {k + 1}")
+        p = snap_to_vessel(probability, w, radius_px=snap_radius_px, min_probability=min_probability,
+                           name=f"waypoint {k + 1}", origin_rc=origin_rc)
         if p != stops[-1]:
             stops.append(p)
     if stops[-1] != b:

@@ -12,10 +12,17 @@ distal segment is still filling.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around"]
+from .opacification import estimate_shift, opacify
+from .params import DEFAULT_PARAMS, MeasureParams
+from .trace import Scale, Trace, box_around, trace_segment
+
+__all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
+           "choose_frame"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -117,8 +124,6 @@ def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray |
     if t <= 1:
         return 0
     if stack is None:
-        from .opacification import opacify
-
         stack = opacify(run, register=False)
     box = None
     if points is not None and len(points):
@@ -128,10 +133,43 @@ def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray |
     return brightest_frame(stack, box)
 
 
-def box_around(points, shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
-    """(row, col) slices of the bounding box of ``points`` (N, 2) grown by ``margin`` px,
-    clipped to an image of ``shape``."""
-    pts = np.asarray(points, float)
-    lo = np.maximum(np.floor(pts.min(axis=0) - margin).astype(int), 0)
-    hi = np.minimum(np.ceil(pts.max(axis=0) + margin).astype(int) + 1, shape)
-    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
+@dataclass(frozen=True, eq=False)
+class AnalysedFrame:
+    """The frame a measurement analyses: its index, its registered opacification, the trace on it."""
+
+    index: int
+    image: np.ndarray
+    trace: Trace
+
+
+def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARAMS) -> AnalysedFrame:
+    """The analysed frame (the reader's, or the earliest in which the traced segment is fully
+    opacified), registered, with the segment traced on it.
+
+    Choosing the frame needs a trace and tracing needs a frame: the path is traced on the
+    frame with the most iodine around the points (:func:`guess_frame`, on a cheap unregistered
+    opacification), the chosen frame (:func:`select_frame`) is opacified with registration,
+    and the path follows it by the motion between the two frames (phase correlation on the
+    crop); only motion beyond ``max_frame_shift_px`` traces it again.
+    """
+    points = inputs.path_points
+    stack = None
+    if inputs.frame is None and run.frames.shape[0] > 1:
+        stack = opacify(run, register=False)
+        guess = guess_frame(run, points, stack=stack)
+    else:
+        guess = inputs.frame if inputs.frame is not None else 0
+    image = opacify(run, frames=[guess], register=True)[0]
+    trace = trace_segment(image, points, model=inputs.model, scale=scale, params=params)
+    if stack is None:
+        return AnalysedFrame(int(guess), image, trace)
+    chosen, _ = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
+                             coverage=params.select_coverage)
+    if chosen == guess:
+        return AnalysedFrame(int(guess), image, trace)
+    moved = opacify(run, frames=[chosen], register=True)[0]
+    shift = estimate_shift(image[trace.box], moved[trace.box], max_shift_px=2 * params.max_frame_shift_px)
+    if max(abs(shift[0]), abs(shift[1])) <= params.max_frame_shift_px:
+        return AnalysedFrame(int(chosen), moved, trace.shifted(shift))
+    again = trace_segment(moved, points, model=inputs.model, scale=scale, params=params)
+    return AnalysedFrame(int(chosen), moved, replace(again, warnings=trace.warnings + again.warnings))

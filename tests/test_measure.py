@@ -105,16 +105,15 @@ def test_block_mean_probability_stays_on_the_vessel():
     # computed on 2x2 block means and brought back must peak on the same rows as at full size
     from scipy import ndimage as ndi
 
-    from stenosis.measurement import _probability
+    from stenosis.trace import vessel_map
 
     img = np.zeros((96, 128), np.float32)
     rr, cc = np.mgrid[0:96, 0:128]
     img += 10.0 * (np.abs(rr - 40.5) <= 5)
     img += 10.0 * (np.abs((rr - cc) / np.sqrt(2) - 20.0) <= 4)
     img = ndi.gaussian_filter(img, 1.0) + np.random.default_rng(0).normal(0, 0.3, img.shape).astype(np.float32)
-    notes: list[str] = []
-    full = _probability(img, "classical", notes)
-    half = _probability(img, "classical", notes, factor=2)
+    full, _ = vessel_map(img, "classical")
+    half, _ = vessel_map(img, "classical", factor=2)
     assert half.shape == full.shape
     cols = slice(90, 120)  # away from the crossing
     rows = np.arange(20, 60)[:, None]

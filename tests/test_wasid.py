@@ -188,8 +188,11 @@ def test_mld_of_a_noisy_profile_is_not_biased_low():
 
 
 def test_smoothing_follows_the_profile_noise():
-    """Noisier profiles are smoothed more along the vessel, within SMOOTH_RANGE_PX."""
-    from stenosis.wasid import SMOOTH_RANGE_PX, adaptive_smoothing_px
+    """Noisier profiles are smoothed more along the vessel, within the smoothing range."""
+    from stenosis.params import DEFAULT_PARAMS
+    from stenosis.wasid import adaptive_smoothing_px
+
+    SMOOTH_RANGE_PX = DEFAULT_PARAMS.smooth_range_px
 
     rng = np.random.default_rng(0)
     base, _ = stenosis()

@@ -1,0 +1,262 @@
+"""The diameter stage: a traced centerline in, a flagged :class:`DiameterProfile` out.
+
+:func:`diameter_stage` is the measurement's one pass over the profiles, in order:
+
+1. **lumen model** -- profiles across the trace are fitted with a nominal blur to find the
+   wide samples, from which the run's blur sigma and iodine amplitude are estimated
+   (:func:`estimate_lumen_model`); their fitted centres give the lumen's centre line;
+2. **centring** -- the trace (the vessel map's ridge) is moved onto the fitted lumen
+   centres and the profiles are sampled once, perpendicular to it (:func:`sample_along`);
+3. **fit and flags** -- each profile is fitted with the run's blur and amplitude; the
+   residuals and the vessel map beside and across the lumen set the quality flags; if any
+   sample is flagged, blur and amplitude are estimated again without them (a crossing
+   looks like a wide, blurred lumen) and the fit is redone when they moved;
+4. **local amplitude** -- the final fit lets the amplitude follow the vessel where resolved
+   lumens show it (:func:`stenosis.diameter.fit.local_amplitude`);
+5. **refit beside vessels** -- samples with another vessel beside the lumen are refitted
+   on profiles cut short of it (:func:`refit_beside_vessels`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..centerline import recenter
+from ..params import DEFAULT_PARAMS, MeasureParams
+from ..result import DiameterProfile, QualityFlag
+from .fit import ProfileFit, derivative_edges, estimate_blur, fit_profiles, free_amplitude, local_amplitude
+from .flags import probe_beside, residual_flags, side_vessel_flags
+from .model import chord_table
+from .profiles import edge_points, normals_from_centerline, profile_geometry, profile_offsets, sample_profiles
+
+__all__ = ["Profiles", "sample_along", "estimate_lumen_model", "measure_diameters", "refit_beside_vessels",
+           "diameter_stage"]
+
+#: flags set from the vessel map (kept through the final fit)
+SIDE_FLAGS = int(QualityFlag.BRANCH | QualityFlag.OVERLAP)
+
+
+@dataclass(frozen=True, eq=False)
+class Profiles:
+    """Profiles sampled across a centerline, with the geometry of their fit."""
+
+    centerline_rc: np.ndarray  # (N, 2)
+    arc_px: np.ndarray  # (N,)
+    normal_rc: np.ndarray  # (N, 2)
+    offsets_px: np.ndarray  # (M,)
+    values: np.ndarray  # (N, M), iodine positive
+    inside: np.ndarray  # (N,) bool: the whole band lies in the image
+    radius_hint_px: float
+    r_max_px: float
+    c_max_px: float
+
+    def table(self, sigma_px: float):
+        return chord_table(sigma_px, self.r_max_px, float(np.abs(self.offsets_px).max()) + 3.0)
+
+    def fit(self, sigma_px: float, amplitude) -> ProfileFit:
+        return fit_profiles(self.values, self.offsets_px, self.table(sigma_px), amplitude=amplitude,
+                            r_max_px=self.r_max_px, c_max_px=self.c_max_px)
+
+
+def sample_along(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, *, radius_hint_px: float,
+                 params: MeasureParams = DEFAULT_PARAMS) -> Profiles:
+    """Band-averaged profiles across ``centerline_rc``, long enough for a lumen of ``radius_hint_px``."""
+    pts = np.asarray(centerline_rc, float)
+    nrm = normals_from_centerline(pts)
+    half, r_max, c_max = profile_geometry(radius_hint_px, params)
+    x = profile_offsets(half, params.profile_step_px)
+    Y, inside = sample_profiles(image, pts, nrm, x, band_px=params.profile_band_px)
+    return Profiles(pts, np.asarray(arc_px, float), nrm, x, Y, inside, float(max(radius_hint_px, 1.5)), r_max, c_max)
+
+
+def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
+                         params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, ProfileFit]:
+    """Run's blur sigma (px) and iodine amplitude from the widest usable samples, and the
+    nominal-blur fit that found them.
+
+    A fit with a nominal blur ranks the samples by their radius smoothed along the vessel
+    (ranking single noisy profiles picks those whose noise widened them, biasing the blur low);
+    the widest ``blur_wide_quantile`` with a typical amplitude (overlaps and branches raise it)
+    go to :func:`estimate_blur`. ``usable``: samples allowed (at least 5 of them, else all).
+    """
+    p = params
+    Y, x = prof.values, prof.offsets_px
+    f0 = prof.fit(p.blur_nominal_px, None)
+    ok = prof.inside & (f0.radius_px > 0)
+    if usable is not None and (ok & usable).sum() >= 5:
+        ok &= np.asarray(usable, bool)
+    cand = np.where(ok)[0]
+    if cand.size == 0:
+        cand = np.arange(len(Y))
+    arc = prof.arc_px
+    step = float(np.median(np.diff(arc))) if len(arc) > 1 else 1.0
+    r_s = ndi.gaussian_filter1d(np.where(ok, f0.radius_px, np.median(f0.radius_px[cand])),
+                                max(2.0 * prof.radius_hint_px / step, 1.0), mode="nearest")
+    wide = cand[r_s[cand] >= np.quantile(r_s[cand], p.blur_wide_quantile)]
+    a = f0.amplitude[wide]
+    med = np.median(a)
+    mad = np.median(np.abs(a - med)) + 1e-12
+    wide = wide[np.abs(a - med) <= p.blur_amplitude_mads * 1.4826 * mad]
+    if wide.size > p.blur_max_profiles:
+        wide = wide[np.linspace(0, wide.size - 1, p.blur_max_profiles).astype(int)]
+    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=np.geomspace(*p.blur_sigma_grid_px),
+                               r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
+    return sigma, amp, f0
+
+
+def _profile(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, flags: np.ndarray, *,
+             mm_per_px: float | None, local_amp: np.ndarray | None, params: MeasureParams) -> DiameterProfile:
+    R, C = fit.radius_px, fit.centre_px
+    el, er = derivative_edges(prof.values, prof.offsets_px, C, smooth_px=params.derivative_smooth_px)
+    left, right = edge_points(prof.centerline_rc, prof.normal_rc, C, R)
+    return DiameterProfile(
+        arc_px=prof.arc_px, centerline_rc=prof.centerline_rc, normal_rc=prof.normal_rc, diameter_px=2.0 * R,
+        left_rc=left, right_rc=right, flags=flags, edge_diameter_px=er - el, centre_offset_px=C,
+        blur_sigma_px=float(sigma), amplitude=float(amplitude), mm_per_px=mm_per_px, local_amplitude=local_amp)
+
+
+def _flags_of(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, params: MeasureParams) -> np.ndarray:
+    free = free_amplitude(prof.values, prof.offsets_px, prof.table(sigma), fit.radius_px, fit.centre_px)
+    return residual_flags(prof.values, prof.offsets_px, fit, free, prof.inside, sigma, amplitude, params)
+
+
+def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, *, radius_hint_px: float,
+                      mm_per_px: float | None = None, blur_sigma_px: float | None = None, amplitude: float | None = None,
+                      params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
+    """Model-based diameter profile along a centerline, one amplitude for the run.
+
+    ``blur_sigma_px`` / ``amplitude``: known lumen model (estimated from the widest samples
+    when None, :func:`estimate_lumen_model`). Flags come from the fit's residuals only.
+    """
+    prof = sample_along(image, centerline_rc, arc_px, radius_hint_px=radius_hint_px, params=params)
+    if blur_sigma_px is None or amplitude is None:
+        s_est, a_est, _ = estimate_lumen_model(prof, params=params)
+        blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
+        amplitude = a_est if amplitude is None else amplitude
+    fit = prof.fit(blur_sigma_px, amplitude)
+    flags = _flags_of(prof, fit, blur_sigma_px, amplitude, params)
+    return _profile(prof, fit, blur_sigma_px, amplitude, flags, mm_per_px=mm_per_px, local_amp=None, params=params)
+
+
+def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, probability: np.ndarray, *,
+                   origin_rc: tuple[float, float], radius_hint_px: float, step_px: float, mm_per_px: float | None,
+                   crossings: bool, params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
+    """The flagged diameter profile of a traced segment (the steps are in the module notes).
+
+    ``probability`` is the vessel map of a crop at ``origin_rc`` of ``image``; ``crossings``
+    uses it to flag crossing vessels (a clean map, the U-Net's, only).
+    """
+    p = params
+    rh = float(max(radius_hint_px, 1.5))
+    # 1. the lumen model and the lumen's centres, from profiles across the trace
+    traced = sample_along(image, centerline_rc, arc_px, radius_hint_px=rh, params=p)
+    sigma, amp, _ = estimate_lumen_model(traced, params=p)
+    first = traced.fit(sigma, amp)
+    first_ok = (_flags_of(traced, first, sigma, amp, p) & int(QualityFlag.BRANCH | QualityFlag.OVERLAP
+                                                                | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
+    # 2. centring: the trace follows the vessel map's ridge, not the lumen's centre, and its
+    # normals tilt where it is off-centre; every later profile is sampled on the centred trace
+    rc, arc = recenter(centerline_rc, traced.normal_rc, first.centre_px, first_ok & (2.0 * first.radius_px > 1.0),
+                       step_px=step_px, max_shift_px=max(p.recenter_max_px, p.recenter_max_radius * rh))
+    prof = sample_along(image, rc, arc, radius_hint_px=rh, params=p)
+
+    # 3. fit with the run's lumen model; flags from the residuals and the vessel map
+    def fit_and_flag(s, a):
+        f = prof.fit(s, a)
+        flags = _flags_of(prof, f, s, a, p)
+        d = _profile(prof, f, s, a, flags, mm_per_px=mm_per_px, local_amp=None, params=p)
+        return f, flags | side_vessel_flags(d, probability, origin_rc=origin_rc, crossings=crossings, params=p)
+
+    fit, flags = fit_and_flag(sigma, amp)
+    usable = (flags & int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
+    if not usable.all():
+        s2, a2, _ = estimate_lumen_model(prof, usable=usable, params=p)
+        if abs(s2 / sigma - 1.0) > p.reestimate_change or abs(a2 / amp - 1.0) > p.reestimate_change:
+            sigma, amp = s2, a2
+            fit, flags = fit_and_flag(sigma, amp)
+            usable = (flags & int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT
+                                  | QualityFlag.OUTSIDE)) == 0
+    # 4. the final fit: an amplitude that follows the vessel, from the usable resolved samples
+    amp_local = None
+    if p.local_amplitude_half_radii > 0:
+        amp_local = local_amplitude(prof.values, prof.offsets_px, prof.table(sigma), prof.arc_px, float(amp),
+                                    float(sigma), prof.inside & usable, fit.radius_px,
+                                    half_px=p.local_amplitude_half_radii * rh, r_max_px=prof.r_max_px,
+                                    c_max_px=prof.c_max_px, params=p)
+        if np.any(amp_local != amp):
+            fit = prof.fit(sigma, amp_local)
+    final = _profile(prof, fit, sigma, amp, _flags_of(prof, fit, sigma, amp, p) | (flags & SIDE_FLAGS),
+                     mm_per_px=mm_per_px, local_amp=amp_local, params=p)
+    # 5. samples beside another vessel, refitted on shortened profiles
+    return refit_beside_vessels(image, final, probability, radius_hint_px=rh, origin_rc=origin_rc, params=p)
+
+
+def refit_beside_vessels(
+    image: np.ndarray,
+    profile: DiameterProfile,
+    probability: np.ndarray,
+    *,
+    radius_hint_px: float,
+    origin_rc: tuple[float, float] = (0.0, 0.0),
+    params: MeasureParams = DEFAULT_PARAMS,
+) -> DiameterProfile:
+    """Refit BRANCH-flagged samples on profiles cut short of the other vessel.
+
+    A vessel running beside the lumen (not touching it) lies in the tail of the full-length
+    profile, raises the fitted background line and shrinks the fitted lumen; flagging the
+    sample drops it, which at a lesion drops the MLD. Where the vessel map shows the other
+    vessel at distance D from the lumen centre on the nearer side, the profile is sampled
+    again only out to D - 2 sigma - 1 px (symmetric) and refitted with the run's blur and
+    amplitude; if at least ``refit_min_room_px`` of background remain beyond the blurred lumen edge the
+    refit replaces the sample and its BRANCH flag is cleared. Branch origins (the other
+    vessel touches the lumen) leave no room and stay flagged. Samples that are also poor
+    fits are refitted too (the other vessel is often why) and keep their POOR_FIT flag:
+    a lesion beside a crossing vessel is then still found by the MLD search
+    (:func:`stenosis.wasid.wasid`).
+    """
+    flags = profile.flags
+    other = int(QualityFlag.OVERLAP | QualityFlag.OUTSIDE)
+    idx = np.where(((flags & int(QualityFlag.BRANCH)) != 0) & ((flags & other) == 0))[0]
+    if idx.size == 0:
+        return profile
+    sig = float(profile.blur_sigma_px)
+    half_full, r_max, c_max = profile_geometry(radius_hint_px, params)
+    r = profile.diameter_px[idx] / 2.0
+    c = profile.centre_offset_px[idx]
+    pts = profile.centerline_rc[idx] - np.asarray(origin_rc, float)
+    ks = np.arange(0.0, half_full + 3.0, 0.5)
+    start = r + 2.0 * sig + 1.0
+    dist = np.full(idx.size, np.inf)
+    for v in probe_beside(probability, pts, profile.normal_rc[idx], c, start, ks):
+        hit = v > params.vessel_threshold
+        first = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+        d = np.where(first >= 0, start + ks[np.maximum(first, 0)], np.inf)  # from the lumen centre
+        dist = np.minimum(dist, d)
+    lim = np.minimum(dist - 2.0 * sig - 1.0, half_full)  # background tail ends here (from the centre)
+    room = lim - (r + 2.0 * sig)
+    # only where the vessel map shows the other vessel: a flag from the profile's own residuals
+    # (a branch the map missed) or from the flag's dilation is kept
+    ok = np.isfinite(dist) & (room >= params.refit_min_room_px)
+    if not ok.any():
+        return profile
+    diam = profile.diameter_px.copy()
+    cen = profile.centre_offset_px.copy()
+    new_flags = flags.copy()
+    # group by the cut (whole pixels) so each group is one vectorised fit
+    cut = np.floor(lim[ok] - np.abs(c[ok]))
+    for h in np.unique(cut):
+        sel = idx[ok][cut == h]
+        x = profile_offsets(max(float(h), 3.0), params.profile_step_px)
+        Y, inside = sample_profiles(image, profile.centerline_rc[sel], profile.normal_rc[sel], x, band_px=params.profile_band_px)
+        tab = chord_table(sig, r_max, float(np.abs(x).max()) + 3.0)
+        amp = profile.amplitude if profile.local_amplitude is None else profile.local_amplitude[sel]
+        fit = fit_profiles(Y, x, tab, amplitude=amp, r_max_px=r_max, c_max_px=min(c_max, float(h) / 2))
+        good = inside & (fit.radius_px > 0)
+        diam[sel[good]] = 2.0 * fit.radius_px[good]
+        cen[sel[good]] = fit.centre_px[good]
+        new_flags[sel[good]] &= ~int(QualityFlag.BRANCH)
+    left, right = edge_points(profile.centerline_rc, profile.normal_rc, cen, diam / 2)
+    return replace(profile, diameter_px=diam, centre_offset_px=cen, flags=new_flags, left_rc=left, right_rc=right)
+

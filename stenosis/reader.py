@@ -1,0 +1,159 @@
+"""A reader's inputs to a measurement, validated once (API, CLI, batch and napari build one).
+
+Points are (row, col) in pixels of the frame as the reader gave them; every message
+quotes them that way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .enums import ModelName, ReferenceChoice, Segment
+from .errors import MeasurementError
+
+__all__ = ["ReaderInputs", "as_rc"]
+
+Point = tuple[float, float]
+
+
+def as_rc(p: Any, name: str) -> Point:
+    """``p`` as a finite (row, col) pair of floats, or a one-line MeasurementError."""
+    try:
+        r, c = (float(v) for v in p)
+    except (TypeError, ValueError):
+        raise MeasurementError(f"the {name} point must be (row, col) in pixels, got {p!r}") from None
+    if not (np.isfinite(r) and np.isfinite(c)):
+        raise MeasurementError(f"the {name} point ({r}, {c}) is not a finite (row, col)")
+    return r, c
+
+
+def _opt(p: Any, name: str) -> Point | None:
+    return None if p is None else as_rc(p, name)
+
+
+@dataclass(frozen=True)
+class ReaderInputs:
+    """What a reader (or the auto mode) gives one measurement; build with :meth:`create`.
+
+    ``reference_choice`` is the forced WASID site (None: the WASID order); a reference
+    location (``reference``) makes the choice "manual".
+    """
+
+    segment: Segment
+    proximal: Point
+    distal: Point
+    frame: int | None = None
+    model: str = ModelName.UNET.value
+    reference: Point | None = None
+    reference_choice: ReferenceChoice | None = None
+    mld: Point | None = None
+    waypoints: tuple[Point, ...] = ()
+    feeding_proximal: Point | None = None
+    feeding_distal: Point | None = None
+    pixel_mm: float | None = None
+
+    @classmethod
+    def create(cls, segment: Any, proximal: Any, distal: Any, frame: Any = None, *, model: Any = "unet",
+               reference: Any = None, reference_choice: Any = None, mld: Any = None, waypoints: Any = (),
+               feeding_proximal: Any = None, feeding_distal: Any = None, pixel_mm: Any = None) -> ReaderInputs:
+        """Validate and normalise; raises MeasurementError with a one-line message."""
+        if segment is None:
+            raise MeasurementError("choose the artery graded: segment ICA, M1, V4 or BA (it sets the WASID reference rule)")
+        try:
+            seg = Segment(str(getattr(segment, "value", segment)).upper())
+        except ValueError:
+            raise MeasurementError(f"unknown segment {segment!r}; choose one of ICA, M1, V4, BA") from None
+        try:
+            model_name = ModelName(str(getattr(model, "value", model)).lower()).value
+        except ValueError:
+            raise MeasurementError(f"unknown model {model!r}; choose unet or classical") from None
+        if proximal is None or distal is None:
+            raise MeasurementError("measure needs both a proximal and a distal point (row, col)")
+        force = None
+        if reference_choice is not None:
+            try:
+                force = ReferenceChoice(str(getattr(reference_choice, "value", reference_choice)).lower())
+            except ValueError:
+                raise MeasurementError(f"unknown reference choice {reference_choice!r}; choose proximal, distal or feeding") from None
+            if force is ReferenceChoice.MANUAL:
+                if reference is None:
+                    raise MeasurementError("a manual reference needs its location: give --reference ROW,COL")
+                force = None  # the location makes it manual
+            elif reference is not None:
+                raise MeasurementError(f"give either a reference location or the {force.value} reference site, not both")
+            elif force is ReferenceChoice.FEEDING and feeding_proximal is None:
+                raise MeasurementError("the feeding reference needs two points on the feeding artery (feeding proximal and distal); place them first")
+        if (feeding_proximal is None) != (feeding_distal is None):
+            raise MeasurementError("give both --feeding-proximal and --feeding-distal, or neither")
+        if frame is not None:
+            try:
+                frame = int(frame)
+            except (TypeError, ValueError):
+                raise MeasurementError(f"the frame must be a whole number, got {frame!r}") from None
+        if pixel_mm is not None:
+            try:
+                pixel_mm = float(pixel_mm)
+            except (TypeError, ValueError):
+                raise MeasurementError(f"--pixel-mm must be a positive number of mm per pixel, got {pixel_mm!r}") from None
+            if not (pixel_mm > 0 and np.isfinite(pixel_mm)):
+                raise MeasurementError(f"--pixel-mm must be a positive number of mm per pixel, got {pixel_mm!r}")
+        return cls(
+            segment=seg, proximal=as_rc(proximal, "proximal"), distal=as_rc(distal, "distal"), frame=frame,
+            model=model_name, reference=_opt(reference, "reference"), reference_choice=force,
+            mld=_opt(mld, "MLD"),
+            waypoints=tuple(as_rc(p, f"waypoint {k + 1}") for k, p in enumerate(waypoints or ())),
+            feeding_proximal=_opt(feeding_proximal, "feeding proximal"),
+            feeding_distal=_opt(feeding_distal, "feeding distal"), pixel_mm=pixel_mm,
+        )
+
+    def named_points(self) -> list[tuple[str, Point]]:
+        """Every point given, with its name for messages."""
+        pts = [("proximal", self.proximal), ("distal", self.distal)]
+        pts += [(n, p) for n, p in (("reference", self.reference), ("feeding proximal", self.feeding_proximal),
+                                    ("feeding distal", self.feeding_distal)) if p is not None]
+        pts += [(f"waypoint {k + 1}", p) for k, p in enumerate(self.waypoints)]
+        if self.mld is not None:
+            pts.append(("MLD", self.mld))
+        return pts
+
+    def check_within(self, n_frames: int, shape: tuple[int, int]) -> None:
+        """Every point inside a frame of ``shape`` and the frame inside the run."""
+        h, w = shape
+        for name, p in self.named_points():
+            if not (0 <= p[0] <= h - 1 and 0 <= p[1] <= w - 1):
+                raise MeasurementError(
+                    f"the {name} point ({p[0]:g}, {p[1]:g}) is outside the image "
+                    f"(rows 0..{h - 1}, cols 0..{w - 1}); give ROW,COL inside the frame")
+        if self.frame is not None and not 0 <= self.frame < n_frames:
+            raise MeasurementError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
+                                   f"pick a frame from 0 to {n_frames - 1}")
+
+    @property
+    def path_points(self) -> list[Point]:
+        """Proximal, waypoints, distal: the points the trace passes."""
+        return [self.proximal, *self.waypoints, self.distal]
+
+    def to_record(self) -> dict[str, Any]:
+        """The reader's overrides, for the audit trail (empty when the tool chose everything)."""
+        def rc(p):
+            return [round(float(v), 2) for v in p]
+
+        out: dict[str, Any] = {}
+        if self.frame is not None:
+            out["frame"] = int(self.frame)
+        if self.reference is not None:
+            out["reference_rc"] = rc(self.reference)
+        if self.reference_choice is not None:
+            out["reference_choice"] = self.reference_choice.value
+        if self.mld is not None:
+            out["mld_rc"] = rc(self.mld)
+        if self.waypoints:
+            out["waypoints_rc"] = [rc(p) for p in self.waypoints]
+        if self.feeding_proximal is not None:
+            out["feeding_proximal_rc"] = rc(self.feeding_proximal)
+            out["feeding_distal_rc"] = rc(self.feeding_distal)
+        if self.pixel_mm is not None:
+            out["pixel_mm"] = float(self.pixel_mm)
+        return out

@@ -1,0 +1,236 @@
+"""The traced segment: vessel map on a crop around the reader's points, centerline, checks.
+
+The vessel probability (U-Net or classical vesselness) is computed on a crop around the
+points (widened when the path runs along its border), at a scale where the artery is no
+wider than the model saw in training; the centerline is the minimum-cost path between
+the points (:mod:`stenosis.centerline`). Messages quote the reader's points in the
+frame's (row, col), never the crop's.
+"""
+from __future__ import annotations
+
+import warnings as _warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .calibration import Calibration
+from .centerline import snap_to_vessel, trace_centerline
+from .diameter import measure_diameters, normals_from_centerline
+from .enums import ModelName, Segment
+from .errors import MeasurementError
+from .params import DEFAULT_PARAMS, MeasureParams
+
+__all__ = ["Scale", "Trace", "box_around", "trace_segment", "radius_hint", "clipping_warning", "local_reference"]
+
+
+def box_around(points, shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
+    """(row, col) slices of the bounding box of ``points`` (N, 2) grown by ``margin`` px,
+    clipped to an image of ``shape``."""
+    pts = np.asarray(points, float)
+    lo = np.maximum(np.floor(pts.min(axis=0) - margin).astype(int), 0)
+    hi = np.minimum(np.ceil(pts.max(axis=0) + margin).astype(int) + 1, shape)
+    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Pixel scale of the run and the lengths derived from it (pixels)."""
+
+    mm_per_px: float | None  # isotropic (geometric mean of row and col); None uncalibrated
+    step_px: float  # centerline sample step
+    snap_px: float  # how far a reader's point may be from the vessel
+    prob_factor: int  # block size at which the vessel map is computed
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, calibration: Calibration, segment: Segment, model: str,
+           params: MeasureParams = DEFAULT_PARAMS) -> Scale:
+        p = params
+        mm_rc = calibration.mm_per_px
+        if mm_rc is None:
+            return cls(None, p.step_px_uncalibrated, p.snap_px_uncalibrated, 1, (
+                "the run is uncalibrated: mm values are not reported (percent stenosis is calibration-free); "
+                "give --pixel-mm to report mm",))
+        mm = float(np.sqrt(mm_rc[0] * mm_rc[1]))
+        warns = ()
+        if abs(mm_rc[0] - mm_rc[1]) > 0.02 * mm:
+            warns = (f"non-square pixels ({mm_rc[0]:.4g} x {mm_rc[1]:.4g} mm); diameters use their geometric mean",)
+        # the U-Net's scale also keeps the widest artery <= model_max_width_px; the classical
+        # vesselness has its own scales
+        widest = p.widest_normal_for(segment) if model == ModelName.UNET.value else 0.0
+        factor = int(max(1, round(p.prob_mm / mm), np.ceil(widest / (p.model_max_width_px * mm) - 1e-9)))
+        return cls(mm, p.step_mm / mm, max(p.snap_mm / mm, p.snap_min_px), factor, warns)
+
+    def crop_margin(self, span_px: float, params: MeasureParams = DEFAULT_PARAMS) -> float:
+        """Margin (px) of the vessel-map crop around points ``span_px`` apart: a few mm (the
+        snap radius and the widest artery fit) and a share of the span (a curving artery)."""
+        p = params
+        base = p.crop_margin_mm / self.mm_per_px if self.mm_per_px else p.crop_margin_px_uncalibrated
+        return float(max(base, p.crop_margin_min_px, p.crop_span_fraction * span_px))
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """A traced centerline and the vessel map it was traced on (a crop at ``origin_rc``)."""
+
+    centerline_rc: np.ndarray  # (N, 2) frame pixels
+    arc_px: np.ndarray  # (N,)
+    probability: np.ndarray  # (h, w) crop of the frame
+    origin_rc: tuple[float, float]
+    box: tuple[slice, slice]
+    warnings: tuple[str, ...] = ()
+
+    def shifted(self, shift_rc) -> Trace:
+        """The same trace moved by ``shift_rc`` (patient motion between frames)."""
+        d = np.asarray(shift_rc, float)
+        return Trace(self.centerline_rc + d[None, :], self.arc_px, self.probability,
+                     (self.origin_rc[0] + float(d[0]), self.origin_rc[1] + float(d[1])), self.box, self.warnings)
+
+
+def vessel_map(image: np.ndarray, model: str, *, factor: int = 1) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Vessel probability of ``image`` (iodine positive) and the model's warnings; computed on
+    ``factor`` x ``factor`` block means when ``factor`` > 1 and brought back to the image grid."""
+    from .segmentation import vessel_probability
+
+    small = image
+    if factor > 1:
+        h, w = image.shape
+        hh, ww = -(-h // factor) * factor, -(-w // factor) * factor
+        padded = np.pad(image, ((0, hh - h), (0, ww - w)), mode="edge")
+        small = padded.reshape(hh // factor, factor, ww // factor, factor).mean(axis=(1, 3))
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        prob = vessel_probability(-small, model=model)
+    notes = tuple(dict.fromkeys(str(w.message).split(";")[0] for w in caught))
+    prob = np.asarray(prob, dtype=np.float32)
+    if factor > 1:
+        # block k covers pixels k*f .. k*f+f-1: its centre is at k*f + (f-1)/2
+        rr = (np.arange(image.shape[0]) - (factor - 1) / 2) / factor
+        cc = (np.arange(image.shape[1]) - (factor - 1) / 2) / factor
+        g = np.meshgrid(rr, cc, indexing="ij")
+        prob = ndi.map_coordinates(prob, g, order=1, mode="nearest").astype(np.float32)
+    return prob, notes
+
+
+def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model: str, scale: Scale,
+                  params: MeasureParams = DEFAULT_PARAMS) -> Trace:
+    """Centerline through ``points`` (proximal, waypoints..., distal) on the vessel map of a crop
+    around them, widened (then the whole frame) when the path runs along the crop border."""
+    p = params
+    shape = image.shape
+    a, b, wps = points[0], points[-1], list(points[1:-1])
+    margin = scale.crop_margin(float(np.hypot(*np.ptp(np.asarray(points), axis=0))), p)
+    box = box_around(points, shape, margin)
+    full_box = (slice(0, shape[0]), slice(0, shape[1]))
+    for attempt in range(3):
+        off = np.array([box[0].start, box[1].start], float)
+        sub = image[box]
+        prob, notes = vessel_map(sub, model, factor=scale.prob_factor)
+        # the iodine signal itself peaks on the lumen centre: it keeps the path on wide
+        # vessels where a line filter of limited scale responds only near the walls
+        sm = ndi.gaussian_filter(sub, 1.0)
+        q = float(np.quantile(sm, p.trace_opacity_quantile))
+        opac = np.clip(sm / q, 0.0, 1.0) if q > 0 else np.zeros_like(sm)
+        rc, arc = trace_centerline(np.maximum(prob, opac), np.subtract(a, off), np.subtract(b, off),
+                                   step_px=scale.step_px, snap_radius_px=scale.snap_px,
+                                   waypoints=[tuple(np.subtract(w, off)) for w in wps], origin_rc=tuple(off))
+        near_border = ((rc[:, 0].min() < 2 and box[0].start > 0) or (rc[:, 1].min() < 2 and box[1].start > 0)
+                       or (rc[:, 0].max() > sub.shape[0] - 3 and box[0].stop < shape[0])
+                       or (rc[:, 1].max() > sub.shape[1] - 3 and box[1].stop < shape[1]))
+        if box == full_box or not near_border or attempt == 2:
+            break
+        box = box_around(points, shape, p.crop_widen_factor * margin) if attempt == 0 else full_box
+    check_contrast(sub, rc, params=p)
+    return Trace(rc + off, arc, prob, (float(off[0]), float(off[1])), box, notes)
+
+
+def check_contrast(image: np.ndarray, rc: np.ndarray, params: MeasureParams = DEFAULT_PARAMS) -> None:
+    """Both ends of the path must sit on iodine well above the noise (not on a noise ridge):
+    the 5-pixel mean at each end exceeds the frame's median by ``contrast_sigmas`` x the
+    per-pixel noise SD (about 5 SD of that mean's own noise)."""
+    hp = image - ndi.uniform_filter(image, 5)
+    sd = 1.4826 * float(np.median(np.abs(hp - np.median(hp)))) + 1e-12
+    bg = float(np.median(image))
+    for k, name in ((0, "proximal"), (-1, "distal")):
+        r, c = rc[k]
+        v = ndi.map_coordinates(image, [[r - 1, r, r + 1, r, r], [c, c - 1, c, c + 1, c]], order=1, mode="nearest").mean()
+        if v - bg < params.contrast_sigmas * sd:
+            raise MeasurementError(
+                f"the {name} point is not on an opacified vessel (no contrast there); place it on the lumen of the artery")
+
+
+def radius_hint(image: np.ndarray, rc: np.ndarray) -> float:
+    """Rough largest lumen radius (px) from the half-maximum width of the iodine profiles."""
+    idx = np.linspace(0, len(rc) - 1, min(len(rc), 25)).astype(int)
+    nrm = normals_from_centerline(rc)[idx]
+    x = np.arange(-80.0, 80.5, 0.5)
+    q = rc[idx, None, :] + nrm[:, None, :] * x[None, :, None]
+    y = ndi.map_coordinates(image, q.reshape(-1, 2).T, order=1, mode="nearest").reshape(len(idx), -1)
+    centre = np.abs(x) <= 3
+    hw = []
+    for row in y:
+        peak = row[centre].max()
+        if peak <= 0:
+            continue
+        k0 = int(np.argmax(np.where(centre, row, -np.inf)))
+        below = row < 0.5 * peak
+        left = np.where(below[:k0])[0]
+        right = np.where(below[k0:])[0]
+        if left.size and right.size:
+            hw.append(0.5 * (x[k0 + right[0]] - x[left[-1]]))
+    if not hw:
+        return 4.0
+    # a blurred projected cylinder is at half maximum about 0.87 R from its centre
+    return float(np.clip(np.quantile(hw, 0.9) / 0.85, 1.5, 80.0))
+
+
+def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: MeasureParams = DEFAULT_PARAMS) -> str | None:
+    """A warning when the stored pixel values sit at the frame's darkest value along the lumen.
+
+    A run exported with a display window (or an 8-bit export) clips the densest iodine at
+    the stored limit: the profile loses its bottom there and no fit can recover it.
+    """
+    f = np.asarray(frame)
+    lo = f.min()
+    if np.count_nonzero(f == lo) < 3:
+        return None
+    r = np.clip(np.rint(rc[:, 0]).astype(int), 0, f.shape[0] - 1)
+    c = np.clip(np.rint(rc[:, 1]).astype(int), 0, f.shape[1] - 1)
+    at = f[r, c] <= lo
+    mm = scale.mm_per_px
+    min_px = params.clipping_min_mm / mm if mm else params.clipping_min_px_uncalibrated
+    need = max(3, int(np.ceil(min_px / max(scale.step_px, 1e-6))))
+    runs, n_runs = ndi.label(at)
+    longest = int(np.bincount(runs)[1:].max()) if n_runs else 0
+    if longest < need:
+        return None
+    length = f"{longest * scale.step_px * mm:.1f} mm" if mm else f"{longest * scale.step_px:.0f} px"
+    return (f"the stored pixel values are clipped at the frame's darkest value along {length} of the traced "
+            "artery: diameters there are not measurable; re-export the run without a display window "
+            "(raw, unclipped pixel data)")
+
+
+def local_reference(image: np.ndarray, ref_rc: tuple[float, float], profile, *, model: str, scale: Scale,
+                    params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, tuple[float, float], tuple[str, ...]]:
+    """Diameter (px) at a reader's reference point off the traced segment (a short local trace
+    along the vessel's principal axis there), the snapped centre and the map's warnings."""
+    r = max(float(np.quantile(profile.diameter_px, 0.9)), 4.0)
+    box = box_around([ref_rc], image.shape, 4 * r + 2 * scale.snap_px)
+    off = np.array([box[0].start, box[1].start], float)
+    prob, notes = vessel_map(image[box], model, factor=scale.prob_factor)
+    pt = np.asarray(snap_to_vessel(prob, np.subtract(ref_rc, off), radius_px=scale.snap_px, name="reference",
+                                   origin_rc=tuple(off)), float)
+    rr, cc = np.nonzero(prob > params.vessel_threshold)
+    near = (rr - pt[0]) ** 2 + (cc - pt[1]) ** 2 <= (2 * r) ** 2
+    if near.sum() < 5:
+        raise MeasurementError("the reference point is not on a vessel; place it on a normal part of the artery")
+    pts = np.stack([rr[near], cc[near]], 1).astype(float)
+    _, evecs = np.linalg.eigh(np.cov((pts - pts.mean(0)).T))
+    t = evecs[:, -1]
+    line = pt[None, :] + np.linspace(-r, r, max(int(2 * r / scale.step_px), 5))[:, None] * t[None, :]
+    arc = np.r_[0, np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))]
+    lp = measure_diameters(image, line + off, arc, radius_hint_px=r / 2 + 1, mm_per_px=profile.mm_per_px,
+                           blur_sigma_px=profile.blur_sigma_px, amplitude=profile.amplitude, params=params)
+    d = lp.diameter_px[lp.valid] if lp.valid.any() else lp.diameter_px
+    return float(np.mean(d)), tuple(float(v) for v in (pt + off)), notes

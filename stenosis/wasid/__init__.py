@@ -1,0 +1,349 @@
+"""WASID percent stenosis from a diameter profile.
+
+percent stenosis = (1 - D_stenosis / D_normal) x 100 (Samuels, Joseph, Lynn, Smith,
+Chimowitz, "A standardized method for measuring intracranial arterial stenosis",
+AJNR 2000;21:643-6). D_stenosis is the minimal lumen diameter (MLD) of the traced
+segment (:mod:`.mld`); D_normal is the mean diameter of the widest normal,
+parallel-margined, non-tortuous window (:mod:`.reference`) of the artery's 1st-choice
+site (proximal for M1/V4/BA, the petrous ICA i.e. proximal for ICA), else the 2nd
+(distal; for ICA the extracranial ICA, given as feeding points) when the first is too
+short, lesion-involved or diseased, else the 3rd (the feeding artery's most distal
+window; none for ICA). A site is diseased when it holds a narrowing of its own below
+``diseased_fraction`` of its widest window, when its proximal end is narrower than
+``proximal_head_fraction`` of that window (arteries taper distally, so a proximal site
+widening towards the lesion is the recovering end of a diffuse narrowing), or, for the
+proximal site, when it is narrower than ``proximal_vs_distal`` of the distal one.
+
+The lesion is the contiguous arc around the MLD where the diameter is below
+``lesion_fraction`` of the reference. The interpolated-reference percent stenosis
+follows DICOM PS3.17 Annex T (QCA): the reference at the MLD position is interpolated
+linearly between the proximal and the distal windows. Uncertainty: :mod:`.uncertainty`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..enums import ReferenceChoice, Segment
+from ..errors import MeasurementError
+from ..params import DEFAULT_PARAMS, MeasureParams
+from ..result import DiameterProfile, QualityFlag
+from .mld import adaptive_smoothing_px, find_mld, lesion_extent, smooth_diameter
+from .reference import Window, best_window, candidate_windows, diseased, is_normal, turning_angle_deg
+from .uncertainty import area_noise_sd_px2, measurement_sd, noise_correlation_px
+
+__all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent", "adaptive_smoothing_px",
+           "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
+           "measurement_sd", "borderline_warning"]
+
+#: flags that make a sample unusable for the MLD and the reference
+_UNUSABLE = int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)
+
+
+@dataclass(frozen=True)
+class WasidMeasurement:
+    """WASID numbers on one diameter profile (pixels; the orchestrator converts to mm)."""
+
+    percent_stenosis: float
+    mld_px: float
+    mld_index: int
+    reference_px: float
+    reference_choice: ReferenceChoice
+    reference_window: Window | None  # on the traced profile (None for feeding / off-segment manual)
+    reference_description: str
+    lesion_start_index: int
+    lesion_end_index: int
+    interpolated_reference_px: float | None
+    interpolated_percent_stenosis: float | None
+    proximal_window: Window | None
+    distal_window: Window | None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    mld_sd_px: float = float("nan")
+    reference_sd_px: float = float("nan")
+    percent_stenosis_sd: float = float("nan")
+    feeding_window: Window | None = None  # on the feeding profile, when that is the reference
+
+
+@dataclass(frozen=True)
+class _Sites:
+    """The lesion's extent and the reference windows either side of it."""
+
+    lo: int
+    hi: int
+    proximal: list[Window]
+    distal: list[Window]
+    best_proximal: Window | None
+    best_distal: Window | None
+    proximal_diseased: bool
+    distal_diseased: bool
+    window_n: int
+
+
+def borderline_warning(percent_stenosis: float, sd: float = float("nan"),
+                       params: MeasureParams = DEFAULT_PARAMS) -> str | None:
+    """The warning for a result whose >= 50% call a reader should confirm, or None: within
+    ``borderline_points`` of 50, or its +-2 SD interval reaches 50."""
+    two_sd = 2.0 * sd if np.isfinite(sd) else 0.0
+    if abs(percent_stenosis - 50.0) < max(params.borderline_points, two_sd):
+        why = (f"its +-2 SD interval ({percent_stenosis - two_sd:.1f}-{percent_stenosis + two_sd:.1f}%) includes 50%"
+               if abs(percent_stenosis - 50.0) < two_sd else
+               f"it is within {params.borderline_points:g} points of 50%, inside the tool's largest errors on phantoms")
+        return f"percent stenosis {percent_stenosis:.1f}%: {why}; have a reader confirm the >= 50% call"
+    return None
+
+
+def _usable(profile: DiameterProfile) -> tuple[np.ndarray, list[str]]:
+    valid = profile.valid
+    if valid.sum() >= max(5, 0.3 * valid.size):
+        return valid, []
+    warns = ["most diameter samples are flagged (branches, overlaps or poor fits); check the result"]
+    valid = valid | ((profile.flags & ~int(QualityFlag.EDGE_MISMATCH)) == 0)
+    if valid.sum() < 5:
+        valid = np.ones_like(valid)
+    return valid, warns
+
+
+def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise, corr, d0, params):
+    """(index, MLD px, smoothed diameters, warnings) of the lesion's bottom.
+
+    The lesion itself may be flagged: a vessel crossing near it runs beside the narrowing
+    (refitted short of that vessel but still POOR_FIT) or touches its bottom (BRANCH, the fit
+    fine); searched over the usable samples only, the MLD lands on the lesion's shoulder.
+    Samples flagged only POOR_FIT, or only BRANCH, are searched too, and a narrowing there
+    below ``flagged_mld_fraction`` x the usable one is taken, with a warning. Not samples
+    flagged both (an unrefitted junction reads near zero) nor OVERLAP (a crossing adds iodine).
+    An occlusion (no lumen over consecutive samples) is MLD 0.
+    """
+    arc = profile.arc_px
+    step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
+    kw = dict(along_sigma_px=along, exclude_px=params.end_exclude_diameters * d0, within=within,
+              noise_sd_px2=area_noise, corr_px=corr, params=params)
+    warns = []
+    i_mld, mld = find_mld(arc, d_s, valid, **kw)
+    soft = profile.flags & ~int(QualityFlag.EDGE_MISMATCH)
+    wide_ok = valid | (soft == int(QualityFlag.POOR_FIT)) | (soft == int(QualityFlag.BRANCH))
+    if (wide_ok & ~valid).any():
+        d_w = smooth_diameter(profile.diameter_px, wide_ok, sigma_samples=smooth_px / step)
+        i_w, mld_w = find_mld(arc, d_w, wide_ok, **kw)
+        if not valid[i_w] and mld_w < params.flagged_mld_fraction * mld:
+            mmpp, unit = (profile.mm_per_px, "mm") if profile.mm_per_px else (1.0, "px")
+            warns.append(f"the narrowest part of the segment is flagged (a vessel beside or touching it); its MLD "
+                         f"({mld_w * mmpp:.2f} {unit}, vs {mld * mmpp:.2f} {unit} on the unflagged samples) was used: "
+                         "check it, or place the MLD point")
+            i_mld, mld, d_s = i_w, mld_w, d_w
+    closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
+    if within is not None:
+        closed &= within
+    if closed.any():
+        run = np.where(closed)[0]
+        i_mld, mld = int(run[len(run) // 2]), 0.0
+    return i_mld, mld, d_s, warns
+
+
+def _reference_sites(profile, valid, d_s, i_mld, d0, step, params) -> _Sites:
+    """Lesion extent and the proximal / distal reference windows, refined twice with the reference."""
+    n = profile.arc_px.size
+    window_n = max(int(round(params.window_diameters * d0 / step)) + 1, 5)
+    gap_n = int(round(params.lesion_gap_diameters * d0 / step))
+
+    def sites(ref_guess):
+        lo, hi = lesion_extent(d_s, i_mld, ref_guess, fraction=params.lesion_fraction)
+        prox = candidate_windows(profile, d_s, 0, lo - gap_n - 1, window_n, params=params)
+        dist = candidate_windows(profile, d_s, hi + gap_n + 1, n - 1, window_n, params=params)
+        return lo, hi, prox, dist
+
+    lo, hi, prox, dist = sites(d0)
+    for _ in range(2):
+        w = (best_window(prox, strict=True) or best_window(dist, strict=True)
+             or best_window(prox + dist, strict=False))
+        if w is None:
+            break
+        lo, hi, prox, dist = sites(w.diameter_px)
+    w_prox = best_window(prox, strict=True)
+    w_dist = best_window(dist, strict=True)
+    excl = int(round(params.end_exclude_diameters * d0 / step))
+    prox_diseased = diseased(d_s, valid, excl, lo - gap_n - 1, w_prox, params)
+    if w_prox is not None and not prox_diseased:  # the recovering end of a diffuse proximal narrowing
+        j1 = min(excl + int(round(d0 / step)), w_prox.i0)
+        head = d_s[excl : j1 + 1][valid[excl : j1 + 1]]
+        prox_diseased = bool(head.size >= 3 and head.mean() < params.proximal_head_fraction * w_prox.diameter_px)
+    if w_prox is not None and w_dist is not None and not prox_diseased:
+        prox_diseased = w_prox.diameter_px < params.proximal_vs_distal * w_dist.diameter_px
+    dist_diseased = diseased(d_s, valid, hi + gap_n + 1, n - 1 - excl, w_dist, params)
+    return _Sites(lo, hi, prox, dist, w_prox, w_dist, prox_diseased, dist_diseased, window_n)
+
+
+def _feeding_window(feeding_profile, smooth_px, step, params) -> Window | None:
+    """The feeding artery's most distal parallel, non-tortuous normal window (relaxed if none)."""
+    if feeding_profile is None or len(feeding_profile) < 5:
+        return None
+    fvalid = feeding_profile.valid
+    fd = smooth_diameter(feeding_profile.diameter_px, fvalid, sigma_samples=smooth_px / step)
+    fd0 = float(np.quantile(fd[fvalid] if fvalid.any() else fd, 0.9))
+    fwin = max(int(round(params.window_diameters * fd0 / step)) + 1, 5)
+    ws = candidate_windows(feeding_profile, fd, 0, len(feeding_profile) - 1, min(fwin, len(feeding_profile)),
+                           params=params)
+    return best_window(ws, strict=True, most_distal=True) or best_window(ws, strict=False, most_distal=True)
+
+
+def _manual_reference(profile, valid, sites, manual_index, manual_reference_px, params):
+    if manual_reference_px is not None:
+        return float(manual_reference_px), None, "reader-forced reference, measured off the traced segment", []
+    n = profile.arc_px.size
+    half = sites.window_n // 2
+    i0, i1 = max(manual_index - half, 0), min(manual_index + half, n - 1)
+    ok = valid[i0 : i1 + 1]
+    segd = profile.diameter_px[i0 : i1 + 1]
+    ref = float(np.mean(segd[ok])) if ok.any() else float(np.mean(segd))
+    warns = ["the forced reference overlaps the lesion"] if (i0 <= sites.hi and i1 >= sites.lo) else []
+    return ref, Window(i0, i1, ref, True, True, is_normal(ok, params)), "reader-forced reference on the traced segment", warns
+
+
+def _forced_site(seg, choice, sites, feed_w):
+    if choice is ReferenceChoice.MANUAL:
+        raise MeasurementError("a manual reference needs a location (--reference ROW,COL), not a site")
+    if choice is ReferenceChoice.FEEDING:
+        if feed_w is None:
+            raise MeasurementError("no feeding-artery reference: place two points on the feeding artery (feeding proximal and distal)")
+        return None, "feeding artery (reader-chosen site)", []
+    cands = sites.proximal if choice is ReferenceChoice.PROXIMAL else sites.distal
+    win = best_window(cands, strict=True)
+    relaxed = win is None
+    if relaxed:
+        win = best_window(cands, strict=False)
+    if win is None:
+        raise MeasurementError(
+            f"the {choice.value} part of the traced segment is too short for a reference window; "
+            f"extend the trace {'before' if choice is ReferenceChoice.PROXIMAL else 'beyond'} the lesion")
+    warns = (["WASID has no distal reference for the ICA; the reader chose the distal segment"]
+             if seg is Segment.ICA and choice is ReferenceChoice.DISTAL else [])
+    return win, f"{choice.value} {seg.value} (reader-chosen site{', relaxed criteria' if relaxed else ''})", warns
+
+
+def _wasid_order(seg, sites, feed_w, d_s):
+    """(choice, window, description, warnings) by the WASID order of the artery."""
+    w_prox = None if sites.proximal_diseased else sites.best_proximal
+    w_dist = None if sites.distal_diseased else sites.best_distal
+    if seg is Segment.ICA:
+        order = [("proximal", w_prox, "petrous ICA (1st choice)"), ("feeding", feed_w, "extracranial ICA (2nd choice)")]
+    else:
+        feed_name = {Segment.M1: "supraclinoid ICA", Segment.V4: "extracranial VA", Segment.BA: "dominant V4"}[seg]
+        order = [("proximal", w_prox, f"proximal {seg.value} (1st choice)"),
+                 ("distal", w_dist, f"distal {seg.value} (2nd choice)"),
+                 ("feeding", feed_w, f"feeding artery, {feed_name} (3rd choice)")]
+    warns = []
+    picked = next(((c, w, s) for c, w, s in order if w is not None), None)
+    if picked is None:  # no site qualifies: relax (normal windows, then anything) and say so
+        prox, dist = sites.proximal, sites.distal
+        w_rel = best_window(prox, strict=False) or best_window(dist, strict=False)
+        if w_rel is None:
+            w_rel = Window(0, min(sites.window_n, d_s.size) - 1, float(np.max(d_s)), False, False, False)
+            c_rel = "proximal"
+        else:
+            c_rel = "proximal" if w_rel in prox else "distal"
+        if seg is Segment.ICA and c_rel == "distal":
+            warns.append("WASID has no distal reference for the ICA; used the distal segment for lack of a normal proximal one")
+        warns.append("no normal, parallel, non-tortuous reference segment found; "
+                     "the reference is the best available window, check it or force one with --reference")
+        picked = (c_rel, w_rel, f"{c_rel} {seg.value}, relaxed criteria")
+    cname, win, desc = picked
+    choice = ReferenceChoice(cname)
+    if choice is not ReferenceChoice.PROXIMAL:
+        why = "diseased (narrowed)" if sites.proximal_diseased else "too short or lesion-involved"
+        warns.append(f"proximal reference segment {why}; used the {desc}")
+    return choice, (None if choice is ReferenceChoice.FEEDING else win), desc, warns
+
+
+def wasid(
+    profile: DiameterProfile,
+    segment: Segment | str,
+    *,
+    manual_index: int | None = None,
+    manual_reference_px: float | None = None,
+    feeding_profile: DiameterProfile | None = None,
+    force_choice: ReferenceChoice | str | None = None,
+    mld_near_index: int | None = None,
+    smooth_px: float | None = None,
+    params: MeasureParams = DEFAULT_PARAMS,
+) -> WasidMeasurement:
+    """WASID measurement of a diameter profile (proximal first).
+
+    Parameters
+    ----------
+    profile : DiameterProfile
+    segment : Segment
+        ICA, M1, V4 or BA (sets the order of the reference choices).
+    manual_index : int, optional
+        Reader-forced reference: sample index on ``profile`` (a window centred there).
+    manual_reference_px : float, optional
+        Reader-forced reference diameter measured off the segment, pixels.
+    feeding_profile : DiameterProfile, optional
+        Profile of the feeding artery (3rd choice; for ICA the extracranial ICA, 2nd).
+    force_choice : {"proximal", "distal", "feeding"}, optional
+        Reader-chosen reference site: its best window whatever the WASID order would pick.
+    mld_near_index : int, optional
+        Reader-placed MLD: the minimum is searched only within ``mld_search_diameters``
+        reference diameters (at least two blur widths) of this sample.
+    smooth_px : float, optional
+        Smoothing of the diameters along the vessel, px (default :func:`adaptive_smoothing_px`).
+    """
+    p = params
+    seg = Segment(str(segment))
+    arc = profile.arc_px
+    step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
+    valid, warns = _usable(profile)
+    area_noise = area_noise_sd_px2(profile, valid)
+    if smooth_px is None:
+        smooth_px = adaptive_smoothing_px(profile, valid, area_noise_px2=area_noise, params=p)
+    d_s = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)
+    d0 = float(np.quantile(d_s[valid], 0.9))  # first reference guess: a robust maximum
+    along = float(np.sqrt(profile.blur_sigma_px**2 + p.band_var_px2 + smooth_px**2))
+    within = None
+    if mld_near_index is not None:
+        k = int(np.clip(mld_near_index, 0, arc.size - 1))
+        within = np.abs(arc - arc[k]) <= max(p.mld_search_diameters * d0, 2.0 * along, 2.0 * step)
+    corr = noise_correlation_px(profile, p.band_var_px2)
+    i_mld, mld, d_s, w = _lesion_bottom(profile, valid, d_s, smooth_px=smooth_px, along=along, within=within,
+                                        area_noise=area_noise, corr=corr, d0=d0, params=p)
+    warns += w
+    sites = _reference_sites(profile, valid, d_s, i_mld, d0, step, p)
+    feed_w = _feeding_window(feeding_profile, smooth_px, step, p)
+
+    if manual_index is not None or manual_reference_px is not None:
+        choice = ReferenceChoice.MANUAL
+        ref, win, desc, w = _manual_reference(profile, valid, sites, manual_index, manual_reference_px, p)
+    elif force_choice is not None:
+        choice = ReferenceChoice(str(getattr(force_choice, "value", force_choice)).lower())
+        win, desc, w = _forced_site(seg, choice, sites, feed_w)
+        ref = feed_w.diameter_px if choice is ReferenceChoice.FEEDING else win.diameter_px
+    else:
+        choice, win, desc, w = _wasid_order(seg, sites, feed_w, d_s)
+        ref = feed_w.diameter_px if choice is ReferenceChoice.FEEDING else win.diameter_px
+    warns += w
+    if ref <= 0:
+        raise MeasurementError("the reference diameter is zero; place the reference on a normal, opacified part of the artery")
+    pct = (1.0 - mld / ref) * 100.0
+    lo, hi = lesion_extent(d_s, i_mld, ref, fraction=p.lesion_fraction)
+
+    interp_ref = interp_pct = None
+    w_prox, w_dist = sites.best_proximal, sites.best_distal
+    if w_prox is not None and w_dist is not None:
+        sp, sd_ = arc[w_prox.centre], arc[w_dist.centre]
+        t = (arc[i_mld] - sp) / (sd_ - sp) if sd_ != sp else 0.5
+        interp_ref = float(w_prox.diameter_px + np.clip(t, 0, 1) * (w_dist.diameter_px - w_prox.diameter_px))
+        interp_pct = (1.0 - mld / interp_ref) * 100.0
+    if mld <= 0:
+        warns.append("the lumen is not visible at the MLD (occlusion): 100% stenosis")
+    ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else sites.window_n * step
+    sd_mld, sd_ref, sd_pct = measurement_sd(
+        profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
+        corr_px=corr, area_noise_px2=area_noise, fit_half_px=max(2.0 * along, 1.5), params=p)
+    return WasidMeasurement(
+        percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
+        reference_choice=choice, reference_window=win, reference_description=desc,
+        lesion_start_index=lo, lesion_end_index=hi, interpolated_reference_px=interp_ref,
+        interpolated_percent_stenosis=interp_pct, proximal_window=w_prox, distal_window=w_dist,
+        warnings=tuple(warns), mld_sd_px=sd_mld, reference_sd_px=sd_ref, percent_stenosis_sd=sd_pct,
+        feeding_window=feed_w if choice is ReferenceChoice.FEEDING else None)
