@@ -243,6 +243,7 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
             "reference_rule": ("WASID: widest parallel non-tortuous normal window "
                                f"({params.window_diameters:g} reference diameters)"),
             "reference_description": wm.reference_description,
+            "model_misfit": {k: (round(float(v), 3) if np.isfinite(v) else None) for k, v in wm.model_misfit.items()},
             "reader": inputs.to_record(),
             "params": params.to_record(),
         },

@@ -81,6 +81,9 @@ class DiameterProfile:
     local_amplitude : (N,) float or None
         The amplitude each sample was fitted with when it follows the vessel (scatter under
         a varying background, :func:`stenosis.diameter.local_amplitude`); None: ``amplitude``.
+    misfit : (N,) float or None
+        RMS of each profile's fit residual over the profiles' own noise (about 1 where the
+        lumen model describes the profile; :func:`stenosis.diameter.fit.profile_noise`).
     """
 
     arc_px: np.ndarray
@@ -96,6 +99,7 @@ class DiameterProfile:
     amplitude: float
     mm_per_px: float | None = None
     local_amplitude: np.ndarray | None = None
+    misfit: np.ndarray | None = None
 
     @property
     def arc_mm(self) -> np.ndarray | None:
@@ -236,8 +240,9 @@ class StenosisResult:
             "reference_diameter_sd_mm": _r(self._mm(self.reference_sd_px), 4),
             "mld_sd_px": _r(self.mld_sd_px, 3),
             "reference_diameter_sd_px": _r(self.reference_sd_px, 3),
-            "basis": "1 SD from the profile's quantum noise plus a model floor, calibrated on phantoms; "
-                     "excludes reader and centerline mistakes",
+            "basis": "1 SD from the profile's quantum noise plus a model floor calibrated on phantoms, plus, where "
+                     "the lumen model does not describe the profiles (parameters.model_misfit > 1), the "
+                     "model/edge disagreement; excludes reader and centerline mistakes",
         }
 
     def to_dict(self) -> dict[str, Any]:

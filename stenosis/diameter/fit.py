@@ -10,7 +10,8 @@ from scipy import ndimage as ndi
 from ..params import DEFAULT_PARAMS, MeasureParams
 from .model import ChordTable, chord_table
 
-__all__ = ["ProfileFit", "fit_profiles", "estimate_blur", "derivative_edges", "local_amplitude", "free_amplitude"]
+__all__ = ["ProfileFit", "fit_profiles", "estimate_blur", "derivative_edges", "local_amplitude", "free_amplitude",
+           "profile_noise", "misfit_ratio"]
 
 #: OpenBLAS hands a product to its thread pool above about 2**18 multiply-adds; on a busy
 #: machine that pool costs 10-30x the single-thread time for the small products here, so
@@ -310,3 +311,27 @@ def free_amplitude(Y, x, tab, R, C):
     nb = (T**2).sum(1)
     return np.where(nb > 1e-12, (_project_out(np.asarray(Y, float), E) * T).sum(1) / np.where(nb > 1e-12, nb, 1.0), 0.0)
 
+
+
+def profile_noise(profiles: np.ndarray, offsets_px: np.ndarray, arc_px: np.ndarray, *, lag_px: float) -> float:
+    """Noise SD per profile point, from differences of profiles ``lag_px`` apart along the vessel.
+
+    The lumen, its background and any structure beside it change slowly along the vessel and
+    cancel in the difference; the quantum and detector noise, independent at that lag, does not
+    (robust SD / sqrt 2, the background line projected out as in the fit).
+    """
+    Y = np.asarray(profiles, float)
+    step = float(np.median(np.diff(arc_px))) if len(arc_px) > 1 else 1.0
+    lag = max(int(round(lag_px / step)), 1)
+    if len(Y) <= lag:
+        return float("nan")
+    _, E = _projector(np.asarray(offsets_px, float))
+    d = _project_out(Y[lag:] - Y[:-lag], E)
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def misfit_ratio(residuals: np.ndarray, noise_sd: float) -> np.ndarray:
+    """(N,) RMS of each profile's fit residual over the noise SD: about 1 (or below, the fit
+    absorbs a little noise) where the model describes the profile, well above where it does not."""
+    rms = np.sqrt(np.mean(np.asarray(residuals, float) ** 2, axis=1))
+    return rms / noise_sd if np.isfinite(noise_sd) and noise_sd > 0 else np.full(rms.shape, np.nan)

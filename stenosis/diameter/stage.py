@@ -26,7 +26,8 @@ from scipy import ndimage as ndi
 from ..centerline import recenter
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile, QualityFlag
-from .fit import ProfileFit, derivative_edges, estimate_blur, fit_profiles, free_amplitude, local_amplitude
+from .fit import (ProfileFit, derivative_edges, estimate_blur, fit_profiles, free_amplitude, local_amplitude,
+                  misfit_ratio, profile_noise)
 from .flags import probe_beside, residual_flags, side_vessel_flags
 from .model import chord_table
 from .profiles import edge_points, normals_from_centerline, profile_geometry, profile_offsets, sample_profiles
@@ -107,14 +108,16 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
 
 
 def _profile(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, flags: np.ndarray, *,
-             mm_per_px: float | None, local_amp: np.ndarray | None, params: MeasureParams) -> DiameterProfile:
+             mm_per_px: float | None, local_amp: np.ndarray | None, params: MeasureParams,
+             misfit: np.ndarray | None = None) -> DiameterProfile:
     R, C = fit.radius_px, fit.centre_px
     el, er = derivative_edges(prof.values, prof.offsets_px, C, smooth_px=params.derivative_smooth_px)
     left, right = edge_points(prof.centerline_rc, prof.normal_rc, C, R)
     return DiameterProfile(
         arc_px=prof.arc_px, centerline_rc=prof.centerline_rc, normal_rc=prof.normal_rc, diameter_px=2.0 * R,
         left_rc=left, right_rc=right, flags=flags, edge_diameter_px=er - el, centre_offset_px=C,
-        blur_sigma_px=float(sigma), amplitude=float(amplitude), mm_per_px=mm_per_px, local_amplitude=local_amp)
+        blur_sigma_px=float(sigma), amplitude=float(amplitude), mm_per_px=mm_per_px, local_amplitude=local_amp,
+        misfit=misfit)
 
 
 def _flags_of(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, params: MeasureParams) -> np.ndarray:
@@ -187,10 +190,13 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
                                     c_max_px=prof.c_max_px, params=p)
         if np.any(amp_local != amp):
             fit = prof.fit(sigma, amp_local)
+    # how well the model describes each profile: its residual against the profiles' own noise
+    noise = profile_noise(prof.values, prof.offsets_px, prof.arc_px, lag_px=p.noise_lag_px)
     final = _profile(prof, fit, sigma, amp, _flags_of(prof, fit, sigma, amp, p) | (flags & SIDE_FLAGS),
-                     mm_per_px=mm_per_px, local_amp=amp_local, params=p)
+                     mm_per_px=mm_per_px, local_amp=amp_local, params=p, misfit=misfit_ratio(fit.residuals, noise))
     # 5. samples beside another vessel, refitted on shortened profiles
-    return refit_beside_vessels(image, final, probability, radius_hint_px=rh, origin_rc=origin_rc, params=p)
+    return refit_beside_vessels(image, final, probability, radius_hint_px=rh, origin_rc=origin_rc, params=p,
+                                noise_sd=noise)
 
 
 def refit_beside_vessels(
@@ -201,6 +207,7 @@ def refit_beside_vessels(
     radius_hint_px: float,
     origin_rc: tuple[float, float] = (0.0, 0.0),
     params: MeasureParams = DEFAULT_PARAMS,
+    noise_sd: float | None = None,
 ) -> DiameterProfile:
     """Refit BRANCH-flagged samples on profiles cut short of the other vessel.
 
@@ -244,19 +251,24 @@ def refit_beside_vessels(
     diam = profile.diameter_px.copy()
     cen = profile.centre_offset_px.copy()
     new_flags = flags.copy()
+    misfit = None if profile.misfit is None else profile.misfit.copy()
     # group by the cut (whole pixels) so each group is one vectorised fit
     cut = np.floor(lim[ok] - np.abs(c[ok]))
     for h in np.unique(cut):
         sel = idx[ok][cut == h]
-        x = profile_offsets(max(float(h), 3.0), params.profile_step_px)
+        hh = max(float(h), 3.0)
+        x = profile_offsets(hh, params.profile_step_px)
         Y, inside = sample_profiles(image, profile.centerline_rc[sel], profile.normal_rc[sel], x, band_px=params.profile_band_px)
         tab = chord_table(sig, r_max, float(np.abs(x).max()) + 3.0)
         amp = profile.amplitude if profile.local_amplitude is None else profile.local_amplitude[sel]
-        fit = fit_profiles(Y, x, tab, amplitude=amp, r_max_px=r_max, c_max_px=min(c_max, float(h) / 2))
+        fit = fit_profiles(Y, x, tab, amplitude=amp, r_max_px=r_max, c_max_px=min(c_max, hh / 2))
         good = inside & (fit.radius_px > 0)
         diam[sel[good]] = 2.0 * fit.radius_px[good]
         cen[sel[good]] = fit.centre_px[good]
         new_flags[sel[good]] &= ~int(QualityFlag.BRANCH)
+        if misfit is not None and noise_sd is not None:
+            misfit[sel[good]] = misfit_ratio(fit.residuals[good], noise_sd)
     left, right = edge_points(profile.centerline_rc, profile.normal_rc, cen, diam / 2)
-    return replace(profile, diameter_px=diam, centre_offset_px=cen, flags=new_flags, left_rc=left, right_rc=right)
+    return replace(profile, diameter_px=diam, centre_offset_px=cen, flags=new_flags, left_rc=left, right_rc=right,
+                   misfit=misfit)
 

@@ -32,7 +32,7 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile, QualityFlag
 from .mld import adaptive_smoothing_px, find_mld, lesion_extent, smooth_diameter
 from .reference import Window, best_window, candidate_windows, diseased, is_normal, turning_angle_deg
-from .uncertainty import area_noise_sd_px2, measurement_sd, noise_correlation_px
+from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_correlation_px
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent", "adaptive_smoothing_px",
            "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
@@ -64,6 +64,7 @@ class WasidMeasurement:
     reference_sd_px: float = float("nan")
     percent_stenosis_sd: float = float("nan")
     feeding_window: Window | None = None  # on the feeding profile, when that is the reference
+    model_misfit: dict = field(default_factory=dict)  # misfit ratio at the MLD and the reference (model_sd_px)
 
 
 @dataclass(frozen=True)
@@ -337,13 +338,26 @@ def wasid(
     if mld <= 0:
         warns.append("the lumen is not visible at the MLD (occlusion): 100% stenosis")
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else sites.window_n * step
+    fit_half = max(2.0 * along, 1.5)
+    m_mld, q_mld = model_sd_px(profile, valid, np.abs(arc - arc[i_mld]) <= fit_half)
+    in_ref = np.zeros(arc.size, bool)
+    if win is not None:
+        in_ref[win.i0 : win.i1 + 1] = True
+    m_ref, q_ref = model_sd_px(profile, valid, in_ref)
+    unit, mmpp = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
+    for where, q, m in (("MLD", q_mld, m_mld), ("reference", q_ref, m_ref)):
+        if m > 0 and q >= p.misfit_warn_ratio:
+            warns.append(f"the lumen model does not describe the profiles at the {where} (residuals {q:.1f}x the noise): "
+                         f"its uncertainty includes the model/edge disagreement ({m * mmpp:.2f} {unit}); check the edges")
     sd_mld, sd_ref, sd_pct = measurement_sd(
         profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
-        corr_px=corr, area_noise_px2=area_noise, fit_half_px=max(2.0 * along, 1.5), params=p)
+        corr_px=corr, area_noise_px2=area_noise, fit_half_px=fit_half, model_mld_px=m_mld, model_reference_px=m_ref,
+        params=p)
     return WasidMeasurement(
         percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
         reference_choice=choice, reference_window=win, reference_description=desc,
         lesion_start_index=lo, lesion_end_index=hi, interpolated_reference_px=interp_ref,
         interpolated_percent_stenosis=interp_pct, proximal_window=w_prox, distal_window=w_dist,
         warnings=tuple(warns), mld_sd_px=sd_mld, reference_sd_px=sd_ref, percent_stenosis_sd=sd_pct,
-        feeding_window=feed_w if choice is ReferenceChoice.FEEDING else None)
+        feeding_window=feed_w if choice is ReferenceChoice.FEEDING else None,
+        model_misfit={"mld": q_mld, "reference": q_ref})

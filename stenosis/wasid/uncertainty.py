@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 
-__all__ = ["area_noise_sd_px2", "noise_correlation_px", "measurement_sd"]
+__all__ = ["area_noise_sd_px2", "noise_correlation_px", "measurement_sd", "model_sd_px"]
 
 
 def area_noise_sd_px2(profile: DiameterProfile, valid: np.ndarray, *, around: int | None = None,
@@ -52,22 +52,45 @@ def noise_correlation_px(profile: DiameterProfile, band_var_px2: float) -> float
 
 def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float, mld_index: int,
                    reference_px: float, reference_length_px: float, corr_px: float,
-                   area_noise_px2: float, fit_half_px: float,
-                   params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, float]:
+                   area_noise_px2: float, fit_half_px: float, model_mld_px: float = 0.0,
+                   model_reference_px: float = 0.0, params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, float]:
     """1-SD uncertainty of (MLD px, reference px, percent stenosis), see the module notes.
 
     ``area_noise_px2`` is the whole profile's :func:`area_noise_sd_px2`, ``corr_px`` its
-    :func:`noise_correlation_px`.
+    :func:`noise_correlation_px`; ``model_mld_px`` / ``model_reference_px`` the model terms of
+    :func:`model_sd_px`, added in quadrature.
     """
     s_mld = max(area_noise_px2, area_noise_sd_px2(profile, valid, around=mld_index))
     n_mld = max(2.0 * fit_half_px / corr_px, 1.0)
     # vertex of a quadratic fit over n independent samples: var ~ 9/4 sigma^2 / n
     noise_mld = s_mld / (2.0 * max(mld_px, 0.5)) * np.sqrt(2.25 / n_mld)
-    sd_mld = float(np.hypot(params.noise_sd_scale * noise_mld, params.mld_floor_px))
+    sd_mld = float(np.sqrt((params.noise_sd_scale * noise_mld) ** 2 + params.mld_floor_px**2 + model_mld_px**2))
     n_ref = max(reference_length_px / corr_px, 1.0)
     noise_ref = area_noise_px2 / (2.0 * max(reference_px, 0.5)) / np.sqrt(n_ref)
-    sd_ref = float(np.hypot(params.noise_sd_scale * noise_ref, params.reference_floor * reference_px))
+    sd_ref = float(np.sqrt((params.noise_sd_scale * noise_ref) ** 2 + (params.reference_floor * reference_px) ** 2
+                           + model_reference_px**2))
     if reference_px <= 0:
         return sd_mld, sd_ref, float("nan")
     sd_pct = 100.0 * float(np.hypot(sd_mld / reference_px, mld_px * sd_ref / reference_px**2))
     return sd_mld, sd_ref, sd_pct
+
+
+def model_sd_px(profile: DiameterProfile, valid: np.ndarray, where: np.ndarray) -> tuple[float, float]:
+    """(SD px, misfit ratio) of the diameter where the lumen model does not describe the profiles.
+
+    The misfit ratio q is the median over ``where`` (its usable samples when any) of each
+    profile's residual RMS over the profiles' own noise (``profile.misfit``): about 1 when the
+    blurred cylinder explains the profile up to noise. Then 1 - 1/q^2 is the share of the
+    residual variance the model leaves unexplained (structure beside the vessel, vendor edge
+    enhancement, an out-of-plane segment, a second vessel), and the diameter is ambiguous by
+    that share of the disagreement between the model's and the derivative (maximum-gradient)
+    diameters: SD = (1 - 1/q^2) x median |d_model - d_edge| / 2. Zero when q <= 1.
+    """
+    if profile.misfit is None or not np.any(where):
+        return 0.0, float("nan")
+    sel = where & valid if np.any(where & valid) else where
+    q = float(np.nanmedian(profile.misfit[sel])) if np.isfinite(profile.misfit[sel]).any() else float("nan")
+    if not np.isfinite(q) or q <= 1.0:
+        return 0.0, q
+    gap = float(np.median(np.abs(profile.diameter_px[sel] - profile.edge_diameter_px[sel])))
+    return (1.0 - 1.0 / q**2) * 0.5 * gap, q
