@@ -26,7 +26,7 @@ __all__ = [
     "cldice_score",
 ]
 
-# low hysteresis threshold as a fraction of the seed threshold, per model
+# low hysteresis threshold as a fraction of the seed threshold, per model (see docs/tuning.md)
 _HYSTERESIS_LOW = {ModelName.UNET: 0.8, ModelName.CLASSICAL: 0.5}
 
 WEIGHTS_NAME = "unet.pt"

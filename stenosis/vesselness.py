@@ -36,8 +36,9 @@ __all__ = [
 #: 0.7..4 px covers vessel radii of about 1..7 px (vessels 2..12 px wide).
 DEFAULT_SIGMAS_PX: tuple[float, ...] = tuple(float(s) for s in np.geomspace(0.7, 4.0, 6))
 
-# Logistic mapping of the background-standardised response z: p = 0.5 at
-# z = _Z_MID. Tuned (hysteresis mask Dice) on the 40 CIMAT training angiograms.
+# Logistic mapping of the background-standardised response z (median/MAD units):
+# p = 0.5 at z = _Z_MID, width _Z_WIDTH; both set on the mask Dice of the CIMAT
+# training angiograms (see docs/tuning.md).
 _Z_MID = 5.0
 _Z_WIDTH = 1.5
 

@@ -12,7 +12,8 @@ window; none for ICA). A site is diseased when it holds a narrowing of its own b
 ``diseased_fraction`` of its widest window, when its proximal end is narrower than
 ``proximal_head_fraction`` of that window (arteries taper distally, so a proximal site
 widening towards the lesion is the recovering end of a diffuse narrowing), or, for the
-proximal site, when it is narrower than ``proximal_vs_distal`` of the distal one.
+proximal site, when it is narrower than ``proximal_vs_distal`` of the distal one (the
+values and why: docs/tuning.md).
 
 The lesion is the contiguous arc around the MLD where the diameter is below
 ``lesion_fraction`` of the reference. The interpolated-reference percent stenosis

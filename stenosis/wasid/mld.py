@@ -22,6 +22,9 @@ def adaptive_smoothing_px(profile: DiameterProfile, valid: np.ndarray, *, area_n
     """Along-vessel smoothing (px) for this profile's noise: ``smooth_at_noise_ref_px`` x
     (relative noise / ``smooth_noise_ref``) ** ``smooth_noise_power``, within ``smooth_range_px``.
 
+    Smoothing trades noise against the blurring of short lesions, so a noisier profile
+    needs more; the power law follows the best fixed smoothing per dose (see docs/tuning.md).
+
     The relative noise is the per-sample lumen-area noise (``area_noise_px2``, default
     :func:`area_noise_sd_px2`) over the segment's large diameter (about twice the
     per-sample diameter noise, px).
@@ -132,6 +135,7 @@ def find_mld(
                 c2 = c2 * c2 * c2 / (c2 * c2 + var_c2)
             a0 = a_v - c2 * along_sigma_px**2
             # a first-order correction, bounded: a noisy curvature must not erase the lumen
+            # (max_blur_correction, see docs/tuning.md)
             a0 = max(a0, (1.0 - params.max_blur_correction) * a_v)
             return i, float(np.sqrt(max(a0, 0.0)))
     return i, d0

@@ -5,7 +5,8 @@ A window is *normal* when at most ``normal_max_flagged`` of its samples are flag
 outside the lesion; *parallel-margined* when its diameter changes by less than
 ``parallel_slope`` over the window and varies by less than ``parallel_sd`` (SD) about
 that trend; *non-tortuous* when the centerline turns by less than ``tortuous_deg`` over
-it. Windows are ``window_diameters`` reference diameters long.
+it. Windows are ``window_diameters`` reference diameters long. WASID states these
+criteria in words; the thresholds are the tool's reading of them (see docs/tuning.md).
 """
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ The quantum noise of the lumen area along the profile (robust SD of the area abo
 number of independent samples averaged (noise correlation length sqrt(2 pi) x the
 along-vessel blur), propagated to diameters (d(area) = 2 d dd), scaled by
 ``noise_sd_scale``, plus a model floor (``mld_floor_px``; ``reference_floor`` x the
-reference). It covers noise and what the phantoms vary, not reader or centerline
-mistakes, nor how far a real profile departs from the lumen model.
+reference), plus, where the lumen model does not describe the profiles, a model term
+(:func:`model_sd_px`). The scale and floors were calibrated on phantoms (see
+docs/tuning.md). It does not cover reader or centerline mistakes.
 """
 from __future__ import annotations
 
