@@ -14,7 +14,7 @@ percent-stenosis MAE, max and bias; MLD and reference errors (px); the share of 
 within the reported 2 SD; normal arteries' (0%) mean read; and the >= 50% decision on
 cases at least 4 points from 50.
 
-    python benchmarks/hybrid.py                 # 80 CIMAT + 10 XA1 cases (a few minutes)
+    python benchmarks/hybrid.py                 # 120 CIMAT + 12 XA1 cases (a few minutes)
     python benchmarks/hybrid.py --small         # CI size (< 60 s)
     python benchmarks/hybrid.py --n 160 --verbose --json /tmp/hybrid.json
     python /work/main/benchmarks/hybrid.py --repo /work/before   # measure another checkout's code
@@ -66,7 +66,7 @@ def hybrid_module():
         return mod
 
 
-def backgrounds(data: Path, images, *, xa1: bool):
+def backgrounds(data: Path, images, *, xa1: bool, gamma: float = 1.0):
     """Yield (name, split, frame, avoid map, exposed mask, white, mu) per background."""
     import stenosis
     from PIL import Image
@@ -79,7 +79,7 @@ def backgrounds(data: Path, images, *, xa1: bool):
         prob = stenosis.vessel_probability(img)
         avoid = mask | (prob > 0.3)
         exposed = ndi.uniform_filter(img.astype(float), 9) > 0.2 * 255
-        mu = hy.vessel_attenuation(img, mask, white=255.0)
+        mu = hy.vessel_attenuation(img, mask, white=255.0, gamma=gamma)
         yield str(i), ("dev" if i in DEV else "held-out"), img, avoid, exposed, 255.0, mu
     if xa1:
         run = stenosis.read_run(data / "wg04-xa1" / "XA1_UNC")
@@ -87,29 +87,28 @@ def backgrounds(data: Path, images, *, xa1: bool):
         white = float(2 ** run.metadata.bits_stored - 1)
         prob = stenosis.vessel_probability(img)
         exposed = ndi.uniform_filter(img.astype(float), 15) > 0.15 * float(img.max())
-        mu = hy.vessel_attenuation(img, prob > 0.5, white=white)
+        mu = hy.vessel_attenuation(img, prob > 0.5, white=white, gamma=gamma)
         yield "XA1", "cerebral", img, prob > 0.3, exposed, white, mu
 
 
-def make_cases(data: Path, images, *, per_image: int, n_xa1: int, seed: int = SEED):
+def make_cases(data: Path, images, *, per_image: int, n_xa1: int, seed: int = SEED, gamma: float = 1.0):
     hy = hybrid_module()
-    cases, k = [], 0
-    for name, split, img, avoid, exposed, white, mu in backgrounds(data, images, xa1=n_xa1 > 0):
+    cases = []
+    for name, split, img, avoid, exposed, white, mu in backgrounds(data, images, xa1=n_xa1 > 0, gamma=gamma):
         n = n_xa1 if split == "cerebral" else per_image
         big = img.shape[0] > 600
         key = 1000 if name == "XA1" else int(name)
         for j in range(n):
             rng = np.random.default_rng([seed, key, j])
-            pct = PERCENTS[(k + j) % len(PERCENTS)]
+            pct = PERCENTS[(key * n + j) % len(PERCENTS)]  # a background's cases do not depend on the others
             d0 = float(rng.uniform(5.0, 12.0) if big else rng.uniform(3.5, 8.0))
             case = hy.make_case(
                 rng, img, avoid, exposed=exposed, name=f"{name}-{j}", background_name=name,
                 diameter_px=d0, percent=pct, mu_per_px=float((mu if np.isfinite(mu) else 0.08) * rng.uniform(0.8, 1.2)),
                 blur_sigma_px=float(rng.uniform(0.6, 1.5)), length_px=float(rng.uniform(200, 300) if big else rng.uniform(110, 150)),
-                white=white)
+                white=white, gamma=gamma)
             if case is not None:
                 cases.append((split, case))
-        k += n
     return cases
 
 
@@ -208,8 +207,10 @@ def main(argv=None) -> int:
     _use_repo(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help=f"CI size: backgrounds {SMALL_IMAGES} (2 each) + 2 XA1 cases")
-    ap.add_argument("--n", type=int, default=80, help="CIMAT cases (spread over the 40 backgrounds; default 80)")
-    ap.add_argument("--n-xa1", type=int, default=10, help="cases on the XA1 cerebral frame (default 10)")
+    ap.add_argument("--n", type=int, default=120, help="CIMAT cases (spread over the 40 backgrounds; default 120)")
+    ap.add_argument("--n-xa1", type=int, default=12, help="cases on the XA1 cerebral frame (default 12)")
+    ap.add_argument("--gamma", type=float, default=1.0, help="display-to-linear exponent of the backgrounds (1: display "
+                    "proportional to intensity; large: close to a log display)")
     ap.add_argument("--images", type=int, nargs="+", help="CIMAT backgrounds (default 1-40)")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--data", type=Path, default=SHARED)
@@ -232,7 +233,7 @@ def main(argv=None) -> int:
         n_xa1 = 0
     print(f"stenosis {stenosis.__version__} from {Path(stenosis.__file__).parent}")
     t0 = time.perf_counter()
-    cases = make_cases(args.data, images, per_image=per_image, n_xa1=n_xa1, seed=args.seed)
+    cases = make_cases(args.data, images, per_image=per_image, n_xa1=n_xa1, seed=args.seed, gamma=args.gamma)
     rows = []
     for split, case in cases:
         r = measure_case(case)

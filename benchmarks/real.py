@@ -277,6 +277,10 @@ def judge(res, mask: np.ndarray | None, path_len_px: float | None) -> dict:
         out["ratio"] = float(np.median(fit / ex))
         out["bias_px"] = float(np.median(fit - ex))
         out["mae_px"] = float(np.mean(np.abs(fit - ex)))
+        edge = prof.edge_diameter_px[ok]
+        good = np.isfinite(edge) & (edge > 0)
+        if good.sum() >= 3:  # the derivative (max-gradient) edges: is the fit or the expert the odd one out?
+            out["edge_ratio"] = float(np.median(edge[good] / ex[good]))
     return out
 
 
@@ -476,6 +480,8 @@ def summarise(rows: list[dict]) -> dict:
         "bias_median": float(np.median(bias)) if bias.size else None,
         "mae_mean": float(np.mean(mae)) if mae.size else None,
         "n_ratio": int(ratios.size),
+        "edge_ratio_median": (float(np.median([r["edge_ratio"] for r in measured if "edge_ratio" in r]))
+                              if any("edge_ratio" in r for r in measured) else None),
         "slide_median": float(np.median(dd)) if dd.size else None,
         "slide_p90": float(np.percentile(dd, 90)) if dd.size else None,
         "n_slides": len(slides),
@@ -508,6 +514,7 @@ def print_tables(cimat_rows: list[dict], xa1_rows: list[dict]) -> None:
     row("trace in expert lumen (>=95% samples)", lambda s: f"{s['in_lumen']}/{s['n_lumen']}")
     row("trace length / skeleton path (median)", lambda s: _f(s["len_ratio_median"]))
     row("fitted / expert width (median)", lambda s: _f(s["ratio_median"]))
+    row("derivative-edge / expert width (median)", lambda s: _f(s["edge_ratio_median"]))
     row("segments within +-20% of expert width", lambda s: _f(s["within20"], "{:.0f}%"))
     row("width bias, median of segments (px)", lambda s: _f(s["bias_median"], "{:+.2f}"))
     row("width MAE, mean of segments (px)", lambda s: _f(s["mae_mean"]))
