@@ -18,8 +18,8 @@ from .result import StenosisResult
 __all__ = ["save_report", "report_figure"]
 
 
-def report_figure(result: StenosisResult, image: np.ndarray | None = None):
-    """A matplotlib Figure of the report (Agg canvas)."""
+def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, auto_confidence: float | None = None):
+    """A matplotlib Figure of the report (Agg canvas); `auto_confidence`: see :func:`save_report`."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -155,12 +155,16 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None):
     fig.text(0.03, 0.905,
              f"{nums}   |   reference: {rw.description}   |   calibration: {cal_txt}   |   {result.file}",
              fontsize=8.5, ha="left")
+    if auto_confidence is not None:
+        fig.text(0.98, 0.872, f"points placed automatically (confidence {auto_confidence:.2f}): a reader must confirm them",
+                 fontsize=9, weight="bold", color="#b35900", ha="right")
     if result.warnings:
         fig.text(0.03, 0.015, "warnings: " + " | ".join(result.warnings)[:260], fontsize=7, color="#8a4b00", ha="left")
     return fig
 
 
-def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Path) -> Path:
+def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Path, *,
+                auto_confidence: float | None = None) -> Path:
     """Write the PNG report of ``result`` to ``path``.
 
     Parameters
@@ -171,6 +175,9 @@ def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Pa
         or when the run is given.
     path : str or Path
         Output PNG.
+    auto_confidence : float, optional
+        The points were placed automatically with this confidence: the report says so
+        and asks a reader to confirm them.
 
     Returns
     -------
@@ -178,6 +185,6 @@ def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = report_figure(result, image)
+    fig = report_figure(result, image, auto_confidence=auto_confidence)
     fig.savefig(path, format="png")
     return path

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -277,3 +277,97 @@ class StenosisResult:
             "distal_rc": _rc(self.distal_rc),
             "parameters": self.parameters,
         }
+
+    def to_row(self, **cells: Any) -> dict[str, Any]:
+        """One flat row over :data:`ROW_COLUMNS` (see :func:`row_from_dict`); `cells` fill or replace cells."""
+        return row_from_dict(self.to_dict(), **cells)
+
+
+#: Columns of one result row, in order: the batch ``results.csv`` and the napari export write
+#: exactly these (:meth:`StenosisResult.to_row`); an empty cell is not applicable or unknown.
+#: ``path`` is the run (batch: relative to the batch folder); ``status`` ok/error with the
+#: one-line ``error``; ``mode`` points/auto with the auto ``confidence``; ``*_row``/``*_col``
+#: are pixels of the analysed frame; ``frame_auto`` .. ``feeding_points`` are the reader's
+#: overrides (``parameters["reader"]``); ``warnings`` joined by `` | ``; ``report``/``sr`` the
+#: output files written for the row (batch: relative to the output folder).
+ROW_COLUMNS: tuple[str, ...] = (
+    "path", "status", "error", "segment", "mode", "confidence", "frame_index",
+    "percent_stenosis", "percent_stenosis_sd", "meets_50",
+    "mld_mm", "mld_px", "mld_row", "mld_col",
+    "reference_diameter_mm", "reference_diameter_px", "reference_choice", "reference_row", "reference_col",
+    "lesion_length_mm", "calibration_source", "mm_per_px",
+    "proximal_row", "proximal_col", "distal_row", "distal_col",
+    "frame_auto", "reference_mode", "reference_override", "mld_override", "waypoints", "feeding_points",
+    "model", "warnings", "run_id", "software_version", "model_sha256", "report", "sr",
+)
+
+
+def _reader_cells(reader: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The reader-override columns from ``parameters["reader"]`` (all empty without one)."""
+    if reader is None:
+        return {}
+    mld = reader.get("mld_rc")
+    return {
+        "frame_auto": "frame" not in reader,
+        "reference_mode": "manual" if reader.get("reference_rc") else reader.get("reference_choice") or "rule",
+        "reference_override": reader.get("reference_rc") is not None,
+        "mld_override": None if mld is None else ";".join(f"{v:g}" for v in mld),
+        "waypoints": " ".join(f"{p[0]:g};{p[1]:g}" for p in reader.get("waypoints_rc") or []),
+        "feeding_points": reader.get("feeding_proximal_rc") is not None,
+    }
+
+
+def row_from_dict(d: Mapping[str, Any], **cells: Any) -> dict[str, Any]:
+    """Flatten a result dict (``StenosisResult.to_dict()`` or a batch journal row) into
+    :data:`ROW_COLUMNS`; `cells` fill or replace cells. None becomes ``""``."""
+    unknown = set(cells) - set(ROW_COLUMNS)
+    if unknown:
+        raise KeyError(f"not row columns: {sorted(unknown)}")
+
+    def at(key: str, i: int) -> Any:
+        p = d.get(key)
+        return None if p is None else p[i]
+
+    cal = d.get("calibration") or {}
+    mm = cal.get("mm_per_px") if isinstance(cal, Mapping) else None
+    sw = d.get("software") or {}
+    params = d.get("parameters")
+    warnings = d.get("warnings") or []
+    row = {
+        "path": d.get("path") or d.get("file"),
+        "status": d.get("status", "ok"),
+        "error": d.get("error"),
+        "segment": d.get("segment"),
+        "mode": d.get("mode"),
+        "confidence": d.get("confidence"),
+        "frame_index": d.get("frame_index"),
+        "percent_stenosis": d.get("percent_stenosis"),
+        "percent_stenosis_sd": (d.get("uncertainty") or {}).get("percent_stenosis_sd"),
+        "meets_50": d.get("meets_50"),
+        "mld_mm": d.get("mld_mm"),
+        "mld_px": d.get("mld_px"),
+        "mld_row": at("mld_rc", 0),
+        "mld_col": at("mld_rc", 1),
+        "reference_diameter_mm": d.get("reference_diameter_mm"),
+        "reference_diameter_px": d.get("reference_diameter_px"),
+        "reference_choice": d.get("reference_choice"),
+        "reference_row": at("reference_rc", 0),
+        "reference_col": at("reference_rc", 1),
+        "lesion_length_mm": d.get("lesion_length_mm"),
+        "calibration_source": cal.get("source") if isinstance(cal, Mapping) else None,
+        "mm_per_px": mm[0] if mm else None,
+        "proximal_row": at("proximal_rc", 0),
+        "proximal_col": at("proximal_rc", 1),
+        "distal_row": at("distal_rc", 0),
+        "distal_col": at("distal_rc", 1),
+        **_reader_cells(params.get("reader") if isinstance(params, Mapping) else None),
+        "model": d.get("model"),
+        "warnings": " | ".join(str(w) for w in warnings) if isinstance(warnings, list) else str(warnings),
+        "run_id": d.get("run_id"),
+        "software_version": sw.get("version"),
+        "model_sha256": sw.get("model_sha256"),
+        "report": d.get("report"),
+        "sr": d.get("sr"),
+        **cells,
+    }
+    return {k: ("" if row.get(k) is None else row[k]) for k in ROW_COLUMNS}

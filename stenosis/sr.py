@@ -14,10 +14,13 @@ references the source image (and frame), and three measurements:
 
 mm values are left out when the run is uncalibrated. By default the SR carries no
 patient identifier: it references a pseudonymous copy of the source image (empty
-patient name, birth date and sex, PatientID = the run id; no institution, referring
-physician or accession number; Study/Series/SOP Instance UIDs replaced by UIDs
-derived with the keyed hash of the run id, :func:`pseudonymous_uid`), so the
-reference structure stays consistent but points at no real study. With
+patient name, birth date and sex, PatientID a keyed hash of the source UIDs (the run
+id); no institution, referring physician or accession number; Study/Series/SOP
+Instance UIDs replaced by keyed hashes of the source UIDs, :func:`pseudonymous_uid`),
+so the reference structure stays consistent but points at no real study. The key is
+the site secret (:func:`site_key`; what the default key does and does not protect:
+``docs/privacy.md``). The SR names the run it measured (its path relative to the batch
+folder, as in ``results.csv``) in the finding's tracking identifier. With
 ``keep_identifiers=True`` (``stenosis batch --sr --keep-identifiers``) it copies
 the patient and study modules of the source image so that it attaches to that
 study in PACS. It is only written on request (``--sr``). Missing type-2
@@ -27,13 +30,22 @@ Imaging 2022;35:1719-37, doi:10.1007/s10278-022-00683-y).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ._version import __version__
 from .errors import InputError, MissingExtraError
+from .io import _id_key, run_id_from_uids
+from .result import row_from_dict
 
-__all__ = ["require_highdicom", "build_sr", "write_sr", "pseudonymous_uid"]
+__all__ = ["require_highdicom", "build_sr", "write_sr", "pseudonymous_uid", "site_key"]
+
+#: Environment variables holding the site secret that keys the SR's pseudonyms (value, or a file).
+SITE_SECRET_ENV = "STENOSIS_SITE_SECRET"
+SITE_SECRET_FILE_ENV = "STENOSIS_SITE_SECRET_FILE"
 
 _SITES = {  # segment -> SNOMED CT artery
     "M1": ("17232002", "Middle cerebral artery"),
@@ -69,17 +81,45 @@ _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDa
           "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
+def _site_secret() -> bytes | None:
+    """The site secret from ``STENOSIS_SITE_SECRET`` or the file ``STENOSIS_SITE_SECRET_FILE`` names."""
+    value = os.environ.get(SITE_SECRET_ENV)
+    if value:
+        return value.encode("utf-8")
+    name = os.environ.get(SITE_SECRET_FILE_ENV)
+    if not name:
+        return None
+    try:
+        data = Path(name).read_bytes().strip()
+    except OSError as exc:
+        raise InputError(f"cannot read the site secret file {name} ({exc.strerror}); fix {SITE_SECRET_FILE_ENV}") from None
+    if not data:
+        raise InputError(f"the site secret file {name} is empty; put the secret in it or unset {SITE_SECRET_FILE_ENV}")
+    return data
+
+
+def site_key() -> bytes:
+    """Key of the SR's pseudonyms: the site secret (``STENOSIS_SITE_SECRET``, else the
+    file named by ``STENOSIS_SITE_SECRET_FILE``), else the run-id key (``STENOSIS_ID_KEY``,
+    else a public default that does not protect against linkage: ``docs/privacy.md``)."""
+    return _site_secret() or _id_key()
+
+
+def _keyed_digest(kind: str, value: str) -> bytes:
+    return hmac.new(site_key(), f"{kind}|{value}".encode("utf-8"), hashlib.sha256).digest()
+
+
 def pseudonymous_uid(kind: str, value: str) -> str:
-    """Deterministic stand-in for a UID: ``2.25.<int>`` of the keyed hash (HMAC-SHA256,
-    key ``STENOSIS_ID_KEY`` as for the run id) of ``kind|value``; 128 bits, at most 44
-    characters, so unrelated to the original without the key."""
-    import hashlib
-    import hmac
+    """Deterministic stand-in for a UID: ``2.25.<int>`` of HMAC-SHA256 under :func:`site_key`
+    of ``kind|value``; 128 bits, at most 44 characters, unrelated to the original without the key."""
+    return "2.25." + str(int.from_bytes(_keyed_digest(kind, value)[:16], "big"))
 
-    from .io import _id_key
 
-    digest = hmac.new(_id_key(), f"{kind}|{value}".encode("utf-8"), hashlib.sha256).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+def _patient_id(row: Mapping[str, Any], study: str, series: str, sop: str) -> str:
+    """The run id; under a site secret a pseudonym keyed by it instead (the run id's key may be public)."""
+    if _site_secret() is None:
+        return str(row.get("run_id") or run_id_from_uids(study, series, sop))
+    return _keyed_digest("patient", f"{study}|{series}|{sop}").hex()[:16]
 
 
 def _text(ds: Any, keyword: str) -> str:
@@ -102,11 +142,6 @@ def _evidence(ds: Any, row: Mapping[str, Any], keep_identifiers: bool):
                 setattr(out, kw, "")
         return out
     study, series, sop = (_text(ds, k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
-    run_id = str(row.get("run_id") or "")
-    if not run_id:
-        from .io import run_id_from_uids
-
-        run_id = run_id_from_uids(study, series, sop)
     out = Dataset()
     out.SOPClassUID = _text(ds, "SOPClassUID") or "1.2.840.10008.5.1.4.1.1.12.1"
     out.StudyInstanceUID = pseudonymous_uid("study", study)
@@ -122,7 +157,7 @@ def _evidence(ds: Any, row: Mapping[str, Any], keep_identifiers: bool):
             pass
     for kw in _TYPE2:
         setattr(out, kw, "")
-    out.PatientID = run_id
+    out.PatientID = _patient_id(row, study, series, sop)
     return out
 
 
@@ -132,14 +167,15 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: 
     Parameters
     ----------
     row : mapping
-        A batch/``measure --json`` row (``percent_stenosis``, ``mld_mm``,
-        ``reference_diameter_mm``, ``mld_rc``, ``segment``, ``frame_index``).
+        A result row (:meth:`stenosis.result.StenosisResult.to_row`, so the SR holds the
+        values of ``results.csv``), or a batch/``measure --json`` dict, flattened the same
+        way. Its ``path`` names the measured run in the SR.
     files : sequence of str
         The run's file (multi-frame) or its single-frame files in frame order.
     keep_identifiers : bool
         Copy the patient and study modules and UIDs of the source (the SR then
         attaches to that study in PACS). Default: a pseudonymous SR (no identifier,
-        deterministic UIDs derived from the source UIDs with the run-id key).
+        deterministic UIDs derived from the source UIDs and the path with :func:`site_key`).
 
     Returns
     -------
@@ -149,25 +185,26 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: 
     import numpy as np
     from pydicom.sr.codedict import codes
 
-    frame = int(row.get("frame_index") or 0)
+    row = row if "mld_row" in row else row_from_dict(row)
+    frame = int(row["frame_index"] or 0)
     source, multi = _source_dataset(files, frame)
     ds = _evidence(source, row, keep_identifiers)
+    seg, path = str(row["segment"]), str(row["path"])
     if keep_identifiers:
         new_uid = lambda kind: hd.UID()  # noqa: E731 - fresh UIDs, as any new instance
     else:
-        base = f"{ds.SOPInstanceUID}|{row.get('segment')}|{frame}"
+        base = f"{ds.SOPInstanceUID}|{seg}|{frame}|{path}"
         new_uid = lambda kind: pseudonymous_uid(kind, base)  # noqa: E731 - same input, same SR
     n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     ref_frames = [frame + 1] if multi and n_frames > 1 else None
     src = hd.sr.SourceImageForRegion.from_source_image(ds, referenced_frame_numbers=ref_frames)
-    r, c = (float(v) for v in (row.get("mld_rc") or row.get("proximal_rc")))
+    r, c = (float(row[k]) for k in (("mld_row", "mld_col") if row["mld_row"] != "" else ("proximal_row", "proximal_col")))
     # SCOORD: (column, row), origin at the top-left corner of the top-left pixel
     region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POINT,
         graphic_data=np.array([[c + 0.5, r + 0.5]]),
         source_image=src,
     )
-    seg = str(row.get("segment"))
     site_code = _SITES.get(seg)
     sites = (
         [hd.sr.FindingSite(anatomic_location=hd.sr.CodedConcept(site_code[0], "SCT", site_code[1]))]
@@ -182,7 +219,7 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: 
         algorithm_id=algo,
     )
     measurements = [pct]
-    if row.get("mld_mm") is not None:
+    if row["mld_mm"] != "":
         measurements.append(
             hd.sr.Measurement(
                 name=hd.sr.CodedConcept("397413000", "SCT", "Vessel lumen diameter"),
@@ -192,7 +229,7 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: 
                 algorithm_id=algo,
             )
         )
-    if row.get("reference_diameter_mm") is not None:
+    if row["reference_diameter_mm"] != "":
         measurements.append(
             hd.sr.Measurement(
                 name=hd.sr.CodedConcept("397413000", "SCT", "Vessel lumen diameter"),
@@ -203,7 +240,7 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: 
             )
         )
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid("sr-tracking"), identifier=f"{seg} stenosis"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid("sr-tracking"), identifier=f"{seg} stenosis in {path}" if path else f"{seg} stenosis"),
         referenced_region=region,
         finding_type=hd.sr.CodedConcept("415582006", "SCT", "Stenosis"),
         finding_sites=sites,

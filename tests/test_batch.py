@@ -252,9 +252,11 @@ def test_resume_skips_done_runs(tmp_path):
     assert (s.n_skipped, s.n_run, s.n_total) == (3, 3, 6)
     rows = {r["path"]: r for r in _csv_rows(out)}
     assert [rows[n]["run_id"] == "FROM-FIRST-PASS" for n in names] == [True] * 3 + [False] * 3
-    # without --resume the journal starts afresh
-    s = run_batch(_tasks(root, names), out, jobs=0, work=fake_work, progress=False)
+    # --overwrite starts afresh, the earlier outputs moved aside
+    s = run_batch(_tasks(root, names), out, jobs=0, overwrite=True, work=fake_work, progress=False)
     assert s.n_skipped == 0 and s.n_run == 6
+    (aside,) = out.glob("previous-*")
+    assert (aside / "results.csv").is_file() and (aside / "results.jsonl").is_file()
 
 
 def test_resume_ignores_and_repairs_a_torn_last_line(tmp_path):
@@ -380,7 +382,7 @@ def test_cli_unreadable_or_empty_folder_exits_3(tmp_path):
     assert r.exit_code == 3 and "not a readable folder" in r.output
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no runs here")
-    r = _cli([tmp_path / "empty", "--auto", "--out", tmp_path / "o"])
+    r = _cli([tmp_path / "empty", "--auto", "--segment", "M1", "--out", tmp_path / "o"])
     assert r.exit_code == 3 and "no DICOM runs found" in r.output
     assert len(r.output.strip().splitlines()) == 1
 
@@ -431,9 +433,10 @@ def test_real_batch_points_jobs_1_vs_2_and_bad_files(phantom_folder, tmp_path):
         assert rows[bad]["status"] == "error" and rows[bad]["error"]
     # --sr: one SR per ok run, holding the row's percent stenosis
     hd = pytest.importorskip("highdicom")
-    srs = sorted((tmp_path / "o1/sr").glob("*.dcm"))
-    assert [p.name for p in srs] == ["site0__p0.dcm.dcm", "site1__p1.dcm.dcm"]
-    (group,) = hd.sr.srread(srs[1]).content.get_planar_roi_measurement_groups()
+    named = {x["path"]: x["sr"] for x in _csv_rows(tmp_path / "o1") if x["sr"]}
+    assert sorted(named) == sorted(truths) and all(v.startswith("sr/site") for v in named.values())
+    assert sorted(p.name for p in (tmp_path / "o1/sr").glob("*.dcm")) == sorted(Path(v).name for v in named.values())
+    (group,) = hd.sr.srread(tmp_path / "o1" / named["site1/p1.dcm"]).content.get_planar_roi_measurement_groups()
     pct = [m.value for m in group.get_measurements() if m.unit.value == "%"]
     assert pct == [pytest.approx(float(rows["site1/p1.dcm"]["percent_stenosis"]))]
     text = (tmp_path / "o2/results.csv").read_text() + (tmp_path / "o2/results.jsonl").read_text()
@@ -489,7 +492,7 @@ def test_real_batch_applies_reader_overrides(phantom_folder, tmp_path):
 @pytest.mark.slow
 def test_real_batch_auto_finds_the_lesions(phantom_folder, tmp_path):
     root, _, truths = phantom_folder
-    r = _cli([root, "--auto", "--out", tmp_path / "o", "--jobs", "1", "--model", "classical", "-q"])
+    r = _cli([root, "--auto", "--segment", "M1", "--out", tmp_path / "o", "--jobs", "1", "--model", "classical", "-q"])
     assert r.exit_code == 0, r.output
     rows = {x["path"]: x for x in read_jsonl(tmp_path / "o/results.jsonl")}
     assert rows["site0/truncated.dcm"]["status"] == "error"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .. import batch as lib
 from ._common import EXIT_INPUT, debug_option, error_boundary, fail
 
 
@@ -21,9 +22,13 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
 @click.option(
     "--segment",
     type=click.Choice(["ICA", "M1", "V4", "BA"], case_sensitive=False),
-    default="M1",
-    show_default=True,
-    help="WASID segment assumed for --auto runs.",
+    default=None,
+    help="With --auto: the artery of every run of DIR (or give --segments).",
+)
+@click.option(
+    "--segments",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --auto: CSV with path,segment[,frame] naming each run's artery; path relative to DIR.",
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--jobs", type=click.IntRange(0), default=1, show_default=True, help="Worker processes (0: in this process).")
@@ -35,6 +40,7 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
     help="Seconds allowed per run; a run past it becomes an error row.",
 )
 @click.option("--resume", is_flag=True, help="Skip runs already in OUT/results.jsonl.")
+@click.option("--overwrite", is_flag=True, help="Move what OUT holds into OUT/previous-<timestamp>/ first.")
 @click.option(
     "--model", type=click.Choice(["unet", "classical"]), default="unet", show_default=True, help="Vessel model."
 )
@@ -53,11 +59,13 @@ def command(
     folder: Path,
     points: Path | None,
     auto: bool,
-    segment: str,
+    segment: str | None,
+    segments: Path | None,
     out: Path,
     jobs: int,
     timeout: float,
     resume: bool,
+    overwrite: bool,
     model: str,
     sr: bool,
     keep_identifiers: bool,
@@ -69,37 +77,58 @@ def command(
     """Measure every run of DIR, with a points file or --auto.
 
     Writes OUT/results.csv (one row per run, status ok/error), OUT/results.jsonl
-    (the measure JSON per run), OUT/reports/<run>.png and OUT/summary.png. A bad
-    file is an error row; the batch goes on. Exit 0 when the batch ran (even with
-    error rows), 3 when DIR cannot be read or holds no runs.
+    (the measure JSON per run), OUT/reports/<stem>.png and OUT/summary.png; the rows
+    name each run's files. A bad file is an error row; the batch goes on. Exit 0 when
+    the batch ran (even with error rows), 2 on a usage error (OUT not empty without
+    --resume/--overwrite, --auto without the artery), 3 when DIR cannot be read or
+    holds no runs, 143 on SIGTERM (after writing what was done).
     """
-    if (points is None) == (not auto):
-        raise click.UsageError("give exactly one of --points CSV or --auto")
-    from .. import batch as lib
-
+    _check_usage(points, auto, segment, segments, resume, overwrite)
     if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
         fail(f"{folder} is not a readable folder; give the folder that holds the runs", EXIT_INPUT)
-    if points is not None:
-        try:
+    try:
+        if points is not None:
             tasks = lib.read_points(points, folder)
-        except lib.PointsFileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--points") from None
-    else:
-        tasks = lib.auto_tasks(folder, segment=segment.upper())
+        elif segments is not None:
+            tasks = lib.read_segments(segments, folder)
+        else:
+            tasks = lib.auto_tasks(folder, segment=segment.upper())
+    except lib.PointsFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--points" if points is not None else "--segments") from None
     if debug:
         os.environ["STENOSIS_BATCH_DEBUG"] = "1"
-    summary = lib.run_batch(
-        tasks,
-        out,
-        jobs=jobs,
-        timeout=timeout,
-        resume=resume,
-        model=model,
-        reports=not no_reports,
-        sr=sr,
-        keep_identifiers=keep_identifiers,
-        scheduler=scheduler,
-        progress=not quiet,
-    )
+    try:
+        summary = lib.run_batch(
+            tasks,
+            out,
+            jobs=jobs,
+            timeout=timeout,
+            resume=resume,
+            overwrite=overwrite,
+            model=model,
+            reports=not no_reports,
+            sr=sr,
+            keep_identifiers=keep_identifiers,
+            scheduler=scheduler,
+            progress=not quiet,
+        )
+    except lib.OutputFolderError as exc:
+        raise click.UsageError(str(exc)) from None
+    except lib.BatchTerminated:
+        fail(f"terminated; the runs done so far are in {out / lib.CSV_NAME}", lib.BatchTerminated.exit_code)
     click.echo(f"stenosis batch: {summary.line()} in {summary.elapsed_s:.0f} s")
     click.echo(f"results: {out / lib.CSV_NAME}")
+
+
+def _check_usage(points, auto, segment, segments, resume, overwrite) -> None:
+    """One-line usage errors for option combinations (exit 2)."""
+    if (points is None) == (not auto):
+        raise click.UsageError("give exactly one of --points CSV or --auto")
+    if points is not None and (segment or segments):
+        raise click.UsageError("--segment/--segments are for --auto; the points file gives each run's segment")
+    if auto and (segment is None) == (segments is None):
+        raise click.UsageError(
+            "--auto needs the artery: give --segment {ICA,M1,V4,BA} for all runs or --segments CSV (path,segment)"
+        )
+    if resume and overwrite:
+        raise click.UsageError("give --resume (continue OUT) or --overwrite (start afresh), not both")

@@ -26,6 +26,7 @@ import numpy as np
 
 import stenosis
 from stenosis import ModelName, ReferenceChoice, Segment
+from stenosis.result import ROW_COLUMNS, row_from_dict
 
 from . import __version__
 
@@ -564,64 +565,33 @@ def overlay_geometry(result: Any) -> dict[str, np.ndarray]:
     }
 
 
-#: columns of the exported CSV row, in order
-CSV_COLUMNS = (
-    "file", "run_id", "segment", "frame_index", "percent_stenosis", "meets_50",
-    "mld_mm", "mld_px", "mld_row", "mld_col",
-    "reference_diameter_mm", "reference_diameter_px", "reference_choice", "reference_row", "reference_col",
-    "lesion_length_mm", "calibration_source", "mm_per_px",
-    "proximal_row", "proximal_col", "distal_row", "distal_col",
-    "frame_auto", "reference_mode", "reference_override", "mld_override", "waypoints", "feeding_points", "model",
-    "software_version", "model_sha256", "napari_stenosis_version", "warnings", "exported_at",
-)
+#: columns of the exported CSV row, in order: the library's one result-row schema (as ``stenosis batch``)
+CSV_COLUMNS = ROW_COLUMNS
 
 
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
-    """Flatten an export record (see :meth:`ReadingSession.export_record`) to one CSV row."""
-    r, reader, sw = record["result"], record["reader"], record["software"]
-    cal = r.get("calibration") or {}
-    mm = cal.get("mm_per_px")
+    """Flatten an export record (see :meth:`ReadingSession.export_record`) to one CSV row
+    (:func:`stenosis.result.row_from_dict`, the reader's choices in the override columns)."""
+    reader = record["reader"]
+    mld = reader.get("mld_override_rc")
+    return row_from_dict(
+        record["result"],
+        proximal_row=_at(reader.get("proximal_rc"), 0),
+        proximal_col=_at(reader.get("proximal_rc"), 1),
+        distal_row=_at(reader.get("distal_rc"), 0),
+        distal_col=_at(reader.get("distal_rc"), 1),
+        frame_auto=reader.get("frame_auto"),
+        reference_mode=reader.get("reference_mode"),
+        reference_override=reader.get("reference_override_rc") is not None,
+        mld_override=None if mld is None else ";".join(f"{v:g}" for v in mld),
+        waypoints=" ".join(f"{p[0]:g};{p[1]:g}" for p in reader.get("waypoints_rc") or []),
+        feeding_points=bool(reader.get("feeding_points_rc")),
+        model=record["result"].get("model") or reader.get("model"),
+    )
 
-    def at(p: Any, i: int) -> Any:
-        return None if p is None else p[i]
 
-    row = {
-        "file": r.get("file"),
-        "run_id": r.get("run_id"),
-        "segment": r.get("segment"),
-        "frame_index": r.get("frame_index"),
-        "percent_stenosis": r.get("percent_stenosis"),
-        "meets_50": r.get("meets_50"),
-        "mld_mm": r.get("mld_mm"),
-        "mld_px": r.get("mld_px"),
-        "mld_row": at(r.get("mld_rc"), 0),
-        "mld_col": at(r.get("mld_rc"), 1),
-        "reference_diameter_mm": r.get("reference_diameter_mm"),
-        "reference_diameter_px": r.get("reference_diameter_px"),
-        "reference_choice": r.get("reference_choice"),
-        "reference_row": at(r.get("reference_rc"), 0),
-        "reference_col": at(r.get("reference_rc"), 1),
-        "lesion_length_mm": r.get("lesion_length_mm"),
-        "calibration_source": cal.get("source"),
-        "mm_per_px": None if not mm else mm[0],
-        "proximal_row": at(reader.get("proximal_rc"), 0),
-        "proximal_col": at(reader.get("proximal_rc"), 1),
-        "distal_row": at(reader.get("distal_rc"), 0),
-        "distal_col": at(reader.get("distal_rc"), 1),
-        "frame_auto": reader.get("frame_auto"),
-        "reference_mode": reader.get("reference_mode"),
-        "reference_override": reader.get("reference_override_rc") is not None,
-        "mld_override": "" if reader.get("mld_override_rc") is None else ";".join(f"{v:g}" for v in reader["mld_override_rc"]),
-        "waypoints": " ".join(f"{p[0]:g};{p[1]:g}" for p in reader.get("waypoints_rc") or []),
-        "feeding_points": bool(reader.get("feeding_points_rc")),
-        "model": r.get("model") or reader.get("model"),
-        "software_version": sw.get("version"),
-        "model_sha256": sw.get("model_sha256"),
-        "napari_stenosis_version": sw.get("napari_stenosis"),
-        "warnings": " | ".join(r.get("warnings") or []),
-        "exported_at": record.get("exported_at"),
-    }
-    return {k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS}
+def _at(p: Any, i: int) -> Any:
+    return None if p is None else p[i]
 
 
 def save_png(path: str | Path, result: Any, *, view_rgb: np.ndarray | None = None, dpi: int = 110) -> Path:

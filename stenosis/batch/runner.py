@@ -1,0 +1,268 @@
+"""Run a batch: tasks in, ``OUT/results.jsonl``, ``results.csv``, ``summary.png``, reports and SRs out.
+
+Rows are sorted by path (then segment, frame) whatever the completion order, and
+every worker runs torch with one thread, so ``--jobs 1`` and ``--jobs 2`` give
+identical numbers. SIGTERM ends a batch like SIGINT: the rows finished so far are
+written to ``results.csv`` and :class:`BatchTerminated` is raised (the CLI exits 143).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ..enums import ModelName
+from .outputs import (
+    CSV_NAME,
+    JSONL_NAME,
+    SUMMARY_NAME,
+    Journal,
+    prepare_out_dir,
+    read_jsonl,
+    row_sort_key,
+    write_results_csv,
+    write_sorted_jsonl,
+)
+from .pool import DEFAULT_MAX_TASKS_PER_CHILD, run_dask, run_inline, run_processes
+from .summary import needs_confirmation, write_summary_figure
+from .tasks import Task
+from .work import WorkOptions, measure_one
+
+__all__ = ["BatchSummary", "BatchTerminated", "run_batch"]
+
+
+class BatchTerminated(KeyboardInterrupt):
+    """The batch process got SIGTERM; what was done is written (exit status 143)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`BatchTerminated` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise BatchTerminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch did. ``n_ok + n_error == n_total`` (rows in ``results.csv``)."""
+
+    n_total: int
+    n_ok: int
+    n_error: int
+    n_meets_50: int
+    n_skipped: int  # already in results.jsonl and skipped by --resume
+    n_run: int  # measured in this invocation
+    n_timeout: int
+    elapsed_s: float
+    out_dir: str
+    peak_rss_mb_per_worker: dict[int, float] = field(default_factory=dict)
+    flagged: tuple[str, ...] = ()  # paths of runs with percent stenosis >= 50
+    n_confirm: int = 0  # runs whose >= 50% call a reader should confirm (near 50%: see measurement.borderline_warning)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["peak_rss_mb_per_worker"] = {str(k): v for k, v in self.peak_rss_mb_per_worker.items()}
+        d["flagged"] = list(self.flagged)
+        return d
+
+    def line(self) -> str:
+        """One-line closing summary."""
+        s = (
+            f"{self.n_total} runs: {self.n_ok} ok, {self.n_error} error, "
+            f"{self.n_meets_50} with stenosis >= 50%"
+        )
+        if self.n_confirm:
+            s += f" ({self.n_confirm} within the measurement's uncertainty of 50%: a reader should confirm them)"
+        if self.n_skipped:
+            s += f" ({self.n_skipped} already done, skipped)"
+        return s
+
+
+def run_batch(
+    tasks: Sequence[Task],
+    out_dir: str | os.PathLike,
+    *,
+    jobs: int = 1,
+    timeout: float | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    model: str = "unet",
+    reports: bool = True,
+    sr: bool = False,
+    keep_identifiers: bool = False,
+    scheduler: Any = None,
+    work: Callable[[Task, Any], dict[str, Any]] | None = None,
+    options: Any = None,
+    max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD,
+    warm: bool = True,
+    progress: bool = True,
+    summary_figure: bool = True,
+) -> BatchSummary:
+    """Measure every task and write the batch outputs to `out_dir`.
+
+    Parameters
+    ----------
+    tasks : sequence of Task
+        From :func:`read_points`, :func:`read_segments` or :func:`auto_tasks`.
+    out_dir : path
+        Gets ``results.jsonl`` (journal), ``results.csv``, ``summary.png``,
+        ``reports/<stem>.png`` and, with `sr`, ``sr/<stem>.dcm`` (one stem per task,
+        :func:`output_stem`; the rows name these files in ``report`` and ``sr``).
+    jobs : int
+        Worker processes; 0 measures in this process (no timeout possible).
+    timeout : float, optional
+        Seconds of measurement allowed per run; a run past it is killed and
+        becomes an error row.
+    resume : bool
+        Skip tasks whose key already has a row in ``results.jsonl`` (ok or error).
+    overwrite : bool
+        First move what `out_dir` holds into ``out_dir/previous-<timestamp>/``. With
+        neither `resume` nor `overwrite` a non-empty `out_dir` raises
+        :class:`OutputFolderError`.
+    model : {"unet", "classical"}
+    keep_identifiers : bool
+        With `sr`: the SR keeps the source's patient/study identifiers (default: none).
+    scheduler : str or distributed.Client, optional
+        Dask scheduler address (``tcp://host:8786``) or a client: run there.
+    work : callable, optional
+        ``work(task, options) -> row``; default :func:`measure_one`. Must be
+        importable by name (it is sent to worker processes).
+    max_tasks_per_child : int
+        A worker process is replaced after this many runs (flat memory).
+    progress : bool
+        Rich progress bar with ETA on stderr.
+
+    Returns
+    -------
+    BatchSummary
+
+    Raises
+    ------
+    BatchTerminated
+        On SIGTERM, after writing the outputs of what was done.
+    """
+    t_start = time.monotonic()
+    out = Path(out_dir)
+    prepare_out_dir(out, resume=resume, overwrite=overwrite)
+    model = str(ModelName(str(model)))
+    work = work or measure_one
+    if options is None:
+        options = WorkOptions(
+            out_dir=str(out.absolute()),
+            model=model,
+            reports=reports,
+            sr=sr,
+            keep_identifiers=keep_identifiers,
+            auto=any(t.mode == "auto" for t in tasks),
+        )
+    if sr and work is measure_one:
+        from ..sr import require_highdicom  # highdicom: the [sr] extra
+
+        require_highdicom()
+    jsonl = out / JSONL_NAME
+    done_rows = {r.get("key") or r.get("path"): r for r in read_jsonl(jsonl)} if resume else {}
+    keys = {t.key or t.path for t in tasks}
+    todo = [t for t in tasks if (t.key or t.path) not in done_rows]
+    n_skipped = sum(1 for k in keys if k in done_rows)
+
+    journal = Journal(jsonl)
+    rss: dict[int, float] = {}
+    prog, advance = _progress(len(todo)) if progress and todo else (None, lambda counts: None)
+    counts = {"ok": 0, "error": 0}
+
+    def on_row(row: dict[str, Any]) -> None:
+        journal.append(row)
+        counts["ok" if row.get("status") == "ok" else "error"] += 1
+        advance(counts)
+
+    n_timeout = 0
+    with _sigterm_as_interrupt():
+        try:
+            if not todo:
+                pass
+            elif scheduler is not None:
+                n_timeout = run_dask(todo, work, options, scheduler=scheduler, timeout=timeout, on_row=on_row)
+            elif jobs <= 0:
+                run_inline(todo, work, options, on_row)
+            else:
+                n_timeout = run_processes(todo, work, options, jobs=jobs, timeout=timeout,
+                                          max_tasks_per_child=max(1, max_tasks_per_child), warm=warm,
+                                          on_row=on_row, rss=rss)
+        finally:
+            if prog is not None:
+                prog.stop()
+            journal.close()
+            rows = read_jsonl(jsonl)
+            write_sorted_jsonl(rows, jsonl)
+            write_results_csv(rows, out / CSV_NAME)
+            if summary_figure:
+                write_summary_figure(rows, out / SUMMARY_NAME)
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    flagged = sorted(
+        (r for r in ok if r.get("percent_stenosis") is not None and float(r["percent_stenosis"]) >= 50.0),
+        key=row_sort_key,
+    )
+    return BatchSummary(
+        n_total=len(rows),
+        n_ok=len(ok),
+        n_error=len(rows) - len(ok),
+        n_meets_50=len(flagged),
+        n_skipped=n_skipped,
+        n_run=counts["ok"] + counts["error"],
+        n_timeout=n_timeout,
+        elapsed_s=time.monotonic() - t_start,
+        out_dir=str(out),
+        peak_rss_mb_per_worker=dict(rss),
+        flagged=tuple(r["path"] for r in flagged),
+        n_confirm=sum(needs_confirmation(r) for r in ok),
+    )
+
+
+def _progress(total: int):
+    """A started rich progress bar on stderr and its ``advance(counts)``."""
+    prog = Progress(
+        TextColumn("[bold]measuring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    prog.start()
+    bar = prog.add_task("batch", total=total, status="")
+
+    def advance(counts: Mapping[str, int]) -> None:
+        prog.update(bar, advance=1, status=f"{counts['ok']} ok, {counts['error']} error")
+
+    return prog, advance

@@ -1,0 +1,112 @@
+"""The batch summary figure: percent stenosis of every measured run against the 50% line."""
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..wasid import borderline_warning
+from .outputs import atomic_save, row_sort_key
+
+__all__ = ["write_summary_figure", "needs_confirmation", "LABEL_ALL_MAX"]
+
+#: Up to this many measured runs every dot is labelled; above it only the runs >= 50%.
+LABEL_ALL_MAX = 30
+
+
+def percent_sd(row: Mapping[str, Any]) -> float:
+    sd = (row.get("uncertainty") or {}).get("percent_stenosis_sd")
+    return float(sd) if sd is not None else float("nan")
+
+
+def needs_confirmation(row: Mapping[str, Any]) -> bool:
+    """Whether an ok row's >= 50% call is close enough to 50% to ask a reader (the measure rule)."""
+    pct = row.get("percent_stenosis")
+    return pct is not None and borderline_warning(float(pct), percent_sd(row)) is not None
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    """Short run label of a dot: the file name (and the segment/frame of a repeated path)."""
+    name = Path(str(row.get("path"))).name
+    key = str(row.get("key") or "")
+    return name + key[len(str(row.get("path"))):] if key.startswith(str(row.get("path"))) else name
+
+
+def _error_lines(err: Sequence[Mapping[str, Any]], width: int = 70, n_max: int = 8) -> list[str]:
+    lines = []
+    for r in err[:n_max]:
+        text = f"{r.get('path')}: {r.get('error') or 'error'}"
+        lines += textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="    ", max_lines=2,
+                               placeholder=" ...")
+    if len(err) > n_max:
+        lines.append(f"  ... and {len(err) - n_max} more (see results.csv)")
+    return lines
+
+
+def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Batch summary figure: percent stenosis of every measured run against the 50% line.
+
+    Left: one labelled dot per ok run (jittered strip, per segment) with the 50% threshold;
+    middle: a histogram; right: the flagged runs (>= 50%) and the error rows with their reason.
+    """
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt  # after the backend is chosen
+
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("percent_stenosis") is not None]
+    err = sorted((r for r in rows if r.get("status") != "ok"), key=row_sort_key)
+    flagged = sorted((r for r in ok if float(r["percent_stenosis"]) >= 50.0), key=row_sort_key)
+    fig, (ax_strip, ax_hist, ax_txt) = plt.subplots(
+        1, 3, figsize=(15, 5.4), gridspec_kw={"width_ratios": [2.4, 1.6, 2.6]}
+    )
+    label_all = len(ok) <= LABEL_ALL_MAX
+    segs = sorted({str(r.get("segment")) for r in ok}) or ["-"]
+    rng = np.random.default_rng(0)  # fixed jitter: the figure is reproducible
+    for i, seg in enumerate(segs):
+        runs = sorted((r for r in ok if str(r.get("segment")) == seg), key=row_sort_key)
+        vals = np.array([float(r["percent_stenosis"]) for r in runs])
+        if vals.size:
+            x = i + rng.uniform(-0.18, 0.18, vals.size)
+            colors = np.where(vals >= 50.0, "tab:red", "tab:blue")
+            sds = np.array([percent_sd(r) for r in runs])
+            has = np.isfinite(sds)
+            if has.any():  # +-2 SD of each measurement
+                ax_strip.errorbar(x[has], vals[has], yerr=2 * sds[has], fmt="none", ecolor="0.6", elinewidth=0.7, zorder=1)
+            ax_strip.scatter(x, vals, c=colors, s=18, alpha=0.8, edgecolors="none", zorder=2)
+            for xi, v, r in zip(x, vals, runs):
+                if label_all or v >= 50.0:
+                    ax_strip.annotate(_label(r), (xi, v), xytext=(4, 0), textcoords="offset points", fontsize=6,
+                                      va="center", color="0.25", clip_on=True)
+    ax_strip.axhline(50.0, color="tab:red", ls="--", lw=1)
+    ax_strip.set_xticks(range(len(segs)), segs)
+    ax_strip.set_xlim(-0.6, len(segs) - 0.2)
+    ax_strip.set_ylim(0, 100)
+    ax_strip.set_ylabel("percent stenosis (WASID)")
+    n_confirm = sum(needs_confirmation(r) for r in ok)
+    ax_strip.set_title(f"{len(ok)} measured, {len(flagged)} >= 50%, {n_confirm} to confirm (bars: +-2 SD)"
+                       + ("" if label_all else "\nlabels: runs >= 50% only"), fontsize=10)
+    vals_all = np.array([float(r["percent_stenosis"]) for r in ok])
+    ax_hist.hist(vals_all, bins=np.arange(0, 105, 5), color="tab:blue", alpha=0.8)
+    ax_hist.axvline(50.0, color="tab:red", ls="--", lw=1)
+    ax_hist.set_xlabel("percent stenosis")
+    ax_hist.set_ylabel("runs")
+    ax_hist.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax_hist.set_title("distribution")
+    ax_txt.axis("off")
+    lines = [f"flagged (>= 50%): {len(flagged)}"]
+    lines += [f"  {r['path']} [{r.get('segment')}] {float(r['percent_stenosis']):.0f}%" for r in flagged[:14]]
+    if len(flagged) > 14:
+        lines.append(f"  ... and {len(flagged) - 14} more (see results.csv)")
+    lines.append(f"errors: {len(err)}")
+    lines += _error_lines(err)
+    ax_txt.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7.5)
+    fig.tight_layout()
+    try:
+        atomic_save(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"), ".png")
+    finally:
+        plt.close(fig)

@@ -1,0 +1,355 @@
+"""Batch tasks: one run + one segment (+ the reader's points), from a points file or ``--auto``."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..enums import Segment
+from ..errors import InputError
+from ..io import RunSource, find_runs, read_run
+
+__all__ = [
+    "POINT_COLUMNS",
+    "SEGMENT_COLUMNS",
+    "DICOM_SUFFIXES",
+    "PointsFileError",
+    "Task",
+    "read_points",
+    "read_segments",
+    "auto_tasks",
+]
+
+#: Required columns of a points file; ``frame`` is optional.
+POINT_COLUMNS: tuple[str, ...] = (
+    "path",
+    "segment",
+    "proximal_row",
+    "proximal_col",
+    "distal_row",
+    "distal_col",
+)
+
+#: Required columns of an ``--auto`` segments file (the artery of each run); ``frame`` is optional.
+SEGMENT_COLUMNS: tuple[str, ...] = ("path", "segment")
+
+#: File name endings taken for runs even without the DICOM preamble, so that a
+#: broken ``.dcm`` in an --auto folder is an error row rather than silently ignored.
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+
+
+class PointsFileError(InputError):
+    """The points CSV is malformed (missing columns, bad values, duplicate rows)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of batch work: one run, one segment.
+
+    Attributes
+    ----------
+    path : str
+        Run path relative to the batch folder (POSIX separators); what outputs show.
+    source : str
+        Absolute path the worker reads (a file, or a folder of single-frame files).
+    segment : str
+        ``"ICA"``, ``"M1"``, ``"V4"`` or ``"BA"``.
+    proximal, distal : tuple of float or None
+        Reader's points (row, col) in pixels; None in auto mode.
+    frame : int or None
+        0-based frame index; None lets the measurement choose.
+    mode : str
+        ``"points"`` or ``"auto"``.
+    key : str
+        Unique id of the task within the batch (the path, plus segment/frame when a
+        path occurs more than once); used by ``--resume`` and to name outputs.
+    files : tuple of str
+        When set, the exact files of the run (a single-frame series found by
+        :func:`stenosis.io.find_runs`); `source` is then their common folder.
+    reference_choice : str or None
+        Reader-forced WASID site (``proximal`` or ``distal``); optional column.
+    mld : tuple of float or None
+        Reader-placed MLD (row, col); optional columns ``mld_row``, ``mld_col``.
+    waypoints : tuple of (row, col)
+        Inner centerline points; optional column ``waypoints`` as ``row col;row col``.
+    """
+
+    path: str
+    source: str
+    segment: str
+    proximal: tuple[float, float] | None = None
+    distal: tuple[float, float] | None = None
+    frame: int | None = None
+    mode: str = "points"
+    key: str = ""
+    files: tuple[str, ...] = ()
+    reference_choice: str | None = None
+    mld: tuple[float, float] | None = None
+    waypoints: tuple[tuple[float, float], ...] = ()
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.segment, -1 if self.frame is None else self.frame, self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["proximal"] = list(self.proximal) if self.proximal is not None else None
+        d["distal"] = list(self.distal) if self.distal is not None else None
+        d["files"] = list(self.files)
+        d["mld"] = list(self.mld) if self.mld is not None else None
+        d["waypoints"] = [list(w) for w in self.waypoints]
+        return d
+
+    def read(self):
+        """Read this task's run (:func:`stenosis.io.read_run`)."""
+        return read_run(RunSource(tuple(self.files)) if self.files else self.source)
+
+
+def _norm_rel(path: str) -> str:
+    return Path(path).as_posix().lstrip("./") if not os.path.isabs(path) else Path(path).as_posix()
+
+
+def _assign_keys(tasks: list[Task]) -> list[Task]:
+    """Give each task a unique key: the path, qualified only where a path repeats."""
+    count: dict[str, int] = {}
+    for t in tasks:
+        count[t.path] = count.get(t.path, 0) + 1
+    out = []
+    for t in tasks:
+        key = t.path
+        if count[t.path] > 1:
+            key = f"{t.path}#{t.segment}" + ("" if t.frame is None else f"#f{t.frame}")
+        out.append(replace(t, key=key))
+    # two series in one folder share a path: number them in (sorted) order
+    seen: dict[str, int] = {}
+    for i, t in enumerate(out):
+        n = seen[t.key] = seen.get(t.key, 0) + 1
+        if n > 1:
+            out[i] = replace(t, key=f"{t.key}#{n}")
+    return sorted(out, key=Task.sort_key)
+
+
+Cell = Callable[[str], str]
+
+
+def _table_rows(csv_path: str | os.PathLike, required: tuple[str, ...], what: str) -> Iterator[tuple[int, str, Cell, dict]]:
+    """``(lineno, where, cell, idx)`` per non-empty row of a points-like CSV (header checked)."""
+    csv_path = Path(csv_path)
+    name = csv_path.name
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise PointsFileError(f"{what} {name} is not UTF-8 text; save it as a UTF-8 CSV") from None
+    except OSError as exc:
+        raise PointsFileError(f"cannot read {what} {name} ({exc.strerror}); check the path") from None
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise PointsFileError(f"{what} {name} is empty; it needs a header row: {','.join(required)}[,frame]") from None
+    cols = [c.strip().lower() for c in header]
+    missing = [c for c in required if c not in cols]
+    if missing:
+        raise PointsFileError(
+            f"{what} {name} lacks column(s) {','.join(missing)}; expected header: {','.join(required)}[,frame]"
+        )
+    dup_cols = sorted({c for c in cols if c and cols.count(c) > 1})
+    if dup_cols:
+        raise PointsFileError(f"{what} {name} has duplicate column(s) {','.join(dup_cols)}; keep one of each")
+    idx = {c: cols.index(c) for c in cols if c}
+    n = 0
+    for lineno, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+
+        def cell(col: str, row: list[str] = row) -> str:
+            i = idx[col]
+            return row[i].strip() if i < len(row) else ""
+
+        n += 1
+        yield lineno, f"{what} {name} line {lineno}", cell, idx
+    if not n:
+        raise PointsFileError(f"{what} {name} has a header but no rows; add one row per run")
+
+
+def _path_segment_frame(where: str, cell: Cell, idx: dict) -> tuple[str, str, int | None]:
+    """The ``path``, ``segment`` and optional ``frame`` cells of one row, checked."""
+    path = cell("path")
+    if not path:
+        raise PointsFileError(f"{where}: empty path; give the run path relative to the batch folder")
+    seg = cell("segment").upper()
+    segments = {s.value for s in Segment}
+    if seg not in segments:
+        raise PointsFileError(f"{where}: segment {cell('segment')!r} is not one of {','.join(sorted(segments))}")
+    frame: int | None = None
+    if "frame" in idx and cell("frame") != "":
+        raw = cell("frame")
+        try:
+            fv = float(raw)
+            if not fv.is_integer() or fv < 0:
+                raise ValueError
+            frame = int(fv)
+        except ValueError:
+            raise PointsFileError(
+                f"{where}: frame {raw!r} is not a frame number (0-based integer, or leave it empty)"
+            ) from None
+    return path, seg, frame
+
+
+def _read_tasks(csv_path, root, required: tuple[str, ...], what: str, make: Callable[..., dict]) -> list[Task]:
+    """Tasks of a points-like CSV; ``make(where, cell, idx)`` gives each row's extra Task fields."""
+    root = Path(root)
+    tasks: list[Task] = []
+    seen: dict[tuple, int] = {}
+    for lineno, where, cell, idx in _table_rows(csv_path, required, what):
+        path, seg, frame = _path_segment_frame(where, cell, idx)
+        fields = make(where, cell, idx)
+        rel = _norm_rel(path)
+        ident = (rel, seg, frame)
+        if ident in seen:
+            raise PointsFileError(f"{where}: duplicates line {seen[ident]} (same path, segment and frame); remove one")
+        seen[ident] = lineno
+        src = root / path if not os.path.isabs(path) else Path(path)
+        tasks.append(Task(path=rel, source=str(src.absolute()), segment=seg, frame=frame, **fields))
+    return _assign_keys(tasks)
+
+
+def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Task]:
+    """Read a points file into tasks.
+
+    Parameters
+    ----------
+    csv_path : path
+        CSV with columns ``path,segment,proximal_row,proximal_col,distal_row,distal_col``
+        and optional ``frame`` (0-based), ``reference_choice``, ``mld_row``, ``mld_col``,
+        ``waypoints``; extra columns are ignored. ``path`` is relative to `root`.
+        Points are pixel (row, col), fractional allowed.
+    root : path
+        The batch folder.
+
+    Returns
+    -------
+    list of Task
+        Sorted by path.
+
+    Raises
+    ------
+    PointsFileError
+        One line naming the file, the line number and what to fix.
+    """
+
+    def points(where: str, cell: Cell, idx: dict) -> dict[str, Any]:
+        coords = []
+        for col in POINT_COLUMNS[2:]:
+            raw = cell(col)
+            try:
+                v = float(raw)
+            except ValueError:
+                raise PointsFileError(f"{where}: {col} {raw!r} is not a number (pixels, e.g. 120.5)") from None
+            if not math.isfinite(v):
+                raise PointsFileError(f"{where}: {col} {raw!r} is not a finite number")
+            coords.append(v)
+        return {"proximal": (coords[0], coords[1]), "distal": (coords[2], coords[3]), "mode": "points",
+                **_override_cells(cell, idx, where)}
+
+    return _read_tasks(csv_path, root, POINT_COLUMNS, "points file", points)
+
+
+def read_segments(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Task]:
+    """``--auto`` tasks from a CSV naming each run's artery: columns ``path,segment`` and
+    optional ``frame``; ``path`` relative to `root`. Raises :class:`PointsFileError`."""
+    return _read_tasks(csv_path, root, SEGMENT_COLUMNS, "segments file", lambda *_: {"mode": "auto"})
+
+
+def _override_cells(cell: Cell, idx: dict, where: str) -> dict[str, Any]:
+    """Reader overrides of one points-file row (empty cells: the tool chooses)."""
+    out: dict[str, Any] = {}
+    if "reference_choice" in idx and cell("reference_choice"):
+        rc = cell("reference_choice").lower()
+        if rc not in ("proximal", "distal"):
+            raise PointsFileError(
+                f"{where}: reference_choice {rc!r} is not proximal or distal (or leave it empty; the feeding "
+                "artery needs its own points: measure that run with stenosis measure --feeding-proximal/--feeding-distal)"
+            )
+        out["reference_choice"] = rc
+    have = [c for c in ("mld_row", "mld_col") if c in idx and cell(c)]
+    if len(have) == 1:
+        raise PointsFileError(f"{where}: give both mld_row and mld_col, or neither")
+    if have:
+        try:
+            v = (float(cell("mld_row")), float(cell("mld_col")))
+        except ValueError:
+            raise PointsFileError(f"{where}: mld_row/mld_col must be numbers (pixels)") from None
+        if not all(math.isfinite(x) for x in v):
+            raise PointsFileError(f"{where}: mld_row/mld_col must be finite numbers")
+        out["mld"] = v
+    if "waypoints" in idx and cell("waypoints"):
+        pts = []
+        for part in cell("waypoints").split(";"):
+            if not part.strip():
+                continue
+            try:
+                r, c = (float(t) for t in part.replace(",", " ").split())
+            except ValueError:
+                raise PointsFileError(
+                    f"{where}: waypoints {cell('waypoints')!r} must be 'row col;row col' (pixels, proximal to distal)"
+                ) from None
+            if not (math.isfinite(r) and math.isfinite(c)):
+                raise PointsFileError(f"{where}: waypoints must be finite numbers")
+            pts.append((r, c))
+        out["waypoints"] = tuple(pts)
+    return out
+
+
+def auto_tasks(root: str | os.PathLike, *, segment: str) -> list[Task]:
+    """One ``mode="auto"`` task per run found (recursively) under `root`, all graded as `segment`.
+
+    Runs are those of :func:`stenosis.io.find_runs` (DICOM by preamble, single-frame
+    series grouped); files named ``*.dcm``/``*.dicom`` that are not DICOM are added
+    too, so that they come out as error rows. For runs of different arteries use
+    :func:`read_segments`.
+
+    Raises
+    ------
+    InputError
+        `root` is not a readable folder or holds no DICOM runs.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a readable folder; give the folder that holds the runs")
+    seg = str(Segment(str(segment).upper()))
+    base = root.absolute()
+
+    def rel(p: Path) -> str:
+        try:
+            return p.relative_to(base).as_posix() or "."
+        except ValueError:
+            return p.as_posix()
+
+    tasks = []
+    seen: set[str] = set()
+    for src in find_runs(root):
+        files = tuple(str(Path(f).absolute()) for f in src.paths)
+        seen.update(files)
+        path = Path(src.path).absolute()
+        tasks.append(
+            Task(path=rel(path), source=str(path), segment=seg, mode="auto", files=files if len(files) > 1 else ())
+        )
+    if not tasks:
+        raise InputError(
+            f"no DICOM runs found under {root}; check the folder (runs are recognised by the DICOM preamble)"
+        )
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if name.lower().endswith(DICOM_SUFFIXES) and str(p) not in seen:
+                tasks.append(Task(path=rel(p), source=str(p), segment=seg, mode="auto"))
+    return _assign_keys(tasks)
