@@ -20,12 +20,16 @@ import pytest
 
 from stenosis.batch import (
     CSV_COLUMNS,
+    OutputFolderError,
     PointsFileError,
     Task,
     WorkOptions,
+    auto_tasks,
     error_row,
+    output_stem,
     read_jsonl,
     read_points,
+    read_segments,
     run_batch,
 )
 from stenosis.errors import InputError
@@ -37,12 +41,13 @@ HERE = Path(__file__).resolve().parent
 def fake_work(task: Task, options: WorkOptions) -> dict:
     """Stand-in for measure_one: 'percent stenosis' = byte sum of the file mod 100.
 
-    Files starting with HANG sleep forever, CRASH kills the worker, BAD raise a
+    Files starting with HANG write the worker's pid to ``<file>.pid`` and sleep forever, CRASH kills the worker, BAD raise a
     declared error (an error row), SLOW take 0.3 s.
     """
     try:
         data = Path(task.source).read_bytes()
         if data.startswith(b"HANG"):
+            Path(task.source + ".pid").write_text(str(os.getpid()))
             time.sleep(3600)
         if data.startswith(b"CRASH"):
             os._exit(7)
@@ -509,3 +514,166 @@ def test_real_batch_auto_finds_the_lesions(phantom_folder, tmp_path):
     pts = _write_points(tmp_path / "back.csv", [[x["path"], x["segment"], x["proximal_row"], x["proximal_col"],
                                                    x["distal_row"], x["distal_col"], x["frame_index"]] for x in ok])
     assert len(read_points(pts, root)) == len(truths)
+
+
+# ------------------------------------------- outputs that cannot collide or go stale
+FIVE_NAMES = ["a b.dcm", "a_b.dcm", "a \u00fc b.dcm", "sub/x.dcm", "sub__x.dcm"]
+
+
+def test_output_stems_differ_for_names_that_read_alike():
+    stems = [output_stem(k) for k in [*FIVE_NAMES, "A_B.dcm", "a.dcm#M1", "a.dcm#V4"]]
+    assert len(set(stems)) == len(stems)
+    assert len({s.lower() for s in stems}) == len(stems)  # case-insensitive filesystems too
+    assert all(s.isascii() and "/" not in s for s in stems)
+
+
+@pytest.mark.slow
+def test_five_names_that_read_alike_give_five_reports_and_srs(phantom_folder, tmp_path):
+    """Each run gets its own report and SR, the CSV names them, the SR names its source."""
+    root, _, truths = phantom_folder
+    rel, t = sorted(truths.items())[0]
+    runs = _folder(tmp_path, {n: (root / rel).read_bytes() for n in FIVE_NAMES})
+    pts = _write_points(tmp_path / "p.csv", [[n, "M1", *t["proximal_rc"], *t["distal_rc"], ""] for n in FIVE_NAMES])
+    sr = pytest.importorskip("highdicom") is not None
+    s = run_batch(read_points(pts, runs), tmp_path / "o", jobs=0, model="classical", progress=False, sr=sr)
+    assert s.n_ok == 5
+    rows = {r["path"]: r for r in _csv_rows(tmp_path / "o")}
+    assert len({r["report"] for r in rows.values()}) == 5 and len({r["sr"] for r in rows.values()}) == 5
+    assert len(list((tmp_path / "o/reports").glob("*.png"))) == 5
+    assert len(list((tmp_path / "o/sr").glob("*.dcm"))) == 5
+    journal = {r["path"]: r for r in read_jsonl(tmp_path / "o/results.jsonl")}
+    import pydicom
+
+    for name, row in rows.items():
+        assert (tmp_path / "o" / row["report"]).is_file() and journal[name]["sr"] == row["sr"]
+        ds = pydicom.dcmread(tmp_path / "o" / row["sr"])
+        assert name in str(ds.ContentSequence[-1].ContentSequence[0].ContentSequence[0].TextValue)
+
+
+def test_rerun_into_a_non_empty_out_is_refused_or_moved_aside(tmp_path):
+    root = _folder(tmp_path, GOOD)
+    tasks = _tasks(root, sorted(GOOD))
+    out = tmp_path / "o"
+    run_batch(tasks, out, jobs=0, work=fake_work, progress=False)
+    before = (out / "results.csv").read_bytes()
+    with pytest.raises(OutputFolderError, match="use --resume"):
+        run_batch(tasks[:2], out, jobs=0, work=fake_work, progress=False)
+    assert (out / "results.csv").read_bytes() == before
+    pts = root.parent / "points.csv"
+    r = _cli([root, "--points", pts, "--out", out])
+    assert r.exit_code == 2 and "--resume" in r.output and "--overwrite" in r.output
+    assert "Traceback" not in r.output
+    s = run_batch(tasks[:2], out, jobs=0, overwrite=True, work=fake_work, progress=False)
+    assert s.n_total == 2 and len(_csv_rows(out)) == 2
+    (aside,) = out.glob("previous-*")
+    assert (aside / "results.csv").read_bytes() == before
+
+
+def _wait_for(cond, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is gone for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def test_workers_exit_at_once_when_the_batch_process_dies(tmp_path):
+    root = _folder(tmp_path, {"hang.dcm": b"HANG"})
+    pts = _write_points(tmp_path / "p.csv", [["hang.dcm", "M1", 1, 2, 3, 4, ""]])
+    script = _KILL_SCRIPT.format(tests=str(HERE), pts=str(pts), root=str(root), out=str(tmp_path / "o"))
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    pid_file = root / "hang.dcm.pid"
+    try:
+        assert _wait_for(pid_file.exists, 60)
+        worker = int(pid_file.read_text())
+        os.kill(proc.pid, signal.SIGKILL)  # the batch process only, not its workers
+        proc.wait()
+        assert _wait_for(lambda: not _pid_alive(worker), 3.0), "worker outlived the batch process"
+    finally:
+        proc.kill()
+        if pid_file.exists() and _pid_alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_sigterm_writes_the_csv_of_what_is_done_and_exits_143(phantom_folder, tmp_path):
+    root, _, truths = phantom_folder
+    rel, t = sorted(truths.items())[0]
+    names = [f"r{i:02d}.dcm" for i in range(12)]
+    runs = _folder(tmp_path, {n: (root / rel).read_bytes() for n in names})
+    pts = _write_points(tmp_path / "p.csv", [[n, "M1", *t["proximal_rc"], *t["distal_rc"], ""] for n in names])
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "stenosis", "batch", str(runs), "--points", str(pts), "--out",
+                             str(out), "--model", "classical", "--no-reports", "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    journal = out / "results.jsonl"
+    assert _wait_for(lambda: journal.exists() and journal.read_bytes().count(b"\n") >= 1, 120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "results.csv" in err
+    rows = _csv_rows(out)
+    assert 1 <= len(rows) < 12 and all(r["status"] == "ok" for r in rows)
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    root = _folder(tmp_path, GOOD)
+    tasks = _tasks(root, sorted(GOOD))
+    for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
+        old = os.umask(umask)
+        try:
+            out = tmp_path / f"o{umask:o}"
+            run_batch(tasks, out, jobs=0, work=fake_work, progress=False)
+        finally:
+            os.umask(old)
+        for name in ("results.csv", "results.jsonl", "summary.png"):
+            assert (out / name).stat().st_mode & 0o777 == mode, (name, oct(umask))
+
+
+# ------------------------------------------------------------- --auto needs the artery
+def test_auto_needs_the_artery_per_run(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    for args in ([root, "--auto", "--out", tmp_path / "o"],
+                 [root, "--auto", "--segment", "M1", "--segments", tmp_path / "s.csv", "--out", tmp_path / "o"],
+                 [root, "--points", tmp_path / "p.csv", "--segment", "M1", "--out", tmp_path / "o"]):
+        r = _cli(args)
+        assert r.exit_code == 2, r.output
+        assert "Traceback" not in r.output
+    r = _cli([root, "--auto", "--out", tmp_path / "o"])
+    assert "--segment" in r.output and "--segments" in r.output
+    with pytest.raises(TypeError):
+        auto_tasks(root)  # no silent default artery
+    seg = _write_points(tmp_path / "s.csv", [["a.dcm", "ba", ""], ["b/c.dcm", "ICA", "2"]],
+                        header=["path", "segment", "frame"])
+    a, c = read_segments(seg, root)
+    assert (a.path, a.segment, a.mode, a.proximal, a.frame) == ("a.dcm", "BA", "auto", None, None)
+    assert (c.segment, c.frame) == ("ICA", 2)
+    bad = _write_points(tmp_path / "bad.csv", [["a.dcm", "M2"]], header=["path", "segment"])
+    with pytest.raises(PointsFileError, match="segments file bad.csv line 2: segment 'M2'"):
+        read_segments(bad, root)
+
+
+@pytest.mark.slow
+def test_auto_report_says_the_points_were_placed_automatically(phantom_folder):
+    import stenosis
+    from stenosis.report import report_figure
+
+    root, _, truths = phantom_folder
+    rel, t = sorted(truths.items())[0]
+    res = stenosis.measure(root / rel, "M1", tuple(t["proximal_rc"]), tuple(t["distal_rc"]), model="classical")
+    texts = [x.get_text() for x in report_figure(res, auto_confidence=0.42).texts]
+    assert any("placed automatically (confidence 0.42)" in x and "confirm" in x for x in texts)
+    assert not any("automatically" in x for x in (y.get_text() for y in report_figure(res).texts))

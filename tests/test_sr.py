@@ -89,3 +89,40 @@ def test_missing_type2_attributes_are_written_empty(tmp_path, keep):
     write_sr(ROW, [str(path)], tmp_path / "s.dcm", keep_identifiers=keep)
     out = pydicom.dcmread(tmp_path / "s.dcm")
     assert out.PatientSex == "" and out.StudyID == "" and out.PatientBirthDate == ""
+
+
+def _uids(path):
+    ds = pydicom.dcmread(path)
+    return ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
+def test_site_secret_keys_the_pseudonymous_uids(planted, tmp_path, monkeypatch):
+    from stenosis.sr import write_sr
+
+    for var in ("STENOSIS_SITE_SECRET", "STENOSIS_SITE_SECRET_FILE", "STENOSIS_ID_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    write_sr(ROW, [str(planted)], tmp_path / "default.dcm")
+    monkeypatch.setenv("STENOSIS_SITE_SECRET", "our-site-secret")
+    write_sr(ROW, [str(planted)], tmp_path / "env.dcm")
+    monkeypatch.delenv("STENOSIS_SITE_SECRET")
+    (tmp_path / "secret.txt").write_text("our-site-secret\n")
+    monkeypatch.setenv("STENOSIS_SITE_SECRET_FILE", str(tmp_path / "secret.txt"))
+    write_sr(ROW, [str(planted)], tmp_path / "file.dcm")
+    default, env, file = (_uids(tmp_path / f"{n}.dcm") for n in ("default", "env", "file"))
+    assert env == file  # the same secret, from the environment or from a file
+    assert all(a != b for a, b in zip(default, env))  # PatientID and every UID change with the key
+    assert env[0] != ROW["run_id"]
+    assert find_planted((tmp_path / "env.dcm").read_bytes()) == []
+    (tmp_path / "secret.txt").write_text("")
+    with pytest.raises(Exception, match="site secret file .* is empty"):
+        write_sr(ROW, [str(planted)], tmp_path / "empty.dcm")
+
+
+def test_sr_names_the_run_it_measured(planted, tmp_path):
+    from stenosis.sr import write_sr
+
+    write_sr({**ROW, "path": "site 3/run ü 7.dcm"}, [str(planted)], tmp_path / "a.dcm")
+    write_sr({**ROW, "path": "site 3/run_7.dcm"}, [str(planted)], tmp_path / "b.dcm")
+    (group,) = hd.sr.srread(tmp_path / "a.dcm").content.get_planar_roi_measurement_groups()
+    assert "site 3/run ü 7.dcm" in str(group.tracking_identifier)
+    assert _uids(tmp_path / "a.dcm")[3] != _uids(tmp_path / "b.dcm")[3]  # two runs, two SR instances

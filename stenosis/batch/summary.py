@@ -28,11 +28,10 @@ def needs_confirmation(row: Mapping[str, Any]) -> bool:
     return pct is not None and borderline_warning(float(pct), percent_sd(row)) is not None
 
 
-def _label(row: Mapping[str, Any]) -> str:
-    """Short run label of a dot: the file name (and the segment/frame of a repeated path)."""
-    name = Path(str(row.get("path"))).name
-    key = str(row.get("key") or "")
-    return name + key[len(str(row.get("path"))):] if key.startswith(str(row.get("path"))) else name
+def _label(row: Mapping[str, Any], width: int = 28) -> str:
+    """Short run label of a dot: the end of its key (the path, qualified where a path repeats)."""
+    key = str(row.get("key") or row.get("path"))
+    return key if len(key) <= width else "..." + key[-(width - 3):]
 
 
 def _error_lines(err: Sequence[Mapping[str, Any]], width: int = 70, n_max: int = 8) -> list[str]:
@@ -78,10 +77,10 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
             if has.any():  # +-2 SD of each measurement
                 ax_strip.errorbar(x[has], vals[has], yerr=2 * sds[has], fmt="none", ecolor="0.6", elinewidth=0.7, zorder=1)
             ax_strip.scatter(x, vals, c=colors, s=18, alpha=0.8, edgecolors="none", zorder=2)
-            for xi, v, r in zip(x, vals, runs):
-                if label_all or v >= 50.0:
-                    ax_strip.annotate(_label(r), (xi, v), xytext=(4, 0), textcoords="offset points", fontsize=6,
-                                      va="center", color="0.25", clip_on=True)
+            for k, (xi, v, r) in enumerate(zip(x, vals, runs)):
+                if label_all or v >= 50.0:  # alternate sides so that neighbours stay readable
+                    ax_strip.annotate(_label(r), (xi, v), xytext=(5 if k % 2 == 0 else -5, 0), textcoords="offset points",
+                                      fontsize=6, va="center", ha="left" if k % 2 == 0 else "right", color="0.25")
     ax_strip.axhline(50.0, color="tab:red", ls="--", lw=1)
     ax_strip.set_xticks(range(len(segs)), segs)
     ax_strip.set_xlim(-0.6, len(segs) - 0.2)
