@@ -422,7 +422,7 @@ def test_real_batch_points_jobs_1_vs_2_and_bad_files(phantom_folder, tmp_path):
     root, pts, truths = phantom_folder
     tasks = read_points(pts, root)
     run_batch(tasks, tmp_path / "o1", jobs=1, model="classical", progress=False, sr=True)
-    r = _cli([root, "--points", pts, "--out", tmp_path / "o2", "--jobs", "2", "--model", "classical", "-q"])
+    r = _cli([root, "--points", pts, "--out", tmp_path / "o2", "--jobs", "2", "--model", "classical", "-q", "--sr"])
     assert r.exit_code == 0, r.output
     assert "4 runs: 2 ok, 2 error" in r.output
     assert (tmp_path / "o1/results.csv").read_bytes() == (tmp_path / "o2/results.csv").read_bytes()
