@@ -244,6 +244,7 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
                                f"({params.window_diameters:g} reference diameters)"),
             "reference_description": wm.reference_description,
             "model_misfit": {k: (round(float(v), 3) if np.isfinite(v) else None) for k, v in wm.model_misfit.items()},
+            "along_vessel_sd_px": round(float(wm.along_vessel_sd_px), 4),
             "reader": inputs.to_record(),
             "params": params.to_record(),
         },

@@ -141,19 +141,26 @@ def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model
         if box == full_box or not near_border or attempt == 2:
             break
         box = box_around(points, shape, p.crop_widen_factor * margin) if attempt == 0 else full_box
-    check_contrast(sub, rc, params=p)
+    check_contrast(sub, rc, prob if model == ModelName.UNET.value else None, params=p)
     return Trace(rc + off, arc, prob, (float(off[0]), float(off[1])), box, notes)
 
 
-def check_contrast(image: np.ndarray, rc: np.ndarray, params: MeasureParams = DEFAULT_PARAMS) -> None:
-    """Both ends of the path must sit on iodine well above the noise (not on a noise ridge):
-    the 5-pixel mean at each end exceeds the frame's median by ``contrast_sigmas`` x the
-    per-pixel noise SD (about 5 SD of that mean's own noise)."""
+def check_contrast(image: np.ndarray, rc: np.ndarray, probability: np.ndarray | None = None,
+                   params: MeasureParams = DEFAULT_PARAMS) -> None:
+    """Both ends of the path must be on a vessel, not on a noise ridge: the vessel map holds a
+    vessel there (``probability`` above ``vessel_threshold``: a detector that sees the vessel's
+    context, so a faint vessel in a textured background still counts), or the 5-pixel mean
+    exceeds the frame's median by ``contrast_sigmas`` x the per-pixel noise SD (about 5 SD of
+    that mean's own noise). ``probability`` None (the classical map, which answers background
+    texture): the contrast alone."""
     hp = image - ndi.uniform_filter(image, 5)
     sd = 1.4826 * float(np.median(np.abs(hp - np.median(hp)))) + 1e-12
     bg = float(np.median(image))
     for k, name in ((0, "proximal"), (-1, "distal")):
         r, c = rc[k]
+        if probability is not None and ndi.map_coordinates(
+                probability, [[r], [c]], order=1, mode="nearest")[0] >= params.vessel_threshold:
+            continue
         v = ndi.map_coordinates(image, [[r - 1, r, r + 1, r, r], [c, c - 1, c, c + 1, c]], order=1, mode="nearest").mean()
         if v - bg < params.contrast_sigmas * sd:
             raise MeasurementError(

@@ -203,3 +203,31 @@ def test_smoothing_follows_the_profile_noise():
     assert out == sorted(out)
     assert out[0] == SMOOTH_RANGE_PX[0] and out[-1] == SMOOTH_RANGE_PX[1]
     assert SMOOTH_RANGE_PX[0] < out[2] < SMOOTH_RANGE_PX[1]
+
+
+def test_along_vessel_variation_beyond_noise():
+    """A normal artery whose diameter wanders with the background (a 0.4 px sinusoid of 60 px
+    period, as structure behind a real vessel does) shows it; white noise alone does not."""
+    from stenosis.wasid.mld import along_vessel_sd
+
+    rng = np.random.default_rng(3)
+    n = 600
+    arc = np.arange(n) * STEP
+    everywhere = np.ones(n, bool)
+    corr = 2.5
+    noisy = make_profile(8.0 + ndi.gaussian_filter1d(rng.normal(0, 0.6, n), 1.0 / STEP))
+    wander = make_profile(8.0 + 0.4 * np.sin(2 * np.pi * arc / 60.0) + ndi.gaussian_filter1d(rng.normal(0, 0.6, n), 1.0 / STEP))
+    assert along_vessel_sd(noisy, noisy.valid, everywhere, corr) < 0.08
+    assert 0.3 < along_vessel_sd(wander, wander.valid, everywhere, corr) < 0.5
+
+
+def test_along_vessel_variation_widens_the_uncertainty_and_says_so():
+    d, _ = stenosis()
+    arc = np.arange(d.size) * STEP
+    clean = wasid(make_profile(d), "M1")
+    wander = wasid(make_profile(d + 0.8 * np.sin(2 * np.pi * arc / 60.0)), "M1")
+    assert clean.along_vessel_sd_px < 0.05
+    assert wander.along_vessel_sd_px > 0.5
+    assert wander.percent_stenosis_sd > 2 * clean.percent_stenosis_sd
+    assert any("varies along it" in w for w in wander.warnings)
+    assert not any("varies along it" in w for w in clean.warnings)

@@ -102,7 +102,7 @@ def _crossing_samples(profile: DiameterProfile, pts: np.ndarray, probability: np
     idx = np.unique(np.r_[np.arange(0, n, max(int(0.5 / step), 1)), n - 1])
     # one vessel's half-width: a robust middle of the diameters (a long crossing region
     # inflates the 0.9 quantile, a long lesion pulls the median down); the circle has the
-    # same radius all along (a lesion's wider probe start reached a crossing 5 mm away)
+    # same radius all along (a lesion's wider probe would reach a vessel far from the lumen)
     fit_ok = (profile.flags & int(QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
     r_one = 0.5 * float(np.quantile(profile.diameter_px[fit_ok] if fit_ok.sum() >= 5 else profile.diameter_px, 0.6))
     radius = np.full(idx.size, r_one + 2.0 * profile.blur_sigma_px + 1.0 + 0.5 * reach_px)

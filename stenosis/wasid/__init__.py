@@ -31,7 +31,7 @@ from ..enums import ReferenceChoice, Segment
 from ..errors import MeasurementError
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile, QualityFlag
-from .mld import adaptive_smoothing_px, find_mld, lesion_extent, smooth_diameter
+from .mld import adaptive_smoothing_px, along_vessel_sd, find_mld, lesion_extent, smooth_diameter
 from .reference import Window, best_window, candidate_windows, diseased, is_normal, turning_angle_deg
 from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_correlation_px
 
@@ -66,6 +66,7 @@ class WasidMeasurement:
     percent_stenosis_sd: float = float("nan")
     feeding_window: Window | None = None  # on the feeding profile, when that is the reference
     model_misfit: dict = field(default_factory=dict)  # misfit ratio at the MLD and the reference (model_sd_px)
+    along_vessel_sd_px: float = 0.0  # diameter variation of the normal artery beyond noise (along_vessel_sd)
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,17 @@ def wasid(
     if win is not None:
         in_ref[win.i0 : win.i1 + 1] = True
     m_ref, q_ref = model_sd_px(profile, valid, in_ref)
+    # how far a normal sample of this artery departs from its trend beyond noise: the MLD is one
+    # such sample and the reference the widest of several windows, each off by about as much
+    gap_n = int(round(p.lesion_gap_diameters * d0 / step))
+    outside = np.ones(arc.size, bool)
+    outside[max(lo - gap_n, 0) : hi + gap_n + 1] = False
+    s_along = along_vessel_sd(profile, valid, outside, corr)
+    if s_along > p.structure_warn_fraction * ref:
+        u, f = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
+        warns.append(f"the diameter of the normal artery varies along it by {s_along * f:.2f} {u} beyond noise "
+                     "(anatomy or vessels behind it, image processing): the uncertainty includes it")
+    m_mld, m_ref = float(np.hypot(m_mld, s_along)), float(np.hypot(m_ref, s_along))
     unit, mmpp = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
     for where, q, m in (("MLD", q_mld, m_mld), ("reference", q_ref, m_ref)):
         if m > 0 and q >= p.misfit_warn_ratio:
@@ -361,4 +373,4 @@ def wasid(
         interpolated_percent_stenosis=interp_pct, proximal_window=w_prox, distal_window=w_dist,
         warnings=tuple(warns), mld_sd_px=sd_mld, reference_sd_px=sd_ref, percent_stenosis_sd=sd_pct,
         feeding_window=feed_w if choice is ReferenceChoice.FEEDING else None,
-        model_misfit={"mld": q_mld, "reference": q_ref})
+        model_misfit={"mld": q_mld, "reference": q_ref}, along_vessel_sd_px=s_along)

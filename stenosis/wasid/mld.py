@@ -14,7 +14,7 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 from .uncertainty import area_noise_sd_px2
 
-__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "lesion_extent"]
+__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "lesion_extent", "along_vessel_sd"]
 
 
 def adaptive_smoothing_px(profile: DiameterProfile, valid: np.ndarray, *, area_noise_px2: float | None = None,
@@ -155,3 +155,33 @@ def lesion_extent(diameter_s: np.ndarray, i_mld: int, reference_px: float, *,
     while hi < d.size - 1 and d[hi + 1] < thr:
         hi += 1
     return lo, hi
+
+
+def along_vessel_sd(profile: DiameterProfile, valid: np.ndarray, outside: np.ndarray, corr_px: float) -> float:
+    """SD (px) of the diameter along the vessel beyond its quantum noise, outside the lesion.
+
+    The raw diameters of the usable samples ``outside`` the lesion, about their linear trend
+    (taper), vary by the quantum noise and by whatever the lumen model turns into diameter
+    (anatomy and other vessels behind the artery, vendor processing): robust SD s_all. The
+    quantum part is measured on the same samples from differences of diameters two noise
+    correlation lengths (``corr_px``) apart, where the noise is independent and slowly varying
+    structure cancels: s_noise = SD(d[i + L] - d[i]) / sqrt 2. What is left,
+    sqrt(s_all^2 - s_noise^2), is how far a normal sample of this artery departs from its trend
+    for reasons the model does not see; about 0 on clean backgrounds.
+    """
+    sel = valid & outside
+    if sel.sum() < 10:
+        return 0.0
+    arc = profile.arc_px
+    d = profile.diameter_px
+    coef = np.polyfit(arc[sel], d[sel], 1)
+    r = d[sel] - np.polyval(coef, arc[sel])
+    s_all = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
+    lag = max(int(round(2.0 * corr_px / step)), 1)
+    pair = sel[lag:] & sel[:-lag]
+    if pair.sum() < 5:
+        return 0.0
+    dd = (d[lag:] - d[:-lag])[pair]
+    s_noise = 1.4826 * float(np.median(np.abs(dd - np.median(dd)))) / np.sqrt(2.0)
+    return float(np.sqrt(max(s_all**2 - s_noise**2, 0.0)))
