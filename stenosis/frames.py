@@ -22,7 +22,7 @@ from .params import DEFAULT_PARAMS, MeasureParams
 from .trace import Scale, Trace, box_around, trace_segment
 
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
-           "choose_frame"]
+           "choose_frame", "companion_frames", "FollowedFrame", "follow_frame"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -140,6 +140,7 @@ class AnalysedFrame:
     index: int
     image: np.ndarray
     trace: Trace
+    stack: np.ndarray | None = None  # the run's unregistered opacification, when it was computed
 
 
 def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARAMS) -> AnalysedFrame:
@@ -166,10 +167,52 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     chosen, _ = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
                              coverage=params.select_coverage)
     if chosen == guess:
-        return AnalysedFrame(int(guess), image, trace)
+        return AnalysedFrame(int(guess), image, trace, stack)
     moved = opacify(run, frames=[chosen], register=True)[0]
     shift = estimate_shift(image[trace.box], moved[trace.box], max_shift_px=2 * params.max_frame_shift_px)
     if max(abs(shift[0]), abs(shift[1])) <= params.max_frame_shift_px:
-        return AnalysedFrame(int(chosen), moved, trace.shifted(shift))
+        return AnalysedFrame(int(chosen), moved, trace.shifted(shift), stack)
     again = trace_segment(moved, points, model=inputs.model, scale=scale, params=params)
-    return AnalysedFrame(int(chosen), moved, replace(again, warnings=trace.warnings + again.warnings))
+    return AnalysedFrame(int(chosen), moved, replace(again, warnings=trace.warnings + again.warnings), stack)
+
+
+def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *, limit: int | None = None,
+                     params: MeasureParams = DEFAULT_PARAMS) -> list[tuple[int, float]]:
+    """(frame, opacity ratio) of the other frames of the arterial phase: those whose opacity along the measured segment
+    (:func:`segment_opacity` of the run's unregistered opacification) is, at the median over the
+    samples, at least ``select_fraction`` of the analysed frame's (a noise-robust form of the
+    frame choice's "fully opacified"), nearest the analysed frame first, at most ``limit``
+    (None: all)."""
+    if run.frames.shape[0] < 2 or limit == 0:
+        return []
+    stack = analysed.stack if analysed.stack is not None else opacify(run, register=False)
+    op = segment_opacity(stack, centerline_rc)
+    ref = op[analysed.index]
+    good = ref > 0
+    if not good.any():
+        return []
+    ratio = np.median(op[:, good] / ref[good], axis=1)
+    full = [(int(t), float(ratio[t])) for t in np.flatnonzero(ratio >= params.select_fraction) if t != analysed.index]
+    full.sort(key=lambda tr: (abs(tr[0] - analysed.index), tr[0]))
+    return full if limit is None else full[:limit]
+
+
+@dataclass(frozen=True, eq=False)
+class FollowedFrame:
+    """Another frame of the run, registered, and how far the segment moved from the analysed frame."""
+
+    index: int
+    image: np.ndarray
+    shift_rc: tuple[float, float]
+
+
+def follow_frame(run, analysed: AnalysedFrame, index: int, params: MeasureParams = DEFAULT_PARAMS) -> FollowedFrame | None:
+    """Frame ``index`` opacified with registration, and the segment's motion from the analysed frame
+    (phase correlation on the trace's crop); None when it moved more than ``max_frame_shift_px``
+    (the trace would not follow it)."""
+    image = opacify(run, frames=[index], register=True)[0]
+    box = analysed.trace.box
+    shift = estimate_shift(analysed.image[box], image[box], max_shift_px=2 * params.max_frame_shift_px)
+    if max(abs(shift[0]), abs(shift[1])) > params.max_frame_shift_px:
+        return None
+    return FollowedFrame(int(index), image, (float(shift[0]), float(shift[1])))

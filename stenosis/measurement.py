@@ -13,7 +13,7 @@ The recipe (each step a function of its own module, taking and returning plain d
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +21,14 @@ import numpy as np
 from ._version import __version__
 from .enums import ModelName
 from .errors import InputError, MeasurementError
-from .frames import AnalysedFrame, choose_frame, guess_frame
-from .diameter import diameter_stage, measure_diameters
+from .diameter import combine_frames, diameter_stage, measure_diameters, same_samples_in_frame
+from .diameter.stage import iodine_ratio
+from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frame, guess_frame
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import DiameterProfile, ReferenceWindow, StenosisResult
 from .trace import Scale, clipping_warning, local_reference, radius_hint, trace_segment
-from .wasid import WasidMeasurement, borderline_warning, wasid
+from .wasid import WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, wasid
 
 __all__ = ["measure", "guess_frame", "borderline_warning", "DEFAULT_STEP_MM", "BORDERLINE_POINTS"]
 
@@ -37,7 +38,8 @@ BORDERLINE_POINTS = DEFAULT_PARAMS.borderline_points
 
 def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *, model="unet", reference=None,
             reference_choice=None, mld=None, waypoints=(), feeding_proximal=None, feeding_distal=None,
-            pixel_mm=None, params: MeasureParams = DEFAULT_PARAMS, inputs: ReaderInputs | None = None) -> StenosisResult:
+            pixel_mm=None, frames="all", params: MeasureParams = DEFAULT_PARAMS,
+            inputs: ReaderInputs | None = None) -> StenosisResult:
     """Measure WASID percent stenosis of one arterial segment of one run.
 
     Parameters
@@ -64,6 +66,9 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
         Two points on the feeding artery (WASID 3rd choice; for ICA the extracranial ICA).
     pixel_mm : float, optional
         Reader's pixel size in mm at the isocentre; overrides the file calibration.
+    frames : {"all", "single"} or int
+        Frames measured: every frame of the arterial phase in which the segment is fully
+        opacified (combined per sample before WASID), only the analysed one, or at most N.
     params : MeasureParams
         Tuned values of the measurement (recorded in ``result.parameters["params"]``).
     inputs : ReaderInputs, optional
@@ -85,7 +90,7 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
         inputs = ReaderInputs.create(segment, proximal, distal, frame, model=model, reference=reference,
                                      reference_choice=reference_choice, mld=mld, waypoints=waypoints,
                                      feeding_proximal=feeding_proximal, feeding_distal=feeding_distal,
-                                     pixel_mm=pixel_mm)
+                                     pixel_mm=pixel_mm, frames=frames)
     run = calibrated_run(path_or_run, inputs.pixel_mm)
     inputs.check_within(run.frames.shape[0], run.frames.shape[1:])
     scale = Scale.of(run.calibration, inputs.segment, inputs.model, params)
@@ -99,12 +104,81 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
     clip = clipping_warning(np.asarray(run.frames[analysed.index]), profile.centerline_rc, scale, params)
     placed = place_overrides(image, inputs, profile, rhint, scale, params)
-    wm = wasid(profile, inputs.segment, manual_index=placed.manual_index,
-               manual_reference_px=placed.manual_reference_px, feeding_profile=placed.feeding_profile,
-               force_choice=inputs.reference_choice, mld_near_index=placed.mld_index, params=params)
+    series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params)
+    wm = series.combined
     notes = (*run.warnings, *scale.warnings, *trace.warnings, *((clip,) if clip else ()), *placed.warnings,
-             *wm.warnings)
-    return assemble_result(run, inputs, analysed, profile, placed, wm, scale, notes, params)
+             *wm.warnings, *series.warnings)
+    return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
+
+
+@dataclass(frozen=True, eq=False)
+class FrameSeries:
+    """The segment measured on every frame used: the combined profile and WASID, each frame's own,
+    and the frame-to-frame spread of the percent stenosis (a measured precision)."""
+
+    profile: DiameterProfile  # combined over the frames used
+    combined: WasidMeasurement  # on the combined profile; its SD includes the frame-to-frame spread
+    frames: tuple[int, ...]  # the analysed frame first
+    per_frame: tuple[WasidMeasurement, ...]
+    frame_sd: float  # SD of the per-frame percent stenosis (nan below 3 frames)
+    rejected: tuple[tuple[int, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def _diameter_noise_var(profile: DiameterProfile) -> float:
+    ok = profile.valid if profile.valid.sum() >= 6 else np.ones(len(profile), bool)
+    d0 = max(float(np.median(profile.diameter_px[ok])), 0.5)
+    return (area_noise_sd_px2(profile, ok) / (2.0 * d0)) ** 2
+
+
+def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
+                   scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS) -> FrameSeries:
+    """The segment on the other fully opacified frames of the arterial phase, combined.
+
+    The centred trace of the analysed frame follows each frame by the segment's motion
+    (:func:`stenosis.frames.follow_frame`); the same samples are fitted with the run's blur and
+    amplitude scaled by the frame's iodine (:func:`stenosis.diameter.same_samples_in_frame`),
+    and the diameters combined per sample
+    (:func:`stenosis.diameter.combine_frames`) before WASID. Each frame is also read at the
+    sites WASID chose on the combined profile (:func:`stenosis.wasid.at_same_sites`); with 3 or
+    more frames the SD of those per-frame percent stenoses is the measured precision: the combined SD is at least that
+    over sqrt(n), and frames that disagree beyond their modelled noise are reported.
+    """
+    def grade(p: DiameterProfile) -> WasidMeasurement:
+        return wasid(p, inputs.segment, manual_index=placed.manual_index, manual_reference_px=placed.manual_reference_px,
+                     feeding_profile=placed.feeding_profile, force_choice=inputs.reference_choice,
+                     mld_near_index=placed.mld_index, params=params)
+
+    profiles, used, rejected = [profile], [analysed.index], []
+    trace = analysed.trace
+    for t, ratio in companion_frames(run, analysed, profile.centerline_rc, limit=inputs.frame_limit, params=params):
+        moved = follow_frame(run, analysed, t, params)
+        if moved is None:
+            rejected.append((t, "moved too far from the analysed frame"))
+            continue
+        scale_t = iodine_ratio(moved.image, analysed.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params)
+        profiles.append(same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
+                                              origin_rc=trace.origin_rc, radius_hint_px=rhint, amplitude_scale=scale_t,
+                                              params=params))
+        used.append(t)
+    if len(profiles) == 1:
+        return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected))
+    combined_profile = combine_frames(profiles, [_diameter_noise_var(p) for p in profiles])
+    combined = grade(combined_profile)
+    per_frame = tuple(at_same_sites(p, combined, params) for p in profiles)
+    warns: tuple[str, ...] = ()
+    frame_sd = float("nan")
+    if len(per_frame) >= 3:
+        pcts = np.array([w.percent_stenosis for w in per_frame])
+        frame_sd = float(np.std(pcts, ddof=1))
+        expected = float(np.median([w.percent_stenosis_sd for w in per_frame]))
+        if frame_sd > params.frames_disagree_ratio * expected:
+            warns = (f"the {len(per_frame)} frames disagree beyond their noise (percent stenosis SD {frame_sd:.1f} "
+                     f"between frames, {expected:.1f} expected): motion, inflow or a misplaced trace; check the frames",)
+        floor = frame_sd / np.sqrt(len(per_frame))
+        if floor > combined.percent_stenosis_sd:
+            combined = replace(combined, percent_stenosis_sd=floor)
+    return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns)
 
 
 def calibrated_run(path_or_run, pixel_mm: float | None):
@@ -202,7 +276,7 @@ def _model_sha(model: str) -> str | None:
 
 def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile: DiameterProfile,
                     placed: PlacedOverrides, wm: WasidMeasurement, scale: Scale, notes: tuple[str, ...],
-                    params: MeasureParams = DEFAULT_PARAMS) -> StenosisResult:
+                    params: MeasureParams = DEFAULT_PARAMS, series: FrameSeries | None = None) -> StenosisResult:
     """The :class:`StenosisResult` of a measurement, with every step's warnings (deduplicated, in
     order), the borderline-call warning, the parameters and the reader's choices."""
     source = getattr(run, "source", "") or ""
@@ -253,4 +327,20 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
         percent_stenosis_sd=float(wm.percent_stenosis_sd),
         mld_sd_px=float(wm.mld_sd_px),
         reference_sd_px=float(wm.reference_sd_px),
+        frames=_frames_record(series, profile, scale) if series is not None else {},
     )
+
+
+def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) -> dict:
+    """The frames used and each frame's own percent stenosis and MLD (JSON-ready)."""
+    mm = scale.mm_per_px
+    rnd = lambda v, nd: None if v is None or not np.isfinite(v) else round(float(v), nd)  # noqa: E731
+    return {
+        "used": [int(t) for t in series.frames],
+        "per_frame": [{"frame": int(t), "percent_stenosis": rnd(w.percent_stenosis, 2), "mld_px": rnd(w.mld_px, 3),
+                       "mld_mm": rnd(w.mld_px * mm, 4) if mm else None,
+                       "percent_stenosis_sd": rnd(w.percent_stenosis_sd, 2)}
+                      for t, w in zip(series.frames, series.per_frame)],
+        "frame_to_frame_sd": rnd(series.frame_sd, 2),
+        "rejected": [{"frame": int(t), "why": why} for t, why in series.rejected],
+    }

@@ -120,6 +120,7 @@ class MeasureParams:
     noise_lag_px: float = _p(3.0, "px", "profiles this far apart along the vessel have independent noise (misfit test)")
     misfit_warn_ratio: float = _p(1.5, "x noise", "residuals this far above the profiles' noise at the MLD or reference: a warning")
     structure_warn_fraction: float = _p(0.03, "x reference", "normal-artery diameter variation beyond noise above this share of the reference: a warning")
+    frames_disagree_ratio: float = _p(2.0, "x modelled SD", "per-frame percent stenosis spread above this x the modelled SD: frames disagree")
     borderline_points: float = _p(5.0, "points", "a percent stenosis this close to 50 asks a reader to confirm the call")
 
     # ---------------------------------------------------------------------------------

@@ -29,6 +29,20 @@ def as_rc(p: Any, name: str) -> Point:
     return r, c
 
 
+def _frames_mode(frames: Any) -> str | int:
+    """'all' (every fully opacified frame of the arterial phase), 'single', or at most N frames."""
+    text = str(frames).strip().lower()
+    if text in ("all", "single"):
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise MeasurementError(f"frames must be all, single or a number of frames >= 1, got {frames!r}")
+    return "single" if n == 1 else n
+
+
 def _opt(p: Any, name: str) -> Point | None:
     return None if p is None else as_rc(p, name)
 
@@ -53,11 +67,13 @@ class ReaderInputs:
     feeding_proximal: Point | None = None
     feeding_distal: Point | None = None
     pixel_mm: float | None = None
+    frames: str | int = "all"
 
     @classmethod
     def create(cls, segment: Any, proximal: Any, distal: Any, frame: Any = None, *, model: Any = "unet",
                reference: Any = None, reference_choice: Any = None, mld: Any = None, waypoints: Any = (),
-               feeding_proximal: Any = None, feeding_distal: Any = None, pixel_mm: Any = None) -> ReaderInputs:
+               feeding_proximal: Any = None, feeding_distal: Any = None, pixel_mm: Any = None,
+               frames: Any = "all") -> ReaderInputs:
         """Validate and normalise; raises MeasurementError with a one-line message."""
         if segment is None:
             raise MeasurementError("choose the artery graded: segment ICA, M1, V4 or BA (it sets the WASID reference rule)")
@@ -99,13 +115,14 @@ class ReaderInputs:
                 raise MeasurementError(f"--pixel-mm must be a positive number of mm per pixel, got {pixel_mm!r}") from None
             if not (pixel_mm > 0 and np.isfinite(pixel_mm)):
                 raise MeasurementError(f"--pixel-mm must be a positive number of mm per pixel, got {pixel_mm!r}")
+        frames = _frames_mode(frames)
         return cls(
             segment=seg, proximal=as_rc(proximal, "proximal"), distal=as_rc(distal, "distal"), frame=frame,
             model=model_name, reference=_opt(reference, "reference"), reference_choice=force,
             mld=_opt(mld, "MLD"),
             waypoints=tuple(as_rc(p, f"waypoint {k + 1}") for k, p in enumerate(waypoints or ())),
             feeding_proximal=_opt(feeding_proximal, "feeding proximal"),
-            feeding_distal=_opt(feeding_distal, "feeding distal"), pixel_mm=pixel_mm,
+            feeding_distal=_opt(feeding_distal, "feeding distal"), pixel_mm=pixel_mm, frames=frames,
         )
 
     def named_points(self) -> list[tuple[str, Point]]:
@@ -129,6 +146,11 @@ class ReaderInputs:
         if self.frame is not None and not 0 <= self.frame < n_frames:
             raise MeasurementError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
                                    f"pick a frame from 0 to {n_frames - 1}")
+
+    @property
+    def frame_limit(self) -> int | None:
+        """How many frames besides the analysed one are combined (None: every fully opacified one)."""
+        return 0 if self.frames == "single" else (None if self.frames == "all" else int(self.frames) - 1)
 
     @property
     def path_points(self) -> list[Point]:
@@ -156,4 +178,6 @@ class ReaderInputs:
             out["feeding_distal_rc"] = rc(self.feeding_distal)
         if self.pixel_mm is not None:
             out["pixel_mm"] = float(self.pixel_mm)
+        if self.frames != "all":
+            out["frames"] = self.frames
         return out

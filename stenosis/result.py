@@ -198,6 +198,7 @@ class StenosisResult:
     mld_sd_px: float = float("nan")
     reference_sd_px: float = float("nan")
     feeding_profile: DiameterProfile | None = field(default=None, repr=False)
+    frames: dict[str, Any] = field(default_factory=dict)  # frames used, per-frame results (measurement.FrameSeries)
 
     # ---- derived values -------------------------------------------------------
     @property
@@ -275,6 +276,7 @@ class StenosisResult:
             "mode": self.mode,
             "proximal_rc": _rc(self.proximal_rc),
             "distal_rc": _rc(self.distal_rc),
+            "frames": self.frames,
             "parameters": self.parameters,
         }
 

@@ -37,10 +37,11 @@ from .fit import ProfileFit, derivative_edges, estimate_blur, fit_profiles, loca
 from .flags import residual_flags, side_vessel_flags
 from .model import ChordTable, chord_table
 from .profiles import normals_from_centerline, profile_offsets, sample_profiles
-from .stage import diameter_stage, measure_diameters, refit_beside_vessels, sample_along
+from .stage import (combine_frames, diameter_stage, measure_diameters, refit_beside_vessels, same_samples_in_frame,
+                    sample_along)
 
 __all__ = [
     "ChordTable", "chord_table", "sample_profiles", "profile_offsets", "normals_from_centerline", "ProfileFit",
     "fit_profiles", "estimate_blur", "derivative_edges", "local_amplitude", "residual_flags", "side_vessel_flags",
-    "sample_along", "measure_diameters", "refit_beside_vessels", "diameter_stage",
+    "sample_along", "measure_diameters", "refit_beside_vessels", "diameter_stage", "same_samples_in_frame", "combine_frames",
 ]

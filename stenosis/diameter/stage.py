@@ -26,17 +26,18 @@ from scipy import ndimage as ndi
 from ..centerline import recenter
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile, QualityFlag
-from .fit import (ProfileFit, derivative_edges, estimate_blur, fit_profiles, free_amplitude, local_amplitude,
+from .fit import (ProfileFit, _project_out, _projector, derivative_edges, estimate_blur, fit_profiles, free_amplitude, local_amplitude,
                   misfit_ratio, profile_noise)
 from .flags import probe_beside, residual_flags, side_vessel_flags
 from .model import chord_table
 from .profiles import edge_points, normals_from_centerline, profile_geometry, profile_offsets, sample_profiles
 
 __all__ = ["Profiles", "sample_along", "estimate_lumen_model", "measure_diameters", "refit_beside_vessels",
-           "diameter_stage"]
+           "diameter_stage", "iodine_ratio", "same_samples_in_frame", "combine_frames"]
 
 #: flags set from the vessel map (kept through the final fit)
 SIDE_FLAGS = int(QualityFlag.BRANCH | QualityFlag.OVERLAP)
+_UNUSABLE = int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +73,7 @@ def sample_along(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarra
     return Profiles(pts, np.asarray(arc_px, float), nrm, x, Y, inside, float(max(radius_hint_px, 1.5)), r_max, c_max)
 
 
-def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
+def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None, sigma_px: float | None = None,
                          params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, ProfileFit]:
     """Run's blur sigma (px) and iodine amplitude from the widest usable samples, and the
     nominal-blur fit that found them.
@@ -80,7 +81,8 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
     A fit with a nominal blur ranks the samples by their radius smoothed along the vessel
     (ranking single noisy profiles picks those whose noise widened them, biasing the blur low);
     the widest ``blur_wide_quantile`` with a typical amplitude (overlaps and branches raise it)
-    go to :func:`estimate_blur`. ``usable``: samples allowed (at least 5 of them, else all).
+    go to :func:`estimate_blur`. ``usable``: samples allowed (at least 5 of them, else all);
+    ``sigma_px``: the blur is known (another frame of the run), only the amplitude is estimated.
     """
     p = params
     Y, x = prof.values, prof.offsets_px
@@ -102,8 +104,8 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
     wide = wide[np.abs(a - med) <= p.blur_amplitude_mads * 1.4826 * mad]
     if wide.size > p.blur_max_profiles:
         wide = wide[np.linspace(0, wide.size - 1, p.blur_max_profiles).astype(int)]
-    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=np.geomspace(*p.blur_sigma_grid_px),
-                               r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
+    sigmas = np.geomspace(*p.blur_sigma_grid_px) if sigma_px is None else np.array([float(sigma_px)])
+    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
     return sigma, amp, f0
 
 
@@ -157,8 +159,7 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     traced = sample_along(image, centerline_rc, arc_px, radius_hint_px=rh, params=p)
     sigma, amp, _ = estimate_lumen_model(traced, params=p)
     first = traced.fit(sigma, amp)
-    first_ok = (_flags_of(traced, first, sigma, amp, p) & int(QualityFlag.BRANCH | QualityFlag.OVERLAP
-                                                                | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
+    first_ok = (_flags_of(traced, first, sigma, amp, p) & _UNUSABLE) == 0
     # 2. centring: the trace follows the vessel map's ridge, not the lumen's centre, and its
     # normals tilt where it is off-centre; every later profile is sampled on the centred trace
     rc, arc = recenter(centerline_rc, traced.normal_rc, first.centre_px, first_ok & (2.0 * first.radius_px > 1.0),
@@ -173,14 +174,13 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
         return f, flags | side_vessel_flags(d, probability, origin_rc=origin_rc, crossings=crossings, params=p)
 
     fit, flags = fit_and_flag(sigma, amp)
-    usable = (flags & int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)) == 0
+    usable = (flags & _UNUSABLE) == 0
     if not usable.all():
         s2, a2, _ = estimate_lumen_model(prof, usable=usable, params=p)
         if abs(s2 / sigma - 1.0) > p.reestimate_change or abs(a2 / amp - 1.0) > p.reestimate_change:
             sigma, amp = s2, a2
             fit, flags = fit_and_flag(sigma, amp)
-            usable = (flags & int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT
-                                  | QualityFlag.OUTSIDE)) == 0
+            usable = (flags & _UNUSABLE) == 0
     # 4. the final fit: an amplitude that follows the vessel, from the usable resolved samples
     amp_local = None
     if p.local_amplitude_half_radii > 0:
@@ -272,3 +272,67 @@ def refit_beside_vessels(
     return replace(profile, diameter_px=diam, centre_offset_px=cen, flags=new_flags, left_rc=left, right_rc=right,
                    misfit=misfit)
 
+
+
+def iodine_ratio(image: np.ndarray, analysed_image: np.ndarray, analysed: DiameterProfile, shift_rc, *,
+                 radius_hint_px: float, params: MeasureParams = DEFAULT_PARAMS) -> float:
+    """Iodine in the segment on ``image`` over that on the analysed frame: the ratio of the
+    profiles' integrated signal (background line removed) summed over the usable samples. The
+    lumen is the same, so this is the ratio of the bolus concentrations, i.e. of the amplitudes."""
+    d = np.asarray(shift_rc, float)
+    ok = analysed.valid if analysed.valid.sum() >= 5 else np.ones(len(analysed), bool)
+    areas = []
+    for img, off in ((analysed_image, np.zeros(2)), (image, d)):
+        prof = sample_along(img, analysed.centerline_rc + off[None, :], analysed.arc_px, radius_hint_px=radius_hint_px,
+                            params=params)
+        _, E = _projector(prof.offsets_px)
+        areas.append(float(_project_out(prof.values[ok], E).sum()))
+    return areas[1] / areas[0] if areas[0] > 0 else 1.0
+
+
+def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc, probability: np.ndarray, *,
+                          origin_rc: tuple[float, float], radius_hint_px: float, amplitude_scale: float,
+                          params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
+    """The analysed frame's samples measured on another frame of the run, moved by ``shift_rc``.
+
+    The blur is the run's and the iodine amplitude the analysed frame's (following the vessel)
+    times ``amplitude_scale`` (:func:`iodine_ratio`: the bolus concentration); the vessel-map flags are the analysed frame's; residual flags,
+    the refit beside other vessels and the misfit are the frame's own. Returned on the analysed
+    frame's coordinates, so that its samples line up with the analysed profile's.
+    """
+    d = np.asarray(shift_rc, float)
+    rh = float(max(radius_hint_px, 1.5))
+    prof = sample_along(image, analysed.centerline_rc + d[None, :], analysed.arc_px, radius_hint_px=rh, params=params)
+    sigma = analysed.blur_sigma_px
+    amp = analysed.amplitude * amplitude_scale
+    local = None if analysed.local_amplitude is None else analysed.local_amplitude * amplitude_scale
+    fit = prof.fit(sigma, amp if local is None else local)
+    noise = profile_noise(prof.values, prof.offsets_px, prof.arc_px, lag_px=params.noise_lag_px)
+    flags = _flags_of(prof, fit, sigma, amp, params) | (analysed.flags & SIDE_FLAGS)
+    frame = _profile(prof, fit, sigma, amp, flags, mm_per_px=analysed.mm_per_px, local_amp=local, params=params,
+                     misfit=misfit_ratio(fit.residuals, noise))
+    frame = refit_beside_vessels(image, frame, probability, radius_hint_px=rh, params=params, noise_sd=noise,
+                                 origin_rc=(origin_rc[0] + d[0], origin_rc[1] + d[1]))
+    return replace(frame, centerline_rc=analysed.centerline_rc, left_rc=frame.left_rc - d, right_rc=frame.right_rc - d)
+
+
+def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float]) -> DiameterProfile:
+    """One profile from several frames' profiles of the same samples (the first is the analysed
+    frame's): at each sample usable in most frames, the inverse-variance mean of the usable
+    frames' diameters (``noise_var_px2``: each frame's diameter noise variance); elsewhere the
+    analysed frame's diameter and flags. The quantum noise of separate frames is independent,
+    so n frames divide its variance by n; the lumen does not change between them."""
+    first = profiles[0]
+    if len(profiles) == 1:
+        return first
+    D = np.stack([p.diameter_px for p in profiles])
+    ok = np.stack([p.valid for p in profiles])
+    w = ok / np.maximum(np.asarray(noise_var_px2, float), 1e-9)[:, None]
+    use = ok.sum(axis=0) * 2 > len(profiles)
+    d = np.where(use, (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
+    flags = np.where(use, first.flags & int(QualityFlag.EDGE_MISMATCH), first.flags)
+    misfit = None
+    if all(p.misfit is not None for p in profiles):
+        misfit = np.nanmean(np.stack([p.misfit for p in profiles]), axis=0)
+    left, right = edge_points(first.centerline_rc, first.normal_rc, first.centre_offset_px, d / 2)
+    return replace(first, diameter_px=d, flags=flags, left_rc=left, right_rc=right, misfit=misfit)

@@ -22,7 +22,7 @@ linearly between the proximal and the distal windows. Uncertainty: :mod:`.uncert
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -37,7 +37,7 @@ from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_c
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent", "adaptive_smoothing_px",
            "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
-           "measurement_sd", "borderline_warning"]
+           "measurement_sd", "borderline_warning", "at_same_sites"]
 
 #: flags that make a sample unusable for the MLD and the reference
 _UNUSABLE = int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)
@@ -374,3 +374,35 @@ def wasid(
         warnings=tuple(warns), mld_sd_px=sd_mld, reference_sd_px=sd_ref, percent_stenosis_sd=sd_pct,
         feeding_window=feed_w if choice is ReferenceChoice.FEEDING else None,
         model_misfit={"mld": q_mld, "reference": q_ref}, along_vessel_sd_px=s_along)
+
+
+def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: MeasureParams = DEFAULT_PARAMS) -> WasidMeasurement:
+    """The WASID reading of another frame's profile of the same samples at the sites ``graded``
+    chose (its lesion and reference window): the frame's MLD within the lesion, its mean diameter
+    over the reference window (the graded reference when that is off the segment), and its own
+    noise SD. Frame-to-frame differences at fixed sites are the measurement's repeatability."""
+    arc = profile.arc_px
+    step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
+    valid, _ = _usable(profile)
+    area_noise = area_noise_sd_px2(profile, valid)
+    smooth_px = adaptive_smoothing_px(profile, valid, area_noise_px2=area_noise, params=params)
+    d_s = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)
+    along = float(np.sqrt(profile.blur_sigma_px**2 + params.band_var_px2 + smooth_px**2))
+    lo, hi = graded.lesion_start_index, graded.lesion_end_index
+    within = (arc >= arc[lo] - 2.0 * along) & (arc <= arc[hi] + 2.0 * along)
+    corr = noise_correlation_px(profile, params.band_var_px2)
+    i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, within=within, noise_sd_px2=area_noise,
+                          corr_px=corr, params=params)
+    win = graded.reference_window
+    ref = graded.reference_px
+    if win is not None:
+        ok = valid[win.i0 : win.i1 + 1]
+        seg = profile.diameter_px[win.i0 : win.i1 + 1]
+        ref = float(np.mean(seg[ok])) if ok.any() else float(np.mean(seg))
+    ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else 1.5 * ref
+    sd_mld, sd_ref, sd_pct = measurement_sd(profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
+                                            reference_length_px=ref_len, corr_px=corr, area_noise_px2=area_noise,
+                                            fit_half_px=max(2.0 * along, 1.5), params=params)
+    pct = (1.0 - mld / ref) * 100.0 if ref > 0 else float("nan")
+    return replace(graded, percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
+                   warnings=(), mld_sd_px=sd_mld, reference_sd_px=sd_ref, percent_stenosis_sd=sd_pct)
