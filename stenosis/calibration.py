@@ -43,9 +43,11 @@ STEEP_ANGLE_DEG = 60.0
 #: One French (Charriere) is 1/3 mm of outer diameter.
 MM_PER_FRENCH = 1.0 / 3.0
 
+#: Every warning of an uncalibrated run contains this (a reader's calibration drops them).
+UNCALIBRATED_MARK = "mm values are not reported"
+_UNCALIBRATED_TAIL = f"{UNCALIBRATED_MARK}; give a catheter or manual calibration (--pixel-mm) to get them"
 NO_MM_WARNING = (
-    "no calibration in the file (no PixelSpacing, ImagerPixelSpacing with SID/SOD or magnification): "
-    "mm values are not reported; give a catheter or manual calibration (--pixel-mm) to get them"
+    f"no calibration in the file (no PixelSpacing, ImagerPixelSpacing with SID/SOD or magnification): {_UNCALIBRATED_TAIL}"
 )
 
 

@@ -1,0 +1,213 @@
+"""The run and where it comes from: :class:`AngioRun`, :class:`RunMetadata`, :class:`RunSource`, pseudonymous ids."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..calibration import UNCALIBRATED_MARK, Calibration
+from ..errors import InputError
+
+#: Default key of the pseudonymous run id; set STENOSIS_ID_KEY to a site secret.
+_DEFAULT_ID_KEY = b"stenosis-run-id-v1"
+
+
+@dataclass(frozen=True)
+class RunMetadata:
+    """What the measurement needs to know about a run; never a patient identifier.
+
+    Attributes
+    ----------
+    run_id : str
+        16 hex digits: HMAC-SHA256 of Study/Series/SOP Instance UIDs under the key
+        ``STENOSIS_ID_KEY`` (environment; a fixed default otherwise). Pseudonymous.
+    modality, sop_class_uid, transfer_syntax_uid, transfer_syntax_name : str
+    rows, cols, n_frames, bits_stored : int
+    photometric : str
+        Stored PhotometricInterpretation (frames are already in displayed polarity).
+    frame_time_ms : float or None
+        Time between frames (FrameTime, mean FrameTimeVector step, or 1000/CineRate).
+    primary_angle_deg, secondary_angle_deg : float or None
+        PositionerPrimaryAngle (LAO+/RAO-) and PositionerSecondaryAngle (CRA+/CAU-).
+    pixel_intensity_relationship : {"LIN", "LOG"} or None
+    mask_frames : tuple of int
+        0-based mask frame indices from MaskSubtractionSequence (DICOM's are 1-based).
+    subtracted : bool
+        Pixel data is already subtracted (DSA). Rule: ImageType has a value
+        containing ``SUBTRACT`` (``SUBTRACTED``, ``SUBTRACTION``; usually with
+        ``DERIVED``). ``RecommendedViewingMode == "SUB"`` does *not* count: by
+        DICOM PS3.3 C.8.7.1.1 it asks a viewer to subtract the mask from native
+        pixel data, i.e. the data are native.
+    image_type : tuple of str
+    manufacturer : str or None
+    window_center, window_width : float or None
+        First VOI window of the file, in stored values.
+    """
+
+    run_id: str
+    modality: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    transfer_syntax_name: str
+    rows: int
+    cols: int
+    n_frames: int
+    bits_stored: int
+    photometric: str
+    frame_time_ms: float | None = None
+    primary_angle_deg: float | None = None
+    secondary_angle_deg: float | None = None
+    pixel_intensity_relationship: str | None = None
+    mask_frames: tuple[int, ...] = ()
+    subtracted: bool = False
+    image_type: tuple[str, ...] = ()
+    manufacturer: str | None = None
+    window_center: float | None = None
+    window_width: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists). Holds no patient identifier."""
+        d = asdict(self)
+        d["mask_frames"] = list(self.mask_frames)
+        d["image_type"] = list(self.image_type)
+        return d
+
+
+@dataclass(frozen=True)
+class AngioRun:
+    """One X-ray angiography run.
+
+    Attributes
+    ----------
+    frames : ndarray, shape (T, H, W)
+        Stored dtype (e.g. uint16), only BitsStored bits, displayed polarity
+        (MONOCHROME1 inverted: vessels darker than background). Read-only.
+    calibration : Calibration
+        mm/px at the isocentre and its source.
+    metadata : RunMetadata
+    source : str
+        Path of the file (or folder of a single-frame series) it was read from.
+    warnings : tuple of str
+        One line each (calibration, Secondary Capture, steep angle, ...).
+    """
+
+    frames: np.ndarray
+    calibration: Calibration
+    metadata: RunMetadata
+    source: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.frames, np.ndarray) or self.frames.ndim != 3:
+            raise InputError("AngioRun frames must be a (T, H, W) array; add a frame axis for a single image")
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.frames.shape)  # type: ignore[return-value]
+
+    def with_calibration(self, calibration: Calibration) -> "AngioRun":
+        """A copy with another calibration (frames shared, not copied).
+
+        Warnings about a missing file calibration are dropped once the reader
+        gives one."""
+        kept = self.warnings
+        if calibration.is_calibrated and not self.calibration.is_calibrated:
+            kept = tuple(w for w in kept if UNCALIBRATED_MARK not in w)
+        return replace(self, calibration=calibration, warnings=kept)
+
+    @classmethod
+    def from_array(
+        cls,
+        frames: np.ndarray,
+        *,
+        calibration: Calibration | None = None,
+        pixel_intensity_relationship: str | None = "LOG",
+        subtracted: bool = False,
+        mask_frames: Sequence[int] = (),
+        frame_time_ms: float | None = None,
+        source: str = "<array>",
+    ) -> "AngioRun":
+        """Wrap an in-memory (T, H, W) or (H, W) array (displayed polarity) as a run.
+
+        The array is copied and made read-only; ``run_id`` hashes its bytes."""
+        arr = np.array(frames, copy=True)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise InputError(f"frames must be (T, H, W) or (H, W), got shape {arr.shape}")
+        arr.flags.writeable = False
+        digest = hashlib.sha256(arr.tobytes()).hexdigest()[:16]
+        meta = RunMetadata(
+            run_id=digest,
+            modality="XA",
+            sop_class_uid="",
+            transfer_syntax_uid="",
+            transfer_syntax_name="in memory",
+            rows=int(arr.shape[1]),
+            cols=int(arr.shape[2]),
+            n_frames=int(arr.shape[0]),
+            bits_stored=int(arr.dtype.itemsize * 8),
+            photometric="MONOCHROME2",
+            frame_time_ms=frame_time_ms,
+            pixel_intensity_relationship=pixel_intensity_relationship,
+            mask_frames=tuple(int(i) for i in mask_frames),
+            subtracted=bool(subtracted),
+        )
+        return cls(arr, calibration or Calibration.none("in-memory array"), meta, source, ())
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """Where one run lives: a single file, or the sorted files of one single-frame series.
+
+    ``path`` is the file, or for a series of several files their common folder
+    (what :attr:`AngioRun.source` will say)."""
+
+    paths: tuple[str, ...]
+    series_key: str | None = None
+
+    @property
+    def path(self) -> str:
+        if len(self.paths) == 1:
+            return self.paths[0]
+        return os.path.commonpath(self.paths)
+
+    @property
+    def n_files(self) -> int:
+        return len(self.paths)
+
+    def __str__(self) -> str:
+        return self.path if len(self.paths) == 1 else f"{self.path} ({len(self.paths)} files)"
+
+
+@dataclass(frozen=True)
+class RunReadError:
+    """A run of a folder that could not be read (collected by :func:`read_runs`)."""
+
+    source: RunSource
+    message: str
+
+
+def _id_key() -> bytes:
+    """Key of the pseudonymous ids: ``STENOSIS_ID_KEY`` from the environment, else a fixed default."""
+    key_env = os.environ.get("STENOSIS_ID_KEY")
+    return key_env.encode("utf-8") if key_env else _DEFAULT_ID_KEY
+
+
+def run_id_from_uids(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """Pseudonymous run id: first 16 hex of HMAC-SHA256(key, study|series|sop).
+
+    The key is ``STENOSIS_ID_KEY`` from the environment (a fixed default
+    otherwise: then ids are stable but anyone with the UIDs can recompute them)."""
+    key = _id_key()
+    msg = "\\".join((str(study_uid), str(series_uid), str(sop_uid))).encode("utf-8")
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
