@@ -156,7 +156,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         if moved is None:
             rejected.append((t, "moved too far from the analysed frame"))
             continue
-        scale_t = iodine_ratio(moved.image, analysed.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params)
+        scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params)
         profiles.append(same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
                                               origin_rc=trace.origin_rc, radius_hint_px=rhint, amplitude_scale=scale_t,
                                               params=params))

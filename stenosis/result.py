@@ -84,6 +84,9 @@ class DiameterProfile:
     misfit : (N,) float or None
         RMS of each profile's fit residual over the profiles' own noise (about 1 where the
         lumen model describes the profile; :func:`stenosis.diameter.fit.profile_noise`).
+    refitted : (N,) bool or None
+        Samples refitted on profiles cut short of a vessel beside them (their BRANCH flag
+        cleared; :func:`stenosis.diameter.refit_beside_vessels`).
     """
 
     arc_px: np.ndarray
@@ -100,6 +103,7 @@ class DiameterProfile:
     mm_per_px: float | None = None
     local_amplitude: np.ndarray | None = None
     misfit: np.ndarray | None = None
+    refitted: np.ndarray | None = None
 
     @property
     def arc_mm(self) -> np.ndarray | None:

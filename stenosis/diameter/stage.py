@@ -252,6 +252,7 @@ def refit_beside_vessels(
     cen = profile.centre_offset_px.copy()
     new_flags = flags.copy()
     misfit = None if profile.misfit is None else profile.misfit.copy()
+    refitted = np.zeros(len(profile), bool) if profile.refitted is None else profile.refitted.copy()
     # group by the cut (whole pixels) so each group is one vectorised fit
     cut = np.floor(lim[ok] - np.abs(c[ok]))
     for h in np.unique(cut):
@@ -266,28 +267,33 @@ def refit_beside_vessels(
         diam[sel[good]] = 2.0 * fit.radius_px[good]
         cen[sel[good]] = fit.centre_px[good]
         new_flags[sel[good]] &= ~int(QualityFlag.BRANCH)
+        refitted[sel[good]] = True
         if misfit is not None and noise_sd is not None:
             misfit[sel[good]] = misfit_ratio(fit.residuals[good], noise_sd)
     left, right = edge_points(profile.centerline_rc, profile.normal_rc, cen, diam / 2)
     return replace(profile, diameter_px=diam, centre_offset_px=cen, flags=new_flags, left_rc=left, right_rc=right,
-                   misfit=misfit)
+                   misfit=misfit, refitted=refitted)
 
 
 
-def iodine_ratio(image: np.ndarray, analysed_image: np.ndarray, analysed: DiameterProfile, shift_rc, *,
-                 radius_hint_px: float, params: MeasureParams = DEFAULT_PARAMS) -> float:
-    """Iodine in the segment on ``image`` over that on the analysed frame: the ratio of the
-    profiles' integrated signal (background line removed) summed over the usable samples. The
-    lumen is the same, so this is the ratio of the bolus concentrations, i.e. of the amplitudes."""
+def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radius_hint_px: float,
+                 params: MeasureParams = DEFAULT_PARAMS) -> float:
+    """Iodine signal of the segment on ``image`` over that on the analysed frame: the least-squares
+    scale of the analysed frame's fitted lumen model (its blurred cylinders, background lines
+    removed) in ``image``'s profiles of the same samples, over its usable samples. The lumen is the
+    same, so this is the ratio of the bolus concentrations, i.e. of the amplitudes."""
     d = np.asarray(shift_rc, float)
     ok = analysed.valid if analysed.valid.sum() >= 5 else np.ones(len(analysed), bool)
-    areas = []
-    for img, off in ((analysed_image, np.zeros(2)), (image, d)):
-        prof = sample_along(img, analysed.centerline_rc + off[None, :], analysed.arc_px, radius_hint_px=radius_hint_px,
-                            params=params)
-        _, E = _projector(prof.offsets_px)
-        areas.append(float(_project_out(prof.values[ok], E).sum()))
-    return areas[1] / areas[0] if areas[0] > 0 else 1.0
+    prof = sample_along(image, analysed.centerline_rc[ok] + d[None, :], analysed.arc_px[ok],
+                        radius_hint_px=radius_hint_px, params=params)
+    x = prof.offsets_px
+    _, E = _projector(x)
+    amp = analysed.amplitude if analysed.local_amplitude is None else analysed.local_amplitude[ok]
+    model = _project_out(prof.table(analysed.blur_sigma_px)(analysed.diameter_px[ok, None] / 2,
+                                                           x[None, :] - analysed.centre_offset_px[ok, None]), E)
+    model = model * np.broadcast_to(np.asarray(amp, float), (int(ok.sum()),))[:, None]
+    norm = float((model * model).sum())
+    return float((_project_out(prof.values, E) * model).sum() / norm) if norm > 0 else 1.0
 
 
 def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc, probability: np.ndarray, *,
@@ -308,7 +314,10 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
     local = None if analysed.local_amplitude is None else analysed.local_amplitude * amplitude_scale
     fit = prof.fit(sigma, amp if local is None else local)
     noise = profile_noise(prof.values, prof.offsets_px, prof.arc_px, lag_px=params.noise_lag_px)
-    flags = _flags_of(prof, fit, sigma, amp, params) | (analysed.flags & SIDE_FLAGS)
+    side = analysed.flags & SIDE_FLAGS
+    if analysed.refitted is not None:  # the analysed frame's refit cleared these samples' BRANCH flag
+        side = side | np.where(analysed.refitted, int(QualityFlag.BRANCH), 0)
+    flags = _flags_of(prof, fit, sigma, amp, params) | side
     frame = _profile(prof, fit, sigma, amp, flags, mm_per_px=analysed.mm_per_px, local_amp=local, params=params,
                      misfit=misfit_ratio(fit.residuals, noise))
     frame = refit_beside_vessels(image, frame, probability, radius_hint_px=rh, params=params, noise_sd=noise,
