@@ -2,12 +2,16 @@
 
 Every input is a deterministic mutation of a tiny valid seed run (see
 ``tests/hostile.py``: byte flips, interesting integers, truncation, chunk edits,
-hostile header values). Inputs run in a child process (native decoder aborts are
+hostile header values, calibration tags (PixelSpacing, ImagerPixelSpacing, SOD/SID,
+magnification: extreme, zero, negative, NaN, SOD > SID) and BitsStored (values above
+it, above BitsAllocated, zero)). A run that reads must keep its contract (calibration
+inside the plausible range, values inside BitsStored). Inputs run in a child process (native decoder aborts are
 findings, not the end of the run) with a per-input deadline. Counted:
 
 * ``declared``: the input was refused with :class:`stenosis.StenosisError` (fine);
 * ``crashes``: any other exception, a broken contract, or the child dying (signal);
-* ``hangs``: no answer within ``--timeout`` seconds.
+* ``hangs``: no answer within ``--timeout`` seconds;
+* ``peak RSS MB``: the largest peak resident memory of a child process.
 
 Targets: 0 crashes and 0 hangs. Exit status 1 when either is non-zero.
 
@@ -55,6 +59,7 @@ class FuzzReport:
     hangs: int = 0
     seconds: float = 0.0
     restarts: int = 0
+    peak_rss_mb: float = 0.0  # largest peak resident set of a child process
     failures: list[dict] = field(default_factory=list)  # first crash/hang of each signature
     mutations: Counter = field(default_factory=Counter)
 
@@ -101,6 +106,7 @@ def fuzz_target(
         with lock:
             rep.inputs += 1
             rep.mutations[r.get("mutation", "?").split("+")[0].split("/")[0]] += 1
+            rep.peak_rss_mb = max(rep.peak_rss_mb, float(r.get("rss_mb") or 0.0))
             status = r["status"]
             if status == "ok":
                 rep.ok += 1
@@ -151,12 +157,19 @@ def measure_seed_specs(folder: Path) -> list[dict]:
 
 
 def _table(reports: list[FuzzReport]) -> str:
-    head = f"{'target':<9} {'inputs':>7} {'ok':>6} {'declared':>8} {'crashes':>7} {'hangs':>5} {'inputs/s':>8} {'seconds':>7} {'restarts':>8}"
+    head = (f"{'target':<9} {'inputs':>7} {'ok':>6} {'declared':>8} {'crashes':>7} {'hangs':>5} {'inputs/s':>8} "
+            f"{'seconds':>7} {'restarts':>8} {'peak RSS MB':>11}")
     lines = [head, "-" * len(head)]
     for r in reports:
         lines.append(f"{r.target:<9} {r.inputs:>7} {r.ok:>6} {r.declared:>8} {r.crashes:>7} {r.hangs:>5} "
-                     f"{r.rate:>8.1f} {r.seconds:>7.1f} {r.restarts:>8}")
+                     f"{r.rate:>8.1f} {r.seconds:>7.1f} {r.restarts:>8} {r.peak_rss_mb:>11.0f}")
     return "\n".join(lines)
+
+
+def _mutation_table(reports: list[FuzzReport]) -> str:
+    """Inputs per first mutation (calibration and bits are the header mutations of #19)."""
+    return "\n".join(f"{r.target:<9} mutations: " + ", ".join(f"{k} {v}" for k, v in sorted(r.mutations.items()))
+                     for r in reports)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fuzzing stenosis: {n_seeds} seed runs, base seed {args.seed}, per-input timeout {args.timeout:g} s, "
           f"{max(1, args.workers)} read_run workers")
     print(_table(reports))
+    print(_mutation_table(reports))
     if n_measure and not has_measure:
         print("measure: skipped (stenosis.measure not written yet)")
     bad = False

@@ -34,14 +34,22 @@ __all__ = [
     "calibration_from_dataset",
     "catheter_calibration",
     "manual_calibration",
+    "check_pixel_mm",
+    "is_plausible_mm",
     "STEEP_ANGLE_DEG",
     "MM_PER_FRENCH",
+    "PLAUSIBLE_MM_PER_PX",
 ]
 
 #: |primary or secondary positioner angle| above which isocentre calibration is flagged.
 STEEP_ANGLE_DEG = 60.0
 #: One French (Charriere) is 1/3 mm of outer diameter.
 MM_PER_FRENCH = 1.0 / 3.0
+#: Plausible pixel size at the isocentre (mm), inclusive. X-ray angiography detectors have a
+#: 0.1-0.4 mm pitch over a 1.1-2 magnification; outside this range a value is a unit error
+#: (micrometres typed as mm) or a broken tag, and the work of a measurement, which scales
+#: with mm/px, would be bounded by the calibration instead of by the image.
+PLAUSIBLE_MM_PER_PX = (0.02, 2.0)
 
 #: Every warning of an uncalibrated run contains this (a reader's calibration drops them).
 UNCALIBRATED_MARK = "mm values are not reported"
@@ -49,6 +57,33 @@ _UNCALIBRATED_TAIL = f"{UNCALIBRATED_MARK}; give a catheter or manual calibratio
 NO_MM_WARNING = (
     f"no calibration in the file (no PixelSpacing, ImagerPixelSpacing with SID/SOD or magnification): {_UNCALIBRATED_TAIL}"
 )
+
+
+def is_plausible_mm(value: float) -> bool:
+    """True when ``value`` (mm per pixel) is a finite number inside :data:`PLAUSIBLE_MM_PER_PX`."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(value) and PLAUSIBLE_MM_PER_PX[0] <= value <= PLAUSIBLE_MM_PER_PX[1]
+
+
+def check_pixel_mm(value: Any, *, what: str = "pixel size") -> float:
+    """``value`` as a float when it is a plausible isocentre pixel size in mm, else CalibrationError.
+
+    The one check of every pixel size a reader gives (``--pixel-mm``, ``measure(pixel_mm=)``,
+    manual and catheter calibration); see :data:`PLAUSIBLE_MM_PER_PX`."""
+    try:
+        mm = float(value)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"{what} must be a number of mm per pixel (e.g. 0.2), got {value!r}") from None
+    if not is_plausible_mm(mm):
+        lo, hi = PLAUSIBLE_MM_PER_PX
+        raise CalibrationError(
+            f"{what} {mm:.4g} mm is outside the plausible range {lo:g}-{hi:g} mm per pixel at the isocentre; "
+            "give mm per pixel (e.g. 0.2), not micrometres"
+        )
+    return mm
 
 
 @dataclass(frozen=True)
@@ -83,6 +118,7 @@ class Calibration:
                 raise CalibrationError(
                     f"mm per pixel must be two positive finite numbers (row, col), got {self.mm_per_px!r}"
                 )
+            mm = tuple(check_pixel_mm(v, what=f"{source.value} pixel size") for v in mm)
             object.__setattr__(self, "mm_per_px", mm)
         if (mm is None) != (source is CalibrationSource.NONE):
             raise CalibrationError(
@@ -215,6 +251,10 @@ def positioner_angles(ds: Any) -> tuple[float | None, float | None]:
 def calibration_from_dataset(ds: Any) -> tuple[Calibration, list[str]]:
     """Isocentre calibration of a DICOM dataset by the SPEC precedence.
 
+    A source whose tags are present but unusable (not positive numbers, SOD > SID,
+    a pixel size outside :data:`PLAUSIBLE_MM_PER_PX`) is skipped for the next one;
+    when none is left the run is uncalibrated and one warning says why.
+
     Parameters
     ----------
     ds : pydicom.Dataset
@@ -226,57 +266,17 @@ def calibration_from_dataset(ds: Any) -> tuple[Calibration, list[str]]:
     warnings : list of str
         One line each: tags present but unusable, no calibration at all, steep beam angle.
     """
-    warnings: list[str] = []
-
-    raw_ps = find_attribute(ds, "PixelSpacing")
-    ps = _spacing(raw_ps)
-    raw_ips = find_attribute(ds, "ImagerPixelSpacing")
-    ips = _spacing(raw_ips)
-    # XA: DistanceSourceToPatient is source-to-isocentre; enhanced XA names it DistanceSourceToIsocenter
-    sod = _scalar(find_attribute(ds, "DistanceSourceToPatient"))
-    if sod is None:
-        sod = _scalar(find_attribute(ds, "DistanceSourceToIsocenter"))
-    sid = _scalar(find_attribute(ds, "DistanceSourceToDetector"))
-    mag = _scalar(find_attribute(ds, "EstimatedRadiographicMagnificationFactor"))
-
-    cal: Calibration | None = None
-    if raw_ps is not None and ps is None:
-        warnings.append(f"PixelSpacing {list(raw_ps) if hasattr(raw_ps, '__iter__') else raw_ps!r} is unusable; ignored")
-    if ps is not None:
-        cal = Calibration(ps, CalibrationSource.PIXEL_SPACING, f"PixelSpacing {ps[0]:g}\\{ps[1]:g} mm")
-    elif raw_ips is not None and ips is None:
-        warnings.append("ImagerPixelSpacing is unusable (not two positive numbers); ignored")
-    if cal is None and ips is not None:
-        if sod is not None and sid is not None:
-            if 0 < sod <= sid:
-                f = sod / sid
-                cal = Calibration(
-                    (ips[0] * f, ips[1] * f),
-                    CalibrationSource.GEOMETRY,
-                    f"ImagerPixelSpacing {ips[0]:g}\\{ips[1]:g} mm x SOD {sod:g} / SID {sid:g} mm",
-                )
-            else:
-                warnings.append(
-                    f"DistanceSourceToPatient {sod:g} mm and DistanceSourceToDetector {sid:g} mm are "
-                    "inconsistent (need 0 < SOD <= SID); geometry calibration ignored"
-                )
-        if cal is None and mag is not None:
-            if mag > 0:
-                cal = Calibration(
-                    (ips[0] / mag, ips[1] / mag),
-                    CalibrationSource.MAGNIFICATION,
-                    f"ImagerPixelSpacing {ips[0]:g}\\{ips[1]:g} mm / magnification {mag:g}",
-                )
-            else:
-                warnings.append(f"EstimatedRadiographicMagnificationFactor {mag:g} is not positive; ignored")
-        if cal is None:
-            warnings.append(
-                "ImagerPixelSpacing without SID/SOD or magnification factor is the detector pitch, "
-                "not the isocentre size: not used; give a catheter or manual calibration for mm values"
-            )
+    rejected: list[str] = []
+    cal = _from_pixel_spacing(ds, rejected)
     if cal is None:
-        cal = Calibration.none("no calibration tags")
-        warnings.append(NO_MM_WARNING)
+        cal = _from_imager_pixel_spacing(ds, rejected)
+    warnings: list[str] = []
+    if cal is None:
+        cal = Calibration.none("no usable calibration tags")
+        warnings.append(f"{'; '.join(rejected)}: ignored, uncalibrated: {_UNCALIBRATED_TAIL}" if rejected
+                        else NO_MM_WARNING)
+    elif rejected:
+        warnings.append(f"{'; '.join(rejected)}: ignored; calibrated from {cal.detail}")
 
     primary, secondary = positioner_angles(ds)
     steep = [
@@ -290,6 +290,83 @@ def calibration_from_dataset(ds: Any) -> tuple[Calibration, list[str]]:
             "accurate; check mm values with a catheter calibration"
         )
     return cal, warnings
+
+
+def _shown(raw: Any) -> str:
+    """A header value as the file holds it, short (for messages)."""
+    vals = list(raw) if hasattr(raw, "__iter__") and not isinstance(raw, (str, bytes)) else [raw]
+    return "\\".join(str(v) for v in vals)[:40]
+
+
+def _candidate(mm_rc: tuple[float, float], source: CalibrationSource, detail: str,
+               rejected: list[str]) -> Calibration | None:
+    """The calibration when both pixel sizes are plausible, else None with the reason in ``rejected``."""
+    bad = [v for v in mm_rc if not is_plausible_mm(v)]
+    if bad:
+        rejected.append(f"{detail} gives {bad[0]:.4g} mm/px, outside the plausible range "
+                        f"{PLAUSIBLE_MM_PER_PX[0]:g}-{PLAUSIBLE_MM_PER_PX[1]:g} mm/px")
+        return None
+    return Calibration(mm_rc, source, detail)
+
+
+def _from_pixel_spacing(ds: Any, rejected: list[str]) -> Calibration | None:
+    raw = find_attribute(ds, "PixelSpacing")
+    if raw is None:
+        return None
+    ps = _spacing(raw)
+    if ps is None:
+        rejected.append(f"PixelSpacing {_shown(raw)} is not two positive numbers")
+        return None
+    return _candidate(ps, CalibrationSource.PIXEL_SPACING, f"PixelSpacing {ps[0]:g}\\{ps[1]:g} mm", rejected)
+
+
+def _from_imager_pixel_spacing(ds: Any, rejected: list[str]) -> Calibration | None:
+    """ImagerPixelSpacing x SOD / SID, else ImagerPixelSpacing / magnification."""
+    raw = find_attribute(ds, "ImagerPixelSpacing")
+    if raw is None:
+        return None
+    ips = _spacing(raw)
+    if ips is None:
+        rejected.append(f"ImagerPixelSpacing {_shown(raw)} is not two positive numbers")
+        return None
+    ips_text = f"ImagerPixelSpacing {ips[0]:g}\\{ips[1]:g} mm"
+    # XA: DistanceSourceToPatient is source-to-isocentre; enhanced XA names it DistanceSourceToIsocenter
+    raw_sod = find_attribute(ds, "DistanceSourceToPatient")
+    if raw_sod is None:
+        raw_sod = find_attribute(ds, "DistanceSourceToIsocenter")
+    raw_sid = find_attribute(ds, "DistanceSourceToDetector")
+    raw_mag = find_attribute(ds, "EstimatedRadiographicMagnificationFactor")
+    sod, sid, mag = _scalar(raw_sod), _scalar(raw_sid), _scalar(raw_mag)
+    tried = False
+    if raw_sod is not None and raw_sid is not None:
+        tried = True
+        if sod is None or sid is None:
+            rejected.append(f"DistanceSourceToPatient {_shown(raw_sod)} / DistanceSourceToDetector {_shown(raw_sid)} "
+                            "are not numbers")
+        elif sod <= 0 or sid <= 0:
+            rejected.append(f"DistanceSourceToPatient {sod:g} mm / DistanceSourceToDetector {sid:g} mm are not positive")
+        elif sod > sid:
+            rejected.append(f"DistanceSourceToPatient {sod:g} mm is larger than DistanceSourceToDetector {sid:g} mm "
+                            "(inconsistent: the isocentre lies between source and detector)")
+        else:
+            f = sod / sid
+            cal = _candidate((ips[0] * f, ips[1] * f), CalibrationSource.GEOMETRY,
+                             f"{ips_text} x SOD {sod:g} / SID {sid:g} mm", rejected)
+            if cal is not None:
+                return cal
+    if raw_mag is not None:
+        tried = True
+        if mag is None or mag <= 0:
+            rejected.append(f"EstimatedRadiographicMagnificationFactor {_shown(raw_mag)} is not a positive number")
+        else:
+            cal = _candidate((ips[0] / mag, ips[1] / mag), CalibrationSource.MAGNIFICATION,
+                             f"{ips_text} / magnification {mag:g}", rejected)
+            if cal is not None:
+                return cal
+    if not tried:
+        rejected.append(f"{ips_text} without SID/SOD or magnification factor is the detector pitch, "
+                        "not the isocentre size")
+    return None
 
 
 # --------------------------------------------------------------------------- reader calibrations
@@ -331,6 +408,12 @@ def catheter_calibration(
         )
     mm = french * MM_PER_FRENCH
     mpp = mm / dist
+    if not is_plausible_mm(mpp):
+        lo, hi = PLAUSIBLE_MM_PER_PX
+        raise CalibrationError(
+            f"catheter calibration gives {mpp:.4g} mm/px ({french:g} F over {dist:.1f} px), outside the plausible "
+            f"{lo:g}-{hi:g} mm; place the points on the catheter's edges and check its French size"
+        )
     return Calibration((mpp, mpp), CalibrationSource.CATHETER, f"catheter {french:g} F ({mm:.3f} mm) over {dist:.2f} px")
 
 
@@ -343,4 +426,7 @@ def manual_calibration(mm_per_px: float | tuple[float, float]) -> Calibration:
             value = tuple(float(v) for v in mm_per_px)
     except (TypeError, ValueError):
         raise CalibrationError(f"manual calibration must be a number of mm per pixel, got {mm_per_px!r}") from None
+    if len(value) != 2:
+        raise CalibrationError(f"manual calibration must be one number or (row, col) mm per pixel, got {mm_per_px!r}")
+    value = tuple(check_pixel_mm(v, what="manual pixel size") for v in value)
     return Calibration(value, CalibrationSource.MANUAL, f"manual {value[0]:g}\\{value[1]:g} mm/px")

@@ -930,6 +930,90 @@ def _mutate_tags(data: bytes, rng: np.random.Generator) -> bytes:
     return out
 
 
+#: Hostile calibration values: zero, negative, NaN/inf strings, not numbers, extreme and just-outside-plausible sizes.
+_CALIBRATION_VALUES = ("1e-30", "1e30", "0", "-0.2", "-1e30", "nan", "inf", "-inf", "abc", "", "1e308", "1e-308",
+                       "150", "0.0001", "0.0199", "2.0001", "1000", "0.2")
+_CALIBRATION_TAGS = ("PixelSpacing", "ImagerPixelSpacing", "DistanceSourceToPatient", "DistanceSourceToDetector",
+                     "EstimatedRadiographicMagnificationFactor")
+
+
+def _reencode(ds, data: bytes) -> bytes:
+    """``ds`` written back as Part 10 bytes (``data`` when pydicom refuses to encode it)."""
+    buf = io.BytesIO()
+    try:
+        with _quiet_warnings():
+            ds.save_as(buf, enforce_file_format=False)
+    except Exception:
+        return data
+    out = buf.getvalue()
+    return out if out[128:132] == b"DICM" else b"\0" * 128 + b"DICM" + out
+
+
+def _mutate_calibration(data: bytes, rng: np.random.Generator) -> bytes:
+    """Set 1-3 calibration tags to hostile values (or SOD > SID); a raw DS string, so nothing is validated."""
+    import pydicom
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    try:
+        with _quiet_warnings():
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception:
+        return data
+    values = list(_CALIBRATION_VALUES)
+    edits = {}
+    if rng.random() < 0.2:  # the source behind the isocentre: SOD > SID
+        sid = float(rng.choice([500.0, 1000.0, 1200.0]))
+        edits = {"ImagerPixelSpacing": "0.2\\0.2", "DistanceSourceToDetector": f"{sid:g}",
+                 "DistanceSourceToPatient": f"{sid * float(rng.choice([1.01, 1.5, 100.0])):g}"}
+    for _ in range(int(rng.integers(1, 4))):
+        kw = _CALIBRATION_TAGS[int(rng.integers(len(_CALIBRATION_TAGS)))]
+        v = values[int(rng.integers(len(values)))]
+        if kw.endswith("Spacing") and rng.random() < 0.5:
+            v = f"{v}\\{values[int(rng.integers(len(values)))]}"
+        edits[kw] = v
+    for kw, v in edits.items():
+        tag = Tag(tag_for_keyword(kw))
+        raw = v.encode("ascii")
+        raw += b" " * (len(raw) % 2)
+        ds._dict[tag] = RawDataElement(tag, "DS", len(raw), raw, 0, False, True)
+    return _reencode(ds, data)
+
+
+def _mutate_bits_stored(data: bytes, rng: np.random.Generator) -> bytes:
+    """BitsStored below the stored values (a band of high values, or a low BitsStored), above
+    BitsAllocated, zero, or a HighBit that disagrees."""
+    import pydicom
+
+    try:
+        with _quiet_warnings():
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        bits_alloc = int(ds.get("BitsAllocated", 16) or 16)
+        how = int(rng.integers(0, 5))
+        if how == 0:  # values above BitsStored all over the image
+            bits = int(rng.integers(1, bits_alloc))
+            ds.BitsStored, ds.HighBit = bits, bits - 1
+        elif how == 1:  # a band of values above BitsStored in native pixel data (e.g. 60000 in a 12-bit run)
+            bits = min(12, bits_alloc - 1)
+            ds.BitsStored, ds.HighBit = bits, bits - 1
+            if str(ds.file_meta.get("TransferSyntaxUID", "")) in (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE):
+                px = bytearray(ds.PixelData)
+                a = int(rng.integers(0, max(len(px) - 1, 1)))
+                b = min(len(px), a + int(rng.integers(2, 400)))
+                px[a:b] = bytes([0xFF, 0xEA]) * ((b - a) // 2) + b"\xff" * ((b - a) % 2)
+                ds.PixelData = bytes(px)
+        elif how == 2:
+            ds.BitsStored = bits_alloc + int(rng.integers(1, 17))
+        elif how == 3:
+            ds.BitsStored = 0
+        else:
+            ds.HighBit = int(rng.choice([0, 7, 11, 15, 31, 255]))
+    except Exception:
+        return data
+    return _reencode(ds, data)
+
+
 class _quiet_warnings:
     def __enter__(self):
         import warnings
@@ -996,6 +1080,10 @@ def mutate(data: bytes, rng: np.random.Generator, *, header_bytes: int | None = 
         name = "insert"
         a = pos()
         buf[a:a] = rng.integers(0, 256, size=int(rng.integers(1, 32)), dtype=np.uint8).tobytes()
+    elif kind < 85:
+        return _mutate_calibration(data, rng), "calibration"
+    elif kind < 91:
+        return _mutate_bits_stored(data, rng), "bits"
     else:
         name = "tags"
         return _mutate_tags(data, rng), name
@@ -1169,6 +1257,28 @@ def _summarise_run(run) -> dict:
     }
 
 
+def run_contract_problem(run) -> str | None:
+    """What is wrong with a run that was read, or None: frames (T, H, W) non-empty, a calibration
+    inside the plausible range, values inside BitsStored."""
+    from stenosis.calibration import is_plausible_mm
+
+    if run.frames.ndim != 3 or 0 in run.frames.shape:
+        return f"frames shape {run.frames.shape}"
+    mm = run.calibration.mm_per_px
+    if mm is not None and not all(is_plausible_mm(v) for v in mm):
+        return f"implausible calibration {mm}"
+    bits = run.metadata.bits_stored
+    if run.frames.dtype.kind == "u" and bits < run.frames.dtype.itemsize * 8 and int(run.frames.max()) >> bits:
+        return f"values above BitsStored {bits}"
+    return None
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 class _Worker:
     def __init__(self) -> None:
         self.seeds: list[bytes] = []
@@ -1229,13 +1339,11 @@ class _Worker:
         path.write_bytes(data)
         try:
             run = stenosis.read_run(path)
-            out = {"status": "ok"}
-            # a run that reads must be a sane run
-            if run.frames.ndim != 3 or 0 in run.frames.shape:
-                out = {"status": "crash", "type": "contract", "message": f"frames shape {run.frames.shape}"}
+            broken = run_contract_problem(run)
+            out = {"status": "crash", "type": "contract", "message": broken} if broken else {"status": "ok"}
         except BaseException as exc:  # noqa: BLE001
             out = _describe_exception(exc)
-        out.update(i=i, mutation=how, seed=k, size=len(data))
+        out.update(i=i, mutation=how, seed=k, size=len(data), rss_mb=_peak_rss_mb())
         return out
 
     def measure(self, req: dict) -> dict:
@@ -1269,9 +1377,12 @@ class _Worker:
         data = Path(spec["path"]).read_bytes()
         how = "none"
         u = rng.random()
-        if u < 0.35:  # hostile header values (calibration, sizes, bits, frame time, mask frames, ...)
+        if u < 0.25:  # hostile header values (calibration, sizes, bits, frame time, mask frames, ...)
             with _quiet_warnings():
                 data, how = _mutate_tags(data, rng), "tags"
+        elif u < 0.4:
+            data, how = (_mutate_calibration(data, rng), "calibration") if rng.random() < 0.7 else \
+                (_mutate_bits_stored(data, rng), "bits")
         elif u < 0.7:  # damage inside the pixel data: the run still reads, the image is hostile
             start = pixel_data_offset_bytes(data)
             buf = bytearray(data)
@@ -1298,6 +1409,9 @@ class _Worker:
         kwargs = {"segment": spec.get("segment", "M1"), "proximal": tuple(prox), "distal": tuple(dist)}
         if rng.random() < 0.2:
             kwargs["frame"] = int(rng.choice([-1, 0, 1, 2, 10**6]))
+        if rng.random() < 0.15:
+            kwargs["pixel_mm"] = float(rng.choice([1e-30, 1e-4, 0.0199, 0.02, 2.0, 2.0001, 10.0, 150.0, 1e30, -1.0,
+                                                   float("nan"), float("inf")]))
         try:
             res = measure_function()(path, **kwargs)
             d = res.to_dict()
@@ -1307,7 +1421,7 @@ class _Worker:
                 out = {"status": "crash", "type": "contract", "message": f"percent_stenosis {ps!r} outside 0-100"}
         except BaseException as exc:  # noqa: BLE001
             out = _describe_exception(exc)
-        out.update(i=i, mutation=f"{how}/points{pm}", size=len(data), seed_run=Path(spec["path"]).name,
+        out.update(i=i, mutation=f"{how}/points{pm}", size=len(data), seed_run=Path(spec["path"]).name, rss_mb=_peak_rss_mb(),
                    kwargs={k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
         if out["status"] == "ok":
             out["result"] = {k: d.get(k) for k in ("percent_stenosis", "mld_px", "reference_diameter_px", "mld_rc",

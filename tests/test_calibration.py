@@ -15,15 +15,19 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from stenosis.calibration import (
+    PLAUSIBLE_MM_PER_PX,
     Calibration,
     calibration_from_dataset,
     catheter_calibration,
+    check_pixel_mm,
     manual_calibration,
 )
 from stenosis.enums import CalibrationSource
 from stenosis.errors import CalibrationError
 
-spacing = st.floats(min_value=0.05, max_value=1.0)
+#: detector pitches whose isocentre size is plausible with any distance below
+pitch = st.floats(min_value=0.1, max_value=1.0)
+spacing = st.floats(min_value=0.05, max_value=1.0) | st.sampled_from([1e-30, 0.001, 5.0, 150.0, 1e30])
 distance = st.floats(min_value=300.0, max_value=1500.0)
 magnification = st.floats(min_value=1.0, max_value=2.5)
 
@@ -72,27 +76,33 @@ def test_precedence_matches_formula(ps, ips, sod, sid_extra, mag):
         ds.EstimatedRadiographicMagnificationFactor = ds_value(mag)
     cal, warns = calibration_from_dataset(roundtrip(ds))
 
-    if ps is not None:
-        want, source = ps, CalibrationSource.PIXEL_SPACING
-    elif ips is not None and sod is not None:
-        want, source = (ips[0] * sod / sid, ips[1] * sod / sid), CalibrationSource.GEOMETRY
-    elif ips is not None and mag is not None:
-        want, source = (ips[0] / mag, ips[1] / mag), CalibrationSource.MAGNIFICATION
-    else:
-        want, source = None, CalibrationSource.NONE
+    # the first source of the precedence whose pixel size is plausible
+    stored = [None if v is None else tuple(float(ds_value(x)) for x in v) for v in (ps, ips)]
+    ps_s, ips_s = stored
+    sod_s, sid_s = (None, None) if sod is None else (float(ds_value(sod)), float(ds_value(sid)))
+    mag_s = None if mag is None else float(ds_value(mag))
+    candidates = [(ps_s, CalibrationSource.PIXEL_SPACING)]
+    if ips_s is not None and sod_s is not None:
+        candidates.append(((ips_s[0] * (sod_s / sid_s), ips_s[1] * (sod_s / sid_s)), CalibrationSource.GEOMETRY))
+    if ips_s is not None and mag_s is not None:
+        candidates.append(((ips_s[0] / mag_s, ips_s[1] / mag_s), CalibrationSource.MAGNIFICATION))
+    lo, hi = PLAUSIBLE_MM_PER_PX
+    want, source = next(((mm, src) for mm, src in candidates if mm is not None and all(lo <= v <= hi for v in mm)),
+                        (None, CalibrationSource.NONE))
 
     assert cal.source is source
     if want is None:
         assert cal.mm_per_px is None
         assert any("mm values are not reported" in w for w in warns)
     else:
-        assert cal.mm_per_px == pytest.approx(want, rel=1e-3)  # 0.1 %
+        assert cal.mm_per_px == pytest.approx(want, rel=1e-9)
         assert not any("mm values are not reported" in w for w in warns)
-        assert cal.mm_per_px_mean == pytest.approx(0.5 * (want[0] + want[1]), rel=1e-3)
+        assert cal.mm_per_px_mean == pytest.approx(0.5 * (want[0] + want[1]), rel=1e-9)
+    assert len([w for w in warns if "ignored" in w or "mm values" in w]) <= 1, warns
 
 
 @settings(max_examples=30, deadline=None)
-@given(ips=st.tuples(spacing, spacing), sod=distance, sid_extra=st.floats(min_value=1.0, max_value=800.0))
+@given(ips=st.tuples(pitch, pitch), sod=distance, sid_extra=st.floats(min_value=1.0, max_value=800.0))
 def test_geometry_inside_enhanced_functional_groups(ips, sod, sid_extra):
     # Enhanced XA: the geometry sits in a functional-group macro, not at the top level
     sid = sod + sid_extra
@@ -159,7 +169,7 @@ def test_steep_angle_warning(primary, secondary, warned):
     r=st.floats(0, 500),
     c=st.floats(0, 500),
     angle=st.floats(0, 2 * math.pi),
-    dist=st.floats(2, 80),
+    dist=st.floats(2, 60),
     french=st.sampled_from([4.0, 5.0, 6.0, 8.0]),
 )
 def test_catheter_calibration(r, c, angle, dist, french):
@@ -191,3 +201,58 @@ def test_manual_and_to_dict():
         Calibration(None, CalibrationSource.MANUAL)
     with pytest.raises(CalibrationError):
         Calibration((0.2, 0.2), CalibrationSource.NONE)
+
+
+@pytest.mark.parametrize("value", [["1e-30", "1e-30"], ["1e30", "1e30"], ["150", "150"], ["0.001", "0.001"], ["0.2", "9"]])
+def test_implausible_pixel_spacing_is_ignored_uncalibrated(value):
+    """#19 item 1: a file's pixel size outside PLAUSIBLE_MM_PER_PX is never used; one warning says so."""
+    ds = Dataset()
+    ds.PixelSpacing = value
+    cal, warns = calibration_from_dataset(ds)
+    assert cal.mm_per_px is None and cal.source is CalibrationSource.NONE
+    assert len(warns) == 1 and "ignored, uncalibrated" in warns[0] and "0.02-2" in warns[0], warns
+
+
+def test_implausible_pixel_spacing_falls_back_to_geometry():
+    ds = Dataset()
+    ds.PixelSpacing = ["1e30", "1e30"]
+    ds.ImagerPixelSpacing = ["0.2", "0.2"]
+    ds.DistanceSourceToPatient, ds.DistanceSourceToDetector = "750", "1000"
+    cal, warns = calibration_from_dataset(ds)
+    assert cal.source is CalibrationSource.GEOMETRY and cal.mm_per_px == pytest.approx((0.15, 0.15))
+    assert len(warns) == 1 and "PixelSpacing" in warns[0] and "calibrated from ImagerPixelSpacing" in warns[0]
+
+
+def test_sod_larger_than_sid_is_one_message():
+    """#19 item 5: one warning that says what is wrong, not three that contradict each other."""
+    ds = Dataset()
+    ds.ImagerPixelSpacing = ["0.3", "0.3"]
+    ds.DistanceSourceToPatient, ds.DistanceSourceToDetector = "1200", "1000"
+    cal, warns = calibration_from_dataset(ds)
+    assert cal.mm_per_px is None
+    assert len(warns) == 1, warns
+    assert "1200 mm is larger than DistanceSourceToDetector 1000 mm" in warns[0] and "uncalibrated" in warns[0]
+    assert "without SID/SOD" not in warns[0] and "no calibration in the file" not in warns[0]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: check_pixel_mm(1000),
+    lambda: check_pixel_mm(float("nan")),
+    lambda: check_pixel_mm("abc"),
+    lambda: manual_calibration(150),
+    lambda: manual_calibration(1e-4),
+    lambda: manual_calibration((0.2, 1e30)),
+    lambda: catheter_calibration((0, 0), (0, 2), 30),  # 5 mm/px
+    lambda: Calibration((10.0, 10.0), CalibrationSource.PIXEL_SPACING),
+], ids=["check_1000", "check_nan", "check_text", "manual_150", "manual_1e-4", "manual_pair", "catheter", "direct"])
+def test_reader_pixel_size_outside_plausible_range_refused(make):
+    """#19 item 1: a reader's pixel size outside the range is a one-line CalibrationError."""
+    with pytest.raises(CalibrationError) as info:
+        make()
+    assert "\n" not in str(info.value) and ("0.02-2" in str(info.value) or "number" in str(info.value))
+
+
+def test_plausible_range_is_inclusive():
+    lo, hi = PLAUSIBLE_MM_PER_PX
+    assert check_pixel_mm(lo) == lo and check_pixel_mm(hi) == hi and check_pixel_mm("0.2") == 0.2
+    assert manual_calibration(hi).mm_per_px == (hi, hi)

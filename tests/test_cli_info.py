@@ -73,3 +73,24 @@ def test_info_wg04(wg04_dir, runner):
     res = runner.invoke(cli, ["info", str(wg04_dir / "XA1_JPLY")])
     assert res.exit_code == 0, res.output
     assert "1024 x 1024" in res.stdout and "not calibrated" in res.stdout
+
+
+@pytest.mark.parametrize("spacing", [["1000", "1000"], ["1e-30", "1e-30"], ["1e30", "1e30"]])
+def test_info_implausible_pixel_spacing_is_shown_ignored(tmp_path, runner, spacing):
+    """#19 item 1: a file's pixel size outside the plausible range is reported ignored, never used."""
+    p = write_xa(tmp_path / "run.dcm", ramp(t=2), PixelSpacing=spacing)
+    res = runner.invoke(cli, ["info", str(p)])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.stdout.split())
+    assert "not calibrated" in out and "ignored, uncalibrated" in out and "0.02-2" in out
+    assert "1000.0000 mm/px" not in out
+
+
+def test_info_sod_beyond_sid_says_it_once(tmp_path, runner):
+    """#19 item 5: SOD > SID is one warning, not three."""
+    p = write_xa(tmp_path / "run.dcm", ramp(t=2), ImagerPixelSpacing=[0.3, 0.3], DistanceSourceToPatient=1200,
+                 DistanceSourceToDetector=1000)
+    res = runner.invoke(cli, ["info", str(p)])
+    out = " ".join(res.stdout.split())
+    assert res.exit_code == 0 and out.count("uncalibrated") == 1, out
+    assert "larger than DistanceSourceToDetector" in out and "without SID/SOD" not in out

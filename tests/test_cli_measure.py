@@ -52,3 +52,17 @@ def test_demo_writes_report(tmp_path):
     assert r.exit_code == 0, r.output
     assert "measured" in r.stdout and "true" in r.stdout
     assert (tmp_path / "report.png").is_file() and (tmp_path / "result.json").is_file()
+
+
+@pytest.mark.parametrize("args", [
+    ["--proximal", "12;14"], ["--proximal", "nan,3"], ["--proximal", "3,inf"], ["--proximal", "1,2,3"],
+    ["--pixel-mm", "1000"], ["--pixel-mm", "1e-4"], ["--pixel-mm", "nan"], ["--pixel-mm", "0"],
+], ids=lambda a: " ".join(a))
+def test_bad_point_or_pixel_size_is_usage_error(sample, args):
+    """#19 items 1 and 5: a point that is not two finite numbers, a pixel size outside 0.02-2 mm: exit 2."""
+    p, _, prox, dist = sample
+    opts = {"--proximal": prox, "--distal": dist}
+    opts[args[0]] = args[1]
+    r = CliRunner().invoke(cli, ["measure", str(p), "--segment", "M1", *[x for kv in opts.items() for x in kv]])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output

@@ -79,6 +79,24 @@ def test_fuzz_measure(seeds_dir, tmp_path):
     assert rep.crashes == 0 and rep.hangs == 0, _explain(rep)
 
 
+def test_fuzz_has_calibration_and_bits_stored_mutations(seeds_dir):
+    """#19: every campaign mutates calibration tags and BitsStored; runs read from them keep their
+    contract (plausible calibration, values inside BitsStored); peak memory is reported."""
+    rep = fuzz.fuzz_target("read", n=300, seeds_dir=seeds_dir, base_seed=BASE_SEED, timeout_s=10.0, workers=1)
+    assert rep.mutations["calibration"] >= 10 and rep.mutations["bits"] >= 10, rep.mutations
+    assert rep.crashes == 0 and rep.hangs == 0, _explain(rep)
+    assert 0 < rep.peak_rss_mb < fuzz.READ_MEM_LIMIT_MB
+
+
+def test_read_contract_catches_an_implausible_calibration():
+    import stenosis
+
+    run = stenosis.AngioRun.from_array(np.zeros((1, 4, 4), np.uint16))
+    assert hostile.run_contract_problem(run) is None
+    object.__setattr__(run.calibration, "mm_per_px", (1e30, 1e30))  # bypass the check, as a regression would
+    assert "implausible calibration" in hostile.run_contract_problem(run)
+
+
 def test_fuzz_inputs_are_reproducible(seeds_dir):
     """Input i is a pure function of (seeds, base seed, i): a reported crash can be rebuilt."""
     seeds = [p.read_bytes() for p in sorted(seeds_dir.glob("*.dcm"))]

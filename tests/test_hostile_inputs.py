@@ -454,3 +454,66 @@ def test_read_runs_over_a_folder_of_hostile_files(tmp_path, worker):
         if c.expect == "error" and c.name in dicom:
             assert c.name in failed, f"{c.name} neither read nor reported"
     assert all("\n" not in msg for _, msg in r["errors"])
+
+
+# --------------------------------------------------------------------------- #19 items 1, 4, 5
+@needs_measure
+@pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
+@pytest.mark.parametrize("spacing", [(1e-30, 1e-30), (1e30, 1e30), (150.0, 150.0)], ids=["1e-30", "1e30", "150"])
+def test_cli_measure_implausible_file_pixel_spacing_is_uncalibrated(tmp_path, spacing):
+    """A file's PixelSpacing outside 0.02-2 mm is ignored (uncalibrated), never "internal error" or
+    work that grows with the pixel size."""
+    frames = hostile.tube_frames(40, 56, 3, diameter_px=7.0, stenosis=0.5, noise=20.0)
+    path = hostile.write_xa(tmp_path / "ps.dcm", frames, pixel_spacing=spacing, imager_pixel_spacing=None)
+    proc = _cli("measure", str(path), "--segment", "M1", "--proximal", "19.5,4", "--distal", "19.5,51", "--json",
+                "--model", "classical", timeout=120)
+    assert proc.returncode in (0, 3), proc.stderr[-1500:]
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    if proc.returncode == 0:
+        d = json.loads(proc.stdout)
+        assert d["calibration"] == {"mm_per_px": None, "source": "none"} and d["mld_mm"] is None
+        assert any("ignored, uncalibrated" in w for w in d["warnings"]), d["warnings"]
+
+
+@needs_measure
+@pytest.mark.parametrize("pixel_mm", [1000.0, 150.0, 1e-4, 1e30])
+def test_measure_implausible_reader_pixel_size_refused_at_once(pixel_mm):
+    """measure(pixel_mm=) outside the plausible range: a one-line StenosisError before any work."""
+    import time
+
+    import stenosis
+
+    run = stenosis.AngioRun.from_array(hostile.tube_frames(40, 56, 3, diameter_px=7.0))
+    t0 = time.perf_counter()
+    with pytest.raises(stenosis.StenosisError) as err:
+        hostile.measure_function()(run, segment="M1", proximal=(19.5, 4.0), distal=(19.5, 51.0), pixel_mm=pixel_mm)
+    assert time.perf_counter() - t0 < 5.0
+    assert "\n" not in str(err.value) and "0.02-2" in str(err.value)
+
+
+@needs_measure
+def test_measure_values_above_bits_stored_are_not_graded_quietly(tmp_path):
+    """#19 item 4: a band of 60000 in a 12-bit run reaches the result's warnings with its pixel count."""
+    import stenosis
+
+    frames = hostile.tube_frames(40, 56, 3, diameter_px=7.0, stenosis=0.3, bits=12, noise=5.0)
+    frames[1:, :, 26:30] = 60000
+    path = hostile.write_xa(tmp_path / "band.dcm", frames, bits_stored=12)
+    assert any("320 pixel(s)" in w and "BitsStored 12" in w for w in stenosis.read_run(path).warnings)
+    try:
+        res = hostile.measure_function()(path, segment="M1", proximal=(19.5, 4.0), distal=(19.5, 51.0))
+    except stenosis.StenosisError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert any("broken or mislabelled" in w for w in res.warnings), res.warnings
+
+
+@pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
+@pytest.mark.parametrize("point", ["12;14", "nan,5", "5,-inf", "1,2,3"])
+def test_cli_measure_malformed_point_is_usage_error(written, point):
+    """#19 item 5: a point that is not two finite numbers is exit 2 (usage), one line."""
+    proc = _cli("measure", str(written["planted"]), "--segment", "M1", "--proximal", point, "--distal", "24,58",
+                timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "two finite numbers" in lines[0], proc.stderr

@@ -597,3 +597,41 @@ def test_truncated_header_says_so(tmp_path):
     Path(path).write_bytes(data[:140])  # preamble, DICM and a few bytes of the meta header
     with pytest.raises(InputError, match="DICOM header is truncated or corrupt; re-export the file"):
         read_run(path)
+
+
+# --------------------------------------------------------------------------- #15 item 5, #19 item 4
+def test_io_is_a_package_by_role():
+    """stenosis.io re-exports the names of its role modules (the same objects)."""
+    import stenosis.io as io_pkg
+    from stenosis.io import decode, header, run, series
+
+    assert io_pkg.read_run is series.read_run and io_pkg.find_runs is series.find_runs
+    assert io_pkg.AngioRun is run.AngioRun and io_pkg.RunMetadata is run.RunMetadata
+    assert io_pkg.is_dicom_file is header.is_dicom_file and io_pkg._decode_in_child is decode._decode_in_child
+    assert set(io_pkg.__all__) <= set(dir(io_pkg))
+
+
+def test_values_above_bits_stored_are_warned_with_a_count(tmp_path):
+    """#19 item 4: a band of 60000 in a 12-bit run is a broken or mislabelled file, never read quietly."""
+    frames = ramp(t=2) % 4096
+    frames[1, 4:6, :] = 60000
+    run = read_run(write_xa(tmp_path / "band.dcm", frames, bits_stored=12))
+    warned = [w for w in run.warnings if "BitsStored 12" in w]
+    assert len(warned) == 1 and "40 pixel(s)" in warned[0] and "broken or mislabelled" in warned[0], run.warnings
+    assert int(run.frames.max()) <= 4095
+    clean = read_run(write_xa(tmp_path / "clean.dcm", ramp(t=2) % 4096, bits_stored=12))
+    assert not any("BitsStored" in w for w in clean.warnings)
+
+
+def test_values_beyond_bits_stored_counted_over_a_series_and_signed(tmp_path):
+    uid = generate_uid()
+    for k in range(3):
+        img = (ramp(t=1) % 4096).astype(np.uint16)
+        img[0, 0, :k] = 5000  # 0 + 1 + 2 pixels
+        write_xa(tmp_path / f"s{k}.dcm", img, bits_stored=12, series_uid=uid, instance=k + 1)
+    run = read_run(tmp_path)
+    assert any(w.startswith("3 pixel(s)") and "BitsStored 12" in w for w in run.warnings), run.warnings
+    signed = np.zeros((1, 4, 4), np.int16)
+    signed[0, 0, :2] = (-3000, 2048)  # outside -2048..2047
+    run = read_run(write_xa(tmp_path / "signed.dcm", signed, bits_stored=12))
+    assert any(w.startswith("2 pixel(s)") and "-2048 to 2047" in w for w in run.warnings), run.warnings

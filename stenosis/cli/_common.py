@@ -2,11 +2,14 @@
 
 The error boundary turns :class:`stenosis.errors.StenosisError` into one line on
 stderr and exit status 3; any other exception is reported as an internal error
-(exit 1) in one line, with the traceback only under ``--debug``.
+(exit 1) in one line, with the traceback only under ``--debug``. Option values
+the parsers here refuse (a point that is not two finite numbers, a pixel size
+outside the plausible range) are usage errors: exit 2.
 """
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import traceback
 from typing import Any, Callable
@@ -22,20 +25,25 @@ EXIT_INPUT = 3
 
 
 def parse_rc(value: str | None, *, name: str = "point") -> tuple[float, float] | None:
-    """Parse ``"ROW,COL"`` into a (row, col) tuple of floats."""
+    """Parse ``"ROW,COL"`` (two finite numbers, comma-separated) into a (row, col) tuple of floats."""
     if value is None:
         return None
-    parts = [p.strip() for p in str(value).replace(";", ",").split(",")]
+    parts = [p.strip() for p in str(value).split(",")]
     try:
         if len(parts) != 2:
             raise ValueError
         row, col = float(parts[0]), float(parts[1])
+        if not (math.isfinite(row) and math.isfinite(col)):
+            raise ValueError
     except ValueError:
-        raise click.BadParameter(f"expected ROW,COL in pixels (e.g. 120,245), got {value!r}", param_hint=name)
+        raise click.BadParameter(f"expected ROW,COL as two finite numbers in pixels (e.g. 120,245), got {value!r}",
+                                 param_hint=name) from None
     return row, col
 
 
 class RCParam(click.ParamType):
+    """A point ``ROW,COL`` in pixels; anything else is a usage error (exit 2)."""
+
     name = "ROW,COL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
@@ -47,7 +55,30 @@ class RCParam(click.ParamType):
             self.fail(exc.message, param, ctx)
 
 
+class PixelMMParam(click.ParamType):
+    """A pixel size in mm at the isocentre inside :data:`stenosis.calibration.PLAUSIBLE_MM_PER_PX`;
+    outside it, a usage error (exit 2) like any other bad option value."""
+
+    name = "MM"
+
+    @property
+    def range_text(self) -> str:
+        from ..calibration import PLAUSIBLE_MM_PER_PX
+
+        return f"{PLAUSIBLE_MM_PER_PX[0]:g}-{PLAUSIBLE_MM_PER_PX[1]:g}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        from ..calibration import check_pixel_mm
+        from ..errors import CalibrationError
+
+        try:
+            return check_pixel_mm(value)
+        except CalibrationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 RC = RCParam()
+PIXEL_MM = PixelMMParam()
 
 debug_option = click.option("--debug", is_flag=True, hidden=False, help="Show tracebacks on errors.")
 

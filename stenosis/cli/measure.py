@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ._common import RC, debug_option, error_boundary
+from ._common import PIXEL_MM, RC, debug_option, error_boundary
 
 SEGMENTS = ["ICA", "M1", "V4", "BA"]
 
@@ -55,7 +55,8 @@ def summary_lines(res) -> list[str]:
 @click.option("--frame", type=click.IntRange(min=0), default=None, help="Frame to analyse (0-based); default: first fully opacified frame.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write result.json and report.png to this folder.")
-@click.option("--pixel-mm", type=click.FloatRange(min=0, min_open=True), default=None, help="Pixel size in mm at the isocentre (overrides the file calibration).")
+@click.option("--pixel-mm", type=PIXEL_MM, default=None,
+              help=f"Pixel size in mm at the isocentre, {PIXEL_MM.range_text} (overrides the file calibration).")
 @click.option("--model", type=click.Choice(["unet", "classical"], case_sensitive=False), default="unet", show_default=True, help="Vessel-probability model for the centerline.")
 @click.option("--reference", type=RC, default=None, help="Force the reference location, ROW,COL.")
 @click.option("--reference-choice", type=click.Choice(["proximal", "distal", "feeding"], case_sensitive=False), default=None,

@@ -54,10 +54,15 @@ def _dtype(bits_alloc: int, pixel_rep: int, order: str = "<") -> np.dtype:
     return np.dtype(f"{order}{kind}{bits_alloc // 8}")
 
 
-def _fix_values(arr: np.ndarray, bits_stored: int, signed: bool, photometric: str) -> None:
-    """In place: keep BitsStored bits (sign-extend if signed) and invert MONOCHROME1."""
+def _fix_values(arr: np.ndarray, bits_stored: int, signed: bool, photometric: str) -> int:
+    """In place: keep BitsStored bits (sign-extend if signed) and invert MONOCHROME1 (PS3.3 C.7.6.3.1).
+
+    Returns how many pixels held a value that BitsStored cannot represent before masking:
+    more than zero means a broken or mislabelled file."""
     nbits = arr.dtype.itemsize * 8
+    beyond = 0
     if bits_stored < nbits:
+        beyond = _count_beyond(arr, bits_stored, signed)
         if signed:
             shift = nbits - bits_stored
             np.left_shift(arr, shift, out=arr)
@@ -69,6 +74,15 @@ def _fix_values(arr: np.ndarray, bits_stored: int, signed: bool, photometric: st
             np.invert(arr, out=arr)  # -1 - v maps the signed range onto itself
         else:
             np.bitwise_xor(arr, np.array((1 << bits_stored) - 1, dtype=arr.dtype), out=arr)
+    return beyond
+
+
+def _count_beyond(arr: np.ndarray, bits_stored: int, signed: bool) -> int:
+    """Pixels outside the range of ``bits_stored`` bits (counted frame by frame: no full-size temporary)."""
+    lo, hi = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+    if arr.size == 0 or (int(arr.min()) >= lo and int(arr.max()) <= hi):
+        return 0
+    return int(sum(np.count_nonzero((frame < lo) | (frame > hi)) for frame in arr))
 
 
 def _read_native(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:

@@ -101,7 +101,7 @@ def _read_file(path: Path) -> tuple[np.ndarray, Any, dict[str, Any], list[str]]:
             f"{path}: not enough memory to decode {info['declared'] / 1e6:.0f} MB of pixels; "
             "use a machine with more memory or split the run"
         ) from None
-    _fix_values(frames, info["bits_stored"], info["pixel_rep"] == 1, info["photometric"])
+    info["beyond_bits_stored"] = _fix_values(frames, info["bits_stored"], info["pixel_rep"] == 1, info["photometric"])
     # the raw pixel bytes must not outlive the read; keep only the header
     if "PixelData" in ds:
         del ds["PixelData"]
@@ -116,11 +116,23 @@ def _finish(frames: np.ndarray, ds: Any, info: dict[str, Any], warns: list[str],
         (Calibration.none("calibration tags unreadable"), [NO_MM_WARNING]),
     )
     warns += list(cal_warns)
+    if info.get("beyond_bits_stored"):
+        warns.append(_beyond_bits_warning(info["beyond_bits_stored"], frames.size, info["bits_stored"],
+                                          info["pixel_rep"] == 1))
     meta = _metadata(ds, info, frames.shape[0], info["ts"], frame_time_ms, warns)
     if meta.pixel_intensity_relationship is None and not meta.subtracted:
         warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction")
     frames.flags.writeable = False
     return AngioRun(frames=frames, calibration=cal, metadata=meta, source=source, warnings=tuple(dict.fromkeys(warns)))
+
+
+def _beyond_bits_warning(n: int, total: int, bits_stored: int, signed: bool) -> str:
+    lo, hi = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+    return (
+        f"{n} pixel(s) ({100.0 * n / max(total, 1):.3g}% of the run) hold values beyond BitsStored {bits_stored} "
+        f"({lo} to {hi}): the file is broken or mislabelled; they were read as their low {bits_stored} bits, "
+        "so check the image and re-export the run before grading it"
+    )
 
 
 def _read_series(src: RunSource) -> AngioRun:
@@ -144,6 +156,7 @@ def _read_series(src: RunSource) -> AngioRun:
                 f"{shape0} {out.dtype}; read the files one by one"
             )
         out[k * per_file:(k + 1) * per_file] = frames
+        info0["beyond_bits_stored"] += info["beyond_bits_stored"]
         times.append(_acq_seconds(ds))
     frame_time = None
     if per_file == 1 and all(t is not None for t in times) and n > 1:
