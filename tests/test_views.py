@@ -1,0 +1,47 @@
+"""One lesion in several views: the most severe view is graded, the disagreement reported."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+import stenosis
+from stenosis.errors import MeasurementError
+
+
+@pytest.fixture(scope="module")
+def two_views(tmp_path_factory):
+    """The same artery 'seen' twice: 45% in one projection, 60% in the other (as an eccentric
+    lumen narrower in one direction would look)."""
+    from stenosis.phantom import PhantomSpec, load_truth, make_phantom
+
+    tmp = tmp_path_factory.mktemp("views")
+    out = []
+    for pct, name in ((45.0, "A"), (60.0, "B")):
+        spec = PhantomSpec(seed=11, segment="M1", normal_diameter_mm=3.0, stenosis_percent=pct, stenosis_length_mm=5.0,
+                           shape=(384, 384), mm_per_px=(0.15, 0.15), n_frames=6, photons=80000.0, name=name)
+        dcm, _ = make_phantom(spec, tmp / f"{name}.dcm")
+        out.append((dcm, load_truth(dcm)))
+    return out
+
+
+def test_the_most_severe_view_is_graded(two_views):
+    views = [{"run": dcm, "proximal": tuple(t["proximal_rc"]), "distal": tuple(t["distal_rc"])} for dcm, t in two_views]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stenosis.measure_views(views, "M1")
+    truths = [t["percent_stenosis"] for _, t in two_views]
+    assert res.graded_index == 1
+    assert res.percent_stenosis == pytest.approx(truths[1], abs=3.0)
+    assert res.meets_50
+    assert res.disagreement_points == pytest.approx(truths[1] - truths[0], abs=4.0)
+    assert res.disagreement_sd > 2
+    d = res.to_dict()
+    assert d["graded_view"] == 1 and len(d["views"]) == 2 and "most severe" in d["rule"]
+    json.dumps(d)
+
+
+def test_a_view_without_run_is_a_clear_error():
+    with pytest.raises(MeasurementError, match="view 1 has no run"):
+        stenosis.measure_views([{"proximal": (1, 2), "distal": (3, 4)}], "M1")
