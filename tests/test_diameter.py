@@ -5,24 +5,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from _phantoms import straight, tube_image
 from stenosis.diameter import (chord_table, derivative_edges, diameter_stage, estimate_blur, fit_profiles,
                                measure_diameters, profile_offsets)
-
-
-def tube_image(shape, radius_fn, *, row0, sigma, amp=0.05, noise=0.0, ss=4, seed=0):
-    """Horizontal tube: pixel-aperture mean of A * 2 sqrt(R(col)^2 - (row - row0)^2), Gaussian blur, noise."""
-    h, w = shape
-    rr = (np.arange(h * ss) + 0.5) / ss - 0.5
-    cc = (np.arange(w * ss) + 0.5) / ss - 0.5
-    R = radius_fn(cc)[None, :]
-    L = 2 * np.sqrt(np.clip(R**2 - (rr[:, None] - row0) ** 2, 0, None))
-    img = ndi.gaussian_filter(L.reshape(h, ss, w, ss).mean(axis=(1, 3)), sigma) * amp
-    rng = np.random.default_rng(seed)
-    return (img + noise * rng.standard_normal(img.shape)).astype(np.float32)
-
-
-def straight(cols, row=30.0):
-    return np.stack([np.full_like(cols, row), cols], axis=1)
 
 
 def test_chord_table_is_area_preserving():

@@ -13,12 +13,10 @@ from stenosis.reader import ReaderInputs
 
 @pytest.fixture(scope="module")
 def low_dose_run(tmp_path_factory):
-    from stenosis.phantom import PhantomSpec, load_truth, make_phantom
+    from _phantoms import phantom
 
-    spec = PhantomSpec(seed=5, segment="M1", normal_diameter_mm=2.8, stenosis_percent=60, stenosis_length_mm=5,
-                       shape=(384, 384), mm_per_px=(0.15, 0.15), n_frames=8, photons=5000.0, name="lowdose")
-    dcm, _ = make_phantom(spec, tmp_path_factory.mktemp("frames") / "lowdose.dcm")
-    return stenosis.read_run(dcm), load_truth(dcm)
+    dcm, truth = phantom("low_dose_m1_8frames", tmp_path_factory.mktemp("frames"))
+    return stenosis.read_run(dcm), truth
 
 
 def _measure(run, truth, **kw):

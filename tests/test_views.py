@@ -14,16 +14,10 @@ from stenosis.errors import MeasurementError
 def two_views(tmp_path_factory):
     """The same artery 'seen' twice: 45% in one projection, 60% in the other (as an eccentric
     lumen narrower in one direction would look)."""
-    from stenosis.phantom import PhantomSpec, load_truth, make_phantom
+    from _phantoms import phantom
 
     tmp = tmp_path_factory.mktemp("views")
-    out = []
-    for pct, name in ((45.0, "A"), (60.0, "B")):
-        spec = PhantomSpec(seed=11, segment="M1", normal_diameter_mm=3.0, stenosis_percent=pct, stenosis_length_mm=5.0,
-                           shape=(384, 384), mm_per_px=(0.15, 0.15), n_frames=6, photons=80000.0, name=name)
-        dcm, _ = make_phantom(spec, tmp / f"{name}.dcm")
-        out.append((dcm, load_truth(dcm)))
-    return out
+    return [phantom("view_a_45", tmp), phantom("view_b_60", tmp)]
 
 
 def test_the_most_severe_view_is_graded(two_views):
