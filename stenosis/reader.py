@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import check_pixel_mm
 from .enums import ModelName, ReferenceChoice, Segment
 from .errors import MeasurementError
 
@@ -109,12 +110,7 @@ class ReaderInputs:
             except (TypeError, ValueError):
                 raise MeasurementError(f"the frame must be a whole number, got {frame!r}") from None
         if pixel_mm is not None:
-            try:
-                pixel_mm = float(pixel_mm)
-            except (TypeError, ValueError):
-                raise MeasurementError(f"--pixel-mm must be a positive number of mm per pixel, got {pixel_mm!r}") from None
-            if not (pixel_mm > 0 and np.isfinite(pixel_mm)):
-                raise MeasurementError(f"--pixel-mm must be a positive number of mm per pixel, got {pixel_mm!r}")
+            pixel_mm = check_pixel_mm(pixel_mm, what="the reader's pixel size (--pixel-mm)")
         frames = _frames_mode(frames)
         return cls(
             segment=seg, proximal=as_rc(proximal, "proximal"), distal=as_rc(distal, "distal"), frame=frame,
