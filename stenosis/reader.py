@@ -14,7 +14,7 @@ from .calibration import check_pixel_mm
 from .enums import ModelName, ReferenceChoice, Segment
 from .errors import MeasurementError
 
-__all__ = ["ReaderInputs", "as_rc"]
+__all__ = ["ReaderInputs", "as_rc", "frames_mode"]
 
 Point = tuple[float, float]
 
@@ -30,7 +30,7 @@ def as_rc(p: Any, name: str) -> Point:
     return r, c
 
 
-def _frames_mode(frames: Any) -> str | int:
+def frames_mode(frames: Any) -> str | int:
     """'all' (every fully opacified frame of the arterial phase), 'single', or at most N frames."""
     text = str(frames).strip().lower()
     if text in ("all", "single"):
@@ -111,7 +111,7 @@ class ReaderInputs:
                 raise MeasurementError(f"the frame must be a whole number, got {frame!r}") from None
         if pixel_mm is not None:
             pixel_mm = check_pixel_mm(pixel_mm, what="the reader's pixel size (--pixel-mm)")
-        frames = _frames_mode(frames)
+        frames = frames_mode(frames)
         return cls(
             segment=seg, proximal=as_rc(proximal, "proximal"), distal=as_rc(distal, "distal"), frame=frame,
             model=model_name, reference=_opt(reference, "reference"), reference_choice=force,

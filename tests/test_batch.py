@@ -469,6 +469,20 @@ def test_read_points_reader_override_columns(tmp_path):
         assert "\n" not in str(ei.value) and "line 2" in str(ei.value)
 
 
+def test_read_points_frames_column(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    header = ["path", "segment", "proximal_row", "proximal_col", "distal_row", "distal_col", "frames"]
+    pts = _write_points(tmp_path / "p.csv", [["a.dcm", "M1", 1, 2, 3, 4, "single"], ["b.dcm", "M1", 1, 2, 3, 4, "3"],
+                                             ["c.dcm", "M1", 1, 2, 3, 4, ""]], header=header)
+    a, b, c = read_points(pts, root)
+    assert (a.frames, b.frames, c.frames) == ("single", 3, "all")
+    bad = _write_points(tmp_path / "bad.csv", [["a.dcm", "M1", 1, 2, 3, 4, "many"]], header=header)
+    with pytest.raises(PointsFileError, match="frames must be") as ei:
+        read_points(bad, root)
+    assert "\n" not in str(ei.value) and "line 2" in str(ei.value)
+
+
 @pytest.mark.slow
 def test_real_batch_applies_reader_overrides(phantom_folder, tmp_path):
     """A points row with reference_choice=distal and a placed MLD: the batch row is the one

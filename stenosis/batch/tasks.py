@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..enums import Segment
-from ..errors import InputError
+from ..errors import InputError, StenosisError
+from ..reader import frames_mode
 from ..io import RunSource, find_runs, read_run
 
 __all__ = [
@@ -76,6 +77,8 @@ class Task:
         Reader-placed MLD (row, col); optional columns ``mld_row``, ``mld_col``.
     waypoints : tuple of (row, col)
         Inner centerline points; optional column ``waypoints`` as ``row col;row col``.
+    frames : "all", "single" or int
+        Frames measured (:func:`stenosis.measure`'s ``frames``); optional column ``frames``.
     """
 
     path: str
@@ -90,6 +93,7 @@ class Task:
     reference_choice: str | None = None
     mld: tuple[float, float] | None = None
     waypoints: tuple[tuple[float, float], ...] = ()
+    frames: str | int = "all"
 
     def sort_key(self) -> tuple:
         return (self.path, self.segment, -1 if self.frame is None else self.frame, self.key)
@@ -229,7 +233,7 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
     csv_path : path
         CSV with columns ``path,segment,proximal_row,proximal_col,distal_row,distal_col``
         and optional ``frame`` (0-based), ``reference_choice``, ``mld_row``, ``mld_col``,
-        ``waypoints``; extra columns are ignored. ``path`` is relative to `root`.
+        ``waypoints``, ``frames`` (all, single or a number); extra columns are ignored. ``path`` is relative to `root`.
         Points are pixel (row, col), fractional allowed.
     root : path
         The batch folder.
@@ -305,6 +309,11 @@ def _override_cells(cell: Cell, idx: dict, where: str) -> dict[str, Any]:
                 raise PointsFileError(f"{where}: waypoints must be finite numbers")
             pts.append((r, c))
         out["waypoints"] = tuple(pts)
+    if "frames" in idx and cell("frames"):
+        try:
+            out["frames"] = frames_mode(cell("frames"))
+        except StenosisError as exc:
+            raise PointsFileError(f"{where}: {exc}") from None
     return out
 
 

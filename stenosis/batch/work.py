@@ -11,6 +11,7 @@ from .._version import __version__
 from ..auto import find_lesion
 from ..errors import StenosisError
 from ..measurement import measure
+from ..reader import ReaderInputs
 from ..report import save_report
 from ..segmentation import model_sha256
 from .outputs import REPORTS_DIR, SR_DIR, atomic_save, jsonable, output_stem
@@ -116,8 +117,10 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
             proximal, distal, frame = lesion.proximal, lesion.distal, lesion.frame_index
             confidence = float(lesion.confidence)
             auto_info = {"auto": lesion.to_dict()}
-        result = measure(run, task.segment, proximal, distal, frame, model=options.model,
-                         reference_choice=task.reference_choice, mld=task.mld, waypoints=list(task.waypoints))
+        inputs = ReaderInputs.create(task.segment, proximal, distal, frame, model=options.model,
+                                     reference_choice=task.reference_choice, mld=task.mld, waypoints=list(task.waypoints),
+                                     frames=getattr(task, "frames", "all"))
+        result = measure(run, inputs=inputs)
         row = jsonable(result.to_dict())
         row.update(
             {
