@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import use_repo  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 DEV = tuple(range(1, 31))
@@ -39,15 +42,6 @@ SMALL_IMAGES = (2, 11, 33)
 SEED = 16
 #: percent stenosis cycled over the cases: normal arteries, both sides of 50, tight lumens
 PERCENTS = (0.0, 30.0, 45.0, 60.0, 75.0, 0.0, 40.0, 55.0, 85.0, 20.0, 65.0, 50.0)
-
-
-def _use_repo(argv) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    for i, a in enumerate(argv):
-        if a == "--repo" and i + 1 < len(argv):
-            sys.path.insert(0, str(Path(argv[i + 1]).resolve()))
-        elif a.startswith("--repo="):
-            sys.path.insert(0, str(Path(a.split("=", 1)[1]).resolve()))
 
 
 def hybrid_module():
@@ -204,7 +198,7 @@ def _line(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    _use_repo(argv)
+    use_repo(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help=f"CI size: backgrounds {SMALL_IMAGES} (2 each) + 2 XA1 cases")
     ap.add_argument("--n", type=int, default=120, help="CIMAT cases (spread over the 40 backgrounds; default 120)")

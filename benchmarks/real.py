@@ -48,6 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import use_repo  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 CIMAT = SHARED / "cimat-train"
@@ -75,18 +78,6 @@ XA1_SEGMENTS = (
     ("parietal branch", (250, 330), (420, 322), "M1"),
 )
 SNAP_PX = 12
-
-
-def _use_repo(argv: list[str] | None) -> None:
-    """``--repo DIR`` puts that checkout first on sys.path before ``stenosis`` is imported.
-
-    Without it the usual resolution holds (PYTHONPATH, then the editable install)."""
-    argv = sys.argv[1:] if argv is None else argv
-    for i, a in enumerate(argv):
-        if a == "--repo" and i + 1 < len(argv):
-            sys.path.insert(0, str(Path(argv[i + 1]).resolve()))
-        elif a.startswith("--repo="):
-            sys.path.insert(0, str(Path(a.split("=", 1)[1]).resolve()))
 
 
 # ---- skeleton paths ---------------------------------------------------------------------
@@ -566,7 +557,7 @@ def print_tables(cimat_rows: list[dict], xa1_rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _use_repo(argv)
+    use_repo(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help=f"CI size: CIMAT images {SMALL_IMAGES}, 2 segments each, "
                     "XA1 ICA only")

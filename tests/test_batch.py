@@ -207,6 +207,7 @@ def test_bad_files_are_error_rows_and_batch_goes_on(tmp_path):
     assert len(read_jsonl(out / "results.jsonl")) == 8
 
 
+@pytest.mark.slow
 def test_jobs_1_and_2_give_identical_rows(tmp_path):
     # slow enough (0.3 s each) that both workers are up before the work runs out
     root = _folder(tmp_path, {k: b"SLOW" + v for k, v in GOOD.items()})
@@ -228,6 +229,7 @@ def test_max_tasks_per_child_recycles_workers(tmp_path):
     assert len({r["worker_pid"] for r in rows}) == 3
 
 
+@pytest.mark.slow
 def test_timeout_and_crash_become_error_rows(tmp_path):
     files = dict(GOOD)
     files["hang.dcm"] = b"HANG"
@@ -288,6 +290,7 @@ run_batch(tasks, {out!r}, jobs=1, work=fake_work, warm=False, progress=False)
 """
 
 
+@pytest.mark.slow
 def test_kill_mid_batch_leaves_whole_lines_and_resume_completes(tmp_path):
     files = {f"r{i:02d}.dcm": b"SLOW" + bytes([i]) * 5 for i in range(12)}
     root = _folder(tmp_path, files)

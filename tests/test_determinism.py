@@ -26,7 +26,7 @@ def _has(module: str) -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _has("stenosis.measurement"), reason="stenosis.measure not written yet")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _has("stenosis.measurement"), reason="stenosis.measure not written yet")]
 
 POINTS = {"proximal": (23.5, 4.0), "distal": (23.5, 59.0)}
 #: Fields that legitimately differ between two runs of the same input (none today).

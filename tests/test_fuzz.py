@@ -129,6 +129,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+pytestmark = pytest.mark.slow  # minutes of real data, subprocesses or benchmarks: not in the edit loop
+
 _ints = st.one_of(st.integers(-3, 70000), st.sampled_from([0, 1, 8, 16, 24, 32, 65535]))
 _ds_values = st.one_of(
     st.sampled_from(["0", "-1", "nan", "inf", "-inf", "1e308", "1e-308", "0.1", "abc", ""]),

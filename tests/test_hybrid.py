@@ -6,17 +6,17 @@ matches the drawn lumen, and the placement keeps off the background's vessels.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import load_benchmark
 
 from stenosis.phantom import hybrid
 from stenosis.phantom.geometry import Stenosis, make_tube
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "hybrid.py"
+pytestmark = pytest.mark.slow  # minutes of real data, subprocesses or benchmarks: not in the edit loop
+
 
 
 def _straight(r: float, *, stenoses=(), length=160.0, row=50.0):
@@ -113,11 +113,7 @@ def test_vessel_attenuation_recovers_mu() -> None:
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("_hybrid_bench", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("hybrid")
 
 
 def test_small_run_on_real_backgrounds(bench, cimat_dir: Path, wg04_dir: Path, tmp_path: Path, capsys) -> None:

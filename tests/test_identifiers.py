@@ -213,6 +213,7 @@ needs_sr = pytest.mark.skipif(not (_has("highdicom") and _has("stenosis.sr")), r
 
 
 @needs_batch
+@pytest.mark.slow
 def test_batch_outputs_have_no_identifiers(planted_dir, tmp_path):
     proc, out = _batch(planted_dir, tmp_path, ("calibrated.dcm", "uncalibrated.dcm", "broken.dcm"))
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -228,6 +229,7 @@ def test_batch_outputs_have_no_identifiers(planted_dir, tmp_path):
 
 @needs_batch
 @needs_sr
+@pytest.mark.slow
 def test_batch_sr_has_no_identifiers(planted_dir, tmp_path):
     """The SR is an output too: without --keep-identifiers it must not carry the patient's identity."""
     proc, out = _batch(planted_dir, tmp_path, ("calibrated.dcm",), "--sr")
@@ -241,6 +243,7 @@ def test_batch_sr_has_no_identifiers(planted_dir, tmp_path):
 
 @needs_batch
 @needs_sr
+@pytest.mark.slow
 def test_batch_sr_with_missing_type2_attributes_keeps_the_measurement(tmp_path):
     """Anonymised files often lack PatientSex/StudyID/StudyDate: the SR must not turn a measured run into an error."""
     import pydicom
@@ -261,6 +264,7 @@ def test_batch_sr_with_missing_type2_attributes_keeps_the_measurement(tmp_path):
 
 @needs_batch
 @needs_sr
+@pytest.mark.slow
 def test_batch_keep_identifiers_is_an_opt_in(planted_dir, tmp_path):
     """``batch --sr --keep-identifiers`` puts the source's identity in the SR (and only there)."""
     helptext = _cli("batch", "--help").stdout.decode()

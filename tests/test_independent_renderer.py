@@ -59,6 +59,7 @@ CASES = [  # px, d0, pct, lesion width (Gaussian SD, mm), blur kind, blur mm, no
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[4]}-{c[2]:.0f}pct-{c[0]}mm" for c in CASES])
 def test_other_renderer(case):
     px, d0, pct, width, blur, blur_mm, noise, ecc = case

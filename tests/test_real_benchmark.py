@@ -6,24 +6,20 @@ Real data is read from ../shared/data (skipped with a reason when absent).
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _benchmarks import load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "real.py"
+pytestmark = pytest.mark.slow  # minutes of real data, subprocesses or benchmarks: not in the edit loop
+
 
 
 @pytest.fixture(scope="module")
 def real():
-    spec = importlib.util.spec_from_file_location("_real_bench", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("real")
 
 
 def test_expert_width_of_a_straight_band(real) -> None:

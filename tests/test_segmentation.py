@@ -204,6 +204,7 @@ def test_unet_does_not_fall_back_when_weights_exist():
 
 
 @needs_weights
+@pytest.mark.slow
 def test_unet_on_held_out_real_angiograms(cimat_dir):
     """Dice of the shipped U-Net on two validation images (never trained on)."""
     from skimage import io

@@ -69,12 +69,14 @@ def test_any_size_gives_same_shape_probability(net, shape):
     assert np.isfinite(p).all() and 0.0 <= p.min() and p.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_tiled_path_at_1100px(net):
     img = _frame((1100, 1100), dtype=np.uint16)
     p = predict_probability(net, img)  # > max_single_px: tiled
     assert p.shape == img.shape and p.dtype == np.float32 and 0 <= p.min() <= p.max() <= 1
 
 
+@pytest.mark.slow
 def test_tiles_blend_without_seams(net):
     """Tiled and single-pass maps agree (overlap blending hides tile borders)."""
     img = _frame((300, 300), seed=1)
@@ -135,6 +137,7 @@ def test_folded_batchnorm_gives_the_same_map(net):
     np.testing.assert_allclose(predict_probability(folded, img), predict_probability(net, img), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(96, 128), (61, 203), (300, 300), (1100, 530)])
 def test_numpy_engine_matches_torch(net, tmp_path, shape):
     """The torch-free engine (used for the measurement's crops) computes the same network:
@@ -171,6 +174,7 @@ def test_numpy_engine_refuses_foreign_pickles(tmp_path):
         unet_numpy.load_state_dict(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED, reason="U-Net weights not shipped in models/")
 def test_measurement_crops_do_not_import_torch():
     """A crop-sized probability map (the measurement's) runs without importing torch."""
