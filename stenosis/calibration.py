@@ -14,6 +14,13 @@ follows the project SPEC:
    1 F = 1/3 mm) or manual value;
 5. none: ``mm_per_px is None`` and mm values are not reported.
 
+Every pixel size must lie in :data:`PLAUSIBLE_MM_PER_PX` (0.02-2 mm at the
+isocentre). A file's source outside it is ignored with a warning (the next source
+is tried, else the run is uncalibrated); a reader's value outside it is refused
+(:func:`check_pixel_mm` raises :class:`~stenosis.errors.CalibrationError`; the CLI's
+``--pixel-mm`` makes it a usage error, exit 2). So the work of a measurement, which
+grows with mm/px, is bounded by the image and never by a unit error.
+
 Isocentre calibration assumes the vessel lies near the isocentre; with steep
 beam angles (|angle| > 60 degrees) the out-of-plane error grows, which is
 reported as a warning. See DICOM PS3.3 C.8.7.1 / C.8.19.6 (X-Ray Acquisition,
@@ -309,25 +316,28 @@ def _candidate(mm_rc: tuple[float, float], source: CalibrationSource, detail: st
     return Calibration(mm_rc, source, detail)
 
 
-def _from_pixel_spacing(ds: Any, rejected: list[str]) -> Calibration | None:
-    raw = find_attribute(ds, "PixelSpacing")
+def _spacing_tag(ds: Any, keyword: str, rejected: list[str]) -> tuple[float, float] | None:
+    """(row, col) of a spacing attribute; None when absent, or unusable (the reason in ``rejected``)."""
+    raw = find_attribute(ds, keyword)
     if raw is None:
         return None
-    ps = _spacing(raw)
+    value = _spacing(raw)
+    if value is None:
+        rejected.append(f"{keyword} {_shown(raw)} is not two positive numbers")
+    return value
+
+
+def _from_pixel_spacing(ds: Any, rejected: list[str]) -> Calibration | None:
+    ps = _spacing_tag(ds, "PixelSpacing", rejected)
     if ps is None:
-        rejected.append(f"PixelSpacing {_shown(raw)} is not two positive numbers")
         return None
     return _candidate(ps, CalibrationSource.PIXEL_SPACING, f"PixelSpacing {ps[0]:g}\\{ps[1]:g} mm", rejected)
 
 
 def _from_imager_pixel_spacing(ds: Any, rejected: list[str]) -> Calibration | None:
     """ImagerPixelSpacing x SOD / SID, else ImagerPixelSpacing / magnification."""
-    raw = find_attribute(ds, "ImagerPixelSpacing")
-    if raw is None:
-        return None
-    ips = _spacing(raw)
+    ips = _spacing_tag(ds, "ImagerPixelSpacing", rejected)
     if ips is None:
-        rejected.append(f"ImagerPixelSpacing {_shown(raw)} is not two positive numbers")
         return None
     ips_text = f"ImagerPixelSpacing {ips[0]:g}\\{ips[1]:g} mm"
     # XA: DistanceSourceToPatient is source-to-isocentre; enhanced XA names it DistanceSourceToIsocenter

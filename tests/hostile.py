@@ -918,16 +918,7 @@ def _mutate_tags(data: bytes, rng: np.random.Generator) -> bytes:
                 setattr(ds, kw, value)
         except Exception:
             continue
-    buf = io.BytesIO()
-    try:
-        with _quiet_warnings():
-            ds.save_as(buf, enforce_file_format=False)
-    except Exception:
-        return data
-    out = buf.getvalue()
-    if out[128:132] != b"DICM":
-        out = b"\0" * 128 + b"DICM" + out
-    return out
+    return _reencode(ds, data)
 
 
 #: Hostile calibration values: zero, negative, NaN/inf strings, not numbers, extreme and just-outside-plausible sizes.

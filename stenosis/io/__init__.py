@@ -34,7 +34,7 @@ attributes), :mod:`.header` (checks before any pixel is allocated),
 """
 from __future__ import annotations
 
-from .decode import _DecoderFailed, _DecoderStalled, _decode_in_child, _fix_values
+from .decode import _DecoderStalled, _decode_in_child
 from .header import MAX_DECODED_BYTES, is_dicom_file
 from .run import AngioRun, RunMetadata, RunReadError, RunSource, _id_key, run_id_from_uids
 from .series import find_runs, read_run, read_runs
