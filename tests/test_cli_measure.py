@@ -66,3 +66,14 @@ def test_bad_point_or_pixel_size_is_usage_error(sample, args):
     r = CliRunner().invoke(cli, ["measure", str(p), "--segment", "M1", *[x for kv in opts.items() for x in kv]])
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output and "internal error" not in r.output
+
+
+def test_frames_option(sample):
+    p, _, prox, dist = sample
+    base = ["measure", str(p), "--segment", "M1", "--proximal", prox, "--distal", dist, "--model", "classical", "--json"]
+    one = json.loads(CliRunner().invoke(cli, [*base, "--frames", "single"]).output)
+    assert len(one["frames"]["used"]) == 1 and one["parameters"]["reader"]["frames"] == "single"
+    every = json.loads(CliRunner().invoke(cli, base).output)
+    assert len(every["frames"]["used"]) >= 2 and "frames" not in every["parameters"]["reader"]
+    bad = CliRunner().invoke(cli, [*base, "--frames", "some"])
+    assert bad.exit_code == 2 and "--frames" in bad.output

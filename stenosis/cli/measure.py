@@ -39,6 +39,11 @@ def summary_lines(res) -> list[str]:
     lines.append(
         f"lesion length      {res.lesion_length_mm:.1f} mm" if mm else f"lesion length      {res.lesion_length_px:.1f} px"
     )
+    fr = d.get("frames") or {}
+    if len(fr.get("used") or []) > 1:
+        sd = fr.get("frame_to_frame_sd")
+        lines.append(f"frames             {len(fr['used'])} combined ({', '.join(str(t) for t in fr['used'])})"
+                     + (f", per-frame SD {sd:.1f} points" if sd is not None else ""))
     cal = d["calibration"]
     cal_txt = f"{res.mm_per_px:.4g} mm/px ({cal['source']})" if mm else f"none ({cal['source']})"
     lines.append(f"calibration        {cal_txt}")
@@ -53,6 +58,8 @@ def summary_lines(res) -> list[str]:
 @click.option("--proximal", required=True, type=RC, help="Point proximal to the lesion, ROW,COL in pixels (0-based).")
 @click.option("--distal", required=True, type=RC, help="Point distal to the lesion, ROW,COL in pixels (0-based).")
 @click.option("--frame", type=click.IntRange(min=0), default=None, help="Frame to analyse (0-based); default: first fully opacified frame.")
+@click.option("--frames", "frames", default="all", show_default=True, metavar="all|single|N",
+              help="Frames measured: every fully opacified frame of the arterial phase (combined), the analysed one only, or at most N.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write result.json and report.png to this folder.")
 @click.option("--pixel-mm", type=PIXEL_MM, default=None,
@@ -68,7 +75,7 @@ def summary_lines(res) -> list[str]:
 @click.option("--feeding-distal", type=RC, default=None, help="Feeding artery distal point, ROW,COL.")
 @debug_option
 @error_boundary
-def command(path: Path, segment: str, proximal, distal, frame, as_json: bool, out_dir: Path | None,
+def command(path: Path, segment: str, proximal, distal, frame, frames: str, as_json: bool, out_dir: Path | None,
             pixel_mm: float | None, model: str, reference, reference_choice, mld, waypoints, feeding_proximal, feeding_distal,
             debug: bool = False) -> None:
     """Measure WASID percent stenosis of one segment of the run in PATH."""
@@ -78,16 +85,23 @@ def command(path: Path, segment: str, proximal, distal, frame, as_json: bool, ou
         raise click.UsageError("give both --feeding-proximal and --feeding-distal, or neither")
     if reference is not None and reference_choice is not None:
         raise click.UsageError("give either --reference ROW,COL or --reference-choice, not both")
+    from ..errors import MeasurementError
+    from ..reader import ReaderInputs, frames_mode
+
+    try:
+        frames = frames_mode(frames)
+    except MeasurementError as exc:
+        raise click.UsageError(f"--frames: {exc}") from None
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     from ..measurement import measure
 
-    res = measure(
-        path, segment.upper(), proximal, distal, frame,
-        model=model.lower(), reference=reference, reference_choice=reference_choice, mld=mld,
-        waypoints=list(waypoints), feeding_proximal=feeding_proximal,
-        feeding_distal=feeding_distal, pixel_mm=pixel_mm,
+    inputs = ReaderInputs.create(
+        segment.upper(), proximal, distal, frame, model=model.lower(), reference=reference,
+        reference_choice=reference_choice, mld=mld, waypoints=list(waypoints), feeding_proximal=feeding_proximal,
+        feeding_distal=feeding_distal, pixel_mm=pixel_mm, frames=frames,
     )
+    res = measure(path, inputs=inputs)
     d = res.to_dict()
     if out_dir is not None:
         from ..report import save_report
