@@ -164,6 +164,7 @@ def _assert_exit3_one_line(proc: subprocess.CompletedProcess, what: str) -> None
     assert len(lines) == 1, f"{what}: want exactly one line on stderr, got {len(lines)}:\n{err[-1500:]}"
 
 
+@pytest.mark.slow  # a CLI subprocess per case
 @pytest.mark.skipif(not _has("stenosis.cli.info"), reason="stenosis info (stenosis/cli/info.py) not written yet")
 @pytest.mark.parametrize("name", [n for n in CLI_CASES if ALL[n].expect == "error"])
 def test_cli_info_bad_input_exit3(name, written):
@@ -171,6 +172,7 @@ def test_cli_info_bad_input_exit3(name, written):
     _assert_exit3_one_line(proc, f"stenosis info {name} ({ALL[name].why})")
 
 
+@pytest.mark.slow  # a CLI subprocess per case
 @pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
 @pytest.mark.parametrize("name", CLI_MEASURE_CASES)
 def test_cli_measure_bad_input_exit3(name, written):
@@ -183,6 +185,7 @@ def test_cli_measure_bad_input_exit3(name, written):
 @pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
 @pytest.mark.parametrize("points", [("-5,10", "24,58"), ("24,5", "24,9999"), ("nan,5", "24,58")],
                          ids=["negative", "beyond", "nan"])
+@pytest.mark.slow  # a CLI subprocess per case
 def test_cli_measure_points_outside_exit3(points, written):
     proc = _cli("measure", str(written["planted"]), "--segment", "M1", "--proximal", points[0],
                 "--distal", points[1], "--json")
@@ -368,6 +371,7 @@ def test_measure_degenerate_arrays_refused(frames):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # a CLI subprocess per case
 @needs_measure
 @pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
 def test_cli_measure_uncalibrated_json(tmp_path):
@@ -395,6 +399,7 @@ def test_cli_measure_uncalibrated_json(tmp_path):
     "\x00\x01\x02 not a csv",
     "",
 ], ids=["missing_columns", "non_numeric", "bad_segment", "binary", "empty"])
+@pytest.mark.slow  # a CLI subprocess per case
 def test_cli_batch_bad_points_file(tmp_path, content):
     """A broken points file: a usage error (2) or an input error (3), one line, no traceback;
     or (for row-level problems) exit 0 with an error row."""
@@ -424,6 +429,7 @@ def test_cli_batch_bad_points_file(tmp_path, content):
     ["measure", "x.dcm", "--segment", "M1", "--proximal", "1;2;3", "--distal", "3,4"],
     ["measure", "x.dcm", "--segment", "M1"],
 ], ids=["bad_segment", "bad_point", "missing_points"])
+@pytest.mark.slow  # a CLI subprocess per case
 def test_cli_usage_error_one_line(args):
     """SPEC: on status 2 or 3, one line on stderr (click's default usage block is three)."""
     proc = _cli(*args, timeout=120)
@@ -457,6 +463,7 @@ def test_read_runs_over_a_folder_of_hostile_files(tmp_path, worker):
 
 
 # --------------------------------------------------------------------------- #19 items 1, 4, 5
+@pytest.mark.slow  # a CLI subprocess per case
 @needs_measure
 @pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
 @pytest.mark.parametrize("spacing", [(1e-30, 1e-30), (1e30, 1e30), (150.0, 150.0)], ids=["1e-30", "1e30", "150"])
@@ -508,6 +515,7 @@ def test_measure_values_above_bits_stored_are_not_graded_quietly(tmp_path):
     assert any("broken or mislabelled" in w for w in res.warnings), res.warnings
 
 
+@pytest.mark.slow  # a CLI subprocess per case
 @pytest.mark.skipif(not _has("stenosis.cli.measure"), reason="stenosis measure (stenosis/cli/measure.py) not written yet")
 @pytest.mark.parametrize("point", ["12;14", "nan,5", "5,-inf", "1,2,3"])
 def test_cli_measure_malformed_point_is_usage_error(written, point):
