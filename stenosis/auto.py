@@ -47,6 +47,18 @@ from .errors import MeasurementError
 __all__ = ["Lesion", "find_lesion", "main_trunk", "focal_narrowing", "pick_frame", "warm_up"]
 
 
+#: confidence cap when only one or two frames are given (no bolus front to tell the direction)
+SINGLE_FRAME_CONFIDENCE = 0.5
+#: confidence cap when several frames show no bolus front along the trunk
+NO_BOLUS_CONFIDENCE = 0.7
+_CUE_TEXT = {
+    "branches": "the side-branch angles",
+    "calibre": "the wider end",
+    "undetermined": "no clear cue",
+    "bolus": "the contrast arrival",
+}
+
+
 @dataclass(frozen=True)
 class Lesion:
     """Where :func:`find_lesion` put the lesion.
@@ -71,6 +83,8 @@ class Lesion:
         How the proximal side was decided: ``"bolus"`` (contrast arrival),
         ``"branches"`` (side-branch angles), ``"calibre"`` (wider end) or
         ``"undetermined"`` (no cue was clear).
+    warnings : tuple of str
+        What a reader should check (e.g. one frame: no bolus to settle the direction).
     """
 
     proximal: tuple[float, float]
@@ -82,6 +96,7 @@ class Lesion:
     trunk_rc: np.ndarray
     trunk_diameter_px: np.ndarray
     orientation: str = "calibre"
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +108,7 @@ class Lesion:
             "severity": round(float(self.severity), 3),
             "trunk_length_px": int(len(self.trunk_rc)),
             "orientation": self.orientation,
+            "warnings": list(self.warnings),
         }
 
 
@@ -106,6 +122,15 @@ def _opacified(run: Any) -> np.ndarray:
     except ImportError:
         f = np.asarray(run.frames, dtype=np.float32)
         return f.max() - f
+
+
+def _needs_own_frame(run: Any) -> bool:
+    """A native multi-frame run with no mask frame declared: opacify subtracts frame 0,
+    which cancels the vessels when frame 0 is opacified too (cine frames). One frame is
+    opacified by a top-hat of itself and keeps its vessels."""
+    meta = getattr(run, "metadata", None)
+    return (meta is not None and not meta.subtracted and not tuple(meta.mask_frames)
+            and np.asarray(run.frames).shape[0] > 1)
 
 
 def pick_frame(opac: np.ndarray) -> int:
@@ -334,7 +359,9 @@ def branch_vote(mask: np.ndarray, trunk: np.ndarray, diam: np.ndarray) -> float:
     Arteries branch at acute angles that open downstream. For every skeleton piece
     that touches the trunk but is not on it, the cosine between its direction (from
     the attachment out to ~3 trunk diameters) and the trunk tangent there is summed
-    (pieces at |cos| < 0.2, and a crossing vessel's two opposite arms, cancel).
+    (pieces at |cos| < 0.2, and a crossing vessel's two opposite arms, cancel). A piece
+    within two diameters of a trunk end and within 25 degrees of the trunk's line is the
+    vessel's own continuation (the trunk was cut at a crossing): not counted.
 
     Returns
     -------
@@ -349,11 +376,14 @@ def branch_vote(mask: np.ndarray, trunk: np.ndarray, diam: np.ndarray) -> float:
     near = np.zeros(skel.shape, bool)
     near[trunk[:, 0], trunk[:, 1]] = True
     near = ndi.binary_dilation(near, iterations=max(2, int(round(0.5 * d_typ)) + 2))
-    side = skel & ~near
+    # arms, not networks: a piece is cut at its own junctions (a crossing's arms and the
+    # vessel's continuation beyond it vote separately)
+    side = skel & ~near & ~ndi.binary_dilation(_skeleton_junctions(skel), iterations=1)
     lab, n = ndi.label(side, structure=np.ones((3, 3)))
     if n == 0:
         return 0.0
     reach = max(3.0 * d_typ, 12.0)
+    end_skip = int(max(2.0 * d_typ, 6.0))
     vote = 0.0
     for k in range(1, n + 1):
         pix = np.argwhere(lab == k)
@@ -365,6 +395,7 @@ def branch_vote(mask: np.ndarray, trunk: np.ndarray, diam: np.ndarray) -> float:
         if dd[ip, it] > d_typ + 4:
             continue  # a separate vessel, not a branch of the trunk
         it *= 4
+        at_end = min(it, len(trunk) - 1 - it) < end_skip
         a = pix[ip].astype(float)
         out = pix[np.hypot(*(pix - a).T) <= reach]
         v = out.mean(axis=0) - a
@@ -374,9 +405,94 @@ def branch_vote(mask: np.ndarray, trunk: np.ndarray, diam: np.ndarray) -> float:
         if nv < 2 or nt == 0:
             continue
         cos = float(np.dot(v, tan) / (nv * nt))
+        if at_end and abs(cos) > 0.9:
+            continue  # the vessel's own continuation beyond a trunk end (cut at a crossing)
         if abs(cos) >= 0.2:
             vote += cos
     return vote
+
+
+def bolus_trend(opac: np.ndarray, trunk: np.ndarray) -> tuple[float, float]:
+    """How the contrast arrival frame changes along the trunk (the bolus front).
+
+    The trunk is cut into up to 40 stretches; in each, the mean opacification curve
+    gives the frame at which it first reaches half its peak (:func:`_arrival_frame`),
+    and a straight line is fitted to arrival frame against arc length.
+
+    Returns
+    -------
+    span : float
+        Arrival frame at the last trunk end minus at the first (from the fitted line);
+        positive: the contrast reaches the first end first. NaN with fewer than 3 frames.
+    t_stat : float
+        The fitted slope over its standard error (0 when the arrival is uniform).
+    """
+    opac = np.asarray(opac)
+    if opac.ndim != 3 or opac.shape[0] < 3 or len(trunk) < 8:
+        return float("nan"), 0.0
+    arc = _arc(trunk)
+    n_bins = int(np.clip(arc[-1] // 6.0, 4, 40))
+    edges = np.linspace(0.0, arc[-1], n_bins + 1)
+    xs, ts = [], []
+    for b in range(n_bins):
+        sel = (arc >= edges[b]) & (arc <= edges[b + 1])
+        if sel.sum() < 2:
+            continue
+        t = _arrival_frame(opac[:, trunk[sel, 0], trunk[sel, 1]].mean(axis=1))
+        if np.isfinite(t):
+            xs.append(float(arc[sel].mean()))
+            ts.append(t)
+    if len(xs) < 4:
+        return float("nan"), 0.0
+    x, y = np.asarray(xs), np.asarray(ts)
+    slope, icpt = np.polyfit(x, y, 1)
+    res = y - (icpt + slope * x)
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    se = float(np.sqrt(np.sum(res**2) / max(len(x) - 2, 1) / sxx)) if sxx > 0 else float("inf")
+    t_stat = float(slope / se) if se > 0 else (float("inf") if slope else 0.0)
+    return float(slope * arc[-1]), t_stat
+
+
+def _skeleton_junctions(skel: np.ndarray) -> np.ndarray:
+    """(H, W) bool: skeleton pixels with three or more skeleton neighbours."""
+    nb = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
+    return skel & (nb >= 3)
+
+
+def _cut_at_turns(trunk: np.ndarray, lesion_index: int, junctions: np.ndarray, d_typ: float,
+                  *, guard_px: float = 0.0, max_turn_deg: float = 30.0) -> tuple[int, int]:
+    """Index range of the trunk around the lesion that stays on one vessel.
+
+    The longest path may leave the artery at a crossing or a branch and carry on along
+    the other vessel: there the path turns sharply at a skeleton junction, which an
+    artery's own curve does not do over a couple of diameters. Returns (start, stop)
+    (stop exclusive) between the nearest such turns on either side of the lesion, at
+    least `guard_px` of arc from it (where the points go; tortuous real arteries with
+    many branches would otherwise be cut short).
+    """
+    arc = _arc(trunk)
+    h = max(8.0, 1.5 * d_typ)
+    if not junctions.any():
+        return 0, len(trunk)
+    reach = int(round(max(3.0, d_typ)))
+    near = ndi.maximum_filter(junctions, size=2 * reach + 1)
+    near_j = near[trunk[:, 0], trunk[:, 1]]
+    turn = np.zeros(len(trunk))
+    for i in np.flatnonzero(near_j):
+        if arc[i] - h < 0 or arc[i] + h > arc[-1]:
+            continue
+        a = trunk[i] - trunk[int(np.searchsorted(arc, arc[i] - h))]
+        b = trunk[min(int(np.searchsorted(arc, arc[i] + h)), len(trunk) - 1)] - trunk[i]
+        na, nb = np.hypot(*a), np.hypot(*b)
+        if na > 0 and nb > 0:
+            turn[i] = np.degrees(np.arccos(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0)))
+    cuts = np.flatnonzero(turn > max_turn_deg)
+    guard = max(2.0 * d_typ, 6.0, guard_px)  # a lesion at a junction keeps its neighbourhood
+    before = cuts[arc[cuts] < arc[lesion_index] - guard]
+    after = cuts[arc[cuts] > arc[lesion_index] + guard]
+    start = int(before[-1]) if before.size else 0
+    stop = int(after[0]) + 1 if after.size else len(trunk)
+    return start, stop
 
 
 def _last_end_is_proximal(
@@ -388,18 +504,16 @@ def _last_end_is_proximal(
 ) -> tuple[bool, str]:
     """Which end of the trunk is upstream.
 
-    Contrast arrives upstream first: when the run shows the bolus front (the two
-    ends' half-peak times differ by more than 0.3 frame) the earlier end is
-    proximal. Else side branches vote (:func:`branch_vote`: they leave at acute
-    angles opening downstream). Else the wider end is (arteries taper downstream).
+    Contrast arrives upstream first: when the run shows the bolus front (the arrival
+    frame fitted along the trunk changes by more than 0.5 frame from end to end, slope
+    at least 3 standard errors, :func:`bolus_trend`) the earlier end is proximal. Else
+    side branches vote (:func:`branch_vote`: they leave at acute angles opening
+    downstream). Else the wider end is (arteries taper downstream).
     """
-    third = max(1, len(trunk) // 3)
-    if opac is not None and opac.ndim == 3 and opac.shape[0] >= 3:
-        first = opac[:, trunk[:third, 0], trunk[:third, 1]].mean(axis=1)
-        last = opac[:, trunk[-third:, 0], trunk[-third:, 1]].mean(axis=1)
-        t_first, t_last = _arrival_frame(first), _arrival_frame(last)
-        if np.isfinite(t_first) and np.isfinite(t_last) and abs(t_first - t_last) > 0.3:
-            return bool(t_last < t_first), "bolus"
+    if opac is not None:
+        span, t_stat = bolus_trend(opac, trunk)
+        if np.isfinite(span) and abs(span) > 0.5 and abs(t_stat) >= 3.0:
+            return bool(span < 0), "bolus"
     if mask is not None:
         vote = branch_vote(mask, trunk, diam)
         if abs(vote) >= 0.5:
@@ -439,31 +553,57 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
     MeasurementError
         No vessel trunk long enough to hold a lesion.
     """
+    from skimage.morphology import skeletonize
+
     from .segmentation import vessel_probability
 
     opac = None
+    notes: list[str] = []
     if hasattr(frame_or_run, "frames"):
         opac = _opacified(frame_or_run)
         t = pick_frame(opac) if frame is None else int(frame)
         if not 0 <= t < opac.shape[0]:
             raise MeasurementError(f"frame {t} is outside the run (0..{opac.shape[0] - 1}); pick an existing frame")
-        display = -opac[t]  # vessels darker, as vessel_probability expects
+        if _needs_own_frame(frame_or_run):
+            # the U-Net reads the frame as displayed (vessels darker) instead
+            display = np.asarray(frame_or_run.frames[t], dtype=np.float32)
+        else:
+            display = -opac[t]  # vessels darker, as vessel_probability expects
+        n_frames = int(opac.shape[0])
     else:
         display = np.asarray(frame_or_run, dtype=np.float32)
         if display.ndim != 2:
             raise MeasurementError("find_lesion needs a run or one 2-D frame")
         t = 0
+        n_frames = 1
     prob = vessel_probability(display, model=model)
     mask, radius = _mask_and_radius(prob)
     trunk, diam, dominance = main_trunk(mask, radius=radius)
     trunk, diam = _trim_thin_ends(trunk, diam)
     arc = _arc(trunk)
     k, severity, runner, d_ref = focal_narrowing(diam, arc)
-    flip, orientation = _last_end_is_proximal(trunk, diam, opac, k, mask)
+    # keep the stretch of trunk that stays on the lesion's vessel (no turn into a crossing)
+    d_typ = float(np.median(diam)) if len(diam) else 4.0
+    i0, i1 = _cut_at_turns(trunk, k, _skeleton_junctions(skeletonize(mask)), d_typ,
+                           guard_px=max(15.0, 6.0 * d_ref))
+    if i1 - i0 >= 10 and (i0 > 0 or i1 < len(trunk)):
+        trunk, diam, k = trunk[i0:i1], diam[i0:i1], k - i0
+        arc = _arc(trunk)
+    flip, orientation = _last_end_is_proximal(trunk, diam, opac if n_frames >= 3 else None, k, mask)
     if flip:
         trunk, diam = trunk[::-1], diam[::-1]
         k = len(trunk) - 1 - k
         arc = _arc(trunk)
+    cap = 1.0
+    if orientation != "bolus":
+        if n_frames < 3:
+            notes.append(f"{'one frame' if n_frames == 1 else f'{n_frames} frames'}: no contrast arrival to tell "
+                         f"proximal from distal (taken from {_CUE_TEXT[orientation]}); check which point is proximal")
+            cap = SINGLE_FRAME_CONFIDENCE
+        else:
+            notes.append(f"the contrast reaches the whole trunk in the same frame: proximal taken from "
+                         f"{_CUE_TEXT[orientation]}; check which point is proximal")
+            cap = NO_BOLUS_CONFIDENCE
     margin = max(15.0, 6.0 * d_ref)
     lo = arc[k] - margin
     hi = arc[k] + margin
@@ -475,7 +615,7 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
     c_sev = float(np.clip((severity - 0.15) / 0.35, 0.0, 1.0))
     c_unique = float(np.clip((severity - runner) / max(severity, 1e-6), 0.0, 1.0))
     c_trunk = float(np.clip(dominance / 0.5, 0.0, 1.0))
-    confidence = c_sev * (0.4 + 0.4 * c_unique + 0.2 * c_trunk)
+    confidence = min(c_sev * (0.4 + 0.4 * c_unique + 0.2 * c_trunk), cap)
     return Lesion(
         proximal=(float(trunk[i_prox, 0]), float(trunk[i_prox, 1])),
         distal=(float(trunk[i_dist, 0]), float(trunk[i_dist, 1])),
@@ -486,6 +626,7 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
         trunk_rc=trunk,
         trunk_diameter_px=smooth,
         orientation=orientation,
+        warnings=tuple(notes),
     )
 
 

@@ -85,3 +85,96 @@ def test_no_vessel_is_a_measurement_error():
     frame = np.full((64, 64), 1000.0) + np.random.default_rng(0).normal(0, 1, (64, 64))
     with pytest.raises(MeasurementError, match="give points"):
         find_lesion(frame, model="classical")
+
+
+# ---- direction (issue 17): bolus arrival settles it; one frame says it cannot ----------------
+def _tube_run(*, reverse: bool = False, n_frames: int = 8, front: bool = True, percent: float = 50.0):
+    """A gently curved 12 px vessel with a focal narrowing at col 130 (subtracted run).
+
+    With ``front`` the contrast travels along it: reaching col c at frame 1 + c/70 (from the
+    right end when ``reverse``), so the upstream end is the one the contrast reaches first;
+    without, it rises everywhere at once (full from frame 2).
+    """
+    from stenosis.io import AngioRun
+
+    h, w = 160, 260
+    rr, cc = np.mgrid[0:h, 0:w].astype(float)
+    r = 6.0 * (1 - percent / 100 * np.exp(-(((cc - 130) / 10) ** 2)))
+    d = np.abs(rr - 80 - 10 * np.sin(cc / 60))
+    path = 2 * np.sqrt(np.clip(r**2 - d**2, 0, None)) * ((cc > 5) & (cc < w - 5))
+    pos = (w - cc) if reverse else cc
+    rng = np.random.default_rng(1)
+    frames = []
+    for t in range(n_frames):
+        conc = np.clip(t - 1.0 - pos / 70.0, 0, 1) if front else np.full_like(pos, min(1.0, t / 2.0) if n_frames > 1 else 1.0)
+        frames.append(1000 - 30 * path * conc + rng.normal(0, 1.0, (h, w)))
+    return AngioRun.from_array(np.asarray(frames, np.float32), subtracted=True, pixel_intensity_relationship="LOG")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_bolus_arrival_along_the_trunk_decides_proximal(reverse):
+    lesion = find_lesion(_tube_run(reverse=reverse), model="classical")
+    assert lesion.orientation == "bolus"
+    # upstream = where the contrast arrives first: the left end, or the right one when reversed
+    assert (lesion.proximal[1] > lesion.distal[1]) == reverse
+    assert lesion.proximal[1] < lesion.narrowest[1] < lesion.distal[1] or reverse
+    assert not lesion.warnings
+
+
+def test_bolus_trend_is_zero_without_a_front():
+    from stenosis.auto import bolus_trend
+
+    cols = np.arange(30, 230)
+    trunk = np.stack([np.round(80 + 10 * np.sin(cols / 60)).astype(int), cols], axis=1)
+    span, _ = bolus_trend(-np.asarray(_tube_run(front=False).frames, float), trunk)
+    assert abs(span) < 0.5
+    span, t_stat = bolus_trend(-np.asarray(_tube_run(front=True).frames, float), trunk)
+    assert span == pytest.approx(200 / 70, abs=0.5) and t_stat > 3
+
+
+def test_one_frame_says_the_direction_is_a_guess_and_caps_confidence():
+    from stenosis.auto import SINGLE_FRAME_CONFIDENCE
+
+    lesion = find_lesion(_tube_run(n_frames=1, front=False, percent=75.0), model="classical")
+    assert lesion.orientation != "bolus"
+    assert any("one frame" in w and "proximal" in w for w in lesion.warnings)
+    assert lesion.confidence <= SINGLE_FRAME_CONFIDENCE
+    assert lesion.to_dict()["warnings"] == list(lesion.warnings)
+
+
+def test_native_cine_frames_without_a_mask_still_show_the_vessel():
+    """Several opacified native frames, no mask declared: subtracting frame 0 cancels the
+    vessels; the lesion must still be found (the frame itself is read)."""
+    from stenosis.io import AngioRun
+
+    one = np.asarray(_tube_run(n_frames=1, front=False, percent=60.0).frames[0])
+    noise = np.random.default_rng(2).normal(0, 1.0, (6,) + one.shape)
+    native = AngioRun.from_array((one[None] + noise).astype(np.float32), subtracted=False,
+                                 pixel_intensity_relationship="LOG")
+    lesion = find_lesion(native, model="classical")
+    assert abs(lesion.narrowest[1] - 130) <= 6
+
+
+@pytest.mark.slow
+def test_sample_runs_direction_right_or_flagged(sample_dicom_dir):
+    """Bundled samples (uniform contrast arrival: no bolus front): the direction is right,
+    or the lesion says to check it and its confidence is capped."""
+    import json
+
+    from stenosis.auto import NO_BOLUS_CONFIDENCE
+    from stenosis.io import read_run
+
+    right = 0
+    for dcm in sorted(sample_dicom_dir.glob("*.dcm")):
+        truth = json.loads(dcm.with_suffix(".truth.json").read_text())
+        cl = np.asarray(truth["centerline_rc"])
+        lesion = find_lesion(read_run(dcm))
+        ip, idist = (int(np.argmin(np.hypot(*(cl - np.asarray(p)).T))) for p in (lesion.proximal, lesion.distal))
+        if ip < idist:
+            right += 1
+        else:
+            assert lesion.orientation != "bolus", dcm.name
+        if lesion.orientation != "bolus":
+            assert any("check which point is proximal" in w for w in lesion.warnings), dcm.name
+            assert lesion.confidence <= NO_BOLUS_CONFIDENCE
+    assert right >= 3
