@@ -32,6 +32,7 @@ class MeasureParams:
     # ---- centerline and vessel map ------------------------------------------------
     step_mm: float = _p(0.1, "mm", "centerline sample step (calibrated runs)")
     step_px_uncalibrated: float = _p(0.5, "px", "centerline sample step (uncalibrated runs)")
+    step_min_px: float = _p(0.25, "px", "smallest centerline step: work is bounded by the image, not by the calibration")
     snap_mm: float = _p(2.0, "mm", "how far a reader's point may be from the vessel")
     snap_min_px: float = _p(5.0, "px", "smallest snap radius")
     snap_px_uncalibrated: float = _p(8.0, "px", "snap radius (uncalibrated runs)")

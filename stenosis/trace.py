@@ -60,7 +60,7 @@ class Scale:
         # vesselness has its own scales
         widest = p.widest_normal_for(segment) if model == ModelName.UNET.value else 0.0
         factor = int(max(1, round(p.prob_mm / mm), np.ceil(widest / (p.model_max_width_px * mm) - 1e-9)))
-        return cls(mm, p.step_mm / mm, max(p.snap_mm / mm, p.snap_min_px), factor, warns)
+        return cls(mm, max(p.step_mm / mm, p.step_min_px), max(p.snap_mm / mm, p.snap_min_px), factor, warns)
 
     def crop_margin(self, span_px: float, params: MeasureParams = DEFAULT_PARAMS) -> float:
         """Margin (px) of the vessel-map crop around points ``span_px`` apart: a few mm (the
