@@ -6,20 +6,160 @@ Right: diameter against distance along the centerline, with the reference window
 the MLD, the lesion and the 50% line (diameter = 0.5 x reference). The title gives
 percent stenosis, the >= 50% decision, the reference choice and the calibration.
 matplotlib (Agg backend) is imported only when a report is drawn.
+
+:func:`plot_diameter_profile` draws the diameter plot; the napari plugin's profile plot
+is the same function, and :func:`flagged_samples` is the one definition of a flagged
+sample (a :class:`~stenosis.result.QualityFlag` that keeps it from being a reference).
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .result import StenosisResult
+from .result import QualityFlag, StenosisResult
 
-__all__ = ["save_report", "report_figure"]
+__all__ = ["save_report", "report_figure", "plot_diameter_profile", "flagged_samples", "edge_disagreement",
+           "AUTO_POINTS_TEXT"]
+
+#: what a report of automatically placed points says
+AUTO_POINTS_TEXT = "points placed automatically \u2014 a reader must confirm"
+#: flags that keep a sample from being a reference (the complement of DiameterProfile.valid)
+FLAGGED = QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE
 
 
-def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, auto_confidence: float | None = None):
-    """A matplotlib Figure of the report (Agg canvas); `auto_confidence`: see :func:`save_report`."""
+def flagged_samples(profile: Any) -> np.ndarray:
+    """(N,) bool: samples carrying a :data:`FLAGGED` quality flag (never a reference; the
+    MLD may still come from them, so plots show them)."""
+    return (np.asarray(profile.flags, dtype=np.int64) & int(FLAGGED)) != 0
+
+
+def _flag_names(profile: Any, flagged: np.ndarray) -> str:
+    bits = int(np.bitwise_or.reduce(np.asarray(profile.flags, np.int64)[flagged] & int(FLAGGED))) if flagged.any() else 0
+    return ", ".join(QualityFlag.describe(bits)) or "none"
+
+
+def edge_disagreement(profile: Any) -> np.ndarray:
+    """(N,) bool: samples where the max-gradient edge diameter disagrees with the model fit
+    by more than its noise.
+
+    Max-gradient edges of a blurred cylinder sit inside the lumen, so the edge diameter is
+    compared with the fit scaled by their median ratio over unflagged samples; the noise is
+    the robust SD (MAD) of that difference over unflagged samples; disagreement: beyond 3 SD.
+    """
+    fit = np.asarray(profile.diameter_px, float)
+    edge = np.asarray(profile.edge_diameter_px, float)
+    ok = np.isfinite(fit) & np.isfinite(edge) & (fit > 0) & ~flagged_samples(profile)
+    out = np.zeros(fit.shape, bool)
+    if ok.sum() < 5:
+        return out
+    ratio = float(np.median(edge[ok] / fit[ok]))
+    diff = edge - ratio * fit
+    noise = 1.4826 * float(np.median(np.abs(diff[ok] - np.median(diff[ok]))))
+    noise = max(noise, 1e-3 * float(np.median(fit[ok])))
+    out[np.isfinite(diff)] = np.abs(diff[np.isfinite(diff)]) > 3.0 * noise
+    return out
+
+
+def plot_diameter_profile(ax: Any, result: StenosisResult | None, *, legend: bool = True, compact: bool = False,
+                          title: str | None = None) -> None:
+    """Draw the diameter profile of ``result`` on a matplotlib Axes (cleared first).
+
+    The model-fit diameter (the measurement) along the centerline; flagged samples
+    (:func:`flagged_samples`: never a reference, the MLD may come from them) as orange
+    crosses on the curve; max-gradient edges only where they disagree with the fit
+    beyond their noise (:func:`edge_disagreement`); the reference diameter and its
+    window, the 50% line, the lesion, and the MLD with its 2-SD bar, joined to the
+    curve (the MLD is the fitted lesion bottom, blur-corrected, so it may lie below the
+    sampled curve). Used by the PNG report and the napari plugin.
+    """
+    ax.clear()
+    if result is None:
+        ax.text(0.5, 0.5, "no measurement yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    prof = result.profile
+    mm = result.mm_per_px
+    unit = "mm" if mm else "px"
+    k = float(mm) if mm else 1.0
+    arc = np.asarray(prof.arc_px, float) * k
+    diam = np.asarray(prof.diameter_px, float) * k
+    bad = flagged_samples(prof)
+    ax.plot(arc, diam, color="#1f4e9c", lw=1.5, label="diameter: model fit (the measurement)", zorder=3)
+    if bad.any():
+        ax.plot(arc[bad], diam[bad], "x", color="#ff8c00", ms=4 if compact else 5, mew=1.2, zorder=4,
+                label=f"flagged ({_flag_names(prof, bad)}): never a reference")
+    dis = edge_disagreement(prof)
+    if dis.any():
+        edge = np.where(dis, np.asarray(prof.edge_diameter_px, float) * k, np.nan)
+        ax.plot(arc, edge, ".", color="#7f7f7f", ms=3, zorder=2,
+                label="max-gradient edges where they disagree with the fit (a check)")
+    rw = result.reference_window
+    ref = result.reference_diameter_px * k
+    if np.isfinite(rw.start_px):
+        ax.axvspan(rw.start_px * k, rw.end_px * k, color="#2ee86a", alpha=0.2, lw=0, label=f"reference window ({rw.choice})")
+    ax.axhline(ref, color="#1fb555", lw=1.0, ls="--", label=f"reference ({result.reference_choice}) {ref:.2f} {unit}")
+    ax.axhline(0.5 * ref, color="#d62728", lw=1.0, ls=":", label="50% stenosis line")
+    if result.lesion_end_px > result.lesion_start_px:
+        ax.axvspan(result.lesion_start_px * k, result.lesion_end_px * k, color="#ff3b3b", alpha=0.10, lw=0,
+                   label="lesion (< 0.9 x reference)")
+    x_m, mld = result.mld_arc_px * k, result.mld_px * k
+    i_m = int(np.argmin(np.abs(arc - x_m))) if arc.size else 0
+    on_curve = diam[i_m] if arc.size else mld
+    if np.isfinite(on_curve) and abs(on_curve - mld) > 1e-9:
+        ax.plot([x_m, x_m], [on_curve, mld], color="#d62728", lw=1.0, zorder=4)
+    below = np.isfinite(on_curve) and mld < on_curve - 0.01 * max(ref, 1e-9)
+    ax.plot([x_m], [mld], "v", color="#d62728", ms=8 if compact else 9, zorder=5,
+            label=f"MLD {mld:.2f} {unit}" + (" (fitted bottom, blur-corrected)" if below else ""))
+    if np.isfinite(result.mld_sd_px) and result.mld_sd_px > 0:
+        ax.errorbar([x_m], [mld], yerr=[2 * result.mld_sd_px * k], fmt="none", ecolor="#d62728", elinewidth=1.2,
+                    capsize=4, label="MLD \u00b12 SD", zorder=5)
+    if result.interpolated_reference_px is not None and not compact:
+        ax.plot([x_m], [result.interpolated_reference_px * k], "o", mfc="none", color="#1fb555", ms=7,
+                label="interpolated reference (Annex T)")
+    finite = diam[np.isfinite(diam)]
+    # headroom above the curve for the legend, so it never covers the data
+    top = max(float(finite.max()) if finite.size else 1.0, ref) * (1.75 if legend else 1.18)
+    ax.set_ylim(0, top)
+    if arc.size:
+        ax.set_xlim(arc[0], arc[-1])
+    ax.set_xlabel(f"distance along centerline from proximal point ({unit})", fontsize=8 if compact else 10)
+    ax.set_ylabel(f"lumen diameter ({unit})", fontsize=8 if compact else 10)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(loc="upper left", fontsize=6 if compact else 7.5, ncol=2, framealpha=0.9,
+                  columnspacing=0.8, handlelength=1.6)
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+
+
+def _label(ax: Any, text: str, point: Any, normal: Any, half_width: float, colour: str, crop: tuple) -> None:
+    """A boxed label beside a point, off the vessel (along its normal), inside the crop."""
+    r0, r1, c0, c1 = crop
+    p = np.asarray(point, float)
+    n = np.asarray(normal, float)
+    n = n / max(float(np.hypot(*n)), 1e-9)
+    dist = half_width + max(10.0, 0.08 * max(r1 - r0, c1 - c0))
+    best = None
+    for sgn in (1.0, -1.0):
+        q = p + sgn * dist * n
+        inside = r0 + 5 <= q[0] <= r1 - 5 and c0 + 5 <= q[1] <= c1 - 5
+        if inside or best is None:
+            best = q
+        if inside:
+            break
+    ax.annotate(text, (p[1], p[0]), xytext=(best[1], best[0]), textcoords="data", color=colour, fontsize=9,
+                weight="bold", ha="center", va="center", zorder=6,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=colour, lw=0.8, alpha=0.9),
+                arrowprops=dict(arrowstyle="-", color=colour, lw=1))
+
+
+def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, auto_confidence: float | None = None,
+                  auto_points: bool = False):
+    """A matplotlib Figure of the report (Agg canvas); `auto_confidence`, `auto_points`: see :func:`save_report`."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -36,9 +176,21 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
     arc = prof.arc_px * scale
     diam = prof.diameter_px * scale
 
-    fig = Figure(figsize=(12.5, 5.6), dpi=110)
+    # warnings footer: wrapped to the figure width, the plots moved up to make room
+    warn_lines: list[str] = []
+    if result.warnings:
+        for i, w in enumerate(result.warnings):
+            warn_lines += textwrap.wrap(("warnings: " if i == 0 else "") + "\u2022 " + w, width=200,
+                                        subsequent_indent="    ")
+        if len(warn_lines) > 8:
+            warn_lines = warn_lines[:7] + [f"    ... ({len(result.warnings)} warnings in all: see the JSON)"]
+    height = 5.6 + 0.13 * len(warn_lines)
+    fig = Figure(figsize=(12.5, height), dpi=110)
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(1, 2, width_ratios=[1.0, 1.35], wspace=0.18, left=0.03, right=0.98, top=0.86, bottom=0.11)
+    foot = (0.11 * 5.6 + 0.13 * len(warn_lines)) / height
+    auto = auto_points or auto_confidence is not None
+    gs = fig.add_gridspec(1, 2, width_ratios=[1.0, 1.35], wspace=0.18, left=0.03, right=0.98,
+                          top=1 - (0.175 if auto else 0.14) * 5.6 / height, bottom=foot)
     ax_im = fig.add_subplot(gs[0])
     ax_pl = fig.add_subplot(gs[1])
 
@@ -68,7 +220,7 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
     ax_im.plot(cl[:, 1], cl[:, 0], color="#ffd21f", lw=0.9, alpha=0.9, label="centerline")
     ax_im.plot(prof.left_rc[:, 1], prof.left_rc[:, 0], color="#00c8ff", lw=0.9, label="lumen edges")
     ax_im.plot(prof.right_rc[:, 1], prof.right_rc[:, 0], color="#00c8ff", lw=0.9)
-    bad = prof.flags != 0
+    bad = flagged_samples(prof)
     if bad.any():
         ax_im.plot(cl[bad, 1], cl[bad, 0], ".", color="#ff8c00", ms=2.5, label="flagged samples")
     i0 = int(np.searchsorted(prof.arc_px, result.lesion_start_px))
@@ -78,9 +230,8 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
             ax_im.plot(edge[i0 : i1 + 1, 1], edge[i0 : i1 + 1, 0], color="#ff3b3b", lw=1.6)
     k = int(np.argmin(np.abs(prof.arc_px - result.mld_arc_px)))
     ax_im.plot([prof.left_rc[k, 1], prof.right_rc[k, 1]], [prof.left_rc[k, 0], prof.right_rc[k, 0]], color="#ff3b3b", lw=2.2)
-    ax_im.annotate("MLD", (result.mld_rc[1], result.mld_rc[0]), xytext=(12, -14), textcoords="offset points",
-                   color="#ff3b3b", fontsize=10, weight="bold",
-                   arrowprops=dict(arrowstyle="-", color="#ff3b3b", lw=1))
+    crop = (r0, r1, c0, c1)
+    _label(ax_im, "MLD", result.mld_rc, prof.normal_rc[k], 0.5 * float(prof.diameter_px[k]), "#d62728", crop)
     rw = result.reference_window
     if np.isfinite(rw.start_px):
         j0 = int(np.searchsorted(prof.arc_px, rw.start_px))
@@ -88,9 +239,8 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
         for edge in (prof.left_rc, prof.right_rc):
             ax_im.plot(edge[j0 : j1 + 1, 1], edge[j0 : j1 + 1, 0], color="#2ee86a", lw=2.0)
     if np.all(np.isfinite(ref_rc)):
-        ax_im.annotate("REF", (ref_rc[1], ref_rc[0]), xytext=(-14, 14), textcoords="offset points",
-                       color="#1fb555", fontsize=10, weight="bold", ha="right",
-                       arrowprops=dict(arrowstyle="-", color="#1fb555", lw=1))
+        j = int(np.argmin(np.hypot(*(prof.centerline_rc - ref_rc).T)))
+        _label(ax_im, "REF", ref_rc, prof.normal_rc[j], 0.5 * float(result.reference_diameter_px), "#138a3f", crop)
     for p, lab in ((result.proximal_rc, "P"), (result.distal_rc, "D")):
         ax_im.plot(p[1], p[0], "+", color="#ff00ff", ms=10, mew=1.6)
         ax_im.annotate(lab, (p[1], p[0]), xytext=(5, 5), textcoords="offset points", color="#ff00ff", fontsize=9, weight="bold")
@@ -107,32 +257,7 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
     ax_im.legend(loc="upper right", fontsize=7, framealpha=0.8)
 
     # ---- diameter plot -----------------------------------------------------------
-    ref = result.reference_diameter_px * scale
-    ax_pl.plot(arc, diam, color="#1f4e9c", lw=1.4, label="diameter (model fit)")
-    ax_pl.plot(arc, prof.edge_diameter_px * scale, color="#8aa6d6", lw=0.8, alpha=0.8, label="max-gradient edges (check)")
-    if bad.any():
-        ax_pl.plot(arc[bad], diam[bad], ".", color="#ff8c00", ms=3, label="flagged")
-    ax_pl.axhline(ref, color="#1fb555", lw=1.0, ls="--", label=f"reference {ref:.2f} {unit}")
-    ax_pl.axhline(0.5 * ref, color="#d62728", lw=1.0, ls=":", label="50% stenosis line")
-    if np.isfinite(rw.start_px):
-        ax_pl.axvspan(rw.start_px * scale, rw.end_px * scale, color="#2ee86a", alpha=0.2, label=f"reference window ({rw.choice})")
-    if result.lesion_end_px > result.lesion_start_px:
-        ax_pl.axvspan(result.lesion_start_px * scale, result.lesion_end_px * scale, color="#ff3b3b", alpha=0.10, label="lesion (< 0.9 x reference)")
-    mld = result.mld_px * scale
-    ax_pl.plot([result.mld_arc_px * scale], [mld], "v", color="#d62728", ms=9, label=f"MLD {mld:.2f} {unit}")
-    if np.isfinite(result.mld_sd_px) and result.mld_sd_px > 0:
-        ax_pl.errorbar([result.mld_arc_px * scale], [mld], yerr=[2 * result.mld_sd_px * scale], fmt="none",
-                       ecolor="#d62728", elinewidth=1.2, capsize=4, label="MLD +-2 SD")
-    if result.interpolated_reference_px is not None:
-        ax_pl.plot([result.mld_arc_px * scale], [result.interpolated_reference_px * scale], "o", mfc="none",
-                   color="#1fb555", ms=7, label="interpolated reference (Annex T)")
-    top = max(float(np.nanmax(diam)) if diam.size else 1.0, ref) * 1.18
-    ax_pl.set_ylim(0, top)
-    ax_pl.set_xlim(arc[0], arc[-1])
-    ax_pl.set_xlabel(f"distance along centerline from proximal point ({unit})")
-    ax_pl.set_ylabel(f"lumen diameter ({unit})")
-    ax_pl.grid(alpha=0.3)
-    ax_pl.legend(loc="lower left", fontsize=7.5, ncol=2, framealpha=0.85)
+    plot_diameter_profile(ax_pl, result)
 
     # ---- title -------------------------------------------------------------------
     verdict = ">= 50%: YES" if result.meets_50 else ">= 50%: no"
@@ -149,22 +274,26 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
     fig.suptitle(
         f"{result.segment}  WASID stenosis {result.percent_stenosis:.1f}% \u00b1 {result.percent_stenosis_sd:.1f} (1 SD)"
         f"   [{verdict}]{interp}",
-        fontsize=14, weight="bold", x=0.03, ha="left", y=0.975,
+        fontsize=14, weight="bold", x=0.03, ha="left", y=1 - 0.025 * 5.6 / height,
         color="#b00020" if result.meets_50 else "#14532d",
     )
-    fig.text(0.03, 0.905,
+    fig.text(0.03, 1 - 0.095 * 5.6 / height,
              f"{nums}   |   reference: {rw.description}   |   calibration: {cal_txt}   |   {result.file}",
              fontsize=8.5, ha="left")
-    if auto_confidence is not None:
-        fig.text(0.98, 0.872, f"points placed automatically (confidence {auto_confidence:.2f}): a reader must confirm them",
-                 fontsize=9, weight="bold", color="#b35900", ha="right")
-    if result.warnings:
-        fig.text(0.03, 0.015, "warnings: " + " | ".join(result.warnings)[:260], fontsize=7, color="#8a4b00", ha="left")
+    if auto:
+        text = AUTO_POINTS_TEXT
+        if auto_confidence is not None:
+            text = text.replace(" \u2014", f" (confidence {auto_confidence:.2f}) \u2014")
+        fig.text(0.98, 1 - 0.15 * 5.6 / height, text, fontsize=9.5, weight="bold",
+                 color="#b35900", ha="right", bbox=dict(boxstyle="round,pad=0.25", fc="#fff3e0", ec="#b35900", lw=0.8))
+    if warn_lines:
+        fig.text(0.03, 0.012, "\n".join(warn_lines), fontsize=7, color="#8a4b00", ha="left", va="bottom",
+                 linespacing=1.35)
     return fig
 
 
 def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Path, *,
-                auto_confidence: float | None = None) -> Path:
+                auto_confidence: float | None = None, auto_points: bool = False) -> Path:
     """Write the PNG report of ``result`` to ``path``.
 
     Parameters
@@ -177,7 +306,10 @@ def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Pa
         Output PNG.
     auto_confidence : float, optional
         The points were placed automatically with this confidence: the report says so
-        and asks a reader to confirm them.
+        and asks a reader to confirm them (implies `auto_points`).
+    auto_points : bool
+        The points were placed automatically: the report prints
+        :data:`AUTO_POINTS_TEXT` ("points placed automatically - a reader must confirm").
 
     Returns
     -------
@@ -185,6 +317,6 @@ def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = report_figure(result, image, auto_confidence=auto_confidence)
+    fig = report_figure(result, image, auto_confidence=auto_confidence, auto_points=auto_points)
     fig.savefig(path, format="png")
     return path
