@@ -27,8 +27,19 @@ def run():
     return stenosis.AngioRun.from_array(frames, calibration=stenosis.Calibration((MM, MM), "pixel_spacing"))
 
 
-def test_prompts_follow_clicks(run):
+def test_no_default_artery(run):
     s = ReadingSession(run)
+    assert s.segment is None and "Choose the artery" in s.prompt
+    s.set_points([[10, 20], [30, 40]])
+    assert not s.ready and s.prompt.startswith("Choose the artery")
+    with pytest.raises(ValueError, match="Choose the artery"):
+        s.request()
+    s.set_segment("ICA")
+    assert s.ready and s.request().kwargs["segment"] == "ICA"
+
+
+def test_prompts_follow_clicks(run):
+    s = ReadingSession(run, segment=Segment.M1)
     assert s.prompt == point_prompt(0) and "PROXIMAL" in s.prompt
     s.set_points([[10, 20]])
     assert "DISTAL" in s.prompt and not s.ready
@@ -75,7 +86,7 @@ def test_request_routes_the_readers_choices(run):
 
 
 def test_centerline_edit_moves_the_dragged_end(run):
-    s = ReadingSession(run)
+    s = ReadingSession(run, segment=Segment.M1)
     s.set_points([[48, 9], [48, 111]])
     s.accept(known_result())
     cl = np.array(s.result.profile.centerline_rc)  # (48, 10) ... (48, 110)
@@ -95,7 +106,7 @@ def test_centerline_edit_moves_the_dragged_end(run):
 
 def test_catheter_calibration_recalibrates_the_run(run):
     uncal = stenosis.AngioRun.from_array(np.zeros((1, 64, 64), np.uint16))
-    s = ReadingSession(uncal)
+    s = ReadingSession(uncal, segment=Segment.M1)
     cal = s.calibrate_catheter((10, 10), (10, 40), 6.0)  # 6 F = 2 mm over 30 px
     assert cal.mm_per_px == pytest.approx((2.0 / 30, 2.0 / 30), rel=1e-9)
     assert s.run.calibration.source.value == "catheter"
@@ -132,7 +143,7 @@ def test_uncalibrated_result_reports_no_mm():
 
 
 def test_export_writes_json_csv_png_with_the_readers_choices(tmp_path, run):
-    s = ReadingSession(run)
+    s = ReadingSession(run, segment=Segment.M1)
     s.set_points([[48, 10], [48, 110]])
     s.move_reference((48, 32))
     res = known_result()
@@ -171,7 +182,7 @@ def test_export_writes_json_csv_png_with_the_readers_choices(tmp_path, run):
 
 
 def test_reference_site_and_manual_location_exclude_each_other(run):
-    s = ReadingSession(run)
+    s = ReadingSession(run, segment=Segment.M1)
     s.set_points([[48, 10], [48, 110]])
     assert s.set_reference_choice("distal") is True
     kw = s.request().kwargs
@@ -200,7 +211,7 @@ def test_reference_site_and_manual_location_exclude_each_other(run):
 
 
 def test_mld_override_is_sent_and_cleared_when_points_change(run):
-    s = ReadingSession(run)
+    s = ReadingSession(run, segment=Segment.M1)
     s.set_points([[48, 10], [48, 110]])
     s.move_mld((49.0, 75.5))
     assert s.request().kwargs["mld"] == (49.0, 75.5)
@@ -217,7 +228,7 @@ def test_mld_override_is_sent_and_cleared_when_points_change(run):
 
 
 def test_waypoints_are_ordered_proximal_to_distal(run):
-    s = ReadingSession(run)
+    s = ReadingSession(run, segment=Segment.M1)
     # distal on the left: before a result the order follows the proximal -> distal line
     s.set_points([[48, 110], [48, 10]])
     assert s.set_waypoints([[47, 30], [49, 80], [48, 55]]) == [(49.0, 80.0), (48.0, 55.0), (47.0, 30.0)]
@@ -249,7 +260,7 @@ def _two_band_run():
 
 
 def test_frame_guess_then_measured_then_readers_frame():
-    s = ReadingSession(_two_band_run())
+    s = ReadingSession(_two_band_run(), segment=Segment.M1)
     assert s.frame_source == "auto" and s.shown_frame is None
     # guess_frame = most iodine (its top 2 %): whole field -> frame 1; near points on the row-70 vessel -> frame 3
     assert s.set_frame_guess(s.guess_frame(), s.guess_points()) and s.shown_frame == 1 and s.frame_source == "guess"
@@ -279,7 +290,7 @@ def test_frame_guess_then_measured_then_readers_frame():
 
 
 def test_export_records_the_new_reader_choices(tmp_path, run):
-    s = ReadingSession(run)
+    s = ReadingSession(run, segment=Segment.M1)
     s.set_points([[48, 10], [48, 110]])
     s.set_waypoints([[47, 70], [49, 40]])
     s.move_mld((48.0, 58.0))

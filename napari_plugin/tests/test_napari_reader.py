@@ -114,3 +114,18 @@ def test_npe2_discovers_the_plugin():
     for cmd in contrib.commands:
         module, _, attr = cmd.python_name.partition(":")
         assert callable(getattr(__import__(module, fromlist=[attr]), attr))
+
+
+def test_sample_names_do_not_unblind_readers():
+    """Sample-data names show the artery and a letter, never the true percent or reference."""
+    import re
+    from pathlib import Path
+
+    import napari_stenosis
+    from napari_stenosis._sample_data import SAMPLES
+
+    manifest = (Path(napari_stenosis.__file__).parent / "napari.yaml").read_text()
+    names = list(SAMPLES.values()) + re.findall(r"(?:display_name|title): (.*)", manifest)
+    for name in names:
+        assert "%" not in name and not re.search(r"\d\d", name), name
+        assert "distal reference" not in name, name

@@ -38,6 +38,10 @@ def _dock(viewer) -> MeasureWidget:
     return widget
 
 
+def _choose(widget: MeasureWidget, artery: str) -> None:
+    widget.segment_combo.setCurrentIndex(widget.segment_combo.findText(artery))
+
+
 def _yellow(img: np.ndarray) -> np.ndarray:
     """Pixels of the centerline colour (#ffd400) in an RGBA screenshot."""
     r, g, b = (img[..., i].astype(int) for i in range(3))
@@ -62,14 +66,21 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
     (image,) = viewer.open(str(xa_file), plugin=PLUGIN)
     widget = _dock(viewer)
     assert widget.image_layer is image and widget.session.run.calibration.mm_per_px == (0.25, 0.25)
-    assert "PROXIMAL" in widget.prompt_label.text() and not widget.measure_button.isEnabled()
+    # no points layer yet: the prompt says how to get one; no artery chosen: it asks for it
+    assert "Press 'Place points', then click the PROXIMAL" in widget.prompt_label.text()
+    assert "Choose the artery" in widget.prompt_label.text() and not widget.measure_button.isEnabled()
+    assert widget.segment_combo.currentData() is None and widget.session.segment is None
 
     widget.start_points()
     points = viewer.layers[POINTS_LAYER]
     assert points.mode == "add" and tuple(points.scale) == (0.25, 0.25)
+    assert widget.prompt_label.text().endswith("Click the PROXIMAL point of the segment (upstream of the lesion).")
     points.add([48.0, 10.0])
     assert "DISTAL" in widget.prompt_label.text()
     points.add([48.0, 110.0])
+    # points placed, no artery: Measure stays disabled and the prompt says why
+    assert widget.prompt_label.text().startswith("Choose the artery") and not widget.measure_button.isEnabled()
+    _choose(widget, "M1")
     assert "Ready" in widget.prompt_label.text() and widget.measure_button.isEnabled()
     assert list(points.features["label"]) == ["proximal", "distal"]
 
@@ -203,6 +214,7 @@ def test_measure_sample_run(make_napari_viewer, qtbot, sample_runs):
     np.testing.assert_allclose(image.scale, [1.0, 0.15, 0.15])
     widget = _dock(viewer)
     assert widget.image_layer is image
+    _choose(widget, "M1")
     widget.set_points(truth["proximal_rc"], truth["distal_rc"])
     with qtbot.waitSignal(widget.measured, timeout=180000):
         widget.measure_button.click()
@@ -264,6 +276,7 @@ def test_reader_choices_in_the_widget(make_napari_viewer, qtbot, tmp_path, monke
     # loading: the frame control shows stenosis.guess_frame, labelled as auto, and the viewer goes there
     qtbot.waitUntil(lambda: widget.frame_spin.value() == 2, timeout=20000)
     assert widget.frame_source_label.text() == "auto: guess" and viewer.dims.current_step[0] == 2
+    _choose(widget, "M1")
     widget.set_points((48.0, 10.0), (48.0, 110.0))
     qtbot.waitUntil(lambda: widget.session.frame_guess == 2, timeout=20000)  # guessed again near the points
     assert widget.frame_spin.value() == 2 and widget.frame_source_label.text() == "auto: guess"
@@ -333,3 +346,26 @@ def test_reader_choices_in_the_widget(make_napari_viewer, qtbot, tmp_path, monke
     rec = widget.session.export_record()["reader"]
     assert rec["frame_auto"] is False and rec["reference_mode"] == "manual"
     assert rec["waypoints_rc"] == [[47.0, 40.0], [52.0, 70.0], [49.0, 80.0]]
+
+
+def test_buttons_show_their_whole_text_and_warnings_are_in_view(make_napari_viewer, qtbot, xa_file, monkeypatch):
+    from qtpy.QtWidgets import QPushButton
+
+    monkeypatch.setitem(vars(stenosis), "measure", lambda run, **kw: dataclasses.replace(
+        known_result(mm_per_px=0.25), warnings=("first warning for the reader " * 6, "second warning")))
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(xa_file), plugin=PLUGIN)
+    widget = _dock(viewer)
+    qtbot.wait(50)
+    for b in widget.findChildren(QPushButton):
+        assert b.width() >= b.fontMetrics().horizontalAdvance(b.text()) + 8, b.text()
+    _choose(widget, "ICA")
+    widget.set_points((48.0, 10.0), (48.0, 110.0))
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.measure_button.click()
+    qtbot.waitUntil(lambda: widget.result_panel is not None and widget.result_panel.isVisible(), timeout=3000)
+    label = widget.result_panel.warnings
+    assert label.isVisible() and label.wordWrap()
+    assert "first warning" in label.text() and "second warning" in label.text()
+    # the whole text is in view: the label is tall enough for its wrapped lines
+    assert label.height() >= label.heightForWidth(label.width()) - 2

@@ -56,10 +56,14 @@ _SITES = ("proximal", "distal", "feeding")
 
 #: what the points layer asks for, by number of points already placed
 PROMPTS = (
-    "Click the PROXIMAL point of the segment (upstream of the lesion).",
+    "Press 'Place points', then click the PROXIMAL point of the segment (upstream of the lesion).",
     "Click the DISTAL point of the segment (downstream of the lesion).",
     "Ready: press Measure.",
 )
+
+
+#: what the session asks for while no artery is chosen (the WASID reference rule depends on it)
+CHOOSE_ARTERY = "Choose the artery (ICA, M1, V4 or BA): its WASID reference rule depends on it."
 
 
 def point_prompt(n_points: int) -> str:
@@ -136,14 +140,15 @@ class ReadingSession:
     ----------
     run : stenosis.AngioRun
         The run as read (frames (T, H, W) and calibration).
-    segment : Segment
-        Artery graded (WASID rule for its reference).
+    segment : Segment or None
+        Artery graded (WASID rule for its reference); None until the reader chooses it
+        (no default: a grade under the wrong artery applies the wrong rule).
     model : ModelName
         Vessel-probability model (the U-Net; classical vesselness as a second opinion).
     """
 
     run: Any
-    segment: Segment = Segment.M1
+    segment: Segment | None = None
     model: ModelName = ModelName.UNET
     frame: int | None = None  # None: stenosis picks the fully opacified frame
     points: list[tuple[float, float]] = field(default_factory=list)
@@ -162,7 +167,12 @@ class ReadingSession:
     def _note(self, action: str, **details: Any) -> None:
         self.log.append({"time": _now(), "action": action, **details})
 
-    def set_segment(self, segment: Segment | str) -> None:
+    def set_segment(self, segment: Segment | str | None) -> None:
+        if segment is None:
+            if self.segment is not None:
+                self.segment = None
+                self._note("segment", segment=None)
+            return
         seg = Segment(str(segment))
         if seg != self.segment:
             self.segment = seg
@@ -259,11 +269,14 @@ class ReadingSession:
 
     @property
     def prompt(self) -> str:
-        return point_prompt(len(self.points))
+        if self.segment is None and len(self.points) == 2:
+            return CHOOSE_ARTERY
+        text = point_prompt(len(self.points))
+        return text if self.segment is not None else f"{CHOOSE_ARTERY} {text}"
 
     @property
     def ready(self) -> bool:
-        return len(self.points) == 2
+        return len(self.points) == 2 and self.segment is not None
 
     def move_reference(self, rc: Sequence[float]) -> None:
         """The reader placed the reference site at ``rc``: D_normal is measured there
@@ -447,7 +460,7 @@ class ReadingSession:
         """The reader's choices, for the audit trail of an export."""
         cal = self.run.calibration
         return {
-            "segment": self.segment.value,
+            "segment": None if self.segment is None else self.segment.value,
             "model": self.model.value,
             "proximal_rc": _round_rc(self.points[0]) if self.points else None,
             "distal_rc": _round_rc(self.points[1]) if len(self.points) > 1 else None,

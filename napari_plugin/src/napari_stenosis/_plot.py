@@ -1,7 +1,8 @@
 """Drawing the diameter profile of a result on a matplotlib Axes (no Qt).
 
-Shared by the dock's canvas and the PNG export so that both show the same plot.
-Only presentation: every value comes from :class:`stenosis.StenosisResult`.
+The plot is :func:`stenosis.report.plot_diameter_profile`, the same as the PNG report's;
+flagged samples are :func:`stenosis.report.flagged_samples` (one definition). Only
+presentation: every value comes from :class:`stenosis.StenosisResult`.
 """
 from __future__ import annotations
 
@@ -79,7 +80,9 @@ def profile_series(result: Any) -> ProfileSeries:
     mm = result.mm_per_px
     k = 1.0 if mm is None else float(mm)
     unit = "px" if mm is None else "mm"
-    valid = np.asarray(getattr(prof, "valid", np.ones(len(prof.arc_px), bool)), dtype=bool)
+    from stenosis.report import flagged_samples
+
+    valid = ~flagged_samples(prof)
     win = result.reference_window
     return ProfileSeries(
         x=np.asarray(prof.arc_px, float) * k,
@@ -97,34 +100,13 @@ def profile_series(result: Any) -> ProfileSeries:
 
 
 def draw_profile(ax: Any, result: Any | None, *, title: str | None = None) -> None:
-    """Draw the diameter profile of ``result`` on ``ax`` (cleared first).
+    """Draw the diameter profile of ``result`` on ``ax`` (cleared first): the report's plot
+    (:func:`stenosis.report.plot_diameter_profile`) in its compact form, with the grade as title."""
+    from stenosis.report import plot_diameter_profile
 
-    Diameter against arc length, flagged samples greyed, the MLD marked, the
-    reference diameter as a line with its window shaded, the lesion shaded.
-    """
-    ax.clear()
+    plot_diameter_profile(ax, result, compact=True)
     if result is None:
-        ax.text(0.5, 0.5, "no measurement yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
-        ax.set_xticks([])
-        ax.set_yticks([])
         return
-    s = profile_series(result)
-    ax.plot(s.x, s.y, color="0.55", lw=1.0, label="diameter (all samples)")
-    y_valid = np.where(s.valid, s.y, np.nan)
-    ax.plot(s.x, y_valid, color="#1f5fbf", lw=1.8, label="diameter (used)")
-    if s.lesion_span is not None:
-        ax.axvspan(*s.lesion_span, color=COLOURS["mld"], alpha=0.10, lw=0, label="lesion")
-    if s.ref_span is not None:
-        ax.axvspan(*s.ref_span, color=COLOURS["reference"], alpha=0.25, lw=0)
-    ax.axhline(s.ref_y, color="#1a9c3a", ls="--", lw=1.2, label=f"{s.ref_label} {s.ref_y:.2f} {s.unit}")
-    ax.plot([s.mld_x], [s.mld_y], "o", color=COLOURS["mld"], ms=7, label=f"MLD {s.mld_y:.2f} {s.unit}")
-    if np.isfinite(s.mld_sd) and s.mld_sd > 0:
-        ax.errorbar([s.mld_x], [s.mld_y], yerr=[2 * s.mld_sd], fmt="none", ecolor=COLOURS["mld"], capsize=3, lw=1)
-    ax.set_xlabel(f"distance from proximal point ({s.unit})")
-    ax.set_ylabel(f"lumen diameter ({s.unit})")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
     flag = ">= 50%" if result.meets_50 else "< 50%"
     psd = float(getattr(result, "percent_stenosis_sd", float("nan")))
     pm = f" \u00b1 {psd:.1f}" if np.isfinite(psd) else ""

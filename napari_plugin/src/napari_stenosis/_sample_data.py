@@ -15,13 +15,14 @@ from ._reader import read_angio
 
 __all__ = ["sample_dir", "sample_files", "sample_truth", "load_sample", "load_all_samples", "SAMPLES"]
 
-#: bundled runs (file stem) and what they show
+#: bundled runs (file stem) and the name readers see: the artery and a letter, never the
+#: true stenosis or the reference choice (that would unblind a reader; truth: the sidecar)
 SAMPLES = {
-    "ica_native_geometry": "ICA, native, 58% (geometry calibration)",
-    "m1_subtracted_pixelspacing": "M1, subtracted, 35% (PixelSpacing)",
-    "v4_native_magnification": "V4, native, 72% (magnification)",
-    "ba_subtracted_geometry": "BA, subtracted, 48%, distal reference",
-    "m1_native_uncalibrated": "M1, native, 80%, uncalibrated",
+    "ica_native_geometry": "ICA sample run A",
+    "m1_subtracted_pixelspacing": "M1 sample run A",
+    "v4_native_magnification": "V4 sample run A",
+    "ba_subtracted_geometry": "BA sample run A",
+    "m1_native_uncalibrated": "M1 sample run B",
 }
 
 

@@ -139,10 +139,12 @@ class MeasureWidget(QWidget):
         self.run_combo.currentIndexChanged.connect(self._on_run_changed)
         form.addRow("Run", self.run_combo)
         self.segment_combo = QComboBox()
+        # no default artery: the reader chooses (the WASID reference rule depends on it)
+        self.segment_combo.addItem("choose...", None)
         for seg in Segment:
             self.segment_combo.addItem(seg.value, seg)
             self.segment_combo.setItemData(self.segment_combo.count() - 1, _SEGMENT_HELP[seg], Qt.ToolTipRole)
-        self.segment_combo.setCurrentIndex(list(Segment).index(Segment.M1))
+        self.segment_combo.setCurrentIndex(0)
         self.segment_combo.currentIndexChanged.connect(self._on_segment)
         form.addRow("Artery", self.segment_combo)
         self.model_combo = QComboBox()
@@ -178,7 +180,8 @@ class MeasureWidget(QWidget):
         form.addRow("Frame", frame_row)
         outer.addLayout(form)
 
-        self.points_button = QPushButton("Place proximal / distal points")
+        self.points_button = QPushButton("Place points")
+        self.points_button.setToolTip("Adds the points layer: click the proximal, then the distal point")
         self.points_button.clicked.connect(self.start_points)
         outer.addWidget(self.points_button)
         self.prompt_label = QLabel("")
@@ -271,6 +274,8 @@ class MeasureWidget(QWidget):
         self.export_button.clicked.connect(self._export_dialog)
         outer.addWidget(self.export_button)
         outer.addStretch(1)
+        for b in self.findChildren(QPushButton):  # a narrow dock must not cut button texts
+            b.setMinimumWidth(b.sizeHint().width())
         self._update_enabled()
 
     def _update_enabled(self) -> None:
@@ -283,6 +288,13 @@ class MeasureWidget(QWidget):
         self.measure_button.setEnabled(has_run and self.session.ready and not busy)
         self.export_button.setEnabled(has_run and self.session.result is not None and not busy)
         self.reference_combo.setEnabled(has_run)
+
+    def _prompt(self) -> str:
+        """The session's prompt; once the points layer exists, "click" needs no "press" first."""
+        text = self.session.prompt if self.session is not None else ""
+        if POINTS_LAYER in self.viewer.layers:
+            text = text.replace("Press 'Place points', then click", "Click")
+        return text
 
     def _set_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(text)
@@ -346,8 +358,8 @@ class MeasureWidget(QWidget):
                     "This image was not read by napari-stenosis: it is measured uncalibrated "
                     "(open the DICOM with the napari-stenosis reader for mm values)."
                 )
-            self._sessions[key] = ReadingSession(run, segment=self.segment_combo.currentData(),
-                                                 model=self.model_combo.currentData())
+            # each run starts with no artery: the reader chooses it for every run
+            self._sessions[key] = ReadingSession(run, segment=None, model=self.model_combo.currentData())
         previous = self.session
         self.session = self._sessions[key]
         if previous is not None and previous is not self.session:
@@ -375,7 +387,7 @@ class MeasureWidget(QWidget):
         s = self.session
         self._syncing = True
         try:
-            self.segment_combo.setCurrentIndex(list(Segment).index(s.segment))
+            self.segment_combo.setCurrentIndex(max(self.segment_combo.findData(s.segment), 0))
             self.model_combo.setCurrentIndex(list(ModelName).index(s.model))
             self.frame_spin.setMaximum(int(s.run.frames.shape[0]) - 1)
             self.reference_combo.setCurrentIndex(max(self.reference_combo.findData(s.reference_mode), 0))
@@ -383,7 +395,7 @@ class MeasureWidget(QWidget):
             self._syncing = False
         self._show_frame(move_viewer=False)
         self._show_adjustments()
-        self.prompt_label.setText(s.prompt)
+        self.prompt_label.setText(self._prompt())
         self._show_calibration()
         self._update_enabled()
 
@@ -443,6 +455,8 @@ class MeasureWidget(QWidget):
     def _on_segment(self, *args: Any) -> None:
         if self.session is not None and not self._syncing:
             self.session.set_segment(self.segment_combo.currentData())
+            self.prompt_label.setText(self._prompt())
+            self._update_enabled()
 
     def _on_model(self, *args: Any) -> None:
         if self.session is not None and not self._syncing:
@@ -510,7 +524,7 @@ class MeasureWidget(QWidget):
             self._sync_points_layer(layer)
         self.viewer.layers.selection.active = layer
         layer.mode = "add"
-        self.prompt_label.setText(self.session.prompt)
+        self.prompt_label.setText(self._prompt())
 
     def _size_px(self, fraction_of: int) -> float:
         h = int(self.session.run.frames.shape[1])
@@ -523,7 +537,7 @@ class MeasureWidget(QWidget):
         layer = self._get_layer(POINTS_LAYER)
         kept = self.session.set_points(layer.data)
         self._sync_points_layer(layer, kept)
-        self.prompt_label.setText(self.session.prompt)
+        self.prompt_label.setText(self._prompt())
         self._update_enabled()
         self._show_adjustments()
         if self.session.ready:

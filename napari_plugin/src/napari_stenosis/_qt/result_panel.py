@@ -7,12 +7,13 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QSizePolicy, QTableWidget, QTableWidgetItem,
+                            QVBoxLayout, QWidget)
 
 from .._model import result_table
 from .._plot import draw_profile
 
-__all__ = ["ProfilePlot", "ResultTable", "ResultPanel"]
+__all__ = ["ProfilePlot", "ResultTable", "ResultPanel", "WarningsLabel"]
 
 
 class ProfilePlot(FigureCanvasQTAgg):
@@ -67,18 +68,38 @@ class ResultTable(QTableWidget):
         return {self.item(i, 0).text(): self.item(i, 1).text() for i in range(self.rowCount())}
 
 
+class WarningsLabel(QLabel):
+    """The result's warnings, word-wrapped, always in view (hidden when there are none)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.PlainText)
+        self.setStyleSheet("color: #ffb347; padding: 2px;")
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        self.setVisible(False)
+
+    def show_result(self, result: Any) -> None:
+        warns = [] if result is None else [str(w) for w in (getattr(result, "warnings", ()) or ())]
+        self.setText("\n".join(f"\u26a0 {w}" for w in warns))
+        self.setVisible(bool(warns))
+
+
 class ResultPanel(QWidget):
-    """Plot + table, docked beside the viewer."""
+    """Plot, warnings (in view without scrolling) and table, docked beside the viewer."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         self.plot = ProfilePlot(self)
+        self.warnings = WarningsLabel(self)
         self.table = ResultTable(self)
         layout.addWidget(self.plot, 3)
+        layout.addWidget(self.warnings, 0)
         layout.addWidget(self.table, 2)
 
     def show_result(self, result: Any) -> None:
         self.plot.show_result(result)
+        self.warnings.show_result(result)
         self.table.show_result(result)
