@@ -64,6 +64,10 @@ def summary_lines(res) -> list[str]:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write result.json and report.png to this folder.")
 @click.option("--pixel-mm", type=PIXEL_MM, default=None,
               help=f"Pixel size in mm at the isocentre, {PIXEL_MM.range_text} (overrides the file calibration).")
+@click.option("--catheter-french", type=click.FloatRange(min=0, min_open=True), default=None, metavar="F",
+              help="Catheter calibration: the catheter's outer size in French (1 F = 1/3 mm); with --catheter-points.")
+@click.option("--catheter-points", default=None, metavar="R1,C1,R2,C2",
+              help="Catheter calibration: two points (row, col) on opposite edges of the catheter, across it.")
 @click.option("--model", type=click.Choice(["unet", "classical"], case_sensitive=False), default="unet", show_default=True, help="Vessel-probability model for the centerline.")
 @click.option("--reference", type=RC, default=None, help="Force the reference location, ROW,COL.")
 @click.option("--reference-choice", type=click.Choice(["proximal", "distal", "feeding"], case_sensitive=False), default=None,
@@ -76,8 +80,8 @@ def summary_lines(res) -> list[str]:
 @debug_option
 @error_boundary
 def command(path: Path, segment: str, proximal, distal, frame, frames: str, as_json: bool, out_dir: Path | None,
-            pixel_mm: float | None, model: str, reference, reference_choice, mld, waypoints, feeding_proximal, feeding_distal,
-            debug: bool = False) -> None:
+            pixel_mm: float | None, catheter_french: float | None, catheter_points: str | None, model: str, reference,
+            reference_choice, mld, waypoints, feeding_proximal, feeding_distal, debug: bool = False) -> None:
     """Measure WASID percent stenosis of one segment of the run in PATH."""
     from ..errors import InputError
 
@@ -101,7 +105,7 @@ def command(path: Path, segment: str, proximal, distal, frame, frames: str, as_j
         reference_choice=reference_choice, mld=mld, waypoints=list(waypoints), feeding_proximal=feeding_proximal,
         feeding_distal=feeding_distal, pixel_mm=pixel_mm, frames=frames,
     )
-    res = measure(path, inputs=inputs)
+    res = measure(_catheter_calibrated(path, catheter_french, catheter_points, pixel_mm), inputs=inputs)
     d = res.to_dict()
     if out_dir is not None:
         from ..report import save_report
@@ -116,3 +120,28 @@ def command(path: Path, segment: str, proximal, distal, frame, frames: str, as_j
             click.echo(line)
         if out_dir is not None:
             click.echo(f"wrote              {out_dir / 'result.json'}, {out_dir / 'report.png'}")
+
+
+def _catheter_calibrated(path: Path, french: float | None, points: str | None, pixel_mm: float | None):
+    """``path``, or its run calibrated on the catheter (``--catheter-french`` and
+    ``--catheter-points``: :func:`stenosis.calibration.catheter_calibration`, source
+    ``catheter``, recorded in the result's calibration)."""
+    if french is None and points is None:
+        return path
+    if french is None or points is None:
+        raise click.UsageError("catheter calibration needs both --catheter-french F and --catheter-points R1,C1,R2,C2")
+    if pixel_mm is not None:
+        raise click.UsageError("give either --pixel-mm or a catheter calibration, not both")
+    try:
+        r1, c1, r2, c2 = (float(v) for v in points.split(","))
+    except ValueError:
+        raise click.UsageError(f"--catheter-points: expected R1,C1,R2,C2 (four numbers), got {points!r}") from None
+    from ..calibration import catheter_calibration
+    from ..io import read_run
+
+    run = read_run(path)
+    h, w = run.frames.shape[-2:]
+    for r, c in ((r1, c1), (r2, c2)):
+        if not (0 <= r < h and 0 <= c < w):
+            raise click.UsageError(f"--catheter-points: ({r:g}, {c:g}) is outside the {h}x{w} image")
+    return run.with_calibration(catheter_calibration((r1, c1), (r2, c2), french))
