@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from qt_display import skip_qt_items
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE_DICOM = REPO / "sample_dicom"
@@ -36,3 +38,8 @@ def cimat_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def sample_dicom_dir() -> Path:
     return SAMPLE_DICOM
+
+
+def pytest_collection_modifyitems(config, items):
+    """Qt tests skip with a reason when no display can be started (never abort pytest)."""
+    skip_qt_items(items)
