@@ -33,19 +33,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ._version import __version__
 from .errors import InputError, MissingExtraError
 from .io import _id_key, run_id_from_uids
+from .io.run import SITE_SECRET_ENV, SITE_SECRET_FILE_ENV, site_secret  # noqa: F401 - the names sites set
 from .result import row_from_dict
 
 __all__ = ["require_highdicom", "build_sr", "write_sr", "pseudonymous_uid", "site_key"]
 
 #: Environment variables holding the site secret that keys the SR's pseudonyms (value, or a file).
-SITE_SECRET_ENV = "STENOSIS_SITE_SECRET"
-SITE_SECRET_FILE_ENV = "STENOSIS_SITE_SECRET_FILE"
 
 _SITES = {  # segment -> SNOMED CT artery
     "M1": ("17232002", "Middle cerebral artery"),
@@ -81,28 +79,11 @@ _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDa
           "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
-def _site_secret() -> bytes | None:
-    """The site secret from ``STENOSIS_SITE_SECRET`` or the file ``STENOSIS_SITE_SECRET_FILE`` names."""
-    value = os.environ.get(SITE_SECRET_ENV)
-    if value:
-        return value.encode("utf-8")
-    name = os.environ.get(SITE_SECRET_FILE_ENV)
-    if not name:
-        return None
-    try:
-        data = Path(name).read_bytes().strip()
-    except OSError as exc:
-        raise InputError(f"cannot read the site secret file {name} ({exc.strerror}); fix {SITE_SECRET_FILE_ENV}") from None
-    if not data:
-        raise InputError(f"the site secret file {name} is empty; put the secret in it or unset {SITE_SECRET_FILE_ENV}")
-    return data
-
-
 def site_key() -> bytes:
     """Key of the SR's pseudonyms: the site secret (``STENOSIS_SITE_SECRET``, else the
     file named by ``STENOSIS_SITE_SECRET_FILE``), else the run-id key (``STENOSIS_ID_KEY``,
     else a public default that does not protect against linkage: ``docs/privacy.md``)."""
-    return _site_secret() or _id_key()
+    return _id_key()
 
 
 def _keyed_digest(kind: str, value: str) -> bytes:
@@ -117,7 +98,7 @@ def pseudonymous_uid(kind: str, value: str) -> str:
 
 def _patient_id(row: Mapping[str, Any], study: str, series: str, sop: str) -> str:
     """The run id; under a site secret a pseudonym keyed by it instead (the run id's key may be public)."""
-    if _site_secret() is None:
+    if site_secret() is None:
         return str(row.get("run_id") or run_id_from_uids(study, series, sop))
     return _keyed_digest("patient", f"{study}|{series}|{sop}").hex()[:16]
 

@@ -126,3 +126,17 @@ def test_sr_names_the_run_it_measured(planted, tmp_path):
     (group,) = hd.sr.srread(tmp_path / "a.dcm").content.get_planar_roi_measurement_groups()
     assert "site 3/run ü 7.dcm" in str(group.tracking_identifier)
     assert _uids(tmp_path / "a.dcm")[3] != _uids(tmp_path / "b.dcm")[3]  # two runs, two SR instances
+
+
+def test_site_secret_keys_the_run_ids_too(monkeypatch):
+    """The CSV's run_id is a pseudonym like the SR's UIDs: the site secret keys both."""
+    from stenosis.io import run_id_from_uids
+
+    monkeypatch.delenv("STENOSIS_SITE_SECRET", raising=False)
+    monkeypatch.delenv("STENOSIS_SITE_SECRET_FILE", raising=False)
+    plain = run_id_from_uids("1.2.3", "1.2.3.4", "1.2.3.4.5")
+    monkeypatch.setenv("STENOSIS_SITE_SECRET", "our-site-secret")
+    keyed = run_id_from_uids("1.2.3", "1.2.3.4", "1.2.3.4.5")
+    assert keyed != plain
+    monkeypatch.setenv("STENOSIS_SITE_SECRET", "another-site")
+    assert run_id_from_uids("1.2.3", "1.2.3.4", "1.2.3.4.5") not in (plain, keyed)

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -197,8 +198,34 @@ class RunReadError:
     message: str
 
 
+SITE_SECRET_ENV = "STENOSIS_SITE_SECRET"
+SITE_SECRET_FILE_ENV = "STENOSIS_SITE_SECRET_FILE"
+
+
+def site_secret() -> bytes | None:
+    """The site secret from ``STENOSIS_SITE_SECRET`` or the file ``STENOSIS_SITE_SECRET_FILE`` names."""
+    value = os.environ.get(SITE_SECRET_ENV)
+    if value:
+        return value.encode("utf-8")
+    name = os.environ.get(SITE_SECRET_FILE_ENV)
+    if not name:
+        return None
+    try:
+        data = Path(name).read_bytes().strip()
+    except OSError as exc:
+        raise InputError(f"cannot read the site secret file {name} ({exc.strerror}); fix {SITE_SECRET_FILE_ENV}") from None
+    if not data:
+        raise InputError(f"the site secret file {name} is empty; put the secret in it or unset {SITE_SECRET_FILE_ENV}")
+    return data
+
+
 def _id_key() -> bytes:
-    """Key of the pseudonymous ids: ``STENOSIS_ID_KEY`` from the environment, else a fixed default."""
+    """Key of every pseudonym (run ids, SR UIDs): the site secret (:func:`site_secret`), else
+    ``STENOSIS_ID_KEY``, else a public default that does not protect against linkage
+    (``docs/privacy.md``)."""
+    secret = site_secret()
+    if secret:
+        return secret
     key_env = os.environ.get("STENOSIS_ID_KEY")
     return key_env.encode("utf-8") if key_env else _DEFAULT_ID_KEY
 
