@@ -88,24 +88,28 @@ def plot_diameter_profile(ax: Any, result: StenosisResult | None, *, legend: boo
     arc = np.asarray(prof.arc_px, float) * k
     diam = np.asarray(prof.diameter_px, float) * k
     bad = flagged_samples(prof)
-    ax.plot(arc, diam, color="#1f4e9c", lw=1.5, label="diameter: model fit (the measurement)", zorder=3)
+    short = compact  # the napari dock is narrow: shorter legend entries
+    ax.plot(arc, diam, color="#1f4e9c", lw=1.5, zorder=3,
+            label="model fit (the measurement)" if short else "diameter: model fit (the measurement)")
     if bad.any():
         ax.plot(arc[bad], diam[bad], "x", color="#ff8c00", ms=4 if compact else 5, mew=1.2, zorder=4,
-                label=f"flagged ({_flag_names(prof, bad)}): never a reference")
+                label=f"flagged ({_flag_names(prof, bad)})" if short else f"flagged ({_flag_names(prof, bad)}): never a reference")
     dis = edge_disagreement(prof)
     if dis.any():
         edge = np.where(dis, np.asarray(prof.edge_diameter_px, float) * k, np.nan)
         ax.plot(arc, edge, ".", color="#7f7f7f", ms=3, zorder=2,
-                label="max-gradient edges where they disagree with the fit (a check)")
+                label="edges disagree (check)" if short else "max-gradient edges where they disagree with the fit (a check)")
     rw = result.reference_window
     ref = result.reference_diameter_px * k
     if np.isfinite(rw.start_px):
-        ax.axvspan(rw.start_px * k, rw.end_px * k, color="#2ee86a", alpha=0.2, lw=0, label=f"reference window ({rw.choice})")
-    ax.axhline(ref, color="#1fb555", lw=1.0, ls="--", label=f"reference ({result.reference_choice}) {ref:.2f} {unit}")
-    ax.axhline(0.5 * ref, color="#d62728", lw=1.0, ls=":", label="50% stenosis line")
+        ax.axvspan(rw.start_px * k, rw.end_px * k, color="#2ee86a", alpha=0.2, lw=0,
+                   label="ref. window" if short else f"reference window ({rw.choice})")
+    ax.axhline(ref, color="#1fb555", lw=1.0, ls="--",
+               label=f"reference {ref:.2f} {unit}" if short else f"reference ({result.reference_choice}) {ref:.2f} {unit}")
+    ax.axhline(0.5 * ref, color="#d62728", lw=1.0, ls=":", label="50% line" if short else "50% stenosis line")
     if result.lesion_end_px > result.lesion_start_px:
         ax.axvspan(result.lesion_start_px * k, result.lesion_end_px * k, color="#ff3b3b", alpha=0.10, lw=0,
-                   label="lesion (< 0.9 x reference)")
+                   label="lesion" if short else "lesion (< 0.9 x reference)")
     x_m, mld = result.mld_arc_px * k, result.mld_px * k
     i_m = int(np.argmin(np.abs(arc - x_m))) if arc.size else 0
     on_curve = diam[i_m] if arc.size else mld
@@ -113,10 +117,10 @@ def plot_diameter_profile(ax: Any, result: StenosisResult | None, *, legend: boo
         ax.plot([x_m, x_m], [on_curve, mld], color="#d62728", lw=1.0, zorder=4)
     below = np.isfinite(on_curve) and mld < on_curve - 0.01 * max(ref, 1e-9)
     ax.plot([x_m], [mld], "v", color="#d62728", ms=8 if compact else 9, zorder=5,
-            label=f"MLD {mld:.2f} {unit}" + (" (fitted bottom, blur-corrected)" if below else ""))
+            label=f"MLD {mld:.2f} {unit}" + (" (fitted bottom, blur-corrected)" if below and not short else ""))
     if np.isfinite(result.mld_sd_px) and result.mld_sd_px > 0:
         ax.errorbar([x_m], [mld], yerr=[2 * result.mld_sd_px * k], fmt="none", ecolor="#d62728", elinewidth=1.2,
-                    capsize=4, label="MLD \u00b12 SD", zorder=5)
+                    capsize=4, label="\u00b12 SD" if short else "MLD \u00b12 SD", zorder=5)
     if result.interpolated_reference_px is not None and not compact:
         ax.plot([x_m], [result.interpolated_reference_px * k], "o", mfc="none", color="#1fb555", ms=7,
                 label="interpolated reference (Annex T)")

@@ -1,6 +1,6 @@
 """Make the README's workflow screenshot (the whole napari window).
 
-Run under a display (``xvfb-run -s "-screen 0 1600x1000x24" python
+Run under a display (``QT_API=pyqt6 xvfb-run -s "-screen 0 1600x1000x24" python
 napari_plugin/docs/make_screenshot.py``). It opens a bundled phantom run from
 the sample-data menu, docks "Measure stenosis", places the phantom's proximal
 and distal points, measures, and saves ``napari_plugin/docs/workflow.png``. Optional arguments: the sample name, and a
@@ -16,7 +16,7 @@ from qtpy.QtWidgets import QApplication
 
 from napari_stenosis._sample_data import sample_truth
 
-NAME = sys.argv[1] if len(sys.argv) > 1 else "ica_native_geometry"
+NAME = sys.argv[1] if len(sys.argv) > 1 else "ba_subtracted_geometry"
 OUT = Path(__file__).resolve().parent / "workflow.png"
 
 

@@ -275,7 +275,7 @@ class MeasureWidget(QWidget):
         outer.addWidget(self.export_button)
         outer.addStretch(1)
         for b in self.findChildren(QPushButton):  # a narrow dock must not cut button texts
-            b.setMinimumWidth(b.sizeHint().width())
+            b.setMinimumSize(b.sizeHint())
         self._update_enabled()
 
     def _update_enabled(self) -> None:
