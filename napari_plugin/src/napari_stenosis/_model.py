@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -441,7 +440,11 @@ class ReadingSession:
             kwargs["waypoints"] = list(self.waypoints)
         if len(self.feeding) == 2:
             kwargs["feeding_proximal"], kwargs["feeding_distal"] = self.feeding
-        return MeasureRequest(self.run, _supported(kwargs))
+        try:  # the library's one check of a reader's inputs, before the worker thread starts
+            stenosis.ReaderInputs.create(**kwargs)
+        except stenosis.StenosisError as exc:
+            raise ValueError(str(exc)) from None
+        return MeasureRequest(self.run, kwargs)
 
     def accept(self, result: Any) -> None:
         """Keep ``result`` as the current measurement; pin its frame so later
@@ -634,23 +637,6 @@ def save_png(path: str | Path, result: Any, *, view_rgb: np.ndarray | None = Non
 
 
 # ---------------------------------------------------------------------------- helpers
-def _supported(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Drop keywords :func:`stenosis.measure` does not take (``frame=None``/``reference``
-    of an older library); a reader's override that cannot be honoured raises."""
-    try:
-        params = inspect.signature(measure_function()).parameters
-    except (TypeError, ValueError, ImportError, AttributeError):
-        return kwargs
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    out = {k: v for k, v in kwargs.items() if k in params}
-    missing = [k for k in ("reference", "reference_choice", "mld", "waypoints", "feeding_proximal")
-               if k in kwargs and k not in out]
-    if missing:
-        raise ValueError(f"this stenosis version does not take {missing[0]!r}; update stenosis")
-    return out
-
-
 def _project_on_polyline(points: np.ndarray, poly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Arc position along the polyline ``poly`` (N, 2) of the nearest foot of each of
     ``points`` (K, 2), and the distance to it, pixels (the first nearest segment wins ties)."""

@@ -679,8 +679,9 @@ class MeasureWidget(QWidget):
 
         try:
             request = self.session.request()
-        except ValueError as exc:  # e.g. an override this stenosis version does not take
+        except ValueError as exc:  # not ready, or an input the library refuses (one line)
             self._set_status(f"Could not measure: {exc}", error=True)
+            self.failed.emit(str(exc))
             return
         # errors are shown in the widget (one line that says what to do), not as a traceback
         worker = thread_worker(
