@@ -43,8 +43,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import MeasurementError
+from .frames import brightest_frame
 
-__all__ = ["Lesion", "find_lesion", "main_trunk", "focal_narrowing", "pick_frame", "warm_up"]
+__all__ = ["Lesion", "find_lesion", "main_trunk", "focal_narrowing", "warm_up"]
 
 
 #: confidence cap when only one or two frames are given (no bolus front to tell the direction)
@@ -131,27 +132,6 @@ def _needs_own_frame(run: Any) -> bool:
     meta = getattr(run, "metadata", None)
     return (meta is not None and not meta.subtracted and not tuple(meta.mask_frames)
             and np.asarray(run.frames).shape[0] > 1)
-
-
-def pick_frame(opac: np.ndarray) -> int:
-    """Index of the most opacified frame.
-
-    Parameters
-    ----------
-    opac : ndarray, shape (T, H, W)
-        Iodine-positive opacification.
-
-    Returns
-    -------
-    int
-        Frame whose top 2% pixels (vessels) are brightest above the frame median.
-    """
-    opac = np.asarray(opac, dtype=np.float32)
-    if opac.ndim == 2 or opac.shape[0] == 1:
-        return 0
-    t = opac.reshape(opac.shape[0], -1)
-    score = np.percentile(t, 98, axis=1) - np.median(t, axis=1)
-    return int(np.argmax(score))
 
 
 # ----------------------------------------------------------------- graph
@@ -561,7 +541,7 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
     notes: list[str] = []
     if hasattr(frame_or_run, "frames"):
         opac = _opacified(frame_or_run)
-        t = pick_frame(opac) if frame is None else int(frame)
+        t = brightest_frame(opac) if frame is None else int(frame)
         if not 0 <= t < opac.shape[0]:
             raise MeasurementError(f"frame {t} is outside the run (0..{opac.shape[0] - 1}); pick an existing frame")
         if _needs_own_frame(frame_or_run):
