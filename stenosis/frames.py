@@ -22,7 +22,7 @@ from .params import DEFAULT_PARAMS, MeasureParams
 from .trace import Scale, Trace, box_around, trace_segment
 
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
-           "choose_frame", "companion_frames", "FollowedFrame", "follow_frame"]
+           "choose_frame", "companion_frames", "FollowedFrame", "follow_frames"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -206,13 +206,18 @@ class FollowedFrame:
     shift_rc: tuple[float, float]
 
 
-def follow_frame(run, analysed: AnalysedFrame, index: int, params: MeasureParams = DEFAULT_PARAMS) -> FollowedFrame | None:
-    """Frame ``index`` opacified with registration, and the segment's motion from the analysed frame
-    (phase correlation on the trace's crop); None when it moved more than ``max_frame_shift_px``
-    (the trace would not follow it)."""
-    image = opacify(run, frames=[index], register=True)[0]
+def follow_frames(run, analysed: AnalysedFrame, indices: list[int],
+                  params: MeasureParams = DEFAULT_PARAMS) -> list[FollowedFrame | None]:
+    """Frames ``indices`` opacified with registration (one registration set-up for all of them),
+    and the segment's motion from the analysed frame (phase correlation on the trace's crop);
+    None for a frame that moved more than ``max_frame_shift_px`` (the trace would not follow it)."""
+    if not indices:
+        return []
+    images = opacify(run, frames=list(indices), register=True)
     box = analysed.trace.box
-    shift = estimate_shift(analysed.image[box], image[box], max_shift_px=2 * params.max_frame_shift_px)
-    if max(abs(shift[0]), abs(shift[1])) > params.max_frame_shift_px:
-        return None
-    return FollowedFrame(int(index), image, (float(shift[0]), float(shift[1])))
+    out: list[FollowedFrame | None] = []
+    for t, image in zip(indices, images):
+        shift = estimate_shift(analysed.image[box], image[box], max_shift_px=2 * params.max_frame_shift_px)
+        moved = max(abs(shift[0]), abs(shift[1])) > params.max_frame_shift_px
+        out.append(None if moved else FollowedFrame(int(t), image, (float(shift[0]), float(shift[1]))))
+    return out

@@ -23,7 +23,7 @@ from .enums import ModelName
 from .errors import InputError, MeasurementError
 from .diameter import combine_frames, diameter_stage, measure_diameters, same_samples_in_frame
 from .diameter.stage import iodine_ratio
-from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frame, guess_frame
+from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import DiameterProfile, ReferenceWindow, StenosisResult
@@ -136,7 +136,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     """The segment on the other fully opacified frames of the arterial phase, combined.
 
     The centred trace of the analysed frame follows each frame by the segment's motion
-    (:func:`stenosis.frames.follow_frame`); the same samples are fitted with the run's blur and
+    (:func:`stenosis.frames.follow_frames`); the same samples are fitted with the run's blur and
     amplitude scaled by the frame's iodine (:func:`stenosis.diameter.same_samples_in_frame`),
     and the diameters combined per sample
     (:func:`stenosis.diameter.combine_frames`) before WASID. Each frame is also read at the
@@ -151,8 +151,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
 
     profiles, used, rejected = [profile], [analysed.index], []
     trace = analysed.trace
-    for t, ratio in companion_frames(run, analysed, profile.centerline_rc, limit=inputs.frame_limit, params=params):
-        moved = follow_frame(run, analysed, t, params)
+    companions = companion_frames(run, analysed, profile.centerline_rc, limit=inputs.frame_limit, params=params)
+    for (t, _), moved in zip(companions, follow_frames(run, analysed, [t for t, _ in companions], params)):
         if moved is None:
             rejected.append((t, "moved too far from the analysed frame"))
             continue
