@@ -30,6 +30,7 @@ from napari_stenosis._qt.measure_widget import (
 from nst_helpers import known_result, tube_frames, write_xa
 
 PLUGIN = "napari-stenosis"
+pytestmark = pytest.mark.slow  # a napari viewer per test: not in the -m "not slow" edit loop
 
 
 def _dock(viewer) -> MeasureWidget:
