@@ -257,7 +257,7 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
         ax_im.text(xb + bar / 2, yb - 0.02 * (r1 - r0), "5 mm", ha="center", va="bottom", fontsize=8)
     ax_im.set_xticks([])
     ax_im.set_yticks([])
-    ax_im.set_title(f"frame {result.frame_index} (opacified)", fontsize=10)
+    ax_im.set_title(f"frame {result.frame_index} (opacified){frames_text(result)}", fontsize=10)
     ax_im.legend(loc="upper right", fontsize=7, framealpha=0.8)
 
     # ---- diameter plot -----------------------------------------------------------
@@ -294,6 +294,16 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
         fig.text(0.03, 0.012, "\n".join(warn_lines), fontsize=7, color="#8a4b00", ha="left", va="bottom",
                  linespacing=1.35)
     return fig
+
+
+def frames_text(result: StenosisResult) -> str:
+    """``"; frames 4, 5, 6 combined (per-frame SD 0.3)"`` when several frames were measured, else ``""``."""
+    fr = getattr(result, "frames", None) or {}
+    used = fr.get("used") or []
+    if len(used) < 2:
+        return ""
+    sd = fr.get("frame_to_frame_sd")
+    return f"; frames {', '.join(str(t) for t in used)} combined" + (f" (per-frame SD {sd:.1f})" if sd is not None else "")
 
 
 def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Path, *,

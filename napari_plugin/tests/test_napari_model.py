@@ -126,6 +126,12 @@ def test_table_and_overlays_show_the_result():
     assert table["Reference choice"].startswith("proximal")
     assert "pixel_spacing" in table["Calibration"] and table["Frame"] == "2"
     assert table["Warnings"] == "a warning for the reader"
+    assert table["Frames combined"] == "analysed frame only"
+    import dataclasses
+
+    multi = dataclasses.replace(res, frames={"used": [2, 3, 4], "frame_to_frame_sd": 0.84, "per_frame": [
+        {"frame": 2, "percent_stenosis": 60.1}, {"frame": 3, "percent_stenosis": 59.2}, {"frame": 4, "percent_stenosis": 60.8}]})
+    assert dict(result_table(multi))["Frames combined"] == "2: 60.1 %, 3: 59.2 %, 4: 60.8 %  (SD 0.8 points)"
     geom = overlay_geometry(res)
     np.testing.assert_allclose(geom["centerline"], res.profile.centerline_rc)
     np.testing.assert_allclose(geom["left"][:, 0] - geom["right"][:, 0], -res.profile.diameter_px)

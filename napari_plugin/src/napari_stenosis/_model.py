@@ -534,6 +534,16 @@ def _uncertainty_text(u: dict[str, Any]) -> str:
     return f"\u00b1 {float(sd):.1f} points (1 SD); \u00b1 2 SD: {float(iv[0]):.1f}-{float(iv[1]):.1f}%"
 
 
+def _frames_text(fr: dict[str, Any]) -> str:
+    """The frames measured and each one's own percent stenosis (the measured repeatability)."""
+    per = fr.get("per_frame") or []
+    if len(fr.get("used") or []) < 2 or not per:
+        return "analysed frame only"
+    each = ", ".join(f"{p['frame']}: {_fmt(p.get('percent_stenosis'), '%', 1)}" for p in per)
+    sd = fr.get("frame_to_frame_sd")
+    return each + ("" if sd is None else f"  (SD {float(sd):.1f} points)")
+
+
 def result_table(result: Any) -> list[tuple[str, str]]:
     """(label, value) rows of the result table shown to the reader."""
     d = result.to_dict()
@@ -550,6 +560,7 @@ def result_table(result: Any) -> list[tuple[str, str]]:
         ("Reference choice", str(d["reference_choice"]) + (f": {win['description']}" if win.get("description") else "")),
         ("Lesion length", _fmt(d.get("lesion_length_mm"), "mm")),
         ("Frame", str(d["frame_index"])),
+        ("Frames combined", _frames_text(d.get("frames") or {})),
         ("Calibration", f"{cal.get('source')}" + ("" if not mm else f" ({float(mm[0]):.4f} mm/px)")),
         ("Model", str(d.get("model", ""))),
     ]
