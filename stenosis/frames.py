@@ -176,25 +176,31 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     return AnalysedFrame(int(chosen), moved, replace(again, warnings=trace.warnings + again.warnings), stack)
 
 
-def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *, limit: int | None = None,
+def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
                      params: MeasureParams = DEFAULT_PARAMS) -> list[tuple[int, float]]:
-    """(frame, opacity ratio) of the other frames of the arterial phase: those whose opacity along the measured segment
-    (:func:`segment_opacity` of the run's unregistered opacification) is, at the median over the
-    samples, at least ``select_fraction`` of the analysed frame's (a noise-robust form of the
-    frame choice's "fully opacified"), nearest the analysed frame first, at most ``limit``
-    (None: all)."""
-    if run.frames.shape[0] < 2 or limit == 0:
+    """(frame, opacity ratio) of the other frames of the arterial phase, nearest the analysed frame first.
+
+    A frame belongs to it when its opacity along the measured segment (:func:`segment_opacity` of
+    the run's unregistered opacification), relative to each sample's peak over the frames, is at
+    least ``select_fraction`` at the median over the samples (a noise-robust form of the frame
+    choice's "fully opacified"). None when the analysed frame itself is not in it (a reader's frame
+    taken while the segment fills or washes out is measured alone)."""
+    if run.frames.shape[0] < 2:
         return []
     stack = analysed.stack if analysed.stack is not None else opacify(run, register=False)
     op = segment_opacity(stack, centerline_rc)
-    ref = op[analysed.index]
-    good = ref > 0
+    peak = op.max(axis=0)
+    good = peak > 0
     if not good.any():
         return []
-    ratio = np.median(op[:, good] / ref[good], axis=1)
-    full = [(int(t), float(ratio[t])) for t in np.flatnonzero(ratio >= params.select_fraction) if t != analysed.index]
+    fill = np.median(op[:, good] / peak[good], axis=1)
+    if fill[analysed.index] < params.select_fraction:
+        return []
+    ref = op[analysed.index, good]
+    full = [(int(t), float(np.median(op[t, good] / np.where(ref > 0, ref, np.inf)))) for t in
+            np.flatnonzero(fill >= params.select_fraction) if t != analysed.index]
     full.sort(key=lambda tr: (abs(tr[0] - analysed.index), tr[0]))
-    return full if limit is None else full[:limit]
+    return full
 
 
 @dataclass(frozen=True, eq=False)

@@ -151,29 +151,46 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
 
     profiles, used, rejected = [profile], [analysed.index], []
     trace = analysed.trace
-    companions = companion_frames(run, analysed, profile.centerline_rc, limit=inputs.frame_limit, params=params)
+    limit = inputs.frame_limit
+    companions = [] if limit == 0 else companion_frames(run, analysed, profile.centerline_rc, params=params)
     for (t, _), moved in zip(companions, follow_frames(run, analysed, [t for t, _ in companions], params)):
+        if limit is not None and len(used) > limit:
+            break
         if moved is None:
             rejected.append((t, "moved too far from the analysed frame"))
             continue
         scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params)
+        if not (np.isfinite(scale_t) and scale_t > 0):
+            rejected.append((t, "no iodine along the segment"))
+            continue
         profiles.append(same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
                                               origin_rc=trace.origin_rc, radius_hint_px=rhint, amplitude_scale=scale_t,
                                               params=params))
         used.append(t)
+    fewer: tuple[str, ...] = ()
+    if isinstance(inputs.frames, int) and len(used) < inputs.frames:
+        fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these hold the "
+                 "segment fully opacified and in place",)
+    single = grade(profile)
     if len(profiles) == 1:
-        return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected))
+        return FrameSeries(profile, single, (analysed.index,), (), float("nan"), tuple(rejected), fewer)
     combined_profile = combine_frames(profiles, [_diameter_noise_var(p) for p in profiles])
     combined = grade(combined_profile)
+    if combined.reference_window is None:
+        # a reference measured off the traced segment (feeding artery, a reader's point) is from
+        # the analysed frame alone: its SD is that frame's, not the combined profile's
+        sd_pct = 100.0 * float(np.hypot(combined.mld_sd_px / combined.reference_px,
+                                        combined.mld_px * single.reference_sd_px / combined.reference_px**2))
+        combined = replace(combined, reference_sd_px=single.reference_sd_px, percent_stenosis_sd=sd_pct)
     per_frame = tuple(at_same_sites(p, combined, params) for p in profiles)
-    warns: tuple[str, ...] = ()
+    warns: tuple[str, ...] = fewer
     frame_sd = float("nan")
     if len(per_frame) >= 3:
         pcts = np.array([w.percent_stenosis for w in per_frame])
         frame_sd = float(np.std(pcts, ddof=1))
         expected = float(np.median([w.percent_stenosis_sd for w in per_frame]))
         if frame_sd > params.frames_disagree_ratio * expected:
-            warns = (f"the {len(per_frame)} frames disagree beyond their noise (percent stenosis SD {frame_sd:.1f} "
+            warns += (f"the {len(per_frame)} frames disagree beyond their noise (percent stenosis SD {frame_sd:.1f} "
                      f"between frames, {expected:.1f} expected): motion, inflow or a misplaced trace; check the frames",)
         floor = frame_sd / np.sqrt(len(per_frame))
         if floor > combined.percent_stenosis_sd:

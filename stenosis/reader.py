@@ -21,9 +21,13 @@ Point = tuple[float, float]
 
 def as_rc(p: Any, name: str) -> Point:
     """``p`` as a finite (row, col) pair of floats, or a one-line MeasurementError."""
+    bad = isinstance(p, (str, bytes, dict)) or any(isinstance(v, (bool, np.bool_, str, bytes)) for v in
+                                                   (p if isinstance(p, (list, tuple, np.ndarray)) else ()))
     try:
+        if bad:
+            raise TypeError
         r, c = (float(v) for v in p)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise MeasurementError(f"the {name} point must be (row, col) in pixels, got {p!r}") from None
     if not (np.isfinite(r) and np.isfinite(c)):
         raise MeasurementError(f"the {name} point ({r}, {c}) is not a finite (row, col)")
@@ -35,10 +39,7 @@ def frames_mode(frames: Any) -> str | int:
     text = str(frames).strip().lower()
     if text in ("all", "single"):
         return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
+    n = int(text) if text.isdigit() and not isinstance(frames, bool) else 0
     if n < 1:
         raise MeasurementError(f"frames must be all, single or a number of frames >= 1, got {frames!r}")
     return "single" if n == 1 else n
@@ -106,8 +107,10 @@ class ReaderInputs:
             raise MeasurementError("give both --feeding-proximal and --feeding-distal, or neither")
         if frame is not None:
             try:
+                if isinstance(frame, (bool, np.bool_)) or not float(frame).is_integer():
+                    raise ValueError
                 frame = int(frame)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise MeasurementError(f"the frame must be a whole number, got {frame!r}") from None
         if pixel_mm is not None:
             pixel_mm = check_pixel_mm(pixel_mm, what="the reader's pixel size (--pixel-mm)")
@@ -116,7 +119,7 @@ class ReaderInputs:
             segment=seg, proximal=as_rc(proximal, "proximal"), distal=as_rc(distal, "distal"), frame=frame,
             model=model_name, reference=_opt(reference, "reference"), reference_choice=force,
             mld=_opt(mld, "MLD"),
-            waypoints=tuple(as_rc(p, f"waypoint {k + 1}") for k, p in enumerate(waypoints or ())),
+            waypoints=tuple(as_rc(p, f"waypoint {k + 1}") for k, p in enumerate(() if waypoints is None else list(waypoints))),
             feeding_proximal=_opt(feeding_proximal, "feeding proximal"),
             feeding_distal=_opt(feeding_distal, "feeding distal"), pixel_mm=pixel_mm, frames=frames,
         )

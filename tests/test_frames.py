@@ -65,3 +65,33 @@ def test_one_frame_run_uses_its_frame(sample_dicom_dir):
     truth = json.loads(path.with_suffix(".truth.json").read_text())
     res = _measure(stenosis.read_run(path), truth, frames="all")
     assert res.frames["used"][0] == res.frame_index
+
+
+def test_a_reader_frame_that_is_still_filling_is_measured_alone(low_dose_run):
+    # frame 2 holds a third of the bolus: the plateau frames are not its companions
+    run, truth = low_dose_run
+    res = _measure(run, truth, frame=2)
+    assert res.frames["used"] == [2]
+    plateau = _measure(run, truth, frame=5)
+    assert sorted(plateau.frames["used"]) == [4, 5, 6, 7] and plateau.frames["used"][0] == 5
+
+
+def test_fewer_frames_than_asked_says_so(low_dose_run):
+    run, truth = low_dose_run
+    res = _measure(run, truth, frames=9)
+    assert len(res.frames["used"]) == 4
+    assert any("4 of the 9 frames asked for" in w for w in res.warnings)
+
+
+@pytest.mark.parametrize("kw", [dict(frame=2.5), dict(frame=True), dict(frame=float("inf")), dict(mld="12"),
+                                dict(proximal=(True, 5.0)), dict(frames="1_0")])
+def test_reader_inputs_refuse_what_they_cannot_mean(kw):
+    args = dict(proximal=(1.0, 2.0), distal=(3.0, 4.0))
+    args.update(kw)
+    with pytest.raises(MeasurementError):
+        ReaderInputs.create("M1", args.pop("proximal"), args.pop("distal"), **args)
+
+
+def test_waypoints_may_be_an_array():
+    assert ReaderInputs.create("M1", (1, 2), (3, 4), waypoints=np.array([[5.0, 6.0]])).waypoints == ((5.0, 6.0),)
+    assert ReaderInputs.create("M1", (1, 2), (3, 4), waypoints=np.zeros((0, 2))).waypoints == ()

@@ -399,7 +399,8 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
         ok = valid[win.i0 : win.i1 + 1]
         seg = profile.diameter_px[win.i0 : win.i1 + 1]
         ref = float(np.mean(seg[ok])) if ok.any() else float(np.mean(seg))
-    ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else 1.5 * ref
+    # a reference off the traced segment is the graded frame's for every frame: no noise of its own here
+    ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else float("inf")
     sd_mld, sd_ref, sd_pct = measurement_sd(profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
                                             reference_length_px=ref_len, corr_px=corr, area_noise_px2=area_noise,
                                             fit_half_px=max(2.0 * along, 1.5), params=params)
