@@ -293,11 +293,12 @@ class StenosisResult:
 #: exactly these (:meth:`StenosisResult.to_row`); an empty cell is not applicable or unknown.
 #: ``path`` is the run (batch: relative to the batch folder); ``status`` ok/error with the
 #: one-line ``error``; ``mode`` points/auto with the auto ``confidence``; ``*_row``/``*_col``
-#: are pixels of the analysed frame; ``frame_auto`` .. ``feeding_points`` are the reader's
+#: are pixels of the analysed frame; ``frames_used`` the frames combined (space-separated,
+#: the analysed one first) with their ``frame_to_frame_sd``; ``frame_auto`` .. ``feeding_points`` are the reader's
 #: overrides (``parameters["reader"]``); ``warnings`` joined by `` | ``; ``report``/``sr`` the
 #: output files written for the row (batch: relative to the output folder).
 ROW_COLUMNS: tuple[str, ...] = (
-    "path", "status", "error", "segment", "mode", "confidence", "frame_index",
+    "path", "status", "error", "segment", "mode", "confidence", "frame_index", "frames_used", "frame_to_frame_sd",
     "percent_stenosis", "percent_stenosis_sd", "meets_50",
     "mld_mm", "mld_px", "mld_row", "mld_col",
     "reference_diameter_mm", "reference_diameter_px", "reference_choice", "reference_row", "reference_col",
@@ -347,6 +348,8 @@ def row_from_dict(d: Mapping[str, Any], **cells: Any) -> dict[str, Any]:
         "mode": d.get("mode"),
         "confidence": d.get("confidence"),
         "frame_index": d.get("frame_index"),
+        "frames_used": " ".join(str(t) for t in (d.get("frames") or {}).get("used") or []) or None,
+        "frame_to_frame_sd": (d.get("frames") or {}).get("frame_to_frame_sd"),
         "percent_stenosis": d.get("percent_stenosis"),
         "percent_stenosis_sd": (d.get("uncertainty") or {}).get("percent_stenosis_sd"),
         "meets_50": d.get("meets_50"),
