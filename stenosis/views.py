@@ -22,6 +22,9 @@ from .result import StenosisResult
 __all__ = ["ViewsResult", "measure_views", "GRADING_RULE"]
 
 GRADING_RULE = "WASID: the view with the most severe stenosis (largest percent stenosis) is graded"
+#: what one view may give besides its run (the artery, model and parameters are the lesion's)
+VIEW_KEYS = frozenset({"proximal", "distal", "frame", "frames", "reference", "reference_choice", "mld", "waypoints",
+                       "feeding_proximal", "feeding_distal", "pixel_mm"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +73,7 @@ class ViewsResult:
             "reference_diameter_mm": g["reference_diameter_mm"],
             "segment": g["segment"],
             "disagreement_points": round(self.disagreement_points, 2),
-            "disagreement_sd": round(self.disagreement_sd, 2),
+            "disagreement_sd": round(self.disagreement_sd, 2) if np.isfinite(self.disagreement_sd) else None,
             "views": [v.to_dict() for v in self.views],
         }
 
@@ -101,6 +104,10 @@ def measure_views(views: Sequence[Mapping[str, Any]], segment: Any, *, model: st
             run = kw.pop("run")
         except KeyError:
             raise MeasurementError(f"view {k + 1} has no run; give each view's run and points") from None
+        unknown = sorted(set(kw) - VIEW_KEYS)
+        if unknown:
+            raise MeasurementError(f"view {k + 1}: {', '.join(unknown)} is not a view's input; give run, proximal, "
+                                   f"distal and optionally {', '.join(sorted(VIEW_KEYS - {'proximal', 'distal'}))}")
         results.append(measure(run, segment, model=model, params=params, **kw))
     graded = int(np.argmax([r.percent_stenosis for r in results]))
     return ViewsResult(tuple(results), graded)

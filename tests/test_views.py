@@ -39,3 +39,8 @@ def test_the_most_severe_view_is_graded(two_views):
 def test_a_view_without_run_is_a_clear_error():
     with pytest.raises(MeasurementError, match="view 1 has no run"):
         stenosis.measure_views([{"proximal": (1, 2), "distal": (3, 4)}], "M1")
+
+
+def test_a_view_with_an_unknown_key_is_a_clear_error():
+    with pytest.raises(MeasurementError, match="view 1: segmnt is not a view's input"):
+        stenosis.measure_views([{"run": "x.dcm", "proximal": (1, 2), "distal": (3, 4), "segmnt": "M1"}], "M1")
