@@ -177,8 +177,8 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
 
 
 def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
-                     params: MeasureParams = DEFAULT_PARAMS) -> list[tuple[int, float]]:
-    """(frame, opacity ratio) of the other frames of the arterial phase, nearest the analysed frame first.
+                     params: MeasureParams = DEFAULT_PARAMS) -> list[int]:
+    """The other frames of the arterial phase, nearest the analysed frame first.
 
     A frame belongs to it when its opacity along the measured segment (:func:`segment_opacity` of
     the run's unregistered opacification), relative to each sample's peak over the frames, is at
@@ -196,11 +196,8 @@ def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
     fill = np.median(op[:, good] / peak[good], axis=1)
     if fill[analysed.index] < params.select_fraction:
         return []
-    ref = op[analysed.index, good]
-    full = [(int(t), float(np.median(op[t, good] / np.where(ref > 0, ref, np.inf)))) for t in
-            np.flatnonzero(fill >= params.select_fraction) if t != analysed.index]
-    full.sort(key=lambda tr: (abs(tr[0] - analysed.index), tr[0]))
-    return full
+    full = [int(t) for t in np.flatnonzero(fill >= params.select_fraction) if t != analysed.index]
+    return sorted(full, key=lambda t: (abs(t - analysed.index), t))
 
 
 @dataclass(frozen=True, eq=False)

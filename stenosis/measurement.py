@@ -153,7 +153,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     trace = analysed.trace
     limit = inputs.frame_limit
     companions = [] if limit == 0 else companion_frames(run, analysed, profile.centerline_rc, params=params)
-    for (t, _), moved in zip(companions, follow_frames(run, analysed, [t for t, _ in companions], params)):
+    for t, moved in zip(companions, follow_frames(run, analysed, companions, params)):
         if limit is not None and len(used) > limit:
             break
         if moved is None:
@@ -171,14 +171,14 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     if isinstance(inputs.frames, int) and len(used) < inputs.frames:
         fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these hold the "
                  "segment fully opacified and in place",)
-    single = grade(profile)
     if len(profiles) == 1:
-        return FrameSeries(profile, single, (analysed.index,), (), float("nan"), tuple(rejected), fewer)
+        return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer)
     combined_profile = combine_frames(profiles, [_diameter_noise_var(p) for p in profiles])
     combined = grade(combined_profile)
     if combined.reference_window is None:
         # a reference measured off the traced segment (feeding artery, a reader's point) is from
         # the analysed frame alone: its SD is that frame's, not the combined profile's
+        single = grade(profile)
         sd_pct = 100.0 * float(np.hypot(combined.mld_sd_px / combined.reference_px,
                                         combined.mld_px * single.reference_sd_px / combined.reference_px**2))
         combined = replace(combined, reference_sd_px=single.reference_sd_px, percent_stenosis_sd=sd_pct)

@@ -27,7 +27,7 @@ __all__ = ["save_report", "report_figure", "plot_diameter_profile", "flagged_sam
 #: what a report of automatically placed points says
 AUTO_POINTS_TEXT = "points placed automatically \u2014 a reader must confirm"
 #: flags that keep a sample from being a reference (the complement of DiameterProfile.valid)
-FLAGGED = QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE
+FLAGGED = QualityFlag.unusable()
 
 
 def flagged_samples(profile: Any) -> np.ndarray:
@@ -175,10 +175,6 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
     img = image if image is not None else result.image
     prof = result.profile
     mm = result.mm_per_px
-    unit = "mm" if mm else "px"
-    scale = mm if mm else 1.0
-    arc = prof.arc_px * scale
-    diam = prof.diameter_px * scale
 
     # warnings footer: wrapped to the figure width, the plots moved up to make room
     warn_lines: list[str] = []

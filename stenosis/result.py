@@ -25,6 +25,11 @@ class QualityFlag(IntFlag):
     OUTSIDE = 16  # the profile leaves the image
 
     @classmethod
+    def unusable(cls) -> int:
+        """Bits that keep a sample out of the MLD search and the reference (EDGE_MISMATCH does not)."""
+        return int(cls.BRANCH | cls.OVERLAP | cls.POOR_FIT | cls.OUTSIDE)
+
+    @classmethod
     def describe(cls, value: int) -> list[str]:
         """Names of the flags set in ``value`` (``[]`` for a good sample)."""
         return [f.name.lower() for f in cls if f.value and int(value) & f.value]
@@ -116,8 +121,7 @@ class DiameterProfile:
     @property
     def valid(self) -> np.ndarray:
         """(N,) bool: samples without BRANCH, OVERLAP, POOR_FIT or OUTSIDE flags."""
-        bad = QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE
-        return (self.flags & int(bad)) == 0
+        return (self.flags & QualityFlag.unusable()) == 0
 
     def __len__(self) -> int:
         return int(self.arc_px.shape[0])

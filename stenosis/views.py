@@ -9,7 +9,7 @@ percent stenosis, and reports how far the views disagree.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -17,14 +17,14 @@ import numpy as np
 from .errors import MeasurementError
 from .measurement import measure
 from .params import DEFAULT_PARAMS, MeasureParams
+from .reader import ReaderInputs
 from .result import StenosisResult
 
 __all__ = ["ViewsResult", "measure_views", "GRADING_RULE"]
 
 GRADING_RULE = "WASID: the view with the most severe stenosis (largest percent stenosis) is graded"
-#: what one view may give besides its run (the artery, model and parameters are the lesion's)
-VIEW_KEYS = frozenset({"proximal", "distal", "frame", "frames", "reference", "reference_choice", "mld", "waypoints",
-                       "feeding_proximal", "feeding_distal", "pixel_mm"})
+#: what one view may give besides its run: a reader's inputs but the artery and model (the lesion's)
+VIEW_KEYS = frozenset(f.name for f in fields(ReaderInputs)) - {"segment", "model"}
 
 
 @dataclass(frozen=True, eq=False)

@@ -139,7 +139,6 @@ def test_amplitude_that_follows_the_vessel():
                          step_px=0.5, mm_per_px=None, crossings=False)
     dim = (cols >= 115) & (cols <= 130)  # normal lumen in the dim part
     i = int(np.argmin(np.abs(cols - 150)))  # the stenosis (2R = 9.6 px) in the dim part
-    bright = cols <= 60
     lc = loc.centerline_rc[:, 1]  # the stage resamples the centred trace
     ldim, lbright, li = (lc >= 115) & (lc <= 130), lc <= 60, int(np.argmin(np.abs(lc - 150)))
     assert np.median(one.diameter_px[dim]) < 16.0 - 1.0  # the failure being fixed

@@ -201,23 +201,20 @@ def estimate_blur(
     if sigmas_px is None:
         sigmas_px = np.geomspace(*DEFAULT_PARAMS.blur_sigma_grid_px)
     u_max = float(np.abs(offsets_px).max()) + 3.0
-    if len(sigmas_px) == 1:  # the blur is known: the amplitude only
-        lsig = float(np.log(sigmas_px[0]))
+    tot = []
+    for s in sigmas_px:
+        tab = chord_table(s, r_max_px, u_max)
+        f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
+        tot.append(f.rss.sum())
+    tot = np.asarray(tot)
+    k = int(np.argmin(tot))
+    ls = np.log(sigmas_px)
+    if 0 < k < len(sigmas_px) - 1:
+        den = tot[k - 1] - 2 * tot[k] + tot[k + 1]
+        off = 0.5 * (tot[k - 1] - tot[k + 1]) / den if den > 0 else 0.0
+        lsig = ls[k] + np.clip(off, -1, 1) * (ls[k + 1] - ls[k])
     else:
-        tot = []
-        for s in sigmas_px:
-            tab = chord_table(s, r_max_px, u_max)
-            f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
-            tot.append(f.rss.sum())
-        tot = np.asarray(tot)
-        k = int(np.argmin(tot))
-        ls = np.log(sigmas_px)
-        if 0 < k < len(sigmas_px) - 1:
-            den = tot[k - 1] - 2 * tot[k] + tot[k + 1]
-            off = 0.5 * (tot[k - 1] - tot[k + 1]) / den if den > 0 else 0.0
-            lsig = ls[k] + np.clip(off, -1, 1) * (ls[k + 1] - ls[k])
-        else:
-            lsig = ls[k]
+        lsig = ls[k]
     sigma = float(np.exp(lsig))
     tab = chord_table(sigma, r_max_px, u_max)
     f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)

@@ -37,7 +37,7 @@ __all__ = ["Profiles", "sample_along", "estimate_lumen_model", "measure_diameter
 
 #: flags set from the vessel map (kept through the final fit)
 SIDE_FLAGS = int(QualityFlag.BRANCH | QualityFlag.OVERLAP)
-_UNUSABLE = int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)
+_UNUSABLE = QualityFlag.unusable()
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +73,7 @@ def sample_along(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarra
     return Profiles(pts, np.asarray(arc_px, float), nrm, x, Y, inside, float(max(radius_hint_px, 1.5)), r_max, c_max)
 
 
-def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None, sigma_px: float | None = None,
+def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
                          params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, ProfileFit]:
     """Run's blur sigma (px) and iodine amplitude from the widest usable samples, and the
     nominal-blur fit that found them.
@@ -81,8 +81,7 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None, si
     A fit with a nominal blur ranks the samples by their radius smoothed along the vessel
     (ranking single noisy profiles picks those whose noise widened them, biasing the blur low);
     the widest ``blur_wide_quantile`` with a typical amplitude (overlaps and branches raise it)
-    go to :func:`estimate_blur`. ``usable``: samples allowed (at least 5 of them, else all);
-    ``sigma_px``: the blur is known (another frame of the run), only the amplitude is estimated.
+    go to :func:`estimate_blur`. ``usable``: samples allowed (at least 5 of them, else all).
     """
     p = params
     Y, x = prof.values, prof.offsets_px
@@ -104,8 +103,8 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None, si
     wide = wide[np.abs(a - med) <= p.blur_amplitude_mads * 1.4826 * mad]
     if wide.size > p.blur_max_profiles:
         wide = wide[np.linspace(0, wide.size - 1, p.blur_max_profiles).astype(int)]
-    sigmas = np.geomspace(*p.blur_sigma_grid_px) if sigma_px is None else np.array([float(sigma_px)])
-    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
+    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=np.geomspace(*p.blur_sigma_grid_px), r_max_px=prof.r_max_px,
+                               c_max_px=prof.c_max_px)
     return sigma, amp, f0
 
 

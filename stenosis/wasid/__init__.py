@@ -39,10 +39,6 @@ __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_
            "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
            "measurement_sd", "borderline_warning", "at_same_sites"]
 
-#: flags that make a sample unusable for the MLD and the reference
-_UNUSABLE = int(QualityFlag.BRANCH | QualityFlag.OVERLAP | QualityFlag.POOR_FIT | QualityFlag.OUTSIDE)
-
-
 @dataclass(frozen=True)
 class WasidMeasurement:
     """WASID numbers on one diameter profile (pixels; the orchestrator converts to mm)."""
