@@ -131,6 +131,12 @@ def measure_case(case) -> dict:
     return row
 
 
+def _borderline_points() -> float:
+    from stenosis.params import DEFAULT_PARAMS
+
+    return float(DEFAULT_PARAMS.borderline_points)
+
+
 def summarise(rows: list[dict]) -> dict:
     ok = [r for r in rows if "err" in r]
     e = np.array([r["err"] for r in ok])
@@ -150,6 +156,10 @@ def summarise(rows: list[dict]) -> dict:
         "ref_mae": f(np.abs(ref), np.mean), "ref_bias": f(ref, np.mean),
         "normal_n": int(normal.sum()), "normal_mean": f(read[normal], np.mean), "normal_max": f(read[normal], np.max),
         "decided": int(((read >= 50) == (truth >= 50))[far].sum()), "n_far": int(far.sum()),
+        # wrong >= 50% calls the result does not send to a reader (clear of 50 by 2 SD and the
+        # borderline margin: stenosis.wasid.borderline_warning gives no warning)
+        "confident_wrong": int((((read >= 50) != (truth >= 50)) & far & (np.abs(read - 50) >= np.maximum(
+            2 * sd, _borderline_points()))).sum()),
         "tight_n": int(tight.sum()), "tight_mld_bias": f(mld[tight], np.mean), "tight_mae": f(np.abs(e[tight]), np.mean),
     }
 
@@ -179,6 +189,7 @@ def print_tables(rows: list[dict]) -> None:
     row("normal arteries: n, mean read %", lambda s: f"{s['normal_n']}, {_f(s['normal_mean'], '{:.1f}')}", "<= 3%")
     row("normal arteries: max read %", lambda s: _f(s["normal_max"], "{:.1f}"))
     row(">= 50% right (|truth-50| >= 4)", lambda s: f"{s['decided']}/{s['n_far']}", "all")
+    row("  wrong and not sent to a reader", lambda s: f"{s['confident_wrong']}", "0")
     row("tight (MLD < 2.5 px): n, MAE", lambda s: f"{s['tight_n']}, {_f(s['tight_mae'], '{:.1f}')}")
     row("tight: MLD bias (px)", lambda s: _f(s["tight_mld_bias"], "{:+.2f}"))
     refused = [r for r in rows if "err" not in r]

@@ -98,6 +98,8 @@ class MeasureParams:
     parallel_sd: float = _p(0.05, "fraction", "parallel margins: SD about the linear trend at most this")
     tortuous_deg: float = _p(30.0, "degrees", "non-tortuous: centerline turn over the window at most this")
     normal_max_flagged: float = _p(0.10, "fraction", "a normal window has at most this share of flagged samples")
+    mld_competing_reach_sd: float = _p(2.0, "SD", "a stretch competes for the MLD when its trend is within the segment's expected extreme + this (along-vessel SDs) of it")
+    reference_trend_mads: float = _p(2.5, "robust SD", "a site's diameter trend (line) is refitted without samples this far off it")
     flagged_mld_fraction: float = _p(0.75, "x MLD", "a flagged narrowing below this x the unflagged MLD is the MLD (with a warning)")
     lesion_fraction: float = _p(0.9, "x reference", "the lesion is where the diameter is below this")
     diseased_fraction: float = _p(0.9, "x best window", "a reference site narrowing below this is diseased")

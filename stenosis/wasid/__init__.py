@@ -31,8 +31,9 @@ from ..enums import ReferenceChoice, Segment
 from ..errors import MeasurementError
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile, QualityFlag
-from .mld import adaptive_smoothing_px, along_vessel_sd, find_mld, lesion_extent, smooth_diameter
-from .reference import Window, best_window, candidate_windows, diseased, is_normal, turning_angle_deg
+from .mld import (adaptive_smoothing_px, along_vessel_sd, find_mld, lesion_extent, narrowest_spread_px,
+                  smooth_diameter)
+from .reference import Window, best_window, candidate_windows, diseased, is_normal, trend_diameter, turning_angle_deg
 from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_correlation_px
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent", "adaptive_smoothing_px",
@@ -348,11 +349,22 @@ def wasid(
     outside = np.ones(arc.size, bool)
     outside[max(lo - gap_n, 0) : hi + gap_n + 1] = False
     s_along = along_vessel_sd(profile, valid, outside, corr)
+    # the MLD is the narrowest of the stretches that could hold it (noise and structure alone)
+    # (outside the lesion's core: the contiguous stretch narrower than half its depth)
+    c_lo, c_hi = lesion_extent(d_s, i_mld, ref, fraction=0.5 * (1.0 + mld / ref))
+    core_out = np.ones(arc.size, bool)
+    core_out[c_lo : c_hi + 1] = False
+    s_mld_along, n_comp = narrowest_spread_px(arc, d_s, valid, core_out, float(mld), corr, within,
+                                              reach_sd=p.mld_competing_reach_sd)
+    if n_comp > 2.0 and mld > 0:
+        warns.append(f"the narrowing is not clearly deeper than the artery's own variation along the vessel "
+                     f"(about {n_comp:.0f} stretches elsewhere could read as narrow): the uncertainty includes it; "
+                     "check that the MLD is a real lesion")
     if s_along > p.structure_warn_fraction * ref:
         u, f = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
         warns.append(f"the diameter of the normal artery varies along it by {s_along * f:.2f} {u} beyond noise "
                      "(anatomy or vessels behind it, image processing): the uncertainty includes it")
-    m_mld, m_ref = float(np.hypot(m_mld, s_along)), float(np.hypot(m_ref, s_along))
+    m_mld, m_ref = float(np.hypot(m_mld, s_mld_along)), float(np.hypot(m_ref, s_along))
     unit, mmpp = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
     for where, q, m in (("MLD", q_mld, m_mld), ("reference", q_ref, m_ref)):
         if m > 0 and q >= p.misfit_warn_ratio:
@@ -391,10 +403,8 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
                           corr_px=corr, params=params)
     win = graded.reference_window
     ref = graded.reference_px
-    if win is not None:
-        ok = valid[win.i0 : win.i1 + 1]
-        seg = profile.diameter_px[win.i0 : win.i1 + 1]
-        ref = float(np.mean(seg[ok])) if ok.any() else float(np.mean(seg))
+    if win is not None:  # by the rule the graded frame's reference was read with
+        ref = trend_diameter(profile, valid, win, params)
     # a reference off the traced segment is the graded frame's for every frame: no noise of its own here
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else float("inf")
     sd_mld, sd_ref, sd_pct = measurement_sd(profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),

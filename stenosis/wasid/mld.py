@@ -14,7 +14,9 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 from .uncertainty import area_noise_sd_px2
 
-__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "lesion_extent", "along_vessel_sd"]
+__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "lesion_extent", "along_vessel_sd",
+           "narrowest_spread_px", "minimum_rms_factor",
+           "correlation_length_px"]
 
 
 def adaptive_smoothing_px(profile: DiameterProfile, valid: np.ndarray, *, area_noise_px2: float | None = None,
@@ -185,3 +187,67 @@ def along_vessel_sd(profile: DiameterProfile, valid: np.ndarray, outside: np.nda
     dd = (d[lag:] - d[:-lag])[pair]
     s_noise = 1.4826 * float(np.median(np.abs(dd - np.median(dd)))) / np.sqrt(2.0)
     return float(np.sqrt(max(s_all**2 - s_noise**2, 0.0)))
+
+
+def correlation_length_px(residual: np.ndarray, sel: np.ndarray, step_px: float, floor_px: float) -> float:
+    """Correlation length (px) of ``residual`` over the samples ``sel`` (the others filled by
+    interpolation): the first lag with autocorrelation below 1/e, at least ``floor_px``."""
+    idx = np.arange(residual.size)
+    r = np.interp(idx, idx[sel], residual[sel])
+    r = r - r.mean()
+    var = float(np.dot(r, r))
+    if var <= 0:
+        return float(floor_px)
+    for lag in range(1, r.size // 2):
+        if float(np.dot(r[lag:], r[:-lag])) / var < np.exp(-1.0):
+            return float(max(lag * step_px, floor_px))
+    return float(max((r.size // 2) * step_px, floor_px))
+
+
+def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.ndarray, outside: np.ndarray,
+                        mld_px: float, corr_px: float, within: np.ndarray | None = None, *,
+                        reach_sd: float = DEFAULT_PARAMS.mld_competing_reach_sd) -> tuple[float, float]:
+    """SD (px) of the MLD from competing stretches: how far the narrowest of the stretches that
+    could hold the MLD departs from its own diameter, for noise and structure alone.
+
+    The smoothed diameters ``diameter_s`` (what the MLD search sees) outside the lesion vary
+    about their linear trend by a robust SD s with correlation length L (at least ``corr_px``).
+    A stretch competes for the MLD when its trend lies within reach of the MLD: the extreme
+    excursion expected over the whole segment (:func:`minimum_rms_factor` of its arc / L) plus
+    ``reach_sd`` SDs, in units of s; the lesion's own stretch always competes. With n = the
+    competing arc / L, the narrowest departs by :func:`minimum_rms_factor` (n) x s. A lesion
+    deeper than the variation competes alone (n <= 2: s); on a normal artery on a textured
+    background every stretch competes, and the "lesion" read there is this extreme.
+
+    Returns (SD px, n): n > 2 says the MLD is not clearly deeper than the artery's own variation.
+    """
+    arc = np.asarray(arc_px, float)
+    d = np.asarray(diameter_s, float)
+    sel = valid & outside
+    if sel.sum() < 10:
+        return 0.0, 1.0
+    step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
+    trend = np.polyval(np.polyfit(arc[sel], d[sel], 1), arc)
+    res = d - trend
+    spread = 1.4826 * float(np.median(np.abs(res[sel] - np.median(res[sel]))))
+    length = correlation_length_px(res, sel, step, corr_px)
+    reach = minimum_rms_factor(float(valid.sum()) * step / length) + reach_sd
+    competing = valid & (~outside | (trend <= mld_px + reach * spread))
+    if within is not None:
+        competing &= within
+    n = float(competing.sum()) * step / length
+    return spread * minimum_rms_factor(n), n
+
+
+def minimum_rms_factor(n: float) -> float:
+    """RMS, in SDs, of the minimum of ``n`` independent normal deviates about the mean (1 for
+    n <= 1; 1.65 for 10; interpolated in n): how far the narrowest of n stretches of an artery
+    departs from its trend when only noise and structure make them differ."""
+    if n <= 1.0:
+        return 1.0
+    x = np.linspace(-8.0, 8.0, 4001)
+    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+    cdf = np.cumsum(pdf) * (x[1] - x[0])
+    dens = n * pdf * np.clip(cdf, 0.0, 1.0) ** (n - 1.0)
+    dens /= dens.sum()
+    return float(np.sqrt(np.sum(dens * x * x)))

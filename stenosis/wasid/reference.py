@@ -7,17 +7,26 @@ outside the lesion; *parallel-margined* when its diameter changes by less than
 that trend; *non-tortuous* when the centerline turns by less than ``tortuous_deg`` over
 it. Windows are ``window_diameters`` reference diameters long. WASID states these
 criteria in words; the thresholds are the tool's reading of them (see docs/tuning.md).
+
+A window's diameter is the value of its site's diameter *trend* at the window's centre: a
+robust straight line through the usable samples of the site's normal windows
+(:func:`site_trend`). "The widest window" is then the widest part of the artery's taper,
+not the window whose own noise (or the anatomy behind it) happened to widen it most: the
+maximum of many short noisy window means is biased wide (on real backgrounds by about half
+the artery's along-vessel variation, which read normal arteries ~10 points too narrow;
+docs/tuning.md). The window's own mean still decides whether its margins are parallel.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 
-__all__ = ["Window", "turning_angle_deg", "candidate_windows", "is_normal", "diseased", "best_window"]
+__all__ = ["Window", "turning_angle_deg", "candidate_windows", "is_normal", "diseased", "best_window", "site_trend",
+           "trend_diameter"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class Window:
     parallel: bool
     non_tortuous: bool
     normal: bool
+    site: tuple[int, int] | None = None  # samples the site trend was fitted over (None: the window's own mean)
 
     @property
     def centre(self) -> int:
@@ -79,7 +89,54 @@ def candidate_windows(
             parallel = False
         nt = turning_angle_deg(profile.centerline_rc, i0, i1) <= params.tortuous_deg
         out.append(Window(i0, i1, mean, parallel, nt, normal))
-    return out
+    return _on_site_trend(profile, out, params)
+
+
+def site_trend(profile: DiameterProfile, valid: np.ndarray, i0: int, i1: int,
+               params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray | None:
+    """Robust straight line (slope, intercept; diameter px against arc px) through the ``valid``
+    samples i0..i1, refitted twice without samples beyond ``reference_trend_mads`` robust SDs
+    (a branch origin, a crossing); None with fewer than 5 samples."""
+    sel = np.zeros(profile.arc_px.size, bool)
+    sel[max(i0, 0) : i1 + 1] = True
+    sel &= np.asarray(valid, bool)
+    if sel.sum() < 5:
+        return None
+    a, y = profile.arc_px[sel], profile.diameter_px[sel]
+    coef = np.polyfit(a, y, 1)
+    for _ in range(2):
+        r = y - np.polyval(coef, a)
+        mad = 1.4826 * float(np.median(np.abs(r - np.median(r)))) + 1e-9
+        keep = np.abs(r) <= params.reference_trend_mads * mad
+        if keep.sum() < 5:
+            break
+        coef = np.polyfit(a[keep], y[keep], 1)
+    return coef
+
+
+def trend_diameter(profile: DiameterProfile, valid: np.ndarray, window: Window,
+                   params: MeasureParams = DEFAULT_PARAMS) -> float:
+    """``window``'s diameter on ``profile`` by the rule it was chosen with: the site trend at its
+    centre when it has a site, else the mean of its usable samples."""
+    if window.site is not None:
+        coef = site_trend(profile, valid, *window.site, params=params)
+        if coef is not None:
+            return float(np.polyval(coef, profile.arc_px[window.centre]))
+    ok = valid[window.i0 : window.i1 + 1]
+    seg = profile.diameter_px[window.i0 : window.i1 + 1]
+    return float(np.mean(seg[ok])) if ok.any() else float(np.mean(seg))
+
+
+def _on_site_trend(profile: DiameterProfile, windows: list[Window], params: MeasureParams) -> list[Window]:
+    """The windows with their diameter read off the trend of the site's normal windows."""
+    normal = [w for w in windows if w.normal]
+    if not normal:
+        return windows
+    site = (min(w.i0 for w in normal), max(w.i1 for w in normal))
+    coef = site_trend(profile, profile.valid, *site, params=params)
+    if coef is None:
+        return windows
+    return [replace(w, diameter_px=float(np.polyval(coef, profile.arc_px[w.centre])), site=site) for w in windows]
 
 
 def is_normal(ok: np.ndarray, params: MeasureParams = DEFAULT_PARAMS) -> bool:
