@@ -32,7 +32,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import use_repo  # noqa: E402
+from _common import measure_kwargs, use_repo  # noqa: E402
+
+#: keyword arguments of every stenosis.measure call (``--param``)
+MEASURE_KW: dict = {}
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -115,7 +118,7 @@ def measure_case(case) -> dict:
     row = {**case.to_dict(), "split": None}
     run = AngioRun.from_array(case.image, pixel_intensity_relationship=None, source=case.name)
     try:
-        res = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc)
+        res = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, **MEASURE_KW)
     except StenosisError as e:
         row["refused"] = f"{type(e).__name__}: {e}"
         return row
@@ -220,10 +223,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
+    ap.add_argument("--param", action="append", metavar="NAME=VALUE",
+                    help="measure with this MeasureParams field changed (repeatable; tuples as a:b)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--json", type=Path, help="per-case results")
     ap.add_argument("--save-png", type=Path, help="write each case's image here (to look at)")
     args = ap.parse_args(argv)
+    MEASURE_KW.update(measure_kwargs(args.param))
 
     warnings.filterwarnings("ignore")
     import stenosis

@@ -49,7 +49,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import use_repo  # noqa: E402
+from _common import measure_kwargs, use_repo  # noqa: E402
+
+#: keyword arguments of every stenosis.measure call (``--param``)
+MEASURE_KW: dict = {}
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -305,7 +308,7 @@ def stability(run, seg: str, proximal, distal, base, alternatives) -> dict:
         if p is None:
             continue
         try:
-            r = stenosis.measure(run, seg, p, distal)
+            r = stenosis.measure(run, seg, p, distal, **MEASURE_KW)
         except StenosisError as e:
             rows.append({"proximal": list(p), "refused": str(e)})
             continue
@@ -330,7 +333,7 @@ def measure_one(run, seg: str, proximal, distal, *, mask=None, path_len=None, sl
     row = {"segment": seg, "proximal": list(proximal), "distal": list(distal)}
     t0 = time.perf_counter()
     try:
-        res = stenosis.measure(run, seg, proximal, distal)
+        res = stenosis.measure(run, seg, proximal, distal, **MEASURE_KW)
     except MeasurementError as e:
         row["refused"] = str(e)
         return row
@@ -566,9 +569,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-xa1", action="store_true", help="skip the cerebral frame")
     ap.add_argument("--data", type=Path, default=SHARED, help="shared data folder")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
+    ap.add_argument("--param", action="append", metavar="NAME=VALUE",
+                    help="measure with this MeasureParams field changed (repeatable; tuples as a:b)")
     ap.add_argument("--verbose", action="store_true", help="a line per segment")
     ap.add_argument("--json", type=Path, help="write per-segment results here")
     args = ap.parse_args(argv)
+    MEASURE_KW.update(measure_kwargs(args.param))
 
     warnings.filterwarnings("ignore")
     import stenosis
