@@ -233,7 +233,39 @@ def expert_width_along(mask: np.ndarray, centre_rc: np.ndarray, normal_rc: np.nd
     return out
 
 
-def judge(res, mask: np.ndarray | None, path_len_px: float | None) -> dict:
+def depth_widths(image: np.ndarray, centre_rc: np.ndarray, normal_rc: np.ndarray, levels=(0.5, 0.75), *,
+                 reach_px: float = 12.0, flank_px: float = 9.0, step_px: float = 0.25) -> dict[float, np.ndarray]:
+    """(N,) width (px) of each raw-image profile at each share of its depth (0.5: the half-maximum width).
+
+    Vessels dark: the profile is 255 - image along the normal through the fitted centre, less a line
+    through its flanks (|offset| >= ``flank_px``); the depth is its peak within 1 px of the centre;
+    the width runs between the first samples either side that fall to the level. What an expert's
+    mask width corresponds to on the image, independent of any lumen model."""
+    from scipy import ndimage as ndi
+
+    x = np.arange(-reach_px, reach_px + 1e-9, step_px)
+    pts = centre_rc[:, None, :] + x[None, :, None] * normal_rc[:, None, :]
+    Y = 255.0 - ndi.map_coordinates(image.astype(float), [pts[..., 0], pts[..., 1]], order=1)
+    flank = np.abs(x) >= flank_px
+    k0 = int(np.argmin(np.abs(x)))
+    near = slice(k0 - int(1 / step_px), k0 + int(1 / step_px) + 1)
+    out = {lvl: np.full(len(Y), np.nan) for lvl in levels}
+    for i, y in enumerate(Y):
+        z = y - np.polyval(np.polyfit(x[flank], y[flank], 1), x)
+        peak = float(z[near].max())
+        if peak <= 0:
+            continue
+        for lvl in levels:
+            lo = hi = k0
+            while lo > 0 and z[lo] > lvl * peak:
+                lo -= 1
+            while hi < x.size - 1 and z[hi] > lvl * peak:
+                hi += 1
+            out[lvl][i] = x[hi] - x[lo]
+    return out
+
+
+def judge(res, mask: np.ndarray | None, path_len_px: float | None, image: np.ndarray | None = None) -> dict:
     """Trace and diameter figures of one result against the expert mask (if any)."""
     from scipy import ndimage as ndi
 
@@ -275,6 +307,11 @@ def judge(res, mask: np.ndarray | None, path_len_px: float | None) -> dict:
         good = np.isfinite(edge) & (edge > 0)
         if good.sum() >= 3:  # the derivative (max-gradient) edges: is the fit or the expert the odd one out?
             out["edge_ratio"] = float(np.median(edge[good] / ex[good]))
+        if image is not None:  # the expert's convention, read on the image itself
+            for lvl, w in depth_widths(image, centre[ok], prof.normal_rc[ok]).items():
+                fine = np.isfinite(w)
+                if fine.sum() >= 3:
+                    out[f"depth{int(lvl * 100)}_ratio"] = float(np.median(w[fine] / ex[fine]))
     return out
 
 
@@ -326,7 +363,7 @@ def stability(run, seg: str, proximal, distal, base, alternatives) -> dict:
     return {"slides": rows}
 
 
-def measure_one(run, seg: str, proximal, distal, *, mask=None, path_len=None, slides=()) -> dict:
+def measure_one(run, seg: str, proximal, distal, *, mask=None, path_len=None, slides=(), image=None) -> dict:
     import stenosis
     from stenosis.errors import MeasurementError, StenosisError
 
@@ -341,7 +378,7 @@ def measure_one(run, seg: str, proximal, distal, *, mask=None, path_len=None, sl
         row["refused"] = f"{type(e).__name__}: {e}"
         return row
     row["seconds"] = round(time.perf_counter() - t0, 3)
-    row.update(judge(res, mask, path_len))
+    row.update(judge(res, mask, path_len, image))
     row.update(stability(run, seg, proximal, distal, res, slides))
     return row
 
@@ -363,10 +400,11 @@ def cimat_run(i: int, root: Path = CIMAT):
 def run_cimat(images, root: Path, *, per_image: int, verbose: bool) -> list[dict]:
     rows = []
     for i in images:
-        run, _, mask = cimat_run(i, root)
+        run, img, mask = cimat_run(i, root)
         for s in pick_segments(mask, str(i), per_image=per_image):
             slides = (s.slid(-10.0), s.slid(+10.0))
-            row = measure_one(run, s.segment, s.proximal, s.distal, mask=mask, path_len=s.length_px, slides=slides)
+            row = measure_one(run, s.segment, s.proximal, s.distal, mask=mask, path_len=s.length_px, slides=slides,
+                              image=img)
             ew = s.expert_width
             row.update({
                 "image": i, "split": "dev" if i in DEV else "held-out", "seg": s.index,
@@ -476,6 +514,8 @@ def summarise(rows: list[dict]) -> dict:
         "n_ratio": int(ratios.size),
         "edge_ratio_median": (float(np.median([r["edge_ratio"] for r in measured if "edge_ratio" in r]))
                               if any("edge_ratio" in r for r in measured) else None),
+        **{f"depth{d}_median": (float(np.median([r[f"depth{d}_ratio"] for r in measured if f"depth{d}_ratio" in r]))
+                                if any(f"depth{d}_ratio" in r for r in measured) else None) for d in (50, 75)},
         "slide_median": float(np.median(dd)) if dd.size else None,
         "slide_p90": float(np.percentile(dd, 90)) if dd.size else None,
         "n_slides": len(slides),
@@ -509,6 +549,7 @@ def print_tables(cimat_rows: list[dict], xa1_rows: list[dict]) -> None:
     row("trace length / skeleton path (median)", lambda s: _f(s["len_ratio_median"]))
     row("fitted / expert width (median)", lambda s: _f(s["ratio_median"]))
     row("derivative-edge / expert width (median)", lambda s: _f(s["edge_ratio_median"]))
+    row("image width at 50% / 75% depth / expert", lambda s: f"{_f(s['depth50_median'])} / {_f(s['depth75_median'])}")
     row("segments within +-20% of expert width", lambda s: _f(s["within20"], "{:.0f}%"))
     row("width bias, median of segments (px)", lambda s: _f(s["bias_median"], "{:+.2f}"))
     row("width MAE, mean of segments (px)", lambda s: _f(s["mae_mean"]))
