@@ -38,7 +38,7 @@ BORDERLINE_POINTS = DEFAULT_PARAMS.borderline_points
 
 def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *, model="unet", reference=None,
             reference_choice=None, mld=None, waypoints=(), feeding_proximal=None, feeding_distal=None,
-            pixel_mm=None, frames="all", params: MeasureParams = DEFAULT_PARAMS,
+            pixel_mm=None, frames="all", exclude_frames=(), params: MeasureParams = DEFAULT_PARAMS,
             inputs: ReaderInputs | None = None) -> StenosisResult:
     """Measure WASID percent stenosis of one arterial segment of one run.
 
@@ -69,6 +69,9 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     frames : {"all", "single"} or int
         Frames measured: every frame of the arterial phase in which the segment is fully
         opacified (combined per sample before WASID), only the analysed one, or at most N.
+    exclude_frames : sequence of int
+        Frames the reader dropped from the combination (e.g. one with motion or venous overlap);
+        recorded in ``result.frames["excluded"]``.
     params : MeasureParams
         Tuned values of the measurement (recorded in ``result.parameters["params"]``).
     inputs : ReaderInputs, optional
@@ -90,11 +93,14 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
         inputs = ReaderInputs.create(segment, proximal, distal, frame, model=model, reference=reference,
                                      reference_choice=reference_choice, mld=mld, waypoints=waypoints,
                                      feeding_proximal=feeding_proximal, feeding_distal=feeding_distal,
-                                     pixel_mm=pixel_mm, frames=frames)
+                                     pixel_mm=pixel_mm, frames=frames, exclude_frames=exclude_frames)
     run = calibrated_run(path_or_run, inputs.pixel_mm)
     inputs.check_within(run.frames.shape[0], run.frames.shape[1:])
     scale = Scale.of(run.calibration, inputs.segment, inputs.model, params)
     analysed = choose_frame(run, inputs, scale, params)
+    if analysed.index in inputs.exclude_frames:
+        raise MeasurementError(f"frame {analysed.index} is the analysed frame and cannot be dropped; choose another "
+                               "frame to analyse (frame=...) and drop this one")
     image, trace = analysed.image, analysed.trace
     rhint = radius_hint(image, trace.centerline_rc)
     profile = diameter_stage(image, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
@@ -153,6 +159,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     trace = analysed.trace
     limit = inputs.frame_limit
     companions = [] if limit == 0 else companion_frames(run, analysed, profile.centerline_rc, params=params)
+    companions = [t for t in companions if t not in inputs.exclude_frames]
     for t, moved in zip(companions, follow_frames(run, analysed, companions, params)):
         if limit is not None and len(used) > limit:
             break
@@ -344,11 +351,11 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
         percent_stenosis_sd=float(wm.percent_stenosis_sd),
         mld_sd_px=float(wm.mld_sd_px),
         reference_sd_px=float(wm.reference_sd_px),
-        frames=_frames_record(series, profile, scale) if series is not None else {},
+        frames=_frames_record(series, profile, scale, inputs.exclude_frames) if series is not None else {},
     )
 
 
-def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) -> dict:
+def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale, excluded=()) -> dict:
     """The frames used and each frame's own percent stenosis and MLD (JSON-ready)."""
     mm = scale.mm_per_px
     rnd = lambda v, nd: None if v is None or not np.isfinite(v) else round(float(v), nd)  # noqa: E731
@@ -360,4 +367,5 @@ def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) 
                       for t, w in zip(series.frames, series.per_frame)],
         "frame_to_frame_sd": rnd(series.frame_sd, 2),
         "rejected": [{"frame": int(t), "why": why} for t, why in series.rejected],
+        "excluded": [int(t) for t in excluded],
     }

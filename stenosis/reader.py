@@ -34,6 +34,22 @@ def as_rc(p: Any, name: str) -> Point:
     return r, c
 
 
+def _frame_numbers(frames: Any) -> tuple[int, ...]:
+    """Sorted unique whole frame numbers (a reader's dropped frames); one-line error otherwise."""
+    if frames is None:
+        return ()
+    items = [frames] if isinstance(frames, (int, np.integer, str)) else list(frames)
+    out = set()
+    for f in items:
+        try:
+            if isinstance(f, (bool, np.bool_)) or not float(f).is_integer():
+                raise ValueError
+            out.add(int(float(f)))
+        except (TypeError, ValueError, OverflowError):
+            raise MeasurementError(f"a dropped frame must be a whole frame number, got {f!r}") from None
+    return tuple(sorted(out))
+
+
 def frames_mode(frames: Any) -> str | int:
     """'all' (every fully opacified frame of the arterial phase), 'single', or at most N frames."""
     text = str(frames).strip().lower()
@@ -70,12 +86,13 @@ class ReaderInputs:
     feeding_distal: Point | None = None
     pixel_mm: float | None = None
     frames: str | int = "all"
+    exclude_frames: tuple[int, ...] = ()  # frames the reader dropped from the combination
 
     @classmethod
     def create(cls, segment: Any, proximal: Any, distal: Any, frame: Any = None, *, model: Any = "unet",
                reference: Any = None, reference_choice: Any = None, mld: Any = None, waypoints: Any = (),
                feeding_proximal: Any = None, feeding_distal: Any = None, pixel_mm: Any = None,
-               frames: Any = "all") -> ReaderInputs:
+               frames: Any = "all", exclude_frames: Any = ()) -> ReaderInputs:
         """Validate and normalise; raises MeasurementError with a one-line message."""
         if segment is None:
             raise MeasurementError("choose the artery graded: segment ICA, M1, V4 or BA (it sets the WASID reference rule)")
@@ -115,6 +132,10 @@ class ReaderInputs:
         if pixel_mm is not None:
             pixel_mm = check_pixel_mm(pixel_mm, what="the reader's pixel size (--pixel-mm)")
         frames = frames_mode(frames)
+        excluded = _frame_numbers(exclude_frames)
+        if frame is not None and frame in excluded:
+            raise MeasurementError(f"frame {frame} is both the analysed frame and a dropped one; drop another frame "
+                                   "or analyse another")
         return cls(
             segment=seg, proximal=as_rc(proximal, "proximal"), distal=as_rc(distal, "distal"), frame=frame,
             model=model_name, reference=_opt(reference, "reference"), reference_choice=force,
@@ -122,6 +143,7 @@ class ReaderInputs:
             waypoints=tuple(as_rc(p, f"waypoint {k + 1}") for k, p in enumerate(() if waypoints is None else list(waypoints))),
             feeding_proximal=_opt(feeding_proximal, "feeding proximal"),
             feeding_distal=_opt(feeding_distal, "feeding distal"), pixel_mm=pixel_mm, frames=frames,
+            exclude_frames=excluded,
         )
 
     def named_points(self) -> list[tuple[str, Point]]:
@@ -145,6 +167,9 @@ class ReaderInputs:
         if self.frame is not None and not 0 <= self.frame < n_frames:
             raise MeasurementError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
                                    f"pick a frame from 0 to {n_frames - 1}")
+        outside = [t for t in self.exclude_frames if not 0 <= t < n_frames]
+        if outside:
+            raise MeasurementError(f"dropped frame {outside[0]} is outside the run (0..{n_frames - 1})")
 
     @property
     def frame_limit(self) -> int | None:
@@ -179,4 +204,6 @@ class ReaderInputs:
             out["pixel_mm"] = float(self.pixel_mm)
         if self.frames != "all":
             out["frames"] = self.frames
+        if self.exclude_frames:
+            out["exclude_frames"] = list(self.exclude_frames)
         return out

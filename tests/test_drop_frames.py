@@ -1,0 +1,67 @@
+"""A reader drops a frame from the multi-frame combination (issue 18: the frames used are
+shown and editable)."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import stenosis
+from stenosis.errors import MeasurementError
+from stenosis.reader import ReaderInputs
+
+
+@pytest.fixture(scope="module")
+def run_truth(tmp_path_factory):
+    from _phantoms import phantom
+
+    dcm, truth = phantom("low_dose_m1_8frames", tmp_path_factory.mktemp("drop"))
+    return stenosis.read_run(dcm), truth
+
+
+def _measure(run, truth, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), **kw)
+
+
+def test_a_dropped_frame_is_left_out_and_recorded(run_truth):
+    run, truth = run_truth
+    full = _measure(run, truth)
+    used = full.frames["used"]
+    assert len(used) >= 3
+    drop = used[-1]
+    res = _measure(run, truth, exclude_frames=[drop])
+    assert res.frames["used"] == [t for t in used if t != drop]
+    assert res.frames["excluded"] == [drop]
+    assert res.parameters["reader"]["exclude_frames"] == [drop]
+    assert full.frames["excluded"] == []
+    # the other frames still read the lesion (the dropped frame was a good one here)
+    assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 3.0
+    assert res.percent_stenosis != full.percent_stenosis
+
+
+def test_the_analysed_frame_cannot_be_dropped(run_truth):
+    run, truth = run_truth
+    full = _measure(run, truth)
+    with pytest.raises(MeasurementError, match="analysed frame and cannot be dropped"):
+        _measure(run, truth, exclude_frames=[full.frame_index])
+    # analysing another frame lets the reader drop it
+    other = full.frames["used"][1]
+    res = _measure(run, truth, frame=other, exclude_frames=[full.frame_index])
+    assert full.frame_index not in res.frames["used"] and res.frame_index == other
+
+
+@pytest.mark.parametrize("bad, message", [([1.5], "whole frame number"), (["x"], "whole frame number"),
+                                          ([True], "whole frame number")])
+def test_dropped_frames_are_checked(bad, message):
+    with pytest.raises(MeasurementError, match=message):
+        ReaderInputs.create("M1", (10, 10), (20, 20), exclude_frames=bad)
+    with pytest.raises(MeasurementError, match="both the analysed frame and a dropped one"):
+        ReaderInputs.create("M1", (10, 10), (20, 20), frame=3, exclude_frames=[3])
+
+
+def test_a_dropped_frame_outside_the_run_is_refused(run_truth):
+    run, truth = run_truth
+    with pytest.raises(MeasurementError, match="outside the run"):
+        _measure(run, truth, exclude_frames=[99])
