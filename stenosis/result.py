@@ -300,7 +300,11 @@ class StenosisResult:
 #: are pixels of the analysed frame; ``frames_used`` the frames combined (space-separated,
 #: the analysed one first) with their ``frame_to_frame_sd``; ``frame_auto`` .. ``feeding_points`` are the reader's
 #: overrides (``parameters["reader"]``); ``warnings`` joined by `` | ``; ``report``/``sr`` the
-#: output files written for the row (batch: relative to the output folder).
+#: output files written for the row (batch: relative to the output folder). ``lesion`` ..
+#: ``lesion_disagreement_sd``: a batch row that is one view of a named lesion (points file column
+#: ``lesion``): the lesion's name, whether this view is the graded one (the most severe), the
+#: lesion's graded percent and >= 50% call, and how far its views disagree (``lesion_grade``,
+#: :mod:`stenosis.batch.lesions`); empty for rows of no lesion.
 ROW_COLUMNS: tuple[str, ...] = (
     "path", "status", "error", "segment", "mode", "confidence", "frame_index", "frames_used", "frame_to_frame_sd",
     "percent_stenosis", "percent_stenosis_sd", "meets_50",
@@ -310,6 +314,8 @@ ROW_COLUMNS: tuple[str, ...] = (
     "proximal_row", "proximal_col", "distal_row", "distal_col",
     "frame_auto", "reference_mode", "reference_override", "mld_override", "waypoints", "feeding_points",
     "model", "warnings", "run_id", "software_version", "model_sha256", "report", "sr",
+    "lesion", "lesion_graded", "lesion_percent_stenosis", "lesion_meets_50", "lesion_disagreement_points",
+    "lesion_disagreement_sd",
 )
 
 
@@ -344,6 +350,9 @@ def row_from_dict(d: Mapping[str, Any], **cells: Any) -> dict[str, Any]:
     sw = d.get("software") or {}
     params = d.get("parameters")
     warnings = d.get("warnings") or []
+    grade = d.get("lesion_grade") or {}
+    if grade.get("note") and d.get("status", "ok") == "ok" and isinstance(warnings, list):
+        warnings = [*warnings, grade["note"]]
     row = {
         "path": d.get("path") or d.get("file"),
         "status": d.get("status", "ok"),
@@ -381,6 +390,12 @@ def row_from_dict(d: Mapping[str, Any], **cells: Any) -> dict[str, Any]:
         "model_sha256": sw.get("model_sha256"),
         "report": d.get("report"),
         "sr": d.get("sr"),
+        "lesion": d.get("lesion"),
+        "lesion_graded": grade.get("graded"),
+        "lesion_percent_stenosis": grade.get("percent_stenosis"),
+        "lesion_meets_50": grade.get("meets_50"),
+        "lesion_disagreement_points": grade.get("disagreement_points"),
+        "lesion_disagreement_sd": grade.get("disagreement_sd"),
         **cells,
     }
     return {k: ("" if row.get(k) is None else row[k]) for k in ROW_COLUMNS}

@@ -10,21 +10,44 @@ percent stenosis, and reports how far the views disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import MeasurementError
+from .errors import MeasurementError, StenosisError
 from .measurement import measure
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import StenosisResult
 
-__all__ = ["ViewsResult", "measure_views", "GRADING_RULE"]
+__all__ = ["ViewsResult", "ViewsGrade", "measure_views", "grade_views", "GRADING_RULE"]
 
 GRADING_RULE = "WASID: the view with the most severe stenosis (largest percent stenosis) is graded"
 #: what one view may give besides its run: a reader's inputs but the artery and model (the lesion's)
 VIEW_KEYS = frozenset(f.name for f in fields(ReaderInputs)) - {"segment", "model"}
+
+
+@dataclass(frozen=True)
+class ViewsGrade:
+    """Which view of one lesion is graded and how far the views disagree."""
+
+    graded_index: int
+    disagreement_points: float
+    disagreement_sd: float
+
+
+def grade_views(percents: Sequence[float], sds: Sequence[float | None]) -> ViewsGrade:
+    """The WASID grade of one lesion from its views' percent stenosis (and 1-SD uncertainties):
+    the view with the largest percent is graded (the first of equals); the disagreement is the
+    largest minus the smallest percent, in points and over the two views' combined SD (NaN when
+    an SD is unknown). Used by :func:`measure_views` and by a batch's ``lesion`` groups."""
+    p = np.asarray(percents, dtype=float)
+    if p.size == 0 or not np.all(np.isfinite(p)):
+        raise MeasurementError("grading a lesion needs every view's percent stenosis")
+    s = np.array([np.nan if v is None else float(v) for v in sds], dtype=float)
+    i, j = int(np.argmax(p)), int(np.argmin(p))
+    return ViewsGrade(i, float(p[i] - p[j]), float((p[i] - p[j]) / max(np.hypot(s[i], s[j]), 1e-9)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,20 +70,19 @@ class ViewsResult:
     def meets_50(self) -> bool:
         return self.graded.meets_50
 
+    def _grade(self) -> ViewsGrade:
+        return grade_views([v.percent_stenosis for v in self.views], [v.percent_stenosis_sd for v in self.views])
+
     @property
     def disagreement_points(self) -> float:
         """Largest minus smallest percent stenosis over the views."""
-        p = [v.percent_stenosis for v in self.views]
-        return float(max(p) - min(p))
+        return self._grade().disagreement_points
 
     @property
     def disagreement_sd(self) -> float:
         """The views' disagreement over their combined uncertainty (SDs): above 2, they see the
         lesion differently (an eccentric lumen, foreshortening, a misplaced trace)."""
-        p = np.array([v.percent_stenosis for v in self.views])
-        s = np.array([v.percent_stenosis_sd for v in self.views])
-        i, j = int(np.argmax(p)), int(np.argmin(p))
-        return float((p[i] - p[j]) / max(np.hypot(s[i], s[j]), 1e-9))
+        return self._grade().disagreement_sd
 
     def to_dict(self) -> dict[str, Any]:
         g = self.graded.to_dict()
@@ -108,6 +130,19 @@ def measure_views(views: Sequence[Mapping[str, Any]], segment: Any, *, model: st
         if unknown:
             raise MeasurementError(f"view {k + 1}: {', '.join(unknown)} is not a view's input; give run, proximal, "
                                    f"distal and optionally {', '.join(sorted(VIEW_KEYS - {'proximal', 'distal'}))}")
-        results.append(measure(run, segment, model=model, params=params, **kw))
-    graded = int(np.argmax([r.percent_stenosis for r in results]))
-    return ViewsResult(tuple(results), graded)
+        try:
+            results.append(measure(run, segment, model=model, params=params, **kw))
+        except StenosisError as exc:  # the same error, naming the view it came from
+            exc.args = (f"view {k + 1} ({_view_name(run)}): {exc}",)
+            raise
+    graded = grade_views([r.percent_stenosis for r in results], [r.percent_stenosis_sd for r in results])
+    return ViewsResult(tuple(results), graded.graded_index)
+
+
+def _view_name(run: Any) -> str:
+    """The file name of a view's run (path or AngioRun), for messages."""
+    source = getattr(run, "source", run)
+    try:
+        return Path(source).name or str(source)
+    except TypeError:
+        return type(run).__name__

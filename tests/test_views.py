@@ -44,3 +44,21 @@ def test_a_view_without_run_is_a_clear_error():
 def test_a_view_with_an_unknown_key_is_a_clear_error():
     with pytest.raises(MeasurementError, match="view 1: segmnt is not a view's input"):
         stenosis.measure_views([{"run": "x.dcm", "proximal": (1, 2), "distal": (3, 4), "segmnt": "M1"}], "M1")
+
+
+def test_a_view_that_fails_is_named_in_the_error(tmp_path):
+    from stenosis.errors import StenosisError
+
+    with pytest.raises(StenosisError, match=r"^view 1 \(nope\.dcm\): "):
+        stenosis.measure_views([{"run": tmp_path / "nope.dcm", "proximal": (1, 2), "distal": (3, 4)}], "M1")
+
+
+def test_grade_views_rule():
+    from stenosis.views import grade_views
+
+    g = grade_views([30.0, 62.0, 62.0, 45.0], [1.0, 3.0, 1.0, 4.0])
+    assert (g.graded_index, g.disagreement_points) == (1, 32.0)  # the most severe; the first of equals
+    assert g.disagreement_sd == pytest.approx(32 / (10 ** 0.5))
+    assert grade_views([50.0], [None]).disagreement_points == 0
+    with pytest.raises(MeasurementError):
+        grade_views([], [])

@@ -10,6 +10,7 @@ per-run function, :func:`measure_one`, that turns a task into a result row (the
 * :mod:`.pool` -- worker processes (warm-up, timeout, recycling) and Dask;
 * :mod:`.outputs` -- the output folder, per-task file names, atomic writes, the
   journal ``results.jsonl`` and ``results.csv`` (:data:`stenosis.result.ROW_COLUMNS`);
+* :mod:`.lesions` -- rows of one ``lesion`` (views of one lesion) graded together;
 * :mod:`.summary` -- ``summary.png``;
 * :mod:`.runner` -- :func:`run_batch`, which strings them together.
 
@@ -52,6 +53,7 @@ from .outputs import (
     write_results_csv,
     write_sorted_jsonl,
 )
+from .lesions import annotate_lesions
 from .pool import DEFAULT_MAX_TASKS_PER_CHILD, release_memory, warm_up
 from .runner import BatchSummary, BatchTerminated, run_batch
 from .summary import write_summary_figure
@@ -62,6 +64,7 @@ from .tasks import (
     PointsFileError,
     Task,
     auto_tasks,
+    lesion_problems,
     read_points,
     read_segments,
 )
@@ -80,6 +83,8 @@ __all__ = [
     "read_points",
     "read_segments",
     "auto_tasks",
+    "lesion_problems",
+    "annotate_lesions",
     "measure_one",
     "error_row",
     "run_batch",

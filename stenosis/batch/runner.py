@@ -4,6 +4,8 @@ Rows are sorted by path (then segment, frame) whatever the completion order, and
 every worker runs torch with one thread, so ``--jobs 1`` and ``--jobs 2`` give
 identical numbers. SIGTERM ends a batch like SIGINT: the rows finished so far are
 written to ``results.csv`` and :class:`BatchTerminated` is raised (the CLI exits 143).
+Rows of a points file's ``lesion`` groups are graded together whenever the outputs are
+written (:mod:`.lesions`).
 """
 from __future__ import annotations
 
@@ -38,10 +40,11 @@ from .outputs import (
     write_results_csv,
     write_sorted_jsonl,
 )
+from .lesions import annotate_lesions
 from .pool import DEFAULT_MAX_TASKS_PER_CHILD, run_dask, run_inline, run_processes
 from .summary import needs_confirmation, write_summary_figure
-from .tasks import Task
-from .work import WorkOptions, measure_one
+from .tasks import Task, lesion_problems
+from .work import WorkOptions, error_row, measure_one
 
 __all__ = ["BatchSummary", "BatchTerminated", "run_batch"]
 
@@ -191,10 +194,14 @@ def run_batch(
     keys = {t.key or t.path for t in tasks}
     todo = [t for t in tasks if (t.key or t.path) not in done_rows]
     n_skipped = sum(1 for k in keys if k in done_rows)
+    problems = lesion_problems(tasks)  # views of one lesion naming different arteries: error rows, not measured
+    refused = [t for t in todo if (t.key or t.path) in problems]
+    todo = [t for t in todo if (t.key or t.path) not in problems]
 
     journal = Journal(jsonl)
     rss: dict[int, float] = {}
-    prog, advance = _progress(len(todo)) if progress and todo else (None, lambda counts: None)
+    n_todo = len(todo) + len(refused)
+    prog, advance = _progress(n_todo) if progress and n_todo else (None, lambda counts: None)
     counts = {"ok": 0, "error": 0}
 
     def on_row(row: dict[str, Any]) -> None:
@@ -205,6 +212,8 @@ def run_batch(
     n_timeout = 0
     with _sigterm_as_interrupt():
         try:
+            for t in refused:
+                on_row(error_row(t, problems[t.key or t.path]))
             if not todo:
                 pass
             elif scheduler is not None:
@@ -219,7 +228,7 @@ def run_batch(
             if prog is not None:
                 prog.stop()
             journal.close()
-            rows = read_jsonl(jsonl)
+            rows = annotate_lesions(read_jsonl(jsonl))
             write_sorted_jsonl(rows, jsonl)
             write_results_csv(rows, out / CSV_NAME)
             if summary_figure:

@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..enums import Segment
 from ..errors import InputError, StenosisError
@@ -23,6 +23,7 @@ __all__ = [
     "read_points",
     "read_segments",
     "auto_tasks",
+    "lesion_problems",
 ]
 
 #: Required columns of a points file; ``frame`` is optional.
@@ -79,6 +80,9 @@ class Task:
         Inner centerline points; optional column ``waypoints`` as ``row col;row col``.
     frames : "all", "single" or int
         Frames measured (:func:`stenosis.measure`'s ``frames``); optional column ``frames``.
+    lesion : str or None
+        Name of the lesion this run is one view of (optional column ``lesion``): rows with the
+        same name are views of one lesion, graded together (:mod:`stenosis.batch.lesions`).
     """
 
     path: str
@@ -94,6 +98,7 @@ class Task:
     mld: tuple[float, float] | None = None
     waypoints: tuple[tuple[float, float], ...] = ()
     frames: str | int = "all"
+    lesion: str | None = None
 
     def sort_key(self) -> tuple:
         return (self.path, self.segment, -1 if self.frame is None else self.frame, self.key)
@@ -233,7 +238,9 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
     csv_path : path
         CSV with columns ``path,segment,proximal_row,proximal_col,distal_row,distal_col``
         and optional ``frame`` (0-based), ``reference_choice``, ``mld_row``, ``mld_col``,
-        ``waypoints``, ``frames`` (all, single or a number); extra columns are ignored. ``path`` is relative to `root`.
+        ``waypoints``, ``frames`` (all, single or a number) and ``lesion`` (rows with the same name
+        are views of one lesion: :func:`lesion_problems`, :mod:`stenosis.batch.lesions`); extra
+        columns are ignored. ``path`` is relative to `root`.
         Points are pixel (row, col), fractional allowed.
     root : path
         The batch folder.
@@ -260,8 +267,9 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
             if not math.isfinite(v):
                 raise PointsFileError(f"{where}: {col} {raw!r} is not a finite number")
             coords.append(v)
+        lesion = {"lesion": cell("lesion")} if "lesion" in idx and cell("lesion") else {}
         return {"proximal": (coords[0], coords[1]), "distal": (coords[2], coords[3]), "mode": "points",
-                **_override_cells(cell, idx, where)}
+                **_override_cells(cell, idx, where), **lesion}
 
     return _read_tasks(csv_path, root, POINT_COLUMNS, "points file", points)
 
@@ -314,6 +322,25 @@ def _override_cells(cell: Cell, idx: dict, where: str) -> dict[str, Any]:
             out["frames"] = frames_mode(cell("frames"))
         except StenosisError as exc:
             raise PointsFileError(f"{where}: {exc}") from None
+    return out
+
+
+def lesion_problems(tasks: Iterable[Task]) -> dict[str, str]:
+    """Tasks that cannot be measured as views of their lesion, by key, with the one-line reason:
+    the views of one lesion (the same ``lesion`` name) must grade the same artery. Such a task is
+    an error row, not a measurement (:func:`stenosis.batch.run_batch`)."""
+    groups: dict[str, list[Task]] = {}
+    for t in tasks:
+        if t.lesion:
+            groups.setdefault(t.lesion, []).append(t)
+    out: dict[str, str] = {}
+    for name, group in groups.items():
+        segments = sorted({t.segment for t in group})
+        if len(segments) > 1:
+            seen = "; ".join(f"{seg}: {', '.join(sorted(t.path for t in group if t.segment == seg))}" for seg in segments)
+            msg = (f"lesion {name!r} has views of different arteries ({seen}); one lesion is one artery: give its "
+                   "rows the same segment, or different lesion names")
+            out.update({t.key or t.path: msg for t in group})
     return out
 
 

@@ -82,7 +82,7 @@ def error_row(task: Task, message: str, *, software: Mapping[str, Any] | None = 
     """The row recorded for a task that could not be measured."""
     message = _relative_text(message, task)
     sw = dict(software) if software is not None else {"version": __version__, "model_sha256": None}
-    return {
+    return _with_lesion(task, {
         "key": task.key or task.path,
         "path": task.path,
         "status": "error",
@@ -93,7 +93,15 @@ def error_row(task: Task, message: str, *, software: Mapping[str, Any] | None = 
         "proximal_rc": list(task.proximal) if task.proximal is not None else None,
         "distal_rc": list(task.distal) if task.distal is not None else None,
         "software": sw,
-    }
+    })
+
+
+def _with_lesion(task: Task, row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its lesion's name (points file column ``lesion``) when the task has one."""
+    lesion = getattr(task, "lesion", None)
+    if lesion:
+        row["lesion"] = lesion
+    return row
 
 
 def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
@@ -102,7 +110,8 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
     Reads the run, places the points (auto mode: :func:`stenosis.auto.find_lesion`),
     measures with WASID (:func:`stenosis.measure`), writes the report PNG (and SR)
     atomically, and returns the ``measure --json`` object extended with ``key, path,
-    status, error, mode, confidence, proximal_rc, distal_rc, run_id, report, sr``
+    status, error, mode, confidence, proximal_rc, distal_rc, run_id, report, sr`` (and ``lesion``
+    when the task is one view of a named lesion)
     (``report``/``sr``: the files written, relative to the output folder). ``file`` is
     the path relative to the batch folder (no absolute paths, no patient identifiers).
     """
@@ -140,6 +149,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
         )
         row["warnings"] = [_relative_text(w, task) for w in row.get("warnings") or []]
         row.update(jsonable(auto_info))
+        _with_lesion(task, row)
         if task.mode == "auto":
             warns = list(row.get("warnings") or [])
             warns.append(f"auto: points placed automatically (confidence {confidence:.2f}); confirm them")

@@ -16,7 +16,7 @@ from .._version import __version__
 # subcommand -> (module, one-line help shown in `stenosis --help`)
 SUBCOMMANDS = {
     "info": ("stenosis.cli.info", "Describe DICOM runs: frames, size, encoding, calibration."),
-    "measure": ("stenosis.cli.measure", "Measure WASID percent stenosis of one segment of one run."),
+    "measure": ("stenosis.cli.measure", "Measure WASID percent stenosis of one segment of one run (or of one lesion in several views)."),
     "batch": ("stenosis.cli.batch", "Measure every run of a folder (points file or --auto)."),
     "demo": ("stenosis.cli.demo", "Measure a bundled sample run and write its report."),
 }

@@ -3,6 +3,11 @@
 Parses the arguments and calls :func:`stenosis.measure`; no measurement
 logic here. ``--json`` prints exactly one JSON object on stdout; the default is a
 short readable summary; ``--out DIR`` writes ``result.json`` and ``report.png``.
+
+Several views of one lesion: ``stenosis measure PATH1 PATH2 --segment S --proximal P1
+--distal D1 --proximal P2 --distal D2`` (the k-th ``--proximal``/``--distal``, and
+``--frame``/``--pixel-mm`` when given, belong to the k-th PATH) calls
+:func:`stenosis.measure_views`: every view is reported, the most severe is graded.
 Exit status: 0 measured, 2 usage error, 3 input the tool cannot measure.
 """
 from __future__ import annotations
@@ -52,18 +57,30 @@ def summary_lines(res) -> list[str]:
     return lines
 
 
-@click.command("measure")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.command("measure", epilog=(
+    "Several views of one lesion (biplane A/B, working projections): give one PATH per view and "
+    "--proximal/--distal once per PATH, in the same order (--frame and --pixel-mm: once per PATH or not "
+    "at all); e.g. stenosis measure A.dcm B.dcm --segment M1 --proximal 181,138 --distal 193,308 "
+    "--proximal 114,220 --distal 267,204. Every view is measured and reported; the most severe (largest "
+    "percent stenosis) is graded (WASID), with the disagreement between the views. --segment, --model, "
+    "--frames and --reference-choice apply to every view; the point overrides (--reference, --mld, "
+    "--waypoint, --feeding-*, --catheter-*) are for one view only."))
+@click.argument("paths", metavar="PATH [PATH ...]", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--segment", required=True, type=click.Choice(SEGMENTS, case_sensitive=False), help="Artery graded (sets the WASID reference rule).")
-@click.option("--proximal", required=True, type=RC, help="Point proximal to the lesion, ROW,COL in pixels (0-based).")
-@click.option("--distal", required=True, type=RC, help="Point distal to the lesion, ROW,COL in pixels (0-based).")
-@click.option("--frame", type=click.IntRange(min=0), default=None, help="Frame to analyse (0-based); default: first fully opacified frame.")
+@click.option("--proximal", "proximals", required=True, multiple=True, type=RC,
+              help="Point proximal to the lesion, ROW,COL in pixels (0-based); once per PATH, in order.")
+@click.option("--distal", "distals", required=True, multiple=True, type=RC,
+              help="Point distal to the lesion, ROW,COL in pixels (0-based); once per PATH, in order.")
+@click.option("--frame", "frame_list", type=click.IntRange(min=0), multiple=True,
+              help="Frame to analyse (0-based); default: first fully opacified frame. Several views: once per PATH.")
 @click.option("--frames", "frames", default="all", show_default=True, metavar="all|single|N",
               help="Frames measured: every fully opacified frame of the arterial phase (combined), the analysed one only, or at most N.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write result.json and report.png to this folder.")
-@click.option("--pixel-mm", type=PIXEL_MM, default=None,
-              help=f"Pixel size in mm at the isocentre, {PIXEL_MM.range_text} (overrides the file calibration).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write result.json and report.png to this folder (several views: report-view<k>.png per view).")
+@click.option("--pixel-mm", "pixel_mm_list", type=PIXEL_MM, multiple=True,
+              help=f"Pixel size in mm at the isocentre, {PIXEL_MM.range_text} (overrides the file calibration). "
+                   "Several views: once per PATH.")
 @click.option("--catheter-french", type=click.FloatRange(min=0, min_open=True), default=None, metavar="F",
               help="Catheter calibration: the catheter's outer size in French (1 F = 1/3 mm); with --catheter-points.")
 @click.option("--catheter-points", default=None, metavar="R1,C1,R2,C2",
@@ -79,12 +96,33 @@ def summary_lines(res) -> list[str]:
 @click.option("--feeding-distal", type=RC, default=None, help="Feeding artery distal point, ROW,COL.")
 @debug_option
 @error_boundary
-def command(path: Path, segment: str, proximal, distal, frame, frames: str, as_json: bool, out_dir: Path | None,
-            pixel_mm: float | None, catheter_french: float | None, catheter_points: str | None, model: str, reference,
-            reference_choice, mld, waypoints, feeding_proximal, feeding_distal, debug: bool = False) -> None:
-    """Measure WASID percent stenosis of one segment of the run in PATH."""
+def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_list, frames: str, as_json: bool,
+            out_dir: Path | None, pixel_mm_list, catheter_french: float | None, catheter_points: str | None, model: str,
+            reference, reference_choice, mld, waypoints, feeding_proximal, feeding_distal, debug: bool = False) -> None:
+    """Measure WASID percent stenosis of one segment of the run in PATH (or of one lesion in several views:
+    one PATH per view)."""
     from ..errors import InputError
 
+    n = len(paths)
+    for flag, given, may_omit in (("--proximal", proximals, False), ("--distal", distals, False),
+                                  ("--frame", frame_list, True), ("--pixel-mm", pixel_mm_list, True)):
+        if len(given) != n and not (may_omit and not given):
+            raise click.UsageError(
+                f"{n} PATH{'s' if n > 1 else ''} but {len(given)} {flag}: give {flag} once per PATH, in the same order"
+                + (" (or not at all)" if may_omit else ""))
+    if n > 1:
+        one_view = [flag for flag, v in (("--reference", reference), ("--mld", mld), ("--waypoint", waypoints),
+                                         ("--feeding-proximal", feeding_proximal), ("--feeding-distal", feeding_distal),
+                                         ("--catheter-french", catheter_french), ("--catheter-points", catheter_points))
+                    if v not in (None, ())]
+        if one_view:
+            raise click.UsageError(f"{', '.join(one_view)} place points on one run: measure that view alone "
+                                   "(one PATH) to use them, or use stenosis.measure_views from Python")
+        return _measure_views(paths, segment, proximals, distals, frame_list, pixel_mm_list, frames, model,
+                              reference_choice, as_json, out_dir)
+    path, proximal, distal = paths[0], proximals[0], distals[0]
+    frame = frame_list[0] if frame_list else None
+    pixel_mm = pixel_mm_list[0] if pixel_mm_list else None
     if (feeding_proximal is None) != (feeding_distal is None):
         raise click.UsageError("give both --feeding-proximal and --feeding-distal, or neither")
     if reference is not None and reference_choice is not None:
@@ -120,6 +158,71 @@ def command(path: Path, segment: str, proximal, distal, frame, frames: str, as_j
             click.echo(line)
         if out_dir is not None:
             click.echo(f"wrote              {out_dir / 'result.json'}, {out_dir / 'report.png'}")
+
+
+def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm_list, frames: str, model: str,
+                   reference_choice, as_json: bool, out_dir: Path | None) -> None:
+    """Several views of one lesion: :func:`stenosis.measure_views`, every view reported, the most severe graded."""
+    from ..errors import InputError, MeasurementError
+    from ..reader import frames_mode
+    from ..views import measure_views
+
+    try:
+        frames = frames_mode(frames)
+    except MeasurementError as exc:
+        raise click.UsageError(f"--frames: {exc}") from None
+    views = []
+    for k, path in enumerate(paths):
+        if not path.exists():
+            raise InputError(f"view {k + 1}: {path}: no such file or folder; check the path")
+        view = {"run": path, "proximal": proximals[k], "distal": distals[k], "frames": frames,
+                "reference_choice": reference_choice}
+        if frame_list:
+            view["frame"] = frame_list[k]
+        if pixel_mm_list:
+            view["pixel_mm"] = pixel_mm_list[k]
+        views.append(view)
+    res = measure_views(views, segment.upper(), model=model.lower())
+    d = res.to_dict()
+    reports = [f"report-view{k + 1}.png" for k in range(len(res.views))]
+    if out_dir is not None:
+        from ..report import save_report
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "result.json").write_text(json.dumps(d, indent=1) + "\n")
+        for view, name in zip(res.views, reports):
+            save_report(view, None, out_dir / name)
+    if as_json:
+        click.echo(json.dumps(d, separators=(",", ":")))
+        return
+    for line in views_summary_lines(res):
+        click.echo(line)
+    if out_dir is not None:
+        click.echo(f"wrote              {out_dir / 'result.json'}, " + ", ".join(str(out_dir / r) for r in reports))
+
+
+def views_summary_lines(res) -> list[str]:
+    """Readable summary of a ViewsResult: one line per view, the graded view with the rule, the disagreement."""
+    d = res.to_dict()
+
+    def dia(v, mm_key: str, px_val: float) -> str:
+        return f"{v[mm_key]:.2f} mm" if v[mm_key] is not None else f"{px_val:.2f} px"
+
+    lines = [f"lesion             {len(res.views)} views of {d['segment']}"]
+    for k, (res_k, v) in enumerate(zip(res.views, d["views"])):
+        lines.append(f"view {k + 1:<14}{v['file']}: {res_k.percent_stenosis:.1f}% +- {res_k.percent_stenosis_sd:.1f}"
+                     f"   MLD {dia(v, 'mld_mm', res_k.mld_px)}"
+                     f"   reference {dia(v, 'reference_diameter_mm', res_k.reference_diameter_px)} ({v['reference_choice']})"
+                     f"   frame {v['frame_index']}" + ("   (uncalibrated: px)" if v["mld_mm"] is None else ""))
+    lines.append(f"graded             view {res.graded_index + 1} ({d['views'][res.graded_index]['file']}): "
+                 f"{res.percent_stenosis:.1f}%   >= 50%: {'YES' if res.meets_50 else 'no'}")
+    lines.append(f"rule               {res.rule}")
+    sd = d["disagreement_sd"]
+    lines.append(f"disagreement       {d['disagreement_points']:.1f} points between the views"
+                 + (f" ({sd:.1f} x their combined SD)" if sd is not None else ""))
+    for k, v in enumerate(d["views"]):
+        lines += [f"warning (view {k + 1})   {w}" for w in v["warnings"]]
+    return lines
 
 
 def _catheter_calibrated(path: Path, french: float | None, points: str | None, pixel_mm: float | None):
