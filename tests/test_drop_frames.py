@@ -65,3 +65,29 @@ def test_a_dropped_frame_outside_the_run_is_refused(run_truth):
     run, truth = run_truth
     with pytest.raises(MeasurementError, match="outside the run"):
         _measure(run, truth, exclude_frames=[99])
+
+
+def test_cli_drop_frame(run_truth, tmp_path):
+    """``stenosis measure --drop-frame N`` leaves N out, says so, and records it in the JSON."""
+    import json
+
+    from click.testing import CliRunner
+
+    from stenosis.cli.main import cli
+
+    run, truth = run_truth
+    full = _measure(run, truth)
+    drop = full.frames["used"][-1]
+    path = run.source
+    pts = ["--proximal", ",".join(str(v) for v in truth["proximal_rc"]),
+           "--distal", ",".join(str(v) for v in truth["distal_rc"])]
+    out = CliRunner().invoke(cli, ["measure", str(path), "--segment", truth["segment"], *pts,
+                                   "--drop-frame", str(drop), "--json"])
+    assert out.exit_code == 0, out.output
+    d = json.loads(out.output)
+    assert d["frames"]["excluded"] == [drop] and drop not in d["frames"]["used"]
+    text = CliRunner().invoke(cli, ["measure", str(path), "--segment", truth["segment"], *pts, "--drop-frame", str(drop)])
+    assert "frames dropped     " + str(drop) in text.output
+    bad = CliRunner().invoke(cli, ["measure", str(path), "--segment", truth["segment"], *pts,
+                                   "--drop-frame", str(full.frame_index)])
+    assert bad.exit_code == 3 and "cannot be dropped" in bad.output

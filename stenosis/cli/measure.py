@@ -49,6 +49,8 @@ def summary_lines(res) -> list[str]:
         sd = fr.get("frame_to_frame_sd")
         lines.append(f"frames             {len(fr['used'])} combined ({', '.join(str(t) for t in fr['used'])})"
                      + (f", per-frame SD {sd:.1f} points" if sd is not None else ""))
+    if fr.get("excluded"):
+        lines.append(f"frames dropped     {', '.join(str(t) for t in fr['excluded'])} (by the reader)")
     cal = d["calibration"]
     cal_txt = f"{res.mm_per_px:.4g} mm/px ({cal['source']})" if mm else f"none ({cal['source']})"
     lines.append(f"calibration        {cal_txt}")
@@ -75,6 +77,8 @@ def summary_lines(res) -> list[str]:
               help="Frame to analyse (0-based); default: first fully opacified frame. Several views: once per PATH.")
 @click.option("--frames", "frames", default="all", show_default=True, metavar="all|single|N",
               help="Frames measured: every fully opacified frame of the arterial phase (combined), the analysed one only, or at most N.")
+@click.option("--drop-frame", "drop_frames", type=click.IntRange(min=0), multiple=True, metavar="N",
+              help="Leave frame N out of the multi-frame combination (repeat; e.g. motion or venous overlap). One view only.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write result.json and report.png to this folder (several views: report-view<k>.png per view).")
@@ -96,7 +100,7 @@ def summary_lines(res) -> list[str]:
 @click.option("--feeding-distal", type=RC, default=None, help="Feeding artery distal point, ROW,COL.")
 @debug_option
 @error_boundary
-def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_list, frames: str, as_json: bool,
+def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_list, frames: str, drop_frames, as_json: bool,
             out_dir: Path | None, pixel_mm_list, catheter_french: float | None, catheter_points: str | None, model: str,
             reference, reference_choice, mld, waypoints, feeding_proximal, feeding_distal, debug: bool = False) -> None:
     """Measure WASID percent stenosis of one segment of the run in PATH (or of one lesion in several views:
@@ -113,7 +117,8 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
     if n > 1:
         one_view = [flag for flag, v in (("--reference", reference), ("--mld", mld), ("--waypoint", waypoints),
                                          ("--feeding-proximal", feeding_proximal), ("--feeding-distal", feeding_distal),
-                                         ("--catheter-french", catheter_french), ("--catheter-points", catheter_points))
+                                         ("--catheter-french", catheter_french), ("--catheter-points", catheter_points),
+                                         ("--drop-frame", drop_frames))
                     if v not in (None, ())]
         if one_view:
             raise click.UsageError(f"{', '.join(one_view)} place points on one run: measure that view alone "
@@ -141,7 +146,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
     inputs = ReaderInputs.create(
         segment.upper(), proximal, distal, frame, model=model.lower(), reference=reference,
         reference_choice=reference_choice, mld=mld, waypoints=list(waypoints), feeding_proximal=feeding_proximal,
-        feeding_distal=feeding_distal, pixel_mm=pixel_mm, frames=frames,
+        feeding_distal=feeding_distal, pixel_mm=pixel_mm, frames=frames, exclude_frames=drop_frames,
     )
     res = measure(_catheter_calibrated(path, catheter_french, catheter_points, pixel_mm), inputs=inputs)
     d = res.to_dict()
