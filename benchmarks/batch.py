@@ -197,7 +197,7 @@ def memory_over_runs(args) -> None:
     from stenosis.batch import DEFAULT_MAX_TASKS_PER_CHILD, read_jsonl, read_points, run_batch
 
     if args.small:
-        n, shape, frames, distinct, every = args.memory, (192, 192), 5, min(args.distinct, 4), max(1, args.every)
+        n, shape, frames, distinct, every = args.memory, (192, 192), 6, min(args.distinct, 4), max(1, args.every)
     else:
         n, shape, frames, distinct, every = args.memory, (512, 512), 10, args.distinct, args.every
     recycle = args.recycle if args.recycle > 0 else n + 1
@@ -260,7 +260,7 @@ def main() -> None:
         memory_over_runs(args)
         return
     if args.small:
-        n, shape, frames, auto_n, distinct = 4, (192, 192), 5, 2, 2
+        n, shape, frames, auto_n, distinct = 4, (192, 192), 6, 2, 2
     else:
         n, shape, frames, auto_n, distinct = args.n, (512, 512), 10, args.auto_n, 6
     with tempfile.TemporaryDirectory(prefix="stenosis-bench-batch-") as tmp:

@@ -407,7 +407,7 @@ def phantom_folder(tmp_path_factory):
     root = base / "runs"
     rows, truths = [], {}
     for i, pct in enumerate((45.0, 70.0)):
-        spec = PhantomSpec(seed=300 + i, shape=(192, 192), n_frames=5, stenosis_percent=pct, name=f"p{i}")
+        spec = PhantomSpec(seed=300 + i, shape=(192, 192), n_frames=6, stenosis_percent=pct, name=f"p{i}")
         rel = f"site{i}/p{i}.dcm"
         dcm, _ = write_phantom(render_phantom(spec), root / rel)
         t = load_truth(dcm)

@@ -91,7 +91,7 @@ def test_severity_is_monotonic_on_phantoms(tmp_path):
     pcts = []
     for pct in (30.0, 55.0, 75.0):
         spec = PhantomSpec(seed=5, segment="M1", stenosis_percent=pct, shape=(256, 256), mm_per_px=(0.2, 0.2),
-                           n_frames=5, n_branches=1, crossing=False, subtracted=True, name=f"sev{int(pct)}")
+                           n_frames=6, n_branches=1, crossing=False, subtracted=True, name=f"sev{int(pct)}")
         dcm, _ = make_phantom(spec, tmp_path / f"sev{int(pct)}.dcm")
         truth = load_truth(dcm)
         res = _measure(dcm, truth)
@@ -159,7 +159,7 @@ def test_uncertainty_grows_with_noise_and_covers_the_truth(tmp_path):
     sds = []
     for photons in (80000.0, 5000.0):
         spec = PhantomSpec(seed=11, segment="BA", normal_diameter_mm=3.0, stenosis_percent=70.0, stenosis_length_mm=6.0,
-                           shape=(256, 256), mm_per_px=(0.25, 0.25), n_frames=5, photons=photons, subtracted=True,
+                           shape=(256, 256), mm_per_px=(0.25, 0.25), n_frames=6, photons=photons, subtracted=True,
                            crossing=False, n_branches=1)
         dcm, _ = make_phantom(spec, tmp_path / f"u{int(photons)}.dcm")
         truth = load_truth(dcm)

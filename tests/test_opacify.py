@@ -203,7 +203,7 @@ def test_mask_registration_is_not_pulled_by_the_iodine(motion):
     from stenosis.phantom import PhantomSpec, render_phantom
 
     spec = PhantomSpec(seed=1003, segment="BA", normal_diameter_mm=3.2, stenosis_percent=70.0,
-                       shape=(256, 256), mm_per_px=(0.3, 0.3), n_frames=5, photons=20000.0,
+                       shape=(256, 256), mm_per_px=(0.3, 0.3), n_frames=6, photons=20000.0,
                        subtracted=False, motion_px=motion)
     frames = render_phantom(spec).log_intensity.astype(np.float32)
     mask = frames[: spec.n_mask_frames].mean(axis=0)

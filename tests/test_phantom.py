@@ -107,7 +107,10 @@ def test_truth_is_self_consistent(phantom):
     p = st["percent"] / 100
     half = st["length_mm"] / (2 * np.pi) * np.arccos(2 * 0.1 / p - 1)  # where p*w(s) = 0.1
     assert t["lesion_length_mm"] == pytest.approx(2 * half, abs=0.11)
-    assert t["frame_index"] == 2
+    # the graded segment is full once the inflow's plateau (frame 2) has travelled to the
+    # distal point at 300 mm/s from the field entry (frames of 1/3 s)
+    arrival_distal = (t["distal_arc_mm"] - t["arc_mm"][0]) / 300.0
+    assert t["frame_index"] == 2 + int(np.ceil(arrival_distal / (1 / 3)))
 
 
 def test_eccentric_stenosis_keeps_one_wall(phantom):
@@ -147,6 +150,52 @@ def test_vessels_darker_and_bolus(phantom):
     assert contrast[r, c] < -20  # darker where iodine is (MONOCHROME2, stored ~ log I)
     assert abs(np.median(contrast)) < 5  # the background cancels
     assert list(phantom.concentration) == [0.0, 0.5, 1.0, 1.0, 1.0]
+
+
+def test_bolus_front_travels_along_the_trunk_and_into_the_branches():
+    spec = PhantomSpec(seed=12, crossing=False, branch_fractions=(0.05, 0.95), background=False, photons=None, **SMALL)
+    ph = render_phantom(spec)
+    t = ph.truth
+    arc, arrival = np.array(t["arc_mm"]), np.array(t["arrival_s"])
+    # 0 where the artery enters the field, then later and later along it at 300 mm/s
+    assert arrival[0] == pytest.approx(0.0, abs=1e-3)
+    assert np.all(np.diff(arrival) > 0)
+    np.testing.assert_allclose(np.diff(arrival), np.diff(arc) / 300.0, atol=2e-4)
+    # a side branch starts from its parent's arrival at its origin and fills on from there
+    assert len(ph.arrival_s) == 3 and len(t["branch_arc_mm"]) == 2
+    for origin, branch in zip(t["branch_arc_mm"], ph.arrival_s[1:]):
+        assert branch[0] == pytest.approx(np.interp(origin, arc, arrival), abs=1e-3)
+        assert np.all(np.diff(branch) > 0)
+    # the frames show it: mask frame empty; while the bolus rises (frame 1, half of the
+    # inflow's plateau) a point holds the inflow's concentration delayed by its arrival
+    sig = -ph.log_intensity.astype(float)
+    assert np.abs(sig[0]).max() < 1e-9
+    fractions = []
+    for key in ("proximal", "distal"):
+        r, c = np.rint(t[f"{key}_rc"]).astype(int)
+        delay_frames = np.interp(t[f"{key}_arc_mm"], arc, arrival) / (spec.frame_time_ms / 1000)
+        fractions.append(sig[1, r, c] / sig[-1, r, c])
+        assert fractions[-1] == pytest.approx(0.5 * (1 - delay_frames), abs=0.03), key
+    assert fractions[0] > fractions[1] + 0.1
+    # the graded segment is full in frame_index, not before
+    r, c = np.rint(t["distal_rc"]).astype(int)
+    assert sig[t["frame_index"], r, c] == pytest.approx(sig[-1, r, c], rel=1e-6)
+    assert sig[t["frame_index"] - 1, r, c] < 0.95 * sig[-1, r, c]
+
+
+def test_no_bolus_front_fills_everywhere_at_once():
+    ph = render_phantom(PhantomSpec(seed=12, bolus_velocity_mm_s=None, **SMALL))
+    assert not np.any(ph.truth["arrival_s"]) and ph.frame_index == 2
+    assert all(not np.any(a) for a in ph.arrival_s)
+
+
+def test_slow_front_without_a_full_frame_says_what_to_do():
+    from stenosis.errors import InputError
+
+    with pytest.raises(InputError, match="add frames"):
+        render_phantom(PhantomSpec(seed=12, bolus_velocity_mm_s=20.0, **SMALL))
+    with pytest.raises(InputError, match="bolus_velocity_mm_s"):
+        PhantomSpec(bolus_velocity_mm_s=0.0)
 
 
 @pytest.mark.parametrize(

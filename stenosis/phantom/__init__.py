@@ -4,8 +4,9 @@ Curved tubes with a circular lumen seen in projection (an artery with a concentr
 eccentric stenosis, side branches, a vessel crossing from another plane, an optional
 feeding artery), rendered with the X-ray image chain (iodine path length integrated
 over the pixel aperture, Beer-Lambert attenuation with an anatomical background and a
-bolus over frames, intensity-domain blur with a scatter tail, quantum noise, log,
-12-bit encoding), written as DICOM XA multi-frame with a truth sidecar.
+bolus whose front travels along the vessels from the inflow (``bolus_velocity_mm_s``,
+default 300 mm/s: upstream fills first), intensity-domain blur with a scatter tail,
+quantum noise, log, 12-bit encoding), written as DICOM XA multi-frame with a truth sidecar.
 
 Use::
 
@@ -37,7 +38,11 @@ isocentre:
 - ``proximal_rc``, ``distal_rc``: reader-like points on the centreline; the proximal
   one 4-5 reference diameters before the lesion start (>= 3 always), the distal one
   2-6 reference diameters after the lesion end.
-- ``frame_index``: 0-based index of the first fully opacified frame.
+- ``frame_index``: 0-based index of the first frame in which the graded segment (the
+  proximal point, or the feeding artery's first point, to the distal point) is fully
+  opacified: the inflow's plateau has reached its latest point.
+- ``arrival_s``: arrival time (s) of the contrast front at each ``arc_mm`` sample, 0 where
+  the main artery enters the field (its inflow), ``arc / bolus_velocity_mm_s`` beyond.
 - ``mm_per_px``: [row, col] at the isocentre (what every calibration encoding encodes).
 - ``arc_mm``, ``diameter_mm``, ``centerline_rc``: the main artery sampled every 0.1 mm
   of arc (absolute arc grid) over its part inside the field: true lumen diameter and
@@ -48,14 +53,16 @@ isocentre:
   length_mm, eccentricity, side), ``branch_arc_mm`` (origins of side branches),
   ``crossing_arc_mm`` (where the crossing vessel overlaps, or null), ``encoding`` (bits_stored, subtracted, offset,
   scale_per_ln: stored = offset + scale_per_ln * ln(I/I0) native, or * (ln I - mean
-  ln I_mask) subtracted; mask_frames 0-based; concentration per frame).
+  ln I_mask) subtracted; mask_frames 0-based; concentration per frame at the inflow, a
+  point with arrival a seeing it at frame t - a / frame_time (linear between frames);
+  bolus_velocity_mm_s; frame_time_ms).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from .dicom import load_truth, to_dataset, truth_path_for, write_phantom
-from .engine import Phantom, concentration_curve, render_phantom
+from .engine import Phantom, bolus_arrival_s, concentration_curve, inflow_concentration, render_phantom
 from .geometry import NORMAL_DIAMETER_MM, Stenosis, Tube, make_tube, random_curve, spline_through
 from .render import chord_pixel_mean, lumen_mask, path_length_mm
 from .scene import Scene, build_scene
@@ -76,9 +83,11 @@ __all__ = [
     "Scene",
     "Stenosis",
     "Tube",
+    "bolus_arrival_s",
     "build_scene",
     "chord_pixel_mean",
     "concentration_curve",
+    "inflow_concentration",
     "load_truth",
     "lumen_mask",
     "make_phantom",

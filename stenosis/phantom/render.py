@@ -5,8 +5,10 @@ Order of operations (as in an X-ray image chain):
 1. iodine path length ``L(r, c)`` (mm) through each circular lumen, averaged over the
    pixel aperture analytically (below), summed over tubes (overlaps of vessels in
    different planes add; a branch and its parent join, the larger chord is kept);
-2. transmitted intensity ``I = I0 exp(-A_bg(r, c) - c(t) mu_i L)`` with an optional
-   smooth anatomical log-attenuation ``A_bg`` and the bolus concentration ``c(t)``;
+2. transmitted intensity ``I = I0 exp(-A_bg(r, c) - c(r, c, t) mu_i L)`` with an optional
+   smooth anatomical log-attenuation ``A_bg`` and the bolus concentration ``c``, the
+   inflow's delayed by each pixel's arrival time (:func:`project_layers` gives the path
+   length and arrival per vessel plane; :mod:`stenosis.phantom.engine` the time course);
 3. blur of ``I`` (intensity domain): Gaussian focal-spot/detector PSF plus a wide,
    low-amplitude Gaussian scatter tail;
 4. quantum noise: Poisson with ``photons`` quanta per pixel at ``I0`` (or a Gaussian
@@ -96,7 +98,8 @@ def _tube_projection(
     """Per-pixel nearest-centreline quantities for one tube inside its band.
 
     Returns flat pixel indices, signed distance to the lumen centre x0 (mm), radius (mm),
-    and the normal (K, 2) for the pixels within the tube's band.
+    the normal (K, 2) and the arc position of the foot on the centreline s (mm) for the
+    pixels within the tube's band.
     """
     h, w = shape
     pr, pc = mm_per_px
@@ -104,7 +107,7 @@ def _tube_projection(
     base = tube.base_mm + shift_mm
     rmax = float(tube.radius_mm.max()) if tube.radius_mm.size else 0.0
     if rmax <= 0:
-        return (np.zeros(0, np.intp),) + (np.zeros(0),) * 3
+        return (np.zeros(0, np.intp),) + (np.zeros(0),) * 4
     # band: pixels within rmax + 1.5 px of the centreline, found from the bounding boxes
     # of short runs of centreline samples (cheaper than a distance transform)
     reach = rmax + 1.5 * max(pr, pc)
@@ -126,7 +129,7 @@ def _tube_projection(
             box[r0:r1, c0:c1] = True
     band = np.flatnonzero(box)
     if band.size == 0:
-        return (band,) + (np.zeros(0),) * 3
+        return (band,) + (np.zeros(0),) * 4
     p = np.stack([(band // w) * pr, (band % w) * pc], axis=1).astype(float)
     # nearest centreline sample, then the exact foot on the two adjacent segments
     dist, i = cKDTree(base).query(p, distance_upper_bound=reach)
@@ -154,7 +157,7 @@ def _tube_projection(
     band, p, s_foot = band[keep], p[keep], s_foot[keep]
     g = tube.at(s_foot)
     x0 = np.einsum("ij,ij->i", p - shift_mm - g["lumen"], g["normal"])
-    return band, x0, g["radius"], g["normal"]
+    return band, x0, g["radius"], g["normal"], s_foot
 
 
 def path_length_mm(
@@ -207,24 +210,75 @@ def project(
     branches, :attr:`Tube.group`) the larger chord is kept where they overlap.
     ``in_mask`` (one flag per tube) leaves tubes out of the mask (not of the path length).
     """
+    layers, mask = _project_layers(tubes, shape, mm_per_px, shift_px=shift_px, in_mask=in_mask)
     out = np.zeros(shape[0] * shape[1])
-    groups: dict[str, np.ndarray] = {}
-    mask = np.zeros(shape[0] * shape[1], bool)
+    for chord, _ in layers:
+        out += chord
+    return out.reshape(shape), mask.reshape(shape)
+
+
+def project_layers(
+    tubes: list[Tube] | tuple[Tube, ...],
+    shape: tuple[int, int],
+    mm_per_px: tuple[float, float],
+    *,
+    arrival_s: list[np.ndarray] | tuple[np.ndarray, ...],
+    shift_px: tuple[float, float] = (0.0, 0.0),
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Path length and bolus arrival time per vessel plane, for a bolus front (step 2).
+
+    Parameters
+    ----------
+    tubes : sequence of Tube
+    shape : (H, W)
+    mm_per_px : (row_mm, col_mm)
+    arrival_s : sequence of (N_k,) arrays, one per tube
+        Arrival time of the contrast front (s) at each centreline sample ``tube.s_mm``.
+    shift_px : (row, col)
+
+    Returns
+    -------
+    list of (path_length (H, W) float64 mm, arrival (H, W) float64 s)
+        One layer per tube without a group, in tube order, then one per group (in
+        order of first appearance); their path lengths sum to :func:`path_length_mm`
+        exactly. A pixel's arrival is that of the centreline point its chord belongs to
+        (within a group, of the tube whose chord is kept); 0 where the path length is 0.
+    """
+    layers, _ = _project_layers(tubes, shape, mm_per_px, shift_px=shift_px, arrival_s=arrival_s)
+    return [(chord.reshape(shape), arr.reshape(shape)) for chord, arr in layers]
+
+
+def _project_layers(tubes, shape, mm_per_px, *, shift_px, in_mask=None, arrival_s=None):
+    """Layers (flat chord, flat arrival or None) as in :func:`project_layers`, and the flat mask."""
+    size = shape[0] * shape[1]
+    own: list[tuple[np.ndarray, np.ndarray | None]] = []
+    groups: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    mask = np.zeros(size, bool)
     pr, pc = mm_per_px
     for k, tube in enumerate(tubes):
-        band, x0, r, nrm = _tube_projection(tube, shape, mm_per_px, shift_px)
+        band, x0, r, nrm, s_foot = _tube_projection(tube, shape, mm_per_px, shift_px)
+        if tube.group:
+            acc, acc_t = groups.setdefault(tube.group, (np.zeros(size), None if arrival_s is None else np.zeros(size)))
+        else:
+            acc, acc_t = np.zeros(size), None if arrival_s is None else np.zeros(size)
+            own.append((acc, acc_t))
         if band.size:
             chord = chord_pixel_mean(x0, r, np.abs(nrm[:, 0]) * pr, np.abs(nrm[:, 1]) * pc)
+            if acc_t is not None:
+                t_here = np.interp(s_foot, tube.s_mm, np.asarray(arrival_s[k], float))
+                kept = chord > acc[band] if tube.group else np.ones(band.size, bool)
+                acc_t[band[kept]] = t_here[kept]
             if tube.group:
-                acc = groups.setdefault(tube.group, np.zeros_like(out))
                 acc[band] = np.maximum(acc[band], chord)
             else:
-                out[band] += chord
+                acc[band] += chord
             if in_mask is None or in_mask[k]:
                 mask[band[np.abs(x0) < r]] = True
-    for acc in groups.values():
-        out += acc
-    return out.reshape(shape), mask.reshape(shape)
+    layers = own + list(groups.values())
+    if arrival_s is not None:
+        for chord, t in layers:
+            t[chord <= 0] = 0.0
+    return layers, mask
 
 
 def background_log_attenuation(

@@ -81,6 +81,10 @@ def _readme(rows: list[tuple[PhantomSpec, dict, str]]) -> str:
         "proximal segment, so its WASID reference is the distal artery. `m1_subtracted_pixelspacing`",
         "has an eccentric lesion and a wider feeding artery before the M1. Native runs carry",
         "a MaskSubtractionSequence (AVG_SUB, mask frames 1-2 in DICOM's 1-based numbering).",
+        f"The contrast front travels along the vessels at {rows[0][0].bolus_velocity_mm_s:g} mm/s from the artery's",
+        f"proximal end ({1000 / rows[0][0].frame_time_ms:g} frames/s): the inflow is full from frame "
+        f"{rows[0][0].n_mask_frames + rows[0][0].arrival_frames},",
+        "the graded segment from `frame`; `arrival_s` in the truth gives the front's arrival along the artery.",
         "",
         "sha256:",
         "```",

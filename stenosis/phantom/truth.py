@@ -17,7 +17,12 @@ Rules (stated once here, and in the package docstring):
   below 0.9 x reference, within the reader's points (0 when the MLD itself is not);
 - proximal_rc / distal_rc: reader-like points on the centreline, the proximal one at
   least 3 reference diameters (4-5 for these runs) before the lesion start, the distal
-  one 2-6 reference diameters after its end.
+  one 2-6 reference diameters after its end;
+- frame_index: the first frame in which the graded segment (proximal point, or the
+  feeding artery's first point, to the distal point) is fully opacified: the inflow
+  concentration has reached its plateau at the segment's latest arrival time;
+- arrival_s: arrival time of the contrast front (s after it enters the field) at each
+  ``arc_mm`` sample.
 """
 from __future__ import annotations
 
@@ -31,9 +36,18 @@ LESION_THRESHOLD = 0.9
 
 
 def compute_truth(
-    scene: Scene, spec: PhantomSpec, *, frame_index: int, shift_px: tuple[float, float]
+    scene: Scene,
+    spec: PhantomSpec,
+    *,
+    frame_index: int,
+    shift_px: tuple[float, float],
+    main_arrival_s: np.ndarray | None = None,
 ) -> dict:
-    """The truth dictionary of a run (JSON-able; keys in the package docstring)."""
+    """The truth dictionary of a run (JSON-able; keys in the package docstring).
+
+    ``main_arrival_s``: arrival time (s) of the contrast front at each sample of
+    ``scene.main`` (:func:`stenosis.phantom.engine.bolus_arrival_s`); 0 when omitted.
+    """
     pr, pc = spec.mm_per_px
     lm = scene.landmarks
     k0 = int(np.ceil(lm["field_start"] / TRUTH_STEP_MM - 1e-9))
@@ -102,5 +116,7 @@ def compute_truth(
         "arc_mm": [round(float(v), 4) for v in arc],
         "diameter_mm": [round(float(v), 5) for v in d],
         "centerline_rc": [[round(float(a), 4), round(float(b), 4)] for a, b in rc],
+        "arrival_s": [round(float(v), 4) for v in (
+            np.interp(arc, scene.main.s_mm, main_arrival_s) if main_arrival_s is not None else np.zeros(len(arc)))],
         "spec": spec.to_dict(),
     }
