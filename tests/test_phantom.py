@@ -505,3 +505,27 @@ def test_truth_mld_lies_within_the_reader_points(tmp_path):
     assert t["proximal_arc_mm"] - 0.05 <= t["mld_arc_mm"] <= t["distal_arc_mm"] + 0.05
     assert t["mld_mm"] == pytest.approx(d[inside].min(), abs=1e-5)
     assert t["percent_stenosis"] == pytest.approx((1 - t["mld_mm"] / t["reference_diameter_mm"]) * 100, abs=1e-3)
+
+
+def test_elliptical_lumen_seen_from_two_views():
+    """An elliptical lumen (semi-axes 2 and 4 px) projects 4 px wide in the view of its minor axis
+    and 8 px in the view at right angles, with the same iodine area (pi a b) in both."""
+    from stenosis.phantom.geometry import Tube, elliptical_view
+    from stenosis.phantom.render import path_length_mm
+
+    s = np.arange(0, 60, 0.25)
+    base = np.stack([np.full_like(s, 30.0), s + 10], 1)
+    a, b = np.full_like(s, 2.0), np.full_like(s, 4.0)
+    widths = []
+    for phi in (0.0, np.pi / 2, np.pi / 4):
+        w, k = elliptical_view(a, b, phi)
+        tube = Tube(base, s, w, np.zeros_like(s), depth_scale=k)
+        col = path_length_mm([tube], (60, 80), (1.0, 1.0))[:, 40]
+        assert col.sum() == pytest.approx(np.pi * 2 * 4, rel=1e-3)
+        widths.append(float(2 * w[0]))
+    assert widths[:2] == pytest.approx([4.0, 8.0])
+    assert widths[2] == pytest.approx(2 * np.sqrt(10.0))
+    # a circular lumen (no depth scale) renders exactly as before
+    circ = Tube(base, s, np.full_like(s, 3.0), np.zeros_like(s))
+    same = Tube(base, s, np.full_like(s, 3.0), np.zeros_like(s), depth_scale=np.ones_like(s))
+    assert np.array_equal(path_length_mm([circ], (60, 80), (1.0, 1.0)), path_length_mm([same], (60, 80), (1.0, 1.0)))

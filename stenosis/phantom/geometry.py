@@ -5,7 +5,9 @@ A :class:`Tube` is a base centreline sampled at a uniform arc step, a lumen radi
 the union of circles of radius ``R(s)`` lying in the planes perpendicular to the base
 centreline at ``s`` (the beam runs along the third axis, perpendicular to the image
 plane), centred at ``base(s) + o(s) n(s)``. A concentric stenosis narrows ``R``; an
-eccentric one also shifts the centre so that one wall stays where it was.
+eccentric one also shifts the centre so that one wall stays where it was. An elliptical
+lumen seen from one view is a tube whose chords are scaled (``Tube.depth_scale``,
+:func:`elliptical_view`): the same lesion looks tighter in the view that sees its minor axis.
 
 All lengths are in mm in the isocentre plane; points are (row_mm, col_mm) with the
 centre of pixel (0, 0) at (0, 0).
@@ -89,6 +91,11 @@ class Tube:
         Lumen radius R(s) (mm), >= 0.
     offset_mm : (N,) float64
         Lumen-centre shift along the normal ``n(s)`` (mm).
+    depth_scale : (N,) float64 or None
+        Chord scale along the ray (None: 1, a circular lumen). An elliptical lumen of
+        semi-axes a and b, turned by phi from the view, projects as a circle of half-width
+        w = sqrt(a^2 cos^2 phi + b^2 sin^2 phi) whose chords are ab / w^2 times a circle's:
+        ``radius_mm`` = w, ``depth_scale`` = ab / w^2 (:func:`elliptical_view`).
     name : str
         Role of the tube ("main", "branch", "crossing", ...).
     group : str
@@ -104,6 +111,7 @@ class Tube:
     offset_mm: np.ndarray
     name: str = "tube"
     group: str = ""
+    depth_scale: np.ndarray | None = None
 
     def __post_init__(self):
         t = np.gradient(self.base_mm, axis=0) if len(self.base_mm) > 1 else np.array([[0.0, 1.0]])
@@ -135,6 +143,18 @@ class Tube:
         r = np.interp(s, self.s_mm, self.radius_mm)
         o = np.interp(s, self.s_mm, self.offset_mm)
         return {"base": base, "lumen": base + o[..., None] * nrm, "radius": r, "normal": nrm}
+
+
+def elliptical_view(a_mm: np.ndarray, b_mm: np.ndarray, phi_rad: float) -> tuple[np.ndarray, np.ndarray]:
+    """(radius, depth_scale) of an elliptical lumen (semi-axes ``a_mm``, ``b_mm`` per centreline
+    sample; ``a`` lies across the vessel in the view at ``phi_rad`` = 0) seen from a view turned by
+    ``phi_rad`` about the vessel's axis: the projected half-width w = sqrt(a^2 cos^2 + b^2 sin^2)
+    and the chord scale ab / w^2 (the ellipse's chord at offset u is (ab / w^2) 2 sqrt(w^2 - u^2))."""
+    a = np.asarray(a_mm, float)
+    b = np.asarray(b_mm, float)
+    w = np.sqrt((a * np.cos(phi_rad)) ** 2 + (b * np.sin(phi_rad)) ** 2)
+    scale = np.where(w > 0, a * b / np.maximum(w, 1e-12) ** 2, 1.0)
+    return w, scale
 
 
 def resample_by_arc(points_mm: np.ndarray, step_mm: float) -> tuple[np.ndarray, np.ndarray]:

@@ -264,6 +264,8 @@ def _project_layers(tubes, shape, mm_per_px, *, shift_px, in_mask=None, arrival_
             own.append((acc, acc_t))
         if band.size:
             chord = chord_pixel_mean(x0, r, np.abs(nrm[:, 0]) * pr, np.abs(nrm[:, 1]) * pc)
+            if tube.depth_scale is not None:  # an elliptical lumen seen at an angle
+                chord = chord * np.interp(s_foot, tube.s_mm, tube.depth_scale)
             if acc_t is not None:
                 t_here = np.interp(s_foot, tube.s_mm, np.asarray(arrival_s[k], float))
                 kept = chord > acc[band] if tube.group else np.ones(band.size, bool)
