@@ -17,6 +17,9 @@ from nst_helpers import tube_frames, write_xa
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
+# the plugin's source beside these tests, even when napari-stenosis was installed as a copy
+# (pip install ./napari_plugin) rather than editable: the tests check this checkout
+sys.path.insert(0, str(REPO / "napari_plugin" / "src"))
 from qt_display import skip_qt_items  # noqa: E402
 
 

@@ -368,3 +368,128 @@ def test_session_overrides_on_a_bundled_phantom():
     assert via.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
     assert via.mld_mm == pytest.approx(truth["mld_mm"], abs=0.2)
     assert np.hypot(*(np.asarray(via.mld_rc) - truth["mld_rc"])) < 1.3 / 0.15
+
+
+@pytest.fixture
+def run6():
+    frames = np.zeros((6, 96, 128), np.uint16)
+    return stenosis.AngioRun.from_array(frames, calibration=stenosis.Calibration((MM, MM), "pixel_spacing"))
+
+
+def _three_frames(res=None, **kw):
+    """The known result combined from frames 2 (analysed), 3 and 4."""
+    frames = {"used": [2, 3, 4], "frame_to_frame_sd": 0.84, "rejected": [{"frame": 1, "why": "still filling"}],
+              "excluded": [], "per_frame": [{"frame": t, "percent_stenosis": p, "percent_stenosis_sd": 0.7}
+                                            for t, p in ((2, 60.1), (3, 59.2), (4, 60.8))]}
+    frames.update(kw)
+    return dataclasses.replace(res or known_result(), frames=frames)
+
+
+def test_dropped_frames_are_sent_kept_and_restored(run6):
+    s = ReadingSession(run6, segment=Segment.M1)
+    s.set_points([[48, 10], [48, 110]])
+    s.accept(_three_frames())
+    assert "exclude_frames" not in s.request().kwargs and s.dropped_frames == []
+    assert s.drop_frame(4) == "Frame 4 dropped; re-measuring."
+    kw = s.request().kwargs
+    assert kw["exclude_frames"] == [4] and kw["frame"] == 2  # the analysed frame is kept
+    s.drop_frame(3)
+    assert s.request().kwargs["exclude_frames"] == [3, 4]
+    assert s.choices_record()["dropped_frames"] == [3, 4]
+    assert s.restore_frame(4) and not s.restore_frame(4)
+    assert s.request().kwargs["exclude_frames"] == [3]
+    assert [e["action"] for e in s.log][-3:] == ["frame_dropped", "frame_dropped", "frame_restored"]
+    # the list the panel shows: the reader's choice (ahead of the result until re-measured)
+    items = {it.frame: it for it in _model.frame_items(s.result, s.dropped_frames)}
+    assert [t for t in items] == [1, 2, 3, 4]
+    assert items[1].kind == "rejected" and items[1].checked is None and "still filling" in items[1].tip
+    assert items[2].analysed and items[2].checked and "60.1 %" in items[2].tip
+    assert items[3].checked is False and "dropping" in items[3].text and items[4].checked is True
+    # a new pair of points: the dropped frames belonged to the old segment
+    s.set_points([[40, 10]])
+    s.set_points([[40, 10], [40, 100]])
+    assert s.dropped_frames == [] and "exclude_frames" not in s.request().kwargs
+    with pytest.raises(ValueError, match="outside the run"):
+        s.drop_frame(7)
+
+
+def test_dropping_the_analysed_frame_analyses_another(run6):
+    s = ReadingSession(run6, segment=Segment.M1)
+    s.set_points([[48, 10], [48, 110]])
+    s.accept(_three_frames())
+    s.drop_frame(3)
+    msg = s.drop_frame(2)  # the analysed frame: the next used frame not dropped (4) is analysed
+    assert "Frame 2 (the analysed frame) dropped: now analysing frame 4" in msg
+    kw = s.request().kwargs
+    assert kw["frame"] == 4 and kw["exclude_frames"] == [2, 3]
+    assert s.frame_source == "reader" and s.log[-2]["action"] == "frame" and s.log[-2]["frame"] == 4
+    # choosing a dropped frame to analyse takes it back (the library refuses a frame both analysed and dropped)
+    s.set_frame(2)
+    assert s.request().kwargs["frame"] == 2 and s.request().kwargs["exclude_frames"] == [3]
+    # nothing left to analyse: refused, nothing changed
+    s.accept(_three_frames(used=[2], per_frame=[]))
+    with pytest.raises(ValueError, match="no other frame is used"):
+        s.drop_frame(2)
+    assert s.frame == 2 and s.dropped_frames == [3]
+
+
+def test_frames_in_the_table_and_tab_title():
+    res = _three_frames(excluded=[5])
+    table = dict(result_table(res))
+    assert table["Frames combined"] == ("2: 60.1 %, 3: 59.2 %, 4: 60.8 %  (SD 0.8 points); dropped by the reader: 5; "
+                                        "rejected: 1 (still filling)")
+    assert _model.frames_tab_title(res) == "Frames (3 used, 1 dropped, 1 rejected)"
+    assert _model.frames_tab_title(known_result()) == "Frames (1 used)" and _model.frames_tab_title(None) == "Frames"
+    from napari_stenosis._plot import draw_frames, frame_series
+
+    fs = frame_series(res)
+    assert fs.frames.tolist() == [2, 3, 4] and fs.analysed == 2 and fs.dropped == (5,) and fs.rejected == (1,)
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    draw_frames(ax, res)
+    assert "frame-to-frame SD 0.8 points" in ax.get_title()
+    assert [int(t) for t in ax.get_xticks()] == [1, 2, 3, 4, 5]
+    assert any(list(line.get_xdata()) == [2, 3, 4] for line in ax.lines)  # the per-frame points
+    assert any(list(line.get_ydata()) == [60.0, 60.0] for line in ax.lines)  # the combined value
+    draw_frames(ax, _three_frames(used=[2], per_frame=[], frame_to_frame_sd=None))
+    assert "n/a (< 3 frames)" in ax.get_title()
+
+
+def test_dropping_frames_on_a_bundled_phantom(tmp_path):
+    """Real measurements: a dropped frame is left out of the combination the library returns,
+    dropping the analysed frame measures another one, the export records both."""
+    name = "m1_subtracted_pixelspacing"
+    truth = json.loads((stenosis.sample_dir() / f"{name}.truth.json").read_text())
+    s = ReadingSession(stenosis.read_run(stenosis.sample_dir() / f"{name}.dcm"), segment=Segment.M1)
+    s.set_points([truth["proximal_rc"], truth["distal_rc"]])
+
+    def measure():
+        s.accept(s.request()())
+        return s.result
+
+    full = measure()
+    used = full.frames["used"]
+    assert len(used) >= 2 and used[0] == full.frame_index and full.frames["excluded"] == []
+    other = used[-1]
+    s.drop_frame(other)
+    res = measure()
+    assert other not in res.frames["used"] and res.frames["excluded"] == [other]
+    assert res.parameters["reader"]["exclude_frames"] == [other] and res.frame_index == full.frame_index
+    assert res.percent_stenosis == pytest.approx(truth["percent_stenosis"], abs=5.0)
+
+    s.restore_frame(other)
+    assert other in measure().frames["used"]
+    msg = s.drop_frame(full.frame_index)
+    assert f"now analysing frame {used[1]}" in msg
+    res = measure()
+    assert res.frame_index == used[1] and full.frame_index not in res.frames["used"]
+    assert res.frames["excluded"] == [full.frame_index]
+    assert res.parameters["reader"] == {"frame": used[1], "exclude_frames": [full.frame_index]}
+
+    rec = json.loads(s.export(tmp_path)["json"].read_text())
+    assert rec["result"]["frames"]["excluded"] == [full.frame_index]
+    assert rec["reader"]["dropped_frames"] == [full.frame_index] and rec["reader"]["frame_auto"] is False
+    with open(tmp_path / "readings.csv") as fh:
+        row = next(csv.DictReader(fh))
+    assert row["frames_used"] == " ".join(str(t) for t in res.frames["used"])

@@ -370,3 +370,65 @@ def test_buttons_show_their_whole_text_and_warnings_are_in_view(make_napari_view
     assert "first warning" in label.text() and "second warning" in label.text()
     # the whole text is in view: the label is tall enough for its wrapped lines
     assert label.height() >= label.heightForWidth(label.width()) - 2
+
+
+def test_frames_shown_and_dropped_on_a_sample_run(make_napari_viewer, qtbot, sample_runs):
+    """Real measurements of a bundled multi-frame phantom run: the result dock lists the frames
+    combined and plots each one's percent stenosis; unchecking a frame drops it (the library's
+    result leaves it out), checking restores it, unchecking the analysed frame analyses another."""
+    from napari_stenosis._sample_data import sample_truth
+
+    name = "m1_subtracted_pixelspacing"
+    truth = sample_truth(name)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, name)
+    widget = _dock(viewer)
+    _choose(widget, "M1")
+    widget.set_points(truth["proximal_rc"], truth["distal_rc"])
+    with qtbot.waitSignal(widget.measured, timeout=180000):
+        widget.measure_button.click()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    res = widget.session.result
+    used = res.frames["used"]
+    assert len(used) >= 2, "the sample run combines several frames"
+    panel = widget.result_panel
+    panel.tabs.setCurrentIndex(panel.tabs.indexOf(panel.frames))
+    qtbot.wait(50)
+    assert panel.tabs.tabText(panel.tabs.indexOf(panel.frames)) == f"Frames ({len(used)} used)"
+    assert panel.frames.plot.isVisible() and panel.frames.list.isVisible()
+    shown = panel.frames.list.states()
+    assert sorted(shown) == sorted(used) and "analysed" in shown[res.frame_index]
+    # the per-frame plot: one point per frame combined, the combined value as a line
+    ax = panel.frames.plot.ax
+    assert any(sorted(line.get_xdata()) == sorted(used) for line in ax.lines)
+    assert any(np.allclose(line.get_ydata(), res.percent_stenosis) for line in ax.lines)
+    assert "frame-to-frame SD" in ax.get_title()
+
+    # uncheck the last frame used: re-measured without it
+    other = used[-1]
+    with qtbot.waitSignal(widget.measured, timeout=180000):
+        panel.frames.list.set_checked(other, False)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    res = widget.session.result
+    assert other not in res.frames["used"] and res.frames["excluded"] == [other]
+    assert widget.session.dropped_frames == [other] and f"Frame {other} dropped" in widget.status_label.text()
+    qtbot.waitUntil(lambda: "dropped" in panel.frames.list.states().get(other, ""), timeout=3000)
+    assert "1 dropped" in panel.tabs.tabText(panel.tabs.indexOf(panel.frames))
+    assert f"dropped by the reader: {other}" in panel.table.as_dict()["Frames combined"]
+
+    # check it again: restored
+    with qtbot.waitSignal(widget.measured, timeout=180000):
+        panel.frames.list.set_checked(other, True)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    assert other in widget.session.result.frames["used"] and widget.session.dropped_frames == []
+
+    # uncheck the analysed frame: another used frame is analysed, the status line says so
+    analysed = widget.session.result.frame_index
+    with qtbot.waitSignal(widget.measured, timeout=180000):
+        panel.frames.list.set_checked(analysed, False)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    res = widget.session.result
+    assert res.frame_index == used[1] and res.frames["excluded"] == [analysed]
+    assert f"now analysing frame {used[1]}" in widget.status_label.text()
+    assert widget.frame_spin.value() == used[1] and widget.frame_source_label.text() == "yours"
+    assert viewer.dims.current_step[0] == used[1]

@@ -2,12 +2,13 @@
 
 A :class:`ReadingSession` holds what a core-lab reader decides -- the artery,
 the proximal and distal points, inner centerline waypoints, the frame, the
-reference (WASID rule, a forced site or a dragged location), a dragged MLD, a
-catheter calibration -- turns it into one call of :func:`stenosis.measure`,
-keeps the result and a log of the reader's actions, and exports the result with
-that log (JSON, CSV row, PNG). Everything measured comes from the public
-``stenosis`` API; this module only routes choices and formats results, so it is
-tested as plain functions without a viewer.
+frames dropped from the multi-frame combination, the reference (WASID rule, a
+forced site or a dragged location), a dragged MLD, a catheter calibration --
+turns it into one call of :func:`stenosis.measure`, keeps the result and a log
+of the reader's actions, and exports the result with that log (JSON, CSV row,
+PNG). Everything measured comes from the public ``stenosis`` API; this module
+only routes choices and formats results, so it is tested as plain functions
+without a viewer.
 
 Coordinates are (row, col) in pixels of the run's frames, 0-based.
 """
@@ -34,6 +35,9 @@ __all__ = [
     "MeasureRequest",
     "point_prompt",
     "result_table",
+    "frame_items",
+    "frames_tab_title",
+    "FrameItem",
     "overlay_geometry",
     "csv_row",
     "save_png",
@@ -156,6 +160,7 @@ class ReadingSession:
     mld_rc: tuple[float, float] | None = None  # reader-placed MLD (minimum searched near it)
     waypoints: list[tuple[float, float]] = field(default_factory=list)  # inner centerline points
     feeding: list[tuple[float, float]] = field(default_factory=list)  # 2 points on the feeding artery
+    dropped_frames: list[int] = field(default_factory=list)  # frames the reader left out of the combination
     result: Any = None
     log: list[dict[str, Any]] = field(default_factory=list)
     frame_by_reader: bool = False  # the reader typed / picked the frame
@@ -194,6 +199,8 @@ class ReadingSession:
             self.frame = frame
             self.frame_by_reader = by_reader
             self._note("frame", frame=frame)
+        if frame is not None and frame in self.dropped_frames:
+            self.restore_frame(frame)  # analysing a frame takes it back (it cannot be both)
 
     def use_auto_frame(self) -> None:
         """Back to the automatic frame (stenosis picks it when measuring)."""
@@ -260,8 +267,9 @@ class ReadingSession:
             self.reference_rc = None
             self.mld_rc = None
             self.frame_guess = None
-            if len(pts) < 2:  # a new pair: the waypoints belonged to the old segment
+            if len(pts) < 2:  # a new pair: the waypoints and dropped frames belonged to the old segment
                 self.waypoints = []
+                self.dropped_frames = []
                 if not self.frame_by_reader:
                     self.frame = None  # the auto frame is picked again for the new segment
         return list(pts)
@@ -401,6 +409,46 @@ class ReadingSession:
         self._note("centerline_edited", proximal_rc=_round_rc(prox), distal_rc=_round_rc(dist))
         return "ends"
 
+    def drop_frame(self, frame: int) -> str:
+        """Leave ``frame`` out of the multi-frame combination (``exclude_frames=``).
+
+        The analysed frame cannot be dropped (stenosis refuses it): when the reader drops
+        it, the next frame the current result used (not dropped) becomes the analysed
+        frame (``frame=``, the reader's) and ``frame`` is dropped. Returns a one-line
+        message for the status line; raises ValueError when nothing would be left.
+        """
+        frame = int(frame)
+        n = int(self.run.frames.shape[0])
+        if not 0 <= frame < n:
+            raise ValueError(f"frame {frame} is outside the run (0..{n - 1})")
+        if frame in self.dropped_frames:
+            return f"Frame {frame} is already dropped."
+        analysed = self.frame if self.frame is not None else (
+            None if self.result is None else int(self.result.frame_index))
+        message = f"Frame {frame} dropped; re-measuring."
+        if frame == analysed:
+            used = [int(t) for t in ((getattr(self.result, "frames", None) or {}).get("used") or [])]
+            others = [t for t in used if t != frame and t not in self.dropped_frames]
+            if not others:
+                raise ValueError(f"frame {frame} is the analysed frame and no other frame is used: "
+                                 "nothing left to measure (pick another frame to analyse first)")
+            self.frame = others[0]
+            self.frame_by_reader = True
+            self._note("frame", frame=self.frame, reason=f"frame {frame} (analysed) dropped")
+            message = f"Frame {frame} (the analysed frame) dropped: now analysing frame {self.frame}; re-measuring."
+        self.dropped_frames = sorted({*self.dropped_frames, frame})
+        self._note("frame_dropped", frame=frame, dropped_frames=list(self.dropped_frames))
+        return message
+
+    def restore_frame(self, frame: int) -> bool:
+        """Put a dropped ``frame`` back into the combination; returns whether it was dropped."""
+        frame = int(frame)
+        if frame not in self.dropped_frames:
+            return False
+        self.dropped_frames = [t for t in self.dropped_frames if t != frame]
+        self._note("frame_restored", frame=frame, dropped_frames=list(self.dropped_frames))
+        return True
+
     def calibrate_catheter(self, p1_rc: Sequence[float], p2_rc: Sequence[float], french: float) -> Any:
         """Calibrate from a line across a catheter of ``french`` size; returns the Calibration.
 
@@ -440,6 +488,8 @@ class ReadingSession:
             kwargs["waypoints"] = list(self.waypoints)
         if len(self.feeding) == 2:
             kwargs["feeding_proximal"], kwargs["feeding_distal"] = self.feeding
+        if self.dropped_frames:
+            kwargs["exclude_frames"] = list(self.dropped_frames)
         try:  # the library's one check of a reader's inputs, before the worker thread starts
             stenosis.ReaderInputs.create(**kwargs)
         except stenosis.StenosisError as exc:
@@ -476,6 +526,7 @@ class ReadingSession:
             "mld_override_rc": _round_rc(self.mld_rc),
             "waypoints_rc": [_round_rc(p) for p in self.waypoints] or None,
             "feeding_points_rc": [_round_rc(p) for p in self.feeding] or None,
+            "dropped_frames": list(self.dropped_frames) or None,
             # what the library recorded as the reader's overrides of the current result
             "measured_with": dict((getattr(self.result, "parameters", None) or {}).get("reader") or {})
             if self.result is not None else None,
@@ -537,11 +588,87 @@ def _uncertainty_text(u: dict[str, Any]) -> str:
 def _frames_text(fr: dict[str, Any]) -> str:
     """The frames measured and each one's own percent stenosis (the measured repeatability)."""
     per = fr.get("per_frame") or []
+    dropped = fr.get("excluded") or []
+    rejected = fr.get("rejected") or []
+    tail = (f"; dropped by the reader: {', '.join(str(t) for t in dropped)}" if dropped else "") + (
+        "; rejected: " + ", ".join(f"{r['frame']} ({r.get('why')})" for r in rejected) if rejected else "")
     if len(fr.get("used") or []) < 2 or not per:
-        return "analysed frame only"
+        return "analysed frame only" + tail
     each = ", ".join(f"{p['frame']}: {_fmt(p.get('percent_stenosis'), '%', 1)}" for p in per)
     sd = fr.get("frame_to_frame_sd")
-    return each + ("" if sd is None else f"  (SD {float(sd):.1f} points)")
+    return each + ("" if sd is None else f"  (SD {float(sd):.1f} points)") + tail
+
+
+@dataclass(frozen=True)
+class FrameItem:
+    """One line of the frames list of the result panel.
+
+    ``kind`` is ``used`` (combined; ``analysed`` marks the analysed frame), ``dropped``
+    (left out by the reader) or ``rejected`` (left out by stenosis, ``why``); ``checked``
+    is whether the frame is in the reader's combination (None: not the reader's to change).
+    """
+
+    frame: int
+    kind: str
+    checked: bool | None
+    text: str
+    tip: str
+    analysed: bool = False
+
+
+def frame_items(result: Any, dropped: Sequence[int] = ()) -> list[FrameItem]:
+    """The frames of ``result`` for the panel's list, by frame number: used (their own
+    percent stenosis and SD in the tooltip; the plot shows them), dropped by the reader (the
+    result's ``excluded`` and the session's ``dropped`` not yet re-measured) and rejected by
+    stenosis (why in the tooltip and the table's "Frames combined" row)."""
+    fr = (getattr(result, "frames", None) or {}) if result is not None else {}
+    dropped = {int(t) for t in dropped}
+    analysed = None if result is None else int(result.frame_index)
+    per = {int(p["frame"]): p for p in fr.get("per_frame") or []}
+    used = [int(t) for t in fr.get("used") or []] or ([] if analysed is None else [analysed])
+    if analysed is not None and not per:  # the analysed frame alone: its values are the result's
+        sd = getattr(result, "percent_stenosis_sd", None)
+        per[analysed] = {"percent_stenosis": result.percent_stenosis,
+                         "percent_stenosis_sd": None if sd is None or not math.isfinite(float(sd)) else float(sd)}
+    items: dict[int, FrameItem] = {}
+    for t in used:
+        p = per.get(t, {})
+        pct, sd = p.get("percent_stenosis"), p.get("percent_stenosis_sd")
+        value = "" if pct is None else f"{float(pct):.1f} %" + ("" if sd is None else f" \u00b1 {float(sd):.1f}")
+        role = "analysed" if t == analysed else "used"
+        items[t] = FrameItem(
+            t, "used", t not in dropped,
+            f"{t}" + (" analysed" if t == analysed else "") + (" (dropping)" if t in dropped else ""),
+            f"frame {t}: {role} in the combination" + (f", {value} (1 SD)" if value else "")
+            + ". Uncheck to drop it and re-measure"
+            + (" (another used frame becomes the analysed frame)" if t == analysed else ""),
+            analysed=t == analysed,
+        )
+    for t in sorted({int(v) for v in fr.get("excluded") or []} | dropped):
+        if t in items:
+            continue
+        restoring = t not in dropped
+        items[t] = FrameItem(
+            t, "dropped", restoring, f"{t} {'(restoring)' if restoring else 'dropped'}",
+            f"frame {t}: left out of the combination by you. Check to put it back and re-measure",
+        )
+    for r in fr.get("rejected") or []:
+        t = int(r["frame"])
+        if t not in items:
+            why = str(r.get("why") or "")
+            items[t] = FrameItem(t, "rejected", None, f"{t} rejected", f"frame {t}: left out by stenosis ({why})")
+    return [items[t] for t in sorted(items)]
+
+
+def frames_tab_title(result: Any) -> str:
+    """Title of the panel's frames tab: ``"Frames (2 used, 1 dropped)"``."""
+    fr = (getattr(result, "frames", None) or {}) if result is not None else {}
+    if result is None:
+        return "Frames"
+    used = len(fr.get("used") or []) or 1
+    dropped, rejected = len(fr.get("excluded") or []), len(fr.get("rejected") or [])
+    parts = [f"{used} used"] + [f"{n} {what}" for n, what in ((dropped, "dropped"), (rejected, "rejected")) if n]
+    return f"Frames ({', '.join(parts)})"
 
 
 def result_table(result: Any) -> list[tuple[str, str]]:

@@ -19,6 +19,9 @@ module only wires controls and layers to it:
   minimum searched near it; waypoints (a points layer, or dragged inner vertices
   of the centerline) make the trace pass through them; dragging an end of the
   centerline moves that point and traces again;
+* the frames combined: the result dock lists them (and plots each one's percent
+  stenosis); unchecking a frame drops it (``exclude_frames=``) and re-measures,
+  checking it restores it; dropping the analysed frame analyses another used frame;
 * catheter calibration: a line across the catheter and its French size;
 * export of JSON, CSV row and PNG (viewer screenshot beside the plot).
 """
@@ -122,6 +125,7 @@ class MeasureWidget(QWidget):
         self.result_panel: ResultPanel | None = None
         self.result_dock = None
         self.last_export: dict[str, Path] | None = None
+        self._status_note = ""  # said before the next result's summary (e.g. the analysed frame switched)
         self._build()
         self._t0 = 0.0
         self._ticker = QTimer(self)
@@ -712,14 +716,17 @@ class MeasureWidget(QWidget):
         self._show_result(result)
         pct = result.percent_stenosis
         frame = f"frame {result.frame_index}" + (" (chosen automatically)" if auto_frame else "")
+        note, self._status_note = self._status_note, ""
         self._set_status(
-            f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}) on {frame}, "
+            (f"{note} " if note else "")
+            + f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}) on {frame}, "
             f"reference {result.reference_choice}. Drag the red (MLD) or green (reference) marker to adjust."
         )
         self.measured.emit(result)
 
     def _on_error(self, exc: BaseException) -> None:
         self._ticker.stop()
+        self._status_note = ""
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not isinstance(exc, stenosis.StenosisError):  # a bug, not an input the tool refuses
             msg = f"{type(exc).__name__}: {msg}"
@@ -799,12 +806,13 @@ class MeasureWidget(QWidget):
         self._show_adjustments()
         if self.viewer.dims.ndim >= 3:
             self.viewer.dims.set_current_step(0, int(result.frame_index))
-        self._ensure_result_panel().show_result(result)
+        self._ensure_result_panel().show_result(result, self.session.dropped_frames)
         self._update_enabled()
 
     def _ensure_result_panel(self) -> ResultPanel:
         if self.result_panel is None:
             self.result_panel = ResultPanel()
+            self.result_panel.frame_toggled.connect(self._on_frame_toggled)
             try:
                 self.result_dock = self.viewer.window.add_dock_widget(
                     self.result_panel, name="Stenosis result", area="right"
@@ -889,6 +897,49 @@ class MeasureWidget(QWidget):
         elif outcome == "interior":
             self._set_status("Centerline vertices moved: tracing again through them (waypoints)...")
             self.measure()
+
+    # ------------------------------------------------------------------ frames combined
+    def _on_frame_toggled(self, frame: int, keep: bool) -> None:
+        if keep:
+            self.restore_frame(frame)
+        else:
+            self.drop_frame(frame)
+
+    def drop_frame(self, frame: int) -> None:
+        """Leave ``frame`` out of the combination and re-measure (the analysed frame: another
+        used frame is analysed, the status line says which)."""
+        if self.session is None:
+            return
+        try:
+            note = self.session.drop_frame(frame)
+        except ValueError as exc:
+            self._set_status(f"Could not drop frame {frame}: {exc}", error=True)
+            self._refresh_frames()  # the frame stays checked
+            return
+        self._status_note = note.replace("; re-measuring", "")
+        self._set_status(note)
+        self._show_frame(move_viewer=False)
+        self._refresh_frames()
+        if self.session.result is not None and self.session.ready:
+            self.measure()
+
+    def restore_frame(self, frame: int) -> None:
+        """Put a dropped ``frame`` back into the combination and re-measure."""
+        if self.session is None or not self.session.restore_frame(frame):
+            return
+        self._status_note = f"Frame {frame} restored."
+        self._set_status(f"Frame {frame} restored to the combination; re-measuring.")
+        self._refresh_frames()
+        if self.session.result is not None and self.session.ready:
+            self.measure()
+
+    def _refresh_frames(self) -> None:
+        """The frames list shows the session's dropped frames (ahead of the result while re-measuring)."""
+        def refresh(session=self.session):
+            if self.result_panel is not None and session is not None and session is self.session:
+                self.result_panel.frames.list.show_result(session.result, session.dropped_frames)
+
+        QTimer.singleShot(0, refresh)  # not inside the list's own itemChanged signal
 
     def move_reference(self, rc: Any) -> None:
         """Use ``rc`` (row, col) as the reference site and re-measure (choice: manual)."""

@@ -1,19 +1,21 @@
-"""The result dock: diameter-profile plot (matplotlib in Qt) above the result table."""
+"""The result dock: diameter-profile plot (matplotlib in Qt), warnings, then tabs: the result
+table and the frames combined (per-frame plot and a checkable list: uncheck a frame to drop
+it, check it to restore it)."""
 from __future__ import annotations
 
 from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QSizePolicy, QTableWidget, QTableWidgetItem,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem,
+                            QSizePolicy, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
-from .._model import result_table
-from .._plot import draw_profile
+from .._model import frame_items, frames_tab_title, result_table
+from .._plot import FRAMES_HELP, draw_frames, draw_profile
 
-__all__ = ["ProfilePlot", "ResultTable", "ResultPanel", "WarningsLabel"]
+__all__ = ["ProfilePlot", "FramesPlot", "FramesList", "FramesView", "ResultTable", "ResultPanel", "WarningsLabel"]
 
 
 class ProfilePlot(FigureCanvasQTAgg):
@@ -24,13 +26,121 @@ class ProfilePlot(FigureCanvasQTAgg):
         super().__init__(self.figure)
         self.setParent(parent)
         self.ax = self.figure.add_subplot(111)
-        self.setMinimumHeight(220)
+        self.setMinimumHeight(180)  # with the tabs below (~150 px): the result dock fits a 940 px window
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.show_result(None)
 
     def show_result(self, result: Any) -> None:
         draw_profile(self.ax, result)
         self.draw_idle()
+
+
+class FramesPlot(FigureCanvasQTAgg):
+    """Percent stenosis per frame with 1-SD bars, the combined value, frame-to-frame SD."""
+
+    def __init__(self, parent: QWidget | None = None):
+        self.figure = Figure(figsize=(3.0, 1.6), dpi=90, layout="constrained")
+        super().__init__(self.figure)
+        self.setParent(parent)
+        self.ax = self.figure.add_subplot(111)
+        self.setToolTip(FRAMES_HELP)
+        self.setMinimumSize(180, 100)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.show_result(None)
+
+    def show_result(self, result: Any) -> None:
+        draw_frames(self.ax, result)
+        self.draw_idle()
+
+
+class FramesList(QListWidget):
+    """The frames of the result, one a line: used ones checked (uncheck to drop), dropped
+    ones unchecked (check to restore), rejected ones greyed with stenosis's reason."""
+
+    #: (frame, keep): the reader checked (keep=True) or unchecked (keep=False) a frame
+    frame_toggled = Signal(int, bool)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSelectionMode(QAbstractItemView.NoSelection)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        # an unchecked box must show on napari's dark theme (its own indicator is dark on dark)
+        self.setStyleSheet("QListWidget::indicator:unchecked { border: 1px solid #a0a0a0; border-radius: 2px; }")
+        self.setMinimumHeight(40)
+        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+        self._filling = False
+        self.itemChanged.connect(self._on_item_changed)
+
+    def show_result(self, result: Any, dropped: Any = ()) -> None:
+        self._filling = True
+        try:
+            self.clear()
+            for it in frame_items(result, dropped):
+                item = QListWidgetItem(it.text)
+                item.setData(Qt.UserRole, it.frame)
+                item.setToolTip(it.tip)
+                if it.checked is None:
+                    item.setFlags(Qt.ItemIsEnabled)
+                    item.setForeground(QColor("#9a9a9a"))
+                else:
+                    item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsUserCheckable)
+                    item.setCheckState(Qt.Checked if it.checked else Qt.Unchecked)
+                    if it.kind == "dropped":
+                        item.setForeground(QColor("#ffb347"))
+                if it.analysed:
+                    f = item.font()
+                    f.setBold(True)
+                    item.setFont(f)
+                self.addItem(item)
+        finally:
+            self._filling = False
+        # as wide as its longest line, no wider: the plot beside it gets the rest
+        widest = max(self.sizeHintForColumn(0), self.fontMetrics().horizontalAdvance("00 analysed") + 24)
+        self.setFixedWidth(widest + 2 * self.frameWidth() + self.verticalScrollBar().sizeHint().width())
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        if self._filling or not (item.flags() & Qt.ItemIsUserCheckable):
+            return
+        self.frame_toggled.emit(int(item.data(Qt.UserRole)), item.checkState() == Qt.Checked)
+
+    def states(self) -> dict[int, str]:
+        """frame -> its text, for tests: what the list shows."""
+        return {int(self.item(i).data(Qt.UserRole)): self.item(i).text() for i in range(self.count())}
+
+    def set_checked(self, frame: int, keep: bool) -> None:
+        """Check or uncheck ``frame`` as the reader would (emits :attr:`frame_toggled`)."""
+        for i in range(self.count()):
+            if int(self.item(i).data(Qt.UserRole)) == int(frame):
+                self.item(i).setCheckState(Qt.Checked if keep else Qt.Unchecked)
+                return
+        raise KeyError(f"frame {frame} is not in the list")
+
+
+class FramesView(QWidget):
+    """The frames combined: a title line, the per-frame plot and the checkable list."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.label = QLabel("Frames combined (uncheck to drop, check to restore)")
+        self.label.setWordWrap(True)
+        self.label.setStyleSheet("padding: 0px 2px;")
+        self.label.setToolTip(FRAMES_HELP)
+        self.plot = FramesPlot(self)
+        self.list = FramesList(self)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(2)
+        row.addWidget(self.list, 0)
+        row.addWidget(self.plot, 1)
+        layout.addWidget(self.label, 0)
+        layout.addLayout(row, 1)
+
+    def show_result(self, result: Any, dropped: Any = ()) -> None:
+        self.plot.show_result(result)
+        self.list.show_result(result, dropped)
 
 
 class ResultTable(QTableWidget):
@@ -44,7 +154,7 @@ class ResultTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setWordWrap(True)
-        self.setMinimumHeight(150)  # scrolls; leaves the controls above their height
+        self.setMinimumHeight(110)  # scrolls; leaves the controls above their height
 
     def show_result(self, result: Any) -> None:
         rows = [] if result is None else result_table(result)
@@ -86,7 +196,15 @@ class WarningsLabel(QLabel):
 
 
 class ResultPanel(QWidget):
-    """Plot, warnings (in view without scrolling) and table, docked beside the viewer."""
+    """Plot, warnings (in view without scrolling), then two tabs: the result table and the
+    frames combined (per-frame plot and the checkable list), docked beside the viewer.
+
+    The tabs keep the dock within a laptop screen's height beside the controls; the Frames
+    tab's title says how many frames are used and dropped. :attr:`frame_toggled`
+    (frame, keep) is the reader's check / uncheck of a frame.
+    """
+
+    frame_toggled = Signal(int, bool)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -94,12 +212,22 @@ class ResultPanel(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         self.plot = ProfilePlot(self)
         self.warnings = WarningsLabel(self)
-        self.table = ResultTable(self)
+        self.tabs = QTabWidget(self)
+        self.table = ResultTable()
+        self.frames = FramesView()
+        self.tabs.addTab(self.table, "Result")
+        self.tabs.addTab(self.frames, "Frames")
+        self.tabs.setTabToolTip(1, FRAMES_HELP)
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.warnings, 0)
-        layout.addWidget(self.table, 2)
+        layout.addWidget(self.tabs, 2)
+        self.frames.list.frame_toggled.connect(self.frame_toggled)
 
-    def show_result(self, result: Any) -> None:
+    def show_result(self, result: Any, dropped: Any = ()) -> None:
+        """Show ``result``; ``dropped`` are the reader's dropped frames (the session's, which
+        may be ahead of the result while it is re-measured)."""
         self.plot.show_result(result)
         self.warnings.show_result(result)
+        self.frames.show_result(result, dropped)
         self.table.show_result(result)
+        self.tabs.setTabText(1, frames_tab_title(result))
