@@ -28,13 +28,30 @@ def measure_kwargs(pairs: list[str] | None) -> dict:
     from stenosis.params import DEFAULT_PARAMS
 
     changes = {}
+    fields = {f.name for f in dataclasses.fields(DEFAULT_PARAMS)}
     for pair in pairs:
-        name, _, value = pair.partition("=")
-        if not hasattr(DEFAULT_PARAMS, name):
-            raise SystemExit(f"--param: MeasureParams has no field {name!r}")
+        name, eq, value = pair.partition("=")
+        if not eq or name not in fields:
+            raise SystemExit(f"--param {pair!r}: give NAME=VALUE with NAME a MeasureParams field")
         default = getattr(DEFAULT_PARAMS, name)
-        if isinstance(default, tuple):
-            changes[name] = tuple(type(v)(float(x)) for v, x in zip(default, value.split(":")))
-        else:
-            changes[name] = type(default)(float(value))
+        try:
+            if isinstance(default, tuple):
+                parts = value.split(":")
+                if len(parts) != len(default):
+                    raise ValueError(f"{len(default)} values separated by ':'")
+                changes[name] = tuple(_typed(v, x) for v, x in zip(default, parts))
+            else:
+                changes[name] = _typed(default, value)
+        except ValueError as exc:
+            raise SystemExit(f"--param {pair!r}: {exc}") from None
     return {"params": dataclasses.replace(DEFAULT_PARAMS, **changes)}
+
+
+def _typed(default, text: str):
+    """``text`` as the type of ``default`` (an int field refuses a fraction)."""
+    v = float(text)
+    if isinstance(default, bool) or not isinstance(default, int):
+        return type(default)(v)
+    if not v.is_integer():
+        raise ValueError(f"a whole number is needed, got {text}")
+    return int(v)

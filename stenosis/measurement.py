@@ -100,7 +100,7 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     analysed = choose_frame(run, inputs, scale, params)
     if analysed.index in inputs.exclude_frames:
         raise MeasurementError(f"frame {analysed.index} is the analysed frame and cannot be dropped; choose another "
-                               "frame to analyse (frame=...) and drop this one")
+                               "frame to analyse (--frame N, or frame=N) and drop this one")
     image, trace = analysed.image, analysed.trace
     rhint = radius_hint(image, trace.centerline_rc)
     profile = diameter_stage(image, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
@@ -129,6 +129,7 @@ class FrameSeries:
     frame_sd: float  # SD of the per-frame percent stenosis (nan below 3 frames)
     rejected: tuple[tuple[int, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    dropped: tuple[int, ...] = ()  # frames the reader dropped that would have been combined
 
 
 def _diameter_noise_var(profile: DiameterProfile) -> float:
@@ -159,7 +160,12 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     trace = analysed.trace
     limit = inputs.frame_limit
     companions = [] if limit == 0 else companion_frames(run, analysed, profile.centerline_rc, params=params)
+    dropped = tuple(t for t in companions if t in inputs.exclude_frames)
     companions = [t for t in companions if t not in inputs.exclude_frames]
+    idle = [t for t in inputs.exclude_frames if t not in dropped]
+    notes: tuple[str, ...] = ((f"dropped frame{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} "
+                               f"{'were' if len(idle) > 1 else 'was'} not combined anyway (not a fully opacified "
+                               "frame of the arterial phase, or a single frame measured)",) if idle else ())
     for t, moved in zip(companions, follow_frames(run, analysed, companions, params)):
         if limit is not None and len(used) > limit:
             break
@@ -179,7 +185,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these hold the "
                  "segment fully opacified and in place",)
     if len(profiles) == 1:
-        return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer)
+        return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer + notes,
+                           dropped)
     combined_profile = combine_frames(profiles, [_diameter_noise_var(p) for p in profiles])
     combined = grade(combined_profile)
     if combined.reference_window is None:
@@ -202,7 +209,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         floor = frame_sd / np.sqrt(len(per_frame))
         if floor > combined.percent_stenosis_sd:
             combined = replace(combined, percent_stenosis_sd=floor)
-    return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns)
+    return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,
+                       dropped)
 
 
 def calibrated_run(path_or_run, pixel_mm: float | None):
@@ -351,11 +359,11 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
         percent_stenosis_sd=float(wm.percent_stenosis_sd),
         mld_sd_px=float(wm.mld_sd_px),
         reference_sd_px=float(wm.reference_sd_px),
-        frames=_frames_record(series, profile, scale, inputs.exclude_frames) if series is not None else {},
+        frames=_frames_record(series, profile, scale) if series is not None else {},
     )
 
 
-def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale, excluded=()) -> dict:
+def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) -> dict:
     """The frames used and each frame's own percent stenosis and MLD (JSON-ready)."""
     mm = scale.mm_per_px
     rnd = lambda v, nd: None if v is None or not np.isfinite(v) else round(float(v), nd)  # noqa: E731
@@ -367,5 +375,5 @@ def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale, 
                       for t, w in zip(series.frames, series.per_frame)],
         "frame_to_frame_sd": rnd(series.frame_sd, 2),
         "rejected": [{"frame": int(t), "why": why} for t, why in series.rejected],
-        "excluded": [int(t) for t in excluded],
+        "excluded": [int(t) for t in series.dropped],
     }

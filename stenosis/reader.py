@@ -5,6 +5,8 @@ quotes them that way.
 """
 from __future__ import annotations
 
+import operator
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,16 +40,32 @@ def _frame_numbers(frames: Any) -> tuple[int, ...]:
     """Sorted unique whole frame numbers (a reader's dropped frames); one-line error otherwise."""
     if frames is None:
         return ()
-    items = [frames] if isinstance(frames, (int, np.integer, str)) else list(frames)
+    if isinstance(frames, (str, bytes)) or np.ndim(frames) == 0:
+        items = [frames]
+    else:
+        items = list(np.asarray(frames, dtype=object).ravel()) if isinstance(frames, np.ndarray) else list(frames)
     out = set()
     for f in items:
-        try:
-            if isinstance(f, (bool, np.bool_)) or not float(f).is_integer():
-                raise ValueError
-            out.add(int(float(f)))
-        except (TypeError, ValueError, OverflowError):
-            raise MeasurementError(f"a dropped frame must be a whole frame number, got {f!r}") from None
+        out.add(_whole_frame(f))
     return tuple(sorted(out))
+
+
+def _whole_frame(f: Any) -> int:
+    """One dropped frame number: an integer, or an integral float / numeric string."""
+    bad = MeasurementError(f"a dropped frame must be a whole frame number, got {f!r}")
+    if isinstance(f, (bool, np.bool_, bytes)):
+        raise bad
+    try:
+        return operator.index(f)
+    except TypeError:
+        pass
+    try:
+        v = float(f)
+    except (TypeError, ValueError):
+        raise bad from None
+    if not np.isfinite(v) or not v.is_integer():
+        raise bad
+    return int(v)
 
 
 def frames_mode(frames: Any) -> str | int:

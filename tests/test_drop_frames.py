@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
 import stenosis
@@ -36,9 +37,11 @@ def test_a_dropped_frame_is_left_out_and_recorded(run_truth):
     assert res.frames["excluded"] == [drop]
     assert res.parameters["reader"]["exclude_frames"] == [drop]
     assert full.frames["excluded"] == []
-    # the other frames still read the lesion (the dropped frame was a good one here)
+    # the other frames still read the lesion (the dropped frame was a good one here), and the
+    # combination changed: one frame fewer in the per-frame readings
     assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 3.0
-    assert res.percent_stenosis != full.percent_stenosis
+    assert len(res.frames["per_frame"]) == len(full.frames["per_frame"]) - 1
+    assert drop not in [f["frame"] for f in res.frames["per_frame"]]
 
 
 def test_the_analysed_frame_cannot_be_dropped(run_truth):
@@ -52,11 +55,7 @@ def test_the_analysed_frame_cannot_be_dropped(run_truth):
     assert full.frame_index not in res.frames["used"] and res.frame_index == other
 
 
-@pytest.mark.parametrize("bad, message", [([1.5], "whole frame number"), (["x"], "whole frame number"),
-                                          ([True], "whole frame number")])
-def test_dropped_frames_are_checked(bad, message):
-    with pytest.raises(MeasurementError, match=message):
-        ReaderInputs.create("M1", (10, 10), (20, 20), exclude_frames=bad)
+def test_the_analysed_frame_given_and_dropped_is_refused():
     with pytest.raises(MeasurementError, match="both the analysed frame and a dropped one"):
         ReaderInputs.create("M1", (10, 10), (20, 20), frame=3, exclude_frames=[3])
 
@@ -91,3 +90,41 @@ def test_cli_drop_frame(run_truth, tmp_path):
     bad = CliRunner().invoke(cli, ["measure", str(path), "--segment", truth["segment"], *pts,
                                    "--drop-frame", str(full.frame_index)])
     assert bad.exit_code == 3 and "cannot be dropped" in bad.output
+
+
+def test_a_frame_that_was_not_combined_is_not_reported_dropped(run_truth):
+    """Dropping a mask frame (never combined) changes nothing and says so; with frames="single"
+    nothing is combined at all."""
+    run, truth = run_truth
+    full = _measure(run, truth)
+    res = _measure(run, truth, exclude_frames=[0])
+    assert res.frames["excluded"] == [] and res.frames["used"] == full.frames["used"]
+    assert res.percent_stenosis == full.percent_stenosis
+    assert any("dropped frame 0 was not combined anyway" in w for w in res.warnings)
+    single = _measure(run, truth, frames="single", exclude_frames=[full.frames["used"][-1]])
+    assert single.frames["excluded"] == []
+
+
+@pytest.mark.parametrize("value, expected", [(2, (2,)), (2.0, (2,)), ("3", (3,)), ([4, 2, 4], (2, 4)),
+                                             (np.int64(5), (5,)), (np.array([1, 3]), (1, 3)), ((), ())])
+def test_dropped_frames_accept_whole_numbers(value, expected):
+    assert ReaderInputs.create("M1", (10, 10), (20, 20), exclude_frames=value).exclude_frames == expected
+
+
+@pytest.mark.parametrize("bad", [[1.5], ["x"], [True], b"3", [float("inf")], [None]])
+def test_dropped_frames_refuse_anything_else(bad):
+    with pytest.raises(MeasurementError, match="whole frame number"):
+        ReaderInputs.create("M1", (10, 10), (20, 20), exclude_frames=bad)
+
+
+def test_cli_drop_frame_outside_the_run(run_truth):
+    from click.testing import CliRunner
+
+    from stenosis.cli.main import cli
+
+    run, truth = run_truth
+    pts = ["--proximal", ",".join(str(v) for v in truth["proximal_rc"]),
+           "--distal", ",".join(str(v) for v in truth["distal_rc"])]
+    out = CliRunner().invoke(cli, ["measure", str(run.source), "--segment", truth["segment"], *pts, "--drop-frame", "99"])
+    assert out.exit_code == 3 and "outside the run" in out.output
+    assert len([ln for ln in out.output.splitlines() if ln.strip()]) == 1

@@ -244,8 +244,9 @@ def _wandering_normal(seed: int, n: int = 400, d0: float = 6.0, sd_px: float = 0
 def test_reference_is_the_site_trend_not_the_luckiest_window():
     """The widest of many short noisy windows is biased wide (the maximum of noisy means);
     the reference is read off the site's fitted trend, so over 20 wandering normal arteries
-    its mean error stays within 0.1 px, where the widest window's own mean is ~0.3 px wide."""
-    from stenosis.wasid.reference import best_window, candidate_windows
+    its mean error stays within 0.12 px (0.09 measured), where the widest window's own mean is
+    ~0.3 px wide."""
+    from stenosis.wasid.reference import candidate_windows
 
     ref_err, luckiest_err = [], []
     for seed in range(20):
@@ -257,14 +258,14 @@ def test_reference_is_the_site_trend_not_the_luckiest_window():
         raw = prof.diameter_px
         ws = candidate_windows(prof, raw, w.site[0], w.site[1], w.i1 - w.i0 + 1)
         luckiest_err.append(max(float(raw[x.i0 : x.i1 + 1].mean()) for x in ws if x.normal) - 6.0)
-        assert best_window(ws, strict=False) is not None
-    assert abs(np.mean(ref_err)) < 0.1
+    assert abs(np.mean(ref_err)) < 0.12
     assert np.mean(luckiest_err) > 0.2
 
 
 def test_a_tapering_site_keeps_its_widest_end():
-    """On a clean tapering artery (8 -> 6 px over the proximal site) the trend's widest window
-    is the proximal one, read within 0.05 px of the true diameter at its centre."""
+    """On a clean tapering artery (8 -> 6 px) the trend's widest window is the proximal one, read
+    within 0.05 px of the true diameter at its centre: the rule keeps the taper WASID asks for
+    (a site mean, the rejected alternative, reads ~1 px less here)."""
     n = 400
     arc = np.arange(n) * STEP
     d = np.interp(arc, [0, arc[-1]], [8.0, 6.0])
@@ -276,13 +277,14 @@ def test_a_tapering_site_keeps_its_widest_end():
 
 def test_mld_uncertainty_covers_competing_stretches():
     """On wandering normal arteries the MLD is the narrowest of many stretches: the error of the
-    reading (percent stenosis, truth 0) falls within 2 SD in at least 17 of 20; a deep lesion
-    on the same wander competes alone and keeps a tight SD."""
+    reading (percent stenosis, truth 0) falls within 2 SD in at least 16 of 20 (17 measured;
+    0 without the competing-stretch term); a deep lesion on the same wander competes
+    alone and keeps a tight SD."""
     covered = 0
     for seed in range(20):
         m = wasid(_wandering_normal(seed), "M1")
         covered += abs(m.percent_stenosis) <= 2 * m.percent_stenosis_sd
-    assert covered >= 17
+    assert covered >= 16
     d, _ = stenosis()
     rng = np.random.default_rng(5)
     w = ndi.gaussian_filter1d(rng.normal(0.0, 1.0, d.size), 8.0)
@@ -291,3 +293,27 @@ def test_mld_uncertainty_covers_competing_stretches():
     assert lesion.percent_stenosis_sd < normal.percent_stenosis_sd
     assert any("not clearly deeper" in w for w in normal.warnings)
     assert not any("not clearly deeper" in w for w in lesion.warnings)
+
+
+@pytest.mark.parametrize("case", ["trend", "forced distal", "manual on the segment", "relaxed last resort"])
+def test_other_frames_are_read_by_the_graded_rule(case):
+    """at_same_sites on the graded profile itself gives the graded reading: the per-frame
+    readings of a multi-frame run use the same reference rule as the combined one."""
+    from stenosis.wasid import at_same_sites
+
+    if case == "relaxed last resort":  # too short for any window: the widest smoothed sample
+        d, _ = stenosis(n=60, at=30, half=8)
+        prof = make_profile(d + 0.3 * np.sin(np.arange(60) / 3.0))
+        m = wasid(prof, "M1")
+        assert m.reference_window is not None and m.reference_window.widest_smoothed
+    else:
+        prof = _wandering_normal(7, n=400, d0=14.0, sd_px=0.3)
+        d = prof.diameter_px.copy()
+        d[200:240] *= 1 - 0.5 * np.sin(np.linspace(0, np.pi, 40))  # a lesion on the wander
+        prof = make_profile(d)
+        kw = {"trend": {}, "forced distal": {"force_choice": "distal"},
+              "manual on the segment": {"manual_index": 100}}[case]
+        m = wasid(prof, "M1", **kw)
+    again = at_same_sites(prof, m)
+    assert again.reference_px == pytest.approx(m.reference_px, rel=1e-9)
+    assert again.percent_stenosis == pytest.approx(m.percent_stenosis, abs=0.5)

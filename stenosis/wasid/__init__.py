@@ -3,8 +3,8 @@
 percent stenosis = (1 - D_stenosis / D_normal) x 100 (Samuels, Joseph, Lynn, Smith,
 Chimowitz, "A standardized method for measuring intracranial arterial stenosis",
 AJNR 2000;21:643-6). D_stenosis is the minimal lumen diameter (MLD) of the traced
-segment (:mod:`.mld`); D_normal is the mean diameter of the widest normal,
-parallel-margined, non-tortuous window (:mod:`.reference`) of the artery's 1st-choice
+segment (:mod:`.mld`); D_normal is the diameter of the widest normal,
+parallel-margined, non-tortuous window, read off its site's fitted taper (:mod:`.reference`) of the artery's 1st-choice
 site (proximal for M1/V4/BA, the petrous ICA i.e. proximal for ICA), else the 2nd
 (distal; for ICA the extracranial ICA, given as feeding points) when the first is too
 short, lesion-involved or diseased, else the 3rd (the feeding artery's most distal
@@ -239,7 +239,11 @@ def _wasid_order(seg, sites, feed_w, d_s):
         prox, dist = sites.proximal, sites.distal
         w_rel = best_window(prox, strict=False) or best_window(dist, strict=False)
         if w_rel is None:
-            w_rel = Window(0, min(sites.window_n, d_s.size) - 1, float(np.max(d_s)), False, False, False)
+            k = int(np.argmax(d_s))  # the widest smoothed sample, in a window of the usual length there
+            half = min(sites.window_n, d_s.size) // 2
+            i0 = int(np.clip(k - half, 0, max(d_s.size - 2 * half - 1, 0)))
+            w_rel = Window(i0, min(i0 + 2 * half, d_s.size - 1), float(d_s[k]), False, False, False,
+                           widest_smoothed=True)
             c_rel = "proximal"
         else:
             c_rel = "proximal" if w_rel in prox else "distal"
@@ -343,8 +347,8 @@ def wasid(
     if win is not None:
         in_ref[win.i0 : win.i1 + 1] = True
     m_ref, q_ref = model_sd_px(profile, valid, in_ref)
-    # how far a normal sample of this artery departs from its trend beyond noise: the MLD is one
-    # such sample and the reference the widest of several windows, each off by about as much
+    # how far a normal sample of this artery departs from its trend beyond noise (the reference
+    # window's term; the MLD's is the competing-stretch spread below)
     gap_n = int(round(p.lesion_gap_diameters * d0 / step))
     outside = np.ones(arc.size, bool)
     outside[max(lo - gap_n, 0) : hi + gap_n + 1] = False
@@ -354,12 +358,13 @@ def wasid(
     c_lo, c_hi = lesion_extent(d_s, i_mld, ref, fraction=0.5 * (1.0 + mld / ref))
     core_out = np.ones(arc.size, bool)
     core_out[c_lo : c_hi + 1] = False
-    s_mld_along, n_comp = narrowest_spread_px(arc, d_s, valid, core_out, float(mld), corr, within,
-                                              reach_sd=p.mld_competing_reach_sd)
-    if n_comp > 2.0 and mld > 0:
+    s_mld_along, n_other = narrowest_spread_px(arc, d_s, valid, core_out, float(mld), corr, within,
+                                               reach_sd=p.mld_competing_reach_sd)
+    if n_other >= 1.0 and mld > 0:
+        k = max(int(round(n_other)), 1)
         warns.append(f"the narrowing is not clearly deeper than the artery's own variation along the vessel "
-                     f"(about {n_comp:.0f} stretches elsewhere could read as narrow): the uncertainty includes it; "
-                     "check that the MLD is a real lesion")
+                     f"(about {k} stretch{'es' if k > 1 else ''} elsewhere could read as narrow): the uncertainty "
+                     "includes it; check that the MLD is a real lesion")
     if s_along > p.structure_warn_fraction * ref:
         u, f = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
         warns.append(f"the diameter of the normal artery varies along it by {s_along * f:.2f} {u} beyond noise "
@@ -386,8 +391,9 @@ def wasid(
 
 def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: MeasureParams = DEFAULT_PARAMS) -> WasidMeasurement:
     """The WASID reading of another frame's profile of the same samples at the sites ``graded``
-    chose (its lesion and reference window): the frame's MLD within the lesion, its mean diameter
-    over the reference window (the graded reference when that is off the segment), and its own
+    chose (its lesion and reference window): the frame's MLD within the lesion, its reference by
+    the graded one's rule (:func:`~stenosis.wasid.reference.trend_diameter`: the site trend at the
+    window, the window's mean, or the graded reference when that is off the segment), and its own
     noise SD. Frame-to-frame differences at fixed sites are the measurement's repeatability."""
     arc = profile.arc_px
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
@@ -404,7 +410,7 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
     win = graded.reference_window
     ref = graded.reference_px
     if win is not None:  # by the rule the graded frame's reference was read with
-        ref = trend_diameter(profile, valid, win, params)
+        ref = trend_diameter(profile, valid, win, params, diameter_s=d_s)
     # a reference off the traced segment is the graded frame's for every frame: no noise of its own here
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else float("inf")
     sd_mld, sd_ref, sd_pct = measurement_sd(profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),

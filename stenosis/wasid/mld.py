@@ -214,12 +214,14 @@ def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.nd
     about their linear trend by a robust SD s with correlation length L (at least ``corr_px``).
     A stretch competes for the MLD when its trend lies within reach of the MLD: the extreme
     excursion expected over the whole segment (:func:`minimum_rms_factor` of its arc / L) plus
-    ``reach_sd`` SDs, in units of s; the lesion's own stretch always competes. With n = the
-    competing arc / L, the narrowest departs by :func:`minimum_rms_factor` (n) x s. A lesion
+    ``reach_sd`` SDs, in units of s; the lesion's own stretch (``~outside``, its core) is one
+    competitor whatever its length. With n = 1 + the competing arc elsewhere / L, the narrowest
+    departs by :func:`minimum_rms_factor` (n) x s. A lesion
     deeper than the variation competes alone (n <= 2: s); on a normal artery on a textured
     background every stretch competes, and the "lesion" read there is this extreme.
 
-    Returns (SD px, n): n > 2 says the MLD is not clearly deeper than the artery's own variation.
+    Returns (SD px, stretches elsewhere): 1 or more says the MLD is not clearly deeper than the
+    artery's own variation.
     """
     arc = np.asarray(arc_px, float)
     d = np.asarray(diameter_s, float)
@@ -232,18 +234,18 @@ def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.nd
     spread = 1.4826 * float(np.median(np.abs(res[sel] - np.median(res[sel]))))
     length = correlation_length_px(res, sel, step, corr_px)
     reach = minimum_rms_factor(float(valid.sum()) * step / length) + reach_sd
-    competing = valid & (~outside | (trend <= mld_px + reach * spread))
+    elsewhere = valid & outside & (trend <= mld_px + reach * spread)
     if within is not None:
-        competing &= within
-    n = float(competing.sum()) * step / length
-    return spread * minimum_rms_factor(n), n
+        elsewhere &= within
+    n_other = float(elsewhere.sum()) * step / length
+    return spread * minimum_rms_factor(1.0 + n_other), n_other
 
 
 def minimum_rms_factor(n: float) -> float:
     """RMS, in SDs, of the minimum of ``n`` independent normal deviates about the mean (1 for
-    n <= 1; 1.65 for 10; interpolated in n): how far the narrowest of n stretches of an artery
+    n <= 2; 1.65 for 10; interpolated in n): how far the narrowest of n stretches of an artery
     departs from its trend when only noise and structure make them differ."""
-    if n <= 1.0:
+    if n <= 2.0:  # the RMS of the minimum of two deviates is exactly 1; below, 1 by definition
         return 1.0
     x = np.linspace(-8.0, 8.0, 4001)
     pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)

@@ -1,7 +1,7 @@
 """WASID reference windows: normal, parallel-margined, non-tortuous segments of the artery.
 
 A window is *normal* when at most ``normal_max_flagged`` of its samples are flagged
-(branch origin, overlap, poor fit; its diameter is the mean of the others) and it lies
+(branch origin, overlap, poor fit; they are left out of its diameter) and it lies
 outside the lesion; *parallel-margined* when its diameter changes by less than
 ``parallel_slope`` over the window and varies by less than ``parallel_sd`` (SD) about
 that trend; *non-tortuous* when the centerline turns by less than ``tortuous_deg`` over
@@ -9,12 +9,12 @@ it. Windows are ``window_diameters`` reference diameters long. WASID states thes
 criteria in words; the thresholds are the tool's reading of them (see docs/tuning.md).
 
 A window's diameter is the value of its site's diameter *trend* at the window's centre: a
-robust straight line through the usable samples of the site's normal windows
+robust straight line through the usable samples spanned by the site's normal windows
 (:func:`site_trend`). "The widest window" is then the widest part of the artery's taper,
 not the window whose own noise (or the anatomy behind it) happened to widen it most: the
 maximum of many short noisy window means is biased wide (on real backgrounds by about half
-the artery's along-vessel variation, which read normal arteries ~10 points too narrow;
-docs/tuning.md). The window's own mean still decides whether its margins are parallel.
+the artery's along-vessel variation, which gave normal arteries ~10 points of false
+stenosis; docs/tuning.md). The window's own mean still decides whether its margins are parallel.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class Window:
     non_tortuous: bool
     normal: bool
     site: tuple[int, int] | None = None  # samples the site trend was fitted over (None: the window's own mean)
+    widest_smoothed: bool = False  # the relaxed last resort: the largest smoothed diameter of the window
 
     @property
     def centre(self) -> int:
@@ -115,9 +116,12 @@ def site_trend(profile: DiameterProfile, valid: np.ndarray, i0: int, i1: int,
 
 
 def trend_diameter(profile: DiameterProfile, valid: np.ndarray, window: Window,
-                   params: MeasureParams = DEFAULT_PARAMS) -> float:
+                   params: MeasureParams = DEFAULT_PARAMS, diameter_s: np.ndarray | None = None) -> float:
     """``window``'s diameter on ``profile`` by the rule it was chosen with: the site trend at its
-    centre when it has a site, else the mean of its usable samples."""
+    centre when it has a site, the largest of ``diameter_s`` (smoothed) over it for the relaxed
+    last resort, else the mean of its usable samples."""
+    if window.widest_smoothed and diameter_s is not None:
+        return float(np.max(diameter_s[window.i0 : window.i1 + 1]))
     if window.site is not None:
         coef = site_trend(profile, valid, *window.site, params=params)
         if coef is not None:
