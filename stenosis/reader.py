@@ -40,14 +40,8 @@ def _frame_numbers(frames: Any) -> tuple[int, ...]:
     """Sorted unique whole frame numbers (a reader's dropped frames); one-line error otherwise."""
     if frames is None:
         return ()
-    if isinstance(frames, (str, bytes)) or np.ndim(frames) == 0:
-        items = [frames]
-    else:
-        items = list(np.asarray(frames, dtype=object).ravel()) if isinstance(frames, np.ndarray) else list(frames)
-    out = set()
-    for f in items:
-        out.add(_whole_frame(f))
-    return tuple(sorted(out))
+    items = [frames] if isinstance(frames, (str, bytes)) or np.ndim(frames) == 0 else np.ravel(frames).tolist()
+    return tuple(sorted({_whole_frame(f) for f in items}))
 
 
 def _whole_frame(f: Any) -> int:

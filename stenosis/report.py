@@ -21,7 +21,7 @@ import numpy as np
 
 from .result import QualityFlag, StenosisResult
 
-__all__ = ["save_report", "report_figure", "plot_diameter_profile", "flagged_samples", "edge_disagreement",
+__all__ = ["save_report", "report_figure", "plot_diameter_profile", "clear_for", "flagged_samples", "edge_disagreement",
            "AUTO_POINTS_TEXT"]
 
 #: what a report of automatically placed points says
@@ -63,6 +63,18 @@ def edge_disagreement(profile: Any) -> np.ndarray:
     return out
 
 
+def clear_for(ax, result) -> bool:
+    """Clear ``ax`` for a plot of ``result``; with no result, write "no measurement yet" in it
+    and return True (nothing more to draw)."""
+    ax.clear()
+    if result is not None:
+        return False
+    ax.text(0.5, 0.5, "no measurement yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return True
+
+
 def plot_diameter_profile(ax: Any, result: StenosisResult | None, *, legend: bool = True, compact: bool = False,
                           title: str | None = None) -> None:
     """Draw the diameter profile of ``result`` on a matplotlib Axes (cleared first).
@@ -75,11 +87,7 @@ def plot_diameter_profile(ax: Any, result: StenosisResult | None, *, legend: boo
     curve (the MLD is the fitted lesion bottom, blur-corrected, so it may lie below the
     sampled curve). Used by the PNG report and the napari plugin.
     """
-    ax.clear()
-    if result is None:
-        ax.text(0.5, 0.5, "no measurement yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
-        ax.set_xticks([])
-        ax.set_yticks([])
+    if clear_for(ax, result):
         return
     prof = result.profile
     mm = result.mm_per_px

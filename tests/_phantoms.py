@@ -52,3 +52,14 @@ def phantom(name: str, folder: str | Path, **overrides) -> tuple[Path, dict]:
     spec = PhantomSpec(name=name, **{**SPECS[name], **overrides})
     dcm, _ = make_phantom(spec, Path(folder) / f"{name}.dcm")
     return dcm, load_truth(dcm)
+
+
+def measure_truth(run, truth: dict, **kw):
+    """``stenosis.measure`` of ``run`` at its truth's segment and reader points (warnings silenced)."""
+    import warnings
+
+    import stenosis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), **kw)

@@ -43,3 +43,13 @@ def sample_dicom_dir() -> Path:
 def pytest_collection_modifyitems(config, items):
     """Qt tests skip with a reason when no display can be started (never abort pytest)."""
     skip_qt_items(items)
+
+
+@pytest.fixture(scope="session")
+def low_dose_run(tmp_path_factory):
+    """The 8-frame low-dose M1 phantom (``_phantoms.SPECS``) read as a run, with its truth."""
+    import stenosis
+    from _phantoms import phantom
+
+    dcm, truth = phantom("low_dose_m1_8frames", tmp_path_factory.mktemp("low_dose"))
+    return stenosis.read_run(dcm), truth

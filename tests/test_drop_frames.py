@@ -2,32 +2,18 @@
 shown and editable)."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
 
-import stenosis
 from stenosis.errors import MeasurementError
 from stenosis.reader import ReaderInputs
 
-
-@pytest.fixture(scope="module")
-def run_truth(tmp_path_factory):
-    from _phantoms import phantom
-
-    dcm, truth = phantom("low_dose_m1_8frames", tmp_path_factory.mktemp("drop"))
-    return stenosis.read_run(dcm), truth
+from _phantoms import measure_truth as _measure
 
 
-def _measure(run, truth, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), **kw)
-
-
-def test_a_dropped_frame_is_left_out_and_recorded(run_truth):
-    run, truth = run_truth
+def test_a_dropped_frame_is_left_out_and_recorded(low_dose_run):
+    run, truth = low_dose_run
     full = _measure(run, truth)
     used = full.frames["used"]
     assert len(used) >= 3
@@ -44,8 +30,8 @@ def test_a_dropped_frame_is_left_out_and_recorded(run_truth):
     assert drop not in [f["frame"] for f in res.frames["per_frame"]]
 
 
-def test_the_analysed_frame_cannot_be_dropped(run_truth):
-    run, truth = run_truth
+def test_the_analysed_frame_cannot_be_dropped(low_dose_run):
+    run, truth = low_dose_run
     full = _measure(run, truth)
     with pytest.raises(MeasurementError, match="analysed frame and cannot be dropped"):
         _measure(run, truth, exclude_frames=[full.frame_index])
@@ -60,13 +46,13 @@ def test_the_analysed_frame_given_and_dropped_is_refused():
         ReaderInputs.create("M1", (10, 10), (20, 20), frame=3, exclude_frames=[3])
 
 
-def test_a_dropped_frame_outside_the_run_is_refused(run_truth):
-    run, truth = run_truth
+def test_a_dropped_frame_outside_the_run_is_refused(low_dose_run):
+    run, truth = low_dose_run
     with pytest.raises(MeasurementError, match="outside the run"):
         _measure(run, truth, exclude_frames=[99])
 
 
-def test_cli_drop_frame(run_truth, tmp_path):
+def test_cli_drop_frame(low_dose_run, tmp_path):
     """``stenosis measure --drop-frame N`` leaves N out, says so, and records it in the JSON."""
     import json
 
@@ -74,7 +60,7 @@ def test_cli_drop_frame(run_truth, tmp_path):
 
     from stenosis.cli.main import cli
 
-    run, truth = run_truth
+    run, truth = low_dose_run
     full = _measure(run, truth)
     drop = full.frames["used"][-1]
     path = run.source
@@ -92,10 +78,10 @@ def test_cli_drop_frame(run_truth, tmp_path):
     assert bad.exit_code == 3 and "cannot be dropped" in bad.output
 
 
-def test_a_frame_that_was_not_combined_is_not_reported_dropped(run_truth):
+def test_a_frame_that_was_not_combined_is_not_reported_dropped(low_dose_run):
     """Dropping a mask frame (never combined) changes nothing and says so; with frames="single"
     nothing is combined at all."""
-    run, truth = run_truth
+    run, truth = low_dose_run
     full = _measure(run, truth)
     res = _measure(run, truth, exclude_frames=[0])
     assert res.frames["excluded"] == [] and res.frames["used"] == full.frames["used"]
@@ -117,12 +103,12 @@ def test_dropped_frames_refuse_anything_else(bad):
         ReaderInputs.create("M1", (10, 10), (20, 20), exclude_frames=bad)
 
 
-def test_cli_drop_frame_outside_the_run(run_truth):
+def test_cli_drop_frame_outside_the_run(low_dose_run):
     from click.testing import CliRunner
 
     from stenosis.cli.main import cli
 
-    run, truth = run_truth
+    run, truth = low_dose_run
     pts = ["--proximal", ",".join(str(v) for v in truth["proximal_rc"]),
            "--distal", ",".join(str(v) for v in truth["distal_rc"])]
     out = CliRunner().invoke(cli, ["measure", str(run.source), "--segment", truth["segment"], *pts, "--drop-frame", "99"])

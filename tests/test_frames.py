@@ -1,7 +1,6 @@
 """Measuring on every frame of the arterial phase: frames used, per-frame readings, combination."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -10,19 +9,7 @@ import stenosis
 from stenosis.errors import MeasurementError
 from stenosis.reader import ReaderInputs
 
-
-@pytest.fixture(scope="module")
-def low_dose_run(tmp_path_factory):
-    from _phantoms import phantom
-
-    dcm, truth = phantom("low_dose_m1_8frames", tmp_path_factory.mktemp("frames"))
-    return stenosis.read_run(dcm), truth
-
-
-def _measure(run, truth, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), **kw)
+from _phantoms import measure_truth as _measure
 
 
 def _plateau(truth):

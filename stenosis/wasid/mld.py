@@ -159,6 +159,14 @@ def lesion_extent(diameter_s: np.ndarray, i_mld: int, reference_px: float, *,
     return lo, hi
 
 
+def _about_trend(arc: np.ndarray, d: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, float]:
+    """The linear trend (taper) of ``d`` fitted on the samples ``sel``, at every sample, and the
+    robust SD (1.4826 MAD) of ``d`` about it over ``sel``."""
+    trend = np.polyval(np.polyfit(arc[sel], d[sel], 1), arc)
+    r = (d - trend)[sel]
+    return trend, 1.4826 * float(np.median(np.abs(r - np.median(r))))
+
+
 def along_vessel_sd(profile: DiameterProfile, valid: np.ndarray, outside: np.ndarray, corr_px: float) -> float:
     """SD (px) of the diameter along the vessel beyond its quantum noise, outside the lesion.
 
@@ -176,9 +184,7 @@ def along_vessel_sd(profile: DiameterProfile, valid: np.ndarray, outside: np.nda
         return 0.0
     arc = profile.arc_px
     d = profile.diameter_px
-    coef = np.polyfit(arc[sel], d[sel], 1)
-    r = d[sel] - np.polyval(coef, arc[sel])
-    s_all = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    _, s_all = _about_trend(arc, d, sel)
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
     lag = max(int(round(2.0 * corr_px / step)), 1)
     pair = sel[lag:] & sel[:-lag]
@@ -229,10 +235,8 @@ def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.nd
     if sel.sum() < 10:
         return 0.0, 1.0
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
-    trend = np.polyval(np.polyfit(arc[sel], d[sel], 1), arc)
-    res = d - trend
-    spread = 1.4826 * float(np.median(np.abs(res[sel] - np.median(res[sel]))))
-    length = correlation_length_px(res, sel, step, corr_px)
+    trend, spread = _about_trend(arc, d, sel)
+    length = correlation_length_px(d - trend, sel, step, corr_px)
     reach = minimum_rms_factor(float(valid.sum()) * step / length) + reach_sd
     elsewhere = valid & outside & (trend <= mld_px + reach * spread)
     if within is not None:

@@ -174,11 +174,9 @@ def draw_frames(ax: Any, result: Any | None) -> None:
     a line (labelled beside the axes), dropped (orange x) and rejected (grey bar) frames marked on the frame
     axis; the frame-to-frame SD in the title. No legend: the dock is small (the markers are
     explained in :data:`FRAMES_HELP`). ``ax`` is cleared first."""
-    ax.clear()
-    if result is None:
-        ax.text(0.5, 0.5, "no measurement yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
-        ax.set_xticks([])
-        ax.set_yticks([])
+    from stenosis.report import clear_for
+
+    if clear_for(ax, result):
         return
     s = frame_series(result)
     sd = np.where(np.isfinite(s.sd), s.sd, 0.0)

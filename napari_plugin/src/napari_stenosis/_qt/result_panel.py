@@ -18,39 +18,44 @@ from .._plot import FRAMES_HELP, draw_frames, draw_profile
 __all__ = ["ProfilePlot", "FramesPlot", "FramesList", "FramesView", "ResultTable", "ResultPanel", "WarningsLabel"]
 
 
-class ProfilePlot(FigureCanvasQTAgg):
+class _ResultCanvas(FigureCanvasQTAgg):
+    """A matplotlib canvas that draws one result with ``_draw(ax, result)`` (None: a placeholder)."""
+
+    _draw: Any = None
+
+    def __init__(self, figure: Figure, parent: QWidget | None = None):
+        self.figure = figure
+        super().__init__(self.figure)
+        self.setParent(parent)
+        self.ax = self.figure.add_subplot(111)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+
+    def show_result(self, result: Any) -> None:
+        type(self)._draw(self.ax, result)
+        self.draw_idle()
+
+
+class ProfilePlot(_ResultCanvas):
     """Diameter along the centerline, MLD and reference marked."""
 
+    _draw = staticmethod(draw_profile)
+
     def __init__(self, parent: QWidget | None = None):
-        self.figure = Figure(figsize=(4.5, 3.0), dpi=90, tight_layout=True)
-        super().__init__(self.figure)
-        self.setParent(parent)
-        self.ax = self.figure.add_subplot(111)
+        super().__init__(Figure(figsize=(4.5, 3.0), dpi=90, tight_layout=True), parent)
         self.setMinimumHeight(180)  # with the tabs below (~150 px): the result dock fits a 940 px window
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.show_result(None)
 
-    def show_result(self, result: Any) -> None:
-        draw_profile(self.ax, result)
-        self.draw_idle()
 
-
-class FramesPlot(FigureCanvasQTAgg):
+class FramesPlot(_ResultCanvas):
     """Percent stenosis per frame with 1-SD bars, the combined value, frame-to-frame SD."""
 
+    _draw = staticmethod(draw_frames)
+
     def __init__(self, parent: QWidget | None = None):
-        self.figure = Figure(figsize=(3.0, 1.6), dpi=90, layout="constrained")
-        super().__init__(self.figure)
-        self.setParent(parent)
-        self.ax = self.figure.add_subplot(111)
+        super().__init__(Figure(figsize=(3.0, 1.6), dpi=90, layout="constrained"), parent)
         self.setToolTip(FRAMES_HELP)
         self.setMinimumSize(180, 100)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.show_result(None)
-
-    def show_result(self, result: Any) -> None:
-        draw_frames(self.ax, result)
-        self.draw_idle()
 
 
 class FramesList(QListWidget):
