@@ -317,3 +317,15 @@ def test_other_frames_are_read_by_the_graded_rule(case):
     again = at_same_sites(prof, m)
     assert again.reference_px == pytest.approx(m.reference_px, rel=1e-9)
     assert again.percent_stenosis == pytest.approx(m.percent_stenosis, abs=0.5)
+
+
+def test_too_little_artery_outside_the_lesion_claims_no_competitor():
+    """With fewer than 10 usable samples outside the lesion's core nothing is known of the
+    artery's variation: no extra SD and no 'not clearly deeper' warning."""
+    from stenosis.wasid.mld import narrowest_spread_px
+
+    arc = np.arange(40) * STEP
+    d = np.full(40, 6.0)
+    outside = np.zeros(40, bool)
+    outside[:5] = True
+    assert narrowest_spread_px(arc, d, np.ones(40, bool), outside, 3.0, 2.5) == (0.0, 0.0)

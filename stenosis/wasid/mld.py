@@ -232,8 +232,8 @@ def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.nd
     arc = np.asarray(arc_px, float)
     d = np.asarray(diameter_s, float)
     sel = valid & outside
-    if sel.sum() < 10:
-        return 0.0, 1.0
+    if sel.sum() < 10:  # too little artery outside the lesion to tell: no competitor known
+        return 0.0, 0.0
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
     trend, spread = _about_trend(arc, d, sel)
     length = correlation_length_px(d - trend, sel, step, corr_px)
