@@ -21,6 +21,9 @@ from .opacification import estimate_shift, opacify
 from .params import DEFAULT_PARAMS, MeasureParams
 from .trace import Scale, Trace, box_around, trace_segment
 
+#: interpolation border (px) of the region opacified in the other frames (:func:`follow_frames`)
+_FOLLOW_BORDER_PX = 4
+
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
            "choose_frame", "companion_frames", "FollowedFrame", "follow_frames"]
 
@@ -182,9 +185,11 @@ def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
 
     A frame belongs to it when its opacity along the measured segment (:func:`segment_opacity` of
     the run's unregistered opacification), relative to each sample's peak over the frames, is at
-    least ``select_fraction`` at the median over the samples (a noise-robust form of the frame
-    choice's "fully opacified"). None when the analysed frame itself is not in it (a reader's frame
-    taken while the segment fills or washes out is measured alone)."""
+    least ``combine_fraction`` at the median over the samples: its iodine is scaled to the analysed
+    frame's sample by sample (:func:`stenosis.diameter.stage.iodine_ratio`) and its diameters
+    weighted by their noise, so a frame at half the peak still adds a quarter of a peak frame's
+    information. None when the analysed frame itself is not in that phase (a reader's frame taken
+    early in the filling or late in the washout is measured alone)."""
     if run.frames.shape[0] < 2:
         return []
     stack = analysed.stack if analysed.stack is not None else opacify(run, register=False)
@@ -194,9 +199,9 @@ def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
     if not good.any():
         return []
     fill = np.median(op[:, good] / peak[good], axis=1)
-    if fill[analysed.index] < params.select_fraction:
+    if fill[analysed.index] < params.combine_fraction:
         return []
-    full = [int(t) for t in np.flatnonzero(fill >= params.select_fraction) if t != analysed.index]
+    full = [int(t) for t in np.flatnonzero(fill >= params.combine_fraction) if t != analysed.index]
     return sorted(full, key=lambda t: (abs(t - analysed.index), t))
 
 
@@ -209,17 +214,29 @@ class FollowedFrame:
     shift_rc: tuple[float, float]
 
 
-def follow_frames(run, analysed: AnalysedFrame, indices: list[int],
-                  params: MeasureParams = DEFAULT_PARAMS) -> list[FollowedFrame | None]:
+def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: MeasureParams = DEFAULT_PARAMS, *,
+                  reach_px: float = 0.0) -> list[FollowedFrame | None]:
     """Frames ``indices`` opacified with registration (one registration set-up for all of them),
     and the segment's motion from the analysed frame (phase correlation on the trace's crop);
-    None for a frame that moved more than ``max_frame_shift_px`` (the trace would not follow it)."""
+    None for a frame that moved more than ``max_frame_shift_px`` (the trace would not follow it).
+
+    Only the region around the trace is opacified and registered (the trace's crop widened by
+    twice the largest followed motion, ``reach_px`` (how far the profiles reach from the
+    centerline) and a few pixels of interpolation border): the mask is aligned on the anatomy
+    around the segment, at a fraction of a whole frame's cost. The images returned are
+    frame-sized, zero outside that region."""
     if not indices:
         return []
-    images = opacify(run, frames=list(indices), register=True)
     box = analysed.trace.box
+    pad = int(np.ceil(2 * params.max_frame_shift_px + reach_px)) + _FOLLOW_BORDER_PX
+    h, w = run.frames.shape[1:]
+    region = (slice(max(box[0].start - pad, 0), min(box[0].stop + pad, h)),
+              slice(max(box[1].start - pad, 0), min(box[1].stop + pad, w)))
+    crops = opacify(replace(run, frames=run.frames[:, region[0], region[1]]), frames=list(indices), register=True)
     out: list[FollowedFrame | None] = []
-    for t, image in zip(indices, images):
+    for t, crop in zip(indices, crops):
+        image = np.zeros((h, w), np.float32)
+        image[region] = crop
         shift = estimate_shift(analysed.image[box], image[box], max_shift_px=2 * params.max_frame_shift_px)
         moved = max(abs(shift[0]), abs(shift[1])) > params.max_frame_shift_px
         out.append(None if moved else FollowedFrame(int(t), image, (float(shift[0]), float(shift[1]))))

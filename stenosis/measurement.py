@@ -22,6 +22,7 @@ from ._version import __version__
 from .enums import ModelName
 from .errors import InputError, MeasurementError
 from .diameter import combine_frames, diameter_stage, measure_diameters, same_samples_in_frame
+from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
 from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame
 from .params import DEFAULT_PARAMS, MeasureParams
@@ -166,15 +167,16 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     notes: tuple[str, ...] = ((f"dropped frame{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} "
                                f"{'were' if len(idle) > 1 else 'was'} not combined anyway (not a fully opacified "
                                "frame of the arterial phase, or a single frame measured)",) if idle else ())
-    for t, moved in zip(companions, follow_frames(run, analysed, companions, params)):
+    reach = profile_geometry(rhint, params)[0] + params.profile_band_px
+    for t, moved in zip(companions, follow_frames(run, analysed, companions, params, reach_px=reach)):
         if limit is not None and len(used) > limit:
             break
         if moved is None:
             rejected.append((t, "moved too far from the analysed frame"))
             continue
         scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params)
-        if not (np.isfinite(scale_t) and scale_t > 0):
-            rejected.append((t, "no iodine along the segment"))
+        if not (np.all(np.isfinite(scale_t)) and np.all(scale_t > 0)):
+            rejected.append((t, "no iodine along (part of) the segment"))
             continue
         profiles.append(same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
                                               origin_rc=trace.origin_rc, radius_hint_px=rhint, amplitude_scale=scale_t,

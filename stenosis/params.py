@@ -50,6 +50,7 @@ class MeasureParams:
     max_frame_shift_px: float = _p(8.0, "px", "motion between the traced and the chosen frame beyond which the path is traced again")
     select_fraction: float = _p(0.9, "fraction", "a centerline sample is opacified at this share of its peak over frames")
     select_coverage: float = _p(0.95, "fraction", "a frame is fully opacified when this share of samples is")
+    combine_fraction: float = _p(0.5, "fraction", "another frame is combined when its iodine along the segment is at least this share of the peak (median over samples)")
     recenter_max_px: float = _p(3.0, "px", "smallest cap of the move onto the fitted lumen centres")
     recenter_max_radius: float = _p(0.5, "x radius", "cap of the move onto the fitted lumen centres, in lumen radii")
     clipping_min_mm: float = _p(0.3, "mm", "clipped pixel values along this much of the lumen give a warning")

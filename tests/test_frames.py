@@ -12,22 +12,33 @@ from stenosis.reader import ReaderInputs
 from _phantoms import measure_truth as _measure
 
 
-def _plateau(truth):
-    """Frames in which the graded segment is fully opacified: 8 frames, 2 mask, 2 of rising
-    inflow (1/3, 2/3 of the bolus), the plateau from when the front has filled the segment
-    (truth frame_index: 5 here, the distal point's contrast arrives 0.15 s after the inflow)."""
-    return list(range(truth["frame_index"], 8))
+def _arterial_phase():
+    """Frames holding at least half the bolus (``combine_fraction``): 8 frames, 2 mask, 2 of rising
+    inflow (1/3, 2/3 of the bolus), then the plateau (fully opacified from truth frame_index 5:
+    the distal point's contrast arrives 0.15 s after the inflow). The 2/3 frame is combined, its
+    iodine scaled sample by sample; the 1/3 frame is not."""
+    from _phantoms import SPECS
+    from stenosis.params import DEFAULT_PARAMS
+    from stenosis.phantom import PhantomSpec
+    from stenosis.phantom.engine import concentration_curve
+
+    c = concentration_curve(PhantomSpec(**SPECS["low_dose_m1_8frames"]))
+    return [t for t in range(len(c)) if c[t] >= DEFAULT_PARAMS.combine_fraction]
 
 
-def test_all_plateau_frames_are_combined(low_dose_run):
+def test_all_arterial_frames_are_combined(low_dose_run):
     run, truth = low_dose_run
     single = _measure(run, truth, frames="single")
     combined = _measure(run, truth)
-    assert len(_plateau(truth)) >= 3
+    expected = _arterial_phase()
+    assert expected == [3, 4, 5, 6, 7]
     assert single.frames["used"] == [single.frame_index]
-    assert sorted(combined.frames["used"]) == _plateau(truth)
+    assert sorted(combined.frames["used"]) == expected
     assert combined.frames["used"][0] == combined.frame_index
-    assert len(combined.frames["per_frame"]) == len(_plateau(truth))
+    assert len(combined.frames["per_frame"]) == len(expected)
+    # the filling frame (2/3 of the bolus) is read right once its iodine is scaled
+    filling = combined.frames["per_frame"][combined.frames["used"].index(3)]
+    assert abs(filling["percent_stenosis"] - truth["percent_stenosis"]) < 3 * filling["percent_stenosis_sd"]
     # the frames' quantum noise averages down: the modelled SD shrinks, the reading stays right
     assert combined.percent_stenosis_sd < 0.85 * single.percent_stenosis_sd
     assert abs(combined.percent_stenosis - truth["percent_stenosis"]) < 2.5
@@ -61,19 +72,20 @@ def test_one_frame_run_uses_its_frame(sample_dicom_dir):
     assert res.frames["used"][0] == res.frame_index
 
 
-def test_a_reader_frame_that_is_still_filling_is_measured_alone(low_dose_run):
-    # frame 2 holds a third of the bolus: the plateau frames are not its companions
+def test_a_reader_frame_early_in_the_filling_is_measured_alone(low_dose_run):
+    # frame 2 holds a third of the bolus: the arterial phase's frames are not its companions;
+    # frame 3 (two thirds) is in the phase and is combined with the others
     run, truth = low_dose_run
-    res = _measure(run, truth, frame=2)
-    assert res.frames["used"] == [2]
-    plateau = _measure(run, truth, frame=6)
-    assert sorted(plateau.frames["used"]) == _plateau(truth) and plateau.frames["used"][0] == 6
+    assert _measure(run, truth, frame=2).frames["used"] == [2]
+    for frame in (3, 6):
+        res = _measure(run, truth, frame=frame)
+        assert sorted(res.frames["used"]) == _arterial_phase() and res.frames["used"][0] == frame
 
 
 def test_fewer_frames_than_asked_says_so(low_dose_run):
     run, truth = low_dose_run
     res = _measure(run, truth, frames=9)
-    n = len(_plateau(truth))
+    n = len(_arterial_phase())
     assert len(res.frames["used"]) == n
     assert any(f"{n} of the 9 frames asked for" in w for w in res.warnings)
 
@@ -90,3 +102,25 @@ def test_reader_inputs_refuse_what_they_cannot_mean(kw):
 def test_waypoints_may_be_an_array():
     assert ReaderInputs.create("M1", (1, 2), (3, 4), waypoints=np.array([[5.0, 6.0]])).waypoints == ((5.0, 6.0),)
     assert ReaderInputs.create("M1", (1, 2), (3, 4), waypoints=np.zeros((0, 2))).waypoints == ()
+
+
+def test_iodine_ratio_follows_a_concentration_gradient(low_dose_run):
+    # a frame whose iodine falls linearly along the segment (filling or washing out) is scaled
+    # sample by sample: the fitted ratio follows the gradient, not just its mean
+    from stenosis.diameter.stage import iodine_ratio
+    from stenosis.opacification import opacify
+
+    run, truth = low_dose_run
+    res = _measure(run, truth, frames="single")
+    image = opacify(run, frames=[res.frame_index])[0]
+    p = res.profile
+    a, b = p.centerline_rc[0], p.centerline_rc[-1]
+    u = (b - a) / np.sum((b - a) ** 2)
+    rr, cc = np.mgrid[: image.shape[0], : image.shape[1]]
+    t = np.clip((rr - a[0]) * u[0] + (cc - a[1]) * u[1], 0, 1)  # 0 at the proximal point, 1 at the distal
+    ratio = iodine_ratio(image * (0.9 - 0.4 * t), p, (0.0, 0.0), radius_hint_px=float(np.median(p.diameter_px)) / 2)
+    expect = 0.9 - 0.4 * np.clip(((p.centerline_rc - a) @ u), 0, 1)
+    assert ratio.shape == (len(p),)
+    assert np.max(np.abs(ratio - expect)) < 0.03
+    assert np.isclose(iodine_ratio(image, p, (0.0, 0.0), radius_hint_px=float(np.median(p.diameter_px)) / 2),
+                      1.0, atol=0.01).all()

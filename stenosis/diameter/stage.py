@@ -276,13 +276,18 @@ def refit_beside_vessels(
 
 
 def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radius_hint_px: float,
-                 params: MeasureParams = DEFAULT_PARAMS) -> float:
-    """Iodine signal of the segment on ``image`` over that on the analysed frame: the least-squares
-    scale of the analysed frame's fitted lumen model (its blurred cylinders, background lines
-    removed) in ``image``'s profiles of the same samples, over its usable samples. The lumen is the
-    same, so this is the ratio of the bolus concentrations, i.e. of the amplitudes."""
+                 params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Iodine signal of the segment on ``image`` over that on the analysed frame, per sample (N,).
+
+    The lumen is the same, so this is the ratio of the bolus concentrations. Each usable sample's
+    least-squares scale of the analysed frame's fitted lumen model (its blurred cylinder,
+    background line removed) in ``image``'s profile of the same sample has variance proportional
+    to 1 / ||model||^2; a line along the arc is fitted to them with those weights (while the
+    segment fills or washes out the concentration changes along it, smoothly at the frame's
+    scale) and evaluated at every sample. All ones when no sample holds a model."""
     d = np.asarray(shift_rc, float)
-    ok = analysed.valid if analysed.valid.sum() >= 5 else np.ones(len(analysed), bool)
+    n = len(analysed)
+    ok = analysed.valid if analysed.valid.sum() >= 5 else np.ones(n, bool)
     prof = sample_along(image, analysed.centerline_rc[ok] + d[None, :], analysed.arc_px[ok],
                         radius_hint_px=radius_hint_px, params=params)
     x = prof.offsets_px
@@ -291,17 +296,29 @@ def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radi
     model = _project_out(prof.table(analysed.blur_sigma_px)(analysed.diameter_px[ok, None] / 2,
                                                            x[None, :] - analysed.centre_offset_px[ok, None]), E)
     model = model * np.broadcast_to(np.asarray(amp, float), (int(ok.sum()),))[:, None]
-    norm = float((model * model).sum())
-    return float((_project_out(prof.values, E) * model).sum() / norm) if norm > 0 else 1.0
+    w = (model * model).sum(axis=1)  # weight of each sample's scale (1 / its variance, up to the noise)
+    if not np.any(w > 0):
+        return np.ones(n)
+    r = np.where(w > 0, (_project_out(prof.values, E) * model).sum(axis=1) / np.where(w > 0, w, 1.0), 0.0)
+    t = analysed.arc_px[ok]
+    t0 = float((w * t).sum() / w.sum())
+    t = t - t0
+    A = np.array([[w.sum(), (w * t).sum()], [(w * t).sum(), (w * t * t).sum()]])
+    b = np.array([(w * r).sum(), (w * r * t).sum()])
+    if abs(np.linalg.det(A)) <= 1e-12 * max(A[0, 0] * A[1, 1], 1e-300):
+        return np.full(n, float(b[0] / A[0, 0]))
+    a0, a1 = np.linalg.solve(A, b)
+    return a0 + a1 * (analysed.arc_px - t0)
 
 
 def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc, probability: np.ndarray, *,
-                          origin_rc: tuple[float, float], radius_hint_px: float, amplitude_scale: float,
+                          origin_rc: tuple[float, float], radius_hint_px: float, amplitude_scale,
                           params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
     """The analysed frame's samples measured on another frame of the run, moved by ``shift_rc``.
 
     The blur is the run's and the iodine amplitude the analysed frame's (following the vessel)
-    times ``amplitude_scale`` (:func:`iodine_ratio`: the bolus concentration); the vessel-map flags are the analysed frame's; residual flags,
+    times ``amplitude_scale`` (a number, or one per sample: :func:`iodine_ratio`, the bolus
+    concentration); the vessel-map flags are the analysed frame's; residual flags,
     the refit beside other vessels and the misfit are the frame's own. Returned on the analysed
     frame's coordinates, so that its samples line up with the analysed profile's.
     """
@@ -309,8 +326,11 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
     rh = float(max(radius_hint_px, 1.5))
     prof = sample_along(image, analysed.centerline_rc + d[None, :], analysed.arc_px, radius_hint_px=rh, params=params)
     sigma = analysed.blur_sigma_px
-    amp = analysed.amplitude * amplitude_scale
-    local = None if analysed.local_amplitude is None else analysed.local_amplitude * amplitude_scale
+    scale = np.asarray(amplitude_scale, float)
+    amp = analysed.amplitude * float(np.median(scale))
+    base = analysed.amplitude if analysed.local_amplitude is None else analysed.local_amplitude
+    local = None if (scale.ndim == 0 and analysed.local_amplitude is None) else np.broadcast_to(
+        np.asarray(base, float) * scale, (len(analysed),)).copy()
     fit = prof.fit(sigma, amp if local is None else local)
     noise = profile_noise(prof.values, prof.offsets_px, prof.arc_px, lag_px=params.noise_lag_px)
     side = analysed.flags & SIDE_FLAGS
