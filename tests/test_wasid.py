@@ -329,3 +329,25 @@ def test_too_little_artery_outside_the_lesion_claims_no_competitor():
     outside = np.zeros(40, bool)
     outside[:5] = True
     assert narrowest_spread_px(arc, d, np.ones(40, bool), outside, 3.0, 2.5) == (0.0, 0.0)
+
+
+def test_sd_grows_with_the_misfit_where_the_model_does_not_describe_the_profiles():
+    # residuals 2.5x the profiles' noise at the MLD (structure behind the lesion): the MLD's SD
+    # is 2.5x the one the noise and the artery's variation give, and the result says why; the
+    # edges agree with the model here, so no model/edge term hides the scaling
+    from dataclasses import replace
+
+    d, _ = stenosis()
+    rng = np.random.default_rng(3)
+    p = make_profile(d + rng.normal(0.0, 0.05, d.size))
+    fit1 = wasid(replace(p, misfit=np.ones(d.size)), "M1")
+    mis = np.ones(d.size)
+    mis[180:260] = 2.5
+    fit2 = wasid(replace(p, misfit=mis), "M1")
+    assert fit2.mld_px == fit1.mld_px and fit2.reference_px == fit1.reference_px
+    assert fit2.model_misfit["mld"] == pytest.approx(2.5)
+    assert fit2.mld_sd_px == pytest.approx(2.5 * fit1.mld_sd_px, rel=1e-6)
+    assert fit2.reference_sd_px == pytest.approx(fit1.reference_sd_px, rel=1e-6)  # the reference fits: unscaled
+    assert fit2.percent_stenosis_sd > 1.5 * fit1.percent_stenosis_sd
+    assert any("SD is 2.5x larger" in w for w in fit2.warnings)
+    assert not any("does not describe" in w for w in fit1.warnings)

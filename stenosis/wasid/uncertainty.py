@@ -7,7 +7,12 @@ along-vessel blur), propagated to diameters (d(area) = 2 d dd), scaled by
 ``noise_sd_scale``, plus a model floor (``mld_floor_px``; ``reference_floor`` x the
 reference), plus, where the lumen model does not describe the profiles, a model term
 (:func:`model_sd_px`). The scale and floors were calibrated on phantoms (see
-docs/tuning.md). It does not cover reader or centerline mistakes.
+docs/tuning.md). Where the profiles' residuals exceed their own noise (misfit ratio q > 1 at
+the MLD or the reference, :func:`model_sd_px`), that SD is multiplied by q: the profiles there
+depart from the model q times as much as the noise every term above was derived from (on
+hybrid phantoms the errors' spread grows with q at the MLD: within 2 SD 91% of cases at
+q <= 1, 50% at q > 2.2 before the scaling, ``docs/tuning.md``). It does not cover reader or
+centerline mistakes.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from scipy import ndimage as ndi
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 
-__all__ = ["area_noise_sd_px2", "noise_correlation_px", "measurement_sd", "model_sd_px"]
+__all__ = ["area_noise_sd_px2", "noise_correlation_px", "measurement_sd", "model_sd_px", "misfit_scale"]
 
 
 def area_noise_sd_px2(profile: DiameterProfile, valid: np.ndarray, *, around: int | None = None,
@@ -54,12 +59,15 @@ def noise_correlation_px(profile: DiameterProfile, band_var_px2: float) -> float
 def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float, mld_index: int,
                    reference_px: float, reference_length_px: float, corr_px: float,
                    area_noise_px2: float, fit_half_px: float, model_mld_px: float = 0.0,
-                   model_reference_px: float = 0.0, params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, float]:
+                   model_reference_px: float = 0.0, misfit_mld: float = float("nan"),
+                   misfit_reference: float = float("nan"),
+                   params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, float]:
     """1-SD uncertainty of (MLD px, reference px, percent stenosis), see the module notes.
 
     ``area_noise_px2`` is the whole profile's :func:`area_noise_sd_px2`, ``corr_px`` its
     :func:`noise_correlation_px`; ``model_mld_px`` / ``model_reference_px`` the model terms of
-    :func:`model_sd_px`, added in quadrature.
+    :func:`model_sd_px`, added in quadrature; ``misfit_mld`` / ``misfit_reference`` its misfit
+    ratios, which scale the SDs where above 1 (NaN: no scaling).
     """
     s_mld = max(area_noise_px2, area_noise_sd_px2(profile, valid, around=mld_index))
     n_mld = max(2.0 * fit_half_px / corr_px, 1.0)
@@ -70,10 +78,17 @@ def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float
     noise_ref = area_noise_px2 / (2.0 * max(reference_px, 0.5)) / np.sqrt(n_ref)
     sd_ref = float(np.sqrt((params.noise_sd_scale * noise_ref) ** 2 + (params.reference_floor * reference_px) ** 2
                            + model_reference_px**2))
+    sd_mld *= misfit_scale(misfit_mld)
+    sd_ref *= misfit_scale(misfit_reference)
     if reference_px <= 0:
         return sd_mld, sd_ref, float("nan")
     sd_pct = 100.0 * float(np.hypot(sd_mld / reference_px, mld_px * sd_ref / reference_px**2))
     return sd_mld, sd_ref, sd_pct
+
+
+def misfit_scale(q: float) -> float:
+    """The SD's factor for a misfit ratio ``q``: q above 1, else 1 (also for NaN: no profiles)."""
+    return float(q) if np.isfinite(q) and q > 1.0 else 1.0
 
 
 def model_sd_px(profile: DiameterProfile, valid: np.ndarray, where: np.ndarray) -> tuple[float, float]:
