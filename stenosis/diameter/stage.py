@@ -161,7 +161,12 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     first_ok = (_flags_of(traced, first, sigma, amp, p) & _UNUSABLE) == 0
     # 2. centring: the trace follows the vessel map's ridge, not the lumen's centre, and its
     # normals tilt where it is off-centre; every later profile is sampled on the centred trace
-    rc, arc = recenter(centerline_rc, traced.normal_rc, first.centre_px, first_ok & (2.0 * first.radius_px > 1.0),
+    # a fitted centre off the vessel map is another structure's (a neighbouring vessel, a band of
+    # anatomy), not this lumen's: the trace keeps its place there
+    centres = traced.centerline_rc + traced.normal_rc * first.centre_px[:, None] - np.asarray(origin_rc, float)
+    on_map = ndi.map_coordinates(probability, centres.T, order=1, mode="nearest") >= p.vessel_threshold
+    rc, arc = recenter(centerline_rc, traced.normal_rc, first.centre_px,
+                       first_ok & (2.0 * first.radius_px > 1.0) & on_map,
                        step_px=step_px, max_shift_px=max(p.recenter_max_px, p.recenter_max_radius * rh))
     prof = sample_along(image, rc, arc, radius_hint_px=rh, params=p)
 
