@@ -141,7 +141,7 @@ def _diameter_noise_var(profile: DiameterProfile) -> float:
 
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
                    scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS) -> FrameSeries:
-    """The segment on the other fully opacified frames of the arterial phase, combined.
+    """The segment on the other frames of the arterial phase (:func:`stenosis.frames.companion_frames`), combined.
 
     The centred trace of the analysed frame follows each frame by the segment's motion
     (:func:`stenosis.frames.follow_frames`); the same samples are fitted with the run's blur and
@@ -165,8 +165,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     companions = [t for t in companions if t not in inputs.exclude_frames]
     idle = [t for t in inputs.exclude_frames if t not in dropped]
     notes: tuple[str, ...] = ((f"dropped frame{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} "
-                               f"{'were' if len(idle) > 1 else 'was'} not combined anyway (not a fully opacified "
-                               "frame of the arterial phase, or a single frame measured)",) if idle else ())
+                               f"{'were' if len(idle) > 1 else 'was'} not combined anyway (not a frame of the "
+                               "arterial phase, or a single frame measured)",) if idle else ())
     reach = profile_geometry(rhint, params)[0] + params.profile_band_px
     for t, moved in zip(companions, follow_frames(run, analysed, companions, params, reach_px=reach)):
         if limit is not None and len(used) > limit:
@@ -184,8 +184,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         used.append(t)
     fewer: tuple[str, ...] = ()
     if isinstance(inputs.frames, int) and len(used) < inputs.frames:
-        fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these hold the "
-                 "segment fully opacified and in place",)
+        fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these are "
+                 "in the segment's arterial phase and in place",)
     if len(profiles) == 1:
         return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer + notes,
                            dropped)

@@ -76,7 +76,7 @@ def summary_lines(res) -> list[str]:
 @click.option("--frame", "frame_list", type=click.IntRange(min=0), multiple=True,
               help="Frame to analyse (0-based); default: first fully opacified frame. Several views: once per PATH.")
 @click.option("--frames", "frames", default="all", show_default=True, metavar="all|single|N",
-              help="Frames measured: every fully opacified frame of the arterial phase (combined), the analysed one only, or at most N.")
+              help="Frames measured: every frame of the arterial phase (at least half the bolus along the segment; combined), the analysed one only, or at most N.")
 @click.option("--drop-frame", "drop_frames", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Leave frame N out of the multi-frame combination (repeat; e.g. motion or venous overlap). One view only.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
