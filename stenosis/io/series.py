@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import math
 import os
 import warnings as _warnings
@@ -14,6 +15,7 @@ import numpy as np
 from ..calibration import NO_MM_WARNING, Calibration, calibration_from_dataset, find_attribute, positioner_angles
 from ..errors import InputError
 from .decode import _NATIVE_TS, _read_encapsulated, _read_native, _fix_values
+from .intensity import infer_intensity_relationship
 from .header import _XA_SOP_CLASSES, MAX_DECODED_BYTES, _check_modality, _check_pixels, _open_header, is_dicom_file
 from .run import AngioRun, RunMetadata, RunReadError, RunSource, run_id_from_uids
 from .tags import (_acq_seconds, _first_float, _frame_time_ms, _image_type, _int_tag, _is_subtracted, _mask_frames,
@@ -121,7 +123,17 @@ def _finish(frames: np.ndarray, ds: Any, info: dict[str, Any], warns: list[str],
                                           info["pixel_rep"] == 1))
     meta = _metadata(ds, info, frames.shape[0], info["ts"], frame_time_ms, warns)
     if meta.pixel_intensity_relationship is None and not meta.subtracted:
-        warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction")
+        rel, slope = infer_intensity_relationship(frames, meta.mask_frames)
+        if rel is not None:
+            meta = replace(meta, pixel_intensity_relationship=rel)
+            warns.append(f"PixelIntensityRelationship missing: read as {rel} (stored values "
+                         f"{'proportional to intensity' if rel == 'LIN' else 'logarithmic'}: the noise of the first "
+                         f"frames {'grows' if rel == 'LIN' else 'falls'} with the value, log-log slope {slope:+.1f}); "
+                         "re-export with the tag if this is wrong")
+        else:
+            warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction "
+                         "(the noise of the first frames could not tell)" if frames.shape[0] >= 2 else
+                         "PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction")
     frames.flags.writeable = False
     return AngioRun(frames=frames, calibration=cal, metadata=meta, source=source, warnings=tuple(dict.fromkeys(warns)))
 
