@@ -26,7 +26,9 @@ a Gaussian fit of the low-pass-weighted correlation peak, bounded by
 ``max_shift_px``) aligns two frames that show the same structures (two contrast
 frames); it agrees with SimpleITK's translation registration (tests/test_opacify.py).
 
-- Native LOG runs (or unknown relationship): ``mask - live`` in stored values.
+- Native LOG runs (or unknown relationship): ``mask - live`` in stored values. A DICOM run
+  without the tag has it read from its noise when it is read (:mod:`stenosis.io.intensity`);
+  only runs whose noise cannot tell (and arrays given without it) stay unknown.
 - Native LIN runs: ``log(mask) - log(live)`` (natural log of stored values).
 - Mask: mean of the MaskSubtractionSequence frames, else frame 0.
 - Single-frame native runs (no mask): the background is estimated by a
