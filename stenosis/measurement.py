@@ -68,8 +68,9 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     pixel_mm : float, optional
         Reader's pixel size in mm at the isocentre; overrides the file calibration.
     frames : {"all", "single"} or int
-        Frames measured: every frame of the arterial phase in which the segment is fully
-        opacified (combined per sample before WASID), only the analysed one, or at most N.
+        Frames measured: every frame of the arterial phase (at least ``combine_fraction`` of the
+        bolus along the segment; combined per sample before WASID), only the analysed one, or at
+        most N.
     exclude_frames : sequence of int
         Frames the reader dropped from the combination (e.g. one with motion or venous overlap);
         recorded in ``result.frames["excluded"]``.
