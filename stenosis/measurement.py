@@ -29,7 +29,8 @@ from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import DiameterProfile, ReferenceWindow, StenosisResult
 from .trace import Scale, clipping_warning, local_reference, radius_hint, trace_segment
-from .wasid import WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, wasid
+from .wasid import (WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, start_sensitivity_warning,
+                    wasid)
 
 __all__ = ["measure", "guess_frame", "borderline_warning", "DEFAULT_STEP_MM", "BORDERLINE_POINTS"]
 
@@ -114,8 +115,12 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     placed = place_overrides(image, inputs, profile, rhint, scale, params)
     series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params)
     wm = series.combined
+    start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, manual_index=placed.manual_index,
+                                      manual_reference_px=placed.manual_reference_px,
+                                      feeding_profile=placed.feeding_profile, force_choice=inputs.reference_choice,
+                                      mld_near_index=placed.mld_index)
     notes = (*run.warnings, *scale.warnings, *trace.warnings, *((clip,) if clip else ()), *placed.warnings,
-             *wm.warnings, *series.warnings)
+             *wm.warnings, *((start,) if start else ()), *series.warnings)
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 
 

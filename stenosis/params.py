@@ -126,6 +126,7 @@ class MeasureParams:
     structure_warn_fraction: float = _p(0.03, "x reference", "normal-artery diameter variation beyond noise above this share of the reference: a warning")
     frames_disagree_ratio: float = _p(2.0, "x modelled SD", "per-frame percent stenosis spread above this x the modelled SD: frames disagree")
     borderline_points: float = _p(5.0, "points", "a percent stenosis this close to 50 asks a reader to confirm the call")
+    start_check_px: float = _p(10.0, "px", "the trace's proximal end is cut by this to test whether the percent stenosis depends on where the trace starts")
 
     # ---------------------------------------------------------------------------------
     def widest_normal_for(self, segment: Any) -> float:

@@ -120,3 +120,18 @@ def test_centring_stays_on_the_vessel(real, cimat_dir: Path, image, proximal, di
     run, img, mask = real.cimat_run(image, cimat_dir)
     res = stenosis.measure(run, "M1", proximal, distal)
     assert real.judge(res, mask, None)["in_lumen_frac"] >= 0.95
+
+
+def test_a_percent_that_depends_on_where_the_trace_starts_says_so(real, cimat_dir: Path) -> None:
+    """A real segment (CIMAT 9, points on the expert skeleton) whose reference came from the trace's
+    first pixels: starting 10 px further along reads about 15% instead of 43%, far beyond the SD;
+    the result says so, and what it says is what the later start reads."""
+    import stenosis
+
+    run, img, mask = real.cimat_run(9, cimat_dir)
+    res = stenosis.measure(run, "M1", (255, 139), (259, 168))
+    warn = [w for w in res.warnings if "depends on where the trace starts" in w]
+    assert len(warn) == 1
+    later = float(warn[0].split("reads ")[1].split("%")[0])
+    assert abs(later - res.percent_stenosis) > res.percent_stenosis_sd
+    assert abs(later - 15.1) < 3.0 and abs(res.percent_stenosis - 43.4) < 3.0

@@ -351,3 +351,15 @@ def test_sd_grows_with_the_misfit_where_the_model_does_not_describe_the_profiles
     assert fit2.percent_stenosis_sd > 1.5 * fit1.percent_stenosis_sd
     assert any("SD is 2.5x larger" in w for w in fit2.warnings)
     assert not any("does not describe" in w for w in fit1.warnings)
+
+
+def test_a_percent_that_does_not_depend_on_where_the_trace_starts_says_nothing():
+    # a clean artery: starting the trace 10 px later reads the same within the SD; a reader's
+    # reference is never second-guessed (the real case that warns: tests/test_real_benchmark.py)
+    from stenosis.wasid import start_sensitivity_warning
+
+    d, _ = stenosis()
+    p = make_profile(d + np.random.default_rng(5).normal(0.0, 0.05, d.size))
+    g = wasid(p, "M1")
+    assert start_sensitivity_warning(p, g, "M1") is None
+    assert start_sensitivity_warning(p, g, "M1", manual_index=300) is None

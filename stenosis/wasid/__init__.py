@@ -22,13 +22,13 @@ linearly between the proximal and the distal windows. Uncertainty: :mod:`.uncert
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from ..enums import ReferenceChoice, Segment
-from ..errors import MeasurementError
+from ..errors import MeasurementError, StenosisError
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile, QualityFlag
 from .mld import (adaptive_smoothing_px, along_vessel_sd, find_mld, lesion_extent, narrowest_spread_px,
@@ -38,7 +38,7 @@ from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_c
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent", "adaptive_smoothing_px",
            "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
-           "measurement_sd", "borderline_warning", "at_same_sites"]
+           "measurement_sd", "borderline_warning", "at_same_sites", "start_sensitivity_warning"]
 
 @dataclass(frozen=True)
 class WasidMeasurement:
@@ -420,3 +420,38 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
     pct = (1.0 - mld / ref) * 100.0 if ref > 0 else float("nan")
     return replace(graded, percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
                    warnings=(), mld_sd_px=sd_mld, reference_sd_px=sd_ref, percent_stenosis_sd=sd_pct)
+
+
+def start_sensitivity_warning(profile: DiameterProfile, graded: WasidMeasurement, segment,
+                              params: MeasureParams = DEFAULT_PARAMS, **wasid_kw) -> str | None:
+    """A warning when the percent stenosis depends on where the trace starts, else None.
+
+    The same profile is graded again with its first ``start_check_px`` cut off (the reader's
+    proximal point placed that much further along the artery). When the percent stenosis moves
+    by more than its SD, the reference (or the lesion) came from the trace's first pixels, and a
+    reader placing the point a little differently would read another value: the result says so.
+    Not for a reference measured off the traced segment (a reader's or the feeding artery's).
+    ``wasid_kw``: the reader's inputs :func:`wasid` was called with.
+    """
+    if graded.reference_choice in (ReferenceChoice.MANUAL, ReferenceChoice.FEEDING) or len(profile) < 4:
+        return None
+    arc = profile.arc_px
+    k = int(np.searchsorted(arc, arc[0] + params.start_check_px))
+    if k <= 0 or len(profile) - k < max(20, len(profile) // 3):
+        return None
+    n = len(profile)
+    cut = {f.name: getattr(profile, f.name)[k:] for f in fields(profile)
+           if isinstance(getattr(profile, f.name), np.ndarray) and getattr(profile, f.name).shape[:1] == (n,)}
+    kw = dict(wasid_kw)
+    if kw.get("manual_index") is not None or kw.get("mld_near_index") is not None:
+        return None  # a reader's reference or MLD on the profile: the reader chose, nothing to test
+    try:
+        other = wasid(replace(profile, **cut), segment, params=params, **kw)
+    except StenosisError:
+        return None
+    moved = other.percent_stenosis - graded.percent_stenosis
+    if not abs(moved) > graded.percent_stenosis_sd:
+        return None
+    return (f"the percent stenosis depends on where the trace starts: starting it {params.start_check_px:g} px "
+            f"further along reads {other.percent_stenosis:.1f}% ({moved:+.1f} points, more than its SD); "
+            "place the proximal point on a longer normal stretch before the lesion, or set the reference")
