@@ -3,17 +3,20 @@
 Left: the analysed (opacified) frame cropped around the traced segment, with the
 centerline, both lumen edges, the lesion, the MLD and the reference window.
 Right: diameter against distance along the centerline, with the reference window,
-the MLD, the lesion and the 50% line (diameter = 0.5 x reference). The title gives
-percent stenosis, the >= 50% decision, the reference choice and the calibration.
+the MLD, the lesion and the 50% line (diameter = 0.5 x reference). Under it, when the
+result combined two or more frames: each frame's own percent stenosis (:func:`draw_frames`).
+The title gives percent stenosis, the >= 50% decision, the reference choice and the calibration.
 matplotlib (Agg backend) is imported only when a report is drawn.
 
 :func:`plot_diameter_profile` draws the diameter plot; the napari plugin's profile plot
 is the same function, and :func:`flagged_samples` is the one definition of a flagged
 sample (a :class:`~stenosis.result.QualityFlag` that keeps it from being a reference).
+:func:`draw_frames` (data: :func:`frame_series`) is the per-frame plot of both.
 """
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import numpy as np
 from .result import QualityFlag, StenosisResult
 
 __all__ = ["save_report", "report_figure", "plot_diameter_profile", "clear_for", "flagged_samples", "edge_disagreement",
-           "AUTO_POINTS_TEXT"]
+           "FrameSeries", "frame_series", "draw_frames", "AUTO_POINTS_TEXT"]
 
 #: what a report of automatically placed points says
 AUTO_POINTS_TEXT = "points placed automatically \u2014 a reader must confirm"
@@ -148,6 +151,126 @@ def plot_diameter_profile(ax: Any, result: StenosisResult | None, *, legend: boo
         ax.set_title(title, fontsize=10)
 
 
+@dataclass(frozen=True)
+class FrameSeries:
+    """What the per-frame plot shows (from ``result.frames``).
+
+    Plot data only; the frames' measurement is :class:`stenosis.measurement.FrameSeries`.
+
+    Attributes
+    ----------
+    frames, percent, sd : (N,) arrays
+        The frames combined, each one's own percent stenosis and its 1-SD (NaN when unknown).
+    analysed : int
+        The analysed frame.
+    combined : float
+        The result's percent stenosis (the frames combined).
+    frame_to_frame_sd : float
+        SD of the per-frame values (NaN when stenosis gives none, e.g. two frames).
+    dropped, rejected : tuple of int
+        Frames the reader dropped; frames stenosis rejected.
+    """
+
+    frames: np.ndarray
+    percent: np.ndarray
+    sd: np.ndarray
+    analysed: int
+    combined: float
+    frame_to_frame_sd: float
+    dropped: tuple[int, ...] = ()
+    rejected: tuple[int, ...] = ()
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def frame_series(result: StenosisResult) -> FrameSeries:
+    """Plot data of ``result.frames``.
+
+    Parameters
+    ----------
+    result : StenosisResult
+
+    Returns
+    -------
+    FrameSeries
+        The frames combined; the analysed frame alone when the result has no per-frame record.
+    """
+    fr = getattr(result, "frames", None) or {}
+    per = list(fr.get("per_frame") or [])
+    if not per:
+        per = [{"frame": int(result.frame_index), "percent_stenosis": result.percent_stenosis,
+                "percent_stenosis_sd": getattr(result, "percent_stenosis_sd", None)}]
+    return FrameSeries(
+        frames=np.array([int(p["frame"]) for p in per]),
+        percent=np.array([_num(p.get("percent_stenosis")) for p in per]),
+        sd=np.array([_num(p.get("percent_stenosis_sd")) for p in per]),
+        analysed=int(result.frame_index),
+        combined=float(result.percent_stenosis),
+        frame_to_frame_sd=_num(fr.get("frame_to_frame_sd")),
+        dropped=tuple(int(t) for t in fr.get("excluded") or []),
+        rejected=tuple(int(r["frame"]) for r in fr.get("rejected") or []),
+    )
+
+
+#: the per-frame plot's colours: the report's MLD red, flagged orange and curve blue
+_ANALYSED, _DROPPED, _REJECTED, _COMBINED = "#d62728", "#ff8c00", "0.55", "#1f4e9c"
+
+
+def draw_frames(ax: Any, result: StenosisResult | None) -> None:
+    """Draw the percent stenosis of each frame combined on a matplotlib Axes (cleared first).
+
+    Each frame's own value with its 1-SD bar (the analysed frame red), the combined value
+    (the result) as a blue line labelled beside the axes, frames the reader dropped (orange x)
+    and frames stenosis rejected (grey bar) marked on the frame axis, the frame-to-frame SD
+    in the title (``"frame-to-frame SD 0.8 points"``). No legend: it is drawn small (the
+    napari dock, the PNG report). Used by the PNG report and the napari plugin.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    result : StenosisResult or None
+        None writes "no measurement yet".
+    """
+    if clear_for(ax, result):
+        return
+    s = frame_series(result)
+    sd = np.where(np.isfinite(s.sd), s.sd, 0.0)
+    ax.axhline(s.combined, color=_COMBINED, lw=1.2, zorder=1)
+    ax.errorbar(s.frames, s.percent, yerr=sd, fmt="o", ms=4, color="#444444", mfc="white", ecolor="0.45",
+                capsize=3, lw=1, zorder=3)
+    a = s.frames == s.analysed
+    ax.plot(s.frames[a], s.percent[a], "o", ms=5, color=_ANALYSED, zorder=4)
+    marks = [(t, "x", _DROPPED) for t in s.dropped] + [(t, "|", _REJECTED) for t in s.rejected]
+    for t, marker, colour in marks:  # on the frame axis: they have no value
+        ax.plot([t], [0.06], marker, ms=7, mew=1.6, color=colour, transform=ax.get_xaxis_transform(),
+                clip_on=False, zorder=5)
+    ticks = sorted({*s.frames.tolist(), *s.dropped, *s.rejected})
+    ax.set_xticks(ticks)
+    colour_of = {**{t: _DROPPED for t in s.dropped}, **{t: _REJECTED for t in s.rejected}, s.analysed: _ANALYSED}
+    for t, label in zip(ticks, ax.get_xticklabels()):
+        label.set_color(colour_of.get(t, "black"))
+    ax.set_xlim(ticks[0] - 0.7, ticks[-1] + 0.7)
+    lo = float(np.nanmin(np.r_[s.percent - sd, s.combined]))
+    hi = float(np.nanmax(np.r_[s.percent + sd, s.combined]))
+    pad = max(1.0, 0.25 * (hi - lo))
+    ax.set_ylim(lo - pad * (2.0 if marks else 1.0), hi + pad)
+    # the combined value beside the axes, at its line's height: never over a frame's point
+    ax.annotate(f"{s.combined:.1f} %\ncombined", (1.0, s.combined), xycoords=ax.get_yaxis_transform(),
+                xytext=(3, 0), textcoords="offset points", ha="left", va="center", fontsize=7, color=_COMBINED)
+    ax.set_xlabel("frame", fontsize=8, labelpad=1)
+    ax.set_ylabel("% stenosis", fontsize=8)
+    ax.tick_params(labelsize=7, pad=2)
+    ax.grid(True, axis="y", color="0.9", lw=0.6)
+    ftf = f"{s.frame_to_frame_sd:.1f} points" if np.isfinite(s.frame_to_frame_sd) else (
+        "n/a (< 3 frames)" if len(s.frames) < 3 else "n/a")
+    ax.set_title(f"frame-to-frame SD {ftf}", fontsize=9)
+
+
 def _label(ax: Any, text: str, point: Any, normal: Any, half_width: float, colour: str, crop: tuple) -> None:
     """A boxed label beside a point, off the vessel (along its normal), inside the crop."""
     r0, r1, c0, c1 = crop
@@ -167,6 +290,21 @@ def _label(ax: Any, text: str, point: Any, normal: Any, half_width: float, colou
                 weight="bold", ha="center", va="center", zorder=6,
                 bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=colour, lw=0.8, alpha=0.9),
                 arrowprops=dict(arrowstyle="-", color=colour, lw=1))
+
+
+def _frames_key(s: FrameSeries) -> str:
+    """What the per-frame panel's marks mean (its key, in the frame axis label)."""
+    key = ["each frame's % stenosis \u00b11 SD, red: the analysed frame", "line: combined"]
+    if s.dropped:
+        key.append("orange x: dropped by the reader")
+    if s.rejected:
+        key.append("grey bar: rejected")
+    return "; ".join(key)
+
+
+#: the report's per-frame panel (inches): its height with the gap above it (the diameter plot's
+#: axis label and the panel's title), the gap, the room for a second line of its key below
+_FRAMES_PANEL_IN, _FRAMES_GAP_IN, _FRAMES_KEY_IN = 2.3, 0.75, 0.15
 
 
 def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, auto_confidence: float | None = None,
@@ -192,15 +330,27 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
                                         subsequent_indent="    ")
         if len(warn_lines) > 8:
             warn_lines = warn_lines[:7] + [f"    ... ({len(result.warnings)} warnings in all: see the JSON)"]
-    height = 5.6 + 0.13 * len(warn_lines)
+    # several frames combined: a per-frame panel under the diameter plot, the figure taller by it
+    per_frame = len((getattr(result, "frames", None) or {}).get("used") or []) >= 2
+    extra, key = (_FRAMES_PANEL_IN, _FRAMES_KEY_IN) if per_frame else (0.0, 0.0)
+    height = 5.6 + extra + key + 0.13 * len(warn_lines)
     fig = Figure(figsize=(12.5, height), dpi=110)
     FigureCanvasAgg(fig)
-    foot = (0.11 * 5.6 + 0.13 * len(warn_lines)) / height
+    foot = (0.11 * 5.6 + key + 0.13 * len(warn_lines)) / height
     auto = auto_points or auto_confidence is not None
     gs = fig.add_gridspec(1, 2, width_ratios=[1.0, 1.35], wspace=0.18, left=0.03, right=0.98,
                           top=1 - (0.175 if auto else 0.14) * 5.6 / height, bottom=foot)
     ax_im = fig.add_subplot(gs[0])
-    ax_pl = fig.add_subplot(gs[1])
+    if per_frame:
+        # the diameter plot keeps its single-frame height; the rest (less the gap) is the panel
+        plot_in = (1 - (0.175 if auto else 0.14) - 0.11) * 5.6
+        right = gs[1].subgridspec(2, 1, height_ratios=[plot_in, extra - _FRAMES_GAP_IN],
+                                  hspace=2 * _FRAMES_GAP_IN / (plot_in + extra - _FRAMES_GAP_IN))
+        ax_pl = fig.add_subplot(right[0])
+        # narrower by the combined value's label, written beside it
+        ax_fr = fig.add_subplot(right[1].subgridspec(1, 2, width_ratios=[1.0, 0.09], wspace=0.0)[0])
+    else:
+        ax_pl = fig.add_subplot(gs[1])
 
     # ---- image panel -------------------------------------------------------------
     pts = [prof.centerline_rc, prof.left_rc, prof.right_rc, np.asarray([result.proximal_rc, result.distal_rc])]
@@ -266,6 +416,9 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
 
     # ---- diameter plot -----------------------------------------------------------
     plot_diameter_profile(ax_pl, result)
+    if per_frame:
+        draw_frames(ax_fr, result)
+        ax_fr.set_xlabel(textwrap.fill(f"frame    ({_frames_key(frame_series(result))})", 95), fontsize=8, labelpad=1)
 
     # ---- title -------------------------------------------------------------------
     verdict = ">= 50%: YES" if result.meets_50 else ">= 50%: no"

@@ -101,3 +101,54 @@ def test_auto_points_notice(result, tmp_path):
     assert "a reader must confirm" in AUTO_POINTS_TEXT
     assert not any(AUTO_POINTS_TEXT in t for t in (x.get_text() for x in report_figure(result).texts))
     assert save_report(result, None, tmp_path / "r.png", auto_points=True).stat().st_size > 10_000
+
+
+def _frames_panels(fig):
+    return [ax for ax in fig.axes if ax.get_title().startswith("frame-to-frame SD")]
+
+
+def test_a_multi_frame_report_plots_each_frame(low_dose_run, tmp_path):
+    from _phantoms import measure_truth
+
+    run, truth = low_dose_run
+    res = measure_truth(run, truth)
+    used = res.frames["used"]
+    assert len(used) >= 3
+    fig = report_figure(res, run)
+    panels = _frames_panels(fig)
+    assert len(panels) == 1
+    ax = panels[0]
+    sd = res.frames["frame_to_frame_sd"]
+    assert ax.get_title() == f"frame-to-frame SD {sd:.1f} points"
+    # the points: each frame's own percent stenosis, at its frame
+    per = {p["frame"]: p["percent_stenosis"] for p in res.frames["per_frame"]}
+    points = [l for l in ax.lines if len(l.get_xdata()) == len(used) and l.get_marker() == "o"]
+    assert len(points) == 1
+    got = dict(zip(np.asarray(points[0].get_xdata(), int).tolist(), np.asarray(points[0].get_ydata(), float)))
+    assert sorted(got) == sorted(used) == sorted(per)
+    for t in used:
+        assert got[t] == pytest.approx(per[t], abs=1e-9)
+    # the combined value as a line, the analysed frame red
+    assert any(np.allclose(l.get_ydata(), res.percent_stenosis) and len(l.get_ydata()) == 2 for l in ax.lines)
+    red = [l for l in ax.lines if l.get_color() == "#d62728"]
+    assert [float(l.get_xdata()[0]) for l in red] == [res.frame_index]
+    # under the diameter plot, inside the figure, nothing overlapping
+    r = _drawn(fig)
+    ax_pl = fig.axes[1]
+    box, pl = ax.get_tightbbox(r), ax_pl.get_window_extent(r)
+    assert box.y1 < ax_pl.get_tightbbox(r).y0 + 1 and abs(box.x0 - pl.x0) < 0.1 * pl.width
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y0 >= 0
+    # the image and diameter panels keep their single-frame size
+    single = report_figure(replace(res, frames={**res.frames, "used": used[:1]}), run)
+    _drawn(single)
+    for a, b in zip(fig.axes[:2], single.axes[:2]):
+        assert a.get_window_extent(r).height >= 0.95 * b.get_window_extent(single.canvas.get_renderer()).height
+    assert save_report(res, run, tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_a_single_frame_report_has_no_per_frame_panel(result):
+    assert result.frames["used"] == [result.frame_index]
+    fig = report_figure(result)
+    assert len(fig.axes) == 2 and not _frames_panels(fig)
+    assert tuple(report_figure(replace(result, warnings=())).get_size_inches()) == (12.5, 5.6)
+

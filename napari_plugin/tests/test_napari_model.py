@@ -442,6 +442,9 @@ def test_frames_in_the_table_and_tab_title():
     assert _model.frames_tab_title(known_result()) == "Frames (1 used)" and _model.frames_tab_title(None) == "Frames"
     from napari_stenosis._plot import draw_frames, frame_series
 
+    import stenosis.report
+
+    assert draw_frames is stenosis.report.draw_frames and frame_series is stenosis.report.frame_series  # one plot
     fs = frame_series(res)
     assert fs.frames.tolist() == [2, 3, 4] and fs.analysed == 2 and fs.dropped == (5,) and fs.rejected == (1,)
     from matplotlib.figure import Figure
