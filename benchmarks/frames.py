@@ -3,7 +3,7 @@
 The accuracy grid of ``benchmarks/accuracy.py`` (phantom runs with two mask frames, two
 arrival frames and the plateau; seed 7) is measured twice through ``stenosis.measure``:
 ``frames="single"`` (the analysed frame only) and ``frames="all"`` (every frame of the
-arterial phase in which the segment is fully opacified, combined per sample before WASID).
+arterial phase, holding at least half the bolus along the segment, combined per sample before WASID).
 Prints percent-stenosis MAE by dose (photons per pixel), errors within 2 SD, the frame-to-
 frame SD of the per-frame readings against the per-frame errors, and the time of a 10-frame
 512 x 512 run measured on one frame and on all of them.

@@ -180,29 +180,33 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
 
 
 def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
-                     params: MeasureParams = DEFAULT_PARAMS) -> list[int]:
-    """The other frames of the arterial phase, nearest the analysed frame first.
+                     params: MeasureParams = DEFAULT_PARAMS) -> tuple[list[int], np.ndarray | None]:
+    """The other frames of the arterial phase, nearest the analysed frame first, and each frame's
+    fill at each sample ((T, N): opacity over the sample's peak over the frames; None without any).
 
     A frame belongs to it when its opacity along the measured segment (:func:`segment_opacity` of
     the run's unregistered opacification), relative to each sample's peak over the frames, is at
     least ``combine_fraction`` at the median over the samples: its iodine is scaled to the analysed
     frame's sample by sample (:func:`stenosis.diameter.stage.iodine_ratio`) and its diameters
     weighted by their noise, so a frame at half the peak still adds a quarter of a peak frame's
-    information. None when the analysed frame itself is not in that phase (a reader's frame taken
-    early in the filling or late in the washout is measured alone)."""
+    information. Samples of that frame below ``combine_fraction`` (the bolus front inside the
+    segment) are not used from it (:func:`stenosis.measurement.measure_frames`). No companions
+    when the analysed frame itself is not in that phase (a reader's frame taken early in the
+    filling or late in the washout is measured alone)."""
     if run.frames.shape[0] < 2:
-        return []
+        return [], None
     stack = analysed.stack if analysed.stack is not None else opacify(run, register=False)
     op = segment_opacity(stack, centerline_rc)
     peak = op.max(axis=0)
     good = peak > 0
     if not good.any():
-        return []
-    fill = np.median(op[:, good] / peak[good], axis=1)
+        return [], None
+    per_sample = np.where(good[None, :], op / np.where(good, peak, 1.0)[None, :], 0.0)
+    fill = np.median(per_sample[:, good], axis=1)
     if fill[analysed.index] < params.combine_fraction:
-        return []
+        return [], per_sample
     full = [int(t) for t in np.flatnonzero(fill >= params.combine_fraction) if t != analysed.index]
-    return sorted(full, key=lambda t: (abs(t - analysed.index), t))
+    return sorted(full, key=lambda t: (abs(t - analysed.index), t)), per_sample
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,7 +27,7 @@ from .diameter.stage import iodine_ratio
 from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
-from .result import DiameterProfile, ReferenceWindow, StenosisResult
+from .result import DiameterProfile, QualityFlag, ReferenceWindow, StenosisResult
 from .trace import Scale, clipping_warning, local_reference, radius_hint, trace_segment
 from .wasid import (WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, start_sensitivity_warning,
                     wasid)
@@ -166,7 +166,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     profiles, used, rejected = [profile], [analysed.index], []
     trace = analysed.trace
     limit = inputs.frame_limit
-    companions = [] if limit == 0 else companion_frames(run, analysed, profile.centerline_rc, params=params)
+    companions, fill = ([], None) if limit == 0 else companion_frames(run, analysed, profile.centerline_rc,
+                                                                       params=params)
     dropped = tuple(t for t in companions if t in inputs.exclude_frames)
     companions = [t for t in companions if t not in inputs.exclude_frames]
     idle = [t for t in inputs.exclude_frames if t not in dropped]
@@ -180,13 +181,18 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         if moved is None:
             rejected.append((t, "moved too far from the analysed frame"))
             continue
-        scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params)
-        if not (np.all(np.isfinite(scale_t)) and np.all(scale_t > 0)):
+        # samples the bolus has not reached (or has left) in this frame are not read from it
+        filled = np.ones(len(profile), bool) if fill is None else fill[t] >= params.combine_fraction
+        scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params, use=filled)
+        if not (np.all(np.isfinite(scale_t[filled])) and np.all(scale_t[filled] > 0)):
             rejected.append((t, "no iodine along (part of) the segment"))
             continue
-        profiles.append(same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
-                                              origin_rc=trace.origin_rc, radius_hint_px=rhint, amplitude_scale=scale_t,
-                                              params=params))
+        frame_t = same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
+                                        origin_rc=trace.origin_rc, radius_hint_px=rhint,
+                                        amplitude_scale=np.where(filled, scale_t, 1.0), params=params)
+        if not filled.all():
+            frame_t = replace(frame_t, flags=np.where(filled, frame_t.flags, frame_t.flags | int(QualityFlag.POOR_FIT)))
+        profiles.append(frame_t)
         used.append(t)
     fewer: tuple[str, ...] = ()
     if isinstance(inputs.frames, int) and len(used) < inputs.frames:

@@ -28,7 +28,7 @@ frames); it agrees with SimpleITK's translation registration (tests/test_opacify
 
 - Native LOG runs (or unknown relationship): ``mask - live`` in stored values. A DICOM run
   without the tag has it read from its noise when it is read (:mod:`stenosis.io.intensity`);
-  only runs whose noise cannot tell (and arrays given without it) stay unknown.
+  only runs whose noise cannot tell stay unknown (``AngioRun.from_array`` takes what it is given).
 - Native LIN runs: ``log(mask) - log(live)`` (natural log of stored values).
 - Mask: mean of the MaskSubtractionSequence frames, else frame 0.
 - Single-frame native runs (no mask): the background is estimated by a

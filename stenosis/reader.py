@@ -63,7 +63,7 @@ def _whole_frame(f: Any) -> int:
 
 
 def frames_mode(frames: Any) -> str | int:
-    """'all' (every fully opacified frame of the arterial phase), 'single', or at most N frames."""
+    """'all' (every frame of the arterial phase), 'single', or at most N frames."""
     text = str(frames).strip().lower()
     if text in ("all", "single"):
         return text
@@ -185,7 +185,7 @@ class ReaderInputs:
 
     @property
     def frame_limit(self) -> int | None:
-        """How many frames besides the analysed one are combined (None: every fully opacified one)."""
+        """How many frames besides the analysed one are combined (None: every frame of the arterial phase)."""
         return 0 if self.frames == "single" else (None if self.frames == "all" else int(self.frames) - 1)
 
     @property

@@ -49,3 +49,18 @@ def test_constant_noise_or_one_frame_cannot_tell():
     assert infer_intensity_relationship(frames[:1]) == (None, pytest.approx(float("nan"), nan_ok=True))
     flat = np.full((2, 64, 64), 1000, np.uint16)
     assert infer_intensity_relationship(flat)[0] is None
+
+
+def test_anatomy_moved_between_the_frames_decides_nothing():
+    # log-domain anatomy whose texture grows with brightness, shifted 3 px between the frames:
+    # the difference holds anatomy, not noise; its steep positive slope must not read as LIN
+    rng = np.random.default_rng(1)
+    from scipy import ndimage as ndi
+
+    bright = np.linspace(0.0, 1.0, 300)[None, :] * np.ones((300, 1))
+    tex = ndi.gaussian_filter(rng.normal(0.0, 1.0, (300, 310)), 2.0)
+    a = 3000.0 + 300.0 * bright + 60.0 * bright * tex[:, :300]
+    b = 3000.0 + 300.0 * bright + 60.0 * bright * tex[:, 3:303]
+    frames = np.stack([a + rng.normal(0, 2, a.shape), b + rng.normal(0, 2, a.shape)]).astype(np.uint16)
+    rel, slope = infer_intensity_relationship(frames)
+    assert rel is None and slope > 2.0

@@ -281,7 +281,7 @@ def refit_beside_vessels(
 
 
 def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radius_hint_px: float,
-                 params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray:
+                 params: MeasureParams = DEFAULT_PARAMS, use: np.ndarray | None = None) -> np.ndarray:
     """Iodine signal of the segment on ``image`` over that on the analysed frame, per sample (N,).
 
     The lumen is the same, so this is the ratio of the bolus concentrations. Each usable sample's

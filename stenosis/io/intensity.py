@@ -14,7 +14,10 @@ variance proportional to 1 / I, which falls as the value rises (a steep negative
 The difference of two frames with little or no iodine (the first two mask frames, else the
 first two frames), high-passed so that anatomy and small motion cancel, is noise; its robust
 variance in ten brightness bins against their mean value gives the slope. On our phantoms
-LIN runs give +1.0 to +1.1 and LOG runs -4.8 to -5.3 (``docs/tuning.md``).
+LIN runs give +1.0 to +1.1 and LOG runs -4.8 to -5.3 (``docs/tuning.md``). Motion between the
+two frames leaves anatomy in the difference, which grows with brightness and can give a steep
+positive slope even for LOG values: above +2 (twice what quantum noise gives) nothing is decided.
+No real multi-frame run without the tag was available to check this on.
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ __all__ = ["infer_intensity_relationship", "NOISE_SLOPE_DECISION"]
 NOISE_SLOPE_DECISION = 0.5
 #: the slope must also be this many of its own standard errors from 0 (a line through 10 bins)
 _SLOPE_SE = 3.0
+#: quantum noise in values proportional to intensity gives +1; a slope above this is not noise
+#: (anatomy left in the difference by motion between the frames, a flat field's narrow range)
+#: and decides nothing
+_LIN_SLOPE_MAX = 2.0
 
 
 def infer_intensity_relationship(frames: np.ndarray, mask_frames=()) -> tuple[str | None, float]:
@@ -43,7 +50,8 @@ def infer_intensity_relationship(frames: np.ndarray, mask_frames=()) -> tuple[st
     Returns
     -------
     relationship : "LIN", "LOG" or None (cannot tell: one frame, too few exposed pixels, a slope
-        within +-``NOISE_SLOPE_DECISION`` or within 3 of its standard errors of 0)
+        within +-``NOISE_SLOPE_DECISION`` or within 3 of its standard errors of 0, or above 2, which
+        quantum noise does not give: anatomy moved between the frames)
     slope : float
         Log-log slope of the noise variance against the value (NaN when not measured).
     """
@@ -81,6 +89,6 @@ def infer_intensity_relationship(frames: np.ndarray, mask_frames=()) -> tuple[st
         return None, float("nan")
     coef, cov = np.polyfit(x, y, 1, cov=True)
     slope, se = float(coef[0]), float(np.sqrt(max(cov[0, 0], 0.0)))
-    if abs(slope) < max(NOISE_SLOPE_DECISION, _SLOPE_SE * se):
+    if abs(slope) < max(NOISE_SLOPE_DECISION, _SLOPE_SE * se) or slope > _LIN_SLOPE_MAX:
         return None, slope
     return ("LIN" if slope > 0 else "LOG"), slope

@@ -8,10 +8,10 @@ along-vessel blur), propagated to diameters (d(area) = 2 d dd), scaled by
 reference), plus, where the lumen model does not describe the profiles, a model term
 (:func:`model_sd_px`). The scale and floors were calibrated on phantoms (see
 docs/tuning.md). Where the profiles' residuals exceed their own noise (misfit ratio q > 1 at
-the MLD or the reference, :func:`model_sd_px`), that SD is multiplied by q: the profiles there
-depart from the model q times as much as the noise every term above was derived from (on
-hybrid phantoms the errors' spread grows with q at the MLD: within 2 SD 91% of cases at
-q <= 1, 50% at q > 2.2 before the scaling, ``docs/tuning.md``). It does not cover reader or
+the MLD or the reference, :func:`model_sd_px`), that whole SD is multiplied by q, an empirical
+rule: on hybrid phantoms the errors' spread grows about as q at the MLD (within 2 SD 91% of
+cases at q <= 1, 50% at q > 2.2 before the scaling, ``docs/tuning.md``); it overlaps the
+model/edge term, which grows with q too. It does not cover reader or
 centerline mistakes.
 """
 from __future__ import annotations
