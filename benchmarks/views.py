@@ -18,6 +18,13 @@ view's own error, and the area-equivalent truth 1 - sqrt(ab) / R0 that a densito
     python benchmarks/views.py               # 24 cases (about a minute)
     python benchmarks/views.py --small       # CI size
     python benchmarks/views.py --n 40 --verbose
+    python benchmarks/views.py --backgrounds real   # each view inserted into its own real angiogram
+
+``--backgrounds real``: the two views of a case go into two different CIMAT angiograms
+(``/work/shared/data/cimat-train``, 300x300 8-bit; backgrounds chosen in turn over the 40) with
+the insertion, contrast (the background's own vessels, ``vessel_attenuation``) and placement
+(off the real vessels, ``place_centreline``) of ``benchmarks/hybrid.py``; no noise is added
+(the background's own). The lesion's geometry is drawn as on the flat background.
 """
 from __future__ import annotations
 
@@ -37,8 +44,27 @@ SHAPE = (256, 256)
 TARGET_POINTS = 3.0
 
 
-def make_case(rng: np.random.Generator) -> dict:
-    """Two views (images) of one artery with an elliptical lesion, and their truth."""
+#: length of a view's vessel on a real (300 x 300) background, px
+REAL_LENGTH_PX = (120.0, 150.0)
+
+
+def real_backgrounds(data: Path, n_cases: int) -> list:
+    """Per case, the two backgrounds of its views (two different CIMAT images, in turn over
+    the 40): tuples (name, frame, avoid map, exposed mask, white, mu) from
+    ``benchmarks/hybrid.py``'s ``backgrounds``."""
+    from hybrid import DEV, HELD_OUT, backgrounds
+
+    images = DEV + HELD_OUT
+    needed = sorted({images[(2 * j + k) % len(images)] for j in range(n_cases) for k in (0, 1)})
+    loaded = {name: (name, img, avoid, exposed, white, mu)
+              for name, _split, img, avoid, exposed, white, mu in backgrounds(data, needed, xa1=False)}
+    return [tuple(loaded[str(images[(2 * j + k) % len(images)])] for k in (0, 1)) for j in range(n_cases)]
+
+
+def make_case(rng: np.random.Generator, real: tuple | None = None) -> dict:
+    """Two views (images) of one artery with an elliptical lesion, and their truth.
+
+    ``real``: the two views' real backgrounds (:func:`real_backgrounds`); None: the flat one."""
     from stenosis.phantom.geometry import Tube, elliptical_view, random_curve
     from stenosis.phantom.hybrid import insert_vessel
 
@@ -51,6 +77,8 @@ def make_case(rng: np.random.Generator) -> dict:
     mu = float(rng.uniform(0.06, 0.12))
     noise = float(rng.uniform(0.004, 0.010))
     length = float(rng.uniform(2.5, 4.0) * d0)
+    if real is not None:
+        return _real_case(rng, real, d0=d0, minor=minor, major=major, theta=theta, blur=blur, length=length)
     base, s = random_curve(rng, start_mm=(128.0 + rng.uniform(-20, 20), 30.0), heading_rad=float(rng.uniform(-0.3, 0.3)),
                            length_mm=190.0, step_mm=0.25, max_curvature_per_mm=0.01)
     pos = float(rng.uniform(0.5, 0.6) * s[-1])
@@ -74,14 +102,52 @@ def make_case(rng: np.random.Generator) -> dict:
             "d0": d0, "minor": minor, "major": major, "theta_deg": float(np.degrees(theta)), "blur": blur}
 
 
+def _real_case(rng: np.random.Generator, real: tuple, *, d0: float, minor: float, major: float, theta: float,
+               blur: float, length: float) -> dict:
+    """The case's two views, each on its own real background and route (None when a background
+    has no clear route for it)."""
+    from stenosis.phantom.geometry import Tube, elliptical_view
+    from stenosis.phantom.hybrid import insert_vessel, place_centreline
+
+    r0 = d0 / 2.0
+    pos_frac = float(rng.uniform(0.5, 0.6))
+    views, truth, points, names = [], [], [], []
+    for k, phi in enumerate((theta, theta + np.pi / 2)):
+        name, img, avoid, exposed, white, mu = real[k]
+        pts = place_centreline(rng, avoid, exposed, length_px=float(rng.uniform(*REAL_LENGTH_PX)))
+        if pts is None:
+            return {"refused": f"no clear route on background {name}", "backgrounds": [b[0] for b in real]}
+        s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+        bump = np.clip(1 - np.abs(s - pos_frac * s[-1]) / (length / 2), 0, 1)
+        bump = 0.5 * (1 - np.cos(np.pi * bump))
+        a = r0 * (1 - minor * bump)
+        b = r0 * (1 - major * bump)
+        w, scale = elliptical_view(a, b, phi)
+        tube = Tube(pts, s, w, np.zeros_like(s), name="main", depth_scale=scale)
+        mu_k = float((mu if np.isfinite(mu) else 0.08) * rng.uniform(0.8, 1.2))
+        out, _ = insert_vessel(img, tube, mu_per_px=mu_k, blur_sigma_px=blur, white=white)
+        views.append(out.astype(np.float32))
+        truth.append(float((1 - w.min() / r0) * 100))
+        i0 = int(np.argmin(np.abs(s - 8.0)))
+        i1 = int(np.argmin(np.abs(s - (s[-1] - 8.0))))
+        points.append((tuple(float(v) for v in pts[i0]), tuple(float(v) for v in pts[i1])))
+        names.append(name)
+        area_truth = float((1 - np.sqrt((a * b).min()) / r0) * 100)
+    return {"views": views, "truth": truth, "area_truth": area_truth, "points": points, "backgrounds": names,
+            "d0": d0, "minor": minor, "major": major, "theta_deg": float(np.degrees(theta)), "blur": blur}
+
+
 def measure_case(case: dict) -> dict:
     import stenosis
     from stenosis.errors import StenosisError
     from stenosis.io import AngioRun
 
+    if "views" not in case:  # no route on a real background
+        return dict(case)
+    points = case.get("points") or [(case["proximal"], case["distal"])] * len(case["views"])
     views = [{"run": AngioRun.from_array(img.astype(np.float32), pixel_intensity_relationship=None,
                                          source=f"view{k}"),
-              "proximal": case["proximal"], "distal": case["distal"]} for k, img in enumerate(case["views"])]
+              "proximal": points[k][0], "distal": points[k][1]} for k, img in enumerate(case["views"])]
     out = {k: v for k, v in case.items() if k != "views"}
     try:
         with warnings.catch_warnings():
@@ -90,8 +156,13 @@ def measure_case(case: dict) -> dict:
     except StenosisError as e:
         out["refused"] = str(e)
         return out
-    out["read"] = [float(v.percent_stenosis) for v in res.views]
-    out["sd"] = [float(v.percent_stenosis_sd) for v in res.views]
+    # each view's graded reading (projected width or area, stenosis.views.ViewReading; a
+    # checkout without readings: the views' own results)
+    readings = getattr(res, "readings", None) or res.views
+    out["read"] = [float(v.percent_stenosis) for v in readings]
+    out["sd"] = [float(v.percent_stenosis_sd) for v in readings]
+    out["area_read"] = [float(v.percent_stenosis) for v in res.views]
+    out["reading"] = [getattr(v, "reading", "area") for v in readings]
     out["graded_index"] = int(res.graded_index)
     out["graded"] = float(res.percent_stenosis)
     severe = int(np.argmax(case["truth"]))
@@ -132,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", action="store_true", help="CI size: 4 cases")
     ap.add_argument("--n", type=int, default=24, help="number of cases (default 24)")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--backgrounds", choices=("flat", "real"), default="flat",
+                    help="flat (default): a soft gradient with Gaussian noise; real: each view in its own CIMAT angiogram")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
     args = ap.parse_args(argv)
@@ -140,19 +214,28 @@ def main(argv: list[str] | None = None) -> int:
     n = 4 if args.small else args.n
     print(f"stenosis {stenosis.__version__} from {Path(stenosis.__file__).parent}")
     t0 = time.perf_counter()
+    real = None
+    if args.backgrounds == "real":
+        if not (args.data / "cimat-train").is_dir():
+            print(f"real data not found at {args.data}: nothing to measure")
+            return 0
+        real = real_backgrounds(args.data, n)
+    print(f"backgrounds: {args.backgrounds}")
     rows = []
     for j in range(n):
-        case = make_case(np.random.default_rng([args.seed, j]))
+        case = make_case(np.random.default_rng([args.seed, j]), None if real is None else real[j])
         row = measure_case(case)
         rows.append(row)
         if args.verbose:
             if "read" not in row:
                 print(f"  case {j:2d} REFUSED {row['refused']}")
             else:
-                print(f"  case {j:2d} D0 {row['d0']:.1f} theta {row['theta_deg']:4.0f} truth A/B {row['truth'][0]:5.1f}/"
+                bg = f" bg {'/'.join(row['backgrounds'])}" if "backgrounds" in row else ""
+                print(f"  case {j:2d}{bg} D0 {row['d0']:.1f} theta {row['theta_deg']:4.0f} truth A/B {row['truth'][0]:5.1f}/"
                       f"{row['truth'][1]:5.1f} read {row['read'][0]:5.1f}/{row['read'][1]:5.1f} graded {row['graded']:5.1f}"
                       f" (view {'AB'[row['graded_index']]}, truth's {'AB'[row['severe_index']]}) err {row['graded_err']:+5.1f}"
-                      f"  area truth {row['area_truth']:5.1f}")
+                      f"  area truth {row['area_truth']:5.1f}  area read {row['area_read'][0]:5.1f}/{row['area_read'][1]:5.1f}"
+                      f" ({'/'.join('w' if x != 'area' else 'a' for x in row['reading'])})")
     print(f"({n} cases, {time.perf_counter() - t0:.0f} s)\n")
     summarise(rows)
     return 0

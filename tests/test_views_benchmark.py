@@ -1,0 +1,68 @@
+"""benchmarks/views.py --backgrounds real: each view of an eccentric lesion inserted into its own
+real angiogram (the hybrid benchmark's insertion, contrast and placement), measured as on the
+flat background."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # real data and the U-Net on each background
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    if not (DATA / "cimat-train").is_dir():
+        pytest.skip(f"real backgrounds not found at {DATA}")
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("_views_bench", BENCH / "views.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def cases(bench):
+    real = bench.real_backgrounds(DATA, 2)
+    flat = [bench.make_case(np.random.default_rng([bench.SEED, j])) for j in range(2)]
+    on_real = [bench.make_case(np.random.default_rng([bench.SEED, j]), real[j]) for j in range(2)]
+    return real, flat, on_real
+
+
+def test_each_view_goes_into_its_own_background_off_its_vessel(cases):
+    real, flat, on_real = cases
+    assert [[b[0] for b in r] for r in real] == [["1", "2"], ["3", "4"]]  # two different angiograms per case
+    for r, f, c in zip(real, flat, on_real):
+        assert c["backgrounds"] == [r[0][0], r[1][0]]
+        # the lesion's geometry is the flat case's (same draws): its truths to a sampling step
+        assert c["truth"] == pytest.approx(f["truth"], abs=0.6)
+        assert c["area_truth"] == pytest.approx(f["area_truth"], abs=0.6)
+        for k, img in enumerate(c["views"]):
+            bg = r[k][1].astype(np.float32)
+            changed = np.abs(img - bg) > 0
+            # only the inserted vessel darkens the frame: a thin band, nothing brightened
+            assert 0.01 < changed.mean() < 0.15
+            assert (img <= bg).all()
+            prox, dist = c["points"][k]
+            for p in (prox, dist):  # the reader points lie on the inserted (darkened) lumen
+                assert img[int(round(p[0])), int(round(p[1]))] < bg[int(round(p[0])), int(round(p[1]))]
+
+
+def test_real_backgrounds_are_measured_per_view(bench, cases):
+    """The per-view reads of the first two real cases (regression values, area readings)."""
+    _, _, on_real = cases
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = [bench.measure_case(c) for c in on_real]
+    assert all("read" in r for r in rows)
+    assert rows[0]["read"] == pytest.approx([38.0, 63.7], abs=1.0)
+    assert rows[1]["read"] == pytest.approx([43.8, 48.0], abs=1.0)
+    assert [r["graded_index"] for r in rows] == [1, 1]
+    assert [r["graded_err"] for r in rows] == pytest.approx([-2.0, -1.0], abs=1.0)
