@@ -115,10 +115,7 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     placed = place_overrides(image, inputs, profile, rhint, scale, params)
     series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params)
     wm = series.combined
-    start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, manual_index=placed.manual_index,
-                                      manual_reference_px=placed.manual_reference_px,
-                                      feeding_profile=placed.feeding_profile, force_choice=inputs.reference_choice,
-                                      mld_near_index=placed.mld_index)
+    start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
     notes = (*run.warnings, *scale.warnings, *trace.warnings, *((clip,) if clip else ()), *placed.warnings,
              *wm.warnings, *((start,) if start else ()), *series.warnings)
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
@@ -145,6 +142,13 @@ def _diameter_noise_var(profile: DiameterProfile) -> float:
     return (area_noise_sd_px2(profile, ok) / (2.0 * d0)) ** 2
 
 
+def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
+    """The reader's inputs to :func:`stenosis.wasid.wasid` (keyword arguments)."""
+    return dict(manual_index=placed.manual_index, manual_reference_px=placed.manual_reference_px,
+                feeding_profile=placed.feeding_profile, force_choice=inputs.reference_choice,
+                mld_near_index=placed.mld_index)
+
+
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
                    scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS) -> FrameSeries:
     """The segment on the other frames of the arterial phase (:func:`stenosis.frames.companion_frames`), combined.
@@ -159,9 +163,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     over sqrt(n), and frames that disagree beyond their modelled noise are reported.
     """
     def grade(p: DiameterProfile) -> WasidMeasurement:
-        return wasid(p, inputs.segment, manual_index=placed.manual_index, manual_reference_px=placed.manual_reference_px,
-                     feeding_profile=placed.feeding_profile, force_choice=inputs.reference_choice,
-                     mld_near_index=placed.mld_index, params=params)
+        return wasid(p, inputs.segment, params=params, **_grading_inputs(inputs, placed))
 
     profiles, used, rejected = [profile], [analysed.index], []
     trace = analysed.trace

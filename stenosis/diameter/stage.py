@@ -306,14 +306,11 @@ def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radi
         return np.ones(n)
     r = np.where(w > 0, (_project_out(prof.values, E) * model).sum(axis=1) / np.where(w > 0, w, 1.0), 0.0)
     t = analysed.arc_px[ok]
-    t0 = float((w * t).sum() / w.sum())
-    t = t - t0
-    A = np.array([[w.sum(), (w * t).sum()], [(w * t).sum(), (w * t * t).sum()]])
-    b = np.array([(w * r).sum(), (w * r * t).sum()])
-    if abs(np.linalg.det(A)) <= 1e-12 * max(A[0, 0] * A[1, 1], 1e-300):
-        return np.full(n, float(b[0] / A[0, 0]))
-    a0, a1 = np.linalg.solve(A, b)
-    return a0 + a1 * (analysed.arc_px - t0)
+    held = w > 0
+    if np.ptp(t[held]) <= 0:  # one place along the arc: no slope to fit
+        return np.full(n, float((w * r).sum() / w.sum()))
+    # polyfit weights multiply the residuals: sqrt of the inverse variances
+    return np.polyval(np.polyfit(t[held], r[held], 1, w=np.sqrt(w[held])), analysed.arc_px)
 
 
 def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc, probability: np.ndarray, *,

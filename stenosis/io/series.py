@@ -131,9 +131,8 @@ def _finish(frames: np.ndarray, ds: Any, info: dict[str, Any], warns: list[str],
                          f"frames {'grows' if rel == 'LIN' else 'falls'} with the value, log-log slope {slope:+.1f}); "
                          "re-export with the tag if this is wrong")
         else:
-            warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction "
-                         "(the noise of the first frames could not tell)" if frames.shape[0] >= 2 else
-                         "PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction")
+            warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction"
+                         + (" (the noise of the first frames could not tell)" if frames.shape[0] >= 2 else ""))
     frames.flags.writeable = False
     return AngioRun(frames=frames, calibration=cal, metadata=meta, source=source, warnings=tuple(dict.fromkeys(warns)))
 

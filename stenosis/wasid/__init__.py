@@ -435,18 +435,17 @@ def start_sensitivity_warning(profile: DiameterProfile, graded: WasidMeasurement
     """
     if graded.reference_choice in (ReferenceChoice.MANUAL, ReferenceChoice.FEEDING) or len(profile) < 4:
         return None
+    if wasid_kw.get("manual_index") is not None or wasid_kw.get("mld_near_index") is not None:
+        return None  # a reader's reference or MLD on the profile: the reader chose, nothing to test
+    n = len(profile)
     arc = profile.arc_px
     k = int(np.searchsorted(arc, arc[0] + params.start_check_px))
-    if k <= 0 or len(profile) - k < max(20, len(profile) // 3):
+    if k <= 0 or n - k < max(20, n // 3):
         return None
-    n = len(profile)
-    cut = {f.name: getattr(profile, f.name)[k:] for f in fields(profile)
-           if isinstance(getattr(profile, f.name), np.ndarray) and getattr(profile, f.name).shape[:1] == (n,)}
-    kw = dict(wasid_kw)
-    if kw.get("manual_index") is not None or kw.get("mld_near_index") is not None:
-        return None  # a reader's reference or MLD on the profile: the reader chose, nothing to test
+    per_sample = {f.name: getattr(profile, f.name) for f in fields(profile)}
+    cut = {name: v[k:] for name, v in per_sample.items() if isinstance(v, np.ndarray) and v.shape[:1] == (n,)}
     try:
-        other = wasid(replace(profile, **cut), segment, params=params, **kw)
+        other = wasid(replace(profile, **cut), segment, params=params, **wasid_kw)
     except StenosisError:
         return None
     moved = other.percent_stenosis - graded.percent_stenosis
