@@ -18,6 +18,7 @@ cases at least 4 points from 50.
     python benchmarks/hybrid.py --small         # CI size (< 60 s)
     python benchmarks/hybrid.py --n 160 --verbose --json /tmp/hybrid.json
     python /work/main/benchmarks/hybrid.py --repo /work/before   # measure another checkout's code
+    python benchmarks/hybrid.py --structure-above 10   # only the backgrounds' structure coarser than 10 px
 """
 from __future__ import annotations
 
@@ -63,13 +64,39 @@ def hybrid_module():
         return mod
 
 
-def backgrounds(data: Path, images, *, xa1: bool, gamma: float = 1.0):
-    """Yield (name, split, frame, avoid map, exposed mask, white, mu) per background."""
+def structure_only_above(img: np.ndarray, scale_px: float, seed: int) -> np.ndarray:
+    """The background with its structure finer than ``scale_px`` replaced by white noise of the
+    image's own noise level, for the scale dissection (``--structure-above``: which scales of
+    real anatomy make the false narrowings). A Gaussian of ``scale_px`` smooths it (``inf``: a
+    flat background at its mean); Gaussian noise of SD sqrt(semivariogram at 4 px over its
+    flattest 30%) is added; the result is rounded to the image's integer type."""
+    from scipy import ndimage as ndi
+
+    x = img.astype(float)
+    g = ndi.gaussian_gradient_magnitude(x, 3.0)
+    flat = g < np.percentile(g, 30)
+    d = x[:, 4:] - x[:, :-4]
+    v = d[flat[:, 4:] & flat[:, :-4]]
+    v = v[np.abs(v) <= np.percentile(np.abs(v), 99)]
+    sd = float(np.sqrt(0.5 * np.mean(v * v)))
+    smooth = np.full_like(x, x.mean()) if not np.isfinite(scale_px) else ndi.gaussian_filter(x, scale_px, mode="reflect")
+    out = smooth + np.random.default_rng(seed).normal(0.0, sd, x.shape)
+    return np.clip(np.round(out), 0, np.iinfo(img.dtype).max).astype(img.dtype)
+
+
+def backgrounds(data: Path, images, *, xa1: bool, gamma: float = 1.0, structure_above: float | None = None):
+    """Yield (name, split, frame, avoid map, exposed mask, white, mu) per background
+    (``structure_above``: see :func:`structure_only_above`; the maps and contrast are the
+    original frame's)."""
     import stenosis
     from PIL import Image
     from scipy import ndimage as ndi
 
     hy = hybrid_module()
+
+    def frame(img, key):
+        return img if structure_above is None else structure_only_above(img, structure_above, key)
+
     for i in images:
         img = np.array(Image.open(data / "cimat-train" / f"{i}.png").convert("L"))
         mask = np.array(Image.open(data / "cimat-train" / f"{i}_gt.png").convert("L")) > 127
@@ -77,7 +104,7 @@ def backgrounds(data: Path, images, *, xa1: bool, gamma: float = 1.0):
         avoid = mask | (prob > 0.3)
         exposed = ndi.uniform_filter(img.astype(float), 9) > 0.2 * 255
         mu = hy.vessel_attenuation(img, mask, white=255.0, gamma=gamma)
-        yield str(i), ("dev" if i in DEV else "held-out"), img, avoid, exposed, 255.0, mu
+        yield str(i), ("dev" if i in DEV else "held-out"), frame(img, i), avoid, exposed, 255.0, mu
     if xa1:
         run = stenosis.read_run(data / "wg04-xa1" / "XA1_UNC")
         img = np.asarray(run.frames[0])
@@ -85,13 +112,15 @@ def backgrounds(data: Path, images, *, xa1: bool, gamma: float = 1.0):
         prob = stenosis.vessel_probability(img)
         exposed = ndi.uniform_filter(img.astype(float), 15) > 0.15 * float(img.max())
         mu = hy.vessel_attenuation(img, prob > 0.5, white=white, gamma=gamma)
-        yield "XA1", "cerebral", img, prob > 0.3, exposed, white, mu
+        yield "XA1", "cerebral", frame(img, 1000), prob > 0.3, exposed, white, mu
 
 
-def make_cases(data: Path, images, *, per_image: int, n_xa1: int, seed: int = SEED, gamma: float = 1.0):
+def make_cases(data: Path, images, *, per_image: int, n_xa1: int, seed: int = SEED, gamma: float = 1.0,
+               structure_above: float | None = None):
     hy = hybrid_module()
     cases = []
-    for name, split, img, avoid, exposed, white, mu in backgrounds(data, images, xa1=n_xa1 > 0, gamma=gamma):
+    for name, split, img, avoid, exposed, white, mu in backgrounds(data, images, xa1=n_xa1 > 0, gamma=gamma,
+                                                                    structure_above=structure_above):
         n = n_xa1 if split == "cerebral" else per_image
         big = img.shape[0] > 600
         key = 1000 if name == "XA1" else int(name)
@@ -219,6 +248,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n-xa1", type=int, default=12, help="cases on the XA1 cerebral frame (default 12)")
     ap.add_argument("--gamma", type=float, default=1.0, help="display-to-linear exponent of the backgrounds (1: display "
                     "proportional to intensity; large: close to a log display)")
+    ap.add_argument("--structure-above", type=float, metavar="PX",
+                    help="scale dissection: keep only the backgrounds' structure coarser than PX (a Gaussian of PX; "
+                    "inf: flat), white noise of their own level for the rest")
     ap.add_argument("--images", type=int, nargs="+", help="CIMAT backgrounds (default 1-40)")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--data", type=Path, default=SHARED)
@@ -244,7 +276,8 @@ def main(argv=None) -> int:
         n_xa1 = 0
     print(f"stenosis {stenosis.__version__} from {Path(stenosis.__file__).parent}")
     t0 = time.perf_counter()
-    cases = make_cases(args.data, images, per_image=per_image, n_xa1=n_xa1, seed=args.seed, gamma=args.gamma)
+    cases = make_cases(args.data, images, per_image=per_image, n_xa1=n_xa1, seed=args.seed, gamma=args.gamma,
+                       structure_above=args.structure_above)
     rows = []
     for split, case in cases:
         r = measure_case(case)

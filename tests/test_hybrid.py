@@ -133,3 +133,22 @@ def test_small_run_on_real_backgrounds(bench, cimat_dir: Path, wg04_dir: Path, t
     assert s["ref_mae"] <= 1.5
     assert s["decided"] >= s["n_far"] - 3
     assert "hybrid phantoms" in capsys.readouterr().out
+
+
+def test_structure_dissection_keeps_only_coarse_structure(bench) -> None:
+    """--structure-above: structure finer than the scale is replaced by white noise of the
+    frame's own level; coarser structure is kept; inf gives a flat frame at its mean."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:200, 0:200]
+    coarse = 100 + 30 * np.sin(xx / 40.0)
+    fine = 20 * (np.sin(xx / 1.5) > 0)  # stripes 5 px apart: structure far below a 10 px scale
+    img = np.clip(coarse + fine + rng.normal(0, 2, (200, 200)), 0, 255).astype(np.uint8)
+    flat = bench.structure_only_above(img, float("inf"), 0)
+    assert flat.dtype == np.uint8 and abs(flat.mean() - img.mean()) < 1
+    assert 1.0 < flat.std() < 20  # the image's own noise level (its fine stripes count as texture)
+    kept = bench.structure_only_above(img, 10.0, 0).astype(float)
+    # the coarse sine survives, the fine stripes do not
+    assert np.corrcoef(kept.mean(axis=0), coarse.mean(axis=0))[0, 1] > 0.95
+    stripes = img.astype(float).mean(axis=0) - coarse.mean(axis=0)
+    assert abs(np.corrcoef(kept.mean(axis=0) - coarse.mean(axis=0), stripes)[0, 1]) < 0.3
+    assert np.array_equal(kept, bench.structure_only_above(img, 10.0, 0))  # seeded
