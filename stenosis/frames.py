@@ -21,6 +21,9 @@ from .opacification import estimate_shift, opacify
 from .params import DEFAULT_PARAMS, MeasureParams
 from .trace import Scale, Trace, box_around, trace_segment
 
+#: smoothing (px) of the two frames' iodine compared to find the guess frame's vessels absent
+#: from the chosen frame (:func:`choose_frame`): a pixel's noise, not a vessel's width
+_ABSENT_SMOOTH_PX = 1.0
 #: interpolation border (px) of the region opacified in the other frames (:func:`follow_frames`)
 _FOLLOW_BORDER_PX = 4
 
@@ -154,7 +157,8 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     frame with the most iodine around the points (:func:`guess_frame`, on a cheap unregistered
     opacification), the chosen frame (:func:`select_frame`) is opacified with registration,
     and the path follows it by the motion between the two frames (phase correlation on the
-    crop); only motion beyond ``max_frame_shift_px`` traces it again.
+    crop; only motion beyond ``max_frame_shift_px`` traces it again); the vessel map is the
+    chosen frame's own.
     """
     points = inputs.path_points
     stack = None
@@ -174,9 +178,31 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     moved = opacify(run, frames=[chosen], register=True)[0]
     shift = estimate_shift(image[trace.box], moved[trace.box], max_shift_px=2 * params.max_frame_shift_px)
     if max(abs(shift[0]), abs(shift[1])) <= params.max_frame_shift_px:
-        return AnalysedFrame(int(chosen), moved, trace.shifted(shift), stack)
+        # the path (traced where the iodine is densest) follows the chosen frame, and so does the
+        # vessel map, less what the chosen frame does not hold: where its iodine is below
+        # combine_fraction of the guess frame's, by more than frame_outlier_sds of the two frames'
+        # noise, the guess frame's vessel is not in the analysed frame (a vein filling late over the lesion was flagged as a crossing, and the lesion
+        # left unmeasured, in every frame). The chosen frame's own map is noisier at low dose.
+        followed = trace.shifted(shift)
+        box = trace.box
+        g = ndi.gaussian_filter(image[box].astype(np.float32), _ABSENT_SMOOTH_PX)
+        c = ndi.shift(ndi.gaussian_filter(moved[box].astype(np.float32), _ABSENT_SMOOTH_PX), (-shift[0], -shift[1]),
+                      order=1, mode="nearest")  # onto the guess crop
+        diff = g - c
+        noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))  # the frames' difference is mostly noise
+        absent = (c < params.combine_fraction * g) & (diff > params.frame_outlier_sds * noise)
+        followed = replace(followed, probability=np.where(absent, 0.0, trace.probability).astype(np.float32))
+        return AnalysedFrame(int(chosen), moved, followed, stack)
+        prob, notes = vessel_map(moved[trace.box], inputs.model, factor=scale.prob_factor)
+        prob = ndi.shift(prob, (-shift[0], -shift[1]), order=1, mode="nearest")  # onto the guess crop
+        lumen = _near_path(followed.centerline_rc - np.asarray(followed.origin_rc, float), prob.shape,
+                           radius_hint(moved, followed.centerline_rc))
+        prob = np.where(lumen, trace.probability, np.minimum(trace.probability, prob)).astype(np.float32)
+        followed = replace(followed, probability=prob, warnings=tuple(dict.fromkeys(trace.warnings + notes)))
+        return AnalysedFrame(int(chosen), moved, followed, stack)
     again = trace_segment(moved, points, model=inputs.model, scale=scale, params=params)
-    return AnalysedFrame(int(chosen), moved, replace(again, warnings=trace.warnings + again.warnings), stack)
+    return AnalysedFrame(int(chosen), moved, replace(again, warnings=tuple(dict.fromkeys(trace.warnings + again.warnings))),
+                         stack)
 
 
 def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,

@@ -149,6 +149,11 @@ def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
                 mld_near_index=placed.mld_index)
 
 
+def _within_factor(fill_t: np.ndarray, fill_a: np.ndarray, fraction: float) -> np.ndarray:
+    """(N,) bool: a frame's opacity is within a factor 1 / ``fraction`` of the analysed frame's."""
+    return (fill_t >= fraction * fill_a) & (fraction * fill_t <= fill_a)
+
+
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
                    scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS) -> FrameSeries:
     """The segment on the other frames of the arterial phase (:func:`stenosis.frames.companion_frames`), combined.
@@ -183,8 +188,12 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         if moved is None:
             rejected.append((t, "moved too far from the analysed frame"))
             continue
-        # samples the bolus has not reached (or has left) in this frame are not read from it
-        filled = np.ones(len(profile), bool) if fill is None else fill[t] >= params.combine_fraction
+        # samples the bolus has not reached (or has left) in this frame are not read from it, nor
+        # those holding twice the analysed frame's iodine (a vein filling over the artery): a
+        # frame's sample is read where its opacity is within a factor 1 / combine_fraction of the
+        # analysed frame's (not of the peak over frames, which such a vein would raise)
+        filled = np.ones(len(profile), bool) if fill is None else _within_factor(fill[t], fill[analysed.index],
+                                                                                 params.combine_fraction)
         scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params, use=filled)
         if not (np.all(np.isfinite(scale_t[filled])) and np.all(scale_t[filled] > 0)):
             rejected.append((t, "no iodine along (part of) the segment"))
@@ -203,7 +212,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     if len(profiles) == 1:
         return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer + notes,
                            dropped)
-    combined_profile = combine_frames(profiles, [_diameter_noise_var(p) for p in profiles])
+    combined_profile = combine_frames(profiles, [_diameter_noise_var(p) for p in profiles],
+                                      outlier_sds=params.frame_outlier_sds)
     combined = grade(combined_profile)
     if combined.reference_window is None:
         # a reference measured off the traced segment (feeding artery, a reader's point) is from

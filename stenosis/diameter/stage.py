@@ -346,19 +346,33 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
     return replace(frame, centerline_rc=analysed.centerline_rc, left_rc=frame.left_rc - d, right_rc=frame.right_rc - d)
 
 
-def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float]) -> DiameterProfile:
+def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float], *,
+                   outlier_sds: float = DEFAULT_PARAMS.frame_outlier_sds) -> DiameterProfile:
     """One profile from several frames' profiles of the same samples (the first is the analysed
     frame's): at each sample usable in most frames, the inverse-variance mean of the usable
     frames' diameters (``noise_var_px2``: each frame's diameter noise variance); elsewhere the
     analysed frame's diameter and flags. The quantum noise of separate frames is independent,
-    so n frames divide its variance by n; the lumen does not change between them."""
+    so n frames divide its variance by n; the lumen does not change between them.
+
+    So the frames may differ at a sample by their noise only: where 3 or more frames are usable,
+    a frame whose diameter lies more than ``outlier_sds`` of its noise SD from the frames' median
+    there is left out at that sample (a vein filling over the artery in late frames, inflow,
+    local motion)."""
     first = profiles[0]
     if len(profiles) == 1:
         return first
     D = np.stack([p.diameter_px for p in profiles])
     ok = np.stack([p.valid for p in profiles])
-    w = ok / np.maximum(np.asarray(noise_var_px2, float), 1e-9)[:, None]
+    var = np.maximum(np.asarray(noise_var_px2, float), 1e-9)
     use = ok.sum(axis=0) * 2 > len(profiles)
+    several = ok.sum(axis=0) >= 3
+    if several.any():
+        med = np.nanmedian(np.where(ok, D, np.nan)[:, several], axis=0)
+        far = np.zeros_like(ok)
+        far[:, several] = np.abs(D[:, several] - med[None, :]) > outlier_sds * np.sqrt(var)[:, None]
+        ok = ok & ~far
+        use &= ok.any(axis=0)  # frames split beyond their noise around the median: the analysed frame's
+    w = ok / var[:, None]
     d = np.where(use, (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
     flags = np.where(use, first.flags & int(QualityFlag.EDGE_MISMATCH), first.flags)
     misfit = None
