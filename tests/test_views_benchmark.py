@@ -66,3 +66,19 @@ def test_real_backgrounds_are_measured_per_view(bench, cases):
     assert rows[1]["read"] == pytest.approx([43.8, 48.0], abs=1.0)
     assert [r["graded_index"] for r in rows] == [1, 1]
     assert [r["graded_err"] for r in rows] == pytest.approx([-2.0, -1.0], abs=1.0)
+
+
+def test_width_bound_behaves_as_information_should():
+    """The Cramer-Rao bound printed beside the views figure: linear in the noise, larger for a
+    lumen below the blur, smaller for a longer lesion core; a resolved lumen under 1 point."""
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("_views_bench_bound", BENCH / "views.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    kw = dict(r0=3.5, mu=0.09, blur=0.8, length=20.0)
+    wide = mod.width_bound_points(2.5, 1.0, noise=0.005, **kw)
+    assert wide < 1.0
+    assert mod.width_bound_points(2.5, 1.0, noise=0.010, **kw) == pytest.approx(2 * wide, rel=1e-6)
+    slit = mod.width_bound_points(0.7, 3.0, noise=0.005, **dict(kw, blur=1.3))
+    assert slit > 5 * wide
+    assert mod.width_bound_points(2.5, 1.0, noise=0.005, **dict(kw, length=40.0)) < wide

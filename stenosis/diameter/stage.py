@@ -350,7 +350,8 @@ def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float], 
                    outlier_sds: float = DEFAULT_PARAMS.frame_outlier_sds) -> DiameterProfile:
     """One profile from several frames' profiles of the same samples (the first is the analysed
     frame's): at each sample usable in most frames, the inverse-variance mean of the usable
-    frames' diameters (``noise_var_px2``: each frame's diameter noise variance); elsewhere the
+    frames' diameters (``noise_var_px2``: each frame's diameter noise variance at its median
+    diameter, from its lumen-area noise); elsewhere the
     analysed frame's diameter and flags. The quantum noise of separate frames is independent,
     so n frames divide its variance by n; the lumen does not change between them.
 
@@ -368,8 +369,12 @@ def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float], 
     several = ok.sum(axis=0) >= 3
     if several.any():
         med = np.nanmedian(np.where(ok, D, np.nan)[:, several], axis=0)
+        # each frame's diameter noise at a sample: its lumen-area noise (the variance given is at
+        # the frame's median diameter d0) over 2 x the diameter there, so a tight lesion's is larger
+        d0 = np.array([max(float(np.median(d[k])), 0.5) if k.any() else 0.5 for d, k in zip(D, ok)])
+        sd = np.sqrt(var)[:, None] * d0[:, None] / np.maximum(med, 0.5)[None, :]
         far = np.zeros_like(ok)
-        far[:, several] = np.abs(D[:, several] - med[None, :]) > outlier_sds * np.sqrt(var)[:, None]
+        far[:, several] = np.abs(D[:, several] - med[None, :]) > outlier_sds * sd
         ok = ok & ~far
         use &= ok.any(axis=0)  # frames split beyond their noise around the median: the analysed frame's
     w = ok / var[:, None]
