@@ -66,7 +66,8 @@ def correlate_noise(frames: np.ndarray, clean: np.ndarray, sigma_px: float = NOI
 
 
 def process(frames: np.ndarray, levels: dict, max_value: int) -> tuple[np.ndarray, int]:
-    """The stored frames after the vendor chain of ``levels``; returns (frames, bits stored)."""
+    """The stored frames after the vendor chain of ``levels``; returns (frames, 8 for an 8-bit export
+    or None: the run's own bits stored)."""
     from scipy import ndimage as ndi
 
     x = frames.astype(float)

@@ -136,7 +136,7 @@ def make_case(rng: np.random.Generator, real: tuple | None = None) -> dict:
         truth.append(float((1 - w.min() / r0) * 100))
         k_min = int(np.argmin(w))
         bounds.append(width_bound_points(float(w[k_min]), float(scale[k_min]), r0=r0, mu=mu, blur=blur, noise=noise,
-                                         length=length, background=float(grad[0, int(base[k_min, 1]) % SHAPE[1]])))
+                                         length=length, background=float(grad[0, int(np.clip(base[k_min, 1], 0, SHAPE[1] - 1))])))
     i0 = int(np.argmin(np.abs(s - 12.0)))
     i1 = int(np.argmin(np.abs(s - (s[-1] - 12.0))))
     return {"views": views, "truth": truth, "area_truth": float((1 - np.sqrt((a * b).min()) / r0) * 100),

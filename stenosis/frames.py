@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 
 from .opacification import estimate_shift, opacify
 from .params import DEFAULT_PARAMS, MeasureParams
-from .trace import Scale, Trace, box_around, trace_segment
+from .trace import Scale, Trace, box_around, radius_hint, trace_segment
 
 #: smoothing (px) of the two frames' iodine compared to find the guess frame's vessels absent
 #: from the chosen frame (:func:`choose_frame`): a pixel's noise, not a vessel's width
@@ -157,8 +157,8 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     frame with the most iodine around the points (:func:`guess_frame`, on a cheap unregistered
     opacification), the chosen frame (:func:`select_frame`) is opacified with registration,
     and the path follows it by the motion between the two frames (phase correlation on the
-    crop; only motion beyond ``max_frame_shift_px`` traces it again); the vessel map is the
-    chosen frame's own.
+    crop; only motion beyond ``max_frame_shift_px`` traces it again); the vessel map is the guess
+    frame's less the vessels the chosen frame does not hold (:func:`_without_absent`).
     """
     points = inputs.path_points
     stack = None
@@ -180,29 +180,44 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     if max(abs(shift[0]), abs(shift[1])) <= params.max_frame_shift_px:
         # the path (traced where the iodine is densest) follows the chosen frame, and so does the
         # vessel map, less what the chosen frame does not hold: where its iodine is below
-        # combine_fraction of the guess frame's, by more than frame_outlier_sds of the two frames'
-        # noise, the guess frame's vessel is not in the analysed frame (a vein filling late over the lesion was flagged as a crossing, and the lesion
-        # left unmeasured, in every frame). The chosen frame's own map is noisier at low dose.
+        # combine_fraction of the guess frame's, by more than frame_outlier_sds of the two
+        # frames' noise, the guess frame's vessel is not in the analysed frame (a vein filling
+        # late over the lesion was flagged as a crossing, and the lesion left unmeasured, in every
+        # frame). The chosen frame's own map is noisier at low dose.
         followed = trace.shifted(shift)
-        box = trace.box
-        g = ndi.gaussian_filter(image[box].astype(np.float32), _ABSENT_SMOOTH_PX)
-        c = ndi.shift(ndi.gaussian_filter(moved[box].astype(np.float32), _ABSENT_SMOOTH_PX), (-shift[0], -shift[1]),
-                      order=1, mode="nearest")  # onto the guess crop
-        diff = g - c
-        noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))  # the frames' difference is mostly noise
-        absent = (c < params.combine_fraction * g) & (diff > params.frame_outlier_sds * noise)
-        followed = replace(followed, probability=np.where(absent, 0.0, trace.probability).astype(np.float32))
-        return AnalysedFrame(int(chosen), moved, followed, stack)
-        prob, notes = vessel_map(moved[trace.box], inputs.model, factor=scale.prob_factor)
-        prob = ndi.shift(prob, (-shift[0], -shift[1]), order=1, mode="nearest")  # onto the guess crop
-        lumen = _near_path(followed.centerline_rc - np.asarray(followed.origin_rc, float), prob.shape,
-                           radius_hint(moved, followed.centerline_rc))
-        prob = np.where(lumen, trace.probability, np.minimum(trace.probability, prob)).astype(np.float32)
-        followed = replace(followed, probability=prob, warnings=tuple(dict.fromkeys(trace.warnings + notes)))
+        followed = replace(followed, probability=_without_absent(image, moved, trace, shift, params))
         return AnalysedFrame(int(chosen), moved, followed, stack)
     again = trace_segment(moved, points, model=inputs.model, scale=scale, params=params)
     return AnalysedFrame(int(chosen), moved, replace(again, warnings=tuple(dict.fromkeys(trace.warnings + again.warnings))),
                          stack)
+
+
+def _without_absent(image: np.ndarray, moved: np.ndarray, trace: Trace, shift, params: MeasureParams) -> np.ndarray:
+    """The guess frame's vessel map (``trace.probability``, a crop of ``image``) with the vessels
+    the chosen frame (``moved``, displaced by ``shift``) does not hold set to 0: its iodine below
+    ``combine_fraction`` of the guess frame's by more than ``frame_outlier_sds`` noise SDs of the
+    two frames' difference. The traced lumen (within the radius hint + 2 px of the path) keeps
+    its map: re-centring needs it where a vein crosses the lesion."""
+    box = trace.box
+    h, w = image.shape
+    pad = int(np.ceil(max(abs(shift[0]), abs(shift[1])))) + 2
+    big = (slice(max(box[0].start - pad, 0), min(box[0].stop + pad, h)),
+           slice(max(box[1].start - pad, 0), min(box[1].stop + pad, w)))
+    g = ndi.gaussian_filter(image[box].astype(np.float32), _ABSENT_SMOOTH_PX)
+    c = ndi.shift(ndi.gaussian_filter(moved[big].astype(np.float32), _ABSENT_SMOOTH_PX), (-shift[0], -shift[1]),
+                  order=1, mode="nearest")  # onto the guess frame's pixels, with a margin for the edge
+    r0, c0 = box[0].start - big[0].start, box[1].start - big[1].start
+    c = c[r0:r0 + g.shape[0], c0:c0 + g.shape[1]]
+    diff = g - c
+    noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))  # the frames' difference is mostly noise
+    noise = max(noise, 1e-3 * float(np.percentile(g, 99)))  # noise-free frames: a floor, not 0
+    absent = (c < params.combine_fraction * g) & (diff > params.frame_outlier_sds * noise)
+    path = np.ones(g.shape, bool)
+    rc = np.round(trace.centerline_rc - np.asarray(trace.origin_rc, float)).astype(int)
+    ok = (rc[:, 0] >= 0) & (rc[:, 0] < g.shape[0]) & (rc[:, 1] >= 0) & (rc[:, 1] < g.shape[1])
+    path[rc[ok, 0], rc[ok, 1]] = False
+    absent &= ndi.distance_transform_edt(path) > radius_hint(image, trace.centerline_rc) + 2.0
+    return np.where(absent, 0.0, trace.probability).astype(np.float32)
 
 
 def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,

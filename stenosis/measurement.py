@@ -105,10 +105,13 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
         raise MeasurementError(f"frame {analysed.index} is the analysed frame and cannot be dropped; choose another "
                                "frame to analyse (--frame N, or frame=N) and drop this one")
     image, trace = analysed.image, analysed.trace
+    background = single_frame_background(run, analysed, params)
     rhint = radius_hint(image, trace.centerline_rc)
-    profile = diameter_stage(image, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
+    profile = diameter_stage(background, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
                              radius_hint_px=rhint, step_px=scale.step_px, mm_per_px=scale.mm_per_px,
-                             crossings=inputs.model == ModelName.UNET.value, params=params)
+                             crossings=inputs.model == ModelName.UNET.value, params=params,
+                             centring_image=image if background is not image else None)
+    image = background
     if profile.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
     clip = clipping_warning(np.asarray(run.frames[analysed.index]), profile.centerline_rc, scale, params)
@@ -149,9 +152,43 @@ def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
                 mld_near_index=placed.mld_index)
 
 
-def _within_factor(fill_t: np.ndarray, fill_a: np.ndarray, fraction: float) -> np.ndarray:
-    """(N,) bool: a frame's opacity is within a factor 1 / ``fraction`` of the analysed frame's."""
-    return (fill_t >= fraction * fill_a) & (fraction * fill_t <= fill_a)
+def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """The analysed image, with the segment's crop of a single native frame (no mask to subtract)
+    opacified against a background interpolated under the traced lumen from the pixels around it
+    (:func:`stenosis.opacification.background_off_vessels`) instead of the whole frame's top-hat,
+    which the path was traced (and is centred) on. The lumen: the pixels within each centerline
+    sample's own half-maximum radius on the top-hat (:func:`stenosis.trace.local_radius`),
+    widened by ``background_mask_px``. Other runs: the analysed image itself."""
+    from scipy import ndimage as ndi
+
+    from .opacification import background_off_vessels, native_values
+    from .trace import local_radius
+
+    if run.metadata.subtracted or run.frames.shape[0] != 1:
+        return analysed.image
+    trace = analysed.trace
+    box = trace.box
+    values = native_values(run, analysed.index)[box]
+    rc = trace.centerline_rc - np.asarray(trace.origin_rc, float)
+    pix = np.round(rc).astype(int)
+    inside = (pix[:, 0] >= 0) & (pix[:, 0] < values.shape[0]) & (pix[:, 1] >= 0) & (pix[:, 1] < values.shape[1])
+    if not inside.any():
+        return analysed.image
+    reach = local_radius(analysed.image, trace.centerline_rc) + params.background_mask_px
+    owner = np.full(values.shape, -1, int)
+    owner[pix[inside, 0], pix[inside, 1]] = np.flatnonzero(inside)
+    dist, (ir, ic) = ndi.distance_transform_edt(owner < 0, return_indices=True)
+    vessel = dist <= reach[owner[ir, ic]]
+    if vessel.all():
+        return analysed.image
+    image = np.array(analysed.image, np.float32, copy=True)
+    image[box] = background_off_vessels(values, vessel, sigma_px=params.background_sigma_px) - values
+    return image
+
+
+def _within_factor(fill_t: np.ndarray, usual: np.ndarray, fraction: float) -> np.ndarray:
+    """(N,) bool: a frame's opacity is within a factor 1 / ``fraction`` of the ``usual`` one."""
+    return (fill_t >= fraction * usual) & (fraction * fill_t <= usual)
 
 
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
@@ -182,6 +219,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
                                f"{'were' if len(idle) > 1 else 'was'} not combined anyway (not a frame of the "
                                "arterial phase, or a single frame measured)",) if idle else ())
     reach = profile_geometry(rhint, params)[0] + params.profile_band_px
+    usual = None if fill is None else np.median(fill[[analysed.index] + list(companions)], axis=0)
     for t, moved in zip(companions, follow_frames(run, analysed, companions, params, reach_px=reach)):
         if limit is not None and len(used) > limit:
             break
@@ -189,10 +227,11 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
             rejected.append((t, "moved too far from the analysed frame"))
             continue
         # samples the bolus has not reached (or has left) in this frame are not read from it, nor
-        # those holding twice the analysed frame's iodine (a vein filling over the artery): a
-        # frame's sample is read where its opacity is within a factor 1 / combine_fraction of the
-        # analysed frame's (not of the peak over frames, which such a vein would raise)
-        filled = np.ones(len(profile), bool) if fill is None else _within_factor(fill[t], fill[analysed.index],
+        # those holding twice the frames' usual iodine (a vein filling over the artery): a frame's
+        # sample is read where its opacity is within a factor 1 / combine_fraction of the median
+        # over the analysed and companion frames there (not of the peak over frames, which such a
+        # vein would raise, nor of the analysed frame's alone, which may be the one still filling)
+        filled = np.ones(len(profile), bool) if fill is None else _within_factor(fill[t], usual,
                                                                                  params.combine_fraction)
         scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params, use=filled)
         if not (np.all(np.isfinite(scale_t[filled])) and np.all(scale_t[filled] > 0)):

@@ -192,6 +192,33 @@ def radius_hint(image: np.ndarray, rc: np.ndarray) -> float:
     return float(np.clip(np.quantile(hw, 0.9) / 0.85, 1.5, 80.0))
 
 
+def local_radius(image: np.ndarray, rc: np.ndarray, *, smooth_samples: int = 11) -> np.ndarray:
+    """(N,) lumen radius (px) at each centerline sample from the half-maximum width of the iodine
+    profile across it (as :func:`radius_hint`, per sample), a running median over
+    ``smooth_samples``; samples without a half-maximum crossing take the median of the others."""
+    nrm = normals_from_centerline(rc)
+    x = np.arange(-40.0, 40.5, 0.5)
+    q = rc[:, None, :] + nrm[:, None, :] * x[None, :, None]
+    y = ndi.map_coordinates(image, q.reshape(-1, 2).T, order=1, mode="nearest").reshape(len(rc), -1)
+    centre = np.abs(x) <= 3
+    hw = np.full(len(rc), np.nan)
+    for i, row in enumerate(y):
+        k0 = int(np.argmax(np.where(centre, row, -np.inf)))
+        peak = row[k0]
+        if peak <= 0:
+            continue
+        below = row < 0.5 * peak
+        left = np.where(below[:k0])[0]
+        right = np.where(below[k0:])[0]
+        if left.size and right.size:
+            hw[i] = 0.5 * (x[k0 + right[0]] - x[left[-1]])
+    ok = np.isfinite(hw)
+    if not ok.any():
+        return np.full(len(rc), 4.0)
+    hw = np.where(ok, hw, np.median(hw[ok]))
+    return np.clip(ndi.median_filter(hw, size=max(int(smooth_samples), 1), mode="nearest") / 0.85, 1.5, 80.0)
+
+
 def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: MeasureParams = DEFAULT_PARAMS) -> str | None:
     """A warning when the stored pixel values sit at the frame's darkest value along the lumen.
 

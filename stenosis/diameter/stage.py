@@ -146,7 +146,8 @@ def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.n
 
 def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, probability: np.ndarray, *,
                    origin_rc: tuple[float, float], radius_hint_px: float, step_px: float, mm_per_px: float | None,
-                   crossings: bool, params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
+                   crossings: bool, params: MeasureParams = DEFAULT_PARAMS,
+                   centring_image: np.ndarray | None = None) -> DiameterProfile:
     """The flagged diameter profile of a traced segment (the steps are in the module notes).
 
     ``probability`` is the vessel map of a crop at ``origin_rc`` of ``image``; ``crossings``
@@ -155,7 +156,8 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     p = params
     rh = float(max(radius_hint_px, 1.5))
     # 1. the lumen model and the lumen's centres, from profiles across the trace
-    traced = sample_along(image, centerline_rc, arc_px, radius_hint_px=rh, params=p)
+    traced = sample_along(image if centring_image is None else centring_image, centerline_rc, arc_px,
+                          radius_hint_px=rh, params=p)
     sigma, amp, _ = estimate_lumen_model(traced, params=p)
     first = traced.fit(sigma, amp)
     first_ok = (_flags_of(traced, first, sigma, amp, p) & _UNUSABLE) == 0
@@ -169,6 +171,8 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
                        first_ok & (2.0 * first.radius_px > 1.0) & on_map,
                        step_px=step_px, max_shift_px=max(p.recenter_max_px, p.recenter_max_radius * rh))
     prof = sample_along(image, rc, arc, radius_hint_px=rh, params=p)
+    if centring_image is not None:  # the lumen model of the image measured, not of the one centred on
+        sigma, amp, _ = estimate_lumen_model(prof, params=p)
 
     # 3. fit with the run's lumen model; flags from the residuals and the vessel map
     def fit_and_flag(s, a):
@@ -358,7 +362,8 @@ def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float], 
     So the frames may differ at a sample by their noise only: where 3 or more frames are usable,
     a frame whose diameter lies more than ``outlier_sds`` of its noise SD from the frames' median
     there is left out at that sample (a vein filling over the artery in late frames, inflow,
-    local motion)."""
+    local motion); where only the analysed frame and one other are, the other is left out when
+    they differ by more than ``outlier_sds`` of their joint noise SD."""
     first = profiles[0]
     if len(profiles) == 1:
         return first
@@ -377,6 +382,18 @@ def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float], 
         far[:, several] = np.abs(D[:, several] - med[None, :]) > outlier_sds * sd
         ok = ok & ~far
         use &= ok.any(axis=0)  # frames split beyond their noise around the median: the analysed frame's
+    two = (np.asarray(profiles[0].valid, bool) & (ok.sum(axis=0) == 2))
+    if two.any():
+        # two frames only: no median to tell which one is off; beyond their joint noise, the
+        # analysed frame's diameter stands
+        j = np.argmax(ok[1:], axis=0) + 1  # the other usable frame
+        cols = np.flatnonzero(two)
+        d0 = max(float(np.median(D[0][ok[0]])), 0.5) if ok[0].any() else 0.5
+        dj = np.array([max(float(np.median(D[k][ok[k]])), 0.5) if ok[k].any() else 0.5 for k in range(len(D))])
+        sd_0 = np.sqrt(var[0]) * d0 / np.maximum(D[0, cols], 0.5)
+        sd_j = np.sqrt(var[j[cols]]) * dj[j[cols]] / np.maximum(D[j[cols], cols], 0.5)
+        off = np.abs(D[j[cols], cols] - D[0, cols]) > outlier_sds * np.hypot(sd_0, sd_j)
+        ok[j[cols[off]], cols[off]] = False
     w = ok / var[:, None]
     d = np.where(use, (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
     flags = np.where(use, first.flags & int(QualityFlag.EDGE_MISMATCH), first.flags)
