@@ -102,6 +102,9 @@ def rewrite(path: Path, levels: dict, clean: Path | None = None) -> None:
         ds.BitsAllocated = 8
         ds.BitsStored = 8
         ds.HighBit = 7
+        for tag in ("WindowCenter", "WindowWidth"):  # the 12-bit run's display window no longer applies
+            if tag in ds:
+                delattr(ds, tag)
     out = out if arr.ndim == 3 else out[0]
     ds.PixelData = out.tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
