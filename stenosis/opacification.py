@@ -33,7 +33,10 @@ frames); it agrees with SimpleITK's translation registration (tests/test_opacify
 - Mask: mean of the MaskSubtractionSequence frames, else frame 0.
 - Single-frame native runs (no mask): the background is estimated by a
   morphological closing (removes dark, narrow vessels) and ``closing - frame``
-  is returned (black top-hat).
+  is returned (black top-hat). The path is traced on it; the diameters are then
+  measured against a 2-D background interpolated under the traced lumen
+  (:func:`background_off_vessels`, applied by
+  :func:`stenosis.measurement.single_frame_background`).
 - Already-subtracted runs: ``median - frame`` per frame (frames are in displayed
   polarity, vessels darker), so iodine is positive and the background about 0.
 
