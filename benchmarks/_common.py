@@ -55,3 +55,15 @@ def _typed(default, text: str):
     if not v.is_integer():
         raise ValueError(f"a whole number is needed, got {text}")
     return int(v)
+
+
+def by_level(rows: list[dict]) -> list[tuple[str, str, "object"]]:
+    """(factor, level, row indices as an array) for every factor level in ``rows[i]["levels"]``,
+    sorted: the per-factor tables of the robustness and foreign-chain benchmarks."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        for f, v in r["levels"].items():
+            groups.setdefault((f, v), []).append(i)
+    return [(f, v, np.array(groups[(f, v)])) for (f, v) in sorted(groups)]

@@ -28,13 +28,12 @@ import argparse
 import sys
 import tempfile
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import measure_kwargs, use_repo  # noqa: E402
+from _common import by_level, measure_kwargs, use_repo  # noqa: E402
 
 NOISE_CORR_PX = 1.0
 EDGE = {"none": (0.0, 0.0), "moderate": (0.5, 2.0), "strong": (1.0, 3.0)}
@@ -171,10 +170,6 @@ def main(argv=None) -> int:
     print(f"{'factor':18s} {'level':16s} {'n':>3s} {'pct MAE':>8s} {'pct max':>8s} {'MLD bias':>9s} {'ref bias':>9s} "
           f"{'in 2 SD':>8s}")
     print("-" * 86)
-    by = defaultdict(list)
-    for i, r in enumerate(rows):
-        for f, v in r["levels"].items():
-            by[(f, v)].append(i)
 
     def line(label, level, idx):
         ok = np.isfinite(e[idx])
@@ -184,8 +179,8 @@ def main(argv=None) -> int:
         return (f"{label:18s} {level:16s} {idx.size:3d} {np.abs(e[i]).mean():8.2f} {np.abs(e[i]).max():8.2f} "
                 f"{np.mean(em[i]):+9.3f} {np.mean(er[i]):+9.3f} {np.mean(np.abs(e[i]) <= 2 * sd[i]) * 100:7.0f}%")
 
-    for (f, v) in sorted(by):
-        print(line(f, v, np.array(by[(f, v)])))
+    for f, v, idx in by_level(rows):
+        print(line(f, v, idx))
     print("-" * 86)
     print(line("all", "", np.arange(len(rows))))
     print(f"runs not measured: {int(np.sum(~np.isfinite(e)))}   (MLD and reference bias in mm)")

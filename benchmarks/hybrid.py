@@ -115,24 +115,33 @@ def backgrounds(data: Path, images, *, xa1: bool, gamma: float = 1.0, structure_
         yield "XA1", "cerebral", frame(img, 1000), prob > 0.3, exposed, white, mu
 
 
+def draw_case(name: str, img: np.ndarray, avoid: np.ndarray, exposed: np.ndarray, white: float, mu: float, *,
+              j: int, n: int, seed: int = SEED, gamma: float = 1.0):
+    """Case ``j`` of the ``n`` drawn on one background (from :func:`backgrounds`), from its own
+    seeded stream (so a background's cases do not depend on the others): (case or None when no
+    clear place is found, the stream, for draws that follow)."""
+    hy = hybrid_module()
+    big = img.shape[0] > 600
+    key = 1000 if name == "XA1" else int(name)
+    rng = np.random.default_rng([seed, key, j])
+    pct = PERCENTS[(key * n + j) % len(PERCENTS)]
+    d0 = float(rng.uniform(5.0, 12.0) if big else rng.uniform(3.5, 8.0))
+    case = hy.make_case(
+        rng, img, avoid, exposed=exposed, name=f"{name}-{j}", background_name=name,
+        diameter_px=d0, percent=pct, mu_per_px=float((mu if np.isfinite(mu) else 0.08) * rng.uniform(0.8, 1.2)),
+        blur_sigma_px=float(rng.uniform(0.6, 1.5)), length_px=float(rng.uniform(200, 300) if big else rng.uniform(110, 150)),
+        white=white, gamma=gamma)
+    return case, rng
+
+
 def make_cases(data: Path, images, *, per_image: int, n_xa1: int, seed: int = SEED, gamma: float = 1.0,
                structure_above: float | None = None):
-    hy = hybrid_module()
     cases = []
     for name, split, img, avoid, exposed, white, mu in backgrounds(data, images, xa1=n_xa1 > 0, gamma=gamma,
                                                                     structure_above=structure_above):
         n = n_xa1 if split == "cerebral" else per_image
-        big = img.shape[0] > 600
-        key = 1000 if name == "XA1" else int(name)
         for j in range(n):
-            rng = np.random.default_rng([seed, key, j])
-            pct = PERCENTS[(key * n + j) % len(PERCENTS)]  # a background's cases do not depend on the others
-            d0 = float(rng.uniform(5.0, 12.0) if big else rng.uniform(3.5, 8.0))
-            case = hy.make_case(
-                rng, img, avoid, exposed=exposed, name=f"{name}-{j}", background_name=name,
-                diameter_px=d0, percent=pct, mu_per_px=float((mu if np.isfinite(mu) else 0.08) * rng.uniform(0.8, 1.2)),
-                blur_sigma_px=float(rng.uniform(0.6, 1.5)), length_px=float(rng.uniform(200, 300) if big else rng.uniform(110, 150)),
-                white=white, gamma=gamma)
+            case, _ = draw_case(name, img, avoid, exposed, white, mu, j=j, n=n, seed=seed, gamma=gamma)
             if case is not None:
                 cases.append((split, case))
     return cases

@@ -50,20 +50,11 @@ def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_
     from stenosis.io import AngioRun
     from stenosis.io.intensity import infer_intensity_relationship
 
-    hy = hb.hybrid_module()
     out = []
     k = 0
     for name, split, img, avoid, exposed, white, mu in hb.backgrounds(data, images, xa1=False):
-        key = int(name)
         for j in range(per_image):
-            rng = np.random.default_rng([seed, key, j])
-            pct = hb.PERCENTS[(key * per_image + j) % len(hb.PERCENTS)]
-            d0 = float(rng.uniform(3.5, 8.0))
-            case = hy.make_case(rng, img, avoid, exposed=exposed, name=f"{name}-{j}", background_name=name,
-                                diameter_px=d0, percent=pct,
-                                mu_per_px=float((mu if np.isfinite(mu) else 0.08) * rng.uniform(0.8, 1.2)),
-                                blur_sigma_px=float(rng.uniform(0.6, 1.5)), length_px=float(rng.uniform(110, 150)),
-                                white=white)
+            case, rng = hb.draw_case(name, img, avoid, exposed, white, mu, j=j, n=per_image, seed=seed)
             if case is None:
                 continue
             dose = DOSES[k % len(DOSES)]

@@ -22,7 +22,6 @@ import dataclasses
 import sys
 import tempfile
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import by_level  # noqa: E402
 
 
 def variations(n: int, seed: int):
@@ -127,12 +127,7 @@ def main(argv=None) -> int:
           "errors = measured - true")
     print(f"{'factor':20s} {'level':16s} {'n':>3s} {'pct MAE':>8s} {'pct max':>8s} {'MLD max':>8s}")
     print("-" * 68)
-    by = defaultdict(list)
-    for i, r in enumerate(rows):
-        for f, v in r["levels"].items():
-            by[(f, v)].append(i)
-    for (f, v) in sorted(by):
-        idx = np.array(by[(f, v)])
+    for f, v, idx in by_level(rows):
         ok = np.isfinite(e[idx])
         if not ok.any():
             print(f"{f:20s} {v:16s} {idx.size:3d} {'-':>8s} {'-':>8s} {'-':>8s}")

@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 
 from .opacification import estimate_shift, opacify
 from .params import DEFAULT_PARAMS, MeasureParams
-from .trace import Scale, Trace, box_around, radius_hint, trace_segment
+from .trace import Scale, Trace, box_around, distance_to_path, radius_hint, trace_segment
 
 #: smoothing (px) of the two frames' iodine compared to find the guess frame's vessels absent
 #: from the chosen frame (:func:`choose_frame`): a pixel's noise, not a vessel's width
@@ -212,11 +212,9 @@ def _without_absent(image: np.ndarray, moved: np.ndarray, trace: Trace, shift, p
     noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))  # the frames' difference is mostly noise
     noise = max(noise, 1e-3 * float(np.percentile(g, 99)))  # noise-free frames: a floor, not 0
     absent = (c < params.combine_fraction * g) & (diff > params.frame_outlier_sds * noise)
-    path = np.ones(g.shape, bool)
-    rc = np.round(trace.centerline_rc - np.asarray(trace.origin_rc, float)).astype(int)
-    ok = (rc[:, 0] >= 0) & (rc[:, 0] < g.shape[0]) & (rc[:, 1] >= 0) & (rc[:, 1] < g.shape[1])
-    path[rc[ok, 0], rc[ok, 1]] = False
-    absent &= ndi.distance_transform_edt(path) > radius_hint(image, trace.centerline_rc) + 2.0
+    near = distance_to_path(trace.centerline_rc - np.asarray(trace.origin_rc, float), g.shape)
+    if near is not None:
+        absent &= near[0] > radius_hint(image, trace.centerline_rc) + 2.0
     return np.where(absent, 0.0, trace.probability).astype(np.float32)
 
 

@@ -139,10 +139,9 @@ class FrameSeries:
     dropped: tuple[int, ...] = ()  # frames the reader dropped that would have been combined
 
 
-def _diameter_noise_var(profile: DiameterProfile) -> float:
-    ok = profile.valid if profile.valid.sum() >= 6 else np.ones(len(profile), bool)
-    d0 = max(float(np.median(profile.diameter_px[ok])), 0.5)
-    return (area_noise_sd_px2(profile, ok) / (2.0 * d0)) ** 2
+def _area_noise(profile: DiameterProfile) -> float:
+    """The profile's lumen-area noise SD (px^2), over its usable samples (all when under 6)."""
+    return area_noise_sd_px2(profile, profile.valid if profile.valid.sum() >= 6 else np.ones(len(profile), bool))
 
 
 def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
@@ -159,26 +158,19 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     which the path was traced (and is centred) on. The lumen: the pixels within each centerline
     sample's own half-maximum radius on the top-hat (:func:`stenosis.trace.local_radius`),
     widened by ``background_mask_px``. Other runs: the analysed image itself."""
-    from scipy import ndimage as ndi
-
     from .opacification import background_off_vessels, native_values
-    from .trace import local_radius
+    from .trace import distance_to_path, local_radius
 
     if run.metadata.subtracted or run.frames.shape[0] != 1:
         return analysed.image
     trace = analysed.trace
     box = trace.box
     values = native_values(run, analysed.index)[box]
-    rc = trace.centerline_rc - np.asarray(trace.origin_rc, float)
-    pix = np.round(rc).astype(int)
-    inside = (pix[:, 0] >= 0) & (pix[:, 0] < values.shape[0]) & (pix[:, 1] >= 0) & (pix[:, 1] < values.shape[1])
-    if not inside.any():
+    near = distance_to_path(trace.centerline_rc - np.asarray(trace.origin_rc, float), values.shape)
+    if near is None:
         return analysed.image
-    reach = local_radius(analysed.image, trace.centerline_rc) + params.background_mask_px
-    owner = np.full(values.shape, -1, int)
-    owner[pix[inside, 0], pix[inside, 1]] = np.flatnonzero(inside)
-    dist, (ir, ic) = ndi.distance_transform_edt(owner < 0, return_indices=True)
-    vessel = dist <= reach[owner[ir, ic]]
+    dist, nearest = near
+    vessel = dist <= (local_radius(analysed.image, trace.centerline_rc) + params.background_mask_px)[nearest]
     if vessel.all():
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)
@@ -251,8 +243,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     if len(profiles) == 1:
         return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer + notes,
                            dropped)
-    combined_profile = combine_frames(profiles, [_diameter_noise_var(p) for p in profiles],
-                                      outlier_sds=params.frame_outlier_sds)
+    combined_profile = combine_frames(profiles, [_area_noise(p) for p in profiles], outlier_sds=params.frame_outlier_sds)
     combined = grade(combined_profile)
     if combined.reference_window is None:
         # a reference measured off the traced segment (feeding artery, a reader's point) is from

@@ -167,38 +167,12 @@ def check_contrast(image: np.ndarray, rc: np.ndarray, probability: np.ndarray | 
                 f"the {name} point is not on an opacified vessel (no contrast there); place it on the lumen of the artery")
 
 
-def radius_hint(image: np.ndarray, rc: np.ndarray) -> float:
-    """Rough largest lumen radius (px) from the half-maximum width of the iodine profiles."""
-    idx = np.linspace(0, len(rc) - 1, min(len(rc), 25)).astype(int)
-    nrm = normals_from_centerline(rc)[idx]
-    x = np.arange(-80.0, 80.5, 0.5)
-    q = rc[idx, None, :] + nrm[:, None, :] * x[None, :, None]
-    y = ndi.map_coordinates(image, q.reshape(-1, 2).T, order=1, mode="nearest").reshape(len(idx), -1)
-    centre = np.abs(x) <= 3
-    hw = []
-    for row in y:
-        peak = row[centre].max()
-        if peak <= 0:
-            continue
-        k0 = int(np.argmax(np.where(centre, row, -np.inf)))
-        below = row < 0.5 * peak
-        left = np.where(below[:k0])[0]
-        right = np.where(below[k0:])[0]
-        if left.size and right.size:
-            hw.append(0.5 * (x[k0 + right[0]] - x[left[-1]]))
-    if not hw:
-        return 4.0
-    # a blurred projected cylinder is at half maximum about 0.87 R from its centre
-    return float(np.clip(np.quantile(hw, 0.9) / 0.85, 1.5, 80.0))
-
-
-def local_radius(image: np.ndarray, rc: np.ndarray, *, smooth_samples: int = 11) -> np.ndarray:
-    """(N,) lumen radius (px) at each centerline sample from the half-maximum width of the iodine
-    profile across it (as :func:`radius_hint`, per sample), a running median over
-    ``smooth_samples``; samples without a half-maximum crossing take the median of the others."""
-    nrm = normals_from_centerline(rc)
-    x = np.arange(-40.0, 40.5, 0.5)
-    q = rc[:, None, :] + nrm[:, None, :] * x[None, :, None]
+def _half_max_half_widths(image: np.ndarray, rc: np.ndarray, normals: np.ndarray, *, half_px: float) -> np.ndarray:
+    """(N,) half of the half-maximum width (px) of the iodine profile across each point (out to
+    ``half_px`` along its normal; the peak within 3 px of the point), NaN where the profile has
+    no peak or does not fall to half of it on both sides."""
+    x = np.arange(-half_px, half_px + 0.5, 0.5)
+    q = rc[:, None, :] + normals[:, None, :] * x[None, :, None]
     y = ndi.map_coordinates(image, q.reshape(-1, 2).T, order=1, mode="nearest").reshape(len(rc), -1)
     centre = np.abs(x) <= 3
     hw = np.full(len(rc), np.nan)
@@ -212,11 +186,44 @@ def local_radius(image: np.ndarray, rc: np.ndarray, *, smooth_samples: int = 11)
         right = np.where(below[k0:])[0]
         if left.size and right.size:
             hw[i] = 0.5 * (x[k0 + right[0]] - x[left[-1]])
+    return hw
+
+
+def radius_hint(image: np.ndarray, rc: np.ndarray) -> float:
+    """Rough largest lumen radius (px) from the half-maximum width of the iodine profiles."""
+    idx = np.linspace(0, len(rc) - 1, min(len(rc), 25)).astype(int)
+    hw = _half_max_half_widths(image, rc[idx], normals_from_centerline(rc)[idx], half_px=80.0)
+    hw = hw[np.isfinite(hw)]
+    if not hw.size:
+        return 4.0
+    # a blurred projected cylinder is at half maximum about 0.87 R from its centre
+    return float(np.clip(np.quantile(hw, 0.9) / 0.85, 1.5, 80.0))
+
+
+def local_radius(image: np.ndarray, rc: np.ndarray, *, smooth_samples: int = 11) -> np.ndarray:
+    """(N,) lumen radius (px) at each centerline sample from the half-maximum width of the iodine
+    profile across it (as :func:`radius_hint`, per sample), a running median over
+    ``smooth_samples``; samples without a half-maximum crossing take the median of the others."""
+    hw = _half_max_half_widths(image, rc, normals_from_centerline(rc), half_px=40.0)
     ok = np.isfinite(hw)
     if not ok.any():
         return np.full(len(rc), 4.0)
     hw = np.where(ok, hw, np.median(hw[ok]))
     return np.clip(ndi.median_filter(hw, size=max(int(smooth_samples), 1), mode="nearest") / 0.85, 1.5, 80.0)
+
+
+def distance_to_path(rc: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(distance (px), index of the nearest path sample) for every pixel of an image of ``shape``
+    from the path ``rc`` (that image's coordinates, rounded to pixels); None when no sample lies
+    inside it."""
+    pix = np.round(np.asarray(rc, float)).astype(int)
+    inside = (pix[:, 0] >= 0) & (pix[:, 0] < shape[0]) & (pix[:, 1] >= 0) & (pix[:, 1] < shape[1])
+    if not inside.any():
+        return None
+    owner = np.full(shape, -1, int)
+    owner[pix[inside, 0], pix[inside, 1]] = np.flatnonzero(inside)
+    dist, (ir, ic) = ndi.distance_transform_edt(owner < 0, return_indices=True)
+    return dist, owner[ir, ic]
 
 
 def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: MeasureParams = DEFAULT_PARAMS) -> str | None:

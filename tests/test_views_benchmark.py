@@ -3,34 +3,28 @@ real angiogram (the hybrid benchmark's insertion, contrast and placement), measu
 flat background."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _benchmarks import BENCH, load_benchmark
+
 pytestmark = pytest.mark.slow  # real data and the U-Net on each background
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(BENCH))  # views.py imports the hybrid benchmark's backgrounds
+views = load_benchmark("views")
 
 
 @pytest.fixture(scope="module")
-def bench():
-    if not (DATA / "cimat-train").is_dir():
-        pytest.skip(f"real backgrounds not found at {DATA}")
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("_views_bench", BENCH / "views.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(cimat_dir):
+    return views
 
 
 @pytest.fixture(scope="module")
-def cases(bench):
-    real = bench.real_backgrounds(DATA, 2)
+def cases(bench, cimat_dir):
+    real = bench.real_backgrounds(cimat_dir.parent, 2)
     flat = [bench.make_case(np.random.default_rng([bench.SEED, j])) for j in range(2)]
     on_real = [bench.make_case(np.random.default_rng([bench.SEED, j]), real[j]) for j in range(2)]
     return real, flat, on_real
@@ -73,10 +67,7 @@ def test_real_backgrounds_are_measured_per_view(bench, cases):
 def test_width_bound_behaves_as_information_should():
     """The Cramer-Rao bound printed beside the views figure: linear in the noise, larger for a
     lumen below the blur, smaller for a longer lesion core; a resolved lumen under 1 point."""
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("_views_bench_bound", BENCH / "views.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = views
     kw = dict(r0=3.5, mu=0.09, blur=0.8, length=20.0)
     wide = mod.width_bound_points(2.5, 1.0, noise=0.005, **kw)
     assert wide < 1.0

@@ -284,6 +284,12 @@ def refit_beside_vessels(
 
 
 
+def _median_diameter(profile: DiameterProfile) -> float:
+    """Median diameter (px) of the usable samples (all when under 6)."""
+    ok = profile.valid if profile.valid.sum() >= 6 else np.ones(len(profile), bool)
+    return max(float(np.median(profile.diameter_px[ok])), 0.5)
+
+
 def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radius_hint_px: float,
                  params: MeasureParams = DEFAULT_PARAMS, use: np.ndarray | None = None) -> np.ndarray:
     """Iodine signal of the segment on ``image`` over that on the analysed frame, per sample (N,).
@@ -350,14 +356,14 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
     return replace(frame, centerline_rc=analysed.centerline_rc, left_rc=frame.left_rc - d, right_rc=frame.right_rc - d)
 
 
-def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float], *,
+def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float], *,
                    outlier_sds: float = DEFAULT_PARAMS.frame_outlier_sds) -> DiameterProfile:
     """One profile from several frames' profiles of the same samples (the first is the analysed
     frame's): at each sample usable in most frames, the inverse-variance mean of the usable
-    frames' diameters (``noise_var_px2``: each frame's diameter noise variance at its median
-    diameter, from its lumen-area noise); elsewhere the
-    analysed frame's diameter and flags. The quantum noise of separate frames is independent,
-    so n frames divide its variance by n; the lumen does not change between them.
+    frames' diameters; elsewhere the analysed frame's diameter and flags. ``area_noise_px2``:
+    each frame's lumen-area noise SD, so a frame's diameter noise at a diameter D is that over
+    2 D (its weight takes D at the frame's median diameter). The quantum noise of separate frames
+    is independent, so n frames divide its variance by n; the lumen does not change between them.
 
     So the frames may differ at a sample by their noise only: where 3 or more frames are usable,
     a frame whose diameter lies more than ``outlier_sds`` of its noise SD from the frames' median
@@ -369,31 +375,28 @@ def combine_frames(profiles: list[DiameterProfile], noise_var_px2: list[float], 
         return first
     D = np.stack([p.diameter_px for p in profiles])
     ok = np.stack([p.valid for p in profiles])
-    var = np.maximum(np.asarray(noise_var_px2, float), 1e-9)
+    area = np.asarray(area_noise_px2, float)
+
+    def sd_at(k, d):  # frame(s) k's diameter noise SD at diameter(s) d
+        return area[k] / (2.0 * np.maximum(d, 0.5))
+
+    var = np.maximum(sd_at(np.arange(len(profiles)), np.array([_median_diameter(p) for p in profiles])) ** 2, 1e-9)
     use = ok.sum(axis=0) * 2 > len(profiles)
     several = ok.sum(axis=0) >= 3
     if several.any():
         med = np.nanmedian(np.where(ok, D, np.nan)[:, several], axis=0)
-        # each frame's diameter noise at a sample: its lumen-area noise (the variance given is at
-        # the frame's median diameter d0) over 2 x the diameter there, so a tight lesion's is larger
-        d0 = np.array([max(float(np.median(d[k])), 0.5) if k.any() else 0.5 for d, k in zip(D, ok)])
-        sd = np.sqrt(var)[:, None] * d0[:, None] / np.maximum(med, 0.5)[None, :]
         far = np.zeros_like(ok)
-        far[:, several] = np.abs(D[:, several] - med[None, :]) > outlier_sds * sd
+        far[:, several] = np.abs(D[:, several] - med[None, :]) > outlier_sds * sd_at(np.arange(len(D))[:, None],
+                                                                                       med[None, :])
         ok = ok & ~far
         use &= ok.any(axis=0)  # frames split beyond their noise around the median: the analysed frame's
-    two = (np.asarray(profiles[0].valid, bool) & (ok.sum(axis=0) == 2))
-    if two.any():
+    two = np.flatnonzero(first.valid & (ok.sum(axis=0) == 2))
+    if two.size:
         # two frames only: no median to tell which one is off; beyond their joint noise, the
         # analysed frame's diameter stands
-        j = np.argmax(ok[1:], axis=0) + 1  # the other usable frame
-        cols = np.flatnonzero(two)
-        d0 = max(float(np.median(D[0][ok[0]])), 0.5) if ok[0].any() else 0.5
-        dj = np.array([max(float(np.median(D[k][ok[k]])), 0.5) if ok[k].any() else 0.5 for k in range(len(D))])
-        sd_0 = np.sqrt(var[0]) * d0 / np.maximum(D[0, cols], 0.5)
-        sd_j = np.sqrt(var[j[cols]]) * dj[j[cols]] / np.maximum(D[j[cols], cols], 0.5)
-        off = np.abs(D[j[cols], cols] - D[0, cols]) > outlier_sds * np.hypot(sd_0, sd_j)
-        ok[j[cols[off]], cols[off]] = False
+        j = np.argmax(ok[1:, two], axis=0) + 1  # the other usable frame
+        off = np.abs(D[j, two] - D[0, two]) > outlier_sds * np.hypot(sd_at(0, D[0, two]), sd_at(j, D[j, two]))
+        ok[j[off], two[off]] = False
     w = ok / var[:, None]
     d = np.where(use, (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
     flags = np.where(use, first.flags & int(QualityFlag.EDGE_MISMATCH), first.flags)
