@@ -21,6 +21,8 @@ these runs say what a DSA run of real anatomy gives, not what the single native 
 
     python benchmarks/hybrid_frames.py            # 80 cases on CIMAT 1-40 (a few minutes)
     python benchmarks/hybrid_frames.py --small    # CI size
+    python benchmarks/hybrid_frames.py --noise contrast   # only the noise the frames do not share
+    python benchmarks/hybrid_frames.py --noise masks      # only the masks' noise, which they all share
 """
 from __future__ import annotations
 
@@ -40,9 +42,16 @@ DOSES = (8.0, 4.0, 2.0)
 N_MASK, N_LIVE = 2, 5
 
 
-def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_MASK):
+#: which frames get the added noise (``--noise``); the others get 1/16 of it
+NOISE_IN = {"all": (1.0, 1.0), "contrast": (1.0 / 16, 1.0), "masks": (1.0, 1.0 / 16)}
+
+
+def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_MASK, noise: str = "all"):
     """(name, split, dose, run, case) per hybrid case: the case's DSA run (2 masks, 5 contrast
-    frames, fresh noise each) as an in-memory native run."""
+    frames, fresh noise each) as an in-memory native run. ``noise``: "all" frames get the dose's
+    noise, or only the "contrast" frames (noise the frames do not share) or only the "masks"
+    (noise every subtracted frame shares); then the intensity relationship is given (LIN), the
+    masks holding too little noise to read it from."""
     from scipy import ndimage as ndi
 
     import hybrid as hb
@@ -64,14 +73,17 @@ def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_
             moved_bg = ndi.shift(bg, shift, order=1, mode="nearest")
             level = float(bg.mean())
 
-            def noisy(x):
-                return np.clip(x + rng.normal(0.0, 1.0, x.shape) * dose * np.sqrt(np.maximum(x, 0.0) / level), 0, white)
+            in_mask, in_live = NOISE_IN[noise]
 
-            frames = [noisy(moved_bg) for _ in range(n_mask)] + [noisy(case.image.astype(np.float32))
-                                                                 for _ in range(N_LIVE)]
+            def noisy(x, k):
+                sd = dose * k * np.sqrt(np.maximum(x, 0.0) / level)
+                return np.clip(x + rng.normal(0.0, 1.0, x.shape) * sd, 0, white)
+
+            frames = [noisy(moved_bg, in_mask) for _ in range(n_mask)] + [noisy(case.image.astype(np.float32), in_live)
+                                                                          for _ in range(N_LIVE)]
             stack = np.stack(frames).astype(np.float32)
             # untagged, as a DICOM read would treat it: the relationship read from the masks' noise
-            rel, _ = infer_intensity_relationship(stack, tuple(range(n_mask)))
+            rel = infer_intensity_relationship(stack, tuple(range(n_mask)))[0] if noise == "all" else "LIN"
             run = AngioRun.from_array(stack, pixel_intensity_relationship=rel, mask_frames=tuple(range(n_mask)),
                                       source=case.name)
             out.append((case.name, split, dose, run, case))
@@ -95,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-image", type=int, default=2, help="cases per CIMAT background (default 2)")
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--masks", type=int, default=N_MASK, help=f"mask frames per run (default {N_MASK})")
+    ap.add_argument("--noise", choices=sorted(NOISE_IN), default="all",
+                    help="frames that get the added noise: all (default), contrast (not shared) or masks (shared)")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
     ap.add_argument("--verbose", action="store_true")
@@ -113,7 +127,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     rows = []
     for name, split, dose, run, case in make_runs(args.data, images, per_image=args.per_image, seed=args.seed,
-                                                     n_mask=args.masks):
+                                                     n_mask=args.masks, noise=args.noise):
         truth = case.truth["percent"]
         single = measure(run, case, frames="single")
         every = measure(run, case)
@@ -124,8 +138,10 @@ def main(argv=None) -> int:
             print(f"{name:7s} dose {dose:3.0f} truth {truth:5.1f}  single {single[0]:5.1f} +- {single[1]:4.1f}  "
                   f"all {every[0]:5.1f} +- {every[1]:4.1f}  native frame {native[0]:5.1f}", flush=True)
     print(f"({len(rows)} cases, {time.perf_counter() - t0:.0f} s)\n")
-    print(f"hybrid DSA runs (real CIMAT anatomy, {args.masks} masks + {N_LIVE} contrast frames); percent stenosis, "
-          "errors = read - truth")
+    where = {"all": "", "contrast": ", added noise in the contrast frames only",
+             "masks": ", added noise in the masks only"}[args.noise]
+    print(f"hybrid DSA runs (real CIMAT anatomy, {args.masks} masks + {N_LIVE} contrast frames{where}); percent "
+          "stenosis, errors = read - truth")
     print(f"{'added noise (grey levels)':<26}{'n':>4}{'MAE single':>12}{'MAE all':>10}{'change':>8}"
           f"{'2SD single':>12}{'2SD all':>9}{'native frame MAE':>18}")
     print("-" * 99)

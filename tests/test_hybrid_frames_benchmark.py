@@ -54,3 +54,20 @@ def test_combined_frames_read_the_cases(runs):
     assert err.mean() <= 8.0
     assert err.mean() <= single.mean() + 0.5  # combining the frames does not read worse than one
     assert np.sum(err <= 2 * sd) >= 4
+
+
+def test_noise_in_one_kind_of_frame(cimat_dir):
+    """``--noise masks``: every contrast frame holds (nearly) the same image, so the only noise
+    left is the masks', which all subtracted frames share; ``--noise contrast``: the reverse."""
+    sys.path.insert(0, str(BENCH))
+    mod = load_benchmark("hybrid_frames")
+    for noise, shared in (("masks", True), ("contrast", False)):
+        (name, split, dose, run, case), = mod.make_runs(cimat_dir.parent, (2,), per_image=1, seed=16, noise=noise)
+        f = np.asarray(run.frames, float)
+        assert run.metadata.pixel_intensity_relationship == "LIN"
+        live_sd = np.std(f[3] - f[2]) / np.sqrt(2)
+        mask_sd = np.std(f[1] - f[0]) / np.sqrt(2)
+        big, small = (mask_sd, live_sd) if shared else (live_sd, mask_sd)
+        # the added noise is dose grey levels at the mean (less where darker); the other 1/16 of it
+        assert 0.5 * dose < big < 1.3 * dose
+        assert small < big / 8
