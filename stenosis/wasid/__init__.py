@@ -369,17 +369,16 @@ def wasid(
         u, f = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
         warns.append(f"the diameter of the normal artery varies along it by {s_along * f:.2f} {u} beyond noise "
                      "(anatomy or vessels behind it, image processing): the uncertainty includes it")
-    m_mld, m_ref = float(np.hypot(m_mld, s_mld_along)), float(np.hypot(m_ref, s_along))
     unit, mmpp = ("mm", profile.mm_per_px) if profile.mm_per_px else ("px", 1.0)
     for where, q, m in (("MLD", q_mld, m_mld), ("reference", q_ref, m_ref)):
-        if m > 0 and q >= p.misfit_warn_ratio:
+        if np.isfinite(q) and q >= p.misfit_warn_ratio:
             warns.append(f"the lumen model does not describe the profiles at the {where} (residuals {q:.1f}x the noise): "
                          f"its SD is {q:.1f}x larger and includes the model/edge disagreement ({m * mmpp:.2f} {unit}); "
                          "check the edges")
     sd_mld, sd_ref, sd_pct = measurement_sd(
         profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
         corr_px=corr, area_noise_px2=area_noise, fit_half_px=fit_half, model_mld_px=m_mld, model_reference_px=m_ref,
-        misfit_mld=q_mld, misfit_reference=q_ref, params=p)
+        misfit_mld=q_mld, misfit_reference=q_ref, along_mld_px=s_mld_along, along_reference_px=s_along, params=p)
     return WasidMeasurement(
         percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
         reference_choice=choice, reference_window=win, reference_description=desc,

@@ -11,8 +11,11 @@ docs/tuning.md). Where the profiles' residuals exceed their own noise (misfit ra
 the MLD or the reference, :func:`model_sd_px`), that whole SD is multiplied by q, an empirical
 rule: on hybrid phantoms the errors' spread grows about as q at the MLD (within 2 SD 91% of
 cases at q <= 1, 50% at q > 2.2 before the scaling, ``docs/tuning.md``); it overlaps the
-model/edge term, which grows with q too. It does not cover reader or
-centerline mistakes.
+model/edge term, which grows with q too. The diameters' own variation along the artery
+(the competing-stretch spread at the MLD, the normal artery's variation beyond noise at the
+reference; :mod:`stenosis.wasid.mld`) is added after that scaling, not scaled: it is measured
+on the fitted diameters and already holds what the misfit does to them. It does not cover
+reader or centerline mistakes.
 """
 from __future__ import annotations
 
@@ -60,14 +63,18 @@ def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float
                    reference_px: float, reference_length_px: float, corr_px: float,
                    area_noise_px2: float, fit_half_px: float, model_mld_px: float = 0.0,
                    model_reference_px: float = 0.0, misfit_mld: float = float("nan"),
-                   misfit_reference: float = float("nan"),
+                   misfit_reference: float = float("nan"), along_mld_px: float = 0.0, along_reference_px: float = 0.0,
                    params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, float]:
     """1-SD uncertainty of (MLD px, reference px, percent stenosis), see the module notes.
 
     ``area_noise_px2`` is the whole profile's :func:`area_noise_sd_px2`, ``corr_px`` its
     :func:`noise_correlation_px`; ``model_mld_px`` / ``model_reference_px`` the model terms of
     :func:`model_sd_px`, added in quadrature; ``misfit_mld`` / ``misfit_reference`` its misfit
-    ratios, which scale the SDs where above 1 (NaN: no scaling).
+    ratios, which scale the SDs where above 1 (NaN: no scaling); ``along_mld_px`` /
+    ``along_reference_px`` the diameters' own variation along the artery (the competing-stretch
+    spread of the MLD, the normal artery's variation beyond noise for the reference), added in
+    quadrature after that scaling: they are measured on the fitted diameters, so they already
+    hold whatever the misfit does to them.
     """
     s_mld = max(area_noise_px2, area_noise_sd_px2(profile, valid, around=mld_index))
     n_mld = max(2.0 * fit_half_px / corr_px, 1.0)
@@ -80,6 +87,9 @@ def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float
                            + model_reference_px**2))
     sd_mld *= misfit_scale(misfit_mld)
     sd_ref *= misfit_scale(misfit_reference)
+    # the diameters' own variation along the artery is measured on them, misfit and all: not scaled
+    sd_mld = float(np.hypot(sd_mld, along_mld_px))
+    sd_ref = float(np.hypot(sd_ref, along_reference_px))
     if reference_px <= 0:
         return sd_mld, sd_ref, float("nan")
     sd_pct = 100.0 * float(np.hypot(sd_mld / reference_px, mld_px * sd_ref / reference_px**2))
