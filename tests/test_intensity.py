@@ -28,6 +28,8 @@ def test_untagged_run_is_read_as_its_noise_says(tmp_path, relationship, photomet
     tagged, untagged = _untagged(tmp_path, intensity_relationship=relationship, photometric=photometric)
     run = stenosis.read_run(untagged)
     assert run.metadata.pixel_intensity_relationship == relationship
+    assert run.metadata.intensity_relationship_inferred
+    assert not stenosis.read_run(tagged).metadata.intensity_relationship_inferred
     assert any(f"PixelIntensityRelationship missing: read as {relationship}" in w for w in run.warnings)
     rel, slope = infer_intensity_relationship(run.frames, run.metadata.mask_frames)
     # quantum noise: variance ~ I for LIN values (slope +1), ~ 1/I for log values (steeply negative)
@@ -64,3 +66,15 @@ def test_anatomy_moved_between_the_frames_decides_nothing():
     frames = np.stack([a + rng.normal(0, 2, a.shape), b + rng.normal(0, 2, a.shape)]).astype(np.uint16)
     rel, slope = infer_intensity_relationship(frames)
     assert rel is None and slope > 2.0
+
+
+def test_info_says_the_relationship_was_read_from_the_noise(tmp_path):
+    from click.testing import CliRunner
+
+    from stenosis.cli.main import cli
+
+    tagged, untagged = _untagged(tmp_path, intensity_relationship="LIN")
+    out = CliRunner().invoke(cli, ["info", str(untagged)]).output
+    assert "LIN (no PixelIntensityRelationship tag: read from the frames' noise)" in " ".join(out.split())
+    out = CliRunner().invoke(cli, ["info", str(tagged)]).output
+    assert "LIN" in out and "read from the frames' noise" not in " ".join(out.split())

@@ -44,6 +44,10 @@ def _run_table(run):
         kind += f", mask frames {', '.join(str(i) for i in md.mask_frames)}"
     if md.pixel_intensity_relationship:
         kind += f", {md.pixel_intensity_relationship}"
+        if md.intensity_relationship_inferred:
+            kind += " (no PixelIntensityRelationship tag: read from the frames' noise)"
+    elif not md.subtracted:
+        kind += ", intensity relationship unknown (taken as LOG)"
     table.add_row("images", kind)
     table.add_row("frame time", f"{md.frame_time_ms:.1f} ms ({1000.0 / md.frame_time_ms:.1f} frames/s)" if md.frame_time_ms else "unknown")
     if md.primary_angle_deg is not None or md.secondary_angle_deg is not None:

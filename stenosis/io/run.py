@@ -35,6 +35,10 @@ class RunMetadata:
     primary_angle_deg, secondary_angle_deg : float or None
         PositionerPrimaryAngle (LAO+/RAO-) and PositionerSecondaryAngle (CRA+/CAU-).
     pixel_intensity_relationship : {"LIN", "LOG"} or None
+    intensity_relationship_inferred : bool
+        ``pixel_intensity_relationship`` was read from the noise of the first frames
+        (:func:`stenosis.io.intensity.infer_intensity_relationship`), the file having no
+        PixelIntensityRelationship.
     mask_frames : tuple of int
         0-based mask frame indices from MaskSubtractionSequence (DICOM's are 1-based).
     subtracted : bool
@@ -63,6 +67,7 @@ class RunMetadata:
     primary_angle_deg: float | None = None
     secondary_angle_deg: float | None = None
     pixel_intensity_relationship: str | None = None
+    intensity_relationship_inferred: bool = False
     mask_frames: tuple[int, ...] = ()
     subtracted: bool = False
     image_type: tuple[str, ...] = ()

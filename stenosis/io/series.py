@@ -125,7 +125,7 @@ def _finish(frames: np.ndarray, ds: Any, info: dict[str, Any], warns: list[str],
     if meta.pixel_intensity_relationship is None and not meta.subtracted:
         rel, slope = infer_intensity_relationship(frames, meta.mask_frames)
         if rel is not None:
-            meta = replace(meta, pixel_intensity_relationship=rel)
+            meta = replace(meta, pixel_intensity_relationship=rel, intensity_relationship_inferred=True)
             warns.append(f"PixelIntensityRelationship missing: read as {rel} (stored values "
                          f"{'proportional to intensity' if rel == 'LIN' else 'logarithmic'}: the noise of the first "
                          f"frames {'grows' if rel == 'LIN' else 'falls'} with the value, log-log slope {slope:+.1f}); "
