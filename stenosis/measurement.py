@@ -21,6 +21,7 @@ import numpy as np
 from ._version import __version__
 from .enums import ModelName
 from .errors import InputError, MeasurementError
+from .calibration import UNCALIBRATED_MARK
 from .diameter import combine_frames, diameter_stage, measure_diameters, same_samples_in_frame
 from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
@@ -119,7 +120,10 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params)
     wm = series.combined
     start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
-    notes = (*run.warnings, *scale.warnings, *trace.warnings, *((clip,) if clip else ()), *placed.warnings,
+    # the run's own "no calibration in the file" already says mm are not reported: once is enough
+    said = any(UNCALIBRATED_MARK in w for w in run.warnings)
+    scale_notes = tuple(w for w in scale.warnings if not (said and UNCALIBRATED_MARK in w))
+    notes = (*run.warnings, *scale_notes, *trace.warnings, *((clip,) if clip else ()), *placed.warnings,
              *wm.warnings, *((start,) if start else ()), *series.warnings)
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 

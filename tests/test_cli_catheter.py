@@ -33,11 +33,16 @@ def test_catheter_calibration_gives_mm(sample_dicom_dir):
     (["--catheter-points", "1,2,3,4"], "needs both"),
     (["--catheter-french", "6", "--catheter-points", "1,2,3"], "four numbers"),
     (["--catheter-french", "6", "--catheter-points", "100,10,100,23", "--pixel-mm", "0.2"], "not both"),
-    (["--catheter-french", "6", "--catheter-points", "100,10,900,23"], "outside"),
 ])
 def test_catheter_usage_errors(sample_dicom_dir, extra, message):
     r = _run(sample_dicom_dir, *extra)
     assert r.exit_code == 2 and message in r.output
+
+
+def test_catheter_point_outside_the_image_is_bad_input_exit_3(sample_dicom_dir):
+    # as a --proximal point outside the image: bad input for this run (3), not a usage error (2)
+    r = _run(sample_dicom_dir, "--catheter-french", "6", "--catheter-points", "100,10,900,23")
+    assert r.exit_code == 3 and "outside the 384x384 image" in r.output
 
 
 def test_help_lists_the_catheter_options():

@@ -245,11 +245,14 @@ def _catheter_calibrated(path: Path, french: float | None, points: str | None, p
     except ValueError:
         raise click.UsageError(f"--catheter-points: expected R1,C1,R2,C2 (four numbers), got {points!r}") from None
     from ..calibration import catheter_calibration
+    from ..errors import InputError
     from ..io import read_run
 
     run = read_run(path)
     h, w = run.frames.shape[-2:]
     for r, c in ((r1, c1), (r2, c2)):
         if not (0 <= r < h and 0 <= c < w):
-            raise click.UsageError(f"--catheter-points: ({r:g}, {c:g}) is outside the {h}x{w} image")
+            # a point outside the image is bad input for this run (as --proximal's is), not a usage error
+            raise InputError(f"--catheter-points: ({r:g}, {c:g}) is outside the {h}x{w} image (rows 0-{h - 1}, "
+                             f"cols 0-{w - 1}); place both points on the catheter's edges")
     return run.with_calibration(catheter_calibration((r1, c1), (r2, c2), french))

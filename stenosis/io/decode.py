@@ -118,6 +118,7 @@ def _read_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
     shape = (info["n_frames"], info["rows"], info["cols"])
     dtype = _dtype(info["bits_alloc"], info["pixel_rep"])
     first: BaseException | None = None
+    first_plugin = ""
     for where, plugin in _decode_plan(info):
         if plugin == "gdcm":
             fill = lambda out: _fill_gdcm(path, out)  # noqa: E731
@@ -128,25 +129,59 @@ def _read_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
                 _warm_plugin(info["ts"], plugin)
                 return _decode_in_child(path, fill, shape, dtype, _cpu_budget_s(info, plugin))
             out = np.empty(shape, dtype=dtype)
-            fill(out)
+            if info["ts"] == _RLE_TS and plugin == "pylibjpeg":
+                with _quiet_stderr():  # a Rust panic prints its message to the process's stderr
+                    fill(out)
+            else:
+                fill(out)
             return out
         except _DecoderStalled as exc:
             raise InputError(str(exc)) from None
         except (MemoryError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - incl. Rust panics (pyo3 PanicException); try the next decoder
+            if info["ts"] == _RLE_TS and plugin == "pylibjpeg":
+                # the RLE segments do not hold the declared frames (the Rust decoder checks the
+                # bounds; pydicom's pure-Python one would decode the damaged data without a word)
+                raise InputError(f"{path}: pixel data cannot be decoded (the RLE segments do not match the declared "
+                                 "frame size); the file is corrupt, re-export it") from None
             if first is None:
-                first = exc
+                first, first_plugin = exc, plugin
     if first is None:
         from pydicom.uid import UID
 
         raise InputError(f"{path}: no decoder for {UID(info['ts']).name} is installed here; re-export the run uncompressed")
     if isinstance(first, InputError) and not isinstance(first, _DecoderFailed):
         raise InputError(str(first)) from None
-    why = str(first) if isinstance(first, _DecoderFailed) else f"{type(first).__name__}: {(str(first).splitlines() or [''])[0]}"
+    # a decoder's own exception text is about its internals, not the file: name the decoder only
+    crashed = isinstance(first, _DecoderFailed) and str(first).startswith("the decoder crashed")
+    why = str(first) if crashed else f"the {first_plugin or 'pydicom'} decoder failed on it"
     raise InputError(
         f"{path}: pixel data cannot be decoded ({why[:160]}); the file may be truncated or corrupt, re-export it"
     ) from None
+
+
+class _quiet_stderr:
+    """Redirect the process's stderr (file descriptor 2) to /dev/null for the duration."""
+
+    def __enter__(self):
+        import sys
+
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        return False
 
 
 class _DecoderStalled(Exception):

@@ -65,6 +65,19 @@ def _open_header(path: Path):
     return ds, size
 
 
+def _header_reads_without_pixels(path: Path) -> bool:
+    """The header up to the pixel data parses and names the image (rows, modality or SOP class)."""
+    import pydicom
+
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            head = pydicom.dcmread(str(path), stop_before_pixels=True)
+        return "Rows" in head and ("Modality" in head or "SOPClassUID" in head)
+    except Exception:  # noqa: BLE001 - the header itself is damaged
+        return False
+
+
 def _check_modality(path: Path, ds: Any) -> list[str]:
     warns: list[str] = []
     modality = (_str_tag(ds, "Modality") or "").upper()
@@ -83,6 +96,8 @@ def _check_modality(path: Path, ds: Any) -> list[str]:
         return warns
     if not modality and not sop and "Rows" not in ds and "PixelData" not in ds:
         # pydicom returns a (nearly) empty dataset for a file cut inside its header or pixel data
+        if _header_reads_without_pixels(path):
+            raise InputError(f"{path}: the file ends inside its pixel data (truncated); re-export the file")
         raise InputError(f"{path}: DICOM header is truncated or corrupt; re-export the file")
     shown = modality or "missing"
     raise InputError(
