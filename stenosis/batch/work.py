@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from .._version import __version__
 from ..auto import find_lesion
-from ..errors import StenosisError
+from ..errors import MeasurementError, StenosisError
 from ..measurement import measure
 from ..reader import ReaderInputs
 from ..report import save_report
@@ -129,7 +129,15 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
         inputs = ReaderInputs.create(task.segment, proximal, distal, frame, model=options.model,
                                      reference_choice=task.reference_choice, mld=task.mld, waypoints=list(task.waypoints),
                                      frames=getattr(task, "frames", "all"))
-        result = measure(run, inputs=inputs)
+        try:
+            result = measure(run, inputs=inputs)
+        except MeasurementError as exc:
+            if task.mode != "auto":
+                raise
+            # the reader gave no points: say that --auto placed them, not "place it on the lumen"
+            why = str(exc).split(";")[0]
+            raise MeasurementError(f"--auto found a narrowing but could not measure it ({why}); give points for "
+                                   "this run in a points file") from None
         row = jsonable(result.to_dict())
         row.update(
             {
