@@ -97,6 +97,7 @@ def command(
         raise click.BadParameter(str(exc), param_hint="--points" if points is not None else "--segments") from None
     if debug:
         os.environ["STENOSIS_BATCH_DEBUG"] = "1"
+    _check_scheduler(scheduler)
     try:
         summary = lib.run_batch(
             tasks,
@@ -118,6 +119,19 @@ def command(
         fail(f"terminated; the runs done so far are in {out / lib.CSV_NAME}", lib.BatchTerminated.exit_code)
     click.echo(f"stenosis batch: {summary.line()} in {summary.elapsed_s:.0f} s")
     click.echo(f"results: {out / lib.CSV_NAME}")
+
+
+_SCHEDULER_RE = r"^((tcp|tls|ucx|ws|wss)://)?[A-Za-z0-9._\-\[\]:]*[A-Za-z0-9.\-\]]:\d{1,5}$|^inproc://\S+$"
+
+
+def _check_scheduler(scheduler: str | None) -> None:
+    """A Dask scheduler address is [protocol://]host:port (tcp, tls, ucx, ws, wss) or inproc://...;
+    anything else is a usage error here, not an internal error inside dask."""
+    import re
+
+    if scheduler is not None and not re.match(_SCHEDULER_RE, scheduler.strip()):
+        raise click.UsageError(f"--scheduler: {scheduler!r} is not a Dask scheduler address; give "
+                               "[tcp://]HOST:PORT, e.g. tcp://10.0.0.5:8786")
 
 
 def _check_usage(points, auto, segment, segments, resume, overwrite) -> None:
