@@ -117,8 +117,23 @@ class Task:
         return read_run(RunSource(tuple(self.files)) if self.files else self.source)
 
 
-def _norm_rel(path: str) -> str:
-    return Path(path).as_posix().lstrip("./") if not os.path.isabs(path) else Path(path).as_posix()
+def _norm_rel(path: str, root: str | os.PathLike | None = None) -> str:
+    """The run's recorded path: relative to the batch folder ``root`` (``docs/privacy.md``: never
+    an absolute path). A path outside the folder (absolute, or climbing out with ``..``) is
+    recorded by its file name alone, not by folders that may name a patient; a path is never
+    rewritten into a different one (``../bad/x.dcm`` is not ``bad/x.dcm``)."""
+    p = Path(path)
+    if root is not None:
+        base = Path(root).absolute()
+        full = Path(os.path.normpath(p if p.is_absolute() else base / p))
+        try:
+            return full.relative_to(Path(os.path.normpath(base))).as_posix() or "."
+        except ValueError:
+            return full.name
+    if p.is_absolute():
+        return p.name
+    parts = [x for x in Path(os.path.normpath(p)).parts if x not in (".",)]
+    return Path(*parts).as_posix() if parts and ".." not in parts else p.name
 
 
 def _assign_keys(tasks: list[Task]) -> list[Task]:
@@ -220,12 +235,12 @@ def _read_tasks(csv_path, root, required: tuple[str, ...], what: str, make: Call
     for lineno, where, cell, idx in _table_rows(csv_path, required, what):
         path, seg, frame = _path_segment_frame(where, cell, idx)
         fields = make(where, cell, idx)
-        rel = _norm_rel(path)
-        ident = (rel, seg, frame)
+        rel = _norm_rel(path, root)
+        src = root / path if not os.path.isabs(path) else Path(path)
+        ident = (os.path.normpath(src.absolute()), seg, frame)
         if ident in seen:
             raise PointsFileError(f"{where}: duplicates line {seen[ident]} (same path, segment and frame); remove one")
         seen[ident] = lineno
-        src = root / path if not os.path.isabs(path) else Path(path)
         tasks.append(Task(path=rel, source=str(src.absolute()), segment=seg, frame=frame, **fields))
     return _assign_keys(tasks)
 
