@@ -155,17 +155,25 @@ def test_read_points_semicolon_and_bom(tmp_path):
 def test_read_points_errors_are_one_line(tmp_path, header, row, needle):
     p = _write_points(tmp_path / "p.csv", [row], header=header)
     with pytest.raises(PointsFileError) as ei:
-        read_points(p, tmp_path)
+        read_points(p, tmp_path, strict=True)
     msg = str(ei.value)
     assert needle in msg and "\n" not in msg
     if header is None:
         assert "line 2" in msg
+        # not strict (the CLI): the bad row is a task with the same one-line problem (an error row)
+        (t,) = read_points(p, tmp_path)
+        assert t.problem == msg
+    else:  # a problem of the whole file raises either way
+        with pytest.raises(PointsFileError):
+            read_points(p, tmp_path)
 
 
 def test_read_points_duplicates_empty_missing(tmp_path):
     p = _write_points(tmp_path / "p.csv", [["x", "M1", 1, 2, 3, 4, ""], ["./x", "M1", 5, 6, 7, 8, ""]])
-    with pytest.raises(PointsFileError, match="line 3: duplicates line 2"):
-        read_points(p, tmp_path)
+    with pytest.raises(PointsFileError, match="line 3: duplicate of line 2"):
+        read_points(p, tmp_path, strict=True)
+    first, dup = sorted(read_points(p, tmp_path), key=lambda t: t.proximal or ())
+    assert first.problem is None and "line 3: duplicate of line 2" in dup.problem
     p = _write_points(tmp_path / "e.csv", [])
     with pytest.raises(PointsFileError, match="no rows"):
         read_points(p, tmp_path)
@@ -468,7 +476,7 @@ def test_read_points_reader_override_columns(tmp_path):
                         (["a.dcm", "M1", 1, 2, 3, 4, "", "", "", "5;6"], "row col;row col")]:
         bad = _write_points(tmp_path / "bad.csv", [row], header=header)
         with pytest.raises(PointsFileError, match=needle) as ei:
-            read_points(bad, root)
+            read_points(bad, root, strict=True)
         assert "\n" not in str(ei.value) and "line 2" in str(ei.value)
 
 
@@ -482,7 +490,7 @@ def test_read_points_frames_column(tmp_path):
     assert (a.frames, b.frames, c.frames) == ("single", 3, "all")
     bad = _write_points(tmp_path / "bad.csv", [["a.dcm", "M1", 1, 2, 3, 4, "many"]], header=header)
     with pytest.raises(PointsFileError, match="frames must be") as ei:
-        read_points(bad, root)
+        read_points(bad, root, strict=True)
     assert "\n" not in str(ei.value) and "line 2" in str(ei.value)
 
 
@@ -680,7 +688,9 @@ def test_auto_needs_the_artery_per_run(tmp_path):
     assert (c.segment, c.frame) == ("ICA", 2)
     bad = _write_points(tmp_path / "bad.csv", [["a.dcm", "M2"]], header=["path", "segment"])
     with pytest.raises(PointsFileError, match="segments file bad.csv line 2: segment 'M2'"):
-        read_segments(bad, root)
+        read_segments(bad, root, strict=True)
+    (t,) = read_segments(bad, root)
+    assert t.mode == "auto" and "segment 'M2'" in t.problem
 
 
 @pytest.mark.slow

@@ -133,7 +133,8 @@ def run_batch(
     Parameters
     ----------
     tasks : sequence of Task
-        From :func:`read_points`, :func:`read_segments` or :func:`auto_tasks`.
+        From :func:`read_points`, :func:`read_segments` or :func:`auto_tasks`. A task with
+        ``problem`` set (a bad row of the points file) is recorded as an error row, not measured.
     out_dir : path
         Gets ``results.jsonl`` (journal), ``results.csv``, ``summary.png``,
         ``reports/<stem>.png`` and, with `sr`, ``sr/<stem>.dcm`` (one stem per task,
@@ -194,7 +195,9 @@ def run_batch(
     keys = {t.key or t.path for t in tasks}
     todo = [t for t in tasks if (t.key or t.path) not in done_rows]
     n_skipped = sum(1 for k in keys if k in done_rows)
-    problems = lesion_problems(tasks)  # views of one lesion naming different arteries: error rows, not measured
+    # error rows, not measured: bad rows of the points file (Task.problem), and views of one lesion
+    # naming different arteries
+    problems = {**lesion_problems(tasks), **{(t.key or t.path): t.problem for t in tasks if t.problem}}
     refused = [t for t in todo if (t.key or t.path) in problems]
     todo = [t for t in todo if (t.key or t.path) not in problems]
 

@@ -45,7 +45,8 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 
 class PointsFileError(InputError):
-    """The points CSV is malformed (missing columns, bad values, duplicate rows)."""
+    """The points CSV is malformed: unreadable, empty, missing columns (the whole file), or -- with
+    ``strict=True`` only -- one bad row (bad values, unknown segment, duplicate row)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class Task:
     lesion : str or None
         Name of the lesion this run is one view of (optional column ``lesion``): rows with the
         same name are views of one lesion, graded together (:mod:`stenosis.batch.lesions`).
+    problem : str or None
+        Why this row of the points/segments file cannot be measured (unknown segment, a value that
+        is not a number, a duplicate of an earlier row, ...), one line; :func:`run_batch` records
+        such a task as an error row without reading the run. None for a good row.
     """
 
     path: str
@@ -99,6 +104,7 @@ class Task:
     waypoints: tuple[tuple[float, float], ...] = ()
     frames: str | int = "all"
     lesion: str | None = None
+    problem: str | None = None
 
     def sort_key(self) -> tuple:
         return (self.path, self.segment, -1 if self.frame is None else self.frame, self.key)
@@ -143,6 +149,9 @@ def _assign_keys(tasks: list[Task]) -> list[Task]:
         count[t.path] = count.get(t.path, 0) + 1
     out = []
     for t in tasks:
+        if t.key:  # set by the reader (a row without a path): keep it
+            out.append(t)
+            continue
         key = t.path
         if count[t.path] > 1:
             key = f"{t.path}#{t.segment}" + ("" if t.frame is None else f"#f{t.frame}")
@@ -209,9 +218,10 @@ def _path_segment_frame(where: str, cell: Cell, idx: dict) -> tuple[str, str, in
     if not path:
         raise PointsFileError(f"{where}: empty path; give the run path relative to the batch folder")
     seg = cell("segment").upper()
-    segments = {s.value for s in Segment}
+    segments = [s.value for s in Segment]
     if seg not in segments:
-        raise PointsFileError(f"{where}: segment {cell('segment')!r} is not one of {','.join(sorted(segments))}")
+        raise PointsFileError(f"{where}: segment {cell('segment')!r} is not one of {', '.join(segments)}; "
+                              "give the artery graded as one of these")
     frame: int | None = None
     if "frame" in idx and cell("frame") != "":
         raw = cell("frame")
@@ -227,25 +237,48 @@ def _path_segment_frame(where: str, cell: Cell, idx: dict) -> tuple[str, str, in
     return path, seg, frame
 
 
-def _read_tasks(csv_path, root, required: tuple[str, ...], what: str, make: Callable[..., dict]) -> list[Task]:
-    """Tasks of a points-like CSV; ``make(where, cell, idx)`` gives each row's extra Task fields."""
+def _read_tasks(csv_path, root, required: tuple[str, ...], what: str, make: Callable[..., dict], *,
+                mode: str, strict: bool) -> list[Task]:
+    """Tasks of a points-like CSV; ``make(where, cell, idx)`` gives each row's extra Task fields.
+
+    A bad row (``make`` or the path/segment/frame checks raise :class:`PointsFileError`, or it
+    repeats an earlier row's run, segment and frame) is a task with ``problem`` set -- an error
+    row of the batch -- or, with `strict`, raises. Problems of the whole file always raise."""
     root = Path(root)
     tasks: list[Task] = []
     seen: dict[tuple, int] = {}
     for lineno, where, cell, idx in _table_rows(csv_path, required, what):
-        path, seg, frame = _path_segment_frame(where, cell, idx)
-        fields = make(where, cell, idx)
+        problem: str | None = None
+        try:
+            path, seg, frame = _path_segment_frame(where, cell, idx)
+            fields = make(where, cell, idx)
+        except PointsFileError as exc:
+            if strict:
+                raise
+            problem = str(exc)
+            path, seg, frame = cell("path"), cell("segment").upper(), None
+            lesion = cell("lesion") if "lesion" in idx and mode == "points" else ""
+            fields = {"mode": mode, **({"lesion": lesion} if lesion else {})}
+        if not path:  # nothing to name the row by: its line
+            tasks.append(Task(path="", source="", segment=seg, frame=frame, key=f"({what} line {lineno})",
+                              problem=problem, **fields))
+            continue
         rel = _norm_rel(path, root)
         src = root / path if not os.path.isabs(path) else Path(path)
-        ident = (os.path.normpath(src.absolute()), seg, frame)
-        if ident in seen:
-            raise PointsFileError(f"{where}: duplicates line {seen[ident]} (same path, segment and frame); remove one")
-        seen[ident] = lineno
-        tasks.append(Task(path=rel, source=str(src.absolute()), segment=seg, frame=frame, **fields))
+        if problem is None:
+            ident = (os.path.normpath(src.absolute()), seg, frame)
+            if ident in seen:
+                problem = (f"{where}: duplicate of line {seen[ident]} (same run, segment and frame), not measured "
+                           "twice; remove one of the two rows")
+                if strict:
+                    raise PointsFileError(problem)
+            else:
+                seen[ident] = lineno
+        tasks.append(Task(path=rel, source=str(src.absolute()), segment=seg, frame=frame, problem=problem, **fields))
     return _assign_keys(tasks)
 
 
-def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Task]:
+def read_points(csv_path: str | os.PathLike, root: str | os.PathLike, *, strict: bool = False) -> list[Task]:
     """Read a points file into tasks.
 
     Parameters
@@ -259,6 +292,9 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
         Points are pixel (row, col), fractional allowed.
     root : path
         The batch folder.
+    strict : bool
+        Raise on the first bad row instead of returning it as a task with ``problem`` set
+        (which :func:`run_batch` records as an error row while the other rows are measured).
 
     Returns
     -------
@@ -268,7 +304,8 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
     Raises
     ------
     PointsFileError
-        One line naming the file, the line number and what to fix.
+        The file cannot be read, is empty or lacks a column (with `strict`, also a bad row);
+        one line naming the file, the line number and what to fix.
     """
 
     def points(where: str, cell: Cell, idx: dict) -> dict[str, Any]:
@@ -286,13 +323,15 @@ def read_points(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Ta
         return {"proximal": (coords[0], coords[1]), "distal": (coords[2], coords[3]), "mode": "points",
                 **_override_cells(cell, idx, where), **lesion}
 
-    return _read_tasks(csv_path, root, POINT_COLUMNS, "points file", points)
+    return _read_tasks(csv_path, root, POINT_COLUMNS, "points file", points, mode="points", strict=strict)
 
 
-def read_segments(csv_path: str | os.PathLike, root: str | os.PathLike) -> list[Task]:
+def read_segments(csv_path: str | os.PathLike, root: str | os.PathLike, *, strict: bool = False) -> list[Task]:
     """``--auto`` tasks from a CSV naming each run's artery: columns ``path,segment`` and
-    optional ``frame``; ``path`` relative to `root`. Raises :class:`PointsFileError`."""
-    return _read_tasks(csv_path, root, SEGMENT_COLUMNS, "segments file", lambda *_: {"mode": "auto"})
+    optional ``frame``; ``path`` relative to `root`. A bad row is a task with ``problem`` set (an
+    error row), or with `strict` raises :class:`PointsFileError`, as for :func:`read_points`."""
+    return _read_tasks(csv_path, root, SEGMENT_COLUMNS, "segments file", lambda *_: {"mode": "auto"},
+                       mode="auto", strict=strict)
 
 
 def _override_cells(cell: Cell, idx: dict, where: str) -> dict[str, Any]:
@@ -346,7 +385,7 @@ def lesion_problems(tasks: Iterable[Task]) -> dict[str, str]:
     an error row, not a measurement (:func:`stenosis.batch.run_batch`)."""
     groups: dict[str, list[Task]] = {}
     for t in tasks:
-        if t.lesion:
+        if t.lesion and not t.problem:  # a bad row is an error row already (its lesion is not graded)
             groups.setdefault(t.lesion, []).append(t)
     out: dict[str, str] = {}
     for name, group in groups.items():

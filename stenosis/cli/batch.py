@@ -78,12 +78,17 @@ def command(
 
     Writes OUT/results.csv (one row per run, status ok/error), OUT/results.jsonl
     (the measure JSON per run), OUT/reports/<stem>.png and OUT/summary.png; the rows
-    name each run's files. A bad file is an error row; the batch goes on. Exit 0 when
+    name each run's files. A bad file, or a bad row of the points file (unknown segment, a value
+    that is not a number, a repeated row), is an error row; the batch goes on. Exit 0 when
     the batch ran (even with error rows), 2 on a usage error (OUT not empty without
     --resume/--overwrite, --auto without the artery), 3 when DIR cannot be read or
     holds no runs, 143 on SIGTERM (after writing what was done).
     """
     _check_usage(points, auto, segment, segments, resume, overwrite)
+    if keep_identifiers and not sr:
+        raise click.UsageError("--keep-identifiers only changes the DICOM SR (--sr); add --sr, or drop "
+                               "--keep-identifiers (results.csv/results.jsonl never hold identifiers)")
+    _check_scheduler(scheduler)
     if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
         fail(f"{folder} is not a readable folder; give the folder that holds the runs", EXIT_INPUT)
     try:
@@ -97,7 +102,6 @@ def command(
         raise click.BadParameter(str(exc), param_hint="--points" if points is not None else "--segments") from None
     if debug:
         os.environ["STENOSIS_BATCH_DEBUG"] = "1"
-    _check_scheduler(scheduler)
     try:
         summary = lib.run_batch(
             tasks,
@@ -129,9 +133,11 @@ def _check_scheduler(scheduler: str | None) -> None:
     anything else is a usage error here, not an internal error inside dask."""
     import re
 
-    if scheduler is not None and not re.match(_SCHEDULER_RE, scheduler.strip()):
+    port = re.search(r":(\d{1,5})$", scheduler.strip()) if scheduler is not None else None
+    if scheduler is not None and (not re.match(_SCHEDULER_RE, scheduler.strip())
+                                  or (port is not None and not 0 < int(port.group(1)) < 65536)):
         raise click.UsageError(f"--scheduler: {scheduler!r} is not a Dask scheduler address; give "
-                               "[tcp://]HOST:PORT, e.g. tcp://10.0.0.5:8786")
+                               "[tcp://]HOST:PORT (port 1-65535), e.g. tcp://10.0.0.5:8786")
 
 
 def _check_usage(points, auto, segment, segments, resume, overwrite) -> None:
