@@ -123,23 +123,17 @@ class Task:
         return read_run(RunSource(tuple(self.files)) if self.files else self.source)
 
 
-def _norm_rel(path: str, root: str | os.PathLike | None = None) -> str:
+def _norm_rel(path: str, root: str | os.PathLike) -> str:
     """The run's recorded path: relative to the batch folder ``root`` (``docs/privacy.md``: never
     an absolute path). A path outside the folder (absolute, or climbing out with ``..``) is
     recorded by its file name alone, not by folders that may name a patient; a path is never
     rewritten into a different one (``../bad/x.dcm`` is not ``bad/x.dcm``)."""
-    p = Path(path)
-    if root is not None:
-        base = Path(root).absolute()
-        full = Path(os.path.normpath(p if p.is_absolute() else base / p))
-        try:
-            return full.relative_to(Path(os.path.normpath(base))).as_posix() or "."
-        except ValueError:
-            return full.name
-    if p.is_absolute():
-        return p.name
-    parts = [x for x in Path(os.path.normpath(p)).parts if x not in (".",)]
-    return Path(*parts).as_posix() if parts and ".." not in parts else p.name
+    base = Path(os.path.normpath(Path(root).absolute()))
+    full = Path(os.path.normpath(base / path))  # an absolute path stays itself
+    try:
+        return full.relative_to(base).as_posix() or "."
+    except ValueError:
+        return full.name
 
 
 def _assign_keys(tasks: list[Task]) -> list[Task]:

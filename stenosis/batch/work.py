@@ -116,7 +116,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
     the path relative to the batch folder (no absolute paths, no patient identifiers).
     """
     software = _software()
-    if getattr(task, "problem", None):  # a bad row of the points file: nothing to measure
+    if task.problem:  # a bad row of the points file: nothing to measure
         return error_row(task, task.problem, software=software)
     try:
         run = task.read()

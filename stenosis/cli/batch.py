@@ -125,17 +125,18 @@ def command(
     click.echo(f"results: {out / lib.CSV_NAME}")
 
 
-_SCHEDULER_RE = r"^((tcp|tls|ucx|ws|wss)://)?[A-Za-z0-9._\-\[\]:]*[A-Za-z0-9.\-\]]:\d{1,5}$|^inproc://\S+$"
+_SCHEDULER_RE = r"^(?:(?:tcp|tls|ucx|ws|wss)://)?[A-Za-z0-9._\-\[\]:]*[A-Za-z0-9.\-\]]:(?P<port>\d{1,5})$|^inproc://\S+$"
 
 
 def _check_scheduler(scheduler: str | None) -> None:
-    """A Dask scheduler address is [protocol://]host:port (tcp, tls, ucx, ws, wss) or inproc://...;
-    anything else is a usage error here, not an internal error inside dask."""
+    """A Dask scheduler address is [protocol://]host:port (tcp, tls, ucx, ws, wss; port 1-65535) or
+    inproc://...; anything else is a usage error here, not an internal error inside dask."""
     import re
 
-    port = re.search(r":(\d{1,5})$", scheduler.strip()) if scheduler is not None else None
-    if scheduler is not None and (not re.match(_SCHEDULER_RE, scheduler.strip())
-                                  or (port is not None and not 0 < int(port.group(1)) < 65536)):
+    if scheduler is None:
+        return
+    m = re.match(_SCHEDULER_RE, scheduler.strip())
+    if m is None or (m.group("port") is not None and not 0 < int(m.group("port")) < 65536):
         raise click.UsageError(f"--scheduler: {scheduler!r} is not a Dask scheduler address; give "
                                "[tcp://]HOST:PORT (port 1-65535), e.g. tcp://10.0.0.5:8786")
 

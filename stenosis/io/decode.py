@@ -2,6 +2,7 @@
 encapsulated (pydicom plugins, GDCM), risky native codecs in a forked child with a CPU budget."""
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings as _warnings
 from pathlib import Path
@@ -120,6 +121,7 @@ def _read_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
     first: BaseException | None = None
     first_plugin = ""
     for where, plugin in _decode_plan(info):
+        rust_rle = info["ts"] == _RLE_TS and plugin == "pylibjpeg"
         if plugin == "gdcm":
             fill = lambda out: _fill_gdcm(path, out)  # noqa: E731
         else:
@@ -129,10 +131,7 @@ def _read_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
                 _warm_plugin(info["ts"], plugin)
                 return _decode_in_child(path, fill, shape, dtype, _cpu_budget_s(info, plugin))
             out = np.empty(shape, dtype=dtype)
-            if info["ts"] == _RLE_TS and plugin == "pylibjpeg":
-                with _quiet_stderr():  # a Rust panic prints its message to the process's stderr
-                    fill(out)
-            else:
+            with _quiet_stderr() if rust_rle else contextlib.nullcontext():  # a Rust panic prints to stderr
                 fill(out)
             return out
         except _DecoderStalled as exc:
@@ -140,7 +139,7 @@ def _read_encapsulated(path: Path, ds: Any, info: dict[str, Any]) -> np.ndarray:
         except (MemoryError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - incl. Rust panics (pyo3 PanicException); try the next decoder
-            if info["ts"] == _RLE_TS and plugin == "pylibjpeg":
+            if rust_rle:
                 # the RLE segments do not hold the declared frames (the Rust decoder checks the
                 # bounds; pydicom's pure-Python one would decode the damaged data without a word)
                 raise InputError(f"{path}: pixel data cannot be decoded (the RLE segments do not match the declared "
