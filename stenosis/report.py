@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .result import QualityFlag, StenosisResult
+from .result import CONFIRM_CALL, QualityFlag, StenosisResult
 
 __all__ = ["save_report", "report_figure", "plot_diameter_profile", "clear_for", "flagged_samples", "edge_disagreement",
            "FrameSeries", "frame_series", "draw_frames", "AUTO_POINTS_TEXT"]
@@ -325,7 +325,8 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
     # warnings footer: wrapped to the figure width, the plots moved up to make room
     warn_lines: list[str] = []
     if result.warnings:
-        for i, w in enumerate(result.warnings):
+        # the call a reader must confirm first: the footer is cut after 8 lines
+        for i, w in enumerate(sorted(result.warnings, key=lambda w: CONFIRM_CALL not in w)):
             warn_lines += textwrap.wrap(("warnings: " if i == 0 else "") + "\u2022 " + w, width=200,
                                         subsequent_indent="    ")
         if len(warn_lines) > 8:
@@ -421,7 +422,7 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
         ax_fr.set_xlabel(textwrap.fill(f"frame    ({_frames_key(frame_series(result))})", 95), fontsize=8, labelpad=1)
 
     # ---- title -------------------------------------------------------------------
-    verdict = ">= 50%: YES" if result.meets_50 else ">= 50%: no"
+    verdict = f">= 50%: {result.call_text}"
     cal = result.calibration or {}
     if mm:
         cal_txt = f"{cal.get('source', '?')}, {mm:.4g} mm/px"

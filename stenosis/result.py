@@ -13,6 +13,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
+#: The end of the warning :func:`stenosis.wasid.borderline_warning` gives a result whose
+#: >= 50% call a reader should confirm (within ``borderline_points`` of 50, or its +-2 SD
+#: interval reaches 50); :attr:`StenosisResult.needs_confirmation` looks for it.
+CONFIRM_CALL = "have a reader confirm the >= 50% call"
+#: How the CLI, the report and napari print such a call next to YES / no.
+CONFIRM_MARK = "reader must confirm"
+
+
+def call_text(meets_50: bool, needs_confirmation: bool) -> str:
+    """``"YES"`` or ``"no"``, followed by ``" (reader must confirm)"`` when the call needs a reader."""
+    return ("YES" if meets_50 else "no") + (f" ({CONFIRM_MARK})" if needs_confirmation else "")
+
 
 class QualityFlag(IntFlag):
     """Per-sample quality of a diameter measurement (bit flags, 0 = good)."""
@@ -212,6 +224,16 @@ class StenosisResult:
     @property
     def meets_50(self) -> bool:
         return bool(self.percent_stenosis >= 50.0)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Whether the >= 50% call is one a reader must confirm (the borderline warning was given)."""
+        return any(CONFIRM_CALL in w for w in self.warnings)
+
+    @property
+    def call_text(self) -> str:
+        """``"YES"`` or ``"no"``, followed by ``" (reader must confirm)"`` when :attr:`needs_confirmation`."""
+        return call_text(self.meets_50, self.needs_confirmation)
 
     def _mm(self, px: float | None) -> float | None:
         if px is None or self.mm_per_px is None:

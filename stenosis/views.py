@@ -19,7 +19,7 @@ from .errors import MeasurementError, StenosisError
 from .measurement import measure
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
-from .result import StenosisResult
+from .result import StenosisResult, call_text
 
 __all__ = ["ViewsResult", "ViewsGrade", "measure_views", "grade_views", "GRADING_RULE"]
 
@@ -69,6 +69,17 @@ class ViewsResult:
     @property
     def meets_50(self) -> bool:
         return self.graded.meets_50
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Whether a reader must confirm the graded call: the graded view's call is borderline, or
+        (graded below 50%) another view's is."""
+        return self.graded.needs_confirmation or (not self.meets_50 and any(v.needs_confirmation for v in self.views))
+
+    @property
+    def call_text(self) -> str:
+        """``"YES"`` or ``"no"``, followed by ``" (reader must confirm)"`` when :attr:`needs_confirmation`."""
+        return call_text(self.meets_50, self.needs_confirmation)
 
     def _grade(self) -> ViewsGrade:
         return grade_views([v.percent_stenosis for v in self.views], [v.percent_stenosis_sd for v in self.views])

@@ -34,7 +34,7 @@ def summary_lines(res) -> list[str]:
         f"file               {d['file']}",
         f"segment            {d['segment']}   frame {d['frame_index']}",
         f"percent stenosis   {d['percent_stenosis']:.1f}% +- {res.percent_stenosis_sd:.1f} (1 SD)"
-        f"   >= 50%: {'YES' if d['meets_50'] else 'no'}",
+        f"   >= 50%: {res.call_text}",
         f"MLD                {dia(res.mld_mm, res.mld_px)} at (row, col) {d['mld_rc'][0]:.1f}, {d['mld_rc'][1]:.1f}",
         f"reference          {dia(res.reference_diameter_mm, res.reference_diameter_px)}, {d['reference_choice']}"
         f" ({res.reference_window.description}) at {d['reference_rc'][0]:.1f}, {d['reference_rc'][1]:.1f}",
@@ -220,7 +220,7 @@ def views_summary_lines(res) -> list[str]:
                      f"   reference {dia(v, 'reference_diameter_mm', res_k.reference_diameter_px)} ({v['reference_choice']})"
                      f"   frame {v['frame_index']}" + ("   (uncalibrated: px)" if v["mld_mm"] is None else ""))
     lines.append(f"graded             view {res.graded_index + 1} ({d['views'][res.graded_index]['file']}): "
-                 f"{res.percent_stenosis:.1f}%   >= 50%: {'YES' if res.meets_50 else 'no'}")
+                 f"{res.percent_stenosis:.1f}%   >= 50%: {res.call_text}")
     lines.append(f"rule               {res.rule}")
     sd = d["disagreement_sd"]
     lines.append(f"disagreement       {d['disagreement_points']:.1f} points between the views"

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from ..enums import ReferenceChoice, Segment
 from ..errors import MeasurementError, StenosisError
 from ..params import DEFAULT_PARAMS, MeasureParams
-from ..result import DiameterProfile, QualityFlag
+from ..result import CONFIRM_CALL, DiameterProfile, QualityFlag
 from .mld import (adaptive_smoothing_px, along_vessel_sd, find_mld, lesion_extent, narrowest_spread_px,
                   smooth_diameter)
 from .reference import Window, best_window, candidate_windows, diseased, is_normal, trend_diameter, turning_angle_deg
@@ -90,7 +90,7 @@ def borderline_warning(percent_stenosis: float, sd: float = float("nan"),
         why = (f"its +-2 SD interval ({percent_stenosis - two_sd:.1f}-{percent_stenosis + two_sd:.1f}%) includes 50%"
                if abs(percent_stenosis - 50.0) < two_sd else
                f"it is within {params.borderline_points:g} points of 50%, inside the tool's largest errors on phantoms")
-        return f"percent stenosis {percent_stenosis:.1f}%: {why}; have a reader confirm the >= 50% call"
+        return f"percent stenosis {percent_stenosis:.1f}%: {why}; {CONFIRM_CALL}"
     return None
 
 

@@ -680,7 +680,7 @@ def result_table(result: Any) -> list[tuple[str, str]]:
     rows = [
         # from the result itself: the JSON's 2-decimal rounding would round twice
         ("Percent stenosis (WASID)", _fmt(result.percent_stenosis, "%", 1)),
-        (">= 50%", "YES" if d["meets_50"] else "no"),
+        (">= 50%", result.call_text),
         ("Uncertainty", _uncertainty_text(d.get("uncertainty") or {})),
         ("MLD (D stenosis)", f"{_fmt(d['mld_mm'], 'mm')}  [{_fmt(d.get('mld_px'), 'px')}]"),
         ("Reference (D normal)", f"{_fmt(d['reference_diameter_mm'], 'mm')}  [{_fmt(d.get('reference_diameter_px'), 'px')}]"),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from stenosis.report import FrameSeries, draw_frames, frame_series
+from stenosis.result import CONFIRM_MARK
 
 __all__ = ["ProfileSeries", "profile_series", "draw_profile", "FrameSeries", "frame_series", "draw_frames", "FRAMES_HELP"]
 
@@ -112,7 +113,7 @@ def draw_profile(ax: Any, result: Any | None, *, title: str | None = None) -> No
     plot_diameter_profile(ax, result, compact=True)
     if result is None:
         return
-    flag = ">= 50%" if result.meets_50 else "< 50%"
+    flag = (">= 50%" if result.meets_50 else "< 50%") + (f"; {CONFIRM_MARK}" if result.needs_confirmation else "")
     psd = float(getattr(result, "percent_stenosis_sd", float("nan")))
     pm = f" \u00b1 {psd:.1f}" if np.isfinite(psd) else ""
     ax.set_title(title or f"{result.segment}: {result.percent_stenosis:.1f}%{pm} stenosis ({flag})", fontsize=10)

@@ -51,6 +51,7 @@ from qtpy.QtWidgets import (
 
 import stenosis
 from stenosis import ModelName, Segment
+from stenosis.result import CONFIRM_MARK
 
 from .._model import REFERENCE_MODES, ReadingSession, overlay_geometry
 from .._plot import COLOURS
@@ -719,7 +720,8 @@ class MeasureWidget(QWidget):
         note, self._status_note = self._status_note, ""
         self._set_status(
             (f"{note} " if note else "")
-            + f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}) on {frame}, "
+            + f"{result.segment}: {pct:.1f}% stenosis ({'>= 50%' if result.meets_50 else '< 50%'}"
+            + (f"; {CONFIRM_MARK}" if result.needs_confirmation else "") + f") on {frame}, "
             f"reference {result.reference_choice}. Drag the red (MLD) or green (reference) marker to adjust."
         )
         self.measured.emit(result)

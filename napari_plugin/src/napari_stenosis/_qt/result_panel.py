@@ -168,8 +168,8 @@ class ResultTable(QTableWidget):
             key = QTableWidgetItem(label)
             val = QTableWidgetItem(value)
             val.setToolTip(value)
-            if label == ">= 50%" and value == "YES":
-                val.setForeground(QColor("#ff5050"))
+            if label == ">= 50%" and value != "no":  # YES, or a call a reader must confirm
+                val.setForeground(QColor("#ff5050" if value.startswith("YES") else "#ffa040"))
                 f = val.font()
                 f.setBold(True)
                 val.setFont(f)
