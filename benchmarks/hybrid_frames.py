@@ -23,6 +23,10 @@ these runs say what a DSA run of real anatomy gives, not what the single native 
     python benchmarks/hybrid_frames.py --small    # CI size
     python benchmarks/hybrid_frames.py --noise contrast   # only the noise the frames do not share
     python benchmarks/hybrid_frames.py --noise masks      # only the masks' noise, which they all share
+    python benchmarks/hybrid_frames.py --late     # exported after the bolus arrived: no mask frame
+
+``--late``: each run without its mask frames and untagged (as an export that starts after the
+bolus arrived): every frame holds iodine, so frame 0 is no mask (``measurement.mask_check``).
 """
 from __future__ import annotations
 
@@ -90,14 +94,18 @@ def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_
     return out
 
 
-def measure(run, case, **kw) -> tuple[float, float]:
+MASK_NOTE = "iodine along the segment"  # the start of measurement.mask_check's notes
+
+
+def measure(run, case, **kw) -> tuple[float, float, bool]:
+    """(percent, SD, whether the result says the mask held iodine); NaN when refused."""
     import stenosis
 
     try:
         r = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, **kw)
     except stenosis.StenosisError:
-        return float("nan"), float("nan")
-    return float(r.percent_stenosis), float(r.percent_stenosis_sd)
+        return float("nan"), float("nan"), False
+    return float(r.percent_stenosis), float(r.percent_stenosis_sd), any(MASK_NOTE in w for w in r.warnings)
 
 
 def main(argv=None) -> int:
@@ -111,6 +119,8 @@ def main(argv=None) -> int:
                     help="frames that get the added noise: all (default), contrast (not shared) or masks (shared)")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
+    ap.add_argument("--late", action="store_true",
+                    help="each run without its masks, untagged: exported after the bolus arrived")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -129,9 +139,13 @@ def main(argv=None) -> int:
     for name, split, dose, run, case in make_runs(args.data, images, per_image=args.per_image, seed=args.seed,
                                                      n_mask=args.masks, noise=args.noise):
         truth = case.truth["percent"]
+        if args.late:
+            run = AngioRun.from_array(np.asarray(run.frames[args.masks:]),
+                                      pixel_intensity_relationship=run.metadata.pixel_intensity_relationship,
+                                      source=name)
         single = measure(run, case, frames="single")
         every = measure(run, case)
-        native = measure(AngioRun.from_array(np.asarray(run.frames[args.masks]), pixel_intensity_relationship=None,
+        native = measure(AngioRun.from_array(np.asarray(run.frames[0 if args.late else args.masks]), pixel_intensity_relationship=None,
                                              source=name), case)
         rows.append({"name": name, "dose": dose, "truth": truth, "single": single, "all": every, "native": native})
         if args.verbose:
@@ -140,7 +154,8 @@ def main(argv=None) -> int:
     print(f"({len(rows)} cases, {time.perf_counter() - t0:.0f} s)\n")
     where = {"all": "", "contrast": ", added noise in the contrast frames only",
              "masks": ", added noise in the masks only"}[args.noise]
-    print(f"hybrid DSA runs (real CIMAT anatomy, {args.masks} masks + {N_LIVE} contrast frames{where}); percent "
+    what = f"no mask (--late), {N_LIVE} contrast frames" if args.late else f"{args.masks} masks + {N_LIVE} contrast frames"
+    print(f"hybrid DSA runs (real CIMAT anatomy, {what}{where}); percent "
           "stenosis, errors = read - truth")
     print(f"{'added noise (grey levels)':<26}{'n':>4}{'MAE single':>12}{'MAE all':>10}{'change':>8}"
           f"{'2SD single':>12}{'2SD all':>9}{'native frame MAE':>18}")
@@ -168,6 +183,8 @@ def main(argv=None) -> int:
               f"{np.nanmean([r['native'][0] for r in normal]):.1f}%")
     refused = sum(not np.isfinite(r["all"][0]) for r in rows)
     print(f"refused: {refused} of {len(rows)}")
+    said = sum(r["all"][2] for r in rows)
+    print(f"results saying the mask held iodine: {said} of {len(rows) - refused}")
     return 0
 
 

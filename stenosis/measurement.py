@@ -100,8 +100,27 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
                                      pixel_mm=pixel_mm, frames=frames, exclude_frames=exclude_frames)
     run = calibrated_run(path_or_run, inputs.pixel_mm)
     inputs.check_within(run.frames.shape[0], run.frames.shape[1:])
+    return _measure_run(run, inputs, params)
+
+
+def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_checked: bool = False) -> StenosisResult:
+    """:func:`measure` of a run read and checked; a native run whose mask holds iodine along the
+    segment is measured again with another mask, or its analysed frame alone (:func:`mask_check`)."""
     scale = Scale.of(run.calibration, inputs.segment, inputs.model, params)
-    analysed = choose_frame(run, inputs, scale, params)
+    try:
+        analysed = choose_frame(run, inputs, scale, params)
+    except MeasurementError:
+        # nothing to trace after subtraction: a mask holding as much iodine as every frame
+        # leaves no vessel; look on the native frame holding the most around the points
+        found = None if mask_checked else _traced_natively(run, inputs, scale, params)
+        check = None if found is None else mask_check(run, found, params)
+        if check is None:
+            raise
+        return _measured_again(run, inputs, params, found.index, *check)
+    if not mask_checked:
+        check = mask_check(run, analysed, params)
+        if check is not None:
+            return _measured_again(run, inputs, params, analysed.index, *check)
     if analysed.index in inputs.exclude_frames:
         raise MeasurementError(f"frame {analysed.index} is the analysed frame and cannot be dropped; choose another "
                                "frame to analyse (--frame N, or frame=N) and drop this one")
@@ -126,6 +145,87 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     notes = (*run.warnings, *scale_notes, *trace.warnings, *((clip,) if clip else ()), *placed.warnings,
              *wm.warnings, *((start,) if start else ()), *series.warnings)
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
+
+
+def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS) -> tuple[int | None, str] | None:
+    """Whether a native run's mask holds iodine along the traced segment, and what to do then.
+
+    Each frame's iodine along the segment is read on the native frames
+    (:func:`stenosis.opacification.native_iodine`, sides beyond the largest lumen the fit
+    searches). When the mask (the tagged mask frames, else frame 0, as
+    :func:`stenosis.opacification.opacify` takes it) holds more than ``mask_iodine_fraction`` of
+    the analysed frame's, subtracting it removes that much of the lumen's signal, unevenly
+    where the bolus was still filling: a run exported after the bolus arrived, or mask frames
+    tagged wrongly. Returns None (the mask is fine; subtracted or single-frame runs), ``(k,
+    note)`` with the frame ``k`` holding the least iodine when it holds at most that share (the
+    new mask), or ``(None, note)`` when no frame does (the analysed frame is measured alone as a
+    native frame, against a background interpolated around the lumen)."""
+    from .diameter import normals_from_centerline
+    from .opacification import native_iodine
+
+    meta = run.metadata
+    n = run.frames.shape[0]
+    a = analysed.index
+    masks = [m for m in meta.mask_frames if 0 <= m < n] or [0]
+    if meta.subtracted or n < 2:
+        return None
+    rc = analysed.trace.centerline_rc
+    side = params.fit_r_max_radii * radius_hint(analysed.image, rc) + params.fit_r_max_extra_px
+    iodine = native_iodine(run, rc, normals_from_centerline(rc), side_px=side)
+    if not iodine[a] > 0:
+        return None
+    share = iodine / iodine[a]
+    held = float(np.mean(share[masks]))
+    if held <= params.mask_iodine_fraction:
+        return None
+    which = f"mask frame{'s' if len(masks) > 1 else ''} {', '.join(map(str, masks))}"
+    why = (f"the run's {which} hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the analysed frame's iodine "
+           "along the segment (a run exported after the bolus arrived, or mask frames tagged wrongly)")
+    k = int(np.argmin(share))
+    if k != a and share[k] <= params.mask_iodine_fraction:
+        return k, f"{why}: frame {k}, which holds the least ({100 * share[k]:.0f}%), is the mask instead"
+    return None, (f"{why}, and no frame holds less than {100 * params.mask_iodine_fraction:.0f}% of it: frame {a} "
+                  "is measured alone as a native frame, against a background interpolated around the lumen")
+
+
+def _alone(run, index: int):
+    """Frame ``index`` of a run as a single-frame native run (no mask)."""
+    return replace(run, frames=run.frames[index:index + 1], metadata=replace(run.metadata, n_frames=1, mask_frames=()))
+
+
+def _traced_natively(run, inputs: ReaderInputs, scale: Scale, params: MeasureParams) -> AnalysedFrame | None:
+    """A native multi-frame run's segment traced on one native frame alone (the reader's, else
+    the one holding the most iodine around the points), or None (nothing traced there either)."""
+    from .opacification import native_values
+
+    n = run.frames.shape[0]
+    if run.metadata.subtracted or n < 2:
+        return None
+    k = int(inputs.frame) if inputs.frame is not None else guess_frame(
+        run, inputs.path_points, stack=np.stack([-native_values(run, t) for t in range(n)]))
+    try:
+        found = choose_frame(_alone(run, k), replace(inputs, frame=0), scale, params)
+    except MeasurementError:
+        return None
+    return replace(found, index=k)
+
+
+def _measured_again(run, inputs: ReaderInputs, params: MeasureParams, analysed_index: int, mask: int | None,
+                    note: str) -> StenosisResult:
+    """The measurement with frame ``mask`` as the run's mask, or (None) of the analysed frame
+    alone as a single native frame, reported in the run's frame numbers, ``note`` first."""
+    meta = run.metadata
+    if mask is not None:
+        res = _measure_run(replace(run, metadata=replace(meta, mask_frames=(mask,))), inputs, params, mask_checked=True)
+        return replace(res, warnings=tuple(dict.fromkeys((note, *res.warnings))))
+    a = analysed_index
+    res = _measure_run(_alone(run, a), replace(inputs, frame=0, frames="single", exclude_frames=()), params, mask_checked=True)
+    fr = dict(res.frames)
+    if fr:
+        fr["used"] = [a]
+        fr["per_frame"] = [{**p, "frame": a} for p in fr.get("per_frame", [])]
+    return replace(res, frame_index=a, frames=fr, warnings=tuple(dict.fromkeys((note, *res.warnings))),
+                   parameters={**res.parameters, "reader": inputs.to_record()})
 
 
 @dataclass(frozen=True, eq=False)
