@@ -166,8 +166,8 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     meta = run.metadata
     n = run.frames.shape[0]
     a = analysed.index
-    masks = [m for m in meta.mask_frames if 0 <= m < n] or [0]
-    if meta.subtracted or n < 2:
+    masks = mask_frames_of(run)
+    if not masks:
         return None
     rc = analysed.trace.centerline_rc
     side = params.fit_r_max_radii * radius_hint(analysed.image, rc) + params.fit_r_max_extra_px
@@ -519,8 +519,17 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
         percent_stenosis_sd=float(wm.percent_stenosis_sd),
         mld_sd_px=float(wm.mld_sd_px),
         reference_sd_px=float(wm.reference_sd_px),
-        frames=_frames_record(series, profile, scale) if series is not None else {},
+        frames=({**_frames_record(series, profile, scale), "mask": mask_frames_of(run)} if series is not None else {}),
     )
+
+
+def mask_frames_of(run) -> list[int]:
+    """The frames a run's opacification subtracts as its mask (:func:`stenosis.opacification.opacify`):
+    the tagged mask frames, else frame 0; none for a subtracted run or a single native frame."""
+    n = run.frames.shape[0]
+    if run.metadata.subtracted or n < 2:
+        return []
+    return [int(m) for m in run.metadata.mask_frames if 0 <= m < n] or [0]
 
 
 def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) -> dict:

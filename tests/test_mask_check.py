@@ -50,6 +50,7 @@ def test_a_good_mask_is_left_alone(case):
     res = stenosis.measure(run, **points)
     off = stenosis.measure(run, **points, params=replace(DEFAULT_PARAMS, mask_iodine_fraction=10.0))
     assert not any("iodine along the segment" in w for w in res.warnings)
+    assert res.frames["mask"] == [0, 1]
     a, b = res.to_dict(), off.to_dict()
     a["parameters"].pop("params"), b["parameters"].pop("params")  # the non-default value recorded
     assert a == b
@@ -64,7 +65,7 @@ def test_an_opacified_first_frame_is_not_the_mask(case):
     note = res.warnings[0]
     assert "mask frame 0 holds" in note and "frame 4, which holds the least" in note and "is the mask instead" in note
     assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 2.0, res.percent_stenosis  # 57.5 measured
-    assert 4 not in res.frames["used"]
+    assert 4 not in res.frames["used"] and res.frames["mask"] == [4]
 
 
 def test_a_run_without_any_iodine_free_frame_is_read_as_a_native_frame(case):
@@ -73,6 +74,7 @@ def test_a_run_without_any_iodine_free_frame_is_read_as_a_native_frame(case):
     res = stenosis.measure(full, **points)
     assert "is measured alone as a native frame" in res.warnings[0], res.warnings
     assert res.frame_index == 2 and res.frames["used"] == [2]   # the run's own frame numbers
+    assert res.frames["mask"] == []                            # nothing subtracted
     assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 5.0, res.percent_stenosis  # 60.5 measured
     assert res.parameters["reader"] == {}                       # the reader's record is the reader's
 

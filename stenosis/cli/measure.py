@@ -51,6 +51,9 @@ def summary_lines(res) -> list[str]:
                      + (f", per-frame SD {sd:.1f} points" if sd is not None else ""))
     if fr.get("excluded"):
         lines.append(f"frames dropped     {', '.join(str(t) for t in fr['excluded'])} (by the reader)")
+    if fr.get("mask"):
+        lines.append(f"mask               frame{'s' if len(fr['mask']) > 1 else ''} {', '.join(str(t) for t in fr['mask'])}"
+                     " (subtracted from the frames measured)")
     cal = d["calibration"]
     cal_txt = f"{res.mm_per_px:.4g} mm/px ({cal['source']})" if mm else f"none ({cal['source']})"
     lines.append(f"calibration        {cal_txt}")
