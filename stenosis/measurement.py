@@ -104,8 +104,9 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
 
 
 def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_checked: bool = False) -> StenosisResult:
-    """:func:`measure` of a run read and checked; a native run whose mask holds iodine along the
-    segment is measured again with another mask, or its analysed frame alone (:func:`mask_check`)."""
+    """:func:`measure` of a run read and checked. A native run whose mask holds iodine along the
+    segment is measured again with another mask, or its analysed frame alone; an untagged run,
+    with its frames before the bolus as the mask (:func:`mask_check`)."""
     scale = Scale.of(run.calibration, inputs.segment, inputs.model, params)
     try:
         analysed = choose_frame(run, inputs, scale, params)
@@ -147,45 +148,77 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 
 
-def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS) -> tuple[int | None, str] | None:
-    """Whether a native run's mask holds iodine along the traced segment, and what to do then.
+def mask_check(run, analysed: AnalysedFrame,
+               params: MeasureParams = DEFAULT_PARAMS) -> tuple[tuple[int, ...] | None, str | None] | None:
+    """Whether a native run's mask is the right one for the traced segment, and what to do if not.
 
     Each frame's iodine along the segment is read on the native frames
     (:func:`stenosis.opacification.native_iodine`, sides beyond the largest lumen the fit
     searches). When the mask (the tagged mask frames, else frame 0, as
     :func:`stenosis.opacification.opacify` takes it) holds more than ``mask_iodine_fraction`` of
-    the analysed frame's, subtracting it removes that much of the lumen's signal, unevenly
-    where the bolus was still filling: a run exported after the bolus arrived, or mask frames
-    tagged wrongly. Returns None (the mask is fine; subtracted or single-frame runs), ``(k,
-    note)`` with the frame ``k`` holding the least iodine when it holds at most that share (the
-    new mask), or ``(None, note)`` when no frame does (the analysed frame is measured alone as a
-    native frame, against a background interpolated around the lumen)."""
+    the analysed frame's (median over the samples), subtracting it removes that much of the
+    lumen's signal, unevenly where the bolus was still filling: a run exported after the bolus
+    arrived, or mask frames tagged wrongly. An untagged run whose frame 0 is a fine mask gets as
+    mask every frame from 0 until the bolus arrives (the iodine along each quarter of the segment
+    under ``mask_quiet_fraction`` of the analysed frame's there): their mean halves the mask's
+    noise for two frames, which every measured frame shares.
+
+    Returns None (the mask is fine; subtracted or single-frame runs), ``(masks, note)`` with the
+    frames to subtract instead (``note`` None when only more quiet frames were found), or ``(None,
+    note)`` when no frame holds at most ``mask_iodine_fraction`` (the analysed frame is then
+    measured alone as a native frame, against a background interpolated around the lumen)."""
     from .diameter import normals_from_centerline
     from .opacification import native_iodine
 
-    meta = run.metadata
-    n = run.frames.shape[0]
     a = analysed.index
     masks = mask_frames_of(run)
     if not masks:
         return None
     rc = analysed.trace.centerline_rc
     side = params.fit_r_max_radii * radius_hint(analysed.image, rc) + params.fit_r_max_extra_px
-    iodine = native_iodine(run, rc, normals_from_centerline(rc), side_px=side)
+    per, across = native_iodine(run, rc, normals_from_centerline(rc), side_px=side, sides=True)
+    iodine = np.median(per, axis=1)
     if not iodine[a] > 0:
         return None
     share = iodine / iodine[a]
     held = float(np.mean(share[masks]))
     if held <= params.mask_iodine_fraction:
-        return None
+        quiet = [] if run.metadata.mask_frames else _before_the_bolus(per, across, a, params)
+        return (tuple(quiet), None) if len(quiet) > 1 else None
     which = f"mask frame{'s' if len(masks) > 1 else ''} {', '.join(map(str, masks))}"
     why = (f"the run's {which} hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the analysed frame's iodine "
            "along the segment (a run exported after the bolus arrived, or mask frames tagged wrongly)")
     k = int(np.argmin(share))
     if k != a and share[k] <= params.mask_iodine_fraction:
-        return k, f"{why}: frame {k}, which holds the least ({100 * share[k]:.0f}%), is the mask instead"
+        return (k,), f"{why}: frame {k}, which holds the least ({100 * share[k]:.0f}%), is the mask instead"
     return None, (f"{why}, and no frame holds less than {100 * params.mask_iodine_fraction:.0f}% of it: frame {a} "
                   "is measured alone as a native frame, against a background interpolated around the lumen")
+
+
+def _before_the_bolus(per: np.ndarray, across: np.ndarray, analysed: int, params: MeasureParams) -> list[int]:
+    """Frames 0, 1, ... while each holds, along every quarter of the segment, no more iodine than
+    frame 0 beyond ``mask_quiet_fraction`` of the analysed frame's or ``contrast_sigmas`` of the
+    noise, whichever is larger; a frame where the bolus has reached part of the segment ends them.
+    ``per``: (T, N) iodine at each sample; ``across``: (T, N) difference of the two sides, whose
+    frame-to-frame change is noise alone: the RMS of its quarter means over the frames is the
+    noise SD of a quarter mean of the sides' difference, and sqrt(3/4) of it that of the iodine's
+    (centre less the sides' mean against the two sides' difference: per-pixel variance 1.5 : 2)."""
+    quarters = np.array_split(np.arange(per.shape[1]), 4)
+
+    def quarter_means(x, t):
+        return np.array([x[t, q].mean() - x[0, q].mean() for q in quarters])
+
+    ref = quarter_means(per, analysed)
+    if not np.all(ref > 0):
+        return [0]
+    noise = np.sqrt(np.mean([quarter_means(across, t) ** 2 for t in range(1, per.shape[0])]) * 0.75)
+    allowed = np.maximum(params.mask_quiet_fraction * ref, params.contrast_sigmas * noise)
+    out = [0]
+    for t in range(1, per.shape[0]):
+        if t == analysed or np.any(quarter_means(per, t) >= allowed):
+            break
+        out.append(t)
+    return out
 
 
 def _alone(run, index: int):
@@ -210,21 +243,24 @@ def _traced_natively(run, inputs: ReaderInputs, scale: Scale, params: MeasurePar
     return replace(found, index=k)
 
 
-def _measured_again(run, inputs: ReaderInputs, params: MeasureParams, analysed_index: int, mask: int | None,
-                    note: str) -> StenosisResult:
-    """The measurement with frame ``mask`` as the run's mask, or (None) of the analysed frame
+def _measured_again(run, inputs: ReaderInputs, params: MeasureParams, analysed_index: int,
+                    masks: tuple[int, ...] | None, note: str | None) -> StenosisResult:
+    """The measurement with ``masks`` as the run's mask frames, or (None) of the analysed frame
     alone as a single native frame, reported in the run's frame numbers, ``note`` first."""
     meta = run.metadata
-    if mask is not None:
-        res = _measure_run(replace(run, metadata=replace(meta, mask_frames=(mask,))), inputs, params, mask_checked=True)
-        return replace(res, warnings=tuple(dict.fromkeys((note, *res.warnings))))
+    first = (note,) if note else ()
+    if masks is not None:
+        res = _measure_run(replace(run, metadata=replace(meta, mask_frames=tuple(masks))), inputs, params,
+                           mask_checked=True)
+        return replace(res, warnings=tuple(dict.fromkeys((*first, *res.warnings))))
     a = analysed_index
-    res = _measure_run(_alone(run, a), replace(inputs, frame=0, frames="single", exclude_frames=()), params, mask_checked=True)
+    res = _measure_run(_alone(run, a), replace(inputs, frame=0, frames="single", exclude_frames=()), params,
+                       mask_checked=True)
     fr = dict(res.frames)
     if fr:
         fr["used"] = [a]
         fr["per_frame"] = [{**p, "frame": a} for p in fr.get("per_frame", [])]
-    return replace(res, frame_index=a, frames=fr, warnings=tuple(dict.fromkeys((note, *res.warnings))),
+    return replace(res, frame_index=a, frames=fr, warnings=tuple(dict.fromkeys((*first, *res.warnings))),
                    parameters={**res.parameters, "reader": inputs.to_record()})
 
 

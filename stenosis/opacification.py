@@ -154,22 +154,25 @@ def native_values(run, index: int) -> np.ndarray:
     return f
 
 
-def native_iodine(run, centerline_rc: np.ndarray, normal_rc: np.ndarray, *, side_px: float) -> np.ndarray:
-    """(T,) each frame's iodine along a traced segment, read on the native frames (no mask):
-    the median over the centerline samples of the mean of the two sides, ``side_px`` out along
-    the normal, less the centre. Units of the opacified frames (stored grey levels; natural log
-    for a LIN run). The sides take out the anatomy that is smooth across the vessel, so a frame
-    without iodine reads about 0 and the analysed frame its iodine depth; the median keeps a
-    crossing vessel out."""
+def native_iodine(run, centerline_rc: np.ndarray, normal_rc: np.ndarray, *, side_px: float,
+                  sides: bool = False):
+    """(T, N) each frame's iodine at each sample of a traced segment, read on the native frames
+    (no mask): the mean of the two sides, ``side_px`` out along the normal, less the centre.
+    Units of the opacified frames (stored grey levels; natural log for a LIN run). The sides take
+    out the anatomy that is smooth across the vessel, so a frame without iodine reads about 0
+    (and its median over the samples keeps a crossing vessel out). ``sides``: also the (T, N)
+    difference of the two sides, which holds no iodine (a measure of the noise)."""
     rc = np.asarray(centerline_rc, float)
     nrm = np.asarray(normal_rc, float)
     coords = [rc.T, (rc + side_px * nrm).T, (rc - side_px * nrm).T]
-    out = np.empty(run.frames.shape[0])
+    out = np.empty((run.frames.shape[0], len(rc)))
+    across = np.empty_like(out)
     for t in range(run.frames.shape[0]):
         f = native_values(run, t)
         c, a, b = (ndi.map_coordinates(f, xy, order=1, mode="nearest") for xy in coords)
-        out[t] = float(np.median(0.5 * (a + b) - c))
-    return out
+        out[t] = 0.5 * (a + b) - c
+        across[t] = a - b
+    return (out, across) if sides else out
 
 
 def background_off_vessels(values: np.ndarray, vessels: np.ndarray, *, sigma_px: float) -> np.ndarray:

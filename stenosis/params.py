@@ -54,6 +54,7 @@ class MeasureParams:
     background_sigma_px: float = _p(4.0, "px", "single native frame: scale of the background interpolated from the pixels around the traced lumen")
     combine_fraction: float = _p(0.5, "fraction", "another frame is combined when its iodine along the segment is at least this share of the peak (median over samples); its samples are read where their iodine is within a factor 1/this of the frames' median there")
     mask_iodine_fraction: float = _p(0.5, "fraction", "a native run's mask frame holding more than this share of the analysed frame's iodine along the segment is replaced by the frame holding the least; when every frame holds more, the analysed frame is measured as a single native frame")
+    mask_quiet_fraction: float = _p(0.1, "fraction", "an untagged native run's frames from frame 0 until the bolus arrives (iodine along each quarter of the segment under this share of the analysed frame's) are averaged as its mask")
     frame_outlier_sds: float = _p(4.0, "noise SD", "a frame's diameter further than this from the frames' median at a sample (3+ frames) is not combined there")
     recenter_max_px: float = _p(3.0, "px", "smallest cap of the move onto the fitted lumen centres")
     recenter_max_radius: float = _p(0.5, "x radius", "cap of the move onto the fitted lumen centres, in lumen radii")

@@ -90,3 +90,16 @@ def test_late_runs_are_measured_on_a_native_frame(runs):
         assert said and np.isfinite(p), name
         err.append(abs(p - case.truth["percent"]))
     assert np.mean(err) <= 16.0
+
+
+def test_untagged_masks_are_found_before_the_bolus(cimat_dir):
+    """``--untagged-masks``: no MaskSubtractionSequence, so frame 0 alone was the mask; the two
+    frames before the bolus are now found on real anatomy and averaged as the mask."""
+    import stenosis
+
+    mod = load_benchmark("hybrid_frames")
+    made = mod.make_runs(cimat_dir.parent, (2, 11, 33), per_image=2, seed=16, tag_masks=False)
+    for name, split, dose, run, case in made:
+        assert run.metadata.mask_frames == ()
+        res = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc)
+        assert res.frames["mask"] == [0, 1], (name, res.frames["mask"])

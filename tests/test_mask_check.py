@@ -39,7 +39,7 @@ def test_native_iodine_is_zero_before_the_bolus_and_grows_with_it(case):
     rc = np.array(truth["centerline_rc"])[::10]
     from stenosis.diameter import normals_from_centerline
 
-    iod = native_iodine(run, rc, normals_from_centerline(rc), side_px=15.0)
+    iod = np.median(native_iodine(run, rc, normals_from_centerline(rc), side_px=15.0), axis=1)
     full = iod[5]
     assert abs(iod[0]) < 0.05 * full and abs(iod[1]) < 0.05 * full  # the masks: no iodine
     assert iod[2] < iod[3] < iod[4] <= 1.02 * full                      # the bolus arriving
@@ -103,3 +103,38 @@ def test_a_run_whose_frames_all_hold_the_same_iodine_is_not_refused(case):
     res = stenosis.measure(same, **points)
     assert "is measured alone as a native frame" in res.warnings[0], res.warnings
     assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 5.0, res.percent_stenosis
+
+
+def test_an_untagged_run_averages_its_frames_before_the_bolus_as_mask(case):
+    """No MaskSubtractionSequence: frame 0 alone was the mask. Frames 0 and 1 come before the
+    bolus (2 holds a third of it): both are the mask, as the tagged run's, and the result is the
+    tagged run's."""
+    run, points, _ = case
+    untagged = replace(run, metadata=replace(run.metadata, mask_frames=()))
+    res = stenosis.measure(untagged, **points)
+    tagged = stenosis.measure(run, **points)
+    assert res.frames["mask"] == [0, 1]
+    assert not any("iodine along the segment" in w for w in res.warnings)
+    assert res.percent_stenosis == tagged.percent_stenosis and res.mld_px == tagged.mld_px
+    only0 = stenosis.measure(replace(run, metadata=replace(run.metadata, mask_frames=(0,))), **points)
+    assert only0.frames["mask"] == [0] and only0.percent_stenosis != tagged.percent_stenosis  # what it was
+
+
+def test_a_bolus_front_on_part_of_the_segment_ends_the_mask_frames():
+    """Frames 0-2 quiet (noise only), frame 3 with the bolus over the first quarter only (the
+    median over the whole segment would not see it), frame 5 analysed."""
+    from stenosis.measurement import _before_the_bolus
+
+    rng = np.random.default_rng(0)
+    n = 200
+    per = rng.normal(0.0, 1.0, (6, n))
+    across = rng.normal(0.0, 1.0, (6, n)) * np.sqrt(2 / 1.5)
+    per[3, : n // 4] += 8.0   # the bolus front: a third of the full iodine, over a quarter
+    per[4] += 12.0
+    per[5] += 24.0
+    assert np.median(per[3]) < 1.0
+    assert _before_the_bolus(per, across, 5, DEFAULT_PARAMS) == [0, 1, 2]
+    per[2, n // 2:] += 2.0    # 8% of the iodine over half the segment: within the quiet share
+    assert _before_the_bolus(per, across, 5, DEFAULT_PARAMS) == [0, 1, 2]
+    per[1, -n // 4:] += 6.0   # a quarter of it: the bolus (or a vein) is there, frames stop at 0
+    assert _before_the_bolus(per, across, 5, DEFAULT_PARAMS) == [0]
