@@ -114,7 +114,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
         # nothing to trace after subtraction: a mask holding as much iodine as every frame
         # leaves no vessel; look on the native frame holding the most around the points
         found = None if mask_checked else _traced_natively(run, inputs, scale, params)
-        check = None if found is None else mask_check(run, found, params)
+        check = None if found is None else mask_check(run, found, params, whole_vessel=True)
         if check is None:
             raise
         return _measured_again(run, inputs, params, found.index, *check)
@@ -148,8 +148,8 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 
 
-def mask_check(run, analysed: AnalysedFrame,
-               params: MeasureParams = DEFAULT_PARAMS) -> tuple[tuple[int, ...] | None, str | None] | None:
+def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
+               whole_vessel: bool = False) -> tuple[tuple[int, ...] | None, str | None] | None:
     """Whether a native run's mask is the right one for the traced segment, and what to do if not.
 
     Each frame's iodine along the segment is read on the native frames
@@ -166,7 +166,11 @@ def mask_check(run, analysed: AnalysedFrame,
     Returns None (the mask is fine; subtracted or single-frame runs), ``(masks, note)`` with the
     frames to subtract instead (``note`` None when only more quiet frames were found), or ``(None,
     note)`` when no frame holds at most ``mask_iodine_fraction`` (the analysed frame is then
-    measured alone as a native frame, against a background interpolated around the lumen)."""
+    measured alone as a native frame, against a background interpolated around the lumen).
+    ``whole_vessel`` (a segment traced on a native frame, nothing having been traced after
+    subtraction): None too unless every quarter of the path holds at least ``mask_iodine_fraction``
+    of the segment's median iodine in the analysed frame, so that points off any vessel, whose
+    path crosses background or anatomy, are still refused."""
     from .diameter import normals_from_centerline
     from .opacification import native_iodine
 
@@ -179,6 +183,9 @@ def mask_check(run, analysed: AnalysedFrame,
     per, across = native_iodine(run, rc, normals_from_centerline(rc), side_px=side, sides=True)
     iodine = np.median(per, axis=1)
     if not iodine[a] > 0:
+        return None
+    if whole_vessel and any(np.median(per[a, q]) < params.mask_iodine_fraction * iodine[a]
+                            for q in np.array_split(np.arange(per.shape[1]), 4)):
         return None
     share = iodine / iodine[a]
     held = float(np.mean(share[masks]))
