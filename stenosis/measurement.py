@@ -185,7 +185,7 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     if not iodine[a] > 0:
         return None
     if whole_vessel and any(np.median(per[a, q]) < params.mask_iodine_fraction * iodine[a]
-                            for q in np.array_split(np.arange(per.shape[1]), 4)):
+                            for q in _quarters(per.shape[1])):
         return None
     share = iodine / iodine[a]
     held = float(np.mean(share[masks]))
@@ -202,6 +202,12 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
                   "is measured alone as a native frame, against a background interpolated around the lumen")
 
 
+def _quarters(n: int) -> list[np.ndarray]:
+    """The sample indices of the segment's four quarters: a bolus front or a stretch off the vessel
+    that covers part of the segment shows in one of them, where a median over all would hide it."""
+    return np.array_split(np.arange(n), 4)
+
+
 def _before_the_bolus(per: np.ndarray, across: np.ndarray, analysed: int, params: MeasureParams) -> list[int]:
     """Frames 0, 1, ... while each holds, along every quarter of the segment, no more iodine than
     frame 0 beyond ``mask_quiet_fraction`` of the analysed frame's or ``contrast_sigmas`` of the
@@ -210,7 +216,7 @@ def _before_the_bolus(per: np.ndarray, across: np.ndarray, analysed: int, params
     frame-to-frame change is noise alone: the RMS of its quarter means over the frames is the
     noise SD of a quarter mean of the sides' difference, and sqrt(3/4) of it that of the iodine's
     (centre less the sides' mean against the two sides' difference: per-pixel variance 1.5 : 2)."""
-    quarters = np.array_split(np.arange(per.shape[1]), 4)
+    quarters = _quarters(per.shape[1])
 
     def quarter_means(x, t):
         return np.array([x[t, q].mean() - x[0, q].mean() for q in quarters])
