@@ -96,18 +96,20 @@ def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_
     return out
 
 
-MASK_NOTE = "iodine along the segment"  # the start of measurement.mask_check's notes
+MASK_NOTES = ("iodine along the segment", "no bolus is seen there")  # in measurement.mask_check's notes
 
 
-def measure(run, case, **kw) -> tuple[float, float, bool]:
-    """(percent, SD, whether the result says the mask held iodine); NaN when refused."""
+def measure(run, case, **kw) -> tuple[float, float, bool, int]:
+    """(percent, SD, whether the result says the mask held iodine, mask frames subtracted); NaN
+    (and 0 masks) when refused."""
     import stenosis
 
     try:
         r = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, **kw)
     except stenosis.StenosisError:
-        return float("nan"), float("nan"), False
-    return float(r.percent_stenosis), float(r.percent_stenosis_sd), any(MASK_NOTE in w for w in r.warnings)
+        return float("nan"), float("nan"), False, 0
+    return (float(r.percent_stenosis), float(r.percent_stenosis_sd), any(n in w for w in r.warnings for n in MASK_NOTES),
+            len(r.frames.get("mask") or ()))
 
 
 def main(argv=None) -> int:
@@ -188,8 +190,12 @@ def main(argv=None) -> int:
               f"{np.nanmean([r['native'][0] for r in normal]):.1f}%")
     refused = sum(not np.isfinite(r["all"][0]) for r in rows)
     print(f"refused: {refused} of {len(rows)}")
+    masks = {d: [r["all"][3] for r in rows if r["dose"] == d and np.isfinite(r["all"][0])] for d in DOSES}
+    print("mask frames subtracted (all frames; by added noise): " + ", ".join(
+        f"{d:.0f}: {np.mean(m):.2f} ({sum(k >= args.masks for k in m)} of {len(m)} with {args.masks}+)"
+        for d, m in masks.items() if m))
     said = sum(r["all"][2] for r in rows)
-    print(f"results saying the mask held iodine: {said} of {len(rows) - refused}")
+    print(f"results saying the mask held iodine (or no bolus was seen): {said} of {len(rows) - refused}")
     return 0
 
 

@@ -28,7 +28,7 @@ from .diameter.stage import iodine_ratio
 from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
-from .result import DiameterProfile, QualityFlag, ReferenceWindow, StenosisResult
+from .result import CONFIRM_CALL, DiameterProfile, QualityFlag, ReferenceWindow, StenosisResult
 from .trace import Scale, clipping_warning, local_reference, radius_hint, trace_segment
 from .wasid import (WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, start_sensitivity_warning,
                     wasid)
@@ -114,17 +114,17 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
         # nothing to trace after subtraction: a mask holding as much iodine as every frame
         # leaves no vessel; look on the native frame holding the most around the points
         found = None if mask_checked else _traced_natively(run, inputs, scale, params)
-        check = None if found is None else mask_check(run, found, params, whole_vessel=True)
+        check = None if found is None else mask_check(run, found, params, whole_vessel=True,
+                                                      exclude=inputs.exclude_frames)
         if check is None:
             raise
+        _not_dropped(found.index, inputs)
         return _measured_again(run, inputs, params, found.index, *check)
+    _not_dropped(analysed.index, inputs)
     if not mask_checked:
-        check = mask_check(run, analysed, params)
+        check = mask_check(run, analysed, params, exclude=inputs.exclude_frames)
         if check is not None:
             return _measured_again(run, inputs, params, analysed.index, *check)
-    if analysed.index in inputs.exclude_frames:
-        raise MeasurementError(f"frame {analysed.index} is the analysed frame and cannot be dropped; choose another "
-                               "frame to analyse (--frame N, or frame=N) and drop this one")
     image, trace = analysed.image, analysed.trace
     background = single_frame_background(run, analysed, params)
     rhint = radius_hint(image, trace.centerline_rc)
@@ -148,29 +148,52 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 
 
+def _not_dropped(index: int, inputs: ReaderInputs) -> None:
+    if index in inputs.exclude_frames:
+        raise MeasurementError(f"frame {index} is the analysed frame and cannot be dropped; choose another "
+                               "frame to analyse (--frame N, or frame=N) and drop this one")
+
+
+def _still_note(a: int) -> str:
+    """The first warning of a segment measured on a native frame though no frame differs from
+    another along it beyond a quiet frame's share: no bolus is seen there."""
+    return (f"every frame holds about the same along this segment, so no bolus is seen there (a run exported after "
+            f"it arrived, or still anatomy shaped like a vessel: a catheter, a bone edge): frame {a} is measured "
+            f"alone as a native frame; check that this is an opacified artery, and {CONFIRM_CALL}")
+
+
 def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
-               whole_vessel: bool = False) -> tuple[tuple[int, ...] | None, str | None] | None:
+               whole_vessel: bool = False, exclude=()) -> tuple[tuple[int, ...] | None, str | None] | None:
     """Whether a native run's mask is the right one for the traced segment, and what to do if not.
 
     Each frame's iodine along the segment is read on the native frames
     (:func:`stenosis.opacification.native_iodine`, sides beyond the largest lumen the fit
-    searches). When the mask (the tagged mask frames, else frame 0, as
-    :func:`stenosis.opacification.opacify` takes it) holds more than ``mask_iodine_fraction`` of
-    the analysed frame's (median over the samples), subtracting it removes that much of the
-    lumen's signal, unevenly where the bolus was still filling: a run exported after the bolus
-    arrived, or mask frames tagged wrongly. An untagged run whose frame 0 is a fine mask gets as
-    mask every frame from 0 until the bolus arrives (the iodine along each quarter of the segment
-    under ``mask_quiet_fraction`` of the analysed frame's there): their mean halves the mask's
-    noise for two frames, which every measured frame shares.
+    searches). That reading also holds still anatomy shaped like a vessel (a catheter, a bone
+    ridge along it), the same in every frame; differences between frames hold the bolus alone.
+    So the mask (the tagged mask frames, else frame 0, as :func:`stenosis.opacification.opacify`
+    takes it) is judged against the frame holding the least (``exclude``: frames the reader
+    dropped, never chosen): when it holds more than ``mask_iodine_fraction`` of the iodine the
+    analysed frame gains over that frame, subtracting it removes that much of the lumen's signal,
+    unevenly where the bolus was still filling (a run exported after the bolus arrived, or mask
+    frames tagged wrongly), and the frame holding the least is the mask instead.
 
-    Returns None (the mask is fine; subtracted or single-frame runs), ``(masks, note)`` with the
-    frames to subtract instead (``note`` None when only more quiet frames were found), or ``(None,
-    note)`` when no frame holds at most ``mask_iodine_fraction`` (the analysed frame is then
-    measured alone as a native frame, against a background interpolated around the lumen).
+    An untagged run (frame 0 is the tool's guess, not the acquisition's statement) whose every
+    frame holds more than ``mask_iodine_fraction`` of the analysed frame's reading is measured on
+    the analysed frame alone, as a native frame. A still vessel-shaped structure along the segment
+    as deep as the lumen's iodine would read so too (the first warning says what was done); tagged
+    mask frames are trusted on this. An untagged run whose frame 0 is a fine mask gets as mask
+    every frame from 0 until the bolus arrives (:func:`_before_the_bolus`).
+
+    Returns None (the mask is fine; subtracted or single-frame runs; a reading under its noise),
+    ``(masks, note)`` with the frames to subtract instead (``note`` None when only more quiet
+    frames were found), or ``(None, note)`` (measure the analysed frame alone).
     ``whole_vessel`` (a segment traced on a native frame, nothing having been traced after
     subtraction): None too unless every quarter of the path holds at least ``mask_iodine_fraction``
     of the segment's median iodine in the analysed frame, so that points off any vessel, whose
-    path crosses background or anatomy, are still refused."""
+    path crosses background or anatomy, are still refused. When no frame differs from another
+    along the segment by more than ``mask_quiet_fraction`` of its iodine (and its noise), nothing
+    tells a run exported after the bolus arrived from still anatomy shaped like a vessel: the
+    analysed frame is measured alone and the note asks a reader to confirm the call."""
     from .diameter import normals_from_centerline
     from .opacification import native_iodine
 
@@ -181,25 +204,45 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     rc = analysed.trace.centerline_rc
     side = params.fit_r_max_radii * radius_hint(analysed.image, rc) + params.fit_r_max_extra_px
     per, across = native_iodine(run, rc, normals_from_centerline(rc), side_px=side, sides=True)
+    usable = [t for t in range(per.shape[0]) if t == a or t not in set(exclude)]
+    quarter_sd = _iodine_noise(across, usable, _quarters(per.shape[1]))
+    floor = params.contrast_sigmas * quarter_sd / 2  # a median over four quarters: about their mean's noise
     iodine = np.median(per, axis=1)
-    if not iodine[a] > 0:
+    if not iodine[a] > floor:
         return None
-    if whole_vessel and any(np.median(per[a, q]) < params.mask_iodine_fraction * iodine[a]
-                            for q in _quarters(per.shape[1])):
-        return None
-    share = iodine / iodine[a]
-    held = float(np.mean(share[masks]))
-    if held <= params.mask_iodine_fraction:
-        quiet = [] if run.metadata.mask_frames else _before_the_bolus(per, across, a, params)
-        return (tuple(quiet), None) if len(quiet) > 1 else None
+    least = min(usable, key=lambda t: iodine[t])
+    rise = iodine[a] - iodine[least]  # still anatomy cancels
+    # a bolus seen along the segment: the frames differ by more than a quiet frame may (the
+    # threshold of _before_the_bolus) and than their noise
+    bolus = rise > max(params.mask_quiet_fraction * iodine[a], np.sqrt(2) * floor)
+    if whole_vessel:
+        if any(np.median(per[a, q]) < params.mask_iodine_fraction * iodine[a] for q in _quarters(per.shape[1])):
+            return None
+        if not bolus:
+            return None, _still_note(a)
+    tagged = bool(run.metadata.mask_frames)
     which = f"mask frame{'s' if len(masks) > 1 else ''} {', '.join(map(str, masks))}"
-    why = (f"the run's {which} hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the analysed frame's iodine "
-           "along the segment (a run exported after the bolus arrived, or mask frames tagged wrongly)")
-    k = int(np.argmin(share))
-    if k != a and share[k] <= params.mask_iodine_fraction:
-        return (k,), f"{why}: frame {k}, which holds the least ({100 * share[k]:.0f}%), is the mask instead"
-    return None, (f"{why}, and no frame holds less than {100 * params.mask_iodine_fraction:.0f}% of it: frame {a} "
-                  "is measured alone as a native frame, against a background interpolated around the lumen")
+    held = (float(np.mean(iodine[masks])) - iodine[least]) / rise if rise > 0 else 0.0
+    if not tagged and iodine[least] > params.mask_iodine_fraction * iodine[a]:
+        if not bolus:
+            return None, _still_note(a)
+        sample_sd = _iodine_noise(across, usable, [np.array([i]) for i in range(per.shape[1])])
+        follows = _follows(per[a], per[least], sample_sd)
+        share = iodine[least] / iodine[a]
+        if whole_vessel or (follows is not None and follows > params.mask_iodine_fraction):
+            return None, (f"every frame of the run holds at least {100 * share:.0f}% of the analysed frame's iodine "
+                          f"along the segment (frame {least} the least: a run exported after the bolus arrived), "
+                          f"and no mask frame is tagged: frame {a} is measured alone as a native frame, against a "
+                          "background interpolated around the lumen")
+    if least not in masks and bolus and held > params.mask_iodine_fraction:
+        return (least,), (f"the run's {which} hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the iodine the "
+                          f"analysed frame gains over frame {least} along the segment (a run exported after the bolus "
+                          f"arrived, or mask frames tagged wrongly): frame {least}, which holds the least, is the mask "
+                          "instead")
+    if tagged:
+        return None
+    quiet = _before_the_bolus(per, a, params, usable, quarter_sd)
+    return (tuple(quiet), None) if len(quiet) > 1 else None
 
 
 def _quarters(n: int) -> list[np.ndarray]:
@@ -208,29 +251,65 @@ def _quarters(n: int) -> list[np.ndarray]:
     return np.array_split(np.arange(n), 4)
 
 
-def _before_the_bolus(per: np.ndarray, across: np.ndarray, analysed: int, params: MeasureParams) -> list[int]:
-    """Frames 0, 1, ... while each holds, along every quarter of the segment, no more iodine than
-    frame 0 beyond ``mask_quiet_fraction`` of the analysed frame's or ``contrast_sigmas`` of the
-    noise, whichever is larger; a frame where the bolus has reached part of the segment ends them.
-    ``per``: (T, N) iodine at each sample; ``across``: (T, N) difference of the two sides, whose
-    frame-to-frame change is noise alone: the RMS of its quarter means over the frames is the
-    noise SD of a quarter mean of the sides' difference, and sqrt(3/4) of it that of the iodine's
-    (centre less the sides' mean against the two sides' difference: per-pixel variance 1.5 : 2)."""
+def _iodine_noise(across: np.ndarray, usable: list[int], groups: list[np.ndarray]) -> float:
+    """The noise SD of one frame's iodine averaged over one of ``groups`` of samples (the
+    segment's quarters; each sample alone). ``across``: (T, N) difference of the two sides, which
+    holds no iodine, and whose still anatomy cancels between frames: its group means' change from
+    one frame to the next is noise alone. The median absolute change (robust to a vein filling
+    beside one side, or motion, in a few frames) / 0.6745 / sqrt(2) is the SD of a group mean of
+    the sides' difference, and sqrt(3/4) of it that of the iodine's (centre less the sides' mean
+    against the two sides' difference: per-pixel variance 1.5 : 2)."""
+    means = np.array([[across[t, g].mean() for g in groups] for t in usable])
+    if len(means) < 2:
+        return 0.0
+    return float(np.median(np.abs(np.diff(means, axis=0))) / 0.6745 / np.sqrt(2) * np.sqrt(0.75))
+
+
+def _follows(analysed: np.ndarray, least: np.ndarray, sample_sd: float) -> float | None:
+    """How much of the analysed frame's iodine, as it varies along the segment (the narrowing,
+    the taper), the least frame's reading follows: the slope of one on the other over the
+    samples, its dilution by the analysed frame's own noise (``sample_sd`` per sample) taken
+    out. Iodine in every frame follows the lumen's narrowing; still anatomy along the vessel (a
+    ridge of bone) does not. None when the segment varies too little beyond its noise to tell."""
+    spread = float(np.var(analysed)) - sample_sd ** 2
+    if not spread > sample_sd ** 2:
+        return None
+    return float(np.mean((analysed - analysed.mean()) * (least - least.mean())) / spread)
+
+
+def _before_the_bolus(per: np.ndarray, analysed: int, params: MeasureParams, usable: list[int],
+                      quarter_sd: float) -> list[int]:
+    """Frames 0, 1, ... (the ``usable`` ones) while each holds, along every quarter of the segment,
+    no more iodine than frame 0 beyond ``mask_quiet_fraction`` of the analysed frame's or
+    ``contrast_sigmas`` of the noise of that difference (``quarter_sd``, one frame's:
+    :func:`_iodine_noise`, times sqrt 2), whichever is larger but never beyond
+    ``mask_iodine_fraction`` of the analysed frame's: a frame where the bolus has reached part of
+    the segment ends them. Their mean must hold no more than the first bound, with the noise of
+    that mean (sqrt(1 - 1/n) of one frame's: frame 0 is in it): trailing frames are let go until
+    it does."""
     quarters = _quarters(per.shape[1])
 
-    def quarter_means(x, t):
-        return np.array([x[t, q].mean() - x[0, q].mean() for q in quarters])
+    def quarter_means(t):
+        return np.array([per[t, q].mean() - per[0, q].mean() for q in quarters])
 
-    ref = quarter_means(per, analysed)
+    ref = quarter_means(analysed)
     if not np.all(ref > 0):
         return [0]
-    noise = np.sqrt(np.mean([quarter_means(across, t) ** 2 for t in range(1, per.shape[0])]) * 0.75)
-    allowed = np.maximum(params.mask_quiet_fraction * ref, params.contrast_sigmas * noise)
+    quiet = params.mask_quiet_fraction * ref
+    allowed = np.minimum(np.maximum(quiet, params.contrast_sigmas * np.sqrt(2) * quarter_sd),
+                         params.mask_iodine_fraction * ref)
     out = [0]
     for t in range(1, per.shape[0]):
-        if t == analysed or np.any(quarter_means(per, t) >= allowed):
+        if t == analysed:
+            break
+        if t not in usable:
+            continue
+        if np.any(quarter_means(t) >= allowed):
             break
         out.append(t)
+    while len(out) > 1 and np.any(np.mean([quarter_means(t) for t in out], axis=0)
+                                  >= np.maximum(quiet, params.contrast_sigmas * quarter_sd * np.sqrt(1 - 1 / len(out)))):
+        out.pop()
     return out
 
 
@@ -241,16 +320,21 @@ def _alone(run, index: int):
 
 def _traced_natively(run, inputs: ReaderInputs, scale: Scale, params: MeasureParams) -> AnalysedFrame | None:
     """A native multi-frame run's segment traced on one native frame alone (the reader's, else
-    the one holding the most iodine around the points), or None (nothing traced there either)."""
+    the one not dropped holding the most iodine around the points), or None (nothing traced there either)."""
     from .opacification import native_values
 
     n = run.frames.shape[0]
     if run.metadata.subtracted or n < 2:
         return None
-    k = int(inputs.frame) if inputs.frame is not None else guess_frame(
-        run, inputs.path_points, stack=np.stack([-native_values(run, t) for t in range(n)]))
+    if inputs.frame is not None:
+        k = int(inputs.frame)
+    else:
+        kept = [t for t in range(n) if t not in inputs.exclude_frames]
+        if not kept:
+            return None
+        k = kept[guess_frame(run, inputs.path_points, stack=np.stack([-native_values(run, t) for t in kept]))]
     try:
-        found = choose_frame(_alone(run, k), replace(inputs, frame=0), scale, params)
+        found = choose_frame(_alone(run, k), replace(inputs, frame=0, exclude_frames=()), scale, params)
     except MeasurementError:
         return None
     return replace(found, index=k)
@@ -269,6 +353,10 @@ def _measured_again(run, inputs: ReaderInputs, params: MeasureParams, analysed_i
     a = analysed_index
     res = _measure_run(_alone(run, a), replace(inputs, frame=0, frames="single", exclude_frames=()), params,
                        mask_checked=True)
+    idle = list(inputs.exclude_frames)
+    if idle:
+        first += (f"dropped frame{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} "
+                  f"{'were' if len(idle) > 1 else 'was'} not combined anyway (a single frame measured)",)
     fr = dict(res.frames)
     if fr:
         fr["used"] = [a]

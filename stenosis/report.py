@@ -437,7 +437,8 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
         f"{result.segment}  WASID stenosis {result.percent_stenosis:.1f}% \u00b1 {result.percent_stenosis_sd:.1f} (1 SD)"
         f"   [{verdict}]{interp}",
         fontsize=14, weight="bold", x=0.03, ha="left", y=1 - 0.025 * 5.6 / height,
-        color="#b00020" if result.meets_50 else "#14532d",
+        # the napari table's colours: red >= 50%, orange when a reader must confirm, else green
+        color="#b00020" if result.meets_50 else ("#c05600" if result.needs_confirmation else "#14532d"),
     )
     fig.text(0.03, 1 - 0.095 * 5.6 / height,
              f"{nums}   |   reference: {rw.description}   |   calibration: {cal_txt}   |   {result.file}",

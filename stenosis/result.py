@@ -285,6 +285,7 @@ class StenosisResult:
             "frame_index": int(self.frame_index),
             "percent_stenosis": _r(self.percent_stenosis, 2),
             "meets_50": self.meets_50,
+            "needs_confirmation": self.needs_confirmation,
             "mld_mm": _r(self.mld_mm, 4),
             "mld_rc": _rc(self.mld_rc),
             "reference_diameter_mm": _r(self.reference_diameter_mm, 4),
@@ -326,7 +327,9 @@ class StenosisResult:
 #: ``lesion_disagreement_sd``: a batch row that is one view of a named lesion (points file column
 #: ``lesion``): the lesion's name, whether this view is the graded one (the most severe), the
 #: lesion's graded percent and >= 50% call, and how far its views disagree (``lesion_grade``,
-#: :mod:`stenosis.batch.lesions`); empty for rows of no lesion.
+#: :mod:`stenosis.batch.lesions`); empty for rows of no lesion. ``needs_confirmation``: the
+#: ``meets_50`` call is within the result's uncertainty of 50% (or otherwise flagged): a reader
+#: must confirm it (:attr:`StenosisResult.needs_confirmation`).
 ROW_COLUMNS: tuple[str, ...] = (
     "path", "status", "error", "segment", "mode", "confidence", "frame_index", "frames_used", "frame_to_frame_sd",
     "percent_stenosis", "percent_stenosis_sd", "meets_50",
@@ -337,7 +340,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "frame_auto", "reference_mode", "reference_override", "mld_override", "waypoints", "feeding_points",
     "model", "warnings", "run_id", "software_version", "model_sha256", "report", "sr",
     "lesion", "lesion_graded", "lesion_percent_stenosis", "lesion_meets_50", "lesion_disagreement_points",
-    "lesion_disagreement_sd",
+    "lesion_disagreement_sd", "needs_confirmation",
 )
 
 
@@ -388,6 +391,7 @@ def row_from_dict(d: Mapping[str, Any], **cells: Any) -> dict[str, Any]:
         "percent_stenosis": d.get("percent_stenosis"),
         "percent_stenosis_sd": (d.get("uncertainty") or {}).get("percent_stenosis_sd"),
         "meets_50": d.get("meets_50"),
+        "needs_confirmation": d.get("needs_confirmation"),
         "mld_mm": d.get("mld_mm"),
         "mld_px": d.get("mld_px"),
         "mld_row": at("mld_rc", 0),

@@ -102,6 +102,7 @@ class ViewsResult:
             "rule": self.rule,
             "percent_stenosis": g["percent_stenosis"],
             "meets_50": g["meets_50"],
+            "needs_confirmation": self.needs_confirmation,
             "mld_mm": g["mld_mm"],
             "reference_diameter_mm": g["reference_diameter_mm"],
             "segment": g["segment"],

@@ -67,7 +67,7 @@ def _batch(root: Path, tmp: Path, name: str, lines: list[str], *extra: str) -> t
 
 def test_columns_are_added_at_the_end():
     assert ROW_COLUMNS[: len(OLD_COLUMNS)] == OLD_COLUMNS
-    assert ROW_COLUMNS[len(OLD_COLUMNS):] == LESION_COLUMNS
+    assert ROW_COLUMNS[len(OLD_COLUMNS):] == LESION_COLUMNS + ("needs_confirmation",)
 
 
 @pytest.fixture(scope="module")

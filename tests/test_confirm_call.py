@@ -48,6 +48,21 @@ def test_a_borderline_call_is_in_the_title_and_its_warning_first_in_the_footer(r
     assert "have a reader" in first or "percent stenosis 37.4%" in first, first   # listed first, not cut
     assert "... (10 warnings in all" in footer[0]
     assert any("reader must confirm" in line for line in summary_lines(res))
+    assert fig._suptitle.get_color() == "#c05600"                       # orange, as napari's table
+    assert report_figure(result)._suptitle.get_color() == ("#b00020" if result.meets_50 else "#14532d")
+
+
+def test_the_json_the_csv_row_and_the_batch_count_carry_it(result):
+    """Decided once, by the result: a batch counted it again with the default parameters."""
+    from stenosis.batch.summary import needs_confirmation
+
+    border = borderline_warning(48.0, 1.0)
+    res = replace(result, percent_stenosis=48.0, percent_stenosis_sd=1.0, warnings=(border,))
+    assert res.to_dict()["needs_confirmation"] is True and result.to_dict()["needs_confirmation"] is False
+    assert res.to_row()["needs_confirmation"] is True and result.to_row()["needs_confirmation"] is False
+    # a warning asking for it (the sd alone would not) decides, as the result does
+    asked = replace(result, percent_stenosis=30.0, percent_stenosis_sd=1.0, warnings=(f"x; {CONFIRM_CALL}",))
+    assert needs_confirmation(asked.to_dict()) and not needs_confirmation(result.to_dict())
 
 
 def test_napari_table_says_it(result):

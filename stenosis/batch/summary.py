@@ -23,7 +23,12 @@ def percent_sd(row: Mapping[str, Any]) -> float:
 
 
 def needs_confirmation(row: Mapping[str, Any]) -> bool:
-    """Whether an ok row's >= 50% call is close enough to 50% to ask a reader (the measure rule)."""
+    """Whether an ok row's >= 50% call needs a reader's confirmation: the result's own
+    ``needs_confirmation`` (:attr:`stenosis.result.StenosisResult.needs_confirmation`, decided
+    once, with the parameters it was measured with); rows journaled before that key was written
+    fall back to the borderline rule with the default parameters."""
+    if row.get("needs_confirmation") is not None:
+        return bool(row["needs_confirmation"])
     pct = row.get("percent_stenosis")
     return pct is not None and borderline_warning(float(pct), percent_sd(row)) is not None
 

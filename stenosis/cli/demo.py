@@ -70,6 +70,6 @@ def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: b
     row("MLD (mm)", res.mld_mm, truth["mld_mm"], ".2f")
     row("reference (mm)", res.reference_diameter_mm, truth["reference_diameter_mm"], ".2f")
     row("lesion (mm)", res.lesion_length_mm, truth["lesion_length_mm"], ".1f")
-    click.echo(f"{'>= 50%':18s} {('YES' if res.meets_50 else 'no'):>10s} {('YES' if truth['meets_50'] else 'no'):>10s}")
+    click.echo(f"{'>= 50%':18s} {res.call_text:>10s} {('YES' if truth['meets_50'] else 'no'):>10s}")
     click.echo(f"{'reference choice':18s} {res.reference_choice:>10s} {truth['reference_choice']:>10s}")
     click.echo(f"wrote {out_dir / 'result.json'} and {out_dir / 'report.png'}")
