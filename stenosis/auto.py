@@ -44,6 +44,7 @@ from scipy import ndimage as ndi
 
 from .errors import MeasurementError
 from .frames import brightest_frame
+from .params import DEFAULT_PARAMS
 
 __all__ = ["Lesion", "find_lesion", "main_trunk", "focal_narrowing", "warm_up"]
 
@@ -52,6 +53,10 @@ __all__ = ["Lesion", "find_lesion", "main_trunk", "focal_narrowing", "warm_up"]
 SINGLE_FRAME_CONFIDENCE = 0.5
 #: confidence cap when several frames show no bolus front along the trunk
 NO_BOLUS_CONFIDENCE = 0.7
+#: a trunk whose median calibre exceeds this share of the image's smaller side is no artery: the
+#: vessel map merged into regions (a native frame of dense overlapping vessels, XA1_UNC: 150 px
+#: on 1024); the auto mode then refuses instead of handing the measurement points it cannot use
+MAX_TRUNK_WIDTH_FRACTION = 0.1
 _CUE_TEXT = {
     "branches": "the side-branch angles",
     "calibre": "the wider end",
@@ -492,7 +497,8 @@ def _last_end_is_proximal(
     """
     if opac is not None:
         span, t_stat = bolus_trend(opac, trunk)
-        if np.isfinite(span) and abs(span) > 0.5 and abs(t_stat) >= 3.0:
+        if (np.isfinite(span) and abs(span) > DEFAULT_PARAMS.bolus_span_frames
+                and abs(t_stat) >= DEFAULT_PARAMS.bolus_t_stat):
             return bool(span < 0), "bolus"
     if mask is not None:
         vote = branch_vote(mask, trunk, diam)
@@ -560,6 +566,12 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
     mask, radius = _mask_and_radius(prob)
     trunk, diam, dominance = main_trunk(mask, radius=radius)
     trunk, diam = _trim_thin_ends(trunk, diam)
+    width = float(np.median(diam)) if len(diam) else 0.0
+    if width > MAX_TRUNK_WIDTH_FRACTION * min(display.shape):
+        raise MeasurementError(
+            f"--auto found no distinct artery on frame {t}: its vessel map merges into regions about {width:.0f} px wide "
+            f"(over {100 * MAX_TRUNK_WIDTH_FRACTION:.0f}% of the image; dense overlapping vessels, a native frame); "
+            "give the points in a points file (batch --points) or on the command line (measure --proximal/--distal)")
     arc = _arc(trunk)
     k, severity, runner, d_ref = focal_narrowing(diam, arc)
     # keep the stretch of trunk that stays on the lesion's vessel (no turn into a crossing)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
+from .errors import MeasurementError
 from .opacification import estimate_shift, opacify
 from .params import DEFAULT_PARAMS, MeasureParams
 from .trace import Scale, Trace, box_around, distance_to_path, radius_hint, trace_segment
@@ -168,7 +169,16 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     else:
         guess = inputs.frame if inputs.frame is not None else 0
     image = opacify(run, frames=[guess], register=True)[0]
-    trace = trace_segment(image, points, model=inputs.model, scale=scale, params=params)
+    reader_frame = inputs.frame is not None and run.frames.shape[0] > 1
+    try:
+        trace = trace_segment(image, points, model=inputs.model, scale=scale, params=params)
+    except MeasurementError as err:
+        if not reader_frame:
+            raise
+        raise MeasurementError(_reader_frame_refused(run, int(guess), points, err)) from err
+    if reader_frame:
+        stack = opacify(run, register=False)
+        return AnalysedFrame(int(guess), image, _reader_frame_filled(stack, int(guess), trace, params), stack)
     if stack is None:
         return AnalysedFrame(int(guess), image, trace)
     chosen, _ = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
@@ -190,6 +200,42 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     again = trace_segment(moved, points, model=inputs.model, scale=scale, params=params)
     return AnalysedFrame(int(chosen), moved, replace(again, warnings=tuple(dict.fromkeys(trace.warnings + again.warnings))),
                          stack)
+
+
+def _mask_frames(run) -> tuple[int, ...]:
+    """The frames a native run subtracts as its mask: the tagged ones, else frame 0."""
+    if run.metadata.subtracted or run.frames.shape[0] < 2:
+        return ()
+    return tuple(int(m) for m in run.metadata.mask_frames if 0 <= m < run.frames.shape[0]) or (0,)
+
+
+def _reader_frame_refused(run, frame: int, points, err: MeasurementError) -> str:
+    """The message when nothing is traced on the reader's frame: a mask frame, or a frame the
+    bolus has not reached (or has left), is named as such, with the frame holding the most iodine
+    around the points to pick instead."""
+    best = guess_frame(run, points)
+    if frame in _mask_frames(run):
+        what = f"frame {frame} is a mask frame (no contrast: it is subtracted from the others)"
+    elif best != frame:
+        what = f"frame {frame} holds little contrast around the points (the bolus not there yet, or gone)"
+    else:
+        return str(err)
+    return (f"{what}: pick a frame where the artery is opacified (frame {best} holds the most iodine around "
+            f"the points) or leave --frame out to let the tool choose; {err}")
+
+
+def _reader_frame_filled(stack: np.ndarray, frame: int, trace: Trace, params: MeasureParams) -> Trace:
+    """The reader's frame's trace, with a warning when the segment is not fully opacified in it
+    (under ``select_coverage`` of its samples at ``select_fraction`` of their peak over frames):
+    a bolus still filling (or washing out) narrows the lumen it shows."""
+    chosen, filled = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
+                                  coverage=params.select_coverage)
+    if filled[frame] >= params.select_coverage or chosen == frame:
+        return trace
+    note = (f"the segment is not fully opacified in frame {frame} (the reader's): {100 * filled[frame]:.0f}% of its "
+            f"samples reach {100 * params.select_fraction:.0f}% of their peak iodine over the frames; a lumen still filling reads narrower: "
+            f"frame {chosen} is the earliest fully opacified (leave --frame out to use it)")
+    return replace(trace, warnings=(*trace.warnings, note))
 
 
 def _without_absent(image: np.ndarray, moved: np.ndarray, trace: Trace, shift, params: MeasureParams) -> np.ndarray:

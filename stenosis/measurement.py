@@ -143,9 +143,57 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     # the run's own "no calibration in the file" already says mm are not reported: once is enough
     said = any(UNCALIBRATED_MARK in w for w in run.warnings)
     scale_notes = tuple(w for w in scale.warnings if not (said and UNCALIBRATED_MARK in w))
-    notes = (*run.warnings, *scale_notes, *trace.warnings, *((clip,) if clip else ()), *placed.warnings,
-             *wm.warnings, *((start,) if start else ()), *series.warnings)
+    swapped = swapped_points_warning(analysed, params)
+    odd = implausible_size_warning(wm.reference_px, scale, inputs.segment, run.calibration, params)
+    notes = (*run.warnings, *scale_notes, *((odd,) if odd else ()), *((swapped,) if swapped else ()), *trace.warnings, *((clip,) if clip else ()),
+             *placed.warnings, *wm.warnings, *((start,) if start else ()), *series.warnings)
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
+
+
+def implausible_size_warning(reference_px: float, scale: Scale, segment, calibration,
+                             params: MeasureParams = DEFAULT_PARAMS) -> str | None:
+    """A warning when the reference diameter in mm is not one the segment has: over
+    ``plausible_factor`` times its widest normal lumen (``widest_normal_for``) or under the widest
+    over twice that (ICA 10 / 1.25 mm, M1/V4/BA 7 / 0.875 mm by default): the calibration is
+    then the likelier error (a wrong --catheter-french or --pixel-mm, a magnification
+    off by a factor). Percent stenosis does not depend on it. None when uncalibrated."""
+    if scale.mm_per_px is None or not np.isfinite(reference_px):
+        return None
+    ref = reference_px * scale.mm_per_px
+    widest = params.widest_normal_for(segment)
+    hi, lo = params.plausible_factor * widest, widest / (2 * params.plausible_factor)
+    if lo <= ref <= hi:
+        return None
+    name = str(getattr(segment, "value", segment))
+    source = (calibration.to_dict() or {}).get("source") if calibration is not None else None
+    return (f"the reference diameter reads {ref:.2f} mm, {'over' if ref > hi else 'under'} what the {name} measures "
+            f"({lo:.2g}-{hi:.2g} mm): check the calibration ({source or 'its source'}; --pixel-mm or "
+            "--catheter-french); the percent stenosis does not depend on it")
+
+
+def swapped_points_warning(analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS) -> str | None:
+    """A warning when the run shows the contrast reaching the reader's distal point first: the
+    points may be swapped, and WASID's reference site (proximal first) depends on which is which.
+    The bolus front is read as :func:`stenosis.auto.find_lesion` orients a trunk
+    (:func:`stenosis.auto.bolus_trend`: the arrival frame fitted along the traced path changes by
+    more than ``swap_span_frames`` from end to end, at least ``bolus_t_stat`` standard errors; a
+    segment between a reader's points is shorter than an auto trunk, so its span is smaller).
+    The points are not swapped for the reader: a retrograde filling (through the circle of Willis,
+    a collateral) is real, and the reader decides. None when the run shows no front, or it runs
+    from the proximal point."""
+    from .auto import bolus_trend
+
+    if analysed.stack is None or analysed.stack.shape[0] < 3:
+        return None
+    rc = np.round(analysed.trace.centerline_rc).astype(int)
+    h, w = analysed.stack.shape[1:]
+    rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)]
+    span, t_stat = bolus_trend(analysed.stack, rc)
+    if not (np.isfinite(span) and span < -params.swap_span_frames and t_stat <= -params.bolus_t_stat):
+        return None
+    return (f"the contrast reaches the distal point {-span:.1f} frames before the proximal one: the points may be "
+            "swapped (proximal is upstream, and WASID's reference site depends on it); if so, swap --proximal and "
+            "--distal, unless the artery fills backwards (a collateral)")
 
 
 def _not_dropped(index: int, inputs: ReaderInputs) -> None:

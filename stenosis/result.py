@@ -354,7 +354,7 @@ def _reader_cells(reader: Mapping[str, Any] | None) -> dict[str, Any]:
         "reference_mode": "manual" if reader.get("reference_rc") else reader.get("reference_choice") or "rule",
         "reference_override": reader.get("reference_rc") is not None,
         "mld_override": None if mld is None else ";".join(f"{v:g}" for v in mld),
-        "waypoints": " ".join(f"{p[0]:g};{p[1]:g}" for p in reader.get("waypoints_rc") or []),
+        "waypoints": ";".join(f"{p[0]:g} {p[1]:g}" for p in reader.get("waypoints_rc") or []),  # as the points file
         "feeding_points": reader.get("feeding_proximal_rc") is not None,
     }
 

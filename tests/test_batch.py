@@ -704,3 +704,18 @@ def test_auto_report_says_the_points_were_placed_automatically(phantom_folder):
     texts = [x.get_text() for x in report_figure(res, auto_confidence=0.42).texts]
     assert any("placed automatically (confidence 0.42)" in x and "confirm" in x for x in texts)
     assert not any("automatically" in x for x in (y.get_text() for y in report_figure(res).texts))
+
+
+def test_the_waypoints_a_row_writes_are_read_back_by_the_points_file(tmp_path):
+    """results.csv wrote waypoints as ``179;201 190;230`` (row;col, space between points) and the
+    points file, fed that cell back, refused it (it reads ``row col;row col``)."""
+    from stenosis.result import row_from_dict
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    way = [[179.0, 201.0], [190.5, 230.0]]
+    cell = row_from_dict({"file": "a.dcm", "parameters": {"reader": {"waypoints_rc": way}}})["waypoints"]
+    assert cell == "179 201;190.5 230"
+    header = ["path", "segment", "proximal_row", "proximal_col", "distal_row", "distal_col", "waypoints"]
+    (task,) = read_points(_write_points(tmp_path / "p.csv", [["a.dcm", "M1", 1, 2, 3, 4, cell]], header=header), root)
+    assert [list(w) for w in task.waypoints] == way
