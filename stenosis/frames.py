@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import MeasurementError
-from .opacification import estimate_shift, opacify
+from .opacification import estimate_shift, mask_frames_of, opacify
 from .params import DEFAULT_PARAMS, MeasureParams
 from .trace import Scale, Trace, box_around, distance_to_path, radius_hint, trace_segment
 
@@ -202,19 +202,12 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
                          stack)
 
 
-def _mask_frames(run) -> tuple[int, ...]:
-    """The frames a native run subtracts as its mask: the tagged ones, else frame 0."""
-    if run.metadata.subtracted or run.frames.shape[0] < 2:
-        return ()
-    return tuple(int(m) for m in run.metadata.mask_frames if 0 <= m < run.frames.shape[0]) or (0,)
-
-
 def _reader_frame_refused(run, frame: int, points, err: MeasurementError) -> str:
     """The message when nothing is traced on the reader's frame: a mask frame, or a frame the
     bolus has not reached (or has left), is named as such, with the frame holding the most iodine
     around the points to pick instead."""
     best = guess_frame(run, points)
-    if frame in _mask_frames(run):
+    if frame in mask_frames_of(run):
         what = f"frame {frame} is a mask frame (no contrast: it is subtracted from the others)"
     elif best != frame:
         what = f"frame {frame} holds little contrast around the points (the bolus not there yet, or gone)"

@@ -25,6 +25,7 @@ from .calibration import UNCALIBRATED_MARK
 from .diameter import combine_frames, diameter_stage, measure_diameters, same_samples_in_frame
 from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
+from .opacification import mask_frames_of
 from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
@@ -706,15 +707,6 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
         reference_sd_px=float(wm.reference_sd_px),
         frames=({**_frames_record(series, profile, scale), "mask": mask_frames_of(run)} if series is not None else {}),
     )
-
-
-def mask_frames_of(run) -> list[int]:
-    """The frames a run's opacification subtracts as its mask (:func:`stenosis.opacification.opacify`):
-    the tagged mask frames, else frame 0; none for a subtracted run or a single native frame."""
-    n = run.frames.shape[0]
-    if run.metadata.subtracted or n < 2:
-        return []
-    return [int(m) for m in run.metadata.mask_frames if 0 <= m < n] or [0]
 
 
 def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) -> dict:

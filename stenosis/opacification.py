@@ -120,7 +120,7 @@ def opacify(
             np.log(f, out=f)
         return f
 
-    mask_idx = [m for m in meta.mask_frames if 0 <= m < t_total] or ([0] if t_total > 1 else [])
+    mask_idx = mask_frames_of(run)
     if not mask_idx:
         for k, i in enumerate(idx):
             out[k] = _black_tophat(work(i))
@@ -152,6 +152,15 @@ def native_values(run, index: int) -> np.ndarray:
         np.maximum(f, 1.0, out=f)
         np.log(f, out=f)
     return f
+
+
+def mask_frames_of(run) -> list[int]:
+    """The frames :func:`opacify` subtracts as a run's mask: the tagged mask frames, else frame 0;
+    none for a subtracted run or a single native frame (each frame then keeps its own background)."""
+    n = run.frames.shape[0]
+    if run.metadata.subtracted or n < 2:
+        return []
+    return [int(m) for m in run.metadata.mask_frames if 0 <= m < n] or [0]
 
 
 def native_iodine(run, centerline_rc: np.ndarray, normal_rc: np.ndarray, *, side_px: float,
