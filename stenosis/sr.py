@@ -19,8 +19,9 @@ id); no institution, referring physician or accession number; Study/Series/SOP
 Instance UIDs replaced by keyed hashes of the source UIDs, :func:`pseudonymous_uid`),
 so the reference structure stays consistent but points at no real study. The key is
 the site secret (:func:`site_key`; what the default key does and does not protect:
-``docs/privacy.md``). The SR names the run it measured (its path relative to the batch
-folder, as in ``results.csv``) in the finding's tracking identifier. With
+``docs/privacy.md``). The SR names the run it measured in the finding's tracking identifier
+by its ``run_id`` (as in ``results.csv``; a file or folder name may hold a patient's name),
+and by its path relative to the batch folder with ``keep_identifiers``. With
 ``keep_identifiers=True`` (``stenosis batch --sr --keep-identifiers``) it copies
 the patient and study modules of the source image so that it attaches to that
 study in PACS. It is only written on request (``--sr``). Missing type-2
@@ -171,6 +172,9 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: 
     source, multi = _source_dataset(files, frame)
     ds = _evidence(source, row, keep_identifiers)
     seg, path = str(row["segment"]), str(row["path"])
+    # a file or folder name may hold a patient's name: the pseudonymous SR names the run by its
+    # run id (the CSV's run_id column), the identified one by its path
+    named = path if keep_identifiers else (f"run {row['run_id']}" if row.get("run_id") else "")
     if keep_identifiers:
         new_uid = lambda kind: hd.UID()  # noqa: E731 - fresh UIDs, as any new instance
     else:
@@ -221,7 +225,7 @@ def build_sr(row: Mapping[str, Any], files: Sequence[str], *, keep_identifiers: 
             )
         )
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid("sr-tracking"), identifier=f"{seg} stenosis in {path}" if path else f"{seg} stenosis"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid("sr-tracking"), identifier=f"{seg} stenosis in {named}" if named else f"{seg} stenosis"),
         referenced_region=region,
         finding_type=hd.sr.CodedConcept("415582006", "SCT", "Stenosis"),
         finding_sites=sites,

@@ -119,13 +119,19 @@ def test_site_secret_keys_the_pseudonymous_uids(planted, tmp_path, monkeypatch):
 
 
 def test_sr_names_the_run_it_measured(planted, tmp_path):
+    """By its run id: a file name may hold a patient's name (a new user's find, session 13: the
+    pseudonymous SR carried it); by its path only when identifiers are kept."""
     from stenosis.sr import write_sr
 
-    write_sr({**ROW, "path": "site 3/run ü 7.dcm"}, [str(planted)], tmp_path / "a.dcm")
+    write_sr({**ROW, "path": "DOE_JOHN/run ü 7.dcm"}, [str(planted)], tmp_path / "a.dcm")
     write_sr({**ROW, "path": "site 3/run_7.dcm"}, [str(planted)], tmp_path / "b.dcm")
     (group,) = hd.sr.srread(tmp_path / "a.dcm").content.get_planar_roi_measurement_groups()
-    assert "site 3/run ü 7.dcm" in str(group.tracking_identifier)
+    assert f"run {ROW['run_id']}" in str(group.tracking_identifier)
+    assert b"DOE_JOHN" not in (tmp_path / "a.dcm").read_bytes()
     assert _uids(tmp_path / "a.dcm")[3] != _uids(tmp_path / "b.dcm")[3]  # two runs, two SR instances
+    write_sr({**ROW, "path": "DOE_JOHN/run ü 7.dcm"}, [str(planted)], tmp_path / "k.dcm", keep_identifiers=True)
+    (group,) = hd.sr.srread(tmp_path / "k.dcm").content.get_planar_roi_measurement_groups()
+    assert "DOE_JOHN/run ü 7.dcm" in str(group.tracking_identifier)
 
 
 def test_site_secret_keys_the_run_ids_too(monkeypatch):
