@@ -175,7 +175,8 @@ class ReaderInputs:
             if not (0 <= p[0] <= h - 1 and 0 <= p[1] <= w - 1):
                 raise MeasurementError(
                     f"the {name} point ({p[0]:g}, {p[1]:g}) is outside the image "
-                    f"(rows 0..{h - 1}, cols 0..{w - 1}); give ROW,COL inside the frame")
+                    f"(rows 0..{h - 1}, cols 0..{w - 1}); give ROW,COL inside the frame (row first"
+                    + (f": did you mean {p[1]:g},{p[0]:g}?)" if 0 <= p[1] <= h - 1 and 0 <= p[0] <= w - 1 else ")"))
         if self.frame is not None and not 0 <= self.frame < n_frames:
             raise MeasurementError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
                                    f"pick a frame from 0 to {n_frames - 1}")

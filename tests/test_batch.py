@@ -274,6 +274,22 @@ def test_resume_skips_done_runs(tmp_path):
     assert (aside / "results.csv").is_file() and (aside / "results.jsonl").is_file()
 
 
+def test_resume_tries_the_runs_that_failed_again(tmp_path):
+    """A user who fixed a file expects --resume to measure it: error rows are tried again, the
+    runs measured are skipped (a new user's find: --resume skipped the error rows too)."""
+    files = dict(GOOD)
+    files["site0/broken.dcm"] = b"BAD not dicom"
+    root = _folder(tmp_path, files)
+    names = sorted(files)
+    out = tmp_path / "o"
+    s = run_batch(_tasks(root, names), out, jobs=0, work=fake_work, progress=False)
+    assert (s.n_ok, s.n_error) == (6, 1)
+    (root / "site0/broken.dcm").write_bytes(b"now fixed")
+    s = run_batch(_tasks(root, names), out, jobs=0, resume=True, work=fake_work, progress=False)
+    assert (s.n_skipped, s.n_run, s.n_ok, s.n_error) == (6, 1, 7, 0)
+    assert {r["path"]: r["status"] for r in _csv_rows(out)}["site0/broken.dcm"] == "ok"
+
+
 def test_resume_ignores_and_repairs_a_torn_last_line(tmp_path):
     root = _folder(tmp_path, GOOD)
     names = sorted(GOOD)
@@ -388,7 +404,9 @@ def test_cli_usage_errors_exit_2(tmp_path):
         assert r.exit_code == 2, r.output
     bad = _write_points(tmp_path / "bad.csv", [["x.dcm", "M1", 1, 2, 3]], header=["path", "segment", "proximal_row", "proximal_col", "distal_row"])
     r = _cli([root, "--points", bad, "--out", tmp_path / "o"])
-    assert r.exit_code == 2 and "lacks column(s) distal_col" in r.output
+    assert r.exit_code == 3 and "lacks column(s) distal_col" in r.output   # input, as a bad run is
+    r = _cli([root, "--points", tmp_path / "missing.csv", "--out", tmp_path / "o"])
+    assert r.exit_code == 3 and "--points" in r.output and "\n" not in r.output.strip()
     assert "Traceback" not in r.output
 
 

@@ -70,9 +70,10 @@ def test_a_duplicate_row_is_an_error_row_and_resume_keeps_it(sample_dicom_dir, t
     (dup,) = [row for row in rows if row["status"] == "error"]
     assert dup["path"] == "ba_subtracted_geometry.dcm" and "line 3: duplicate of line 2" in dup["error"]
     before = (out / "results.jsonl").read_text()
-    # --resume with the same file: keys are stable, nothing is measured again, the rows are unchanged
+    # --resume with the same file: keys are stable, the measured row is not measured again, the
+    # error row is tried again (the file may have been fixed) and reads the same; rows unchanged
     r = _run(sample_dicom_dir, pts, out, "--resume")
-    assert r.exit_code == 0 and "2 already done" in r.output, r.output
+    assert r.exit_code == 0 and "1 already done" in r.output, r.output
     assert (out / "results.jsonl").read_text() == before
 
 
@@ -94,11 +95,13 @@ def test_a_bad_view_leaves_its_lesion_ungraded_not_its_sibling_refused(tmp_path)
     assert lesion_problems([a, b]) == {}  # b is an error row already; a is not "views of different arteries"
 
 
-def test_a_file_problem_is_still_a_usage_error(sample_dicom_dir, tmp_path):
+def test_a_file_problem_stops_the_batch_as_bad_input(sample_dicom_dir, tmp_path):
+    """A points file lacking columns is input the tool cannot use, as a missing folder: exit 3
+    (was 2, while a missing run exited 3)."""
     pts = tmp_path / "p.csv"
     pts.write_text("path,segment\nx.dcm,M1\n")
     r = _run(sample_dicom_dir, pts, tmp_path / "o")
-    assert r.exit_code == 2 and "lacks column(s)" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 3 and "lacks column(s)" in r.output and "Traceback" not in r.output
 
 
 @pytest.mark.parametrize("address", ["garbage", "tcp://host:99999", "host:0"])

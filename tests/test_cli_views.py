@@ -89,7 +89,7 @@ def test_summary_lists_every_view_the_graded_one_and_the_rule(views, tmp_path):
         assert v["file"] in line and abs(shown - v["percent_stenosis"]) <= 0.051 and "MLD" in line and "reference" in line
     graded = next(x for x in lines if x.startswith("graded"))
     g = api["graded_view"]
-    assert f"view {g + 1} ({api['views'][g]['file']})" in graded
+    assert f"view {g + 1} of 2 ({api['views'][g]['file']}; graded_view {g} in the JSON, 0-based)" in graded
     assert abs(float(graded.split("): ")[1].split("%")[0]) - api["percent_stenosis"]) <= 0.051
     assert any(x.startswith("rule") and GRADING_RULE in x for x in lines)
     assert any(x.startswith("disagreement") and f"{api['disagreement_points']:.1f} points" in x for x in lines)

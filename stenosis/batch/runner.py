@@ -80,7 +80,7 @@ class BatchSummary:
     n_ok: int
     n_error: int
     n_meets_50: int
-    n_skipped: int  # already in results.jsonl and skipped by --resume
+    n_skipped: int  # already measured in results.jsonl and skipped by --resume (error rows are retried)
     n_run: int  # measured in this invocation
     n_timeout: int
     elapsed_s: float
@@ -102,7 +102,8 @@ class BatchSummary:
             f"{self.n_meets_50} with stenosis >= 50%"
         )
         if self.n_confirm:
-            s += f" ({self.n_confirm} within the measurement's uncertainty of 50%: a reader should confirm them)"
+            s += (f" ({self.n_confirm} within the measurement's uncertainty of 50%: a reader should confirm "
+                  f"{'them' if self.n_confirm > 1 else 'it'})")
         if self.n_skipped:
             s += f" ({self.n_skipped} already done, skipped)"
         return s
@@ -191,7 +192,9 @@ def run_batch(
 
         require_highdicom()
     jsonl = out / JSONL_NAME
-    done_rows = {r.get("key") or r.get("path"): r for r in read_jsonl(jsonl)} if resume else {}
+    # --resume: runs measured are skipped; runs that failed are tried again (the file may be fixed)
+    done_rows = ({r.get("key") or r.get("path"): r for r in read_jsonl(jsonl) if r.get("status") == "ok"}
+                 if resume else {})
     keys = {t.key or t.path for t in tasks}
     todo = [t for t in tasks if (t.key or t.path) not in done_rows]
     n_skipped = sum(1 for k in keys if k in done_rows)

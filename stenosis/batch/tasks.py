@@ -13,6 +13,7 @@ from ..enums import Segment
 from ..errors import InputError, StenosisError
 from ..reader import frames_mode
 from ..io import RunSource, find_runs, read_run
+from ..io.series import DICOM_SUFFIXES, named_dicom_not_runs
 
 __all__ = [
     "POINT_COLUMNS",
@@ -41,7 +42,6 @@ SEGMENT_COLUMNS: tuple[str, ...] = ("path", "segment")
 
 #: File name endings taken for runs even without the DICOM preamble, so that a
 #: broken ``.dcm`` in an --auto folder is an error row rather than silently ignored.
-DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 
 class PointsFileError(InputError):
@@ -418,10 +418,9 @@ def auto_tasks(root: str | os.PathLike, *, segment: str) -> list[Task]:
             return p.as_posix()
 
     tasks = []
-    seen: set[str] = set()
-    for src in find_runs(root):
+    sources = find_runs(root)
+    for src in sources:
         files = tuple(str(Path(f).absolute()) for f in src.paths)
-        seen.update(files)
         path = Path(src.path).absolute()
         tasks.append(
             Task(path=rel(path), source=str(path), segment=seg, mode="auto", files=files if len(files) > 1 else ())
@@ -430,10 +429,6 @@ def auto_tasks(root: str | os.PathLike, *, segment: str) -> list[Task]:
         raise InputError(
             f"no DICOM runs found under {root}; check the folder (runs are recognised by the DICOM preamble)"
         )
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            if name.lower().endswith(DICOM_SUFFIXES) and str(p) not in seen:
-                tasks.append(Task(path=rel(p), source=str(p), segment=seg, mode="auto"))
+    for p in named_dicom_not_runs(base, sources):
+        tasks.append(Task(path=rel(p), source=str(p), segment=seg, mode="auto"))
     return _assign_keys(tasks)

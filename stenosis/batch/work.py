@@ -118,15 +118,15 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
     software = _software()
     if task.problem:  # a bad row of the points file: nothing to measure
         return error_row(task, task.problem, software=software)
+    auto_info: dict[str, Any] = {}  # kept on an error row too: where --auto put the points
     try:
         run = task.read()
         proximal, distal, frame = task.proximal, task.distal, task.frame
         confidence: float | None = None
-        auto_info: dict[str, Any] = {}
         if task.mode == "auto":
             lesion = find_lesion(run, model=options.model, frame=frame)
             proximal, distal, frame = lesion.proximal, lesion.distal, lesion.frame_index
-            confidence = float(lesion.confidence)
+            confidence = round(float(lesion.confidence), 3)
             auto_info = {"auto": lesion.to_dict()}
         inputs = ReaderInputs.create(task.segment, proximal, distal, frame, model=options.model,
                                      reference_choice=task.reference_choice, mld=task.mld, waypoints=list(task.waypoints),
@@ -187,4 +187,6 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
     except Exception as exc:  # a bad run is an error row; the batch goes on
         if os.environ.get("STENOSIS_BATCH_DEBUG"):
             traceback.print_exc()
-        return error_row(task, exc_message(exc), software=software)
+        row = error_row(task, exc_message(exc), software=software)
+        row.update(jsonable(auto_info))
+        return row

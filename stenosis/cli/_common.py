@@ -98,8 +98,8 @@ def error_boundary(func: Callable) -> Callable:
         debug = bool(kwargs.get("debug", False))
         try:
             return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
-            raise
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit, BrokenPipeError):
+            raise  # a closed stdout (``| head``): stenosis.cli.main exits 0 quietly
         except StenosisError as exc:
             if debug:
                 traceback.print_exc()

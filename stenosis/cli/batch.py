@@ -16,7 +16,9 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
     "--points",
     "points",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV with path,segment,proximal_row,proximal_col,distal_row,distal_col[,frame]; path relative to DIR.",
+    help="CSV with path,segment,proximal_row,proximal_col,distal_row,distal_col (pixels, path relative to DIR); "
+    "optional columns frame, frames (all|single|N), reference_choice (proximal|distal), mld_row,mld_col, "
+    "waypoints ('row col;row col') and lesion (rows of one name: views of one lesion, graded together).",
 )
 @click.option("--auto", "auto", is_flag=True, help="No points: find the main trunk and its most severe narrowing.")
 @click.option(
@@ -39,7 +41,7 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
     show_default=True,
     help="Seconds allowed per run; a run past it becomes an error row.",
 )
-@click.option("--resume", is_flag=True, help="Skip runs already in OUT/results.jsonl.")
+@click.option("--resume", is_flag=True, help="Continue OUT: skip runs already measured in OUT/results.jsonl; runs that failed are tried again.")
 @click.option("--overwrite", is_flag=True, help="Move what OUT holds into OUT/previous-<timestamp>/ first.")
 @click.option(
     "--model", type=click.Choice(["unet", "classical"]), default="unet", show_default=True, help="Vessel model."
@@ -77,12 +79,13 @@ def command(
     """Measure every run of DIR, with a points file or --auto.
 
     Writes OUT/results.csv (one row per run, status ok/error), OUT/results.jsonl
-    (the measure JSON per run), OUT/reports/<stem>.png and OUT/summary.png; the rows
+    (the measure JSON per run), OUT/reports/<stem>-<hash>.png and OUT/summary.png; the rows
     name each run's files. A bad file, or a bad row of the points file (unknown segment, a value
     that is not a number, a repeated row), is an error row; the batch goes on. Exit 0 when
     the batch ran (even with error rows), 2 on a usage error (OUT not empty without
     --resume/--overwrite, --auto without the artery), 3 when DIR cannot be read or
-    holds no runs, 143 on SIGTERM (after writing what was done).
+    holds no runs, or the points file is missing or malformed, 130 on Ctrl-C and 143 on
+    SIGTERM (after writing what was done: continue with --resume).
     """
     _check_usage(points, auto, segment, segments, resume, overwrite)
     if keep_identifiers and not sr:
@@ -98,8 +101,8 @@ def command(
             tasks = lib.read_segments(segments, folder)
         else:
             tasks = lib.auto_tasks(folder, segment=segment.upper())
-    except lib.PointsFileError as exc:
-        raise click.BadParameter(str(exc), param_hint="--points" if points is not None else "--segments") from None
+    except lib.PointsFileError as exc:  # a points file missing or malformed is input, as DIR is: exit 3
+        fail(f"{'--points' if points is not None else '--segments'}: {exc}", EXIT_INPUT)
     if debug:
         os.environ["STENOSIS_BATCH_DEBUG"] = "1"
     try:
@@ -120,7 +123,11 @@ def command(
     except lib.OutputFolderError as exc:
         raise click.UsageError(str(exc)) from None
     except lib.BatchTerminated:
-        fail(f"terminated; the runs done so far are in {out / lib.CSV_NAME}", lib.BatchTerminated.exit_code)
+        fail(f"terminated; the runs done so far are in {out / lib.CSV_NAME}: continue with the same command and "
+             "--resume", lib.BatchTerminated.exit_code)
+    except KeyboardInterrupt:
+        fail(f"interrupted; the runs done so far are in {out / lib.CSV_NAME}: continue with the same command and "
+             "--resume", 130)
     click.echo(f"stenosis batch: {summary.line()} in {summary.elapsed_s:.0f} s")
     click.echo(f"results: {out / lib.CSV_NAME}")
 

@@ -26,7 +26,8 @@ def sample_names() -> list[str]:
               show_default=True, help="Folder for result.json and report.png.")
 @click.option("--sample", default=DEFAULT_SAMPLE, show_default=True, help="Which bundled run (see --list).")
 @click.option("--list", "list_samples", is_flag=True, help="List the bundled runs and exit.")
-@click.option("--model", type=click.Choice(["unet", "classical"], case_sensitive=False), default="unet", show_default=True)
+@click.option("--model", type=click.Choice(["unet", "classical"], case_sensitive=False), default="unet", show_default=True,
+              help="Vessel-probability model for the centerline (the shipped U-Net, or the classical vesselness).")
 @debug_option
 @error_boundary
 def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: bool = False) -> None:

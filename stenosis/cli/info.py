@@ -69,20 +69,32 @@ def command(path: Path, debug: bool = False) -> None:
     from rich.console import Console
 
     from ..errors import InputError
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich exits 1; a closed stdout is not an error here
+            raise BrokenPipeError
     from ..io import find_runs, read_run
 
-    console = Console(highlight=False, soft_wrap=False)
+    console = _Console(highlight=False, soft_wrap=False)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.is_file():
         console.print(_run_table(read_run(path)))
         return
 
+    from ..io.series import named_dicom_not_runs
+
     sources = find_runs(path)
-    if not sources:
+    named = named_dicom_not_runs(path, sources)
+    if not sources and not named:
         raise InputError(f"{path}: no DICOM file found in this folder; pass a DICOM XA file or a folder of them")
     n_ok = 0
     bad: list[str] = []
+    for p in named:  # named like DICOM, without its preamble: say why it is not read
+        what = "empty" if p.stat().st_size == 0 else "not a DICOM file (no DICM preamble)"
+        line = f"{p}: {what}; replace it with the DICOM export, or remove it"
+        bad.append(line)
+        click.echo(f"stenosis: error: {line}", err=True)
     for src in sources:
         try:
             run = read_run(src)
@@ -94,7 +106,7 @@ def command(path: Path, debug: bool = False) -> None:
         n_ok += 1
         console.print(_run_table(run))
         console.print()
-    summary = f"{n_ok} run(s) read, {len(bad)} unreadable"
+    summary = f"{n_ok} run(s) read, {len(bad)} unreadable" + (" (listed on stderr)" if bad else "")
     console.print(summary)
     if n_ok == 0:
         raise SystemExit(EXIT_INPUT)

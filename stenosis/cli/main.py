@@ -62,7 +62,25 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("stenosis: aborted", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        _closed_stdout()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _closed_stdout()
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _closed_stdout() -> None:
+    """The reader of our output went away (``stenosis info DIR | head``): what was asked for is
+    on its way, so exit 0 quietly (no traceback, no "Exception ignored" at shutdown)."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError:
+        pass
+    sys.exit(0)
 
 
 if __name__ == "__main__":

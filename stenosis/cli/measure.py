@@ -22,6 +22,19 @@ from ._common import PIXEL_MM, RC, debug_option, error_boundary
 SEGMENTS = ["ICA", "M1", "V4", "BA"]
 
 
+def _replaced(out_dir: Path, names: list[str]) -> str:
+    """What the summary's "wrote" line adds when files of an earlier measurement are replaced."""
+    old = [n for n in names if (out_dir / n).exists()]
+    return f" (replacing the earlier {', '.join(old)})" if old else ""
+
+
+def _site(res) -> str:
+    """The reference site as the reader reads it: its description, with the WASID choice named
+    once ("proximal M1 (1st choice)", not "proximal (proximal M1 (1st choice))")."""
+    desc, choice = res.reference_window.description, str(res.reference_choice)
+    return desc if choice.lower() in desc.lower() else f"{choice} ({desc})"
+
+
 def summary_lines(res) -> list[str]:
     """Readable summary of a StenosisResult (one fact per line)."""
     d = res.to_dict()
@@ -33,14 +46,17 @@ def summary_lines(res) -> list[str]:
     lines = [
         f"file               {d['file']}",
         f"segment            {d['segment']}   frame {d['frame_index']}",
-        f"percent stenosis   {d['percent_stenosis']:.1f}% +- {res.percent_stenosis_sd:.1f} (1 SD)"
+        # the result's own value, rounded as its warnings round it (the JSON's 2 decimals could
+        # round the other way: 40.45 -> 40.5 here against 40.4 in "percent stenosis 40.4%: ...")
+        f"percent stenosis   {res.percent_stenosis:.1f}% +- {res.percent_stenosis_sd:.1f} (1 SD)"
         f"   >= 50%: {res.call_text}",
         f"MLD                {dia(res.mld_mm, res.mld_px)} at (row, col) {d['mld_rc'][0]:.1f}, {d['mld_rc'][1]:.1f}",
-        f"reference          {dia(res.reference_diameter_mm, res.reference_diameter_px)}, {d['reference_choice']}"
-        f" ({res.reference_window.description}) at {d['reference_rc'][0]:.1f}, {d['reference_rc'][1]:.1f}",
+        f"reference          {dia(res.reference_diameter_mm, res.reference_diameter_px)}, {_site(res)}"
+        f" at {d['reference_rc'][0]:.1f}, {d['reference_rc'][1]:.1f}",
     ]
     if d["interpolated_percent_stenosis"] is not None:
-        lines.append(f"interpolated ref.  {d['interpolated_percent_stenosis']:.1f}% (DICOM PS3.17 Annex T)")
+        lines.append(f"interpolated ref.  {d['interpolated_percent_stenosis']:.1f}% (against a reference interpolated "
+                     "between the normal segments before and after the lesion; DICOM PS3.17 Annex T)")
     lines.append(
         f"lesion length      {res.lesion_length_mm:.1f} mm" if mm else f"lesion length      {res.lesion_length_px:.1f} px"
     )
@@ -55,7 +71,8 @@ def summary_lines(res) -> list[str]:
         lines.append(f"mask               frame{'s' if len(fr['mask']) > 1 else ''} {', '.join(str(t) for t in fr['mask'])}"
                      " (subtracted from the frames measured)")
     cal = d["calibration"]
-    cal_txt = f"{res.mm_per_px:.4g} mm/px ({cal['source']})" if mm else f"none ({cal['source']})"
+    cal_txt = (f"{res.mm_per_px:.4g} mm/px ({cal['source']})" if mm
+               else "none: no mm values (percent stenosis needs none); give --pixel-mm or --catheter-french")
     lines.append(f"calibration        {cal_txt}")
     for w in d["warnings"]:
         lines.append(f"warning            {w}")
@@ -157,6 +174,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
         from ..report import save_report
 
         out_dir.mkdir(parents=True, exist_ok=True)
+        replaced = _replaced(out_dir, ["result.json", "report.png"])
         (out_dir / "result.json").write_text(json.dumps(d, indent=1) + "\n")
         save_report(res, None, out_dir / "report.png")
     if as_json:
@@ -165,7 +183,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
         for line in summary_lines(res):
             click.echo(line)
         if out_dir is not None:
-            click.echo(f"wrote              {out_dir / 'result.json'}, {out_dir / 'report.png'}")
+            click.echo(f"wrote              {out_dir / 'result.json'}, {out_dir / 'report.png'}{replaced}")
 
 
 def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm_list, frames: str, model: str,
@@ -197,6 +215,7 @@ def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm
         from ..report import save_report
 
         out_dir.mkdir(parents=True, exist_ok=True)
+        replaced = _replaced(out_dir, ["result.json", *reports])
         (out_dir / "result.json").write_text(json.dumps(d, indent=1) + "\n")
         for view, name in zip(res.views, reports):
             save_report(view, None, out_dir / name)
@@ -206,7 +225,8 @@ def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm
     for line in views_summary_lines(res):
         click.echo(line)
     if out_dir is not None:
-        click.echo(f"wrote              {out_dir / 'result.json'}, " + ", ".join(str(out_dir / r) for r in reports))
+        click.echo(f"wrote              {out_dir / 'result.json'}, " + ", ".join(str(out_dir / r) for r in reports)
+                   + replaced)
 
 
 def views_summary_lines(res) -> list[str]:
@@ -222,7 +242,8 @@ def views_summary_lines(res) -> list[str]:
                      f"   MLD {dia(v, 'mld_mm', res_k.mld_px)}"
                      f"   reference {dia(v, 'reference_diameter_mm', res_k.reference_diameter_px)} ({v['reference_choice']})"
                      f"   frame {v['frame_index']}" + ("   (uncalibrated: px)" if v["mld_mm"] is None else ""))
-    lines.append(f"graded             view {res.graded_index + 1} ({d['views'][res.graded_index]['file']}): "
+    lines.append(f"graded             view {res.graded_index + 1} of {len(res.views)} ({d['views'][res.graded_index]['file']}; "
+                 f"graded_view {res.graded_index} in the JSON, 0-based): "
                  f"{res.percent_stenosis:.1f}%   >= 50%: {res.call_text}")
     lines.append(f"rule               {res.rule}")
     sd = d["disagreement_sd"]

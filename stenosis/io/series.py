@@ -211,7 +211,7 @@ def read_run(path: str | os.PathLike | RunSource) -> AngioRun:
                 raise InputError(f"{p}: no DICOM file found in this folder; pass a DICOM XA file or a folder of them")
             if len(runs) > 1:
                 raise InputError(
-                    f"{p}: folder holds {len(runs)} runs; pass one file, or use read_runs() / 'stenosis batch'"
+                    f"{p}: folder holds {len(runs)} runs; pass one of its files, or measure them all with 'stenosis batch' (Python: stenosis.read_runs)"
                 )
             src = runs[0]
         else:
@@ -282,6 +282,26 @@ def find_runs(folder: str | os.PathLike) -> list[RunSource]:
             runs.append(RunSource(tuple(m[1] for m in members), series_key))
     runs.sort(key=lambda r: r.paths[0])
     return runs
+
+
+#: file names that say DICOM: such a file that is not one is reported, not skipped
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+
+
+def named_dicom_not_runs(folder: str | os.PathLike, sources: list[RunSource]) -> list[Path]:
+    """Files under ``folder`` named like DICOM (:data:`DICOM_SUFFIXES`) that are in none of
+    ``sources`` (:func:`find_runs` skips files without the DICOM preamble: empty, truncated, text),
+    sorted: a user who named them so expects to hear why they were not read."""
+    base = Path(folder).absolute()
+    seen = {str(Path(f).absolute()) for src in sources for f in src.paths}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            q = Path(dirpath) / name
+            if name.lower().endswith(DICOM_SUFFIXES) and str(q) not in seen:
+                out.append(q)
+    return out
 
 
 def read_runs(folder: str | os.PathLike, *, errors: list[RunReadError] | None = None) -> Iterator[AngioRun]:
