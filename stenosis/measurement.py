@@ -254,6 +254,8 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     side = params.fit_r_max_radii * radius_hint(analysed.image, rc) + params.fit_r_max_extra_px
     per, across = native_iodine(run, rc, normals_from_centerline(rc), side_px=side, sides=True)
     usable = [t for t in range(per.shape[0]) if t == a or t not in set(exclude)]
+    if len(usable) < 2:  # the reader dropped every other frame: nothing to compare the mask with
+        return None
     quarter_sd = _iodine_noise(across, usable, _quarters(per.shape[1]))
     floor = params.contrast_sigmas * quarter_sd / 2  # a median over four quarters: about their mean's noise
     iodine = np.median(per, axis=1)

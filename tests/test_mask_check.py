@@ -209,3 +209,14 @@ def test_tagged_masks_are_trusted_over_still_anatomy_along_the_artery(case):
     untagged = stenosis.measure(replace(still, metadata=replace(run.metadata, mask_frames=())), **points)
     assert untagged.frames["mask"] == [0, 1], untagged.frames      # it does not follow the narrowing
     assert abs(untagged.percent_stenosis - truth["percent_stenosis"]) < 2.0, untagged.percent_stenosis
+
+
+def test_with_every_other_frame_dropped_the_mask_is_not_judged(case):
+    """Nothing to compare the mask with: it is used as the run says; an untagged run read "no
+    bolus is seen" and was measured as a native frame alone."""
+    run, points, _ = case
+    untagged = replace(run, metadata=replace(run.metadata, mask_frames=()))
+    analysed = stenosis.measure(untagged, **points).frame_index
+    others = [t for t in range(run.frames.shape[0]) if t != analysed]
+    res = stenosis.measure(untagged, **points, exclude_frames=others)
+    assert res.frames["mask"] == [0] and not any("bolus" in w for w in res.warnings), res.warnings[:1]
