@@ -175,10 +175,11 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     except MeasurementError as err:
         if not reader_frame:
             raise
-        raise MeasurementError(_reader_frame_refused(run, int(guess), points, err)) from err
+        raise MeasurementError(_reader_frame_refused(run, int(guess), points, err, inputs.exclude_frames)) from err
     if reader_frame:
         stack = opacify(run, register=False)
-        return AnalysedFrame(int(guess), image, _reader_frame_filled(stack, int(guess), trace, params), stack)
+        return AnalysedFrame(int(guess), image,
+                             _reader_frame_filled(stack, int(guess), trace, params, inputs.exclude_frames), stack)
     if stack is None:
         return AnalysedFrame(int(guess), image, trace)
     chosen, _ = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
@@ -202,11 +203,13 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
                          stack)
 
 
-def _reader_frame_refused(run, frame: int, points, err: MeasurementError) -> str:
+def _reader_frame_refused(run, frame: int, points, err: MeasurementError, dropped=()) -> str:
     """The message when nothing is traced on the reader's frame: a mask frame, or a frame the
     bolus has not reached (or has left), is named as such, with the frame holding the most iodine
-    around the points to pick instead."""
-    best = guess_frame(run, points)
+    around the points (of those not ``dropped``) to pick instead; else the tracer's own message."""
+    kept = [t for t in range(run.frames.shape[0]) if t not in dropped]
+    stack = opacify(run, frames=kept, register=False) if kept else None
+    best = kept[guess_frame(run, points, stack=stack)] if kept else frame
     if frame in mask_frames_of(run):
         what = f"frame {frame} is a mask frame (no contrast: it is subtracted from the others)"
     elif best != frame:
@@ -214,20 +217,25 @@ def _reader_frame_refused(run, frame: int, points, err: MeasurementError) -> str
     else:
         return str(err)
     return (f"{what}: pick a frame where the artery is opacified (frame {best} holds the most iodine around "
-            f"the points) or leave --frame out to let the tool choose; {err}")
+            f"the points) or leave --frame out to let the tool choose")
 
 
-def _reader_frame_filled(stack: np.ndarray, frame: int, trace: Trace, params: MeasureParams) -> Trace:
+def _reader_frame_filled(stack: np.ndarray, frame: int, trace: Trace, params: MeasureParams, dropped=()) -> Trace:
     """The reader's frame's trace, with a warning when the segment is not fully opacified in it
     (under ``select_coverage`` of its samples at ``select_fraction`` of their peak over frames):
-    a bolus still filling (or washing out) narrows the lumen it shows."""
-    chosen, filled = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
-                                  coverage=params.select_coverage)
-    if filled[frame] >= params.select_coverage or chosen == frame:
+    a bolus still filling (or washing out) narrows the lumen it shows. The frame named instead is
+    the earliest fully opacified one the reader did not drop."""
+    _, filled = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
+                             coverage=params.select_coverage)
+    if filled[frame] >= params.select_coverage:
+        return trace
+    full = [t for t in np.flatnonzero(filled >= params.select_coverage) if t not in dropped and t != frame]
+    if not full:
         return trace
     note = (f"the segment is not fully opacified in frame {frame} (the reader's): {100 * filled[frame]:.0f}% of its "
-            f"samples reach {100 * params.select_fraction:.0f}% of their peak iodine over the frames; a lumen still filling reads narrower: "
-            f"frame {chosen} is the earliest fully opacified (leave --frame out to use it)")
+            f"samples reach {100 * params.select_fraction:.0f}% of their peak iodine over the frames; a lumen "
+            f"still filling reads narrower: frame {int(full[0])} is the earliest fully opacified (leave --frame out "
+            "to use it)")
     return replace(trace, warnings=(*trace.warnings, note))
 
 

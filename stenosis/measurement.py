@@ -157,7 +157,8 @@ def implausible_size_warning(reference_px: float, scale: Scale, segment, calibra
     ``plausible_factor`` times its widest normal lumen (``widest_normal_for``) or under the widest
     over twice that (ICA 10 / 1.25 mm, M1/V4/BA 7 / 0.875 mm by default): the calibration is
     then the likelier error (a wrong --catheter-french or --pixel-mm, a magnification
-    off by a factor). Percent stenosis does not depend on it. None when uncalibrated."""
+    off by a factor). The percent depends on it less than the mm do, but the trace's scale (step,
+    crop, vessel map) is set in mm. None when uncalibrated."""
     if scale.mm_per_px is None or not np.isfinite(reference_px):
         return None
     ref = reference_px * scale.mm_per_px
@@ -169,7 +170,7 @@ def implausible_size_warning(reference_px: float, scale: Scale, segment, calibra
     source = (calibration.to_dict() or {}).get("source") if calibration is not None else None
     return (f"the reference diameter reads {ref:.2f} mm, {'over' if ref > hi else 'under'} what the {name} measures "
             f"({lo:.2g}-{hi:.2g} mm): check the calibration ({source or 'its source'}; --pixel-mm or "
-            "--catheter-french); the percent stenosis does not depend on it")
+            "--catheter-french) and measure again (the trace's scale depends on it too)")
 
 
 def swapped_points_warning(analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS) -> str | None:
@@ -206,7 +207,7 @@ def _not_dropped(index: int, inputs: ReaderInputs) -> None:
 def _still_note(a: int) -> str:
     """The first warning of a segment measured on a native frame though no frame differs from
     another along it beyond a quiet frame's share: no bolus is seen there."""
-    return (f"every frame holds about the same along this segment, so no bolus is seen there (a run exported after "
+    return (f"every frame kept holds about the same along this segment, so no bolus is seen there (a run exported after "
             f"it arrived, or still anatomy shaped like a vessel: a catheter, a bone edge): frame {a} is measured "
             f"alone as a native frame; check that this is an opacified artery, and {CONFIRM_CALL}")
 
@@ -227,10 +228,11 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     frames tagged wrongly), and the frame holding the least is the mask instead.
 
     An untagged run (frame 0 is the tool's guess, not the acquisition's statement) whose every
-    frame holds more than ``mask_iodine_fraction`` of the analysed frame's reading is measured on
-    the analysed frame alone, as a native frame. A still vessel-shaped structure along the segment
-    as deep as the lumen's iodine would read so too (the first warning says what was done); tagged
-    mask frames are trusted on this. An untagged run whose frame 0 is a fine mask gets as mask
+    frame holds more than ``mask_iodine_fraction`` of the analysed frame's reading, the least
+    frame's reading following the analysed frame's narrowing along the segment (:func:`_follows`:
+    iodine does, a still ridge of anatomy does not), is measured on the analysed frame alone, as a
+    native frame; tagged mask frames are trusted on this. Frames the reader dropped are never the
+    mask of an untagged run (the first frame kept is). An untagged run whose frame 0 is a fine mask gets as mask
     every frame from 0 until the bolus arrives (:func:`_before_the_bolus`).
 
     Returns None (the mask is fine; subtracted or single-frame runs; a reading under its noise),
@@ -250,11 +252,20 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     masks = mask_frames_of(run)
     if not masks:
         return None
+    tagged = bool(run.metadata.mask_frames)
+    usable = [t for t in range(run.frames.shape[0]) if t == a or t not in set(exclude)]
+    if not tagged and masks[0] not in usable:
+        # the reader dropped frame 0, the untagged run's mask: never a dropped frame (the first
+        # frame kept is, with the frames before the bolus after it); none kept: the frame alone
+        kept = [t for t in usable if t != a]
+        if not kept:
+            return None, (f"every other frame was dropped, frame 0 (the mask of this untagged run) too: frame {a} "
+                          "is measured alone as a native frame, against a background interpolated around the lumen")
+        masks = [kept[0]]
     rc = analysed.trace.centerline_rc
     side = params.fit_r_max_radii * radius_hint(analysed.image, rc) + params.fit_r_max_extra_px
     per, across = native_iodine(run, rc, normals_from_centerline(rc), side_px=side, sides=True)
-    usable = [t for t in range(per.shape[0]) if t == a or t not in set(exclude)]
-    if len(usable) < 2:  # the reader dropped every other frame: nothing to compare the mask with
+    if len(usable) < 2:  # the reader dropped every other frame, the tagged masks kept: trusted
         return None
     quarter_sd = _iodine_noise(across, usable, _quarters(per.shape[1]))
     floor = params.contrast_sigmas * quarter_sd / 2  # a median over four quarters: about their mean's noise
@@ -271,7 +282,6 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
             return None
         if not bolus:
             return None, _still_note(a)
-    tagged = bool(run.metadata.mask_frames)
     which = f"mask frame{'s' if len(masks) > 1 else ''} {', '.join(map(str, masks))}"
     held = (float(np.mean(iodine[masks])) - iodine[least]) / rise if rise > 0 else 0.0
     if not tagged and iodine[least] > params.mask_iodine_fraction * iodine[a]:
@@ -285,15 +295,20 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
                           f"along the segment (frame {least} the least: a run exported after the bolus arrived), "
                           f"and no mask frame is tagged: frame {a} is measured alone as a native frame, against a "
                           "background interpolated around the lumen")
-    if least not in masks and bolus and held > params.mask_iodine_fraction:
+    if tuple(masks) != (least,) and bolus and held > params.mask_iodine_fraction:
         return (least,), (f"the run's {which} hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the iodine the "
                           f"analysed frame gains over frame {least} along the segment (a run exported after the bolus "
                           f"arrived, or mask frames tagged wrongly): frame {least}, which holds the least, is the mask "
                           "instead")
     if tagged:
         return None
-    quiet = _before_the_bolus(per, a, params, usable, quarter_sd)
-    return (tuple(quiet), None) if len(quiet) > 1 else None
+    quiet = _before_the_bolus(per, a, params, usable, quarter_sd, start=masks[0])
+    if quiet == [0]:
+        return None
+    note = None if masks[0] == 0 else (f"frame 0, dropped by the reader, is not the mask: frame"
+                                       f"{'s' if len(quiet) > 1 else ''} {', '.join(map(str, quiet))} "
+                                       f"{'are' if len(quiet) > 1 else 'is'}")
+    return tuple(quiet), note
 
 
 def _quarters(n: int) -> list[np.ndarray]:
@@ -329,28 +344,28 @@ def _follows(analysed: np.ndarray, least: np.ndarray, sample_sd: float) -> float
 
 
 def _before_the_bolus(per: np.ndarray, analysed: int, params: MeasureParams, usable: list[int],
-                      quarter_sd: float) -> list[int]:
-    """Frames 0, 1, ... (the ``usable`` ones) while each holds, along every quarter of the segment,
-    no more iodine than frame 0 beyond ``mask_quiet_fraction`` of the analysed frame's or
+                      quarter_sd: float, *, start: int = 0) -> list[int]:
+    """Frames ``start`` (0, or the first the reader kept), ``start`` + 1, ... (the ``usable``
+    ones) while each holds, along every quarter of the segment, no more iodine than the first beyond ``mask_quiet_fraction`` of the analysed frame's or
     ``contrast_sigmas`` of the noise of that difference (``quarter_sd``, one frame's:
     :func:`_iodine_noise`, times sqrt 2), whichever is larger but never beyond
     ``mask_iodine_fraction`` of the analysed frame's: a frame where the bolus has reached part of
     the segment ends them. Their mean must hold no more than the first bound, with the noise of
-    that mean (sqrt(1 - 1/n) of one frame's: frame 0 is in it): trailing frames are let go until
+    that mean (sqrt(1 - 1/n) of one frame's: the first is in it): trailing frames are let go until
     it does."""
     quarters = _quarters(per.shape[1])
 
     def quarter_means(t):
-        return np.array([per[t, q].mean() - per[0, q].mean() for q in quarters])
+        return np.array([per[t, q].mean() - per[start, q].mean() for q in quarters])
 
     ref = quarter_means(analysed)
     if not np.all(ref > 0):
-        return [0]
+        return [start]
     quiet = params.mask_quiet_fraction * ref
     allowed = np.minimum(np.maximum(quiet, params.contrast_sigmas * np.sqrt(2) * quarter_sd),
                          params.mask_iodine_fraction * ref)
-    out = [0]
-    for t in range(1, per.shape[0]):
+    out = [start]
+    for t in range(start + 1, per.shape[0]):
         if t == analysed:
             break
         if t not in usable:
@@ -498,10 +513,16 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
                                                                        params=params)
     dropped = tuple(t for t in companions if t in inputs.exclude_frames)
     companions = [t for t in companions if t not in inputs.exclude_frames]
-    idle = [t for t in inputs.exclude_frames if t not in dropped]
+    masks = mask_frames_of(run)
+    kept_masks = [t for t in inputs.exclude_frames if t not in dropped and t in masks]  # tagged: trusted
+    idle = [t for t in inputs.exclude_frames if t not in dropped and t not in masks]
     notes: tuple[str, ...] = ((f"dropped frame{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} "
                                f"{'were' if len(idle) > 1 else 'was'} not combined anyway (not a frame of the "
                                "arterial phase, or a single frame measured)",) if idle else ())
+    if kept_masks:
+        notes += (f"dropped frame{'s' if len(kept_masks) > 1 else ''} {', '.join(map(str, kept_masks))} "
+                  f"{'are' if len(kept_masks) > 1 else 'is'} the run's tagged mask, subtracted from every frame "
+                  "measured (not combined): kept as the mask",)
     reach = profile_geometry(rhint, params)[0] + params.profile_band_px
     usual = None if fill is None else np.median(fill[[analysed.index] + list(companions)], axis=0)
     for t, moved in zip(companions, follow_frames(run, analysed, companions, params, reach_px=reach)):

@@ -79,14 +79,14 @@ def test_cli_drop_frame(low_dose_run, tmp_path):
 
 
 def test_a_frame_that_was_not_combined_is_not_reported_dropped(low_dose_run):
-    """Dropping a mask frame (never combined) changes nothing and says so; with frames="single"
-    nothing is combined at all."""
+    """Dropping a tagged mask frame (never combined) changes nothing and says it stays the mask;
+    with frames="single" nothing is combined at all."""
     run, truth = low_dose_run
     full = _measure(run, truth)
     res = _measure(run, truth, exclude_frames=[0])
     assert res.frames["excluded"] == [] and res.frames["used"] == full.frames["used"]
     assert res.percent_stenosis == full.percent_stenosis
-    assert any("dropped frame 0 was not combined anyway" in w for w in res.warnings)
+    assert any("dropped frame 0 is the run's tagged mask" in w and "kept as the mask" in w for w in res.warnings)
     single = _measure(run, truth, frames="single", exclude_frames=[full.frames["used"][-1]])
     assert single.frames["excluded"] == []
 

@@ -44,8 +44,13 @@ def test_a_single_frame_says_nothing_about_direction(case):
 
 def test_a_mask_frame_picked_is_named_as_such(case):
     run, truth = case
-    with pytest.raises(stenosis.StenosisError, match=r"frame 0 is a mask frame .*frame 5 holds the most iodine"):
-        stenosis.measure(run, "ICA", tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), frame=0)
+    pts = tuple(truth["proximal_rc"]), tuple(truth["distal_rc"])
+    with pytest.raises(stenosis.StenosisError, match=r"frame 0 is a mask frame .*frame 5 holds the most iodine") as ei:
+        stenosis.measure(run, "ICA", *pts, frame=0)
+    assert "place it on the lumen" not in str(ei.value)   # the points are fine: the frame is not
+    with pytest.raises(stenosis.StenosisError, match=r"frame 0 is a mask frame") as ei:
+        stenosis.measure(run, "ICA", *pts, frame=0, exclude_frames=[5])
+    assert "frame 5 holds" not in str(ei.value)            # a dropped frame is not suggested
 
 
 def test_a_frame_still_filling_is_warned(case):
@@ -57,6 +62,9 @@ def test_a_frame_still_filling_is_warned(case):
     assert res.frame_index == 2
     full = stenosis.measure(run, "ICA", *pts, frame=5)
     assert not any("not fully opacified" in w for w in full.warnings)
+    res = stenosis.measure(run, "ICA", *pts, frame=3, exclude_frames=[5])
+    (w,) = [w for w in res.warnings if "not fully opacified in frame 3" in w]
+    assert "frame 6 is the earliest fully opacified" in w   # frame 5 is dropped
 
 
 def test_a_diameter_no_such_artery_has_says_to_check_the_calibration(case):
