@@ -87,7 +87,7 @@ class BatchSummary:
     out_dir: str
     peak_rss_mb_per_worker: dict[int, float] = field(default_factory=dict)
     flagged: tuple[str, ...] = ()  # paths of runs with percent stenosis >= 50
-    n_confirm: int = 0  # runs whose >= 50% call a reader should confirm (near 50%: see measurement.borderline_warning)
+    n_confirm: int = 0  # runs whose >= 50% call a reader should confirm (StenosisResult.needs_confirmation)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -102,7 +102,7 @@ class BatchSummary:
             f"{self.n_meets_50} with stenosis >= 50%"
         )
         if self.n_confirm:
-            s += (f" ({self.n_confirm} within the measurement's uncertainty of 50%: a reader should confirm "
+            s += (f" ({self.n_confirm} whose >= 50% call is uncertain (see their warnings): a reader should confirm "
                   f"{'them' if self.n_confirm > 1 else 'it'})")
         if self.n_skipped:
             s += f" ({self.n_skipped} already done, skipped)"
@@ -138,7 +138,7 @@ def run_batch(
         ``problem`` set (a bad row of the points file) is recorded as an error row, not measured.
     out_dir : path
         Gets ``results.jsonl`` (journal), ``results.csv``, ``summary.png``,
-        ``reports/<stem>.png`` and, with `sr`, ``sr/<stem>.dcm`` (one stem per task,
+        ``reports/<stem>-<hash>.png`` and, with `sr`, ``sr/<stem>-<hash>.dcm`` (one stem per task,
         :func:`output_stem`; the rows name these files in ``report`` and ``sr``).
     jobs : int
         Worker processes; 0 measures in this process (no timeout possible).
@@ -146,7 +146,9 @@ def run_batch(
         Seconds of measurement allowed per run; a run past it is killed and
         becomes an error row.
     resume : bool
-        Skip tasks whose key already has a row in ``results.jsonl`` (ok or error).
+        Skip tasks whose key already has an ok row in ``results.jsonl``; tasks whose row is an
+        error row are measured again (the user may have fixed the file) and their new row
+        replaces the old one.
     overwrite : bool
         First move what `out_dir` holds into ``out_dir/previous-<timestamp>/``. With
         neither `resume` nor `overwrite` a non-empty `out_dir` raises

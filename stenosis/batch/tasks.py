@@ -425,10 +425,19 @@ def auto_tasks(root: str | os.PathLike, *, segment: str) -> list[Task]:
         tasks.append(
             Task(path=rel(path), source=str(path), segment=seg, mode="auto", files=files if len(files) > 1 else ())
         )
+    named = named_dicom_not_runs(base, sources)
     if not tasks:
+        # a run is a file with the DICOM preamble, whatever its name; say what the *.dcm files here are
+        if named:
+            shown = ", ".join(rel(p) for p in named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+            raise InputError(
+                f"no DICOM runs found under {root}: its {len(named)} file(s) named like DICOM ({shown}) are empty or "
+                "not DICOM (no DICM preamble); replace them with the DICOM export of the runs"
+            )
         raise InputError(
-            f"no DICOM runs found under {root}; check the folder (runs are recognised by the DICOM preamble)"
+            f"no DICOM runs found under {root}; check the folder (a run is a DICOM file, recognised by its "
+            "content, not its name)"
         )
-    for p in named_dicom_not_runs(base, sources):
+    for p in named:
         tasks.append(Task(path=rel(p), source=str(p), segment=seg, mode="auto"))
     return _assign_keys(tasks)

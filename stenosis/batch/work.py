@@ -31,9 +31,9 @@ class WorkOptions:
     model : str
         Vessel-probability model, ``"unet"`` or ``"classical"``.
     reports : bool
-        Write ``reports/<stem>.png`` (:func:`~stenosis.batch.outputs.output_stem`).
+        Write ``reports/<stem>-<hash>.png`` (:func:`~stenosis.batch.outputs.output_stem`).
     sr : bool
-        Write a DICOM Structured Report ``sr/<stem>.dcm`` (needs highdicom).
+        Write a DICOM Structured Report ``sr/<stem>-<hash>.dcm`` (needs highdicom).
     keep_identifiers : bool
         The SR copies the patient/study identifiers and UIDs of the source
         (default: a pseudonymous SR, see :mod:`stenosis.sr`).

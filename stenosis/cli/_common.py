@@ -24,6 +24,32 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 
 
+class StdoutClosed(Exception):
+    """The reader of our stdout went away (``stenosis info DIR | head -1``). Not an OSError, so that
+    click's own handler (``sys.exit(1)`` on EPIPE) lets it through to :func:`stenosis.cli.main.main`,
+    which exits 0 quietly (docs/contracts.md, exit status)."""
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe nobody reads any more (a BrokenPipeError elsewhere, e.g. a worker's
+    pipe, is a failure to report, not the end of the reader's interest). True when it cannot tell."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except Exception:  # no fileno (a test runner's buffer), no poll (Windows): assume stdout
+        return True
+
+
+def closed_stdout_boundary(exc: BrokenPipeError) -> None:
+    """Raise :class:`StdoutClosed` for a BrokenPipeError of stdout; re-raise any other."""
+    if stdout_closed():
+        raise StdoutClosed() from exc
+    raise exc
+
+
 def parse_rc(value: str | None, *, name: str = "point") -> tuple[float, float] | None:
     """Parse ``"ROW,COL"`` (two finite numbers, comma-separated) into a (row, col) tuple of floats."""
     if value is None:
@@ -98,8 +124,14 @@ def error_boundary(func: Callable) -> Callable:
         debug = bool(kwargs.get("debug", False))
         try:
             return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit, BrokenPipeError):
-            raise  # a closed stdout (``| head``): stenosis.cli.main exits 0 quietly
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit, StdoutClosed):
+            raise
+        except BrokenPipeError as exc:
+            if stdout_closed():  # a closed stdout (``| head``): stenosis.cli.main exits 0 quietly
+                raise StdoutClosed() from exc
+            if debug:
+                traceback.print_exc()
+            fail(f"internal error (BrokenPipeError: {exc}); rerun with --debug and report it", EXIT_INTERNAL)
         except StenosisError as exc:
             if debug:
                 traceback.print_exc()

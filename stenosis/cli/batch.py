@@ -11,11 +11,13 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
 
 
 @click.command(name="batch")
-@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))  # not a folder: exit 3 (below)
 @click.option(
     "--points",
     "points",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # no dir_okay=False: a points file that is not a file is bad input (exit 3, tasks.py says so), not a usage error
+    type=click.Path(path_type=Path),
+    metavar="CSV",
     help="CSV with path,segment,proximal_row,proximal_col,distal_row,distal_col (pixels, path relative to DIR); "
     "optional columns frame, frames (all|single|N), reference_choice (proximal|distal), mld_row,mld_col, "
     "waypoints ('row col;row col') and lesion (rows of one name: views of one lesion, graded together).",
@@ -29,7 +31,8 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
 )
 @click.option(
     "--segments",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
+    metavar="CSV",
     help="With --auto: CSV with path,segment[,frame] naming each run's artery; path relative to DIR.",
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
@@ -41,7 +44,9 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
     show_default=True,
     help="Seconds allowed per run; a run past it becomes an error row.",
 )
-@click.option("--resume", is_flag=True, help="Continue OUT: skip runs already measured in OUT/results.jsonl; runs that failed are tried again.")
+@click.option("--resume", is_flag=True,
+              help="Continue OUT (after Ctrl-C, SIGTERM or a crash): runs with an ok row in OUT/results.jsonl are "
+                   "skipped; runs with an error row (e.g. a file fixed since) are measured again.")
 @click.option("--overwrite", is_flag=True, help="Move what OUT holds into OUT/previous-<timestamp>/ first.")
 @click.option(
     "--model", type=click.Choice(["unet", "classical"]), default="unet", show_default=True, help="Vessel model."
@@ -85,7 +90,8 @@ def command(
     the batch ran (even with error rows), 2 on a usage error (OUT not empty without
     --resume/--overwrite, --auto without the artery), 3 when DIR cannot be read or
     holds no runs, or the points file is missing or malformed, 130 on Ctrl-C and 143 on
-    SIGTERM (after writing what was done: continue with --resume).
+    SIGTERM (after writing what was done: continue with --resume, which skips the runs measured
+    and measures again the runs that failed).
     """
     _check_usage(points, auto, segment, segments, resume, overwrite)
     if keep_identifiers and not sr:
@@ -93,7 +99,9 @@ def command(
                                "--keep-identifiers (results.csv/results.jsonl never hold identifiers)")
     _check_scheduler(scheduler)
     if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
-        fail(f"{folder} is not a readable folder; give the folder that holds the runs", EXIT_INPUT)
+        what = ("is a file; give the folder that holds the runs (one run: stenosis measure)" if folder.is_file()
+                else "is not a readable folder; give the folder that holds the runs")
+        fail(f"{folder} {what}", EXIT_INPUT)
     try:
         if points is not None:
             tasks = lib.read_points(points, folder)

@@ -49,10 +49,11 @@ def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: b
 
     from ..measurement import measure
     from ..report import save_report
-    from .measure import summary_lines
+    from .measure import _replaced, summary_lines
 
     res = measure(dcm, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model=model.lower())
     out_dir.mkdir(parents=True, exist_ok=True)
+    replaced = _replaced(out_dir, ["result.json", "report.png"])
     (out_dir / "result.json").write_text(json.dumps(res.to_dict(), indent=1) + "\n")
     save_report(res, None, out_dir / "report.png")
     click.echo(f"sample             {dcm}")
@@ -73,4 +74,4 @@ def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: b
     row("lesion (mm)", res.lesion_length_mm, truth["lesion_length_mm"], ".1f")
     click.echo(f"{'>= 50%':18s} {res.call_text:>10s} {('YES' if truth['meets_50'] else 'no'):>10s}")
     click.echo(f"{'reference choice':18s} {res.reference_choice:>10s} {truth['reference_choice']:>10s}")
-    click.echo(f"wrote {out_dir / 'result.json'} and {out_dir / 'report.png'}")
+    click.echo(f"wrote {out_dir / 'result.json'} and {out_dir / 'report.png'}{replaced}")

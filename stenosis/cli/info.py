@@ -65,10 +65,15 @@ def _run_table(run):
 @debug_option
 @error_boundary
 def command(path: Path, debug: bool = False) -> None:
-    """Describe the DICOM XA run(s) in PATH (a file or a folder)."""
+    """Describe the DICOM XA run(s) in PATH (a file or a folder).
+
+    In a folder, each file that cannot be read (including an empty or non-DICOM *.dcm) gets one
+    line on stderr saying why, and the last line counts the runs read and unreadable. Exit 0 when
+    at least one run was read, 3 when none (or PATH is missing or unreadable).
+    """
     from rich.console import Console
 
-    from ..errors import InputError
+    from ..errors import InputError, StenosisError
 
     class _Console(Console):
         def on_broken_pipe(self) -> None:  # rich exits 1; a closed stdout is not an error here
@@ -90,15 +95,17 @@ def command(path: Path, debug: bool = False) -> None:
         raise InputError(f"{path}: no DICOM file found in this folder; pass a DICOM XA file or a folder of them")
     n_ok = 0
     bad: list[str] = []
+    base = path.absolute()
     for p in named:  # named like DICOM, without its preamble: say why it is not read
         what = "empty" if p.stat().st_size == 0 else "not a DICOM file (no DICM preamble)"
-        line = f"{p}: {what}; replace it with the DICOM export, or remove it"
+        shown = path / p.relative_to(base) if p.is_relative_to(base) else p  # as the other runs are named
+        line = f"{shown}: {what}; replace it with the DICOM export, or remove it"
         bad.append(line)
         click.echo(f"stenosis: error: {line}", err=True)
     for src in sources:
         try:
             run = read_run(src)
-        except InputError as exc:
+        except StenosisError as exc:  # one bad run of the folder: its line, and the others are still shown
             line = " ".join(str(exc).split())
             bad.append(line)
             click.echo(f"stenosis: error: {line}", err=True)

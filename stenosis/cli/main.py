@@ -12,6 +12,7 @@ import sys
 import click
 
 from .._version import __version__
+from ._common import StdoutClosed, closed_stdout_boundary
 
 # subcommand -> (module, one-line help shown in `stenosis --help`)
 SUBCOMMANDS = {
@@ -23,6 +24,24 @@ SUBCOMMANDS = {
 
 
 class LazyGroup(click.Group):
+    """Subcommands imported when they run. A closed stdout while parsing (``--help | head -1``) or
+    running a command becomes :class:`~stenosis.cli._common.StdoutClosed`: click itself turns a
+    BrokenPipeError into ``sys.exit(1)``, which would make ``| head`` look like a failure."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError as exc:
+            closed_stdout_boundary(exc)
+            raise  # not reached
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            closed_stdout_boundary(exc)
+            raise  # not reached
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(SUBCOMMANDS)
 
@@ -62,7 +81,7 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("stenosis: aborted", err=True)
         sys.exit(130)
-    except BrokenPipeError:
+    except (StdoutClosed, BrokenPipeError):
         _closed_stdout()
     try:
         sys.stdout.flush()

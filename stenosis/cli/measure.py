@@ -28,6 +28,20 @@ def _replaced(out_dir: Path, names: list[str]) -> str:
     return f" (replacing the earlier {', '.join(old)})" if old else ""
 
 
+def _measured(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` (:func:`stenosis.measure` or :func:`stenosis.measure_views`); a point off
+    the vessel is often one given X,Y: the error reminds that points are ROW,COL."""
+    from ..errors import MeasurementError
+
+    try:
+        return fn(*args, **kwargs)
+    except MeasurementError as exc:
+        msg = str(exc)
+        if "not on a vessel" in msg and "row first" not in msg:
+            raise MeasurementError(f"{msg} (points are ROW,COL in pixels, row first)") from exc
+        raise
+
+
 def _site(res) -> str:
     """The reference site as the reader reads it: its description, with the WASID choice named
     once ("proximal M1 (1st choice)", not "proximal (proximal M1 (1st choice))")."""
@@ -168,7 +182,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
         reference_choice=reference_choice, mld=mld, waypoints=list(waypoints), feeding_proximal=feeding_proximal,
         feeding_distal=feeding_distal, pixel_mm=pixel_mm, frames=frames, exclude_frames=drop_frames,
     )
-    res = measure(_catheter_calibrated(path, catheter_french, catheter_points, pixel_mm), inputs=inputs)
+    res = _measured(measure, _catheter_calibrated(path, catheter_french, catheter_points, pixel_mm), inputs=inputs)
     d = res.to_dict()
     if out_dir is not None:
         from ..report import save_report
@@ -208,7 +222,7 @@ def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm
         if pixel_mm_list:
             view["pixel_mm"] = pixel_mm_list[k]
         views.append(view)
-    res = measure_views(views, segment.upper(), model=model.lower())
+    res = _measured(measure_views, views, segment.upper(), model=model.lower())
     d = res.to_dict()
     reports = [f"report-view{k + 1}.png" for k in range(len(res.views))]
     if out_dir is not None:
