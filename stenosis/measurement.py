@@ -296,10 +296,10 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
                           f"and no mask frame is tagged: frame {a} is measured alone as a native frame, against a "
                           "background interpolated around the lumen")
     if tuple(masks) != (least,) and bolus and held > params.mask_iodine_fraction:
-        return (least,), (f"the run's {which} hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the iodine the "
-                          f"analysed frame gains over frame {least} along the segment (a run exported after the bolus "
-                          f"arrived, or mask frames tagged wrongly): frame {least}, which holds the least, is the mask "
-                          "instead")
+        what = (f"include the analysed frame {a} (tagged wrongly)" if a in masks else
+                f"hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the iodine the analysed frame gains over "
+                f"frame {least} along the segment (a run exported after the bolus arrived, or mask frames tagged wrongly)")
+        return (least,), (f"the run's {which} {what}: frame {least}, which holds the least, is the mask instead")
     if tagged:
         return None
     quiet = _before_the_bolus(per, a, params, usable, quarter_sd, start=masks[0])

@@ -234,6 +234,7 @@ def test_wrongly_tagged_masks_are_replaced_even_when_the_least_frame_is_one_of_t
     res = stenosis.measure(wrong, **points)
     assert res.frames["mask"] == [1] and "frame 1, which holds the least, is the mask instead" in res.warnings[0]
     assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 2.0, res.percent_stenosis
+    assert f"include the analysed frame {res.frame_index} (tagged wrongly)" in res.warnings[0], res.warnings[0]
 
 
 def test_a_dropped_tagged_mask_is_said_to_be_kept(case):
