@@ -167,7 +167,7 @@ def implausible_size_warning(reference_px: float, scale: Scale, segment, calibra
     if lo <= ref <= hi:
         return None
     name = str(getattr(segment, "value", segment))
-    source = (calibration.to_dict() or {}).get("source") if calibration is not None else None
+    source = calibration.source.value if calibration is not None else None
     return (f"the reference diameter reads {ref:.2f} mm, {'over' if ref > hi else 'under'} what the {name} measures "
             f"({lo:.2g}-{hi:.2g} mm): check the calibration ({source or 'its source'}; --pixel-mm or "
             "--catheter-french) and measure again (the trace's scale depends on it too)")
@@ -202,6 +202,16 @@ def _not_dropped(index: int, inputs: ReaderInputs) -> None:
     if index in inputs.exclude_frames:
         raise MeasurementError(f"frame {index} is the analysed frame and cannot be dropped; choose another "
                                "frame to analyse (--frame N, or frame=N) and drop this one")
+
+
+#: how mask_check's notes say the analysed frame is measured without a mask
+_ALONE = "is measured alone as a native frame, against a background interpolated around the lumen"
+
+
+def _frames_are(frames) -> str:
+    """``"frame 3 was"`` / ``"frames 3, 4 were"``: the start of a note about ``frames``."""
+    frames = list(frames)
+    return f"frame{'s' if len(frames) > 1 else ''} {', '.join(map(str, frames))} {'were' if len(frames) > 1 else 'was'}"
 
 
 def _still_note(a: int) -> str:
@@ -259,8 +269,7 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
         # frame kept is, with the frames before the bolus after it); none kept: the frame alone
         kept = [t for t in usable if t != a]
         if not kept:
-            return None, (f"every other frame was dropped, frame 0 (the mask of this untagged run) too: frame {a} "
-                          "is measured alone as a native frame, against a background interpolated around the lumen")
+            return None, f"every other frame was dropped, frame 0 (the mask of this untagged run) too: frame {a} {_ALONE}"
         masks = [kept[0]]
     rc = analysed.trace.centerline_rc
     side = params.fit_r_max_radii * radius_hint(analysed.image, rc) + params.fit_r_max_extra_px
@@ -287,14 +296,13 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     if not tagged and iodine[least] > params.mask_iodine_fraction * iodine[a]:
         if not bolus:
             return None, _still_note(a)
-        sample_sd = _iodine_noise(across, usable, [np.array([i]) for i in range(per.shape[1])])
+        sample_sd = _iodine_noise(across, usable)
         follows = _follows(per[a], per[least], sample_sd)
         share = iodine[least] / iodine[a]
         if whole_vessel or (follows is not None and follows > params.mask_iodine_fraction):
             return None, (f"every frame of the run holds at least {100 * share:.0f}% of the analysed frame's iodine "
                           f"along the segment (frame {least} the least: a run exported after the bolus arrived), "
-                          f"and no mask frame is tagged: frame {a} is measured alone as a native frame, against a "
-                          "background interpolated around the lumen")
+                          f"and no mask frame is tagged: frame {a} {_ALONE}")
     if tuple(masks) != (least,) and bolus and held > params.mask_iodine_fraction:
         what = (f"include the analysed frame {a} (tagged wrongly)" if a in masks else
                 f"hold{'' if len(masks) > 1 else 's'} {100 * held:.0f}% of the iodine the analysed frame gains over "
@@ -317,15 +325,16 @@ def _quarters(n: int) -> list[np.ndarray]:
     return np.array_split(np.arange(n), 4)
 
 
-def _iodine_noise(across: np.ndarray, usable: list[int], groups: list[np.ndarray]) -> float:
+def _iodine_noise(across: np.ndarray, usable: list[int], groups: list[np.ndarray] | None = None) -> float:
     """The noise SD of one frame's iodine averaged over one of ``groups`` of samples (the
-    segment's quarters; each sample alone). ``across``: (T, N) difference of the two sides, which
-    holds no iodine, and whose still anatomy cancels between frames: its group means' change from
-    one frame to the next is noise alone. The median absolute change (robust to a vein filling
+    segment's quarters; None: each sample alone). ``across``: (T, N) difference of the two sides,
+    which holds no iodine, and whose still anatomy cancels between frames: its group means' change
+    from one frame to the next is noise alone. The median absolute change (robust to a vein filling
     beside one side, or motion, in a few frames) / 0.6745 / sqrt(2) is the SD of a group mean of
     the sides' difference, and sqrt(3/4) of it that of the iodine's (centre less the sides' mean
     against the two sides' difference: per-pixel variance 1.5 : 2)."""
-    means = np.array([[across[t, g].mean() for g in groups] for t in usable])
+    kept = across[usable]
+    means = kept if groups is None else np.stack([kept[:, g].mean(axis=1) for g in groups], axis=1)
     if len(means) < 2:
         return 0.0
     return float(np.median(np.abs(np.diff(means, axis=0))) / 0.6745 / np.sqrt(2) * np.sqrt(0.75))
@@ -353,12 +362,10 @@ def _before_the_bolus(per: np.ndarray, analysed: int, params: MeasureParams, usa
     the segment ends them. Their mean must hold no more than the first bound, with the noise of
     that mean (sqrt(1 - 1/n) of one frame's: the first is in it): trailing frames are let go until
     it does."""
-    quarters = _quarters(per.shape[1])
+    means = np.stack([per[:, q].mean(axis=1) for q in _quarters(per.shape[1])], axis=1)  # (T, 4)
+    excess = means - means[start]  # each frame's iodine over the first's, per quarter
 
-    def quarter_means(t):
-        return np.array([per[t, q].mean() - per[start, q].mean() for q in quarters])
-
-    ref = quarter_means(analysed)
+    ref = excess[analysed]
     if not np.all(ref > 0):
         return [start]
     quiet = params.mask_quiet_fraction * ref
@@ -370,10 +377,10 @@ def _before_the_bolus(per: np.ndarray, analysed: int, params: MeasureParams, usa
             break
         if t not in usable:
             continue
-        if np.any(quarter_means(t) >= allowed):
+        if np.any(excess[t] >= allowed):
             break
         out.append(t)
-    while len(out) > 1 and np.any(np.mean([quarter_means(t) for t in out], axis=0)
+    while len(out) > 1 and np.any(excess[out].mean(axis=0)
                                   >= np.maximum(quiet, params.contrast_sigmas * quarter_sd * np.sqrt(1 - 1 / len(out)))):
         out.pop()
     return out
@@ -421,8 +428,7 @@ def _measured_again(run, inputs: ReaderInputs, params: MeasureParams, analysed_i
                        mask_checked=True)
     idle = list(inputs.exclude_frames)
     if idle:
-        first += (f"dropped frame{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} "
-                  f"{'were' if len(idle) > 1 else 'was'} not combined anyway (a single frame measured)",)
+        first += (f"dropped {_frames_are(idle)} not combined anyway (a single frame measured)",)
     fr = dict(res.frames)
     if fr:
         fr["used"] = [a]
@@ -516,9 +522,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     masks = mask_frames_of(run)
     kept_masks = [t for t in inputs.exclude_frames if t not in dropped and t in masks]  # tagged: trusted
     idle = [t for t in inputs.exclude_frames if t not in dropped and t not in masks]
-    notes: tuple[str, ...] = ((f"dropped frame{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} "
-                               f"{'were' if len(idle) > 1 else 'was'} not combined anyway (not a frame of the "
-                               "arterial phase, or a single frame measured)",) if idle else ())
+    notes: tuple[str, ...] = ((f"dropped {_frames_are(idle)} not combined anyway (not a frame of the arterial "
+                               "phase, or a single frame measured)",) if idle else ())
     if kept_masks:
         notes += (f"dropped frame{'s' if len(kept_masks) > 1 else ''} {', '.join(map(str, kept_masks))} "
                   f"{'are' if len(kept_masks) > 1 else 'is'} the run's tagged mask, subtracted from every frame "

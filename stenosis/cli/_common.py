@@ -50,6 +50,14 @@ def closed_stdout_boundary(exc: BrokenPipeError) -> None:
     raise exc
 
 
+def replaced_note(out_dir, names: list[str]) -> str:
+    """What a "wrote" line adds when files of an earlier result in ``out_dir`` are replaced."""
+    from pathlib import Path
+
+    old = [n for n in names if (Path(out_dir) / n).exists()]
+    return f" (replacing the earlier {', '.join(old)})" if old else ""
+
+
 def parse_rc(value: str | None, *, name: str = "point") -> tuple[float, float] | None:
     """Parse ``"ROW,COL"`` (two finite numbers, comma-separated) into a (row, col) tuple of floats."""
     if value is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..data import sample_dir
-from ._common import debug_option, error_boundary
+from ._common import debug_option, error_boundary, replaced_note
 
 DEFAULT_SAMPLE = "v4_native_magnification"
 
@@ -49,11 +49,11 @@ def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: b
 
     from ..measurement import measure
     from ..report import save_report
-    from .measure import _replaced, summary_lines
+    from .measure import summary_lines
 
     res = measure(dcm, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model=model.lower())
     out_dir.mkdir(parents=True, exist_ok=True)
-    replaced = _replaced(out_dir, ["result.json", "report.png"])
+    replaced = replaced_note(out_dir, ["result.json", "report.png"])
     (out_dir / "result.json").write_text(json.dumps(res.to_dict(), indent=1) + "\n")
     save_report(res, None, out_dir / "report.png")
     click.echo(f"sample             {dcm}")

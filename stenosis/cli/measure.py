@@ -17,15 +17,9 @@ from pathlib import Path
 
 import click
 
-from ._common import PIXEL_MM, RC, debug_option, error_boundary
+from ._common import PIXEL_MM, RC, debug_option, error_boundary, replaced_note
 
 SEGMENTS = ["ICA", "M1", "V4", "BA"]
-
-
-def _replaced(out_dir: Path, names: list[str]) -> str:
-    """What the summary's "wrote" line adds when files of an earlier measurement are replaced."""
-    old = [n for n in names if (out_dir / n).exists()]
-    return f" (replacing the earlier {', '.join(old)})" if old else ""
 
 
 def _measured(fn, *args, **kwargs):
@@ -188,7 +182,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
         from ..report import save_report
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        replaced = _replaced(out_dir, ["result.json", "report.png"])
+        replaced = replaced_note(out_dir, ["result.json", "report.png"])
         (out_dir / "result.json").write_text(json.dumps(d, indent=1) + "\n")
         save_report(res, None, out_dir / "report.png")
     if as_json:
@@ -229,7 +223,7 @@ def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm
         from ..report import save_report
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        replaced = _replaced(out_dir, ["result.json", *reports])
+        replaced = replaced_note(out_dir, ["result.json", *reports])
         (out_dir / "result.json").write_text(json.dumps(d, indent=1) + "\n")
         for view, name in zip(res.views, reports):
             save_report(view, None, out_dir / name)
