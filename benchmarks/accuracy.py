@@ -25,8 +25,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, REPO / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+#: keyword arguments of every stenosis.measure call (``--param``)
+MEASURE_KW: dict = {}
 
 
 def grid(n: int, seed: int = 7):
@@ -115,7 +119,8 @@ def run_case(spec, tmp: Path, model: str = "classical", *, naive: bool = True):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            res = stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model=model)
+            res = stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), model=model,
+                                  **MEASURE_KW)
             out = (res.percent_stenosis, res.mld_mm, res.reference_diameter_mm, res.reference_choice, None)
             sd = (res.percent_stenosis_sd, res.mld_sd_px * res.mm_per_px if res.mm_per_px else np.nan)
         except stenosis.StenosisError as exc:
@@ -157,7 +162,12 @@ def main(argv=None) -> int:
     ap.add_argument("--verbose", action="store_true", help="print one line per run")
     ap.add_argument("--model", choices=["classical", "unet"], default="classical",
                     help="vessel-probability model for the centerline (diameters are model-free)")
+    ap.add_argument("--param", action="append", metavar="NAME=VALUE",
+                    help="measure with this MeasureParams field changed (repeatable; tuples as a:b)")
     args = ap.parse_args(argv)
+    from _common import measure_kwargs
+
+    MEASURE_KW.update(measure_kwargs(args.param))
     n = args.n or (4 if args.small else 48)
     specs = grid(n)
     rows = []

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+#: keyword arguments of every stenosis.measure call (``--param``)
+MEASURE_KW: dict = {}
 for p in (REPO, REPO / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
@@ -37,7 +39,7 @@ def measure_both(spec, tmp: Path) -> dict:
     run = stenosis.read_run(dcm)
     out = {"name": spec.name, "photons": spec.photons, "true": t["percent_stenosis"]}
     for mode in ("single", "all"):
-        r = stenosis.measure(run, t["segment"], tuple(t["proximal_rc"]), tuple(t["distal_rc"]), frames=mode)
+        r = stenosis.measure(run, t["segment"], tuple(t["proximal_rc"]), tuple(t["distal_rc"]), frames=mode, **MEASURE_KW)
         out[mode] = (r.percent_stenosis, r.percent_stenosis_sd)
         if mode == "all":
             out["n_frames"] = len(r.frames["used"])
@@ -73,7 +75,12 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="CI size: 4 runs, one timing")
     ap.add_argument("--n", type=int, default=None, help="phantom runs (default 48)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--param", action="append", metavar="NAME=VALUE",
+                    help="measure with this MeasureParams field changed (repeatable; tuples as a:b)")
     args = ap.parse_args(argv)
+    from _common import measure_kwargs
+
+    MEASURE_KW.update(measure_kwargs(args.param))
     n = args.n or (4 if args.small else 48)
     warnings.simplefilter("ignore")
     rows = []

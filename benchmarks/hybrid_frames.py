@@ -39,7 +39,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import use_repo  # noqa: E402
+from _common import measure_kwargs, use_repo  # noqa: E402
+
+#: keyword arguments of every stenosis.measure call (``--param``)
+MEASURE_KW: dict = {}
 
 #: added noise SD (grey levels at the background's mean) per dose level, lowest dose first
 DOSES = (8.0, 4.0, 2.0)
@@ -105,7 +108,7 @@ def measure(run, case, **kw) -> tuple[float, float, bool, int]:
     import stenosis
 
     try:
-        r = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, **kw)
+        r = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, **kw, **MEASURE_KW)
     except stenosis.StenosisError:
         return float("nan"), float("nan"), False, 0
     return (float(r.percent_stenosis), float(r.percent_stenosis_sd), any(n in w for w in r.warnings for n in MASK_NOTES),
@@ -128,7 +131,10 @@ def main(argv=None) -> int:
     ap.add_argument("--late", action="store_true",
                     help="each run without its masks, untagged: exported after the bolus arrived")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--param", action="append", metavar="NAME=VALUE",
+                    help="measure with this MeasureParams field changed (repeatable; tuples as a:b)")
     args = ap.parse_args(argv)
+    MEASURE_KW.update(measure_kwargs(args.param))
     warnings.filterwarnings("ignore")
     import hybrid as hb
 
