@@ -81,6 +81,8 @@ XA1_SEGMENTS = (
     ("parietal branch", (250, 330), (420, 322), "M1"),
 )
 SNAP_PX = 12
+#: the words of the warning a result gives when its percent depends on where the trace starts
+START_NOTE = "depends on where the trace starts"
 
 
 # ---- skeleton paths ---------------------------------------------------------------------
@@ -280,6 +282,7 @@ def judge(res, mask: np.ndarray | None, path_len_px: float | None, image: np.nda
         "n_samples": int(len(prof)), "n_valid": int(valid.sum()),
         "trace_len_px": float(prof.arc_px[-1] - prof.arc_px[0]) if len(prof) else 0.0,
         "warnings": list(res.warnings),
+        "confirm": bool(res.needs_confirmation),
         "blur_sigma_px": float(prof.blur_sigma_px),
     }
     if path_len_px:
@@ -397,6 +400,24 @@ def cimat_run(i: int, root: Path = CIMAT):
     return run, img, mask
 
 
+def expert_narrowing(arc: np.ndarray, width: np.ndarray, i0: int = 0, i1: int | None = None) -> float:
+    """The expert mask's own narrowing along the segment ``i0..i1`` of a skeleton path, percent:
+    1 - min / max of the path's width (distance transform at the skeleton, whole pixels)
+    smoothed along the arc over one median width, a quarter width left out at each end. What the
+    mask says a WASID reading of the segment should be near; a 'normal' segment's is not 0."""
+    from scipy import ndimage as ndi
+
+    arc, width = np.asarray(arc, float), np.asarray(width, float)
+    i1 = len(arc) - 1 if i1 is None else i1
+    w = float(np.median(width[i0 : i1 + 1]))
+    step = float(np.median(np.diff(arc))) if len(arc) > 1 else 1.0
+    ws = ndi.gaussian_filter1d(width, max(w / step, 1.0), mode="nearest")[i0 : i1 + 1]
+    a = arc[i0 : i1 + 1]
+    keep = (a >= a[0] + 0.25 * w) & (a <= a[-1] - 0.25 * w)
+    ws = ws[keep] if keep.sum() >= 3 else ws
+    return float(100.0 * (1.0 - ws.min() / max(ws.max(), 1e-9)))
+
+
 def run_cimat(images, root: Path, *, per_image: int, verbose: bool) -> list[dict]:
     rows = []
     for i in images:
@@ -410,6 +431,7 @@ def run_cimat(images, root: Path, *, per_image: int, verbose: bool) -> list[dict
                 "image": i, "split": "dev" if i in DEV else "held-out", "seg": s.index,
                 "path_len_px": s.length_px, "expert_width_px": float(np.median(ew)),
                 "expert_cv": float(np.std(ew) / max(np.mean(ew), 1e-9)),
+                "expert_narrowing": expert_narrowing(s.path["arc"], s.path["width"], s.i0, s.i1),
             })
             rows.append(row)
             if verbose:
@@ -527,6 +549,12 @@ def summarise(rows: list[dict]) -> dict:
         "normal_mean": float(npct.mean()) if npct.size else None,
         "normal_max": float(npct.max()) if npct.size else None,
         "normal_meets50": int((npct >= 50).sum()) if npct.size else 0,
+        "normal_expert": float(np.mean([r["expert_narrowing"] for r in normal])) if normal else None,
+        "vs_expert": (np.array([r["percent"] - r["expert_narrowing"] for r in measured if "expert_narrowing" in r])
+                      if measured else np.array([])),
+        "n_measured": len(measured),
+        "confirm": sum(bool(r.get("confirm")) for r in measured),
+        "start_dependent": sum(any(START_NOTE in w for w in r.get("warnings", ())) for r in measured),
     }
 
 
@@ -561,6 +589,12 @@ def print_tables(cimat_rows: list[dict], xa1_rows: list[dict]) -> None:
     row("normal segments (expert CV<10%): n", lambda s: str(s["normal_n"]))
     row("  percent stenosis mean / max", lambda s: f"{_f(s['normal_mean'], '{:.1f}')}/{_f(s['normal_max'], '{:.1f}')}")
     row("  read >= 50%", lambda s: str(s["normal_meets50"]))
+    row("  expert mask's own narrowing, mean", lambda s: _f(s["normal_expert"], "{:.1f}"))
+    row("percent - mask's narrowing: median / MAE", lambda s: (f"{np.median(s['vs_expert']):+.1f}/"
+                                                              f"{np.mean(np.abs(s['vs_expert'])):.1f}")
+        if s["vs_expert"].size else "-")
+    row("results asking a reader to confirm", lambda s: f"{s['confirm']}/{s['n_measured']}")
+    row("results: percent depends on trace start", lambda s: f"{s['start_dependent']}/{s['n_measured']}")
     refusals = {}
     for r in cimat_rows:
         if "refused" in r:

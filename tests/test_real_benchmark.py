@@ -37,6 +37,21 @@ def test_expert_width_of_a_straight_band(real) -> None:
     assert np.isnan(real.expert_width_along(mask, np.array([[5.0, 5.0]]), np.array([[1.0, 0.0]]))[0])
 
 
+def test_expert_narrowing_of_a_band(real) -> None:
+    """The mask's own narrowing: 0 for a constant width; a 40 px stretch at half the width reads
+    49.4% (the smoothing over one width, 8 px, leaves 2.5 of its sigmas to the stretch's middle:
+    50% - 2 x 0.6% of the step); a narrowing on the path outside the segment counts only by the
+    smoothing's tail."""
+    arc = np.arange(100.0)
+    assert real.expert_narrowing(arc, np.full(100, 8.0)) == pytest.approx(0.0, abs=1e-9)
+    w = np.full(100, 8.0)
+    w[30:70] = 4.0
+    assert real.expert_narrowing(arc, w) == pytest.approx(49.4, abs=0.1)
+    w = np.full(100, 8.0)
+    w[:10] = 4.0  # before the segment 20..99, 1.5 smoothing sigmas from its first kept sample
+    assert real.expert_narrowing(arc, w, 20, 99) == pytest.approx(2.9, abs=0.1)
+
+
 def test_picker_on_a_synthetic_tree(real) -> None:
     """A T of a wide and a narrow vessel: segments on the skeleton, off the junction, inside the mask."""
     mask = np.zeros((200, 200), bool)

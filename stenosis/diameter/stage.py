@@ -3,7 +3,7 @@
 :func:`diameter_stage` is the measurement's one pass over the profiles, in order:
 
 1. **lumen model** -- profiles across the trace are fitted with a nominal blur to find the
-   wide samples, from which the run's blur sigma and iodine amplitude are estimated
+   samples with a lumen, from which the run's blur sigma and iodine amplitude are estimated
    (:func:`estimate_lumen_model`); their fitted centres give the lumen's centre line;
 2. **centring** -- the trace (the vessel map's ridge) is moved onto the fitted lumen
    centres and the profiles are sampled once, perpendicular to it (:func:`sample_along`);
@@ -75,13 +75,16 @@ def sample_along(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarra
 
 def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
                          params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, ProfileFit]:
-    """Run's blur sigma (px) and iodine amplitude from the widest usable samples, and the
+    """Run's blur sigma (px) and iodine amplitude from the usable samples, and the
     nominal-blur fit that found them.
 
-    A fit with a nominal blur ranks the samples by their radius smoothed along the vessel
-    (ranking single noisy profiles picks those whose noise widened them, biasing the blur low);
-    the widest ``blur_wide_quantile`` with a typical amplitude (overlaps and branches raise it)
-    go to :func:`estimate_blur`. ``usable``: samples allowed (at least 5 of them, else all).
+    A fit with a nominal blur finds the samples with a lumen; those with a typical amplitude
+    (overlaps and branches raise it) go to :func:`estimate_blur`. By default every such sample
+    counts: on real images an estimate from the segment's widest samples moved with the
+    reader's end points (``docs/tuning.md``, section 3). ``blur_wide_quantile`` > 0 keeps only
+    the samples at least that wide, ranked by their radius smoothed along the vessel (ranking
+    single noisy profiles picks those whose noise widened them, biasing the blur low).
+    ``usable``: samples allowed (at least 5 of them, else all).
     """
     p = params
     Y, x = prof.values, prof.offsets_px
@@ -131,7 +134,7 @@ def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.n
                       params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
     """Model-based diameter profile along a centerline, one amplitude for the run.
 
-    ``blur_sigma_px`` / ``amplitude``: known lumen model (estimated from the widest samples
+    ``blur_sigma_px`` / ``amplitude``: known lumen model (estimated from the usable samples
     when None, :func:`estimate_lumen_model`). Flags come from the fit's residuals only.
     """
     prof = sample_along(image, centerline_rc, arc_px, radius_hint_px=radius_hint_px, params=params)
@@ -189,11 +192,13 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
             sigma, amp = s2, a2
             fit, flags = fit_and_flag(sigma, amp)
             usable = (flags & _UNUSABLE) == 0
-    # 4. the final fit: an amplitude that follows the vessel, from the usable resolved samples
+    # 4. the final fit: an amplitude that follows the vessel, from the resolved samples without
+    # another vessel; a poor fit counts (the run's amplitude where the vessel's differs is one)
     amp_local = None
     if p.local_amplitude_half_radii > 0:
+        clear = (flags & (_UNUSABLE & ~int(QualityFlag.POOR_FIT))) == 0
         amp_local = local_amplitude(prof.values, prof.offsets_px, prof.table(sigma), prof.arc_px, float(amp),
-                                    float(sigma), prof.inside & usable, fit.radius_px,
+                                    float(sigma), prof.inside & clear, fit.radius_px,
                                     half_px=p.local_amplitude_half_radii * rh, r_max_px=prof.r_max_px,
                                     c_max_px=prof.c_max_px, params=p)
         if np.any(amp_local != amp):
