@@ -141,6 +141,8 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params)
     wm = series.combined
     start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
+    if background is not analysed.image and len(series.frames) == 1:
+        wm = background_sensitivity(run, analysed, inputs, wm, rhint, scale, placed, params)
     # the run's own "no calibration in the file" already says mm are not reported: once is enough
     said = any(UNCALIBRATED_MARK in w for w in run.warnings)
     scale_notes = tuple(w for w in scale.warnings if not (said and UNCALIBRATED_MARK in w))
@@ -464,13 +466,53 @@ def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
                 mld_near_index=placed.mld_index)
 
 
-def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray:
+def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, wm: WasidMeasurement, rhint: float,
+                           scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS) -> WasidMeasurement:
+    """``wm`` of a single native frame with the background model's uncertainty in its SDs.
+
+    The background under the lumen is never observed, only interpolated from the pixels around
+    it; two plausible scales of that interpolation (``background_sigma_px`` and
+    ``background_check_sigma_px``) bracket it. The segment is measured again on the second
+    (same trace and centring, graded afresh) and the differences in percent stenosis, MLD and
+    reference join their SDs in quadrature (recorded as ``parameters.background_sd``); when the
+    percent moves by more than its other SD the result says so."""
+    s2 = params.background_check_sigma_px
+    if not s2 > 0 or s2 == params.background_sigma_px:
+        return wm
+    trace = analysed.trace
+    other = single_frame_background(run, analysed, params, sigma_px=s2)
+    try:
+        prof2 = diameter_stage(other, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
+                               radius_hint_px=rhint, step_px=scale.step_px, mm_per_px=scale.mm_per_px,
+                               crossings=inputs.model == ModelName.UNET.value, params=params,
+                               centring_image=analysed.image)
+        wm2 = wasid(prof2, inputs.segment, params=params, **_grading_inputs(inputs, placed))
+    except MeasurementError:
+        return wm
+    d_pct = abs(float(wm2.percent_stenosis) - float(wm.percent_stenosis))
+    d_mld = abs(float(wm2.mld_px) - float(wm.mld_px))
+    d_ref = abs(float(wm2.reference_px) - float(wm.reference_px))
+    if not all(np.isfinite([d_pct, d_mld, d_ref])):
+        return wm
+    notes = wm.warnings
+    if d_pct > wm.percent_stenosis_sd:
+        notes += (f"the background under the vessel is not seen on a single native frame: interpolated at "
+                  f"{params.background_sigma_px:g} and {s2:g} px it gives {wm.percent_stenosis:.1f} and "
+                  f"{wm2.percent_stenosis:.1f}%; the SD includes the difference",)
+    return replace(wm, percent_stenosis_sd=float(np.hypot(wm.percent_stenosis_sd, d_pct)),
+                   mld_sd_px=float(np.hypot(wm.mld_sd_px, d_mld)), reference_sd_px=float(np.hypot(wm.reference_sd_px, d_ref)),
+                   warnings=notes, background_sd={"percent": d_pct, "mld_px": d_mld, "reference_px": d_ref})
+
+
+def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
+                            sigma_px: float | None = None) -> np.ndarray:
     """The analysed image, with the segment's crop of a single native frame (no mask to subtract)
     opacified against a background interpolated under the traced lumen from the pixels around it
     (:func:`stenosis.opacification.background_off_vessels`) instead of the whole frame's top-hat,
     which the path was traced (and is centred) on. The lumen: the pixels within each centerline
     sample's own half-maximum radius on the top-hat (:func:`stenosis.trace.local_radius`),
-    widened by ``background_mask_px``. Other runs: the analysed image itself."""
+    widened by ``background_mask_px``; ``sigma_px``: the interpolation's scale (default
+    ``background_sigma_px``). Other runs: the analysed image itself."""
     from .opacification import background_off_vessels, native_values
     from .trace import distance_to_path, local_radius
 
@@ -487,7 +529,8 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     if vessel.all():
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)
-    image[box] = background_off_vessels(values, vessel, sigma_px=params.background_sigma_px) - values
+    sigma = params.background_sigma_px if sigma_px is None else sigma_px
+    image[box] = background_off_vessels(values, vessel, sigma_px=sigma) - values
     return image
 
 
@@ -725,6 +768,7 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
             "reference_description": wm.reference_description,
             "model_misfit": {k: (round(float(v), 3) if np.isfinite(v) else None) for k, v in wm.model_misfit.items()},
             "along_vessel_sd_px": round(float(wm.along_vessel_sd_px), 4),
+            "background_sd": {k: round(float(v), 4) for k, v in wm.background_sd.items()} or None,
             "reader": inputs.to_record(),
             "params": params.to_record(),
         },

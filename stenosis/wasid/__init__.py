@@ -64,6 +64,7 @@ class WasidMeasurement:
     feeding_window: Window | None = None  # on the feeding profile, when that is the reference
     model_misfit: dict = field(default_factory=dict)  # misfit ratio at the MLD and the reference (model_sd_px)
     along_vessel_sd_px: float = 0.0  # diameter variation of the normal artery beyond noise (along_vessel_sd)
+    background_sd: dict = field(default_factory=dict)  # single native frame: percent / MLD / reference moved by the background model
 
 
 @dataclass(frozen=True)
