@@ -62,7 +62,7 @@ def speed(tmp: Path, repeat: int) -> tuple[float, float, int]:
     for _ in range(repeat + 1):  # the first pass warms the caches
         for mode in times:
             t0 = time.perf_counter()
-            r = stenosis.measure(run, "M1", tuple(t["proximal_rc"]), tuple(t["distal_rc"]), frames=mode)
+            r = stenosis.measure(run, "M1", tuple(t["proximal_rc"]), tuple(t["distal_rc"]), frames=mode, **MEASURE_KW)
             times[mode].append(time.perf_counter() - t0)
             n = max(n, len(r.frames["used"]))
     return float(np.median(times["single"][1:])), float(np.median(times["all"][1:])), n

@@ -1,6 +1,7 @@
 """A native run whose mask holds iodine along the segment (session 12): a run exported after the
 bolus arrived, or mask frames tagged wrongly. Subtracting such a mask removed most of the lumen's
-signal, unevenly, and the result was read without a word (43% for a 58% lesion); now the frame
+signal, unevenly, and the result was read without a word (43% for a 58% lesion; 49.9% with the
+lumen model of session 15); now the frame
 holding the least iodine is the mask, or, when every frame holds iodine, the analysed frame is
 measured alone as a native frame."""
 from __future__ import annotations
@@ -64,7 +65,7 @@ def test_an_opacified_first_frame_is_not_the_mask(case):
     res = stenosis.measure(late, **points)
     note = res.warnings[0]
     assert "mask frame 0 holds" in note and "frame 4, which holds the least" in note and "is the mask instead" in note
-    assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 2.0, res.percent_stenosis  # 57.5 measured
+    assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 2.0, res.percent_stenosis  # 57.3 measured
     assert 4 not in res.frames["used"] and res.frames["mask"] == [4]
 
 
@@ -75,7 +76,7 @@ def test_a_run_without_any_iodine_free_frame_is_read_as_a_native_frame(case):
     assert "is measured alone as a native frame" in res.warnings[0], res.warnings
     assert res.frame_index == 2 and res.frames["used"] == [2]   # the run's own frame numbers
     assert res.frames["mask"] == []                            # nothing subtracted
-    assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 5.0, res.percent_stenosis  # 60.5 measured
+    assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 5.0, res.percent_stenosis  # 60.7 measured
     assert res.parameters["reader"] == {}                       # the reader's record is the reader's
 
 

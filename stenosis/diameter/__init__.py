@@ -7,8 +7,9 @@ path length gives, across the vessel at offset x from its centre c,
 
 where G_sigma is the imaging blur (focal spot, detector, pixel integration and
 interpolation lumped into one Gaussian) and b0 + b1 x the local background. The
-blur sigma and the amplitude A are estimated once per run from the widest
-segments (a joint fit where the edge shape determines sigma and the plateau A);
+blur sigma and the amplitude A are estimated once per run from the usable
+samples (``stage.estimate_lumen_model``: a joint fit where the edge shape
+determines sigma and the plateau A);
 each profile is then fitted with A and sigma fixed, so that the integrated
 (densitometric) signal still determines R when 2R is below the blur width, where
 edge detectors overestimate (Hoffmann, Wahle, Pellot-Barakat, Sklansky, Sonka,

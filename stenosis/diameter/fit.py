@@ -179,7 +179,7 @@ def estimate_blur(
     r_max_px: float,
     c_max_px: float = 3.0,
 ) -> tuple[float, float]:
-    """Joint estimate of the blur sigma and the iodine amplitude from wide normal profiles.
+    """Joint estimate of the blur sigma and the iodine amplitude from normal profiles.
 
     For each candidate sigma every profile is fitted with a free amplitude; the
     sigma with the least total residual (parabola-refined) wins and the amplitude

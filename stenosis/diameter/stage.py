@@ -192,8 +192,8 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
             sigma, amp = s2, a2
             fit, flags = fit_and_flag(sigma, amp)
             usable = (flags & _UNUSABLE) == 0
-    # 4. the final fit: an amplitude that follows the vessel, from the resolved samples without
-    # another vessel; a poor fit counts (the run's amplitude where the vessel's differs is one)
+    # 4. the final fit: an amplitude that follows the vessel, from the resolved samples inside the
+    # image without another vessel; a poor fit counts (the run's amplitude where the vessel's differs is one)
     amp_local = None
     if p.local_amplitude_half_radii > 0:
         clear = (flags & (_UNUSABLE & ~int(QualityFlag.POOR_FIT))) == 0
