@@ -129,10 +129,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     image, trace = analysed.image, analysed.trace
     background = single_frame_background(run, analysed, params)
     rhint = radius_hint(image, trace.centerline_rc)
-    profile = diameter_stage(background, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
-                             radius_hint_px=rhint, step_px=scale.step_px, mm_per_px=scale.mm_per_px,
-                             crossings=inputs.model == ModelName.UNET.value, params=params,
-                             centring_image=image if background is not image else None)
+    profile = _diameters_on(background, analysed, inputs, rhint, scale, params)
     image = background
     if profile.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
@@ -141,7 +138,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params)
     wm = series.combined
     start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
-    if background is not analysed.image and len(series.frames) == 1:
+    if background is not analysed.image:  # a single native frame
         wm = background_sensitivity(run, analysed, inputs, wm, rhint, scale, placed, params)
     # the run's own "no calibration in the file" already says mm are not reported: once is enough
     said = any(UNCALIBRATED_MARK in w for w in run.warnings)
@@ -466,6 +463,17 @@ def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
                 mld_near_index=placed.mld_index)
 
 
+def _diameters_on(image: np.ndarray, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: float, scale: Scale,
+                  params: MeasureParams) -> DiameterProfile:
+    """The diameter stage along the analysed frame's trace on ``image`` (the analysed image, or a
+    single native frame opacified against a background model: then centred on the analysed one)."""
+    trace = analysed.trace
+    return diameter_stage(image, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
+                          radius_hint_px=rhint, step_px=scale.step_px, mm_per_px=scale.mm_per_px,
+                          crossings=inputs.model == ModelName.UNET.value, params=params,
+                          centring_image=analysed.image if image is not analysed.image else None)
+
+
 def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, wm: WasidMeasurement, rhint: float,
                            scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS) -> WasidMeasurement:
     """``wm`` of a single native frame with the background model's uncertainty in its SDs.
@@ -479,14 +487,10 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
     s2 = params.background_check_sigma_px
     if not s2 > 0 or s2 == params.background_sigma_px:
         return wm
-    trace = analysed.trace
     other = single_frame_background(run, analysed, params, sigma_px=s2)
     try:
-        prof2 = diameter_stage(other, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
-                               radius_hint_px=rhint, step_px=scale.step_px, mm_per_px=scale.mm_per_px,
-                               crossings=inputs.model == ModelName.UNET.value, params=params,
-                               centring_image=analysed.image)
-        wm2 = wasid(prof2, inputs.segment, params=params, **_grading_inputs(inputs, placed))
+        wm2 = wasid(_diameters_on(other, analysed, inputs, rhint, scale, params), inputs.segment, params=params,
+                    **_grading_inputs(inputs, placed))
     except MeasurementError:
         return wm
     d_pct = abs(float(wm2.percent_stenosis) - float(wm.percent_stenosis))

@@ -95,11 +95,13 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
     cand = np.where(ok)[0]
     if cand.size == 0:
         cand = np.arange(len(Y))
-    arc = prof.arc_px
-    step = float(np.median(np.diff(arc))) if len(arc) > 1 else 1.0
-    r_s = ndi.gaussian_filter1d(np.where(ok, f0.radius_px, np.median(f0.radius_px[cand])),
-                                max(2.0 * prof.radius_hint_px / step, 1.0), mode="nearest")
-    wide = cand[r_s[cand] >= np.quantile(r_s[cand], p.blur_wide_quantile)]
+    wide = cand
+    if p.blur_wide_quantile > 0:
+        arc = prof.arc_px
+        step = float(np.median(np.diff(arc))) if len(arc) > 1 else 1.0
+        r_s = ndi.gaussian_filter1d(np.where(ok, f0.radius_px, np.median(f0.radius_px[cand])),
+                                    max(2.0 * prof.radius_hint_px / step, 1.0), mode="nearest")
+        wide = cand[r_s[cand] >= np.quantile(r_s[cand], p.blur_wide_quantile)]
     a = f0.amplitude[wide]
     med = np.median(a)
     mad = np.median(np.abs(a - med)) + 1e-12
