@@ -18,9 +18,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import MeasurementError
-from .opacification import estimate_shift, mask_frames_of, opacify
+from .opacification import estimate_shift, mask_frames_of, opacify, shared_noise
 from .params import DEFAULT_PARAMS, MeasureParams
-from .trace import Scale, Trace, box_around, distance_to_path, radius_hint, trace_segment
+from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
 
 #: smoothing (px) of the two frames' iodine compared to find the guess frame's vessels absent
 #: from the chosen frame (:func:`choose_frame`): a pixel's noise, not a vessel's width
@@ -29,7 +29,8 @@ _ABSENT_SMOOTH_PX = 1.0
 _FOLLOW_BORDER_PX = 4
 
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
-           "choose_frame", "companion_frames", "FollowedFrame", "follow_frames"]
+           "choose_frame", "companion_frames", "FollowedFrame", "follow_frames",
+           "without_shared_noise"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -331,3 +332,60 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
         moved = max(abs(shift[0]), abs(shift[1])) > params.max_frame_shift_px
         out.append(None if moved else FollowedFrame(int(t), image, (float(shift[0]), float(shift[1]))))
     return out
+
+
+def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame | None],
+                         params: MeasureParams = DEFAULT_PARAMS, *,
+                         estimate_from: int | None = None) -> tuple[np.ndarray, list[FollowedFrame | None], float]:
+    """The analysed image and the followed frames with the noise they share removed where no
+    frame holds iodine (:func:`stenosis.opacification.shared_noise`), and its weight ``w``.
+
+    Every frame of a run is the mask subtracted from a live frame, so the mask's quantum noise
+    is in all of them alike and averaging frames cannot lower it; off the vessels, though, each
+    live frame observes the anatomy the mask observed, so there the mask's noise is estimated
+    from the frames themselves. Under the lumen it is not (the iodine hides it). Free of
+    iodine: farther than the traced lumen's local radius plus ``shared_noise_margin_px`` from
+    the trace and than that margin from the vessel map (> 0.5), inside the trace's crop; the
+    frames are aligned on the analysed one by their motion rounded to whole pixels (an
+    interpolation would smooth the noise being matched). ``estimate_from``: only the first so
+    many followed frames estimate it (a reader's frame limit); it is removed from all.
+    Unchanged (``w`` = 0) with ``shared_noise_sigma_px`` = 0, or fewer than 2 followed frames
+    inside the image."""
+    image = analysed.image
+    if not params.shared_noise_sigma_px > 0:
+        return image, followed, 0.0
+    trace = analysed.trace
+    box = trace.box
+    h, w = image.shape
+    stack, moves = [image[box]], {}
+    for k, f in enumerate(followed):
+        if f is None:
+            continue
+        d = (int(round(f.shift_rc[0])), int(round(f.shift_rc[1])))
+        rows, cols = slice(box[0].start + d[0], box[0].stop + d[0]), slice(box[1].start + d[1], box[1].stop + d[1])
+        if rows.start >= 0 and cols.start >= 0 and rows.stop <= h and cols.stop <= w:
+            if estimate_from is None or len(moves) < estimate_from:
+                stack.append(f.image[rows, cols])
+            moves[k] = (rows, cols)
+    near = distance_to_path(trace.centerline_rc - np.asarray(trace.origin_rc, float), stack[0].shape)
+    if len(stack) < 3 or near is None:
+        return image, followed, 0.0
+    dist, nearest = near
+    margin = params.shared_noise_margin_px
+    lumen = dist <= (local_radius(image, trace.centerline_rc) + margin)[nearest]
+    vessels = trace.probability > 0.5
+    if vessels.shape != lumen.shape:  # a map of another crop: trust the trace's lumen alone
+        vessels = np.zeros_like(lumen)
+    vessels = ndi.distance_transform_edt(~vessels) <= margin if vessels.any() else vessels
+    fine, weight = shared_noise(np.stack(stack), ~(lumen | vessels), sigma_px=params.shared_noise_sigma_px,
+                                outlier_sds=params.frame_outlier_sds)
+    if weight <= 0:
+        return image, followed, 0.0
+    image = np.array(image, np.float32, copy=True)
+    image[box] -= fine
+    out = list(followed)
+    for k, (rows, cols) in moves.items():
+        moved = np.array(followed[k].image, np.float32, copy=True)
+        moved[rows, cols] -= fine
+        out[k] = replace(followed[k], image=moved)
+    return image, out, weight

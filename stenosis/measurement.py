@@ -26,7 +26,7 @@ from .diameter import combine_frames, diameter_stage, measure_diameters, same_sa
 from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
 from .opacification import mask_frames_of
-from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame
+from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame, without_shared_noise
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import CONFIRM_CALL, DiameterProfile, QualityFlag, ReferenceWindow, StenosisResult
@@ -129,16 +129,18 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     image, trace = analysed.image, analysed.trace
     background = single_frame_background(run, analysed, params)
     rhint = radius_hint(image, trace.centerline_rc)
-    profile = _diameters_on(background, analysed, inputs, rhint, scale, params)
-    image = background
+    companions = companions_of(run, analysed, inputs, rhint, params)
+    single_native = background is not analysed.image
+    image = background if single_native else companions.analysed_image
+    profile = _diameters_on(image, analysed, inputs, rhint, scale, params, centred_on_analysed=single_native)
     if profile.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
     clip = clipping_warning(np.asarray(run.frames[analysed.index]), profile.centerline_rc, scale, params)
     placed = place_overrides(image, inputs, profile, rhint, scale, params)
-    series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params)
+    series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params, companions=companions)
     wm = series.combined
     start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
-    if background is not analysed.image:  # a single native frame
+    if single_native:
         wm = background_sensitivity(run, analysed, inputs, wm, rhint, scale, placed, params)
     # the run's own "no calibration in the file" already says mm are not reported: once is enough
     said = any(UNCALIBRATED_MARK in w for w in run.warnings)
@@ -449,6 +451,7 @@ class FrameSeries:
     rejected: tuple[tuple[int, str], ...] = ()
     warnings: tuple[str, ...] = ()
     dropped: tuple[int, ...] = ()  # frames the reader dropped that would have been combined
+    shared_noise_weight: float = 0.0  # the mask's noise removed off the vessels (Companions)
 
 
 def _area_noise(profile: DiameterProfile) -> float:
@@ -464,14 +467,15 @@ def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
 
 
 def _diameters_on(image: np.ndarray, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: float, scale: Scale,
-                  params: MeasureParams) -> DiameterProfile:
-    """The diameter stage along the analysed frame's trace on ``image`` (the analysed image, or a
-    single native frame opacified against a background model: then centred on the analysed one)."""
+                  params: MeasureParams, *, centred_on_analysed: bool = False) -> DiameterProfile:
+    """The diameter stage along the analysed frame's trace on ``image`` (the analysed image, the
+    frames' shared noise removed, or a single native frame opacified against a background model:
+    then ``centred_on_analysed``, the trace centred on the analysed image)."""
     trace = analysed.trace
     return diameter_stage(image, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
                           radius_hint_px=rhint, step_px=scale.step_px, mm_per_px=scale.mm_per_px,
                           crossings=inputs.model == ModelName.UNET.value, params=params,
-                          centring_image=analysed.image if image is not analysed.image else None)
+                          centring_image=analysed.image if centred_on_analysed else None)
 
 
 def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, wm: WasidMeasurement, rhint: float,
@@ -489,7 +493,8 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
         return wm
     other = single_frame_background(run, analysed, params, sigma_px=s2)
     try:
-        wm2 = wasid(_diameters_on(other, analysed, inputs, rhint, scale, params), inputs.segment, params=params,
+        wm2 = wasid(_diameters_on(other, analysed, inputs, rhint, scale, params, centred_on_analysed=True),
+                    inputs.segment, params=params,
                     **_grading_inputs(inputs, placed))
     except MeasurementError:
         return wm
@@ -543,9 +548,47 @@ def _within_factor(fill_t: np.ndarray, usual: np.ndarray, fraction: float) -> np
     return (fill_t >= fraction * usual) & (fraction * fill_t <= usual)
 
 
+@dataclass(frozen=True, eq=False)
+class Companions:
+    """The other frames of the arterial phase, followed, for :func:`measure_frames`."""
+
+    followed: list  # (frame index, FollowedFrame or None: moved too far)
+    dropped: tuple[int, ...]  # companions the reader dropped
+    notes: tuple[str, ...]
+    analysed_image: np.ndarray  # the analysed image, the frames' shared noise removed
+    shared_noise_weight: float  # w of :func:`stenosis.opacification.shared_noise` (0: not removed)
+
+
+def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: float,
+                  params: MeasureParams = DEFAULT_PARAMS) -> Companions:
+    """The frames of the arterial phase other than the analysed one (:func:`stenosis.frames.companion_frames`
+    along the trace), less those the reader dropped, followed onto the analysed frame
+    (:func:`stenosis.frames.follow_frames`), and the noise the frames share removed off the
+    vessels from them and from the analysed image (:func:`stenosis.frames.without_shared_noise`;
+    with a frame limit, from the frames it allows)."""
+    limit = inputs.frame_limit
+    companions = [] if limit == 0 else companion_frames(run, analysed, analysed.trace.centerline_rc, params=params)[0]
+    dropped = tuple(t for t in companions if t in inputs.exclude_frames)
+    companions = [t for t in companions if t not in inputs.exclude_frames]
+    masks = mask_frames_of(run)
+    kept_masks = [t for t in inputs.exclude_frames if t not in dropped and t in masks]  # tagged: trusted
+    idle = [t for t in inputs.exclude_frames if t not in dropped and t not in masks]
+    notes: tuple[str, ...] = ((f"dropped {_frames_are(idle)} not combined anyway (not a frame of the arterial "
+                               "phase, or a single frame measured)",) if idle else ())
+    if kept_masks:
+        notes += (f"dropped frame{'s' if len(kept_masks) > 1 else ''} {', '.join(map(str, kept_masks))} "
+                  f"{'are' if len(kept_masks) > 1 else 'is'} the run's tagged mask, subtracted from every frame "
+                  "measured (not combined): kept as the mask",)
+    reach = profile_geometry(rhint, params)[0] + params.profile_band_px
+    followed = follow_frames(run, analysed, companions, params, reach_px=reach)
+    image, followed, weight = without_shared_noise(analysed, followed, params, estimate_from=limit)
+    return Companions(list(zip(companions, followed)), dropped, notes, image, weight)
+
+
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
-                   scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS) -> FrameSeries:
-    """The segment on the other frames of the arterial phase (:func:`stenosis.frames.companion_frames`), combined.
+                   scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS, *,
+                   companions: Companions | None = None) -> FrameSeries:
+    """The segment on the other frames of the arterial phase (:func:`companions_of`), combined.
 
     The centred trace of the analysed frame follows each frame by the segment's motion
     (:func:`stenosis.frames.follow_frames`); the same samples are fitted with the run's blur and
@@ -562,22 +605,13 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     profiles, used, rejected = [profile], [analysed.index], []
     trace = analysed.trace
     limit = inputs.frame_limit
-    companions, fill = ([], None) if limit == 0 else companion_frames(run, analysed, profile.centerline_rc,
-                                                                       params=params)
-    dropped = tuple(t for t in companions if t in inputs.exclude_frames)
-    companions = [t for t in companions if t not in inputs.exclude_frames]
-    masks = mask_frames_of(run)
-    kept_masks = [t for t in inputs.exclude_frames if t not in dropped and t in masks]  # tagged: trusted
-    idle = [t for t in inputs.exclude_frames if t not in dropped and t not in masks]
-    notes: tuple[str, ...] = ((f"dropped {_frames_are(idle)} not combined anyway (not a frame of the arterial "
-                               "phase, or a single frame measured)",) if idle else ())
-    if kept_masks:
-        notes += (f"dropped frame{'s' if len(kept_masks) > 1 else ''} {', '.join(map(str, kept_masks))} "
-                  f"{'are' if len(kept_masks) > 1 else 'is'} the run's tagged mask, subtracted from every frame "
-                  "measured (not combined): kept as the mask",)
-    reach = profile_geometry(rhint, params)[0] + params.profile_band_px
-    usual = None if fill is None else np.median(fill[[analysed.index] + list(companions)], axis=0)
-    for t, moved in zip(companions, follow_frames(run, analysed, companions, params, reach_px=reach)):
+    if companions is None:
+        companions = companions_of(run, analysed, inputs, rhint, params)
+    dropped, notes = companions.dropped, companions.notes
+    indices = [t for t, _ in companions.followed]
+    fill = None if not indices else companion_frames(run, analysed, profile.centerline_rc, params=params)[1]
+    usual = None if fill is None else np.median(fill[[analysed.index] + indices], axis=0)
+    for t, moved in companions.followed:
         if limit is not None and len(used) > limit:
             break
         if moved is None:
@@ -607,7 +641,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
                  "in the segment's arterial phase and in place",)
     if len(profiles) == 1:
         return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer + notes,
-                           dropped)
+                           dropped, companions.shared_noise_weight)
     combined_profile = combine_frames(profiles, [_area_noise(p) for p in profiles], outlier_sds=params.frame_outlier_sds)
     combined = grade(combined_profile)
     if combined.reference_window is None:
@@ -631,7 +665,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         if floor > combined.percent_stenosis_sd:
             combined = replace(combined, percent_stenosis_sd=floor)
     return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,
-                       dropped)
+                       dropped, companions.shared_noise_weight)
 
 
 def calibrated_run(path_or_run, pixel_mm: float | None):
@@ -798,4 +832,5 @@ def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) 
         "frame_to_frame_sd": rnd(series.frame_sd, 2),
         "rejected": [{"frame": int(t), "why": why} for t, why in series.rejected],
         "excluded": [int(t) for t in series.dropped],
+        "shared_noise_weight": rnd(series.shared_noise_weight, 3),
     }

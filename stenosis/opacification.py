@@ -54,7 +54,8 @@ from scipy import ndimage as ndi
 
 from .errors import InputError
 
-__all__ = ["opacify", "estimate_shift", "shift_image", "native_values", "native_iodine", "background_off_vessels"]
+__all__ = ["opacify", "estimate_shift", "shift_image", "native_values", "native_iodine", "background_off_vessels",
+           "shared_noise"]
 
 #: Default bound on the mask shift (pixels along each axis).
 MAX_SHIFT_PX = 16.0
@@ -412,3 +413,42 @@ def _shift_axis(image: np.ndarray, d: float, axis: int) -> np.ndarray:
     b *= frac
     a += b
     return a
+
+
+
+def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outlier_sds: float) -> tuple[np.ndarray, float]:
+    """The noise a run's subtracted frames share (the mask's), on the pixels none holds iodine in.
+
+    ``frames`` (n, h, w): subtracted frames of one run aligned to whole pixels; ``free`` (h, w):
+    the pixels off every vessel. There each frame sees the anatomy the mask saw, so the frames'
+    mean, less its background (a normalised convolution of ``sigma_px`` over the free pixels),
+    is the mask's noise plus the mean of the frames' own. The frames' own noise variance ``s2``
+    is their scatter about their mean; the share of the mask's noise in the mean is
+    ``w = 1 - (s2 / n) / var(mean)`` (the least-squares estimate of the mask's noise from the
+    mean, from these two measured variances: nothing tuned). Pixels where a frame lies more than
+    ``outlier_sds`` of that noise from the frames' median (a vein filling in a late frame, a
+    vessel the map missed in some frames) are not free. Returns ``w`` times the mean's fine
+    structure on the free pixels (zero elsewhere), to subtract from every frame, and ``w``
+    (0 when it cannot be estimated: fewer than 3 frames or 50 free pixels)."""
+    S = np.asarray(frames, np.float32)
+    n = S.shape[0]
+    zero = np.zeros(S.shape[1:], np.float32)
+    free = np.asarray(free, bool)
+    if n < 3 or free.sum() < 50:
+        return zero, 0.0
+    mean = S.mean(axis=0)
+    own = float(((S - mean[None]) ** 2).sum(axis=0)[free].mean() / (n - 1))
+    if not own > 0:
+        return zero, 0.0
+    far = (np.abs(S - np.median(S, axis=0)[None]) > outlier_sds * np.sqrt(own)).any(axis=0)
+    free = free & ~far
+    if free.sum() < 50:
+        return zero, 0.0
+    own = float(((S - mean[None]) ** 2).sum(axis=0)[free].mean() / (n - 1))
+    f = free.astype(np.float32)
+    fine = mean - ndi.gaussian_filter(mean * f, sigma_px) / np.maximum(ndi.gaussian_filter(f, sigma_px), 1e-6)
+    total = float((fine[free] ** 2).mean())
+    if not (total > 0 and own > 0):
+        return zero, 0.0
+    w = float(np.clip(1.0 - own / n / total, 0.0, 1.0))
+    return np.where(free, w * fine, 0.0).astype(np.float32), w
