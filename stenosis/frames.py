@@ -30,7 +30,7 @@ _FOLLOW_BORDER_PX = 4
 
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
            "choose_frame", "companion_frames", "FollowedFrame", "follow_frames",
-           "without_shared_noise"]
+           "iodine_free", "without_shared_noise"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -334,9 +334,36 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
     return out
 
 
+def iodine_free(analysed: AnalysedFrame, margin_px: float) -> np.ndarray:
+    """(h, w) bool on the trace's crop (``trace.box``) of the analysed image: the pixels farther
+    than the traced lumen's local radius plus ``margin_px`` from the trace and than ``margin_px``
+    from the vessel map (> 0.5). The trace and its map sit at ``trace.origin_rc``, which follows
+    the analysed frame when it is not the frame the path was traced on; the box does not."""
+    trace = analysed.trace
+    box = trace.box
+    shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+    start = np.array([box[0].start, box[1].start], float)
+    near = distance_to_path(trace.centerline_rc - start, shape)
+    if near is None:
+        return np.zeros(shape, bool)
+    dist, nearest = near
+    held = dist <= (local_radius(analysed.image, trace.centerline_rc) + margin_px)[nearest]
+    vessels = np.zeros(shape, bool)
+    prob = trace.probability > 0.5
+    dr, dc = (int(round(v)) for v in np.asarray(trace.origin_rc, float) - start)
+    r0, c0 = max(dr, 0), max(dc, 0)
+    r1, c1 = min(dr + prob.shape[0], shape[0]), min(dc + prob.shape[1], shape[1])
+    if r1 > r0 and c1 > c0:
+        vessels[r0:r1, c0:c1] = prob[r0 - dr:r1 - dr, c0 - dc:c1 - dc]
+    if vessels.any():
+        vessels = ndi.distance_transform_edt(~vessels) <= margin_px
+    return ~(held | vessels)
+
+
 def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame | None],
                          params: MeasureParams = DEFAULT_PARAMS, *,
-                         estimate_from: int | None = None) -> tuple[np.ndarray, list[FollowedFrame | None], float]:
+                         estimate_from: int | None = None,
+                         fixed_mask: bool = False) -> tuple[np.ndarray, list[FollowedFrame | None], float]:
     """The analysed image and the followed frames with the noise they share removed where no
     frame holds iodine (:func:`stenosis.opacification.shared_noise`), and its weight ``w``.
 
@@ -344,10 +371,10 @@ def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame |
     is in all of them alike and averaging frames cannot lower it; off the vessels, though, each
     live frame observes the anatomy the mask observed, so there the mask's noise is estimated
     from the frames themselves. Under the lumen it is not (the iodine hides it). Free of
-    iodine: farther than the traced lumen's local radius plus ``shared_noise_margin_px`` from
-    the trace and than that margin from the vessel map (> 0.5), inside the trace's crop; the
+    iodine: :func:`iodine_free` with ``shared_noise_margin_px``, inside the trace's crop; the
     frames are aligned on the analysed one by their motion rounded to whole pixels (an
-    interpolation would smooth the noise being matched). ``estimate_from``: only the first so
+    interpolation would smooth the noise being matched), or not at all with ``fixed_mask`` (a
+    run stored subtracted: its mask's noise stays where the vendor subtracted it). ``estimate_from``: only the first so
     many followed frames estimate it (a reader's frame limit); it is removed from all.
     Unchanged (``w`` = 0) with ``shared_noise_sigma_px`` = 0, or fewer than 2 followed frames
     inside the image."""
@@ -361,24 +388,18 @@ def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame |
     for k, f in enumerate(followed):
         if f is None:
             continue
-        d = (int(round(f.shift_rc[0])), int(round(f.shift_rc[1])))
+        # the mask's noise follows the mask: registered onto each live frame here (native runs),
+        # where the segment moved; a run stored subtracted keeps it where the vendor left it
+        d = (0, 0) if fixed_mask else (int(round(f.shift_rc[0])), int(round(f.shift_rc[1])))
         rows, cols = slice(box[0].start + d[0], box[0].stop + d[0]), slice(box[1].start + d[1], box[1].stop + d[1])
         if rows.start >= 0 and cols.start >= 0 and rows.stop <= h and cols.stop <= w:
             if estimate_from is None or len(moves) < estimate_from:
                 stack.append(f.image[rows, cols])
             moves[k] = (rows, cols)
-    near = distance_to_path(trace.centerline_rc - np.asarray(trace.origin_rc, float), stack[0].shape)
-    if len(stack) < 3 or near is None:
+    if len(stack) < 3:
         return image, followed, 0.0
-    dist, nearest = near
-    margin = params.shared_noise_margin_px
-    lumen = dist <= (local_radius(image, trace.centerline_rc) + margin)[nearest]
-    vessels = trace.probability > 0.5
-    if vessels.shape != lumen.shape:  # a map of another crop: trust the trace's lumen alone
-        vessels = np.zeros_like(lumen)
-    vessels = ndi.distance_transform_edt(~vessels) <= margin if vessels.any() else vessels
-    fine, weight = shared_noise(np.stack(stack), ~(lumen | vessels), sigma_px=params.shared_noise_sigma_px,
-                                outlier_sds=params.frame_outlier_sds)
+    fine, weight = shared_noise(np.stack(stack), iodine_free(analysed, params.shared_noise_margin_px),
+                                sigma_px=params.shared_noise_sigma_px, outlier_sds=params.frame_outlier_sds)
     if weight <= 0:
         return image, followed, 0.0
     image = np.array(image, np.float32, copy=True)

@@ -137,7 +137,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
     clip = clipping_warning(np.asarray(run.frames[analysed.index]), profile.centerline_rc, scale, params)
     placed = place_overrides(image, inputs, profile, rhint, scale, params)
-    series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, params, companions=companions)
+    series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, companions, params)
     wm = series.combined
     start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
     if single_native:
@@ -581,14 +581,16 @@ def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: flo
                   "measured (not combined): kept as the mask",)
     reach = profile_geometry(rhint, params)[0] + params.profile_band_px
     followed = follow_frames(run, analysed, companions, params, reach_px=reach)
-    image, followed, weight = without_shared_noise(analysed, followed, params, estimate_from=limit)
+    image, followed, weight = without_shared_noise(analysed, followed, params, estimate_from=limit,
+                                                   fixed_mask=bool(run.metadata.subtracted))
     return Companions(list(zip(companions, followed)), dropped, notes, image, weight)
 
 
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
-                   scale: Scale, placed: PlacedOverrides, params: MeasureParams = DEFAULT_PARAMS, *,
-                   companions: Companions | None = None) -> FrameSeries:
-    """The segment on the other frames of the arterial phase (:func:`companions_of`), combined.
+                   scale: Scale, placed: PlacedOverrides, companions: Companions,
+                   params: MeasureParams = DEFAULT_PARAMS) -> FrameSeries:
+    """The segment on the other frames of the arterial phase (``companions``: :func:`companions_of`,
+    on whose corrected analysed image ``profile`` was measured), combined.
 
     The centred trace of the analysed frame follows each frame by the segment's motion
     (:func:`stenosis.frames.follow_frames`); the same samples are fitted with the run's blur and
@@ -605,8 +607,6 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     profiles, used, rejected = [profile], [analysed.index], []
     trace = analysed.trace
     limit = inputs.frame_limit
-    if companions is None:
-        companions = companions_of(run, analysed, inputs, rhint, params)
     dropped, notes = companions.dropped, companions.notes
     indices = [t for t, _ in companions.followed]
     fill = None if not indices else companion_frames(run, analysed, profile.centerline_rc, params=params)[1]

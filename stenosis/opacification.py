@@ -423,10 +423,10 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
     the pixels off every vessel. There each frame sees the anatomy the mask saw, so the frames'
     mean, less its background (a normalised convolution of ``sigma_px`` over the free pixels),
     is the mask's noise plus the mean of the frames' own. The frames' own noise variance ``s2``
-    is their scatter about their mean; the share of the mask's noise in the mean is
+    is their scatter about their mean (less its background alike); the share of the mask's noise in the mean is
     ``w = 1 - (s2 / n) / var(mean)`` (the least-squares estimate of the mask's noise from the
     mean, from these two measured variances: nothing tuned). Pixels where a frame lies more than
-    ``outlier_sds`` of that noise from the frames' median (a vein filling in a late frame, a
+    ``outlier_sds`` of that noise from the frames' median, less its offset (a vein filling in a late frame, a
     vessel the map missed in some frames) are not free. Returns ``w`` times the mean's fine
     structure on the free pixels (zero elsewhere), to subtract from every frame, and ``w``
     (0 when it cannot be estimated: fewer than 3 frames or 50 free pixels)."""
@@ -437,16 +437,28 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
     if n < 3 or free.sum() < 50:
         return zero, 0.0
     mean = S.mean(axis=0)
-    own = float(((S - mean[None]) ** 2).sum(axis=0)[free].mean() / (n - 1))
+
+    def high_pass(x, f):  # the structure finer than sigma_px, over the pixels f
+        return x - ndi.gaussian_filter(x * f, sigma_px) / np.maximum(ndi.gaussian_filter(f, sigma_px), 1e-6)
+
+    def own_noise(f):  # the frames' own noise variance at those scales, and their deviations
+        dev = np.stack([high_pass(S[k] - mean, f) for k in range(n)])
+        return float((dev[:, f > 0] ** 2).sum(axis=0).mean() / (n - 1)), dev
+
+    # slow differences between frames (a blush, an offset) are in neither the mean's fine
+    # structure nor the frames' own noise: both are taken finer than sigma_px; a frame's pixel
+    # off the others' (a vein filling, wider than that scale) is judged on its whole difference
+    own, _ = own_noise(free.astype(np.float32))
     if not own > 0:
         return zero, 0.0
-    far = (np.abs(S - np.median(S, axis=0)[None]) > outlier_sds * np.sqrt(own)).any(axis=0)
-    free = free & ~far
+    dev = S - np.median(S, axis=0)[None]
+    dev -= np.median(dev[:, free], axis=1)[:, None, None]  # a frame's offset is not a vein
+    free = free & ~(np.abs(dev) > outlier_sds * np.sqrt(own)).any(axis=0)
     if free.sum() < 50:
         return zero, 0.0
-    own = float(((S - mean[None]) ** 2).sum(axis=0)[free].mean() / (n - 1))
     f = free.astype(np.float32)
-    fine = mean - ndi.gaussian_filter(mean * f, sigma_px) / np.maximum(ndi.gaussian_filter(f, sigma_px), 1e-6)
+    own, _ = own_noise(f)
+    fine = high_pass(mean, f)
     total = float((fine[free] ** 2).mean())
     if not (total > 0 and own > 0):
         return zero, 0.0

@@ -74,3 +74,69 @@ def test_recorded_and_off(low_dose_run):
     assert on.percent_stenosis != off.percent_stenosis
     assert abs(on.percent_stenosis - truth["percent_stenosis"]) < 1.0
     assert on.percent_stenosis_sd < off.percent_stenosis_sd
+
+
+def _analysed(shift=(0.0, 0.0), seed=1):
+    """A synthetic analysed frame: a horizontal vessel along row 40 of a 100 x 120 crop at (10, 20)
+    of a 160 x 160 frame, traced on a guess frame and followed onto this one by ``shift``."""
+    from stenosis.frames import AnalysedFrame
+    from stenosis.trace import Trace
+
+    d = np.asarray(shift, float)
+    rows = np.arange(160)[:, None]
+    image = (20.0 * np.exp(-0.5 * ((rows - (50 + d[0])) / 2.0) ** 2) * np.ones((160, 160))).astype(np.float32)
+    image += np.random.default_rng(seed).normal(0, 0.5, image.shape).astype(np.float32)
+    box = (slice(10, 110), slice(20, 140))
+    cols = np.arange(30.0, 130.0)
+    guess_rc = np.stack([np.full(cols.size, 50.0), cols], axis=1)
+    prob = np.zeros((100, 120))
+    prob[37:44, :] = 1.0  # the guess frame's map: the vessel at row 40 of the crop (50 of the frame)
+    trace = Trace(guess_rc, cols - cols[0], prob, (10.0, 20.0), box).shifted(d)
+    return AnalysedFrame(0, image, trace)
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (6.0, -3.0), (-5.0, 4.0)])
+def test_the_iodine_free_pixels_follow_the_analysed_frame(shift):
+    """The trace and its map follow the analysed frame (``Trace.shifted``); the crop does not.
+    Review finding: placed at the trace's origin, the lumen sat up to 8 px off its pixels."""
+    from stenosis.frames import iodine_free
+
+    a = _analysed(shift)
+    free = iodine_free(a, 3.0)
+    r = 40 + int(shift[0])  # the vessel's row in the crop
+    assert free.shape == (100, 120)
+    assert not free[r - 4:r + 5, 5:-5].any()  # the lumen (radius about 2.5 px) and 3 px beyond
+    assert free[r + 12:, 5:-5].all() or r + 12 >= 100
+    assert free[:max(r - 12, 0), 5:-5].all()
+
+
+def test_without_shared_noise_changes_only_free_pixels():
+    from stenosis.frames import FollowedFrame, iodine_free, without_shared_noise
+
+    a = _analysed()
+    rng = np.random.default_rng(2)
+    mask = rng.normal(0, 1.0, a.image.shape).astype(np.float32)
+    base = a.image - mask
+    frames = [FollowedFrame(t, base + rng.normal(0, 1.0, base.shape).astype(np.float32), (0.0, 0.0)) for t in (1, 2, 3, 4)]
+    a = type(a)(0, base, a.trace)
+    image, out, w = without_shared_noise(a, frames)
+    assert 0.5 < w < 0.95
+    free = np.zeros(base.shape, bool)
+    free[a.trace.box] = iodine_free(a, 3.0)
+    changed = image != base
+    assert changed[free].mean() > 0.99 and not changed[~free].any()
+    for f, g in zip(frames, out):
+        assert np.array_equal(g.image != f.image, changed)
+    # only the first two companions estimate it (a reader's frame limit): fewer frames, a lower weight
+    _, _, w2 = without_shared_noise(a, frames, estimate_from=2)
+    assert 0.0 < w2 < w
+
+
+def test_an_offset_frame_keeps_the_estimate():
+    """A frame brighter everywhere (the bolus' blush, a change of exposure) is neither a vein
+    nor the frames' own noise."""
+    S, _, free = _frames()
+    S = S.copy()
+    S[2] += 5.0
+    _, w = shared_noise(S, free, sigma_px=4.0, outlier_sds=4.0)
+    assert w == pytest.approx(0.75, abs=0.03)
