@@ -426,7 +426,7 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
     is their scatter about their mean (less its background alike); the share of the mask's noise in the mean is
     ``w = 1 - (s2 / n) / var(mean)`` (the least-squares estimate of the mask's noise from the
     mean, from these two measured variances: nothing tuned). Pixels where a frame lies more than
-    ``outlier_sds`` of that noise from the frames' median, less its offset (a vein filling in a late frame, a
+    ``outlier_sds`` of that noise from the frames' mean, less its offset (a vein filling in a late frame, a
     vessel the map missed in some frames) are not free. Returns ``w`` times the mean's fine
     structure on the free pixels (zero elsewhere), to subtract from every frame, and ``w``
     (0 when it cannot be estimated: fewer than 3 frames or 50 free pixels)."""
@@ -438,27 +438,30 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
         return zero, 0.0
     mean = S.mean(axis=0)
 
-    def high_pass(x, f):  # the structure finer than sigma_px, over the pixels f
-        return x - ndi.gaussian_filter(x * f, sigma_px) / np.maximum(ndi.gaussian_filter(f, sigma_px), 1e-6)
-
-    def own_noise(f):  # the frames' own noise variance at those scales, and their deviations
-        dev = np.stack([high_pass(S[k] - mean, f) for k in range(n)])
-        return float((dev[:, f > 0] ** 2).sum(axis=0).mean() / (n - 1)), dev
+    def high_pass(x, f):  # the structure finer than sigma_px, over the pixels f (x: (..., h, w))
+        sig = (0,) * (x.ndim - 2) + (sigma_px, sigma_px)
+        smooth = ndi.gaussian_filter(x * f, sig, truncate=3.0)
+        return x - smooth / np.maximum(ndi.gaussian_filter(f, sigma_px, truncate=3.0), 1e-6)
 
     # slow differences between frames (a blush, an offset) are in neither the mean's fine
-    # structure nor the frames' own noise: both are taken finer than sigma_px; a frame's pixel
-    # off the others' (a vein filling, wider than that scale) is judged on its whole difference
-    own, _ = own_noise(free.astype(np.float32))
+    # structure nor the frames' own noise: both are taken finer than sigma_px
+    sq = (high_pass(S - mean[None], free.astype(np.float32)) ** 2).sum(axis=0) / (n - 1)
+    own = float(sq[free].mean())
     if not own > 0:
         return zero, 0.0
-    dev = S - np.median(S, axis=0)[None]
-    dev -= np.median(dev[:, free], axis=1)[:, None, None]  # a frame's offset is not a vein
-    free = free & ~(np.abs(dev) > outlier_sds * np.sqrt(own)).any(axis=0)
-    if free.sum() < 50:
-        return zero, 0.0
-    f = free.astype(np.float32)
-    own, _ = own_noise(f)
-    fine = high_pass(mean, f)
+    # a frame's pixel off the others' (a vein filling, a vessel the map missed in some frames),
+    # judged on its whole difference from their mean less the frame's offset, is not free, nor
+    # is it counted in the frames' own noise within the filter's reach of it
+    dev = S - mean[None]
+    dev -= dev[:, free].mean(axis=1)[:, None, None]
+    far = (np.abs(dev) > outlier_sds * np.sqrt(own)).any(axis=0) & free
+    if far.any():
+        free = free & ~far
+        counted = free & (ndi.distance_transform_edt(~far) > 3.0 * sigma_px)
+        if free.sum() < 50 or counted.sum() < 50:
+            return zero, 0.0
+        own = float(sq[counted].mean())
+    fine = high_pass(mean, free.astype(np.float32))
     total = float((fine[free] ** 2).mean())
     if not (total > 0 and own > 0):
         return zero, 0.0
