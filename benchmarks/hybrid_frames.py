@@ -54,13 +54,14 @@ NOISE_IN = {"all": (1.0, 1.0), "contrast": (1.0 / 16, 1.0), "masks": (1.0, 1.0 /
 
 
 def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_MASK, noise: str = "all",
-              tag_masks: bool = True):
+              tag_masks: bool | str = True):
     """(name, split, dose, run, case) per hybrid case: the case's DSA run (2 masks, 5 contrast
     frames, fresh noise each) as an in-memory native run. ``noise``: "all" frames get the dose's
     noise, or only the "contrast" frames (noise the frames do not share) or only the "masks"
     (noise every subtracted frame shares); then the intensity relationship is given (LIN), the
     masks holding too little noise to read it from. ``tag_masks=False``: the masks are not tagged
-    (no MaskSubtractionSequence), as in many exported native runs."""
+    (no MaskSubtractionSequence), as in many exported native runs; ``"first"``: only the first is
+    tagged, the others are frames before the bolus (a run whose acquisition tagged one mask)."""
     from scipy import ndimage as ndi
 
     import hybrid as hb
@@ -94,7 +95,8 @@ def make_runs(data: Path, images, *, per_image: int, seed: int, n_mask: int = N_
             # untagged, as a DICOM read would treat it: the relationship read from the masks' noise
             rel = infer_intensity_relationship(stack, tuple(range(n_mask)))[0] if noise == "all" else "LIN"
             run = AngioRun.from_array(stack, pixel_intensity_relationship=rel,
-                                      mask_frames=tuple(range(n_mask)) if tag_masks else (), source=case.name)
+                                      mask_frames=(0,) if tag_masks == "first" else tuple(range(n_mask)) if tag_masks else (),
+                                      source=case.name)
             out.append((case.name, split, dose, run, case))
     return out
 
@@ -126,6 +128,8 @@ def main(argv=None) -> int:
                     help="frames that get the added noise: all (default), contrast (not shared) or masks (shared)")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
+    ap.add_argument("--tag-first-mask", action="store_true",
+                    help="tag only the first mask frame (the others are frames before the bolus)")
     ap.add_argument("--untagged-masks", action="store_true",
                     help="the mask frames not tagged (no MaskSubtractionSequence), as in many exported native runs")
     ap.add_argument("--late", action="store_true",
@@ -150,7 +154,8 @@ def main(argv=None) -> int:
     rows = []
     for name, split, dose, run, case in make_runs(args.data, images, per_image=args.per_image, seed=args.seed,
                                                      n_mask=args.masks, noise=args.noise,
-                                                     tag_masks=not args.untagged_masks):
+                                                     tag_masks="first" if args.tag_first_mask else
+                                                     not args.untagged_masks):
         truth = case.truth["percent"]
         if args.late:
             run = AngioRun.from_array(np.asarray(run.frames[args.masks:]),

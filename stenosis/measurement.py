@@ -244,7 +244,8 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     iodine does, a still ridge of anatomy does not), is measured on the analysed frame alone, as a
     native frame; tagged mask frames are trusted on this. Frames the reader dropped are never the
     mask of an untagged run (the first frame kept is). An untagged run whose frame 0 is a fine mask gets as mask
-    every frame from 0 until the bolus arrives (:func:`_before_the_bolus`).
+    every frame from 0 until the bolus arrives (:func:`_before_the_bolus`); a tagged run, its
+    (contiguous) tagged frames and the frames after them until the bolus arrives.
 
     Returns None (the mask is fine; subtracted or single-frame runs; a reading under its noise),
     ``(masks, note)`` with the frames to subtract instead (``note`` None when only more quiet
@@ -310,7 +311,15 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
                 f"frame {least} along the segment (a run exported after the bolus arrived, or mask frames tagged wrongly)")
         return (least,), (f"the run's {which} {what}: frame {least}, which holds the least, is the mask instead")
     if tagged:
-        return None
+        # frames after the tagged masks and before the bolus see the same anatomy under the
+        # segment: averaged in, they lower the mask's noise, which every frame measured shares
+        # (under the lumen no other frame observes it). Tags that skip frames are taken as given.
+        tags = sorted(masks)
+        if tags != list(range(tags[0], tags[-1] + 1)):
+            return None
+        quiet = _before_the_bolus(per, a, params, usable, quarter_sd, start=tags[-1])
+        more = sorted(set(tags) | set(quiet))
+        return None if more == tags else (tuple(more), None)
     quiet = _before_the_bolus(per, a, params, usable, quarter_sd, start=masks[0])
     if quiet == [0]:
         return None

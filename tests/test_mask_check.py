@@ -129,8 +129,22 @@ def test_an_untagged_run_averages_its_frames_before_the_bolus_as_mask(case):
     assert res.frames["mask"] == [0, 1]
     assert not any("iodine along the segment" in w for w in res.warnings)
     assert res.percent_stenosis == tagged.percent_stenosis and res.mld_px == tagged.mld_px
-    only0 = stenosis.measure(replace(run, metadata=replace(run.metadata, mask_frames=(0,))), **points)
-    assert only0.frames["mask"] == [0] and only0.percent_stenosis != tagged.percent_stenosis  # what it was
+    # a run whose acquisition tagged frame 0 alone gets frame 1 too (before the bolus, after the
+    # tagged mask): the tagged run's result; with frame 1 dropped, frame 0 alone (what it was)
+    only0 = replace(run, metadata=replace(run.metadata, mask_frames=(0,)))
+    more = stenosis.measure(only0, **points)
+    assert more.frames["mask"] == [0, 1] and not any("mask" in w for w in more.warnings)
+    assert more.percent_stenosis == tagged.percent_stenosis and more.mld_px == tagged.mld_px
+    alone = stenosis.measure(only0, **points, exclude_frames=[1])
+    assert alone.frames["mask"] == [0] and alone.percent_stenosis != tagged.percent_stenosis
+
+
+def test_only_quiet_frames_after_the_tagged_mask_are_added(case):
+    """Frame 1 tagged: frame 0 (before it: an acquisition may tag a later mask on purpose, the
+    exposure settling) and frame 2 (a third of the bolus) are not added."""
+    run, points, _ = case
+    res = stenosis.measure(replace(run, metadata=replace(run.metadata, mask_frames=(1,))), **points)
+    assert res.frames["mask"] == [1]
 
 
 def test_a_bolus_front_on_part_of_the_segment_ends_the_mask_frames():
