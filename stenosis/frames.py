@@ -29,8 +29,8 @@ _ABSENT_SMOOTH_PX = 1.0
 _FOLLOW_BORDER_PX = 4
 
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
-           "choose_frame", "companion_frames", "FollowedFrame", "follow_frames",
-           "iodine_free", "without_shared_noise"]
+           "choose_frame", "companion_frames", "frame_fill", "FollowedFrame", "follow_frames",
+           "traced_lumen", "iodine_free", "without_shared_noise"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -280,20 +280,29 @@ def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
     segment) are not used from it (:func:`stenosis.measurement.measure_frames`). No companions
     when the analysed frame itself is not in that phase (a reader's frame taken early in the
     filling or late in the washout is measured alone)."""
-    if run.frames.shape[0] < 2:
+    per_sample = frame_fill(run, analysed, centerline_rc)
+    if per_sample is None:
         return [], None
+    fill = np.median(per_sample[:, per_sample.max(axis=0) > 0], axis=1)
+    if fill[analysed.index] < params.combine_fraction:
+        return [], per_sample
+    full = [int(t) for t in np.flatnonzero(fill >= params.combine_fraction) if t != analysed.index]
+    return sorted(full, key=lambda t: (abs(t - analysed.index), t)), per_sample
+
+
+def frame_fill(run, analysed: AnalysedFrame, centerline_rc: np.ndarray) -> np.ndarray | None:
+    """(T, N): each frame's opacity at each sample along ``centerline_rc`` over the sample's peak
+    over the frames (:func:`segment_opacity` of the run's unregistered opacification); 0 where
+    no frame holds any; None for a single frame or no opacity anywhere."""
+    if run.frames.shape[0] < 2:
+        return None
     stack = analysed.stack if analysed.stack is not None else opacify(run, register=False)
     op = segment_opacity(stack, centerline_rc)
     peak = op.max(axis=0)
     good = peak > 0
     if not good.any():
-        return [], None
-    per_sample = np.where(good[None, :], op / np.where(good, peak, 1.0)[None, :], 0.0)
-    fill = np.median(per_sample[:, good], axis=1)
-    if fill[analysed.index] < params.combine_fraction:
-        return [], per_sample
-    full = [int(t) for t in np.flatnonzero(fill >= params.combine_fraction) if t != analysed.index]
-    return sorted(full, key=lambda t: (abs(t - analysed.index), t)), per_sample
+        return None
+    return np.where(good[None, :], op / np.where(good, peak, 1.0)[None, :], 0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -334,23 +343,34 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
     return out
 
 
-def iodine_free(analysed: AnalysedFrame, margin_px: float) -> np.ndarray:
-    """(h, w) bool on the trace's crop (``trace.box``) of the analysed image: the pixels farther
-    than the traced lumen's local radius plus ``margin_px`` from the trace and than ``margin_px``
-    from the vessel map (> 0.5). The trace and its map sit at ``trace.origin_rc``, which follows
-    the analysed frame when it is not the frame the path was traced on; the box does not."""
+def traced_lumen(analysed: AnalysedFrame, margin_px: float) -> np.ndarray | None:
+    """(h, w) bool on the trace's crop (``trace.box``) of the analysed image: the pixels within
+    each centerline sample's own half-maximum radius (:func:`stenosis.trace.local_radius`) plus
+    ``margin_px`` of the trace; None when no sample lies in the crop. The trace follows the
+    analysed frame when it is not the frame the path was traced on; the crop does not."""
     trace = analysed.trace
     box = trace.box
     shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
-    start = np.array([box[0].start, box[1].start], float)
-    near = distance_to_path(trace.centerline_rc - start, shape)
+    near = distance_to_path(trace.centerline_rc - np.array([box[0].start, box[1].start], float), shape)
     if near is None:
-        return np.zeros(shape, bool)
+        return None
     dist, nearest = near
-    held = dist <= (local_radius(analysed.image, trace.centerline_rc) + margin_px)[nearest]
+    return dist <= (local_radius(analysed.image, trace.centerline_rc) + margin_px)[nearest]
+
+
+def iodine_free(analysed: AnalysedFrame, margin_px: float) -> np.ndarray:
+    """(h, w) bool on the trace's crop (``trace.box``) of the analysed image: the pixels off the
+    traced lumen widened by ``margin_px`` (:func:`traced_lumen`) and farther than ``margin_px``
+    from the vessel map (> 0.5), placed at ``trace.origin_rc`` (it follows the trace)."""
+    trace = analysed.trace
+    box = trace.box
+    held = traced_lumen(analysed, margin_px)
+    if held is None:
+        return np.zeros((box[0].stop - box[0].start, box[1].stop - box[1].start), bool)
+    shape = held.shape
     vessels = np.zeros(shape, bool)
     prob = trace.probability > 0.5
-    dr, dc = (int(round(v)) for v in np.asarray(trace.origin_rc, float) - start)
+    dr, dc = (int(round(v)) for v in np.asarray(trace.origin_rc, float) - np.array([box[0].start, box[1].start]))
     r0, c0 = max(dr, 0), max(dc, 0)
     r1, c1 = min(dr + prob.shape[0], shape[0]), min(dc + prob.shape[1], shape[1])
     if r1 > r0 and c1 > c0:

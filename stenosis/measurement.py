@@ -26,7 +26,8 @@ from .diameter import combine_frames, diameter_stage, measure_diameters, same_sa
 from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
 from .opacification import mask_frames_of
-from .frames import AnalysedFrame, choose_frame, companion_frames, follow_frames, guess_frame, without_shared_noise
+from .frames import (AnalysedFrame, choose_frame, companion_frames, follow_frames, frame_fill, guess_frame,
+                     traced_lumen, without_shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import CONFIRM_CALL, DiameterProfile, QualityFlag, ReferenceWindow, StenosisResult
@@ -532,19 +533,13 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     widened by ``background_mask_px``; ``sigma_px``: the interpolation's scale (default
     ``background_sigma_px``). Other runs: the analysed image itself."""
     from .opacification import background_off_vessels, native_values
-    from .trace import distance_to_path, local_radius
 
     if run.metadata.subtracted or run.frames.shape[0] != 1:
         return analysed.image
-    trace = analysed.trace
-    box = trace.box
+    box = analysed.trace.box
     values = native_values(run, analysed.index)[box]
-    near = distance_to_path(trace.centerline_rc - np.asarray(trace.origin_rc, float), values.shape)
-    if near is None:
-        return analysed.image
-    dist, nearest = near
-    vessel = dist <= (local_radius(analysed.image, trace.centerline_rc) + params.background_mask_px)[nearest]
-    if vessel.all():
+    vessel = traced_lumen(analysed, params.background_mask_px)
+    if vessel is None or vessel.all():
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)
     sigma = params.background_sigma_px if sigma_px is None else sigma_px
@@ -618,7 +613,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     limit = inputs.frame_limit
     dropped, notes = companions.dropped, companions.notes
     indices = [t for t, _ in companions.followed]
-    fill = None if not indices else companion_frames(run, analysed, profile.centerline_rc, params=params)[1]
+    fill = None if not indices else frame_fill(run, analysed, profile.centerline_rc)
     usual = None if fill is None else np.median(fill[[analysed.index] + indices], axis=0)
     for t, moved in companions.followed:
         if limit is not None and len(used) > limit:

@@ -415,7 +415,6 @@ def _shift_axis(image: np.ndarray, d: float, axis: int) -> np.ndarray:
     return a
 
 
-
 def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outlier_sds: float) -> tuple[np.ndarray, float]:
     """The noise a run's subtracted frames share (the mask's), on the pixels none holds iodine in.
 
@@ -445,14 +444,14 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
 
     # slow differences between frames (a blush, an offset) are in neither the mean's fine
     # structure nor the frames' own noise: both are taken finer than sigma_px
-    sq = (high_pass(S - mean[None], free.astype(np.float32)) ** 2).sum(axis=0) / (n - 1)
+    dev = S - mean[None]
+    sq = (high_pass(dev, free.astype(np.float32)) ** 2).sum(axis=0) / (n - 1)
     own = float(sq[free].mean())
     if not own > 0:
         return zero, 0.0
     # a frame's pixel off the others' (a vein filling, a vessel the map missed in some frames),
     # judged on its whole difference from their mean less the frame's offset, is not free, nor
     # is it counted in the frames' own noise within the filter's reach of it
-    dev = S - mean[None]
     dev -= dev[:, free].mean(axis=1)[:, None, None]
     far = (np.abs(dev) > outlier_sds * np.sqrt(own)).any(axis=0) & free
     if far.any():
