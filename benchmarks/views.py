@@ -22,12 +22,20 @@ projected width could expect at best.
     python benchmarks/views.py --small       # CI size
     python benchmarks/views.py --n 40 --verbose
     python benchmarks/views.py --backgrounds real   # each view inserted into its own real angiogram
+    python benchmarks/views.py --backgrounds dsa --n 80 --seed 20   # the same as DSA runs of that anatomy
 
 ``--backgrounds real``: the two views of a case go into two different CIMAT angiograms
 (``/work/shared/data/cimat-train``, 300x300 8-bit; backgrounds chosen in turn over the 40) with
 the insertion, contrast (the background's own vessels, ``vessel_attenuation``) and placement
 (off the real vessels, ``place_centreline``) of ``benchmarks/hybrid.py``; no noise is added
 (the background's own). The lesion's geometry is drawn as on the flat background.
+
+``--backgrounds dsa``: the same cases (same geometry, backgrounds and points), each view a DSA
+run of its anatomy as ``benchmarks/hybrid_frames.py`` makes them: 2 tagged mask frames (the
+background without the vessel, moved by up to 1 px) and 5 contrast frames, each with fresh noise
+(SD 8, 4 or 2 grey levels at the background's mean, cycled over the cases), measured on every
+frame of the arterial phase. Here the mask measures the background under the lesion, which a
+single native frame can only interpolate.
 """
 from __future__ import annotations
 
@@ -100,10 +108,11 @@ def width_bound_points(w: float, chord_scale: float, *, r0: float, mu: float, bl
     return float(100.0 * np.sqrt(cov[0, 0]) / r0)
 
 
-def make_case(rng: np.random.Generator, real: tuple | None = None) -> dict:
+def make_case(rng: np.random.Generator, real: tuple | None = None, dose: float | None = None) -> dict:
     """Two views (images) of one artery with an elliptical lesion, and their truth.
 
-    ``real``: the two views' real backgrounds (:func:`real_backgrounds`); None: the flat one."""
+    ``real``: the two views' real backgrounds (:func:`real_backgrounds`); None: the flat one.
+    ``dose``: on real backgrounds, each view a DSA run with that added noise."""
     from stenosis.phantom.geometry import Tube, elliptical_view, random_curve
     from stenosis.phantom.hybrid import insert_vessel
 
@@ -117,7 +126,8 @@ def make_case(rng: np.random.Generator, real: tuple | None = None) -> dict:
     noise = float(rng.uniform(0.004, 0.010))
     length = float(rng.uniform(2.5, 4.0) * d0)
     if real is not None:
-        return _real_case(rng, real, d0=d0, minor=minor, major=major, theta=theta, blur=blur, length=length)
+        return _real_case(rng, real, d0=d0, minor=minor, major=major, theta=theta, blur=blur, length=length,
+                          dose=dose, noise_rng=np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]))
     base, s = random_curve(rng, start_mm=(128.0 + rng.uniform(-20, 20), 30.0), heading_rad=float(rng.uniform(-0.3, 0.3)),
                            length_mm=190.0, step_mm=0.25, max_curvature_per_mm=0.01)
     pos = float(rng.uniform(0.5, 0.6) * s[-1])
@@ -146,9 +156,11 @@ def make_case(rng: np.random.Generator, real: tuple | None = None) -> dict:
 
 
 def _real_case(rng: np.random.Generator, real: tuple, *, d0: float, minor: float, major: float, theta: float,
-               blur: float, length: float) -> dict:
+               blur: float, length: float, dose: float | None = None, noise_rng=None) -> dict:
     """The case's two views, each on its own real background and route (None when a background
-    has no clear route for it)."""
+    has no clear route for it). ``dose``: each view a DSA run (:func:`_dsa_run`) with that added
+    noise drawn from ``noise_rng`` (the geometry is the single native frames' case); None: the
+    single native frame."""
     from stenosis.phantom.geometry import Tube, elliptical_view
     from stenosis.phantom.hybrid import insert_vessel, place_centreline
 
@@ -169,7 +181,8 @@ def _real_case(rng: np.random.Generator, real: tuple, *, d0: float, minor: float
         tube = Tube(pts, s, w, np.zeros_like(s), name="main", depth_scale=scale)
         mu_k = float((mu if np.isfinite(mu) else 0.08) * rng.uniform(0.8, 1.2))
         out, _ = insert_vessel(img, tube, mu_per_px=mu_k, blur_sigma_px=blur, white=white)
-        views.append(out.astype(np.float32))
+        views.append(out.astype(np.float32) if dose is None else
+                     _dsa_run(noise_rng, img.astype(np.float32), out.astype(np.float32), dose=dose, white=white))
         truth.append(float((1 - w.min() / r0) * 100))
         i0 = int(np.argmin(np.abs(s - 8.0)))
         i1 = int(np.argmin(np.abs(s - (s[-1] - 8.0))))
@@ -180,6 +193,28 @@ def _real_case(rng: np.random.Generator, real: tuple, *, d0: float, minor: float
             "d0": d0, "minor": minor, "major": major, "theta_deg": float(np.degrees(theta)), "blur": blur}
 
 
+#: DSA views (``--backgrounds dsa``): added noise SD per case, cycled (``hybrid_frames.DOSES``)
+DSA_DOSES = (8.0, 4.0, 2.0)
+DSA_MASKS, DSA_LIVE = 2, 5
+
+
+def _dsa_run(rng: np.random.Generator, background: np.ndarray, view: np.ndarray, *, dose: float,
+             white: float) -> np.ndarray:
+    """One view as the frames of a DSA run on its real anatomy, as ``benchmarks/hybrid_frames.py``
+    makes them: 2 mask frames (the background without the vessel, moved by up to 1 px) and 5
+    contrast frames (the view), each with fresh noise of SD ``dose`` grey levels at the
+    background's mean, growing as the square root of the intensity."""
+    from scipy import ndimage as ndi
+
+    moved = ndi.shift(background, rng.uniform(-1.0, 1.0, 2), order=1, mode="nearest")
+    level = float(background.mean())
+
+    def noisy(x):
+        return np.clip(x + rng.normal(0.0, 1.0, x.shape) * dose * np.sqrt(np.maximum(x, 0.0) / level), 0, white)
+
+    return np.stack([noisy(moved) for _ in range(DSA_MASKS)] + [noisy(view) for _ in range(DSA_LIVE)]).astype(np.float32)
+
+
 def measure_case(case: dict) -> dict:
     import stenosis
     from stenosis.errors import StenosisError
@@ -188,8 +223,13 @@ def measure_case(case: dict) -> dict:
     if "views" not in case:  # no route on a real background
         return dict(case)
     points = case.get("points") or [(case["proximal"], case["distal"])] * len(case["views"])
-    views = [{"run": AngioRun.from_array(img.astype(np.float32), pixel_intensity_relationship=None,
-                                         source=f"view{k}"),
+    def run_of(img, k):
+        if img.ndim == 3:  # a DSA run: its mask frames tagged, a linear display
+            return AngioRun.from_array(img, pixel_intensity_relationship="LIN", mask_frames=tuple(range(DSA_MASKS)),
+                                       source=f"view{k}")
+        return AngioRun.from_array(img.astype(np.float32), pixel_intensity_relationship=None, source=f"view{k}")
+
+    views = [{"run": run_of(img, k),
               "proximal": points[k][0], "distal": points[k][1]} for k, img in enumerate(case["views"])]
     out = {k: v for k, v in case.items() if k != "views"}
     try:
@@ -255,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", action="store_true", help="CI size: 4 cases")
     ap.add_argument("--n", type=int, default=24, help="number of cases (default 24)")
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--backgrounds", choices=("flat", "real"), default="flat",
-                    help="flat (default): a soft gradient with Gaussian noise; real: each view in its own CIMAT angiogram")
+    ap.add_argument("--backgrounds", choices=("flat", "real", "dsa"), default="flat",
+                    help="flat (default): a soft gradient with Gaussian noise; real: each view in its own CIMAT "
+                         "angiogram (a single native frame); dsa: the same, each view a DSA run of that anatomy "
+                         "(2 masks, 5 contrast frames, added noise 8 / 4 / 2 grey levels cycled over the cases)")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
@@ -267,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stenosis {stenosis.__version__} from {Path(stenosis.__file__).parent}")
     t0 = time.perf_counter()
     real = None
-    if args.backgrounds == "real":
+    if args.backgrounds in ("real", "dsa"):
         if not (args.data / "cimat-train").is_dir():
             print(f"real data not found at {args.data}: nothing to measure")
             return 0
@@ -275,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backgrounds: {args.backgrounds}")
     rows = []
     for j in range(n):
-        case = make_case(np.random.default_rng([args.seed, j]), None if real is None else real[j])
+        dose = DSA_DOSES[j % len(DSA_DOSES)] if args.backgrounds == "dsa" else None
+        case = make_case(np.random.default_rng([args.seed, j]), None if real is None else real[j], dose)
         row = measure_case(case)
         rows.append(row)
         if args.verbose:

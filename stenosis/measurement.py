@@ -30,7 +30,7 @@ from .frames import (AnalysedFrame, choose_frame, companion_frames, follow_frame
                      traced_lumen, without_shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
-from .result import CONFIRM_CALL, DiameterProfile, QualityFlag, ReferenceWindow, StenosisResult
+from .result import CONFIRM_CALL, DiameterProfile, FrameRead, QualityFlag, ReferenceWindow, StenosisResult
 from .trace import Scale, clipping_warning, local_reference, radius_hint, trace_segment
 from .wasid import (WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, start_sensitivity_warning,
                     wasid)
@@ -138,7 +138,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
     clip = clipping_warning(np.asarray(run.frames[analysed.index]), profile.centerline_rc, scale, params)
     placed = place_overrides(image, inputs, profile, rhint, scale, params)
-    series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, companions, params)
+    series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, companions, params, read_on=image)
     wm = series.combined
     start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
     if single_native:
@@ -150,7 +150,8 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     odd = implausible_size_warning(wm.reference_px, scale, inputs.segment, run.calibration, params)
     notes = (*run.warnings, *scale_notes, *((odd,) if odd else ()), *((swapped,) if swapped else ()), *trace.warnings, *((clip,) if clip else ()),
              *placed.warnings, *wm.warnings, *((start,) if start else ()), *series.warnings)
-    return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
+    return replace(assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series),
+                   frames_read=series.read)
 
 
 def implausible_size_warning(reference_px: float, scale: Scale, segment, calibration,
@@ -445,7 +446,8 @@ def _measured_again(run, inputs: ReaderInputs, params: MeasureParams, analysed_i
         fr["used"] = [a]
         fr["per_frame"] = [{**p, "frame": a} for p in fr.get("per_frame", [])]
     return replace(res, frame_index=a, frames=fr, warnings=tuple(dict.fromkeys((*first, *res.warnings))),
-                   parameters={**res.parameters, "reader": inputs.to_record()})
+                   parameters={**res.parameters, "reader": inputs.to_record()},
+                   frames_read=tuple(replace(f, index=a) for f in res.frames_read))
 
 
 @dataclass(frozen=True, eq=False)
@@ -462,6 +464,28 @@ class FrameSeries:
     warnings: tuple[str, ...] = ()
     dropped: tuple[int, ...] = ()  # frames the reader dropped that would have been combined
     shared_noise_weight: float = 0.0  # the mask's noise removed off the vessels (Companions)
+    read: tuple[FrameRead, ...] = ()  # each frame used, as its diameters were read (the analysed first)
+
+
+def _frame_read(index: int, image: np.ndarray, shift_rc, profile: DiameterProfile, amplitude: np.ndarray,
+                read: np.ndarray, rhint: float, params: MeasureParams) -> FrameRead:
+    """A frame as its diameters were read, its image cropped to what the segment's profiles
+    reach (:class:`stenosis.result.FrameRead`)."""
+    d = np.asarray(shift_rc, float)
+    reach = profile_geometry(rhint, params)[0] + params.profile_band_px + 2.0
+    pts = np.asarray(profile.centerline_rc, float) + d[None, :]
+    lo = np.maximum(np.floor(pts.min(axis=0) - reach).astype(int), 0)
+    hi = np.minimum(np.ceil(pts.max(axis=0) + reach).astype(int) + 1, np.asarray(image.shape[:2]))
+    crop = np.array(image[lo[0]:hi[0], lo[1]:hi[1]], np.float32, copy=True)
+    return FrameRead(int(index), crop, (int(lo[0]), int(lo[1])), (float(d[0]), float(d[1])),
+                     np.asarray(amplitude, float), np.asarray(read, bool), float(rhint))
+
+
+def _amplitudes(profile: DiameterProfile) -> np.ndarray:
+    """The iodine amplitude each sample of ``profile`` was fitted with (N,)."""
+    if profile.local_amplitude is not None:
+        return np.asarray(profile.local_amplitude, float)
+    return np.full(len(profile), float(profile.amplitude))
 
 
 def _area_noise(profile: DiameterProfile) -> float:
@@ -592,9 +616,9 @@ def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: flo
 
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
                    scale: Scale, placed: PlacedOverrides, companions: Companions,
-                   params: MeasureParams = DEFAULT_PARAMS) -> FrameSeries:
+                   params: MeasureParams = DEFAULT_PARAMS, *, read_on: np.ndarray | None = None) -> FrameSeries:
     """The segment on the other frames of the arterial phase (``companions``: :func:`companions_of`,
-    on whose corrected analysed image ``profile`` was measured), combined.
+    on whose corrected analysed image ``profile`` was measured, or on ``read_on``), combined.
 
     The centred trace of the analysed frame follows each frame by the segment's motion
     (:func:`stenosis.frames.follow_frames`); the same samples are fitted with the run's blur and
@@ -609,6 +633,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         return wasid(p, inputs.segment, params=params, **_grading_inputs(inputs, placed))
 
     profiles, used, rejected = [profile], [analysed.index], []
+    read = [_frame_read(analysed.index, companions.analysed_image if read_on is None else read_on, (0.0, 0.0),
+                        profile, _amplitudes(profile), np.ones(len(profile), bool), rhint, params)]
     trace = analysed.trace
     limit = inputs.frame_limit
     dropped, notes = companions.dropped, companions.notes
@@ -639,13 +665,14 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
             frame_t = replace(frame_t, flags=np.where(filled, frame_t.flags, frame_t.flags | int(QualityFlag.POOR_FIT)))
         profiles.append(frame_t)
         used.append(t)
+        read.append(_frame_read(t, moved.image, moved.shift_rc, profile, _amplitudes(frame_t), filled, rhint, params))
     fewer: tuple[str, ...] = ()
     if isinstance(inputs.frames, int) and len(used) < inputs.frames:
         fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these are "
                  "in the segment's arterial phase and in place",)
     if len(profiles) == 1:
         return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer + notes,
-                           dropped, companions.shared_noise_weight)
+                           dropped, companions.shared_noise_weight, tuple(read))
     combined_profile = combine_frames(profiles, [_area_noise(p) for p in profiles], outlier_sds=params.frame_outlier_sds)
     combined = grade(combined_profile)
     if combined.reference_window is None:
@@ -669,7 +696,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         if floor > combined.percent_stenosis_sd:
             combined = replace(combined, percent_stenosis_sd=floor)
     return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,
-                       dropped, companions.shared_noise_weight)
+                       dropped, companions.shared_noise_weight, tuple(read))
 
 
 def calibrated_run(path_or_run, pixel_mm: float | None):

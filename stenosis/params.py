@@ -140,6 +140,10 @@ class MeasureParams:
     borderline_points: float = _p(5.0, "points", "a percent stenosis this close to 50 asks a reader to confirm the call")
     start_check_px: float = _p(10.0, "px", "the trace's proximal end is cut by this to test whether the percent stenosis depends on where the trace starts")
 
+    # ---- several views of one lesion (stenosis.measure_views) ------------------------
+    view_core_diameters: float = _p(0.25, "x reference", "a view's lesion core, read for its projected width: profiles within this many reference diameters of the MLD (at least 1.5 px)")
+    view_eccentricity_prior_sd: float = _p(0.5, "log k", "grading views: prior SD of the lesion core's amplitude ratio k around a round lumen (0: the area reading)")
+
     # ---------------------------------------------------------------------------------
     def widest_normal_for(self, segment: Any) -> float:
         """Widest normal lumen (mm) expected on ``segment`` (a Segment or its name)."""

@@ -27,6 +27,24 @@ def call_text(meets_50: bool, needs_confirmation: bool) -> str:
     return ("YES" if meets_50 else "no") + (f" ({CONFIRM_MARK})" if needs_confirmation else "")
 
 
+@dataclass(frozen=True, eq=False)
+class FrameRead:
+    """One frame's image around the segment as its diameters were read (not serialised):
+    ``image`` is the crop whose first pixel is ``origin_rc`` of the frame; ``shift_rc`` moves the
+    analysed frame's samples onto the frame; ``amplitude`` (N,) is the iodine amplitude each
+    sample's diameter was fitted with there (the analysed frame's times this frame's bolus ratio);
+    ``read`` (N,) the samples this frame's diameters were combined from (not those the bolus had
+    not reached); ``radius_hint_px`` the profiles' radius hint."""
+
+    index: int
+    image: np.ndarray = field(repr=False)
+    origin_rc: tuple[int, int]
+    shift_rc: tuple[float, float]
+    amplitude: np.ndarray = field(repr=False)
+    read: np.ndarray = field(repr=False)
+    radius_hint_px: float
+
+
 class QualityFlag(IntFlag):
     """Per-sample quality of a diameter measurement (bit flags, 0 = good)."""
 
@@ -220,6 +238,10 @@ class StenosisResult:
     reference_sd_px: float = float("nan")
     feeding_profile: DiameterProfile | None = field(default=None, repr=False)
     frames: dict[str, Any] = field(default_factory=dict)  # frames used, per-frame results (measurement.FrameSeries)
+    # not serialised: each frame's image as its diameters were read (FrameRead: the analysed frame
+    # first, opacified against its background model on a single native frame, the frames' shared
+    # noise removed)
+    frames_read: tuple = field(default=(), repr=False)
 
     # ---- derived values -------------------------------------------------------
     @property

@@ -6,10 +6,24 @@ A lumen narrowed eccentrically looks narrower in one projection than in another;
 core lab looks at every projection. :func:`measure_views` measures each view with
 :func:`stenosis.measure` (its own run, points and frame), grades the view with the largest
 percent stenosis, and reports how far the views disagree.
+
+Each view's measurement reads the lumen densitometrically (one iodine amplitude per run): an
+elliptical lumen reads its area-equivalent diameter from every side, and the views of an
+eccentric lesion would all look alike. When grading views, each view is read a second way at
+its lesion: the lesion core's pooled free amplitude over the run's (k,
+:func:`stenosis.diameter.shape.lesion_amplitude_ratio`) gives the projected width MLD / sqrt(k).
+k is weighed by the core's profiles on every frame read (their likelihood) against a prior
+that the lumen is round (log k Gaussian around 0, SD ``view_eccentricity_prior_sd``): where the
+profiles resolve the lumen k follows them; where they do not (a slit below the blur, noise,
+background structure that moves k as much on the normal artery of the same image) it stays
+near 1 and the area reading stands, the SD saying how uncertain it is. Too few usable profiles at the lesion: the area
+reading (the view's own result). A single view's :func:`stenosis.measure` is not changed by
+any of this.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import warnings
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,11 +33,17 @@ from .errors import MeasurementError, StenosisError
 from .measurement import measure
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
-from .result import StenosisResult, call_text
+from .result import CONFIRM_CALL, StenosisResult, call_text
+from .wasid import borderline_warning
 
-__all__ = ["ViewsResult", "ViewsGrade", "measure_views", "grade_views", "GRADING_RULE"]
+__all__ = ["ViewsResult", "ViewsGrade", "ViewReading", "measure_views", "grade_views", "view_reading",
+           "grading_rule", "GRADING_RULE", "AREA", "PROJECTED_WIDTH"]
 
 GRADING_RULE = "WASID: the view with the most severe stenosis (largest percent stenosis) is graded"
+#: a view's readings: the measurement's own (densitometric: the lumen's area-equivalent diameter)
+#: and the projected width of a non-round lumen (the lesion core's amplitude ratio)
+AREA = "area"
+PROJECTED_WIDTH = "projected width"
 #: what one view may give besides its run: a reader's inputs but the artery and model (the lesion's)
 VIEW_KEYS = frozenset(f.name for f in fields(ReaderInputs)) - {"segment", "model"}
 
@@ -50,31 +70,120 @@ def grade_views(percents: Sequence[float], sds: Sequence[float | None]) -> Views
     return ViewsGrade(i, float(p[i] - p[j]), float((p[i] - p[j]) / max(np.hypot(s[i], s[j]), 1e-9)))
 
 
+def grading_rule(reading: str, k: float = float("nan"), k_sd: float = float("nan")) -> str:
+    """The rule a lesion is graded by, stated with how its graded view was read."""
+    if reading == AREA:
+        return GRADING_RULE
+    return (f"{GRADING_RULE}; each view is read as its projected width, MLD / sqrt(k) (graded view: the lesion's "
+            f"amplitude ratio k = {k:.2f} +- {k_sd:.2f}; 1 is a round lumen)")
+
+
+@dataclass(frozen=True)
+class ViewReading:
+    """How one view's lesion is read for the grade: ``reading`` is :data:`PROJECTED_WIDTH` or
+    :data:`AREA`; ``percent_stenosis`` / ``percent_stenosis_sd`` / ``mld_px`` are that reading's.
+    ``k`` / ``k_sd``: the lesion core's pooled free amplitude over the run's and its SD, ``misfit``
+    the core's misfit at k (NaN when not computed); ``note`` says why the area reading stands."""
+
+    reading: str
+    percent_stenosis: float
+    percent_stenosis_sd: float
+    mld_px: float
+    k: float = float("nan")
+    k_sd: float = float("nan")
+    misfit: float = float("nan")
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(v, nd):
+            return round(float(v), nd) if v is not None and np.isfinite(v) else None
+
+        return {"reading": self.reading, "percent_stenosis": r(self.percent_stenosis, 2),
+                "meets_50": bool(self.percent_stenosis >= 50.0) if np.isfinite(self.percent_stenosis) else None,
+                "percent_stenosis_sd": r(self.percent_stenosis_sd, 2), "mld_px": r(self.mld_px, 3),
+                "amplitude_ratio": r(self.k, 4), "amplitude_ratio_sd": r(self.k_sd, 4), "misfit": r(self.misfit, 3),
+                "note": self.note}
+
+
+def view_reading(result: StenosisResult, params: MeasureParams = DEFAULT_PARAMS) -> ViewReading:
+    """The reading of one view's lesion used for the grade (module notes): the projected width
+    MLD / sqrt(k), k the lesion core's amplitude ratio (its posterior under a prior of SD
+    ``view_eccentricity_prior_sd`` on log k around a round lumen); the view's own (area)
+    reading when the core has too few usable profiles."""
+    from .diameter.shape import lesion_amplitude_ratio
+
+    area = ViewReading(AREA, float(result.percent_stenosis), float(result.percent_stenosis_sd), float(result.mld_px))
+    try:
+        ar = lesion_amplitude_ratio(result, core_diameters=params.view_core_diameters,
+                                    prior_sd=params.view_eccentricity_prior_sd, params=params)
+    except (ValueError, FloatingPointError):  # pragma: no cover - a degenerate core
+        ar = None
+    if ar is None or not np.isfinite(ar.log_k):
+        return replace(area, note="too few usable profiles at the lesion to read its projected width: "
+                                  "the area reading is graded")
+    if not np.isfinite(ar.structure_factor):
+        return replace(area, note="the normal artery beside the lesion is too short to measure how far the lesion's "
+                                  "shape can be trusted: the area reading is graded", misfit=ar.misfit)
+    p0, s0 = float(result.percent_stenosis), float(result.percent_stenosis_sd)
+    f = float(np.exp(-0.5 * ar.log_k))  # projected width over the area-equivalent diameter
+    pct = 100.0 - (100.0 - p0) * f
+    # the area reading's SD was scaled by the lumen model's misfit; the share of it a non-round
+    # lumen explains (the core's misfit at k against at k = 1) is taken out
+    explained = max(ar.misfit, 1.0) / max(ar.misfit_area, 1.0)
+    sd = float(np.hypot(s0 * explained * f, (100.0 - p0) * 0.5 * f * ar.log_k_sd))
+    return ViewReading(PROJECTED_WIDTH, float(pct), sd, float(result.mld_px * f), ar.k, float(ar.k * ar.log_k_sd),
+                       ar.misfit)
+
+
 @dataclass(frozen=True, eq=False)
 class ViewsResult:
-    """Every view's measurement of one lesion and the graded one."""
+    """Every view's measurement of one lesion, the reading of each used for the grade and the
+    graded one. ``views`` are the views' own results (area readings, as :func:`stenosis.measure`);
+    ``readings`` say per view which reading was graded (:class:`ViewReading`); the grade, its
+    percent and the disagreement are the readings'."""
 
     views: tuple[StenosisResult, ...]
     graded_index: int
     rule: str = GRADING_RULE
+    readings: tuple[ViewReading, ...] | None = None
+    params: MeasureParams = field(default=DEFAULT_PARAMS, repr=False)
+
+    def _readings(self) -> tuple[ViewReading, ...]:
+        if self.readings is not None:
+            return self.readings
+        return tuple(ViewReading(AREA, float(v.percent_stenosis), float(v.percent_stenosis_sd), float(v.mld_px))
+                     for v in self.views)
 
     @property
     def graded(self) -> StenosisResult:
         return self.views[self.graded_index]
 
     @property
+    def graded_reading(self) -> ViewReading:
+        """The graded view's reading (projected width or area)."""
+        return self._readings()[self.graded_index]
+
+    @property
     def percent_stenosis(self) -> float:
-        return self.graded.percent_stenosis
+        return self.graded_reading.percent_stenosis
 
     @property
     def meets_50(self) -> bool:
-        return self.graded.meets_50
+        return bool(self.percent_stenosis >= 50.0)
 
     @property
     def needs_confirmation(self) -> bool:
-        """Whether a reader must confirm the graded call: the graded view's call is borderline, or
-        (graded below 50%) another view's is."""
-        return self.graded.needs_confirmation or (not self.meets_50 and any(v.needs_confirmation for v in self.views))
+        """Whether a reader must confirm the graded call: the graded view's reading is borderline
+        (within ``borderline_points`` of 50, or its +-2 SD reaches 50) or its result asks a reader
+        for another reason (no bolus seen, a mask holding iodine), or (graded below 50%) another
+        view's is."""
+        def borderline(k: int) -> bool:
+            r, v = self._readings()[k], self.views[k]
+            own = borderline_warning(v.percent_stenosis, v.percent_stenosis_sd, self.params)
+            other = any(CONFIRM_CALL in w and w != own for w in v.warnings)
+            return other or borderline_warning(r.percent_stenosis, r.percent_stenosis_sd, self.params) is not None
+
+        return borderline(self.graded_index) or (not self.meets_50 and any(borderline(k) for k in range(len(self.views))))
 
     @property
     def call_text(self) -> str:
@@ -82,7 +191,8 @@ class ViewsResult:
         return call_text(self.meets_50, self.needs_confirmation)
 
     def _grade(self) -> ViewsGrade:
-        return grade_views([v.percent_stenosis for v in self.views], [v.percent_stenosis_sd for v in self.views])
+        rs = self._readings()
+        return grade_views([r.percent_stenosis for r in rs], [r.percent_stenosis_sd for r in rs])
 
     @property
     def disagreement_points(self) -> float:
@@ -97,23 +207,28 @@ class ViewsResult:
 
     def to_dict(self) -> dict[str, Any]:
         g = self.graded.to_dict()
+        gr = self.graded_reading
+        mld_mm = None if g["mld_mm"] is None else round(float(gr.mld_px * self.graded.mm_per_px), 4)
         return {
             "graded_view": self.graded_index,
             "rule": self.rule,
-            "percent_stenosis": g["percent_stenosis"],
-            "meets_50": g["meets_50"],
+            "reading": gr.reading,
+            "percent_stenosis": round(float(gr.percent_stenosis), 2),
+            "percent_stenosis_sd": round(float(gr.percent_stenosis_sd), 2) if np.isfinite(gr.percent_stenosis_sd) else None,
+            "meets_50": self.meets_50,
             "needs_confirmation": self.needs_confirmation,
-            "mld_mm": g["mld_mm"],
+            "mld_mm": mld_mm,
             "reference_diameter_mm": g["reference_diameter_mm"],
             "segment": g["segment"],
             "disagreement_points": round(self.disagreement_points, 2),
             "disagreement_sd": round(self.disagreement_sd, 2) if np.isfinite(self.disagreement_sd) else None,
             "views": [v.to_dict() for v in self.views],
+            "readings": [r.to_dict() for r in self._readings()],
         }
 
 
 def measure_views(views: Sequence[Mapping[str, Any]], segment: Any, *, model: str = "unet",
-                  params: MeasureParams = DEFAULT_PARAMS) -> ViewsResult:
+                  params: MeasureParams = DEFAULT_PARAMS, projected_width: bool = True) -> ViewsResult:
     """Measure one lesion in several views and grade the most severe.
 
     Parameters
@@ -123,11 +238,15 @@ def measure_views(views: Sequence[Mapping[str, Any]], segment: Any, *, model: st
         other keyword of :func:`stenosis.measure` (``frame``, ``waypoints``, ``reference``, ...).
     segment : {"ICA", "M1", "V4", "BA"}
         The artery (the same in every view).
+    projected_width : bool
+        Read each view's lesion as its projected width where its profiles support it (module
+        notes); False grades the views' own (area) readings.
 
     Returns
     -------
     ViewsResult
-        Every view's result, the graded one (largest percent stenosis) and the disagreement.
+        Every view's result and reading, the graded one (largest percent stenosis) and the
+        disagreement.
     """
     if not views:
         raise MeasurementError("give at least one view (a run with its proximal and distal points)")
@@ -147,8 +266,18 @@ def measure_views(views: Sequence[Mapping[str, Any]], segment: Any, *, model: st
         except StenosisError as exc:  # the same error, naming the view it came from
             exc.args = (f"view {k + 1} ({_view_name(run)}): {exc}",)
             raise
-    graded = grade_views([r.percent_stenosis for r in results], [r.percent_stenosis_sd for r in results])
-    return ViewsResult(tuple(results), graded.graded_index)
+    if projected_width:
+        readings = tuple(view_reading(r, params) for r in results)
+    else:
+        readings = tuple(ViewReading(AREA, float(r.percent_stenosis), float(r.percent_stenosis_sd), float(r.mld_px))
+                         for r in results)
+    graded = grade_views([r.percent_stenosis for r in readings], [r.percent_stenosis_sd for r in readings])
+    g = readings[graded.graded_index]
+    rule = grading_rule(g.reading, g.k, g.k_sd)
+    for k, r in enumerate(readings):
+        if r.note:
+            warnings.warn(f"view {k + 1}: {r.note}", stacklevel=2)
+    return ViewsResult(tuple(results), graded.graded_index, rule, readings, params)
 
 
 def _view_name(run: Any) -> str:

@@ -88,7 +88,8 @@ def test_each_view_has_its_row_and_the_lesion_its_graded_view(grouped, truth):
     assert header == list(ROW_COLUMNS) and len(rows) == 5
     views = [rows[n] for n in M1_VIEWS]
     assert all(v["status"] == "ok" and v["lesion"] == "L1" for v in views)
-    pcts = [float(v["percent_stenosis"]) for v in views]
+    # each view graded as measure_views reads it (results.jsonl's view_reading)
+    pcts = [journal[n]["view_reading"]["percent_stenosis"] for n in M1_VIEWS]
     severe = pcts.index(max(pcts))
     assert severe == [truth[n]["percent_stenosis"] for n in M1_VIEWS].index(max(truth[n]["percent_stenosis"] for n in M1_VIEWS))
     assert [v["lesion_graded"] for v in views] == [str(k == severe) for k in range(2)]
@@ -110,6 +111,8 @@ def test_each_view_has_its_row_and_the_lesion_its_graded_view(grouped, truth):
     assert d["graded_view"] == severe and d["views"][severe]["file"] == M1_VIEWS[severe]
     assert float(views[0]["lesion_percent_stenosis"]) == d["percent_stenosis"]
     assert [float(v["percent_stenosis"]) for v in views] == [v["percent_stenosis"] for v in d["views"]]
+    assert [journal[n]["view_reading"] for n in M1_VIEWS] == d["readings"]
+    assert g["reading"] == d["reading"]
     assert float(views[0]["lesion_disagreement_points"]) == pytest.approx(d["disagreement_points"], abs=0.011)
 
 
@@ -144,7 +147,7 @@ def test_a_lesion_with_a_failed_view_is_not_graded_and_resume_grades_across_runs
     # the second view added, measured by --resume: the lesion is graded on both
     both = [*one, _line(second, truth[second], "A")]
     rows, journal, _ = _batch(sample_dicom_dir, tmp_path, "out", both, "--resume")
-    pcts = {n: float(rows[n]["percent_stenosis"]) for n in M1_VIEWS}
+    pcts = {n: journal[n]["view_reading"]["percent_stenosis"] for n in M1_VIEWS}
     best = max(pcts, key=pcts.get)
     assert {n: rows[n]["lesion_graded"] for n in M1_VIEWS} == {n: str(n == best) for n in M1_VIEWS}
     assert all(float(rows[n]["lesion_percent_stenosis"]) == pcts[best] for n in M1_VIEWS)

@@ -67,15 +67,17 @@ def test_json_grades_the_most_severe_view_as_the_api_does(views, order):
     truths = [t["percent_stenosis"] for _, t, _, _ in vs]
     severe = truths.index(max(truths))
     assert truths[severe] - min(truths) > 20  # the two samples really differ
-    pcts = [v["percent_stenosis"] for v in d["views"]]
+    pcts = [r["percent_stenosis"] for r in d["readings"]]  # each view as graded (stenosis.views.view_reading)
     assert d["graded_view"] == severe == pcts.index(max(pcts))
     assert [v["file"] for v in d["views"]] == [p.name for p, *_ in vs]
     assert d["percent_stenosis"] == max(pcts) and d["meets_50"] is (max(pcts) >= 50)
-    assert d["rule"] == GRADING_RULE and "most severe" in d["rule"]
+    assert d["reading"] == d["readings"][severe]["reading"]
+    assert d["rule"].startswith(GRADING_RULE) and "most severe" in d["rule"]
     assert d["disagreement_points"] == pytest.approx(max(pcts) - min(pcts), abs=0.02)
     assert d["disagreement_sd"] is not None and d["disagreement_sd"] > 2
-    for v, truth in zip(d["views"], truths):  # each view measured with its own points
+    for v, r, truth in zip(d["views"], d["readings"], truths):  # each view measured with its own points
         assert v["percent_stenosis"] == pytest.approx(truth, abs=8)
+        assert r["percent_stenosis"] == pytest.approx(truth, abs=8)  # round lumens: both readings agree
 
 
 def test_summary_lists_every_view_the_graded_one_and_the_rule(views, tmp_path):

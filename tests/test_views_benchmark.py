@@ -50,7 +50,8 @@ def test_each_view_goes_into_its_own_background_off_its_vessel(cases):
 
 
 def test_real_backgrounds_are_measured_per_view(bench, cases):
-    """The per-view reads of the first two real cases (regression values, area readings)."""
+    """The per-view reads of the first two real cases (regression values): each view's own (area)
+    result and the reading it is graded on (projected width, stenosis.views.view_reading)."""
     _, _, on_real = cases
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -58,10 +59,31 @@ def test_real_backgrounds_are_measured_per_view(bench, cases):
     assert all("read" in r for r in rows)
     # (with the top-hat background of single frames, before session 10's 2-D background:
     # [38.0, 63.7] and [43.8, 48.0], graded views 1 and 1, errors -2.0 and -1.0)
-    assert rows[0]["read"] == pytest.approx([39.5, 59.6], abs=1.0)
-    assert rows[1]["read"] == pytest.approx([59.1, 49.9], abs=1.0)
+    assert rows[0]["area_read"] == pytest.approx([39.5, 59.6], abs=1.0)
+    assert rows[1]["area_read"] == pytest.approx([59.1, 49.9], abs=1.0)
+    # truths [65.8, 16.8] and [49.0, 23.1]; on single native frames the background moves k too
+    # (the graded area readings of session 16: errors -6.2 and +10.1)
+    assert rows[0]["read"] == pytest.approx([45.6, 48.4], abs=1.5)
+    assert rows[1]["read"] == pytest.approx([57.6, 54.2], abs=1.5)
     assert [r["graded_index"] for r in rows] == [1, 0]
-    assert [r["graded_err"] for r in rows] == pytest.approx([-6.2, 10.1], abs=1.0)
+    assert [r["graded_err"] for r in rows] == pytest.approx([-17.3, 8.6], abs=1.5)
+
+
+def test_dsa_views_read_the_lumen_shape(bench, cimat_dir):
+    """The same two cases as DSA runs of their anatomy (--backgrounds dsa, added noise 4): the
+    mask measures the background, and each view's projected width follows its own truth
+    ([65.8, 16.8] and [49.0, 23.1]) where the area readings ([44.5, 49.4], [49.2, 46.5]) cannot."""
+    real = bench.real_backgrounds(cimat_dir.parent, 2)
+    on = [bench.make_case(np.random.default_rng([bench.SEED, j]), real[j], 4.0) for j in range(2)]
+    assert on[0]["views"][0].shape[0] == bench.DSA_MASKS + bench.DSA_LIVE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = [bench.measure_case(c) for c in on]
+    assert rows[0]["area_read"] == pytest.approx([44.5, 49.4], abs=1.5)
+    assert rows[0]["read"] == pytest.approx([60.9, 32.2], abs=1.5)
+    assert rows[1]["read"] == pytest.approx([54.0, 35.9], abs=1.5)
+    assert [r["graded_index"] for r in rows] == [0, 0]  # the truly more severe view, both
+    assert [r["graded_err"] for r in rows] == pytest.approx([-4.8, 5.0], abs=1.5)
 
 
 def test_width_bound_behaves_as_information_should():

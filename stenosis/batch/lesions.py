@@ -14,19 +14,30 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
-from ..views import GRADING_RULE, grade_views
+from ..views import AREA, GRADING_RULE, grade_views, grading_rule
 from .outputs import row_sort_key
 
 __all__ = ["annotate_lesions"]
 
 
+def _reading(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The reading a view's row is graded with: its ``view_reading`` (projected width or area,
+    :func:`stenosis.views.view_reading`), else (a row of an older journal) its own result (area)."""
+    vr = row.get("view_reading") or {}
+    if vr.get("percent_stenosis") is not None:
+        return dict(vr)
+    return {"reading": AREA, "percent_stenosis": float(row["percent_stenosis"]), "meets_50": row.get("meets_50"),
+            "percent_stenosis_sd": (row.get("uncertainty") or {}).get("percent_stenosis_sd")}
+
+
 def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows, each row with a ``lesion`` name given ``lesion_grade``.
 
-    ``lesion_grade`` is ``{graded, graded_key, percent_stenosis, meets_50, disagreement_points,
-    disagreement_sd, n_views, rule, note}``: ``graded`` is true on the lesion's graded view,
-    false on its other views; ``percent_stenosis``/``meets_50`` are the lesion's (the graded
-    view's). When the lesion cannot be graded, ``graded`` and the numbers are None and ``note``
+    ``lesion_grade`` is ``{graded, graded_key, percent_stenosis, meets_50, reading,
+    disagreement_points, disagreement_sd, n_views, rule, note}``: ``graded`` is true on the
+    lesion's graded view, false on its other views; ``percent_stenosis``/``meets_50`` are the
+    lesion's (the graded view's reading: ``reading``, each row's ``view_reading`` as
+    ``stenosis.measure_views`` grades it). When the lesion cannot be graded, ``graded`` and the numbers are None and ``note``
     says why. Rows without ``lesion`` are returned unchanged (an older ``lesion_grade`` removed).
     """
     out = [dict(r) for r in rows]
@@ -38,7 +49,7 @@ def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for name, group in groups.items():
         group.sort(key=row_sort_key)
         grade: dict[str, Any] = {"graded": None, "graded_key": None, "percent_stenosis": None, "meets_50": None,
-                                 "disagreement_points": None, "disagreement_sd": None, "n_views": len(group),
+                                 "reading": None, "disagreement_points": None, "disagreement_sd": None, "n_views": len(group),
                                  "rule": GRADING_RULE, "note": None}
         graded_index = None
         failed = [r for r in group if r.get("status") != "ok" or r.get("percent_stenosis") is None]
@@ -49,12 +60,17 @@ def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         elif len(segments) > 1:
             grade["note"] = f"lesion {name!r} not graded: its views grade different arteries ({', '.join(segments)})"
         else:
-            g = grade_views([float(r["percent_stenosis"]) for r in group],
-                            [(r.get("uncertainty") or {}).get("percent_stenosis_sd") for r in group])
+            readings = [_reading(r) for r in group]
+            g = grade_views([float(r["percent_stenosis"]) for r in readings],
+                            [r.get("percent_stenosis_sd") for r in readings])
             graded_index = g.graded_index
-            best = group[graded_index]
-            grade.update(graded_key=best.get("key") or best.get("path"), percent_stenosis=best["percent_stenosis"],
-                         meets_50=best.get("meets_50"), disagreement_points=round(g.disagreement_points, 2),
+            best, how = group[graded_index], readings[graded_index]
+            k, k_sd = how.get("amplitude_ratio"), how.get("amplitude_ratio_sd")
+            grade.update(graded_key=best.get("key") or best.get("path"), percent_stenosis=how["percent_stenosis"],
+                         meets_50=how.get("meets_50"), reading=how["reading"],
+                         rule=grading_rule(how["reading"], float("nan") if k is None else k,
+                                           float("nan") if k_sd is None else k_sd),
+                         disagreement_points=round(g.disagreement_points, 2),
                          disagreement_sd=round(g.disagreement_sd, 2) if math.isfinite(g.disagreement_sd) else None)
         for k, r in enumerate(group):
             r["lesion_grade"] = {**grade, "graded": None if graded_index is None else k == graded_index}

@@ -96,11 +96,17 @@ def error_row(task: Task, message: str, *, software: Mapping[str, Any] | None = 
     })
 
 
-def _with_lesion(task: Task, row: dict[str, Any]) -> dict[str, Any]:
-    """The row with its lesion's name (points file column ``lesion``) when the task has one."""
+def _with_lesion(task: Task, row: dict[str, Any], result=None) -> dict[str, Any]:
+    """The row with its lesion's name (points file column ``lesion``) when the task has one, and
+    the view's reading for grading the lesion (:func:`stenosis.views.view_reading`, as
+    ``stenosis.measure_views`` grades it) when ``result`` is given."""
     lesion = getattr(task, "lesion", None)
     if lesion:
         row["lesion"] = lesion
+        if result is not None:
+            from ..views import view_reading
+
+            row["view_reading"] = view_reading(result).to_dict()
     return row
 
 
@@ -159,7 +165,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
         )
         row["warnings"] = [_relative_text(w, task) for w in row.get("warnings") or []]
         row.update(jsonable(auto_info))
-        _with_lesion(task, row)
+        _with_lesion(task, row, result)
         if task.mode == "auto":
             warns = list(row.get("warnings") or [])
             warns.append(f"auto: points placed automatically (confidence {confidence:.2f}); confirm them")

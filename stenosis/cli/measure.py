@@ -245,14 +245,18 @@ def views_summary_lines(res) -> list[str]:
         return f"{v[mm_key]:.2f} mm" if v[mm_key] is not None else f"{px_val:.2f} px"
 
     lines = [f"lesion             {len(res.views)} views of {d['segment']}"]
-    for k, (res_k, v) in enumerate(zip(res.views, d["views"])):
+    for k, (res_k, v, r) in enumerate(zip(res.views, d["views"], d["readings"])):
+        shape = ""
+        if r["reading"] != "area" and r["percent_stenosis"] is not None:
+            sd = f" +- {r['percent_stenosis_sd']:.1f}" if r["percent_stenosis_sd"] is not None else ""
+            shape = f"   projected width {r['percent_stenosis']:.1f}%{sd} (amplitude ratio {r['amplitude_ratio']:.2f})"
         lines.append(f"view {k + 1:<14}{v['file']}: {res_k.percent_stenosis:.1f}% +- {res_k.percent_stenosis_sd:.1f}"
-                     f"   MLD {dia(v, 'mld_mm', res_k.mld_px)}"
+                     f"{shape}   MLD {dia(v, 'mld_mm', res_k.mld_px)}"
                      f"   reference {dia(v, 'reference_diameter_mm', res_k.reference_diameter_px)} ({v['reference_choice']})"
                      f"   frame {v['frame_index']}" + ("   (uncalibrated: px)" if v["mld_mm"] is None else ""))
     lines.append(f"graded             view {res.graded_index + 1} of {len(res.views)} ({d['views'][res.graded_index]['file']}; "
                  f"graded_view {res.graded_index} in the JSON, 0-based): "
-                 f"{res.percent_stenosis:.1f}%   >= 50%: {res.call_text}")
+                 f"{res.percent_stenosis:.1f}% ({d['reading']})   >= 50%: {res.call_text}")
     lines.append(f"rule               {res.rule}")
     sd = d["disagreement_sd"]
     lines.append(f"disagreement       {d['disagreement_points']:.1f} points between the views"
