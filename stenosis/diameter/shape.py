@@ -60,27 +60,26 @@ class AmplitudeRatio:
 
 
 def rss_on_grid(Y: np.ndarray, x: np.ndarray, tab, amplitude: np.ndarray, *, r_max_px: float,
-                c_max_px: float, grid: np.ndarray = None) -> np.ndarray:
+                c_max_px: float) -> np.ndarray:
     """(G, N) residual sum of squares of each profile of ``Y`` (N, M), fitted (its own radius,
-    centre and background line) with amplitude k x ``amplitude`` (N,), for every k of ``grid``
-    (default :data:`K_GRID`)."""
+    centre and background line) with amplitude k x ``amplitude`` (N,), for every k of
+    :data:`K_GRID`."""
     Y = np.asarray(Y, float)
     n = len(Y)
     amp = np.broadcast_to(np.asarray(amplitude, float), (n,))
-    g = K_GRID if grid is None else np.asarray(grid, float)
+    g = K_GRID
     fits = fit_profiles(np.tile(Y, (g.size, 1)), x, tab, amplitude=np.repeat(g, n) * np.tile(amp, g.size),
                         r_max_px=r_max_px, c_max_px=c_max_px)
     return fits.rss.reshape(g.size, n)
 
 
-def amplitude_likelihood(rss: np.ndarray, m_points: int, *, independent: float,
-                         grid: np.ndarray = None) -> tuple[np.ndarray, float, float, float]:
+def amplitude_likelihood(rss: np.ndarray, m_points: int, *, independent: float) -> tuple[np.ndarray, float, float, float]:
     """The likelihood of one amplitude ratio k shared by profiles of unit noise whose
     :func:`rss_on_grid` is ``rss`` (G, N), ``m_points`` points each: exp(-dRSS / 2 x
-    independent / N / max(misfit, 1)^2) over ``grid`` (default :data:`K_GRID`), normalised; ``independent``: how
+    independent / N / max(misfit, 1)^2) over :data:`K_GRID`, normalised; ``independent``: how
     many independent profiles the N hold (neighbours along the vessel share noise). Also the
     least-squares k and the misfit (RMS residual over the noise) at it and at k = 1."""
-    g = K_GRID if grid is None else np.asarray(grid, float)
+    g = K_GRID
     n = rss.shape[1]
     total = rss.sum(axis=1)
     best = int(np.argmin(total))
@@ -100,7 +99,8 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
     least 1.5 px) of the MLD, sampled along the result's centerline on every frame its
     diameters were read on (``result.frames_read``; else the analysed frame), each k times the
     amplitude its diameter was fitted with there (only the samples that frame's diameters were
-    combined from), each frame's profiles weighted by its own noise: the likelihood of log k on :data:`K_GRID`, summarised by its mean and variance.
+    combined from), each frame's profiles weighted by its own noise: the likelihood of log k on
+    :data:`K_GRID`, summarised by its mean and variance.
 
     What else moves k in this image is measured on the same artery: the normal stretches beyond
     the lesion and its shoulders (one reference diameter), cut into windows of the core's length
@@ -130,7 +130,8 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
     if core.size < 3:
         return None
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
-    corr = float(np.sqrt(2.0 * np.pi * (prof.blur_sigma_px**2 + 0.5)))  # noise correlation along the vessel, px
+    # noise correlation along the vessel (px): the blur and the band of averaged profiles
+    corr = float(np.sqrt(2.0 * np.pi * (prof.blur_sigma_px**2 + params.band_var_px2)))
     # every frame's profiles and noise, once (unit noise: the frames pooled by their own noise)
     sampled = []
     for f in frames:
@@ -160,6 +161,8 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
                 rss.append(rss_on_grid(values[r], band.offsets_px, table, amp[r], r_max_px=band.r_max_px,
                                        c_max_px=band.c_max_px))
                 n_read += r.size
+        if not rss:
+            return None
         return amplitude_likelihood(np.concatenate(rss, axis=1), band.offsets_px.size,
                                     independent=n_read * step / corr)
 
@@ -168,13 +171,18 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
         m = float((u * like).sum())
         return m, max(float((like * (u - m) ** 2).sum()), (u[1] - u[0]) ** 2 / 12.0)
 
-    like, k_best, mis, mis1 = likelihood(core)
+    at_core = likelihood(core)
+    if at_core is None:
+        return None
+    like, k_best, mis, mis1 = at_core
     mean_l, var_l = moments(like)
     normal_logk, normal_var = [], []
     for rows in windows:
-        m, var_w = moments(likelihood(rows)[0])
-        normal_logk.append(m)
-        normal_var.append(var_w)
+        at_window = likelihood(rows)
+        if at_window is not None:
+            m, var_w = moments(at_window[0])
+            normal_logk.append(m)
+            normal_var.append(var_w)
     if len(normal_logk) < 2:  # nothing to measure k's wander on: not believed
         return AmplitudeRatio(0.0, 0.0, k_best, mis, mis1, int(core.size), float("nan"), len(normal_logk))
     factor = max(float(np.mean(np.square(normal_logk)) / np.mean(normal_var)), 1.0)
