@@ -150,8 +150,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     odd = implausible_size_warning(wm.reference_px, scale, inputs.segment, run.calibration, params)
     notes = (*run.warnings, *scale_notes, *((odd,) if odd else ()), *((swapped,) if swapped else ()), *trace.warnings, *((clip,) if clip else ()),
              *placed.warnings, *wm.warnings, *((start,) if start else ()), *series.warnings)
-    return replace(assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series),
-                   frames_read=series.read)
+    return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 
 
 def implausible_size_warning(reference_px: float, scale: Scale, segment, calibration,
@@ -481,13 +480,6 @@ def _frame_read(index: int, image: np.ndarray, shift_rc, profile: DiameterProfil
                      np.asarray(amplitude, float), np.asarray(read, bool), float(rhint))
 
 
-def _amplitudes(profile: DiameterProfile) -> np.ndarray:
-    """The iodine amplitude each sample of ``profile`` was fitted with (N,)."""
-    if profile.local_amplitude is not None:
-        return np.asarray(profile.local_amplitude, float)
-    return np.full(len(profile), float(profile.amplitude))
-
-
 def _area_noise(profile: DiameterProfile) -> float:
     """The profile's lumen-area noise SD (px^2), over its usable samples (all when under 6)."""
     return area_noise_sd_px2(profile, profile.valid if profile.valid.sum() >= 6 else np.ones(len(profile), bool))
@@ -616,9 +608,10 @@ def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: flo
 
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
                    scale: Scale, placed: PlacedOverrides, companions: Companions,
-                   params: MeasureParams = DEFAULT_PARAMS, *, read_on: np.ndarray | None = None) -> FrameSeries:
-    """The segment on the other frames of the arterial phase (``companions``: :func:`companions_of`,
-    on whose corrected analysed image ``profile`` was measured, or on ``read_on``), combined.
+                   params: MeasureParams = DEFAULT_PARAMS, *, read_on: np.ndarray) -> FrameSeries:
+    """The segment on the other frames of the arterial phase (``companions``: :func:`companions_of`),
+    combined; ``profile`` was measured on ``read_on`` (the corrected analysed image, or a single
+    native frame opacified against its background model).
 
     The centred trace of the analysed frame follows each frame by the segment's motion
     (:func:`stenosis.frames.follow_frames`); the same samples are fitted with the run's blur and
@@ -633,8 +626,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         return wasid(p, inputs.segment, params=params, **_grading_inputs(inputs, placed))
 
     profiles, used, rejected = [profile], [analysed.index], []
-    read = [_frame_read(analysed.index, companions.analysed_image if read_on is None else read_on, (0.0, 0.0),
-                        profile, _amplitudes(profile), np.ones(len(profile), bool), rhint, params)]
+    read = [_frame_read(analysed.index, read_on, (0.0, 0.0), profile, profile.amplitudes, np.ones(len(profile), bool),
+                        rhint, params)]
     trace = analysed.trace
     limit = inputs.frame_limit
     dropped, notes = companions.dropped, companions.notes
@@ -665,7 +658,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
             frame_t = replace(frame_t, flags=np.where(filled, frame_t.flags, frame_t.flags | int(QualityFlag.POOR_FIT)))
         profiles.append(frame_t)
         used.append(t)
-        read.append(_frame_read(t, moved.image, moved.shift_rc, profile, _amplitudes(frame_t), filled, rhint, params))
+        read.append(_frame_read(t, moved.image, moved.shift_rc, profile, frame_t.amplitudes, filled, rhint, params))
     fewer: tuple[str, ...] = ()
     if isinstance(inputs.frames, int) and len(used) < inputs.frames:
         fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these are "
@@ -847,6 +840,7 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
         mld_sd_px=float(wm.mld_sd_px),
         reference_sd_px=float(wm.reference_sd_px),
         frames=({**_frames_record(series, profile, scale), "mask": mask_frames_of(run)} if series is not None else {}),
+        frames_read=series.read if series is not None else (),
     )
 
 

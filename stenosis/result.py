@@ -154,6 +154,14 @@ class DiameterProfile:
         """(N,) bool: samples without BRANCH, OVERLAP, POOR_FIT or OUTSIDE flags."""
         return (self.flags & QualityFlag.unusable()) == 0
 
+    @property
+    def amplitudes(self) -> np.ndarray:
+        """(N,) the iodine amplitude each sample's diameter was fitted with (``local_amplitude``,
+        else ``amplitude`` everywhere)."""
+        if self.local_amplitude is not None:
+            return np.asarray(self.local_amplitude, float)
+        return np.full(len(self), float(self.amplitude))
+
     def __len__(self) -> int:
         return int(self.arc_px.shape[0])
 

@@ -117,8 +117,7 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
     prof = result.profile
     frames = tuple(result.frames_read)
     if not frames and result.image is not None:
-        amp = prof.local_amplitude if prof.local_amplitude is not None else np.full(len(prof), prof.amplitude)
-        frames = (FrameRead(int(result.frame_index), result.image, (0, 0), (0.0, 0.0), np.asarray(amp, float),
+        frames = (FrameRead(int(result.frame_index), result.image, (0, 0), (0.0, 0.0), prof.amplitudes,
                             np.ones(len(prof), bool), 0.5 * float(result.reference_diameter_px)),)
     if not frames or len(prof) < 3:
         return None
