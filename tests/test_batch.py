@@ -391,6 +391,42 @@ def _cli(args):
     return CliRunner().invoke(cli, ["batch", *map(str, args)])
 
 
+def test_a_points_file_naming_no_run_in_the_folder_exits_3_and_writes_nothing(sample_dicom_dir, tmp_path):
+    """A points file given with the wrong DIR: every row names a run that is not there. That is the
+    folder's fault, not each row's: one line naming DIR, exit 3 (not exit 0 with only error rows)."""
+    pts = _write_points(tmp_path / "p.csv", [["ica_native_geometry.dcm", "ICA", 1, 2, 3, 4, ""],
+                                             ["m1_native_uncalibrated.dcm", "M1", 1, 2, 3, 4, ""]])
+    (tmp_path / "empty").mkdir()
+    r = _cli([tmp_path / "empty", "--points", pts, "--out", tmp_path / "o"])
+    assert r.exit_code == 3, r.output
+    assert "none of the 2 runs" in r.output and str(tmp_path / "empty") in r.output
+    assert not (tmp_path / "o").exists()
+    # one row of several missing is that row's error, the others measured
+    from stenosis.batch import require_some_run
+
+    with pytest.raises(InputError, match="none of the 1 runs"):
+        require_some_run(read_points(_write_points(tmp_path / "q.csv", [["nope.dcm", "ICA", 1, 2, 3, 4, ""]]),
+                                     sample_dicom_dir), sample_dicom_dir)
+    tasks = read_points(_write_points(tmp_path / "r.csv", [["nope.dcm", "ICA", 1, 2, 3, 4, ""],
+                                                           ["ica_native_geometry.dcm", "ICA", 1, 2, 3, 4, ""]]),
+                        sample_dicom_dir)
+    require_some_run(tasks, sample_dicom_dir)
+    assert len(tasks) == 2
+
+
+def test_a_scheduler_that_does_not_answer_leaves_no_outputs(sample_dicom_dir, tmp_path, monkeypatch):
+    """An unreachable --scheduler is refused before OUT is written: the corrected command then runs
+    into the same OUT without --overwrite."""
+    pytest.importorskip("distributed")
+    import stenosis.batch.pool as pool
+
+    monkeypatch.setattr(pool, "SCHEDULER_CONNECT_S", 1)
+    pts = _write_points(tmp_path / "p.csv", [["ica_native_geometry.dcm", "ICA", 1, 2, 3, 4, ""]])
+    r = _cli([sample_dicom_dir, "--points", pts, "--out", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:1", "-q"])
+    assert r.exit_code == 3 and "cannot reach the Dask scheduler" in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_usage_errors_exit_2(tmp_path):
     root = tmp_path / "runs"
     root.mkdir()
@@ -551,12 +587,20 @@ def test_real_batch_auto_finds_the_lesions(phantom_folder, tmp_path):
         assert 0 <= row["confidence"] <= 1
         mm = 0.2  # phantom mm/px
         assert np.hypot(*np.subtract(row["mld_rc"], t["mld_rc"])) * mm <= 3.0
-    # the points used can be fed back as a points file
-    csv_rows = _csv_rows(tmp_path / "o")
-    ok = [x for x in csv_rows if x["status"] == "ok"]
-    pts = _write_points(tmp_path / "back.csv", [[x["path"], x["segment"], x["proximal_row"], x["proximal_col"],
-                                                   x["distal_row"], x["distal_col"], x["frame_index"]] for x in ok])
-    assert len(read_points(pts, root)) == len(truths)
+        assert "frame" not in row["parameters"]["reader"]  # the frame --auto chose is not a reader's
+    # the points used are written as a points file; fed back, the same numbers and no reader overrides
+    # (results.csv's measured mld_row / reference_choice columns would read back as overrides)
+    back = tmp_path / "o" / "points-auto.csv"
+    with open(back, newline="") as f:
+        assert next(csv.reader(f)) == ["path", "segment", "frame", "proximal_row", "proximal_col", "distal_row",
+                                       "distal_col"]
+    assert len(read_points(back, root)) == len(truths)
+    r = _cli([root, "--points", back, "--out", tmp_path / "b", "--jobs", "1", "--model", "classical", "-q"])
+    assert r.exit_code == 0, r.output
+    again = {x["path"]: x for x in read_jsonl(tmp_path / "b/results.jsonl")}
+    for rel in truths:
+        assert again[rel]["percent_stenosis"] == pytest.approx(rows[rel]["percent_stenosis"], abs=1e-6)
+        assert set(again[rel]["parameters"]["reader"]) == {"frame"}  # the reader confirmed the frame, nothing else
 
 
 # ------------------------------------------- outputs that cannot collide or go stale

@@ -67,6 +67,7 @@ from .tasks import (
     lesion_problems,
     read_points,
     read_segments,
+    require_some_run,
 )
 from .work import WorkOptions, error_row, measure_one
 
@@ -82,6 +83,7 @@ __all__ = [
     "BatchTerminated",
     "read_points",
     "read_segments",
+    "require_some_run",
     "auto_tasks",
     "lesion_problems",
     "annotate_lesions",

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import InputError, StenosisError
 from ..result import ROW_COLUMNS, row_from_dict
-from .tasks import DICOM_SUFFIXES
+from .tasks import DICOM_SUFFIXES, POINT_COLUMNS
 
 __all__ = [
     "CSV_COLUMNS",
@@ -41,6 +41,8 @@ __all__ = [
     "csv_record",
     "write_results_csv",
     "write_sorted_jsonl",
+    "AUTO_POINTS_NAME",
+    "write_auto_points",
 ]
 
 #: Columns of ``results.csv`` (one row per task), in order: the one result-row schema.
@@ -49,6 +51,8 @@ CSV_COLUMNS: tuple[str, ...] = ROW_COLUMNS
 JSONL_NAME = "results.jsonl"
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.png"
+#: ``--auto``: the points it placed, as a points file (``--points``) for a reader to confirm
+AUTO_POINTS_NAME = "points-auto.csv"
 REPORTS_DIR = "reports"
 SR_DIR = "sr"
 #: ``--overwrite`` moves earlier outputs into ``OUT/previous-<timestamp>/``.
@@ -244,3 +248,22 @@ def write_sorted_jsonl(rows: Iterable[Mapping[str, Any]], path: str | os.PathLik
         json.dumps(jsonable(r), sort_keys=True, allow_nan=False) + "\n" for r in sorted(rows, key=row_sort_key)
     )
     _atomic_write_bytes(Path(path), data.encode())
+
+
+def write_auto_points(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> int:
+    """Write the points ``--auto`` placed (its measured rows) as a points file: ``path, segment,
+    frame, proximal_row, proximal_col, distal_row, distal_col`` -- the columns ``--points`` reads,
+    and only those (results.csv's measured ``mld_row``/``reference_choice`` would read back as a
+    reader's overrides). Returns the rows written; nothing is written when there are none."""
+    auto = [r for r in rows if r.get("mode") == "auto" and r.get("status") == "ok" and r.get("proximal_rc")]
+    if not auto:
+        return 0
+    buf = io.StringIO()
+    cols = ("path", "segment", "frame", *POINT_COLUMNS[2:])
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in sorted(auto, key=row_sort_key):
+        (pr, pc), (dr, dc) = r["proximal_rc"], r["distal_rc"]
+        w.writerow([r["path"], r["segment"], r.get("frame_index"), *(f"{v:.2f}" for v in (pr, pc, dr, dc))])
+    _atomic_write_bytes(Path(path), buf.getvalue().encode())
+    return len(auto)

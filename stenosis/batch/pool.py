@@ -330,17 +330,32 @@ def run_inline(tasks, work, options, on_row) -> None:
         on_row(row)
 
 
-def run_dask(tasks, work, options, *, scheduler, timeout, on_row) -> int:
-    """Same per-run work on a dask.distributed cluster; returns the number of timeouts."""
+#: seconds to wait for a Dask scheduler to answer before the batch is refused
+SCHEDULER_CONNECT_S = 10
+
+
+def connect_scheduler(scheduler):
+    """A dask.distributed client of ``scheduler`` (an address; a client is returned as it is),
+    or :class:`InputError` when it does not answer: called before anything is written."""
+    if hasattr(scheduler, "submit"):
+        return scheduler
     try:
-        from distributed import Client, wait
+        from distributed import Client
     except ImportError:
         raise MissingExtraError("dask.distributed", "batch") from None
-    own_client = not hasattr(scheduler, "submit")
     try:
-        client = Client(scheduler, timeout=30) if own_client else scheduler
+        return Client(scheduler, timeout=SCHEDULER_CONNECT_S)
     except OSError as exc:
         raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start it or fix the address") from None
+
+
+def run_dask(tasks, work, options, *, scheduler, timeout, on_row) -> int:
+    """Same per-run work on a dask.distributed cluster (an address, or a client from
+    :func:`connect_scheduler`, left open); returns the number of timeouts."""
+    from distributed import wait
+
+    own_client = not hasattr(scheduler, "submit")
+    client = connect_scheduler(scheduler)
     n_timeout = 0
     try:
         slots = max(1, sum(client.nthreads().values()))

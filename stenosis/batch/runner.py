@@ -30,6 +30,7 @@ from rich.progress import (
 
 from ..enums import ModelName
 from .outputs import (
+    AUTO_POINTS_NAME,
     CSV_NAME,
     JSONL_NAME,
     SUMMARY_NAME,
@@ -37,11 +38,12 @@ from .outputs import (
     prepare_out_dir,
     read_jsonl,
     row_sort_key,
+    write_auto_points,
     write_results_csv,
     write_sorted_jsonl,
 )
 from .lesions import annotate_lesions
-from .pool import DEFAULT_MAX_TASKS_PER_CHILD, run_dask, run_inline, run_processes
+from .pool import DEFAULT_MAX_TASKS_PER_CHILD, connect_scheduler, run_dask, run_inline, run_processes
 from .summary import needs_confirmation, write_summary_figure
 from .tasks import Task, lesion_problems
 from .work import WorkOptions, error_row, measure_one
@@ -177,6 +179,21 @@ def run_batch(
     """
     t_start = time.monotonic()
     out = Path(out_dir)
+    client = None
+    if scheduler is not None and not hasattr(scheduler, "submit"):
+        client = scheduler = connect_scheduler(scheduler)  # a scheduler that does not answer leaves OUT as it was
+    try:
+        return _run_batch(tasks, out, t_start=t_start, jobs=jobs, timeout=timeout, resume=resume, overwrite=overwrite,
+                          model=model, reports=reports, sr=sr, keep_identifiers=keep_identifiers, options=options,
+                          scheduler=scheduler, work=work, max_tasks_per_child=max_tasks_per_child, warm=warm,
+                          progress=progress, summary_figure=summary_figure)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_batch(tasks, out: Path, *, t_start, jobs, timeout, resume, overwrite, model, reports, sr, keep_identifiers,
+               options, scheduler, work, max_tasks_per_child, warm, progress, summary_figure) -> BatchSummary:
     prepare_out_dir(out, resume=resume, overwrite=overwrite)
     model = str(ModelName(str(model)))
     work = work or measure_one
@@ -239,6 +256,7 @@ def run_batch(
             rows = annotate_lesions(read_jsonl(jsonl))
             write_sorted_jsonl(rows, jsonl)
             write_results_csv(rows, out / CSV_NAME)
+            write_auto_points(rows, out / AUTO_POINTS_NAME)
             if summary_figure:
                 write_summary_figure(rows, out / SUMMARY_NAME)
 

@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..enums import Segment
 from ..errors import InputError, StenosisError
@@ -17,6 +17,7 @@ from ..io.series import DICOM_SUFFIXES, named_dicom_not_runs
 
 __all__ = [
     "POINT_COLUMNS",
+    "require_some_run",
     "SEGMENT_COLUMNS",
     "DICOM_SUFFIXES",
     "PointsFileError",
@@ -270,6 +271,16 @@ def _read_tasks(csv_path, root, required: tuple[str, ...], what: str, make: Call
                 seen[ident] = lineno
         tasks.append(Task(path=rel, source=str(src.absolute()), segment=seg, frame=frame, problem=problem, **fields))
     return _assign_keys(tasks)
+
+
+def require_some_run(tasks: Sequence[Task], root: str | os.PathLike, what: str = "points file") -> None:
+    """:class:`PointsFileError` when not one of the runs `tasks` name (their rows without a
+    problem) exists: the folder given is wrong, not each row (which would otherwise be an error
+    row each, and a batch that "succeeds")."""
+    named = [t for t in tasks if t.source and not t.problem]
+    if named and not any(os.path.exists(t.source) for t in named):
+        raise PointsFileError(f"none of the {len(named)} runs the {what} names is under {root} (e.g. "
+                              f"{named[0].path}); give the folder its paths are relative to")
 
 
 def read_points(csv_path: str | os.PathLike, root: str | os.PathLike, *, strict: bool = False) -> list[Task]:

@@ -164,6 +164,11 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
             }
         )
         row["warnings"] = [_relative_text(w, task) for w in row.get("warnings") or []]
+        if task.mode == "auto" and task.frame is None:
+            # the frame --auto chose is not a reader's choice: the audit (frame_auto) says so
+            reader = (row.get("parameters") or {}).get("reader")
+            if isinstance(reader, dict):
+                reader.pop("frame", None)
         row.update(jsonable(auto_info))
         _with_lesion(task, row, result)
         if task.mode == "auto":

@@ -105,8 +105,10 @@ def command(
     try:
         if points is not None:
             tasks = lib.read_points(points, folder)
+            lib.require_some_run(tasks, folder, "points file")
         elif segments is not None:
             tasks = lib.read_segments(segments, folder)
+            lib.require_some_run(tasks, folder, "segments file")
         else:
             tasks = lib.auto_tasks(folder, segment=segment.upper())
     except lib.PointsFileError as exc:  # a points file missing or malformed is input, as DIR is: exit 3
