@@ -57,7 +57,7 @@ def command(out_dir: Path, sample: str, list_samples: bool, model: str, debug: b
     (out_dir / "result.json").write_text(json.dumps(res.to_dict(), indent=1) + "\n")
     save_report(res, None, out_dir / "report.png")
     click.echo(f"sample             {dcm}")
-    click.echo(f"points (from truth) proximal {truth['proximal_rc']}, distal {truth['distal_rc']}")
+    click.echo(f"points             (the truth's) proximal {truth['proximal_rc']}, distal {truth['distal_rc']}")
     for line in summary_lines(res):
         click.echo(line)
     click.echo("")

@@ -78,6 +78,11 @@ def command(path: Path, debug: bool = False) -> None:
     class _Console(Console):
         def on_broken_pipe(self) -> None:  # rich exits 1; a closed stdout is not an error here
             raise BrokenPipeError
+
+        def print(self, *objects, **kw) -> None:  # a table's rows without the padding to its width
+            with self.capture() as cap:
+                super().print(*objects, **kw)
+            self.file.write("".join(line.rstrip() + "\n" for line in cap.get().splitlines()))
     from ..io import find_runs, read_run
 
     console = _Console(highlight=False, soft_wrap=False)
