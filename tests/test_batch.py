@@ -782,3 +782,22 @@ def test_the_waypoints_a_row_writes_are_read_back_by_the_points_file(tmp_path):
     header = ["path", "segment", "proximal_row", "proximal_col", "distal_row", "distal_col", "waypoints"]
     (task,) = read_points(_write_points(tmp_path / "p.csv", [["a.dcm", "M1", 1, 2, 3, 4, cell]], header=header), root)
     assert [list(w) for w in task.waypoints] == way
+
+
+def test_the_summary_lists_the_runs_a_reader_must_confirm():
+    """summary.png's text names the runs >= 50%, then those whose call a reader must confirm (each
+    with its percent and SD), then the errors."""
+    from stenosis.batch.summary import summary_lines
+
+    rows = [
+        {"status": "ok", "path": "a.dcm", "segment": "M1", "percent_stenosis": 62.0, "needs_confirmation": False,
+         "uncertainty": {"percent_stenosis_sd": 2.0}},
+        {"status": "ok", "path": "b.dcm", "segment": "ICA", "percent_stenosis": 47.0, "needs_confirmation": True,
+         "uncertainty": {"percent_stenosis_sd": 3.4}},
+        {"status": "ok", "path": "c.dcm", "segment": "BA", "percent_stenosis": 20.0, "needs_confirmation": False},
+        {"status": "error", "path": "d.dcm", "error": "not DICOM; give the DICOM export"},
+    ]
+    lines = summary_lines(rows)
+    assert lines[:2] == ["flagged (>= 50%): 1", "  a.dcm [M1] 62% +- 2"]
+    assert lines[2:4] == ["a reader must confirm the >= 50% call: 1", "  b.dcm [ICA] 47% +- 3"]
+    assert lines[4] == "errors: 1" and "d.dcm: not DICOM" in lines[5]

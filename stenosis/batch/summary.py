@@ -11,7 +11,7 @@ import numpy as np
 from ..wasid import borderline_warning
 from .outputs import atomic_save, row_sort_key
 
-__all__ = ["write_summary_figure", "needs_confirmation", "LABEL_ALL_MAX"]
+__all__ = ["write_summary_figure", "summary_lines", "needs_confirmation", "LABEL_ALL_MAX"]
 
 #: Up to this many measured runs every dot is labelled; above it only the runs >= 50%.
 LABEL_ALL_MAX = 30
@@ -48,6 +48,26 @@ def _error_lines(err: Sequence[Mapping[str, Any]], width: int = 70, n_max: int =
     if len(err) > n_max:
         lines.append(f"  ... and {len(err) - n_max} more (see results.csv)")
     return lines
+
+
+def summary_lines(rows: Sequence[Mapping[str, Any]], n_max: int = 10) -> list[str]:
+    """The summary figure's text: the runs >= 50%, the runs whose >= 50% call a reader must
+    confirm (each with its percent and SD) and the error rows with their reason."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("percent_stenosis") is not None]
+    err = sorted((r for r in rows if r.get("status") != "ok"), key=row_sort_key)
+
+    def listed(title: str, runs: list[Mapping[str, Any]]) -> list[str]:
+        runs = sorted(runs, key=row_sort_key)
+        out = [f"{title}: {len(runs)}"]
+        out += [f"  {_label(r, 40)} [{r.get('segment')}] {float(r['percent_stenosis']):.0f}%"
+                + (f" +- {percent_sd(r):.0f}" if np.isfinite(percent_sd(r)) else "") for r in runs[:n_max]]
+        if len(runs) > n_max:
+            out.append(f"  ... and {len(runs) - n_max} more (see results.csv)")
+        return out
+
+    lines = listed("flagged (>= 50%)", [r for r in ok if float(r["percent_stenosis"]) >= 50.0])
+    lines += listed("a reader must confirm the >= 50% call", [r for r in ok if needs_confirmation(r)])
+    return [*lines, f"errors: {len(err)}", *_error_lines(err)]
 
 
 def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
@@ -102,13 +122,8 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
     ax_hist.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax_hist.set_title("distribution")
     ax_txt.axis("off")
-    lines = [f"flagged (>= 50%): {len(flagged)}"]
-    lines += [f"  {r['path']} [{r.get('segment')}] {float(r['percent_stenosis']):.0f}%" for r in flagged[:14]]
-    if len(flagged) > 14:
-        lines.append(f"  ... and {len(flagged) - 14} more (see results.csv)")
-    lines.append(f"errors: {len(err)}")
-    lines += _error_lines(err)
-    ax_txt.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7.5)
+    lines = summary_lines(rows)
+    ax_txt.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8.5 if len(lines) <= 30 else 7)
     fig.tight_layout()
     try:
         atomic_save(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"), ".png")
