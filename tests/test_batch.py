@@ -401,17 +401,43 @@ def test_a_points_file_naming_no_run_in_the_folder_exits_3_and_writes_nothing(sa
     assert r.exit_code == 3, r.output
     assert "none of the 2 runs" in r.output and str(tmp_path / "empty") in r.output
     assert not (tmp_path / "o").exists()
-    # one row of several missing is that row's error, the others measured
     from stenosis.batch import require_some_run
 
-    with pytest.raises(InputError, match="none of the 1 runs"):
+    with pytest.raises(InputError, match="none of the 1 run the points file"):
         require_some_run(read_points(_write_points(tmp_path / "q.csv", [["nope.dcm", "ICA", 1, 2, 3, 4, ""]]),
                                      sample_dicom_dir), sample_dicom_dir)
-    tasks = read_points(_write_points(tmp_path / "r.csv", [["nope.dcm", "ICA", 1, 2, 3, 4, ""],
-                                                           ["ica_native_geometry.dcm", "ICA", 1, 2, 3, 4, ""]]),
-                        sample_dicom_dir)
-    require_some_run(tasks, sample_dicom_dir)
-    assert len(tasks) == 2
+    # one run missing among others, or the only existing run on a bad row: DIR is right, the rows
+    # keep their own errors
+    for rows in ([["nope.dcm", "ICA", 1, 2, 3, 4, ""], ["ica_native_geometry.dcm", "ICA", 1, 2, 3, 4, ""]],
+                 [["nope.dcm", "ICA", 1, 2, 3, 4, ""], ["ica_native_geometry.dcm", "M7", 1, 2, 3, 4, ""]]):
+        tasks = read_points(_write_points(tmp_path / "r.csv", rows), sample_dicom_dir)
+        require_some_run(tasks, sample_dicom_dir)  # does not raise
+    r = _cli([sample_dicom_dir, "--points", tmp_path / "r.csv", "--out", tmp_path / "o2", "-q", "--jobs", "0"])
+    assert r.exit_code == 0, r.output
+    errors = sorted(x["error"] for x in read_jsonl(tmp_path / "o2/results.jsonl"))
+    assert len(errors) == 2 and "M7" in errors[0] + errors[1] and "nope.dcm" in errors[0] + errors[1]
+
+
+def test_auto_points_file_skips_rows_without_points_and_keeps_a_readers_edits_on_resume(tmp_path):
+    from stenosis.batch.outputs import write_auto_points
+
+    def row(path, seg, p, d, frame=3, status="ok", mode="auto"):
+        return {"path": path, "segment": seg, "proximal_rc": p, "distal_rc": d, "frame_index": frame, "status": status,
+                "mode": mode}
+
+    rows = [row("a.dcm", "M1", [1, 2], [3, 4]), row("b.dcm", "ICA", [5, 6], None),  # no distal point
+            row("c.dcm", "BA", [1, 2], [3, 4], status="error"), row("d.dcm", "V4", [1, 2], [3, 4], mode="points"),
+            row("e.dcm", "M1", [1.234, 2], [float("nan"), 4])]
+    out = tmp_path / "points-auto.csv"
+    assert write_auto_points(rows, out) == 1
+    assert out.read_text() == ("path,segment,frame,proximal_row,proximal_col,distal_row,distal_col\n"
+                               "a.dcm,M1,3,1.00,2.00,3.00,4.00\n")
+    # a reader moves a.dcm's proximal point; a resumed batch measures f.dcm too
+    out.write_text(out.read_text().replace("1.00,2.00", "9.50,2.00"))
+    n = write_auto_points([*rows, row("f.dcm", "ICA", [7, 8], [9, 10], frame=None)], out, keep_existing=True)
+    assert n == 2
+    assert out.read_text().splitlines()[1:] == ["a.dcm,M1,3,9.50,2.00,3.00,4.00", "f.dcm,ICA,,7.00,8.00,9.00,10.00"]
+    assert write_auto_points([], tmp_path / "none.csv") == 0 and not (tmp_path / "none.csv").exists()
 
 
 def test_a_scheduler_that_does_not_answer_leaves_no_outputs(sample_dicom_dir, tmp_path, monkeypatch):

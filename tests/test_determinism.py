@@ -156,6 +156,7 @@ def test_dask_path_identical(runs, tmp_path):
             Client(cluster) as client:
         lib.run_batch(tasks, tmp_path / "dask", jobs=1, timeout=600, reports=False, scheduler=client,
                       progress=False)
+        assert client.submit(lambda: 41 + 1).result() == 42  # the caller's client is left open
     dask_rows = _jsonl(tmp_path / "dask")
     assert len(dask_rows) == len(local)
     for a, b in zip(local, dask_rows):

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
+
 from ..errors import InputError, StenosisError
 from ..result import ROW_COLUMNS, row_from_dict
 from .tasks import DICOM_SUFFIXES, POINT_COLUMNS
@@ -250,20 +252,42 @@ def write_sorted_jsonl(rows: Iterable[Mapping[str, Any]], path: str | os.PathLik
     _atomic_write_bytes(Path(path), data.encode())
 
 
-def write_auto_points(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> int:
+def write_auto_points(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike, *, keep_existing: bool = False) -> int:
     """Write the points ``--auto`` placed (its measured rows) as a points file: ``path, segment,
     frame, proximal_row, proximal_col, distal_row, distal_col`` -- the columns ``--points`` reads,
     and only those (results.csv's measured ``mld_row``/``reference_choice`` would read back as a
-    reader's overrides). Returns the rows written; nothing is written when there are none."""
-    auto = [r for r in rows if r.get("mode") == "auto" and r.get("status") == "ok" and r.get("proximal_rc")]
-    if not auto:
+    reader's overrides). ``keep_existing`` (a resumed batch): the rows already in the file (a
+    reader may have moved them) are kept as they are, and only runs new to it are added. Returns
+    the rows written; nothing is written when there are none."""
+    cols = ("path", "segment", "frame", *POINT_COLUMNS[2:])
+
+    def coords(r: Mapping[str, Any]) -> list[float] | None:
+        try:
+            v = [float(x) for x in (*r["proximal_rc"], *r["distal_rc"])]
+        except (KeyError, TypeError, ValueError):
+            return None
+        return v if len(v) == 4 and all(np.isfinite(v)) else None
+
+    kept: list[list[str]] = []
+    p = Path(path)
+    if keep_existing and p.is_file():
+        with open(p, newline="", encoding="utf-8") as f:
+            table = list(csv.reader(f))
+        if table and tuple(table[0]) == cols:
+            kept = [row for row in table[1:] if len(row) == len(cols)]
+    have = {(row[0], row[1].upper()) for row in kept}
+    new = []
+    for r in sorted((r for r in rows if r.get("mode") == "auto" and r.get("status") == "ok"), key=row_sort_key):
+        v = coords(r)
+        if v is None or (str(r["path"]), str(r["segment"]).upper()) in have:
+            continue
+        frame = r.get("frame_index")
+        new.append([str(r["path"]), str(r["segment"]), "" if frame is None else str(frame), *(f"{x:.2f}" for x in v)])
+    if not kept and not new:
         return 0
     buf = io.StringIO()
-    cols = ("path", "segment", "frame", *POINT_COLUMNS[2:])
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
-    for r in sorted(auto, key=row_sort_key):
-        (pr, pc), (dr, dc) = r["proximal_rc"], r["distal_rc"]
-        w.writerow([r["path"], r["segment"], r.get("frame_index"), *(f"{v:.2f}" for v in (pr, pc, dr, dc))])
-    _atomic_write_bytes(Path(path), buf.getvalue().encode())
-    return len(auto)
+    w.writerows(kept + new)
+    _atomic_write_bytes(p, buf.getvalue().encode())
+    return len(kept) + len(new)

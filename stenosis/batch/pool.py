@@ -345,17 +345,16 @@ def connect_scheduler(scheduler):
         raise MissingExtraError("dask.distributed", "batch") from None
     try:
         return Client(scheduler, timeout=SCHEDULER_CONNECT_S)
-    except OSError as exc:
+    except (OSError, TypeError, ValueError) as exc:  # refused, timed out, or an address it cannot use
         raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start it or fix the address") from None
 
 
 def run_dask(tasks, work, options, *, scheduler, timeout, on_row) -> int:
     """Same per-run work on a dask.distributed cluster (an address, or a client from
     :func:`connect_scheduler`, left open); returns the number of timeouts."""
-    from distributed import wait
-
     own_client = not hasattr(scheduler, "submit")
     client = connect_scheduler(scheduler)
+    from distributed import wait  # installed: connect_scheduler said so
     n_timeout = 0
     try:
         slots = max(1, sum(client.nthreads().values()))

@@ -256,9 +256,9 @@ def _run_batch(tasks, out: Path, *, t_start, jobs, timeout, resume, overwrite, m
             rows = annotate_lesions(read_jsonl(jsonl))
             write_sorted_jsonl(rows, jsonl)
             write_results_csv(rows, out / CSV_NAME)
-            write_auto_points(rows, out / AUTO_POINTS_NAME)
             if summary_figure:
                 write_summary_figure(rows, out / SUMMARY_NAME)
+            write_auto_points(rows, out / AUTO_POINTS_NAME, keep_existing=resume)
 
     ok = [r for r in rows if r.get("status") == "ok"]
     flagged = sorted(

@@ -274,13 +274,15 @@ def _read_tasks(csv_path, root, required: tuple[str, ...], what: str, make: Call
 
 
 def require_some_run(tasks: Sequence[Task], root: str | os.PathLike, what: str = "points file") -> None:
-    """:class:`PointsFileError` when not one of the runs `tasks` name (their rows without a
-    problem) exists: the folder given is wrong, not each row (which would otherwise be an error
-    row each, and a batch that "succeeds")."""
-    named = [t for t in tasks if t.source and not t.problem]
+    """:class:`PointsFileError` when not one of the runs `tasks` name exists (rows with a problem
+    count too: a row naming an existing run shows DIR is right): the folder given, or every
+    path, is wrong, not each row (which would otherwise be an error row each, and a batch that
+    "succeeds")."""
+    named = [t for t in tasks if t.source]
     if named and not any(os.path.exists(t.source) for t in named):
-        raise PointsFileError(f"none of the {len(named)} runs the {what} names is under {root} (e.g. "
-                              f"{named[0].path}); give the folder its paths are relative to")
+        n = len({t.source for t in named})
+        raise PointsFileError(f"none of the {n} run{'s' if n > 1 else ''} the {what} names is under {root} (e.g. "
+                              f"{named[0].path}); check DIR (the folder its paths are relative to) or the paths")
 
 
 def read_points(csv_path: str | os.PathLike, root: str | os.PathLike, *, strict: bool = False) -> list[Task]:

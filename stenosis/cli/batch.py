@@ -84,12 +84,14 @@ def command(
     """Measure every run of DIR, with a points file or --auto.
 
     Writes OUT/results.csv (one row per run, status ok/error), OUT/results.jsonl
-    (the measure JSON per run), OUT/reports/<stem>-<hash>.png and OUT/summary.png; the rows
+    (the measure JSON per run), OUT/reports/<stem>-<hash>.png and OUT/summary.png (--auto also
+    OUT/points-auto.csv: the points it placed, a points file to confirm and feed back); the rows
     name each run's files. A bad file, or a bad row of the points file (unknown segment, a value
     that is not a number, a repeated row), is an error row; the batch goes on. Exit 0 when
     the batch ran (even with error rows), 2 on a usage error (OUT not empty without
     --resume/--overwrite, --auto without the artery), 3 when DIR cannot be read or
-    holds no runs, or the points file is missing or malformed, 130 on Ctrl-C and 143 on
+    holds no runs, the points file is missing or malformed or names no run under DIR, or
+    --scheduler does not answer (nothing written then), 130 on Ctrl-C and 143 on
     SIGTERM (after writing what was done: continue with --resume, which skips the runs measured
     and measures again the runs that failed).
     """

@@ -83,6 +83,7 @@ def command(path: Path, debug: bool = False) -> None:
             with self.capture() as cap:
                 super().print(*objects, **kw)
             self.file.write("".join(line.rstrip() + "\n" for line in cap.get().splitlines()))
+            self.file.flush()
     from ..io import find_runs, read_run
 
     console = _Console(highlight=False, soft_wrap=False)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import FrameRead, QualityFlag
+from ..wasid.uncertainty import noise_correlation_px
 from .fit import fit_profiles, profile_noise
 from .stage import sample_along
 
@@ -129,8 +130,8 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
     if core.size < 3:
         return None
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
-    # noise correlation along the vessel (px): the blur and the band of averaged profiles
-    corr = float(np.sqrt(2.0 * np.pi * (prof.blur_sigma_px**2 + params.band_var_px2)))
+    # noise correlation along the vessel (px): the blur, the band of averaged profiles, the pixel
+    corr = noise_correlation_px(prof, params.band_var_px2)
     # every frame's profiles and noise, once (unit noise: the frames pooled by their own noise)
     sampled = []
     for f in frames:
