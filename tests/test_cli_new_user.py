@@ -121,7 +121,9 @@ def test_info_lists_each_unreadable_file_as_given(sample_dicom_dir, tmp_path, mo
 def test_an_interrupted_batch_says_what_is_kept_and_how_to_go_on(sample_dicom_dir, tmp_path, monkeypatch, exc, code):
     import stenosis.batch as lib
 
-    def interrupted(*args, **kwargs):
+    def interrupted(*args, **kwargs):  # after the batch wrote its first row
+        (tmp_path / "o").mkdir(exist_ok=True)
+        (tmp_path / "o" / lib.JSONL_NAME).write_text("{}\n")
         raise lib.BatchTerminated() if exc == "BatchTerminated" else KeyboardInterrupt()
 
     monkeypatch.setattr(lib, "run_batch", interrupted)
@@ -130,6 +132,21 @@ def test_an_interrupted_batch_says_what_is_kept_and_how_to_go_on(sample_dicom_di
     assert r.exit_code == code, r.output
     line = r.output.strip()
     assert "\n" not in line and "results.csv" in line and "--resume" in line, line
+
+
+def test_ctrl_c_before_anything_was_written_does_not_point_at_results(sample_dicom_dir, tmp_path, monkeypatch):
+    """Ctrl-C while the batch is still starting (connecting to --scheduler): no OUT to resume."""
+    import stenosis.batch as lib
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(lib, "run_batch", interrupted)
+    r = CliRunner().invoke(cli, ["batch", str(sample_dicom_dir), "--points", str(_points(tmp_path)),
+                                 "--out", str(tmp_path / "o")])
+    assert r.exit_code == 130
+    line = r.output.strip()
+    assert "\n" not in line and "nothing was written" in line and "--resume" not in line, line
 
 
 def test_resume_help_says_error_rows_are_measured_again():

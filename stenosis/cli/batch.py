@@ -138,6 +138,8 @@ def command(
         fail(f"terminated; the runs done so far are in {out / lib.CSV_NAME}: continue with the same command and "
              "--resume", lib.BatchTerminated.exit_code)
     except KeyboardInterrupt:
+        if not (out / lib.JSONL_NAME).exists():  # e.g. while connecting to --scheduler: nothing written
+            fail("interrupted before any run was measured; nothing was written", 130)
         fail(f"interrupted; the runs done so far are in {out / lib.CSV_NAME}: continue with the same command and "
              "--resume", 130)
     click.echo(f"stenosis batch: {summary.line()} in {summary.elapsed_s:.0f} s")
