@@ -131,7 +131,8 @@ class ReaderInputs:
             elif reference is not None:
                 raise MeasurementError(f"give either a reference location or the {force.value} reference site, not both")
             elif force is ReferenceChoice.FEEDING and feeding_proximal is None:
-                raise MeasurementError("the feeding reference needs two points on the feeding artery (feeding proximal and distal); place them first")
+                raise MeasurementError("the feeding reference needs two points on the feeding artery: give --feeding-proximal "
+                                       "and --feeding-distal (napari: place the two feeding points first)")
         if (feeding_proximal is None) != (feeding_distal is None):
             raise MeasurementError("give both --feeding-proximal and --feeding-distal, or neither")
         if frame is not None:
