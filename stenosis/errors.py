@@ -25,6 +25,12 @@ class MeasurementError(StenosisError):
     (points outside the image or far from any vessel, segment too short, ...)."""
 
 
+class ReaderInputError(MeasurementError, ValueError):
+    """The reader's inputs are not valid (unknown segment or reference choice, a point that is not
+    (row, col), a frame outside the run, ...): a :class:`MeasurementError`, and a ``ValueError``
+    as a bad argument is in Python."""
+
+
 class ModelError(StenosisError):
     """Shipped model weights are missing or do not match their recorded hash."""
 

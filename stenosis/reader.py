@@ -14,7 +14,7 @@ import numpy as np
 
 from .calibration import check_pixel_mm
 from .enums import ModelName, ReferenceChoice, Segment
-from .errors import MeasurementError
+from .errors import ReaderInputError
 
 __all__ = ["ReaderInputs", "as_rc", "frames_mode"]
 
@@ -22,7 +22,7 @@ Point = tuple[float, float]
 
 
 def as_rc(p: Any, name: str) -> Point:
-    """``p`` as a finite (row, col) pair of floats, or a one-line MeasurementError."""
+    """``p`` as a finite (row, col) pair of floats, or a one-line ReaderInputError."""
     bad = isinstance(p, (str, bytes, dict)) or any(isinstance(v, (bool, np.bool_, str, bytes)) for v in
                                                    (p if isinstance(p, (list, tuple, np.ndarray)) else ()))
     try:
@@ -30,9 +30,9 @@ def as_rc(p: Any, name: str) -> Point:
             raise TypeError
         r, c = (float(v) for v in p)
     except (TypeError, ValueError, OverflowError):
-        raise MeasurementError(f"the {name} point must be (row, col) in pixels, got {p!r}") from None
+        raise ReaderInputError(f"the {name} point must be (row, col) in pixels, got {p!r}") from None
     if not (np.isfinite(r) and np.isfinite(c)):
-        raise MeasurementError(f"the {name} point ({r}, {c}) is not a finite (row, col)")
+        raise ReaderInputError(f"the {name} point ({r}, {c}) is not a finite (row, col)")
     return r, c
 
 
@@ -46,7 +46,7 @@ def _frame_numbers(frames: Any) -> tuple[int, ...]:
 
 def _whole_frame(f: Any) -> int:
     """One dropped frame number: an integer, or an integral float / numeric string."""
-    bad = MeasurementError(f"a dropped frame must be a whole frame number, got {f!r}")
+    bad = ReaderInputError(f"a dropped frame must be a whole frame number, got {f!r}")
     if isinstance(f, (bool, np.bool_, bytes)):
         raise bad
     try:
@@ -69,7 +69,7 @@ def frames_mode(frames: Any) -> str | int:
         return text
     n = int(text) if text.isdigit() and not isinstance(frames, bool) else 0
     if n < 1:
-        raise MeasurementError(f"frames must be all, single or a number of frames >= 1, got {frames!r}")
+        raise ReaderInputError(f"frames must be all, single or a number of frames >= 1, got {frames!r}")
     return "single" if n == 1 else n
 
 
@@ -105,49 +105,49 @@ class ReaderInputs:
                reference: Any = None, reference_choice: Any = None, mld: Any = None, waypoints: Any = (),
                feeding_proximal: Any = None, feeding_distal: Any = None, pixel_mm: Any = None,
                frames: Any = "all", exclude_frames: Any = ()) -> ReaderInputs:
-        """Validate and normalise; raises MeasurementError with a one-line message."""
+        """Validate and normalise; raises ReaderInputError (a MeasurementError) with a one-line message."""
         if segment is None:
-            raise MeasurementError("choose the artery graded: segment ICA, M1, V4 or BA (it sets the WASID reference rule)")
+            raise ReaderInputError("choose the artery graded: segment ICA, M1, V4 or BA (it sets the WASID reference rule)")
         try:
             seg = Segment(str(getattr(segment, "value", segment)).upper())
         except ValueError:
-            raise MeasurementError(f"unknown segment {segment!r}; choose one of ICA, M1, V4, BA") from None
+            raise ReaderInputError(f"unknown segment {segment!r}; choose one of ICA, M1, V4, BA") from None
         try:
             model_name = ModelName(str(getattr(model, "value", model)).lower()).value
         except ValueError:
-            raise MeasurementError(f"unknown model {model!r}; choose unet or classical") from None
+            raise ReaderInputError(f"unknown model {model!r}; choose unet or classical") from None
         if proximal is None or distal is None:
-            raise MeasurementError("measure needs both a proximal and a distal point (row, col)")
+            raise ReaderInputError("measure needs both a proximal and a distal point (row, col)")
         force = None
         if reference_choice is not None:
             try:
                 force = ReferenceChoice(str(getattr(reference_choice, "value", reference_choice)).lower())
             except ValueError:
-                raise MeasurementError(f"unknown reference choice {reference_choice!r}; choose proximal, distal or feeding") from None
+                raise ReaderInputError(f"unknown reference choice {reference_choice!r}; choose proximal, distal or feeding") from None
             if force is ReferenceChoice.MANUAL:
                 if reference is None:
-                    raise MeasurementError("a manual reference needs its location: give --reference ROW,COL")
+                    raise ReaderInputError("a manual reference needs its location: give --reference ROW,COL")
                 force = None  # the location makes it manual
             elif reference is not None:
-                raise MeasurementError(f"give either a reference location or the {force.value} reference site, not both")
+                raise ReaderInputError(f"give either a reference location or the {force.value} reference site, not both")
             elif force is ReferenceChoice.FEEDING and feeding_proximal is None:
-                raise MeasurementError("the feeding reference needs two points on the feeding artery: give --feeding-proximal "
+                raise ReaderInputError("the feeding reference needs two points on the feeding artery: give --feeding-proximal "
                                        "and --feeding-distal (napari: place the two feeding points first)")
         if (feeding_proximal is None) != (feeding_distal is None):
-            raise MeasurementError("give both --feeding-proximal and --feeding-distal, or neither")
+            raise ReaderInputError("give both --feeding-proximal and --feeding-distal, or neither")
         if frame is not None:
             try:
                 if isinstance(frame, (bool, np.bool_)) or not float(frame).is_integer():
                     raise ValueError
                 frame = int(frame)
             except (TypeError, ValueError, OverflowError):
-                raise MeasurementError(f"the frame must be a whole number, got {frame!r}") from None
+                raise ReaderInputError(f"the frame must be a whole number, got {frame!r}") from None
         if pixel_mm is not None:
             pixel_mm = check_pixel_mm(pixel_mm, what="the reader's pixel size (--pixel-mm)")
         frames = frames_mode(frames)
         excluded = _frame_numbers(exclude_frames)
         if frame is not None and frame in excluded:
-            raise MeasurementError(f"frame {frame} is both the analysed frame and a dropped one; drop another frame "
+            raise ReaderInputError(f"frame {frame} is both the analysed frame and a dropped one; drop another frame "
                                    "or analyse another")
         return cls(
             segment=seg, proximal=as_rc(proximal, "proximal"), distal=as_rc(distal, "distal"), frame=frame,
@@ -174,16 +174,16 @@ class ReaderInputs:
         h, w = shape
         for name, p in self.named_points():
             if not (0 <= p[0] <= h - 1 and 0 <= p[1] <= w - 1):
-                raise MeasurementError(
+                raise ReaderInputError(
                     f"the {name} point ({p[0]:g}, {p[1]:g}) is outside the image "
                     f"(rows 0..{h - 1}, cols 0..{w - 1}); give ROW,COL inside the frame (row first"
                     + (f": did you mean {p[1]:g},{p[0]:g}?)" if 0 <= p[1] <= h - 1 and 0 <= p[0] <= w - 1 else ")"))
         if self.frame is not None and not 0 <= self.frame < n_frames:
-            raise MeasurementError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
+            raise ReaderInputError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
                                    f"pick a frame from 0 to {n_frames - 1}")
         outside = [t for t in self.exclude_frames if not 0 <= t < n_frames]
         if outside:
-            raise MeasurementError(f"dropped frame {outside[0]} is outside the run (0..{n_frames - 1})")
+            raise ReaderInputError(f"dropped frame {outside[0]} is outside the run (0..{n_frames - 1})")
 
     @property
     def frame_limit(self) -> int | None:

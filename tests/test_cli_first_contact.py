@@ -75,3 +75,18 @@ def test_measure_out_says_when_it_replaces_a_result(sample_dicom_dir, tmp_path):
     second = CliRunner().invoke(cli, args)
     assert first.exit_code == second.exit_code == 0
     assert "replacing" not in first.output and "(replacing the earlier result.json, report.png)" in second.output
+
+
+def test_the_readers_bad_inputs_are_also_value_errors(sample_dicom_dir):
+    """An API caller's bad argument (unknown segment, a point that is not (row, col)) is a
+    ValueError, as in Python, and still a MeasurementError (the CLI's exit 3, a batch error row)."""
+    import pytest
+
+    import stenosis
+
+    run = stenosis.read_run(sample_dicom_dir / "ica_native_geometry.dcm")
+    for kw in ({"segment": "M2", "proximal": (1, 2), "distal": (3, 4)},
+               {"segment": "ICA", "proximal": (1,), "distal": (3, 4)}):
+        with pytest.raises(ValueError) as err:
+            stenosis.measure(run, **kw)
+        assert isinstance(err.value, stenosis.MeasurementError) and type(err.value) is stenosis.ReaderInputError
