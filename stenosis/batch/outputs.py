@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
-
 from ..errors import InputError, StenosisError
 from ..result import ROW_COLUMNS, row_from_dict
 from .tasks import DICOM_SUFFIXES, POINT_COLUMNS
@@ -266,7 +264,7 @@ def write_auto_points(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike
             v = [float(x) for x in (*r["proximal_rc"], *r["distal_rc"])]
         except (KeyError, TypeError, ValueError):
             return None
-        return v if len(v) == 4 and all(np.isfinite(v)) else None
+        return v if len(v) == 4 and all(map(math.isfinite, v)) else None
 
     kept: list[list[str]] = []
     p = Path(path)

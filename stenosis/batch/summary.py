@@ -83,7 +83,6 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
     import matplotlib.pyplot as plt  # after the backend is chosen
 
     ok = [r for r in rows if r.get("status") == "ok" and r.get("percent_stenosis") is not None]
-    err = sorted((r for r in rows if r.get("status") != "ok"), key=row_sort_key)
     flagged = sorted((r for r in ok if float(r["percent_stenosis"]) >= 50.0), key=row_sort_key)
     fig, (ax_strip, ax_hist, ax_txt) = plt.subplots(
         1, 3, figsize=(15, 5.4), gridspec_kw={"width_ratios": [2.4, 1.6, 2.6]}

@@ -105,12 +105,10 @@ def command(
                 else "is not a readable folder; give the folder that holds the runs")
         fail(f"{folder} {what}", EXIT_INPUT)
     try:
-        if points is not None:
-            tasks = lib.read_points(points, folder)
-            lib.require_some_run(tasks, folder, "points file")
-        elif segments is not None:
-            tasks = lib.read_segments(segments, folder)
-            lib.require_some_run(tasks, folder, "segments file")
+        if points is not None or segments is not None:
+            read, what = (lib.read_points, "points file") if points is not None else (lib.read_segments, "segments file")
+            tasks = read(points if points is not None else segments, folder)
+            lib.require_some_run(tasks, folder, what)
         else:
             tasks = lib.auto_tasks(folder, segment=segment.upper())
     except lib.PointsFileError as exc:  # a points file missing or malformed is input, as DIR is: exit 3

@@ -76,9 +76,8 @@ def command(path: Path, debug: bool = False) -> None:
     from ..errors import InputError, StenosisError
 
     class _Console(Console):
-        def on_broken_pipe(self) -> None:  # rich exits 1; a closed stdout is not an error here
-            raise BrokenPipeError
-
+        # rich's own write (whose closed-pipe handler exits 1) is bypassed: a closed stdout raises
+        # BrokenPipeError here, which the CLI ends quietly
         def print(self, *objects, **kw) -> None:  # a table's rows without the padding to its width
             with self.capture() as cap:
                 super().print(*objects, **kw)
