@@ -150,11 +150,13 @@ class Calibration:
         return 0.5 * (self.mm_per_px[0] + self.mm_per_px[1])
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"mm_per_px": [row_mm, col_mm] | None, "source": "..."}`` (JSON-ready)."""
+        """``{"mm_per_px": [row_mm, col_mm] | None, "source": "...", "detail": "..."}`` (JSON-ready;
+        ``detail`` says how: the tags used, or a reader's catheter size and points)."""
         return {
             # 12 significant digits: drops float noise of SOD/SID products (0.1599999999999979)
             "mm_per_px": None if self.mm_per_px is None else [float(f"{v:.12g}") for v in self.mm_per_px],
             "source": self.source.value,
+            "detail": self.detail,
         }
 
 
@@ -424,7 +426,8 @@ def catheter_calibration(
             f"catheter calibration gives {mpp:.4g} mm/px ({french:g} F over {dist:.1f} px), outside the plausible "
             f"{lo:g}-{hi:g} mm; place the points on the catheter's edges and check its French size"
         )
-    return Calibration((mpp, mpp), CalibrationSource.CATHETER, f"catheter {french:g} F ({mm:.3f} mm) over {dist:.2f} px")
+    return Calibration((mpp, mpp), CalibrationSource.CATHETER,
+                       f"catheter {french:g} F ({mm:.3f} mm) over {dist:.2f} px, points ({r1:.1f}, {c1:.1f})-({r2:.1f}, {c2:.1f})")
 
 
 def manual_calibration(mm_per_px: float | tuple[float, float]) -> Calibration:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import MeasurementError
+from .errors import MeasurementError, ReaderInputError
 from .opacification import estimate_shift, mask_frames_of, opacify, shared_noise
 from .params import DEFAULT_PARAMS, MeasureParams
 from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
@@ -67,6 +67,7 @@ def select_frame(
     *,
     fraction: float = 0.9,
     coverage: float = 0.95,
+    exclude=(),
 ) -> tuple[int, np.ndarray]:
     """Earliest frame in which the traced segment is fully opacified.
 
@@ -80,6 +81,8 @@ def select_frame(
         A sample is opacified when it reaches this fraction of its peak over frames.
     coverage : float
         Fraction of samples that must be opacified.
+    exclude : sequence of int
+        Frames not to choose (a reader dropped them); ignored if it names every frame.
 
     Returns
     -------
@@ -89,30 +92,41 @@ def select_frame(
         Fraction of samples opacified in each frame.
     """
     op = segment_opacity(stack, centerline_rc)
+    allowed = _allowed(op.shape[0], exclude)
     peak = op.max(axis=0)
     good = peak > 0
     if not good.any():
-        return int(np.argmax(op.sum(axis=1))), np.zeros(op.shape[0])
+        return int(np.argmax(np.where(allowed, op.sum(axis=1), -np.inf))), np.zeros(op.shape[0])
     rel = op[:, good] / peak[good]
     filled = (rel >= fraction).mean(axis=1)
-    ok = np.where(filled >= coverage)[0]
+    ok = np.where((filled >= coverage) & allowed)[0]
     if ok.size:
         return int(ok[0]), filled
-    return int(np.argmax(np.median(rel, axis=1))), filled
+    return int(np.argmax(np.where(allowed, np.median(rel, axis=1), -np.inf))), filled
 
 
-def brightest_frame(stack: np.ndarray, box: tuple[slice, slice] | None = None) -> int:
-    """Frame with the most iodine (sum of the top 2% of pixels) inside ``box``: a first guess."""
+def _allowed(n: int, exclude) -> np.ndarray:
+    """(n,) bool: the frames not in ``exclude`` (all of them when it names every frame)."""
+    allowed = np.ones(n, bool)
+    for t in exclude or ():
+        if 0 <= int(t) < n:
+            allowed[int(t)] = False
+    return allowed if allowed.any() else np.ones(n, bool)
+
+
+def brightest_frame(stack: np.ndarray, box: tuple[slice, slice] | None = None, *, exclude=()) -> int:
+    """Frame with the most iodine (sum of the top 2% of pixels) inside ``box``: a first guess
+    (never one of the frames in ``exclude``, unless it names them all)."""
     st = np.asarray(stack)
     if box is not None:
         st = st[(slice(None),) + tuple(box)]
     flat = st.reshape(st.shape[0], -1)
     k = max(int(0.02 * flat.shape[1]), 1)
     top = np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:]
-    return int(np.argmax(top.sum(axis=1)))
+    return int(np.argmax(np.where(_allowed(st.shape[0], exclude), top.sum(axis=1), -np.inf)))
 
 
-def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray | None = None) -> int:
+def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray | None = None, exclude=()) -> int:
     """First guess of the analysed frame, before any trace: the frame with the most iodine
     around the reader's points (the whole field without points).
 
@@ -127,8 +141,21 @@ def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray |
         Reader's points (proximal, waypoints, distal), pixels.
     stack : (T, H, W) float, optional
         The run's unregistered opacification, when the caller already has it.
+    exclude : sequence of int
+        Frames the reader dropped: never guessed.
+
+    Raises
+    ------
+    ReaderInputError
+        A point that is not a finite (row, col) inside the image.
     """
     t = run.frames.shape[0]
+    if points is not None and len(points):
+        shape = tuple(run.frames.shape[1:])
+        for k, p in enumerate(np.asarray(points, float).reshape(-1, 2)):
+            if not (np.all(np.isfinite(p)) and 0 <= p[0] <= shape[0] - 1 and 0 <= p[1] <= shape[1] - 1):
+                raise ReaderInputError(f"point {k + 1} ({p[0]:g}, {p[1]:g}) is outside the image (rows 0..{shape[0] - 1}, "
+                                       f"columns 0..{shape[1] - 1}); give points inside the image as (row, col)")
     if t <= 1:
         return 0
     if stack is None:
@@ -136,9 +163,7 @@ def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray |
     box = None
     if points is not None and len(points):
         box = box_around(np.asarray(points, float).reshape(-1, 2), stack.shape[1:], margin_px)
-        if any(s.stop <= s.start for s in box):  # points beyond the image: the whole field
-            box = None
-    return brightest_frame(stack, box)
+    return brightest_frame(stack, box, exclude=exclude)
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,7 +191,7 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     stack = None
     if inputs.frame is None and run.frames.shape[0] > 1:
         stack = opacify(run, register=False)
-        guess = guess_frame(run, points, stack=stack)
+        guess = guess_frame(run, points, stack=stack, exclude=inputs.exclude_frames)
     else:
         guess = inputs.frame if inputs.frame is not None else 0
     image = opacify(run, frames=[guess], register=True)[0]
@@ -184,7 +209,7 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     if stack is None:
         return AnalysedFrame(int(guess), image, trace)
     chosen, _ = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
-                             coverage=params.select_coverage)
+                             coverage=params.select_coverage, exclude=inputs.exclude_frames)
     if chosen == guess:
         return AnalysedFrame(int(guess), image, trace, stack)
     moved = opacify(run, frames=[chosen], register=True)[0]

@@ -191,9 +191,9 @@ def test_catheter_calibration_errors():
 
 def test_manual_and_to_dict():
     cal = manual_calibration(0.25)
-    assert cal.to_dict() == {"mm_per_px": [0.25, 0.25], "source": "manual"}
+    assert cal.to_dict() == {"mm_per_px": [0.25, 0.25], "source": "manual", "detail": "manual 0.25\\0.25 mm/px"}
     assert manual_calibration((0.2, 0.3)).mm_per_px == (0.2, 0.3)
-    assert Calibration.none().to_dict() == {"mm_per_px": None, "source": "none"}
+    assert Calibration.none().to_dict() == {"mm_per_px": None, "source": "none", "detail": "uncalibrated"}
     assert Calibration(np.array([0.1, 0.2]), "pixel_spacing").source is CalibrationSource.PIXEL_SPACING
     with pytest.raises(CalibrationError):
         manual_calibration(-1)
@@ -256,3 +256,25 @@ def test_plausible_range_is_inclusive():
     lo, hi = PLAUSIBLE_MM_PER_PX
     assert check_pixel_mm(lo) == lo and check_pixel_mm(hi) == hi and check_pixel_mm("0.2") == 0.2
     assert manual_calibration(hi).mm_per_px == (hi, hi)
+
+
+def test_a_readers_calibration_replacing_the_files_says_so():
+    """A reader's pixel size that contradicts the header's PixelSpacing is used, with a warning naming
+    both (a new user's --pixel-mm 0.3 on a 0.15 mm run doubled every mm value silently)."""
+    import stenosis
+
+    run = stenosis.read_run(stenosis.sample_dir() / "m1_subtracted_pixelspacing.dcm")
+    assert run.calibration.source.value == "pixel_spacing" and run.calibration.mm_per_px == (0.15, 0.15)
+    other = run.with_calibration(manual_calibration(0.3))
+    assert other.calibration.mm_per_px == (0.3, 0.3)
+    said = [w for w in other.warnings if "replaces the file's own" in w]
+    assert len(said) == 1 and "0.3 mm/px" in said[0] and "0.15 mm/px, pixel_spacing" in said[0] and "+100%" in said[0]
+    # the same value (within 1%), or a run without a file calibration: nothing to say
+    assert other.warnings[:-1] == run.warnings
+    assert run.with_calibration(manual_calibration(0.1505)).warnings == run.warnings
+    bare = stenosis.read_run(stenosis.sample_dir() / "m1_native_uncalibrated.dcm")
+    assert not any("replaces the file's own" in w for w in bare.with_calibration(manual_calibration(0.3)).warnings)
+    # it reaches the result of a measurement given pixel_mm
+    res = stenosis.measure(run, "M1", (181, 138), (193, 308), pixel_mm=0.3)
+    assert any("replaces the file's own" in w for w in res.warnings)
+    assert res.calibration["source"] == "manual" and res.mld_mm == pytest.approx(0.3 * res.mld_px, rel=1e-6)

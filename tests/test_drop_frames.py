@@ -30,11 +30,17 @@ def test_a_dropped_frame_is_left_out_and_recorded(low_dose_run):
     assert drop not in [f["frame"] for f in res.frames["per_frame"]]
 
 
-def test_the_analysed_frame_cannot_be_dropped(low_dose_run):
+def test_dropping_the_automatic_frame_analyses_another(low_dose_run):
+    """With the frame left to the tool, a dropped frame is never chosen: the earliest fully
+    opacified frame of the others is analysed (before, the tool chose the dropped frame and then
+    refused it, asking for a frame)."""
     run, truth = low_dose_run
     full = _measure(run, truth)
-    with pytest.raises(MeasurementError, match="analysed frame and cannot be dropped"):
-        _measure(run, truth, exclude_frames=[full.frame_index])
+    res = _measure(run, truth, exclude_frames=[full.frame_index])
+    assert res.frame_index != full.frame_index and res.frame_index in full.frames["used"]
+    assert full.frame_index not in res.frames["used"] and res.frames["excluded"] == [full.frame_index]
+    assert not any("not fully opacified" in w for w in res.warnings)
+    assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 3.0
     # analysing another frame lets the reader drop it
     other = full.frames["used"][1]
     res = _measure(run, truth, frame=other, exclude_frames=[full.frame_index])
@@ -73,9 +79,15 @@ def test_cli_drop_frame(low_dose_run, tmp_path):
     assert d["frames"]["excluded"] == [drop] and drop not in d["frames"]["used"]
     text = CliRunner().invoke(cli, ["measure", str(path), "--segment", truth["segment"], *pts, "--drop-frame", str(drop)])
     assert "frames dropped     " + str(drop) in text.output
+    # the frame the tool would analyse, dropped: another is analysed
+    other = CliRunner().invoke(cli, ["measure", str(path), "--segment", truth["segment"], *pts,
+                                     "--drop-frame", str(full.frame_index), "--json"])
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.output)["frame_index"] != full.frame_index
+    # the reader's own frame, dropped too: refused (exit 3)
     bad = CliRunner().invoke(cli, ["measure", str(path), "--segment", truth["segment"], *pts,
-                                   "--drop-frame", str(full.frame_index)])
-    assert bad.exit_code == 3 and "cannot be dropped" in bad.output
+                                   "--frame", str(full.frame_index), "--drop-frame", str(full.frame_index)])
+    assert bad.exit_code == 3 and "both the analysed frame and a dropped one" in bad.output
 
 
 def test_a_frame_that_was_not_combined_is_not_reported_dropped(low_dose_run):

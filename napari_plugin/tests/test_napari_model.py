@@ -418,11 +418,11 @@ def test_dropping_the_analysed_frame_analyses_another(run6):
     s.set_points([[48, 10], [48, 110]])
     s.accept(_three_frames())
     s.drop_frame(3)
-    msg = s.drop_frame(2)  # the analysed frame: the next used frame not dropped (4) is analysed
-    assert "Frame 2 (the analysed frame) dropped: now analysing frame 4" in msg
+    msg = s.drop_frame(2)  # the analysed frame: stenosis chooses again among the frames not dropped
+    assert "Frame 2 (the analysed frame) dropped: the earliest fully opacified frame of the others" in msg
     kw = s.request().kwargs
-    assert kw["frame"] == 4 and kw["exclude_frames"] == [2, 3]
-    assert s.frame_source == "reader" and s.log[-2]["action"] == "frame" and s.log[-2]["frame"] == 4
+    assert kw["frame"] is None and kw["exclude_frames"] == [2, 3]
+    assert s.frame_source == "auto" and s.log[-2]["action"] == "frame" and s.log[-2]["frame"] is None
     # choosing a dropped frame to analyse takes it back (the library refuses a frame both analysed and dropped)
     s.set_frame(2)
     assert s.request().kwargs["frame"] == 2 and s.request().kwargs["exclude_frames"] == [3]
@@ -484,15 +484,16 @@ def test_dropping_frames_on_a_bundled_phantom(tmp_path):
     s.restore_frame(other)
     assert other in measure().frames["used"]
     msg = s.drop_frame(full.frame_index)
-    assert f"now analysing frame {used[1]}" in msg
+    assert "the earliest fully opacified frame of the others" in msg
     res = measure()
-    assert res.frame_index == used[1] and full.frame_index not in res.frames["used"]
-    assert res.frames["excluded"] == [full.frame_index]
-    assert res.parameters["reader"] == {"frame": used[1], "exclude_frames": [full.frame_index]}
+    assert res.frame_index in used and res.frame_index != full.frame_index
+    assert full.frame_index not in res.frames["used"] and res.frames["excluded"] == [full.frame_index]
+    assert res.parameters["reader"] == {"exclude_frames": [full.frame_index]}
+    assert not any("not fully opacified" in w for w in res.warnings)
 
     rec = json.loads(s.export(tmp_path)["json"].read_text())
     assert rec["result"]["frames"]["excluded"] == [full.frame_index]
-    assert rec["reader"]["dropped_frames"] == [full.frame_index] and rec["reader"]["frame_auto"] is False
+    assert rec["reader"]["dropped_frames"] == [full.frame_index] and rec["reader"]["frame_auto"] is True
     with open(tmp_path / "readings.csv") as fh:
         row = next(csv.DictReader(fh))
     assert row["frames_used"] == " ".join(str(t) for t in res.frames["used"])

@@ -428,7 +428,8 @@ def test_frames_shown_and_dropped_on_a_sample_run(make_napari_viewer, qtbot, sam
         panel.frames.list.set_checked(analysed, False)
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
     res = widget.session.result
-    assert res.frame_index == used[1] and res.frames["excluded"] == [analysed]
-    assert f"now analysing frame {used[1]}" in widget.status_label.text()
-    assert widget.frame_spin.value() == used[1] and widget.frame_source_label.text() == "yours"
-    assert viewer.dims.current_step[0] == used[1]
+    assert res.frame_index in used and res.frame_index != analysed and res.frames["excluded"] == [analysed]
+    assert not any("not fully opacified" in w for w in res.warnings)
+    assert "the earliest fully opacified frame of the others" in widget.status_label.text()
+    assert widget.frame_spin.value() == res.frame_index and widget.frame_source_label.text() != "yours"
+    assert viewer.dims.current_step[0] == res.frame_index

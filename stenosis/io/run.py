@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..calibration import UNCALIBRATED_MARK, Calibration
+from ..enums import CalibrationSource
 from ..errors import InputError
 
 #: Default key of the pseudonymous run id; set STENOSIS_ID_KEY to a site secret.
@@ -124,10 +125,14 @@ class AngioRun:
         """A copy with another calibration (frames shared, not copied).
 
         Warnings about a missing file calibration are dropped once the reader
-        gives one."""
+        gives one; a reader's calibration that replaces the file's own and differs from it
+        by more than 1% adds a warning (the reader's is used: it is the later, explicit choice)."""
         kept = self.warnings
         if calibration.is_calibrated and not self.calibration.is_calibrated:
             kept = tuple(w for w in kept if UNCALIBRATED_MARK not in w)
+        replaced = _replaced_file_calibration(self.calibration, calibration)
+        if replaced and replaced not in kept:
+            kept = (*kept, replaced)
         return replace(self, calibration=calibration, warnings=kept)
 
     @classmethod
@@ -243,3 +248,19 @@ def run_id_from_uids(study_uid: str, series_uid: str, sop_uid: str) -> str:
     key = _id_key()
     msg = "\\".join((str(study_uid), str(series_uid), str(sop_uid))).encode("utf-8")
     return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
+
+
+#: calibrations read from the file's header (a reader's catheter or manual one replaces them)
+_FILE_SOURCES = (CalibrationSource.PIXEL_SPACING, CalibrationSource.GEOMETRY, CalibrationSource.MAGNIFICATION)
+
+
+def _replaced_file_calibration(old: Calibration, new: Calibration) -> str:
+    """The warning when a reader's calibration replaces a different one from the file ("" if none)."""
+    if not (old.is_calibrated and new.is_calibrated) or old.source not in _FILE_SOURCES or new.source in _FILE_SOURCES:
+        return ""
+    a, b = float(np.mean(old.mm_per_px)), float(np.mean(new.mm_per_px))
+    if abs(b / a - 1.0) <= 0.01:
+        return ""
+    return (f"the reader's {new.source.value} calibration ({b:.4g} mm/px) replaces the file's own ({a:.4g} mm/px, "
+            f"{old.source.value}), {100 * (b / a - 1):+.0f}%: mm values use the reader's; check which is right, "
+            "or leave the reader's calibration out to use the file's")

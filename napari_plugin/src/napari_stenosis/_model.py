@@ -413,9 +413,9 @@ class ReadingSession:
         """Leave ``frame`` out of the multi-frame combination (``exclude_frames=``).
 
         The analysed frame cannot be dropped (stenosis refuses it): when the reader drops
-        it, the next frame the current result used (not dropped) becomes the analysed
-        frame (``frame=``, the reader's) and ``frame`` is dropped. Returns a one-line
-        message for the status line; raises ValueError when nothing would be left.
+        it, stenosis chooses the analysed frame again among the frames not dropped (the
+        earliest fully opacified one; ``frame=None``) and ``frame`` is dropped. Returns a
+        one-line message for the status line; raises ValueError when nothing would be left.
         """
         frame = int(frame)
         n = int(self.run.frames.shape[0])
@@ -432,10 +432,11 @@ class ReadingSession:
             if not others:
                 raise ValueError(f"frame {frame} is the analysed frame and no other frame is used: "
                                  "nothing left to measure (pick another frame to analyse first)")
-            self.frame = others[0]
-            self.frame_by_reader = True
-            self._note("frame", frame=self.frame, reason=f"frame {frame} (analysed) dropped")
-            message = f"Frame {frame} (the analysed frame) dropped: now analysing frame {self.frame}; re-measuring."
+            self.frame = None
+            self.frame_by_reader = False
+            self._note("frame", frame=None, reason=f"frame {frame} (analysed) dropped")
+            message = (f"Frame {frame} (the analysed frame) dropped: the earliest fully opacified frame of the "
+                       "others will be analysed; re-measuring.")
         self.dropped_frames = sorted({*self.dropped_frames, frame})
         self._note("frame_dropped", frame=frame, dropped_frames=list(self.dropped_frames))
         return message
