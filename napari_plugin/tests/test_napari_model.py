@@ -316,6 +316,35 @@ def test_export_records_the_new_reader_choices(tmp_path, run):
     assert row["waypoints"] == "49;40 47;70" and row["reference_override"] == "False"
 
 
+def test_a_result_older_than_the_readers_choices_is_not_exported(tmp_path, run):
+    """A new user's export: reference forced to "feeding" without feeding points and an MLD
+    dragged, both re-measures failed, and Export wrote the earlier result under the new choices
+    (CSV reference_mode=feeding, mld_override set, numbers from the distal reference)."""
+    s = ReadingSession(run, segment=Segment.M1)
+    s.set_points([[48, 10], [48, 110]])
+    s.set_reference_choice("distal")
+    s.request()
+    s.accept(dataclasses.replace(known_result(), reference_choice="distal"))
+    assert not s.stale
+    s.set_reference_choice("feeding")  # its request is refused: no feeding points
+    with pytest.raises(ValueError, match="feeding"):
+        s.request()
+    assert s.stale
+    with pytest.raises(ValueError, match="measured before your last change"):
+        s.export(tmp_path)
+    assert not list(tmp_path.iterdir())
+    s.set_reference_choice("distal")  # undone: the result answers the choices again
+    assert not s.stale and s.export(tmp_path)["json"].exists()
+    s.move_mld((48.0, 58.0))
+    req = s.request()  # a re-measure in flight: stale until its result is accepted
+    assert s.stale
+    s.accept(dataclasses.replace(known_result(), reference_choice="distal",
+                                 parameters={"reader": {"mld_rc": list(req.kwargs["mld"])}}))
+    assert not s.stale
+    # an automatic frame the result pinned is the same choice as "auto"
+    assert s.frame is not None and not s.frame_by_reader and not s.stale
+
+
 def test_session_overrides_on_a_bundled_phantom():
     """Real measurements through the session on the bundled M1 phantom (truth: 35 % at
     arc 57.9 mm, normal 2.6 mm proximal and distal, 0.15 mm/px)."""

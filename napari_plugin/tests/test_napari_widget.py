@@ -187,11 +187,17 @@ def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):
     line = viewer.layers[CATHETER_LAYER]
     assert line.mode == "add_line"
     line.add_lines(np.array([[20.0, 30.0], [20.0, 54.0]]))  # 24 px across a 6 F (2 mm) catheter
+    assert [str(u) for u in image.units] == ["pixel"] * 3
+    width_px = float(line.edge_width[0])
     widget.french_spin.setValue(6.0)
     widget.apply_catheter_calibration()
     mm = 2.0 / 24.0
     np.testing.assert_allclose(image.scale, [1.0, mm, mm])
     np.testing.assert_allclose(line.scale, [mm, mm])
+    # napari's scale bar reads the layers' units; shape edges keep their width on screen
+    assert [str(u) for u in image.units] == ["pixel", "millimeter", "millimeter"]
+    assert [str(u) for u in line.units] == ["millimeter", "millimeter"]
+    assert float(line.edge_width[0]) == pytest.approx(width_px * mm)
     assert image.metadata["stenosis"]["calibration_source"] == "catheter"
     assert widget.session.run.calibration.mm_per_px == pytest.approx((mm, mm))
     assert "catheter" in widget.calibration_label.text()
@@ -200,6 +206,11 @@ def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):
                            plugin=PLUGIN)
     assert widget.image_layer is other and widget.run_combo.currentText() == other.name
     assert CATHETER_LAYER not in viewer.layers and "0.3000 mm/px" in widget.calibration_label.text()
+    assert [str(u) for u in other.units] == ["pixel", "millimeter", "millimeter"]
+    # only the run measured is shown (overlays on another run's anatomy misled a reader)
+    assert other.visible and not image.visible
+    widget.run_combo.setCurrentIndex(widget.run_combo.findText(image.name))
+    assert widget.image_layer is image and image.visible and not other.visible
 
 
 def test_measure_sample_run(make_napari_viewer, qtbot, sample_runs):

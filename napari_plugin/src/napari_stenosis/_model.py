@@ -166,6 +166,8 @@ class ReadingSession:
     frame_by_reader: bool = False  # the reader typed / picked the frame
     frame_guess: int | None = None  # stenosis.guess_frame for the current points, shown before measuring
     _stack: Any = field(default=None, repr=False)  # unregistered opacification, cached per run
+    _requested_key: Any = field(default=None, repr=False)  # the choices of the last request made
+    _measured_key: Any = field(default=None, repr=False)  # the choices the current result was measured with
 
     # ------------------------------------------------------------------ choices
     def _note(self, action: str, **details: Any) -> None:
@@ -468,6 +470,22 @@ class ReadingSession:
         return cal
 
     # ------------------------------------------------------------------ measuring
+    def _choices_key(self) -> tuple:
+        """What a result depends on among the reader's choices (an automatic frame that
+        :meth:`accept` pinned is the same choice as "auto")."""
+        return (
+            None if self.segment is None else self.segment.value, self.model.value,
+            tuple(self.points), self.frame if self.frame_by_reader else None, self.reference_rc,
+            self.reference_site, self.mld_rc, tuple(self.waypoints), tuple(self.feeding),
+            tuple(self.dropped_frames), repr(self.run.calibration),
+        )
+
+    @property
+    def stale(self) -> bool:
+        """Whether the reader changed a choice since the current result was measured (a
+        re-measure failed or has not finished): such a result is not exported under them."""
+        return self.result is not None and self._choices_key() != self._measured_key
+
     def request(self) -> MeasureRequest:
         """The :func:`stenosis.measure` call for the current choices."""
         if not self.ready:
@@ -495,12 +513,16 @@ class ReadingSession:
             stenosis.ReaderInputs.create(**kwargs)
         except stenosis.StenosisError as exc:
             raise ValueError(str(exc)) from None
+        self._requested_key = self._choices_key()
         return MeasureRequest(self.run, kwargs)
 
     def accept(self, result: Any) -> None:
         """Keep ``result`` as the current measurement; pin its frame so later
         adjustments re-measure the same frame (new points pick it again)."""
         self.result = result
+        # the choices of the request it answers (a result given without one: the current choices)
+        self._measured_key = self._requested_key if self._requested_key is not None else self._choices_key()
+        self._requested_key = None
         self.frame = int(result.frame_index)
         self._note(
             "measured",
@@ -539,6 +561,9 @@ class ReadingSession:
         """JSON document of an export: the result, the reader's choices and software."""
         if self.result is None:
             raise ValueError("nothing to export yet: measure first")
+        if self.stale:
+            raise ValueError("the result shown was measured before your last change (its re-measure failed or has "
+                             "not finished): measure again, or undo the change, then export")
         from importlib.metadata import version
 
         software = dict(getattr(self.result, "software", {}) or {})

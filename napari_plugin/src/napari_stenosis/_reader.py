@@ -119,6 +119,13 @@ def layer_scale(calibration: Any, ndim: int = 3) -> tuple[float, ...]:
     return (1.0,) * (ndim - 2) + (row, col)
 
 
+def layer_units(calibration: Any, ndim: int = 3) -> tuple[str, ...]:
+    """napari ``units`` matching :func:`layer_scale`: mm on (row, col) when calibrated, pixels
+    otherwise (napari's scale bar reads them)."""
+    plane = ("pixel", "pixel") if getattr(calibration, "mm_per_px", None) is None else ("mm", "mm")
+    return ("pixel",) * (ndim - 2) + plane
+
+
 def contrast_limits(frames: np.ndarray, metadata: Any = None) -> tuple[float, float]:
     """Display range from the DICOM window, or the 0.5 / 99.5 percentiles.
 
@@ -195,6 +202,7 @@ def run_to_layer_data(run: Any, *, name: str | None = None) -> tuple:
     kwargs = {
         "name": name,
         "scale": layer_scale(run.calibration, frames.ndim),
+        "units": layer_units(run.calibration, frames.ndim),
         "contrast_limits": contrast_limits(frames, run.metadata),
         "colormap": "gray",
         "axis_labels": ("frame", "row", "col"),

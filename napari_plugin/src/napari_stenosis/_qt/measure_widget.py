@@ -55,7 +55,7 @@ from stenosis.result import CONFIRM_MARK
 
 from .._model import REFERENCE_MODES, ReadingSession, overlay_geometry
 from .._plot import COLOURS
-from .._reader import META_KEY, RUN_KEY, layer_scale, run_metadata
+from .._reader import META_KEY, RUN_KEY, layer_scale, layer_units, run_metadata
 from .result_panel import ResultPanel
 
 __all__ = ["MeasureWidget"]
@@ -291,7 +291,8 @@ class MeasureWidget(QWidget):
                   self.mld_auto_button):
             w.setEnabled(has_run)
         self.measure_button.setEnabled(has_run and self.session.ready and not busy)
-        self.export_button.setEnabled(has_run and self.session.result is not None and not busy)
+        self.export_button.setEnabled(has_run and self.session.result is not None and not busy
+                                      and not self.session.stale)
         self.reference_combo.setEnabled(has_run)
 
     def _prompt(self) -> str:
@@ -369,9 +370,18 @@ class MeasureWidget(QWidget):
         self.session = self._sessions[key]
         if previous is not None and previous is not self.session:
             self._reset_overlays()
+            self._show_only(layer)
         self._sync_controls()
         if self.session.frame_guess is None:
             self._start_guess()
+
+    def _show_only(self, layer: Any) -> None:
+        """Switching runs: show the run measured, hide the other runs' images (the overlays
+        would be drawn on another run's anatomy), and fit it in the view (runs differ in size
+        and pixel scale)."""
+        for other in self._run_layers():
+            other.visible = other is layer
+        self.viewer.reset_view()
 
     def _reset_overlays(self) -> None:
         """Switching runs: drop the previous run's layers, show this run's points and result."""
@@ -507,7 +517,8 @@ class MeasureWidget(QWidget):
     # ------------------------------------------------------------------ layers
     def _layer_geometry(self) -> dict[str, Any]:
         ly = self.image_layer
-        return {"scale": tuple(ly.scale[-2:]), "translate": tuple(ly.translate[-2:])}
+        return {"scale": tuple(ly.scale[-2:]), "translate": tuple(ly.translate[-2:]),
+                "units": tuple(str(u) for u in ly.units[-2:])}
 
     def _get_layer(self, name: str):
         return self.viewer.layers[name] if name in self.viewer.layers else None
@@ -686,6 +697,7 @@ class MeasureWidget(QWidget):
             request = self.session.request()
         except ValueError as exc:  # not ready, or an input the library refuses (one line)
             self._set_status(f"Could not measure: {exc}", error=True)
+            self._update_enabled()  # the result shown no longer answers the choices: no export
             self.failed.emit(str(exc))
             return
         # errors are shown in the widget (one line that says what to do), not as a traceback
@@ -993,13 +1005,19 @@ class MeasureWidget(QWidget):
 
     def _apply_calibration_to_layers(self, cal: Any) -> None:
         ly = self.image_layer
+        ratio = float(np.mean(layer_scale(cal, 2)) / np.mean(ly.scale[-2:]))
         ly.scale = layer_scale(cal, ly.ndim)
+        ly.units = layer_units(cal, ly.ndim)
         ly.metadata[META_KEY] = run_metadata(self.session.run)
         ly.metadata[RUN_KEY] = self.session.run
         for name in OVERLAY_LAYERS:
             other = self._get_layer(name)
             if other is not None:
                 other.scale = layer_scale(cal, other.ndim)
+                other.units = layer_units(cal, other.ndim)
+                if hasattr(other, "edge_width") and len(other.data):
+                    # shape edge widths are in world units: keep them as wide on screen as before
+                    other.edge_width = [float(w) * ratio for w in other.edge_width]
 
     # ------------------------------------------------------------------ export
     def _export_dialog(self) -> None:
@@ -1013,7 +1031,11 @@ class MeasureWidget(QWidget):
             view = self.viewer.screenshot(canvas_only=True, flash=False)
         except Exception:  # noqa: BLE001 - no canvas: the PNG has the plot only
             view = None
-        paths = self.session.export(folder, view_rgb=view)
+        try:
+            paths = self.session.export(folder, view_rgb=view)
+        except ValueError as exc:  # nothing measured, or a result older than the reader's choices
+            self._set_status(f"Not exported: {exc}", error=True)
+            return {}
         self.last_export = paths
         self._set_status(f"Exported to {paths['json'].parent} ({paths['json'].stem}.json/.csv/.png)")
         return paths
