@@ -23,6 +23,7 @@ projected width could expect at best.
     python benchmarks/views.py --n 40 --verbose
     python benchmarks/views.py --backgrounds real   # each view inserted into its own real angiogram
     python benchmarks/views.py --backgrounds dsa --n 80 --seed 20   # the same as DSA runs of that anatomy
+    python benchmarks/views.py --n 80 --seed 20 --intensity LIN     # flat frames tagged LIN, as a DICOM XA frame
 
 ``--backgrounds real``: the two views of a case go into two different CIMAT angiograms
 (``/work/shared/data/cimat-train``, 300x300 8-bit; backgrounds chosen in turn over the 40) with
@@ -215,7 +216,10 @@ def _dsa_run(rng: np.random.Generator, background: np.ndarray, view: np.ndarray,
     return np.stack([noisy(moved) for _ in range(DSA_MASKS)] + [noisy(view) for _ in range(DSA_LIVE)]).astype(np.float32)
 
 
-def measure_case(case: dict) -> dict:
+def measure_case(case: dict, *, intensity: str | None = None) -> dict:
+    """One case measured with ``stenosis.measure_views``. ``intensity``: the
+    PixelIntensityRelationship a single frame's run is given (None: unknown, as an export
+    without it; "LIN": as a DICOM XA frame of these linear-intensity images would carry)."""
     import stenosis
     from stenosis.errors import StenosisError
     from stenosis.io import AngioRun
@@ -227,7 +231,7 @@ def measure_case(case: dict) -> dict:
         if img.ndim == 3:  # a DSA run: its mask frames tagged, a linear display
             return AngioRun.from_array(img, pixel_intensity_relationship="LIN", mask_frames=tuple(range(DSA_MASKS)),
                                        source=f"view{k}")
-        return AngioRun.from_array(img.astype(np.float32), pixel_intensity_relationship=None, source=f"view{k}")
+        return AngioRun.from_array(img.astype(np.float32), pixel_intensity_relationship=intensity, source=f"view{k}")
 
     views = [{"run": run_of(img, k),
               "proximal": points[k][0], "distal": points[k][1]} for k, img in enumerate(case["views"])]
@@ -300,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
                          "angiogram (a single native frame); dsa: the same, each view a DSA run of that anatomy "
                          "(2 masks, 5 contrast frames, added noise 8 / 4 / 2 grey levels cycled over the cases)")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--intensity", choices=("unknown", "LIN"), default="unknown",
+                    help="single frames (flat, real): their intensity relationship as the tool is told it; unknown "
+                         "(default: an export without it, read as log-scaled) or LIN (what a DICOM XA frame of the "
+                         "flat background's linear-intensity images would carry)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
     args = ap.parse_args(argv)
@@ -314,12 +322,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"real data not found at {args.data}: nothing to measure")
             return 0
         real = real_backgrounds(args.data, n)
-    print(f"backgrounds: {args.backgrounds}")
+    print(f"backgrounds: {args.backgrounds}" + ("" if args.backgrounds == "dsa" else f", intensity {args.intensity}"))
     rows = []
     for j in range(n):
         dose = DSA_DOSES[j % len(DSA_DOSES)] if args.backgrounds == "dsa" else None
         case = make_case(np.random.default_rng([args.seed, j]), None if real is None else real[j], dose)
-        row = measure_case(case)
+        row = measure_case(case, intensity=None if args.intensity == "unknown" else args.intensity)
         rows.append(row)
         if args.verbose:
             if "read" not in row:

@@ -41,6 +41,8 @@ _LAZY = {
     "measure_views": "stenosis.views",
     "ReaderInputs": "stenosis.reader",
     "MeasureParams": "stenosis.params",
+    "DEFAULT_PARAMS": "stenosis.params",
+    "ViewsResult": "stenosis.views",
     "guess_frame": "stenosis.frames",
     "StenosisResult": "stenosis.result",
     "DiameterProfile": "stenosis.result",

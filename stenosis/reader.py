@@ -32,7 +32,7 @@ def as_rc(p: Any, name: str) -> Point:
     except (TypeError, ValueError, OverflowError):
         raise ReaderInputError(f"the {name} point must be (row, col) in pixels, got {p!r}") from None
     if not (np.isfinite(r) and np.isfinite(c)):
-        raise ReaderInputError(f"the {name} point ({r}, {c}) is not a finite (row, col)")
+        raise ReaderInputError(f"the {name} point ({r}, {c}) is not a finite (row, col); give two numbers, in pixels")
     return r, c
 
 
@@ -183,7 +183,8 @@ class ReaderInputs:
                                    f"pick a frame from 0 to {n_frames - 1}")
         outside = [t for t in self.exclude_frames if not 0 <= t < n_frames]
         if outside:
-            raise ReaderInputError(f"dropped frame {outside[0]} is outside the run (0..{n_frames - 1})")
+            raise ReaderInputError(f"dropped frame {outside[0]} is outside the run (0..{n_frames - 1}); "
+                                   f"drop frames from 0 to {n_frames - 1}")
 
     @property
     def frame_limit(self) -> int | None:

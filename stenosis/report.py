@@ -408,8 +408,13 @@ def report_figure(result: StenosisResult, image: np.ndarray | None = None, *, au
         bar = 5.0 / mm
         yb = r1 - 0.06 * (r1 - r0)
         xb = c0 + 0.05 * (c1 - c0)
-        ax_im.plot([xb, xb + bar], [yb, yb], color="black", lw=3, solid_capstyle="butt")
-        ax_im.text(xb + bar / 2, yb - 0.02 * (r1 - r0), "5 mm", ha="center", va="bottom", fontsize=8)
+        # white with a dark outline: readable on a dark (subtracted) and a light (native) image alike
+        from matplotlib import patheffects
+
+        halo = [patheffects.withStroke(linewidth=5, foreground="black")]
+        ax_im.plot([xb, xb + bar], [yb, yb], color="white", lw=3, solid_capstyle="butt", path_effects=halo)
+        ax_im.text(xb + bar / 2, yb - 0.02 * (r1 - r0), "5 mm", ha="center", va="bottom", fontsize=8, color="white",
+                   path_effects=[patheffects.withStroke(linewidth=2.5, foreground="black")])
     ax_im.set_xticks([])
     ax_im.set_yticks([])
     ax_im.set_title(f"frame {result.frame_index} (opacified){frames_text(result)}", fontsize=10)

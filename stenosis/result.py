@@ -252,6 +252,12 @@ class StenosisResult:
     frames_read: tuple = field(default=(), repr=False)
 
     # ---- derived values -------------------------------------------------------
+    def __repr__(self) -> str:  # the profile arrays made it 65,000 characters long
+        return (f"StenosisResult(file={self.file!r}, segment={self.segment!r}, frame_index={self.frame_index}, "
+                f"percent_stenosis={self.percent_stenosis:.2f}, percent_stenosis_sd={self.percent_stenosis_sd:.2f}, "
+                f"meets_50={self.meets_50}, needs_confirmation={self.needs_confirmation}, "
+                f"reference_choice={self.reference_choice!r}, warnings={len(self.warnings)})")
+
     @property
     def meets_50(self) -> bool:
         return bool(self.percent_stenosis >= 50.0)

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import MeasurementError, StenosisError
+from .errors import MeasurementError, ReaderInputError, StenosisError
 from .measurement import measure
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
@@ -249,17 +249,17 @@ def measure_views(views: Sequence[Mapping[str, Any]], segment: Any, *, model: st
         disagreement.
     """
     if not views:
-        raise MeasurementError("give at least one view (a run with its proximal and distal points)")
+        raise ReaderInputError("give at least one view (a run with its proximal and distal points)")
     results = []
     for k, v in enumerate(views):
         kw = dict(v)
         try:
             run = kw.pop("run")
         except KeyError:
-            raise MeasurementError(f"view {k + 1} has no run; give each view's run and points") from None
+            raise ReaderInputError(f"view {k + 1} has no run; give each view's run and points") from None
         unknown = sorted(set(kw) - VIEW_KEYS)
         if unknown:
-            raise MeasurementError(f"view {k + 1}: {', '.join(unknown)} is not a view's input; give run, proximal, "
+            raise ReaderInputError(f"view {k + 1}: {', '.join(unknown)} is not a view's input; give run, proximal, "
                                    f"distal and optionally {', '.join(sorted(VIEW_KEYS - {'proximal', 'distal'}))}")
         try:
             results.append(measure(run, segment, model=model, params=params, **kw))

@@ -635,3 +635,18 @@ def test_values_beyond_bits_stored_counted_over_a_series_and_signed(tmp_path):
     signed[0, 0, :2] = (-3000, 2048)  # outside -2048..2047
     run = read_run(write_xa(tmp_path / "signed.dcm", signed, bits_stored=12))
     assert any(w.startswith("2 pixel(s)") and "-2048 to 2047" in w for w in run.warnings), run.warnings
+
+
+def test_runs_and_results_have_short_reprs():
+    """Typing a run or a result in a REPL shows what it is, not its arrays (a result's repr was
+    65,000 characters, a run's printed its pixels)."""
+    import stenosis
+
+    run = stenosis.read_run(stenosis.sample_dir() / "m1_subtracted_pixelspacing.dcm")
+    text = repr(run)
+    assert text.startswith("AngioRun(source='m1_subtracted_pixelspacing.dcm'") and "(7, 384, 384)" in text
+    assert len(text) < 200 and "[" not in text
+    res = stenosis.measure(run, "M1", (181, 138), (193, 308))
+    text = repr(res)
+    assert text.startswith("StenosisResult(file='m1_subtracted_pixelspacing.dcm', segment='M1'") and len(text) < 400
+    assert f"percent_stenosis={res.percent_stenosis:.2f}" in text and "array" not in text

@@ -166,5 +166,5 @@ def test_borderline_uses_the_measurement_uncertainty():
     # 8 points from 50% is outside the fixed band, but not outside a +-2 SD of 4.5 points
     assert borderline_warning(58.0, 1.0) is None
     msg = borderline_warning(58.0, 4.5)
-    assert msg and "includes 50%" in msg and "49.0-67.0%" in msg
+    assert msg and "includes 50%" in msg and "49.0 to 67.0%" in msg
     assert borderline_warning(52.0, 0.5) and "within 5 points" in borderline_warning(52.0, 0.5)

@@ -107,3 +107,26 @@ def test_contracts_list_every_csv_column_and_json_key(sample_dicom_dir):
     keys = set(d) | {k for v in d.values() if isinstance(v, dict) for k in v}
     keys -= {"pixel_mm"}  # inside parameters.reader only when given
     assert not sorted(k for k in keys if f"`{k}" not in text and f" {k}" not in text and f"{{{k}" not in text)
+
+
+def test_every_top_level_name_in_the_contracts_is_importable():
+    """Each name the API table of docs/contracts.md gives without a module (`name(...)` or
+    `Name`) is an attribute of ``stenosis`` (a new user found DEFAULT_PARAMS and ViewsResult
+    named there but importable only from their modules)."""
+    import re
+
+    import stenosis
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "contracts.md").read_text()
+    api = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    names = set()
+    for line in api.splitlines():
+        if line.startswith("| `") and not line.startswith("| `stenosis."):  # a module's row names its own functions
+            first = line.split(" | ")[0]
+            while re.search(r"\([^()]*\)", first):  # arguments and asides: not names of the API
+                first = re.sub(r"\([^()]*\)", "", first)
+            names |= set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", first))
+            names |= set(re.findall(r"\b(DEFAULT_PARAMS|ViewsResult)\b", line))
+    assert {"measure", "measure_views", "read_run", "StenosisResult", "DEFAULT_PARAMS", "ViewsResult"} <= names
+    missing = sorted(n for n in names if not hasattr(stenosis, n))
+    assert not missing, f"named in docs/contracts.md but not importable from stenosis: {missing}"

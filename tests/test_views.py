@@ -39,6 +39,11 @@ def test_the_most_severe_view_is_graded(two_views):
 def test_a_view_without_run_is_a_clear_error():
     with pytest.raises(MeasurementError, match="view 1 has no run"):
         stenosis.measure_views([{"proximal": (1, 2), "distal": (3, 4)}], "M1")
+    # a caller's malformed views are a ValueError, as measure's malformed inputs are
+    with pytest.raises(ValueError, match="view 1 has no run"):
+        stenosis.measure_views([{"proximal": (1, 2), "distal": (3, 4)}], "M1")
+    with pytest.raises(stenosis.ReaderInputError, match="at least one view"):
+        stenosis.measure_views([], "M1")
 
 
 def test_a_view_with_an_unknown_key_is_a_clear_error():

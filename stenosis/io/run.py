@@ -108,6 +108,12 @@ class AngioRun:
     source: str = ""
     warnings: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:  # not the pixel arrays
+        f = self.frames
+        return (f"AngioRun(source={Path(str(self.source)).name!r}, frames={tuple(f.shape)} {f.dtype}, "
+                f"calibration={self.calibration.source.value}, "
+                f"intensity={self.metadata.pixel_intensity_relationship!r}, subtracted={self.metadata.subtracted})")
+
     def __post_init__(self) -> None:
         if not isinstance(self.frames, np.ndarray) or self.frames.ndim != 3:
             raise InputError("AngioRun frames must be a (T, H, W) array; add a frame axis for a single image")

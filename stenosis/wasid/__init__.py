@@ -88,7 +88,7 @@ def borderline_warning(percent_stenosis: float, sd: float = float("nan"),
     ``borderline_points`` of 50, or its +-2 SD interval reaches 50."""
     two_sd = 2.0 * sd if np.isfinite(sd) else 0.0
     if abs(percent_stenosis - 50.0) < max(params.borderline_points, two_sd):
-        why = (f"its +-2 SD interval ({percent_stenosis - two_sd:.1f}-{percent_stenosis + two_sd:.1f}%) includes 50%"
+        why = (f"its +-2 SD interval ({percent_stenosis - two_sd:.1f} to {percent_stenosis + two_sd:.1f}%) includes 50%"
                if abs(percent_stenosis - 50.0) < two_sd else
                f"it is within {params.borderline_points:g} points of 50%, inside the tool's largest errors on phantoms")
         return f"percent stenosis {percent_stenosis:.1f}%: {why}; {CONFIRM_CALL}"

@@ -604,11 +604,14 @@ class ReadingSession:
 
 
 # ---------------------------------------------------------------------------- presentation
-def _uncertainty_text(u: dict[str, Any]) -> str:
-    sd, iv = u.get("percent_stenosis_sd"), u.get("percent_stenosis_2sd_interval")
-    if sd is None or iv is None:
+def _uncertainty_text(result: Any) -> str:
+    """From the result's own floats (the JSON's 2-decimal rounding would round twice and
+    disagree with the warning's interval by 0.1)."""
+    sd = float(getattr(result, "percent_stenosis_sd", float("nan")))
+    if not np.isfinite(sd):
         return "n/a"
-    return f"\u00b1 {float(sd):.1f} points (1 SD); \u00b1 2 SD: {float(iv[0]):.1f}-{float(iv[1]):.1f}%"
+    lo, hi = result.percent_stenosis_interval
+    return f"\u00b1 {sd:.1f} points (1 SD); \u00b1 2 SD: {lo:.1f} to {hi:.1f}%"
 
 
 def _frames_text(fr: dict[str, Any]) -> str:
@@ -707,7 +710,7 @@ def result_table(result: Any) -> list[tuple[str, str]]:
         # from the result itself: the JSON's 2-decimal rounding would round twice
         ("Percent stenosis (WASID)", _fmt(result.percent_stenosis, "%", 1)),
         (">= 50%", result.call_text),
-        ("Uncertainty", _uncertainty_text(d.get("uncertainty") or {})),
+        ("Uncertainty", _uncertainty_text(result)),
         ("MLD (D stenosis)", f"{_fmt(d['mld_mm'], 'mm')}  [{_fmt(d.get('mld_px'), 'px')}]"),
         ("Reference (D normal)", f"{_fmt(d['reference_diameter_mm'], 'mm')}  [{_fmt(d.get('reference_diameter_px'), 'px')}]"),
         ("Reference choice", str(d["reference_choice"]) + (f": {win['description']}" if win.get("description") else "")),
