@@ -360,12 +360,29 @@ def test_reader_choices_in_the_widget(make_napari_viewer, qtbot, tmp_path, monke
     assert rec["waypoints_rc"] == [[47.0, 40.0], [52.0, 70.0], [49.0, 80.0]]
 
 
+def _name(w) -> str:
+    return f"{type(w).__name__}({getattr(w, 'text', lambda: '')()!r})"
+
+
+def _overlapping(widgets) -> list[tuple[str, str]]:
+    """Pairs of sibling widgets whose geometries overlap."""
+    return [(_name(a), _name(b)) for i, a in enumerate(widgets) for b in widgets[i + 1:]
+            if a.geometry().intersects(b.geometry())]
+
+
+def _squeezed(widgets) -> list[tuple[str, int, int]]:
+    """Widgets shorter than their minimum size hint (a row drawn over the next)."""
+    return [(_name(w), w.height(), w.minimumSizeHint().height())
+            for w in widgets if w.height() < w.minimumSizeHint().height()]
+
+
 def test_buttons_show_their_whole_text_and_warnings_are_in_view(make_napari_viewer, qtbot, xa_file, monkeypatch):
-    from qtpy.QtWidgets import QPushButton
+    from qtpy.QtWidgets import QGroupBox, QPushButton, QWidget
 
     monkeypatch.setitem(vars(stenosis), "measure", lambda run, **kw: dataclasses.replace(
         known_result(mm_per_px=0.25), warnings=("first warning for the reader " * 6, "second warning")))
     viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)  # a new user's window: the docks share < 1000 px
     viewer.open(str(xa_file), plugin=PLUGIN)
     widget = _dock(viewer)
     qtbot.wait(50)
@@ -381,6 +398,27 @@ def test_buttons_show_their_whole_text_and_warnings_are_in_view(make_napari_view
     assert "first warning" in label.text() and "second warning" in label.text()
     # the whole text is in view: the label is tall enough for its wrapped lines
     assert label.height() >= label.heightForWidth(label.width()) - 2
+
+    # with the result dock below it, no control is squeezed: every row of the Adjust (and the
+    # calibration) group keeps its height, none drawn over the next (the Reference drop-down was
+    # clipped, "Feeding artery points" overlapped the MLD row)
+    qtbot.wait(100)
+    for box in widget.findChildren(QGroupBox):
+        kids = [w for w in box.findChildren(QWidget) if w.parentWidget() is box and w.isVisible()]
+        assert len(kids) >= 4, box.title()
+        assert _overlapping(kids) == [], box.title()
+        assert _squeezed(kids) == [], box.title()
+    # nor in the result dock, whichever tab is shown: the plot, the warnings and the tabs
+    # keep their heights, the plot never drawn over the first warning line
+    panel = widget.result_panel
+    for tab in (panel.frames, panel.table):
+        panel.tabs.setCurrentWidget(tab)
+        qtbot.wait(100)
+        parts = [panel.plot, label, panel.tabs]
+        assert _overlapping(parts) == [], panel.tabs.tabText(panel.tabs.currentIndex())
+        assert panel.plot.height() >= panel.plot.minimumHeight()
+        assert label.height() >= label.heightForWidth(label.width()) - 2
+        assert panel.tabs.height() >= panel.tabs.minimumSizeHint().height()
 
 
 def test_frames_shown_and_dropped_on_a_sample_run(make_napari_viewer, qtbot, sample_runs):

@@ -56,7 +56,7 @@ from stenosis.result import CONFIRM_MARK
 from .._model import REFERENCE_MODES, ReadingSession, overlay_geometry
 from .._plot import COLOURS
 from .._reader import META_KEY, RUN_KEY, layer_scale, layer_units, run_metadata
-from .result_panel import ResultPanel
+from .result_panel import ResultPanel, Unsqueezed, scroll_area
 
 __all__ = ["MeasureWidget"]
 
@@ -138,7 +138,14 @@ class MeasureWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        outer = QVBoxLayout(self)
+        # the controls in a scroll area: a short dock scrolls them, it never squeezes their rows
+        # onto each other (the Adjust group's rows overlapped once the result dock was added)
+        self._controls = Unsqueezed()
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        self._scroll = scroll_area(self._controls)
+        root.addWidget(self._scroll)
+        outer = QVBoxLayout(self._controls)
         form = QFormLayout()
         self.run_combo = QComboBox()
         self.run_combo.currentIndexChanged.connect(self._on_run_changed)
@@ -280,7 +287,7 @@ class MeasureWidget(QWidget):
         outer.addWidget(self.export_button)
         outer.addStretch(1)
         for b in self.findChildren(QPushButton):  # a narrow dock must not cut button texts
-            b.setMinimumSize(b.sizeHint())
+            b.setMinimumWidth(b.sizeHint().width())  # (their height: the theme's, set later)
         self._update_enabled()
 
     def _update_enabled(self) -> None:
@@ -831,7 +838,7 @@ class MeasureWidget(QWidget):
                 self.result_dock = self.viewer.window.add_dock_widget(
                     self.result_panel, name="Stenosis result", area="right"
                 )
-                self._keep_controls_height()
+                QTimer.singleShot(0, self._keep_controls_height)  # once both docks are laid out
             except Exception as exc:  # noqa: BLE001 - a viewer without a window: show the panel alone
                 import warnings
 
@@ -840,8 +847,8 @@ class MeasureWidget(QWidget):
         return self.result_panel
 
     def _keep_controls_height(self) -> None:
-        """Give this dock the height its controls need when the result dock is added below
-        it (napari's docks may otherwise be squeezed to a few pixels per row)."""
+        """Give this dock the height its controls need once the result dock is added below it
+        and both are laid out (called from the event loop; a shorter dock scrolls the controls)."""
         from qtpy.QtWidgets import QDockWidget, QMainWindow
 
         def dock_of(widget: QWidget) -> Any:
@@ -849,12 +856,18 @@ class MeasureWidget(QWidget):
                 widget = widget.parentWidget()
             return widget
 
-        own, below = dock_of(self), dock_of(self.result_panel)
-        window = None if own is None else own.parentWidget()
-        if own is None or below is None or not isinstance(window, QMainWindow):
+        try:
+            own, below = dock_of(self), dock_of(self.result_panel)
+        except RuntimeError:  # the viewer closed before the event loop called this
             return
-        # + the dock's title bar and room for a longer (wrapped) status line
-        need = self.sizeHint().height() + 60
+        window = None if own is None else own.parentWidget()
+        if own is None or below is None or not isinstance(window, QMainWindow) or below.isFloating():
+            return
+        # every row at its height (wrapped labels wrapped), + the dock's title bar and room for
+        # a longer status line; a shorter dock scrolls the controls
+        view = self._scroll.viewport()
+        need = (self._controls.needed_height(view.width()) + own.height() - view.height()
+                + self.status_label.fontMetrics().lineSpacing())
         total = own.height() + below.height()
         if total - need >= 250:  # the plot stays readable
             window.resizeDocks([own, below], [need, total - need], Qt.Vertical)

@@ -7,15 +7,70 @@ from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import QEvent, Qt, Signal
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem,
-                            QSizePolicy, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget,
+                            QListWidgetItem, QScrollArea, QSizePolicy, QTableWidget, QTableWidgetItem, QTabWidget,
+                            QVBoxLayout, QWidget)
 
 from .._model import frame_items, frames_tab_title, result_table
 from .._plot import FRAMES_HELP, draw_frames, draw_profile
 
-__all__ = ["ProfilePlot", "FramesPlot", "FramesList", "FramesView", "ResultTable", "ResultPanel", "WarningsLabel"]
+__all__ = ["ProfilePlot", "FramesPlot", "FramesList", "FramesView", "ResultTable", "ResultPanel", "WarningsLabel",
+           "Unsqueezed", "scroll_area"]
+
+
+class Unsqueezed(QWidget):
+    """A widget whose height for a width is the least its rows need at that width: wrapped
+    labels at their wrapped height, every other row at its minimum (not its preferred) height.
+
+    napari's docks (a QMainWindow's) do not ask a height-for-width layout how tall it must be,
+    and gave it less: rows were drawn over each other. In :func:`scroll_area` the content is
+    never shorter than this: a short dock scrolls instead.
+    """
+
+    def heightForWidth(self, width: int) -> int:
+        layout = self.layout()
+        if layout is None or not layout.hasHeightForWidth():
+            return super().heightForWidth(width)
+        m = self.contentsMargins()
+        return layout.minimumHeightForWidth(width - m.left() - m.right()) + m.top() + m.bottom()
+
+    def needed_height(self, width: int) -> int:
+        """The height the rows need at ``width`` (none squeezed)."""
+        return max(self.heightForWidth(width), self.minimumSizeHint().height())
+
+
+class _ScrollArea(QScrollArea):
+    """A scroll area as wide as its content's minimum and a vertical scroll bar (a dock
+    narrower than that cut the buttons on the right)."""
+
+    _content_width = 0
+
+    def minimumSizeHint(self):
+        size = super().minimumSizeHint()
+        content = self.widget()
+        if content is not None:
+            self._content_width = content.minimumSizeHint().width()
+            size.setWidth(max(size.width(), self._content_width + self.verticalScrollBar().sizeHint().width()
+                              + 2 * self.frameWidth()))
+        return size
+
+    def eventFilter(self, obj, event):
+        # the content's minimum width is known once the theme is applied: ask the dock again
+        if (obj is self.widget() and event.type() == QEvent.LayoutRequest
+                and obj.minimumSizeHint().width() != self._content_width):
+            self.updateGeometry()
+        return super().eventFilter(obj, event)
+
+
+def scroll_area(content: QWidget) -> QScrollArea:
+    """``content`` in a frameless scroll area that resizes it (a short dock scrolls it)."""
+    area = _ScrollArea()
+    area.setFrameShape(QFrame.NoFrame)
+    area.setWidgetResizable(True)
+    area.setWidget(content)
+    return area
 
 
 class _ResultCanvas(FigureCanvasQTAgg):
@@ -33,6 +88,9 @@ class _ResultCanvas(FigureCanvasQTAgg):
     def show_result(self, result: Any) -> None:
         type(self)._draw(self.ax, result)
         self.draw_idle()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        event.ignore()  # the plots do not zoom: the wheel scrolls the result dock
 
 
 class ProfilePlot(_ResultCanvas):
@@ -121,8 +179,9 @@ class FramesList(QListWidget):
         raise KeyError(f"frame {frame} is not in the list")
 
 
-class FramesView(QWidget):
-    """The frames combined: a title line, the per-frame plot and the checkable list."""
+class FramesView(Unsqueezed):
+    """The frames combined: a title line, the per-frame plot and the checkable list (its
+    wrapped title made the tabs ask for the plot's preferred height, not its minimum)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -201,23 +260,28 @@ class WarningsLabel(QLabel):
 
 
 class ResultPanel(QWidget):
-    """Plot, warnings (in view without scrolling), then two tabs: the result table and the
+    """Plot, warnings (in view below the plot), then two tabs: the result table and the
     frames combined (per-frame plot and the checkable list), docked beside the viewer.
 
-    The tabs keep the dock within a laptop screen's height beside the controls; the Frames
-    tab's title says how many frames are used and dropped. :attr:`frame_toggled`
-    (frame, keep) is the reader's check / uncheck of a frame.
+    The tabs keep the dock within a laptop screen's height beside the controls (a shorter dock
+    scrolls: nothing is drawn over anything else); the Frames tab's title says how many frames
+    are used and dropped. :attr:`frame_toggled` (frame, keep) is the reader's check / uncheck
+    of a frame.
     """
 
     frame_toggled = Signal(int, bool)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        layout = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        # in a scroll area: a short dock scrolls, it never draws the plot over the warnings
+        self.content = Unsqueezed()
+        layout = QVBoxLayout(self.content)
         layout.setContentsMargins(2, 2, 2, 2)
-        self.plot = ProfilePlot(self)
-        self.warnings = WarningsLabel(self)
-        self.tabs = QTabWidget(self)
+        self.plot = ProfilePlot(self.content)
+        self.warnings = WarningsLabel(self.content)
+        self.tabs = QTabWidget(self.content)
         self.table = ResultTable()
         self.frames = FramesView()
         self.tabs.addTab(self.table, "Result")
@@ -226,6 +290,8 @@ class ResultPanel(QWidget):
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.warnings, 0)
         layout.addWidget(self.tabs, 2)
+        self.scroll = scroll_area(self.content)
+        outer.addWidget(self.scroll)
         self.frames.list.frame_toggled.connect(self.frame_toggled)
 
     def show_result(self, result: Any, dropped: Any = ()) -> None:
