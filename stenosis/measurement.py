@@ -688,8 +688,27 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         floor = frame_sd / np.sqrt(len(per_frame))
         if floor > combined.percent_stenosis_sd:
             combined = replace(combined, percent_stenosis_sd=floor)
+    shared = shared_noise_share(run, len(profiles))
+    if shared < 1.0:
+        # the mask's noise is subtracted from every frame alike: combining n frames cannot lower the
+        # analysed frame's SD below the share of it the frames share (a lower bound: the model's and
+        # the background's terms do not average at all)
+        floor = grade(profile).percent_stenosis_sd * shared
+        if floor > combined.percent_stenosis_sd:
+            combined = replace(combined, percent_stenosis_sd=floor)
     return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,
                        dropped, companions.shared_noise_weight, tuple(read))
+
+
+def shared_noise_share(run, n_frames: int) -> float:
+    """sqrt of the share of one frame's noise variance that ``n_frames`` combined frames keep when
+    each is the same mask (the mean of M mask frames, each frame at one dose) subtracted from it:
+    (1/M + 1/n) / (1/M + 1). 1 (nothing to say) for a run stored subtracted (its mask is not
+    known) or a native run without a mask."""
+    m = 0 if run.metadata.subtracted else len(mask_frames_of(run))
+    if m == 0 or n_frames < 2:
+        return 1.0
+    return float(np.sqrt((1.0 / m + 1.0 / n_frames) / (1.0 / m + 1.0)))
 
 
 def calibrated_run(path_or_run, pixel_mm: float | None):

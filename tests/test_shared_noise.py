@@ -162,3 +162,19 @@ def test_a_subtracted_run_keeps_its_mask_noise_in_place():
         image, _, _ = without_shared_noise(a, moved, fixed_mask=fixed)
         left[fixed] = float(np.mean((image - clean)[free] ** 2))  # the mask's noise left: 1.0 before (0.29 / 1.37 measured)
     assert left[True] < 0.45 and left[False] > 0.8
+
+
+def test_the_share_of_noise_the_frames_share(low_dose_run):
+    """sqrt((1/M + 1/n) / (1/M + 1)): M mask frames, n frames combined; 1 where the mask is not
+    known (a run stored subtracted) or nothing is combined. The floor it sets on the combined SD
+    is checked where it binds, on a hybrid DSA run (tests/test_hybrid_frames_benchmark.py)."""
+    from stenosis.io import AngioRun
+    from stenosis.measurement import shared_noise_share
+
+    run, _ = low_dose_run
+    assert tuple(run.metadata.mask_frames) == (0, 1) and not run.metadata.subtracted
+    assert shared_noise_share(run, 5) == pytest.approx(np.sqrt((0.5 + 0.2) / 1.5))  # 0.683
+    assert shared_noise_share(run, 1) == 1.0
+    one_mask = AngioRun.from_array(np.asarray(run.frames), mask_frames=(0,))
+    assert shared_noise_share(one_mask, 4) == pytest.approx(np.sqrt((1 + 0.25) / 2))
+    assert shared_noise_share(AngioRun.from_array(np.asarray(run.frames), subtracted=True), 5) == 1.0
