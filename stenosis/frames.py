@@ -93,7 +93,7 @@ def select_frame(
     """
     op = segment_opacity(stack, centerline_rc)
     allowed = _allowed(op.shape[0], exclude)
-    peak = op.max(axis=0)
+    peak = op.max(axis=0)  # over every frame: a dropped frame's iodine still says where the bolus is
     good = peak > 0
     if not good.any():
         return int(np.argmax(np.where(allowed, op.sum(axis=1), -np.inf))), np.zeros(op.shape[0])
@@ -108,7 +108,7 @@ def select_frame(
 def _allowed(n: int, exclude) -> np.ndarray:
     """(n,) bool: the frames not in ``exclude`` (all of them when it names every frame)."""
     allowed = np.ones(n, bool)
-    for t in exclude or ():
+    for t in np.atleast_1d(np.asarray(() if exclude is None else exclude, dtype=float)).ravel():
         if 0 <= int(t) < n:
             allowed[int(t)] = False
     return allowed if allowed.any() else np.ones(n, bool)
@@ -208,8 +208,10 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
                              _reader_frame_filled(stack, int(guess), trace, params, inputs.exclude_frames), stack)
     if stack is None:
         return AnalysedFrame(int(guess), image, trace)
-    chosen, _ = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
-                             coverage=params.select_coverage, exclude=inputs.exclude_frames)
+    chosen, filled = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
+                                  coverage=params.select_coverage, exclude=inputs.exclude_frames)
+    if filled[chosen] < params.select_coverage:  # no frame (of those not dropped) holds the whole segment
+        trace = replace(trace, warnings=(*trace.warnings, _not_full_note(chosen, filled, params, inputs.exclude_frames)))
     if chosen == guess:
         return AnalysedFrame(int(guess), image, trace, stack)
     moved = opacify(run, frames=[chosen], register=True)[0]
@@ -227,6 +229,14 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     again = trace_segment(moved, points, model=inputs.model, scale=scale, params=params)
     return AnalysedFrame(int(chosen), moved, replace(again, warnings=tuple(dict.fromkeys(trace.warnings + again.warnings))),
                          stack)
+
+
+def _not_full_note(chosen: int, filled: np.ndarray, params: MeasureParams, dropped=()) -> str:
+    """The warning when the frame chosen automatically does not hold the whole segment."""
+    why = (f"of the frames not dropped ({', '.join(map(str, dropped))} dropped), none holds the whole segment"
+           if len(dropped) else "no frame of the run holds the whole segment")
+    return (f"{why} at {params.select_fraction:.0%} of its peak iodine: frame {chosen}, the one chosen, holds "
+            f"{filled[chosen]:.0%} of it; where the bolus had not arrived the lumen reads narrow; check the frame")
 
 
 def _reader_frame_refused(run, frame: int, points, err: MeasurementError, dropped=()) -> str:

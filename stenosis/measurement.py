@@ -56,7 +56,7 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
     proximal, distal : (row, col)
         Reader's points on the artery either side of the lesion, pixels of the frame (0-based).
     frame : int, optional
-        0-based frame to analyse; None picks the first fully opacified frame.
+        0-based frame to analyse; None picks the first fully opacified frame not in ``exclude_frames`` (a warning when none is).
     model : {"unet", "classical"}
         Vessel-probability model used for the centerline.
     reference : (row, col), optional
@@ -620,7 +620,9 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     (:func:`stenosis.diameter.combine_frames`) before WASID. Each frame is also read at the
     sites WASID chose on the combined profile (:func:`stenosis.wasid.at_same_sites`); with 3 or
     more frames the SD of those per-frame percent stenoses is the measured precision: the combined SD is at least that
-    over sqrt(n), and frames that disagree beyond their modelled noise are reported.
+    over sqrt(n), and frames that disagree beyond their modelled noise are reported. The combined percent SD is
+    also at least the analysed frame's own x :func:`shared_noise_share` (the masks' noise, in every frame alike);
+    the MLD and reference SDs are not raised with it.
     """
     def grade(p: DiameterProfile) -> WasidMeasurement:
         return wasid(p, inputs.segment, params=params, **_grading_inputs(inputs, placed))
@@ -691,9 +693,14 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     shared = shared_noise_share(run, len(profiles))
     if shared < 1.0:
         # the mask's noise is subtracted from every frame alike: combining n frames cannot lower the
-        # analysed frame's SD below the share of it the frames share (a lower bound: the model's and
-        # the background's terms do not average at all)
-        floor = grade(profile).percent_stenosis_sd * shared
+        # SD of the analysed frame's own reading (graded alone: its sites, its competing stretches)
+        # below the share of it the frames share (a lower bound: the model's and the background's
+        # terms do not average at all). Not the frame read at the combined sites (per_frame), whose
+        # SD leaves out the selection of the narrowest of many stretches that the frames share.
+        try:
+            floor = grade(profile).percent_stenosis_sd * shared
+        except MeasurementError:  # a reader's forced site the analysed frame alone cannot grade
+            floor = float("nan")
         if floor > combined.percent_stenosis_sd:
             combined = replace(combined, percent_stenosis_sd=floor)
     return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,

@@ -274,6 +274,15 @@ def test_a_readers_calibration_replacing_the_files_says_so():
     assert run.with_calibration(manual_calibration(0.1505)).warnings == run.warnings
     bare = stenosis.read_run(stenosis.sample_dir() / "m1_native_uncalibrated.dcm")
     assert not any("replaces the file's own" in w for w in bare.with_calibration(manual_calibration(0.3)).warnings)
+    # a second reader calibration is compared with the file's, and replaces the first's warning
+    again = other.with_calibration(manual_calibration(0.2))
+    said = [w for w in again.warnings if "replaces the file's own" in w]
+    assert len(said) == 1 and "(0.2 mm/px)" in said[0] and "+33%" in said[0]
+    assert again.with_calibration(manual_calibration(0.15)).warnings == run.warnings  # back to the file's value
+    # either axis counts (an anisotropic file calibration)
+    aniso = run.with_calibration(run.calibration.__class__((0.15, 0.18), run.calibration.source, "PixelSpacing"))
+    assert not any("replaces" in w for w in aniso.warnings)  # the file's own kind: no reader calibration
+    assert any("replaces the file's own" in w for w in aniso.with_calibration(manual_calibration(0.165)).warnings)
     # it reaches the result of a measurement given pixel_mm
     res = stenosis.measure(run, "M1", (181, 138), (193, 308), pixel_mm=0.3)
     assert any("replaces the file's own" in w for w in res.warnings)

@@ -327,8 +327,9 @@ def test_a_result_older_than_the_readers_choices_is_not_exported(tmp_path, run):
     s = ReadingSession(run, segment=Segment.M1)
     s.set_points([[48, 10], [48, 110]])
     s.set_reference_choice("distal")
-    s.request()
-    s.accept(dataclasses.replace(known_result(), reference_choice="distal"))
+    first = s.request()  # auto frame: the result pins its frame, and the choices still match
+    assert first.kwargs["frame"] is None
+    s.accept(dataclasses.replace(known_result(), reference_choice="distal"), first.key)
     assert not s.stale
     s.set_reference_choice("feeding")  # its request is refused: no feeding points
     with pytest.raises(ValueError, match="feeding"):
@@ -343,10 +344,18 @@ def test_a_result_older_than_the_readers_choices_is_not_exported(tmp_path, run):
     req = s.request()  # a re-measure in flight: stale until its result is accepted
     assert s.stale
     s.accept(dataclasses.replace(known_result(), reference_choice="distal",
-                                 parameters={"reader": {"mld_rc": list(req.kwargs["mld"])}}))
+                                 parameters={"reader": {"mld_rc": list(req.kwargs["mld"])}}), req.key)
     assert not s.stale
-    # an automatic frame the result pinned is the same choice as "auto"
-    assert s.frame is not None and not s.frame_by_reader and not s.stale
+    # the frame the result pinned, then chosen by the reader: the same measurement, not stale
+    assert s.frame is not None and not s.frame_by_reader
+    s.set_frame(s.frame)
+    assert s.frame_by_reader and not s.stale
+    # a result answers the request it was made for, not a later one
+    old = s.request()
+    s.move_mld((48.0, 70.0))
+    s.request()
+    s.accept(dataclasses.replace(known_result(), reference_choice="distal"), old.key)
+    assert s.stale
 
 
 def test_session_overrides_on_a_bundled_phantom():
@@ -522,7 +531,7 @@ def test_dropping_frames_on_a_bundled_phantom(tmp_path):
     assert res.frame_index in used and res.frame_index != full.frame_index
     assert full.frame_index not in res.frames["used"] and res.frames["excluded"] == [full.frame_index]
     assert res.parameters["reader"] == {"exclude_frames": [full.frame_index]}
-    assert not any("not fully opacified" in w for w in res.warnings)
+    assert not any("not fully opacified" in w or "holds the whole segment" in w for w in res.warnings)
 
     rec = json.loads(s.export(tmp_path)["json"].read_text())
     assert rec["result"]["frames"]["excluded"] == [full.frame_index]

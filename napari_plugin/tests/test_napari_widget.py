@@ -194,10 +194,11 @@ def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):
     mm = 2.0 / 24.0
     np.testing.assert_allclose(image.scale, [1.0, mm, mm])
     np.testing.assert_allclose(line.scale, [mm, mm])
-    # napari's scale bar reads the layers' units; shape edges keep their width on screen
+    # napari's scale bar reads the layers' units; shape edge widths are in data units (frame
+    # pixels): unchanged, they keep their width against the vessel
     assert [str(u) for u in image.units] == ["pixel", "millimeter", "millimeter"]
     assert [str(u) for u in line.units] == ["millimeter", "millimeter"]
-    assert float(line.edge_width[0]) == pytest.approx(width_px * mm)
+    assert float(line.edge_width[0]) == pytest.approx(width_px) and width_px >= 1.5
     assert image.metadata["stenosis"]["calibration_source"] == "catheter"
     assert widget.session.run.calibration.mm_per_px == pytest.approx((mm, mm))
     assert "catheter" in widget.calibration_label.text()
@@ -240,6 +241,8 @@ def test_measure_sample_run(make_napari_viewer, qtbot, sample_runs):
     table = widget.result_panel.table.as_dict()
     assert table["Percent stenosis (WASID)"] == f"{res.percent_stenosis:.1f} %"
     assert table["Calibration"].startswith("pixel_spacing")
+    # edge widths are in data units (frame pixels): at 0.15 mm/px they were drawn 0.15 x as wide (0.6 px)
+    assert min(viewer.layers[CENTERLINE_LAYER].edge_width) >= 1.5
     cl = viewer.layers[CENTERLINE_LAYER].data[0]
     # the traced centerline runs from the proximal to the distal point (within 3 px)
     assert np.hypot(*(cl[0] - truth["proximal_rc"])) < 3 and np.hypot(*(cl[-1] - truth["distal_rc"])) < 3
@@ -478,7 +481,7 @@ def test_frames_shown_and_dropped_on_a_sample_run(make_napari_viewer, qtbot, sam
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
     res = widget.session.result
     assert res.frame_index in used and res.frame_index != analysed and res.frames["excluded"] == [analysed]
-    assert not any("not fully opacified" in w for w in res.warnings)
+    assert not any("not fully opacified" in w or "holds the whole segment" in w for w in res.warnings)
     assert "the earliest fully opacified frame of the others" in widget.status_label.text()
     assert widget.frame_spin.value() == res.frame_index and widget.frame_source_label.text() != "yours"
     assert viewer.dims.current_step[0] == res.frame_index

@@ -107,6 +107,8 @@ class AngioRun:
     metadata: RunMetadata
     source: str = ""
     warnings: tuple[str, ...] = ()
+    #: the file's own calibration once a reader's replaced it (:meth:`with_calibration`); None before
+    file_calibration: Calibration | None = None
 
     def __repr__(self) -> str:  # not the pixel arrays
         f = self.frames
@@ -136,10 +138,16 @@ class AngioRun:
         kept = self.warnings
         if calibration.is_calibrated and not self.calibration.is_calibrated:
             kept = tuple(w for w in kept if UNCALIBRATED_MARK not in w)
-        replaced = _replaced_file_calibration(self.calibration, calibration)
-        if replaced and replaced not in kept:
+        # the file's own calibration, whatever the reader gave since (a second reader calibration
+        # is compared with the file's, and replaces the first one's warning)
+        file_cal = self.file_calibration or (self.calibration if self.calibration.source in _FILE_SOURCES else None)
+        if calibration.source in _FILE_SOURCES:  # a calibration of the file's own kind is the file's
+            file_cal = None
+        kept = tuple(w for w in kept if _REPLACED_MARK not in w)
+        replaced = _replaced_file_calibration(file_cal, calibration) if file_cal is not None else ""
+        if replaced:
             kept = (*kept, replaced)
-        return replace(self, calibration=calibration, warnings=kept)
+        return replace(self, calibration=calibration, warnings=kept, file_calibration=file_cal)
 
     @classmethod
     def from_array(
@@ -260,13 +268,19 @@ def run_id_from_uids(study_uid: str, series_uid: str, sop_uid: str) -> str:
 _FILE_SOURCES = (CalibrationSource.PIXEL_SPACING, CalibrationSource.GEOMETRY, CalibrationSource.MAGNIFICATION)
 
 
+#: in the warning of :func:`_replaced_file_calibration` (a later reader calibration replaces it)
+_REPLACED_MARK = "replaces the file's own"
+
+
 def _replaced_file_calibration(old: Calibration, new: Calibration) -> str:
-    """The warning when a reader's calibration replaces a different one from the file ("" if none)."""
+    """The warning when a reader's calibration replaces a different one from the file ("" if none;
+    different: either axis more than 1% apart)."""
     if not (old.is_calibrated and new.is_calibrated) or old.source not in _FILE_SOURCES or new.source in _FILE_SOURCES:
         return ""
-    a, b = float(np.mean(old.mm_per_px)), float(np.mean(new.mm_per_px))
-    if abs(b / a - 1.0) <= 0.01:
+    ratios = [float(b) / float(a) for a, b in zip(old.mm_per_px, new.mm_per_px)]
+    if max(abs(r - 1.0) for r in ratios) <= 0.01:
         return ""
-    return (f"the reader's {new.source.value} calibration ({b:.4g} mm/px) replaces the file's own ({a:.4g} mm/px, "
-            f"{old.source.value}), {100 * (b / a - 1):+.0f}%: mm values use the reader's; check which is right, "
-            "or leave the reader's calibration out to use the file's")
+    a, b = float(np.mean(old.mm_per_px)), float(np.mean(new.mm_per_px))
+    return (f"the reader's {new.source.value} calibration ({b:.4g} mm/px) {_REPLACED_MARK} ({a:.4g} mm/px, "
+            f"{old.source.value}), {100 * (b / a - 1):+.0f}%: mm values use the reader's; check which is right "
+            "(measure without the reader's calibration to use the file's)")

@@ -108,6 +108,7 @@ class MeasureRequest:
 
     run: Any
     kwargs: dict[str, Any]
+    key: Any = None  # the reader's choices it was made for (ReadingSession.accept takes it back)
 
     def __call__(self) -> Any:
         return measure_function()(self.run, **self.kwargs)
@@ -166,7 +167,6 @@ class ReadingSession:
     frame_by_reader: bool = False  # the reader typed / picked the frame
     frame_guess: int | None = None  # stenosis.guess_frame for the current points, shown before measuring
     _stack: Any = field(default=None, repr=False)  # unregistered opacification, cached per run
-    _requested_key: Any = field(default=None, repr=False)  # the choices of the last request made
     _measured_key: Any = field(default=None, repr=False)  # the choices the current result was measured with
 
     # ------------------------------------------------------------------ choices
@@ -239,7 +239,7 @@ class ReadingSession:
         """``stenosis.guess_frame`` for ``points`` (default: :meth:`guess_points`). Slow the
         first time on big runs (the opacification): the widget calls it in a worker."""
         pts = self.guess_points() if isinstance(points, str) else points
-        return int(stenosis.guess_frame(self.run, pts, stack=self.opacified()))
+        return int(stenosis.guess_frame(self.run, pts, stack=self.opacified(), exclude=self.dropped_frames))
 
     def set_frame_guess(self, guess: int | None, points: Any = None) -> bool:
         """Keep ``guess`` when it was computed for ``points`` and these are still the
@@ -438,7 +438,7 @@ class ReadingSession:
             self.frame_by_reader = False
             self._note("frame", frame=None, reason=f"frame {frame} (analysed) dropped")
             message = (f"Frame {frame} (the analysed frame) dropped: the earliest fully opacified frame of the "
-                       "others will be analysed; re-measuring.")
+                       "others will be analysed (the result warns if none is); re-measuring.")
         self.dropped_frames = sorted({*self.dropped_frames, frame})
         self._note("frame_dropped", frame=frame, dropped_frames=list(self.dropped_frames))
         return message
@@ -470,12 +470,12 @@ class ReadingSession:
         return cal
 
     # ------------------------------------------------------------------ measuring
-    def _choices_key(self) -> tuple:
-        """What a result depends on among the reader's choices (an automatic frame that
-        :meth:`accept` pinned is the same choice as "auto")."""
+    def _choices_key(self, frame: Any = "current") -> tuple:
+        """What a result depends on among the reader's choices; the frame is the one sent
+        (the reader's, or the automatic one :meth:`accept` pinned)."""
         return (
             None if self.segment is None else self.segment.value, self.model.value,
-            tuple(self.points), self.frame if self.frame_by_reader else None, self.reference_rc,
+            tuple(self.points), self.frame if frame == "current" else frame, self.reference_rc,
             self.reference_site, self.mld_rc, tuple(self.waypoints), tuple(self.feeding),
             tuple(self.dropped_frames), repr(self.run.calibration),
         )
@@ -513,17 +513,20 @@ class ReadingSession:
             stenosis.ReaderInputs.create(**kwargs)
         except stenosis.StenosisError as exc:
             raise ValueError(str(exc)) from None
-        self._requested_key = self._choices_key()
-        return MeasureRequest(self.run, kwargs)
+        return MeasureRequest(self.run, kwargs, self._choices_key())
 
-    def accept(self, result: Any) -> None:
+    def accept(self, result: Any, key: Any = None) -> None:
         """Keep ``result`` as the current measurement; pin its frame so later
-        adjustments re-measure the same frame (new points pick it again)."""
+        adjustments re-measure the same frame (new points pick it again).
+
+        ``key``: the :attr:`MeasureRequest.key` of the request it answers (None: the current
+        choices), so that :attr:`stale` says whether the reader changed a choice since."""
         self.result = result
-        # the choices of the request it answers (a result given without one: the current choices)
-        self._measured_key = self._requested_key if self._requested_key is not None else self._choices_key()
-        self._requested_key = None
         self.frame = int(result.frame_index)
+        if key is None:
+            self._measured_key = self._choices_key()
+        else:  # an automatic frame is the one the result pinned
+            self._measured_key = key if key[3] is not None else key[:3] + (self.frame,) + key[4:]
         self._note(
             "measured",
             frame_index=int(result.frame_index),

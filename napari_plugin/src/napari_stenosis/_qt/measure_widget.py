@@ -483,23 +483,27 @@ class MeasureWidget(QWidget):
     def _on_model(self, *args: Any) -> None:
         if self.session is not None and not self._syncing:
             self.session.set_model(self.model_combo.currentData())
+            self._update_enabled()  # Export follows whether the result still answers the choices
 
     def _on_frame(self, value: int) -> None:
         if self.session is None or self._syncing:
             return
         self.session.set_frame(None if value < 0 else value)
         self._show_frame()
+        self._update_enabled()
 
     def _use_shown_frame(self) -> None:
         if self.session is not None and self.viewer.dims.ndim >= 3:
             self.session.set_frame(int(self.viewer.dims.current_step[0]))
             self._show_frame()
+            self._update_enabled()
 
     def _use_auto_frame(self) -> None:
         if self.session is None:
             return
         self.session.use_auto_frame()
         self._show_frame()
+        self._update_enabled()
         if self.session.frame_guess is None:
             self._start_guess()
 
@@ -712,7 +716,7 @@ class MeasureWidget(QWidget):
             _measure_worker, progress={"total": 0, "desc": "Measuring stenosis"}, ignore_errors=True
         )(request)
         auto = request.kwargs.get("frame") is None
-        worker.returned.connect(lambda res, s=self.session: self._on_result(s, res, auto_frame=auto))
+        worker.returned.connect(lambda res, s=self.session, k=request.key: self._on_result(s, res, auto_frame=auto, key=k))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -728,9 +732,9 @@ class MeasureWidget(QWidget):
             f"Measuring (frame choice, vessel model, centerline, diameters)... {time.monotonic() - self._t0:.0f} s"
         )
 
-    def _on_result(self, session: ReadingSession, result: Any, *, auto_frame: bool = False) -> None:
+    def _on_result(self, session: ReadingSession, result: Any, *, auto_frame: bool = False, key: Any = None) -> None:
         self._ticker.stop()
-        session.accept(result)
+        session.accept(result, key)
         if session is not self.session:
             return
         self._show_result(result)
@@ -770,8 +774,9 @@ class MeasureWidget(QWidget):
     def _show_result(self, result: Any) -> None:
         geom = overlay_geometry(result)
         g = self._layer_geometry()
-        # shape edge widths are in world units (mm when calibrated): ~1.5 px of the frame
-        width = max(1.5, self._size_px(400)) * float(np.mean(g["scale"]))
+        # shape edge widths are in the layer's data units (frame pixels, whatever its scale): a
+        # render at scale 1 and 0.1 draws width 4 as the same 11 screen pixels
+        width = max(1.5, self._size_px(400))
         self._syncing = True
         try:
             cl = self._get_layer(CENTERLINE_LAYER)
@@ -990,7 +995,7 @@ class MeasureWidget(QWidget):
         if layer is None:
             layer = self.viewer.add_shapes(
                 name=CATHETER_LAYER, ndim=2, edge_color=COLOURS["catheter"],
-                edge_width=max(1.5, self._size_px(400)) * float(np.mean(self._layer_geometry()["scale"])),
+                edge_width=max(1.5, self._size_px(400)),
                 **self._layer_geometry(),
             )
         self.viewer.layers.selection.active = layer
@@ -1018,7 +1023,6 @@ class MeasureWidget(QWidget):
 
     def _apply_calibration_to_layers(self, cal: Any) -> None:
         ly = self.image_layer
-        ratio = float(np.mean(layer_scale(cal, 2)) / np.mean(ly.scale[-2:]))
         ly.scale = layer_scale(cal, ly.ndim)
         ly.units = layer_units(cal, ly.ndim)
         ly.metadata[META_KEY] = run_metadata(self.session.run)
@@ -1027,10 +1031,7 @@ class MeasureWidget(QWidget):
             other = self._get_layer(name)
             if other is not None:
                 other.scale = layer_scale(cal, other.ndim)
-                other.units = layer_units(cal, other.ndim)
-                if hasattr(other, "edge_width") and len(other.data):
-                    # shape edge widths are in world units: keep them as wide on screen as before
-                    other.edge_width = [float(w) * ratio for w in other.edge_width]
+                other.units = layer_units(cal, other.ndim)  # edge widths are in data units: unchanged
 
     # ------------------------------------------------------------------ export
     def _export_dialog(self) -> None:
