@@ -539,3 +539,31 @@ def test_dropping_frames_on_a_bundled_phantom(tmp_path):
     with open(tmp_path / "readings.csv") as fh:
         row = next(csv.DictReader(fh))
     assert row["frames_used"] == " ".join(str(t) for t in res.frames["used"])
+
+
+def test_library_messages_name_the_widgets_controls_in_napari():
+    """The library's messages name CLI flags; napari shows its own controls instead (a new user
+    read "give a catheter or manual calibration (--pixel-mm)" in the dock). Each message a reader
+    can meet here, taken from the library itself, comes out without a flag."""
+    import re
+
+    from napari_stenosis._model import for_napari
+    from stenosis.calibration import _UNCALIBRATED_TAIL
+
+    from stenosis.calibration import Calibration
+    from stenosis.params import DEFAULT_PARAMS
+    from stenosis.trace import Scale
+
+    texts = [_UNCALIBRATED_TAIL, *Scale.of(Calibration.none(), Segment.M1, "unet", DEFAULT_PARAMS).warnings]
+    assert len(texts) == 2 and "--pixel-mm" in texts[1]
+    for kw in ({"reference_choice": "feeding"}, {"feeding_proximal": (10, 10)}, {"reference_choice": "manual"}):
+        with pytest.raises(stenosis.StenosisError) as err:
+            stenosis.ReaderInputs.create("M1", (10, 10), (20, 20), **kw)
+        texts.append(str(err.value))
+    shown = [for_napari(t) for t in texts]
+    assert not [t for t in shown if re.search(r"--[a-z]", t)], shown
+    assert "Catheter calibration" in shown[0] and "Feeding artery points" in shown[2]
+    # results: the table's warnings too (the exported JSON keeps the library's text)
+    res = dataclasses.replace(known_result(), warnings=(texts[0],))
+    assert "--pixel-mm" not in dict(result_table(res))["Warnings"]
+    assert res.to_dict()["warnings"] == [texts[0]]

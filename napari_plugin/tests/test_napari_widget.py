@@ -317,6 +317,7 @@ def test_reader_choices_in_the_widget(make_napari_viewer, qtbot, tmp_path, monke
         widget.reference_combo.setCurrentIndex(labels.index("feeding"))
     assert "feeding" in blocker.args[0] and "\n" not in blocker.args[0]
     assert blocker.args[0] in widget.status_label.text() and widget.session.result is before
+    assert "--feeding" not in widget.status_label.text() and "Feeding artery points" in widget.status_label.text()
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
 
     # dragging the reference marker means manual: the forced site goes, the drop-down follows

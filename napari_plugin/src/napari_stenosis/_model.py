@@ -607,6 +607,31 @@ class ReadingSession:
 
 
 # ---------------------------------------------------------------------------- presentation
+#: the library's messages name the CLI's flags; in napari they name the widget's controls
+#: (shown on screen only: exports keep the library's text)
+_IN_NAPARI = (
+    ("a catheter or manual calibration (--pixel-mm)", "a catheter calibration (Catheter calibration > Draw line)"),
+    ("give --pixel-mm to report mm", "calibrate (Catheter calibration > Draw line) to report mm"),
+    ("--pixel-mm or --catheter-french", "Catheter calibration"),
+    ("leave --frame out to let the tool choose", "press Auto in the Frame row to let the tool choose"),
+    ("(leave --frame out to use it)", "(press Auto in the Frame row to use it)"),
+    ("(--frame N, or frame=N)", "(the Frame box)"),
+    ("give --feeding-proximal and --feeding-distal (napari: place the two feeding points first)",
+     "place the two Feeding artery points first"),
+    ("give both --feeding-proximal and --feeding-distal, or neither", "place both Feeding artery points, or none"),
+    ("give --reference ROW,COL", "drag the green reference marker"),
+    ("(--reference ROW,COL)", "(drag the green reference marker)"),
+    ("force one with --reference", "force one with the Reference box or by dragging the green marker"),
+)
+
+
+def for_napari(text: str) -> str:
+    """A library message with its CLI flags replaced by the widget's controls."""
+    for cli, here in _IN_NAPARI:
+        text = text.replace(cli, here)
+    return text
+
+
 def _uncertainty_text(result: Any) -> str:
     """From the result's own floats (the JSON's 2-decimal rounding would round twice and
     disagree with the warning's interval by 0.1)."""
@@ -723,7 +748,7 @@ def result_table(result: Any) -> list[tuple[str, str]]:
         ("Calibration", f"{cal.get('source')}" + ("" if not mm else f" ({float(mm[0]):.4f} mm/px)")),
         ("Model", str(d.get("model", ""))),
     ]
-    warnings = d.get("warnings") or []
+    warnings = [for_napari(str(w)) for w in (d.get("warnings") or [])]
     rows.append(("Warnings", "\n".join(warnings) if warnings else "none"))
     return rows
 

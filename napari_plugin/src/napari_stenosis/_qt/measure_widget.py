@@ -53,7 +53,7 @@ import stenosis
 from stenosis import ModelName, Segment
 from stenosis.result import CONFIRM_MARK
 
-from .._model import REFERENCE_MODES, ReadingSession, overlay_geometry
+from .._model import REFERENCE_MODES, ReadingSession, for_napari, overlay_geometry
 from .._plot import COLOURS
 from .._reader import META_KEY, RUN_KEY, layer_scale, layer_units, run_metadata
 from .result_panel import ResultPanel, Unsqueezed, scroll_area
@@ -707,9 +707,9 @@ class MeasureWidget(QWidget):
         try:
             request = self.session.request()
         except ValueError as exc:  # not ready, or an input the library refuses (one line)
-            self._set_status(f"Could not measure: {exc}", error=True)
+            self._set_status(f"Could not measure: {for_napari(str(exc))}", error=True)
             self._update_enabled()  # the result shown no longer answers the choices: no export
-            self.failed.emit(str(exc))
+            self.failed.emit(for_napari(str(exc)))
             return
         # errors are shown in the widget (one line that says what to do), not as a traceback
         worker = thread_worker(
@@ -758,6 +758,7 @@ class MeasureWidget(QWidget):
             from napari.utils.notifications import show_error
 
             show_error(f"napari-stenosis: unexpected error while measuring: {msg}")
+        msg = for_napari(msg)
         self._set_status(f"Could not measure: {msg}", error=True)
         self.failed.emit(msg)
 

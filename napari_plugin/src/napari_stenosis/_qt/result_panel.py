@@ -13,7 +13,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderView,
                             QListWidgetItem, QScrollArea, QSizePolicy, QTableWidget, QTableWidgetItem, QTabWidget,
                             QVBoxLayout, QWidget)
 
-from .._model import frame_items, frames_tab_title, result_table
+from .._model import for_napari, frame_items, frames_tab_title, result_table
 from .._plot import FRAMES_HELP, draw_frames, draw_profile
 
 __all__ = ["ProfilePlot", "FramesPlot", "FramesList", "FramesView", "ResultTable", "ResultPanel", "WarningsLabel",
@@ -254,7 +254,7 @@ class WarningsLabel(QLabel):
         self.setVisible(False)
 
     def show_result(self, result: Any) -> None:
-        warns = [] if result is None else [str(w) for w in (getattr(result, "warnings", ()) or ())]
+        warns = [] if result is None else [for_napari(str(w)) for w in (getattr(result, "warnings", ()) or ())]
         self.setText("\n".join(f"\u26a0 {w}" for w in warns))
         self.setVisible(bool(warns))
 
