@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import MeasurementError, ReaderInputError
+from .errors import MeasurementError
 from .opacification import estimate_shift, mask_frames_of, opacify, shared_noise
 from .params import DEFAULT_PARAMS, MeasureParams
+from .reader import as_rc, check_points_within
 from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
 
 #: smoothing (px) of the two frames' iodine compared to find the guess frame's vessels absent
@@ -108,9 +109,9 @@ def select_frame(
 def _allowed(n: int, exclude) -> np.ndarray:
     """(n,) bool: the frames not in ``exclude`` (all of them when it names every frame)."""
     allowed = np.ones(n, bool)
-    for t in np.atleast_1d(np.asarray(() if exclude is None else exclude, dtype=float)).ravel():
-        if 0 <= int(t) < n:
-            allowed[int(t)] = False
+    for t in np.ravel(() if exclude is None else exclude).astype(int):
+        if 0 <= t < n:
+            allowed[t] = False
     return allowed if allowed.any() else np.ones(n, bool)
 
 
@@ -150,12 +151,10 @@ def guess_frame(run, points=None, *, margin_px: float = 8.0, stack: np.ndarray |
         A point that is not a finite (row, col) inside the image.
     """
     t = run.frames.shape[0]
-    if points is not None and len(points):
-        shape = tuple(run.frames.shape[1:])
-        for k, p in enumerate(np.asarray(points, float).reshape(-1, 2)):
-            if not (np.all(np.isfinite(p)) and 0 <= p[0] <= shape[0] - 1 and 0 <= p[1] <= shape[1] - 1):
-                raise ReaderInputError(f"point {k + 1} ({p[0]:g}, {p[1]:g}) is outside the image (rows 0..{shape[0] - 1}, "
-                                       f"columns 0..{shape[1] - 1}); give points inside the image as (row, col)")
+    if points is not None and len(points):  # proximal, waypoints, distal: the reader's own check
+        pts = list(points)
+        names = ["proximal", *(f"waypoint {k + 1}" for k in range(len(pts) - 2)), "distal"] if len(pts) > 1 else ["given"]
+        check_points_within([(n, as_rc(p, n)) for n, p in zip(names, pts)], tuple(run.frames.shape[1:]))
     if t <= 1:
         return 0
     if stack is None:

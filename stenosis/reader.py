@@ -16,7 +16,7 @@ from .calibration import check_pixel_mm
 from .enums import ModelName, ReferenceChoice, Segment
 from .errors import ReaderInputError
 
-__all__ = ["ReaderInputs", "as_rc", "frames_mode"]
+__all__ = ["ReaderInputs", "as_rc", "check_points_within", "frames_mode"]
 
 Point = tuple[float, float]
 
@@ -34,6 +34,17 @@ def as_rc(p: Any, name: str) -> Point:
     if not (np.isfinite(r) and np.isfinite(c)):
         raise ReaderInputError(f"the {name} point ({r}, {c}) is not a finite (row, col); give two numbers, in pixels")
     return r, c
+
+
+def check_points_within(named: Any, shape: tuple[int, int]) -> None:
+    """Each (name, (row, col)) of ``named`` inside a frame of ``shape``, or a one-line ReaderInputError."""
+    h, w = shape
+    for name, p in named:
+        if not (0 <= p[0] <= h - 1 and 0 <= p[1] <= w - 1):
+            raise ReaderInputError(
+                f"the {name} point ({p[0]:g}, {p[1]:g}) is outside the image "
+                f"(rows 0..{h - 1}, cols 0..{w - 1}); give ROW,COL inside the frame (row first"
+                + (f": did you mean {p[1]:g},{p[0]:g}?)" if 0 <= p[1] <= h - 1 and 0 <= p[0] <= w - 1 else ")"))
 
 
 def _frame_numbers(frames: Any) -> tuple[int, ...]:
@@ -171,13 +182,7 @@ class ReaderInputs:
 
     def check_within(self, n_frames: int, shape: tuple[int, int]) -> None:
         """Every point inside a frame of ``shape`` and the frame inside the run."""
-        h, w = shape
-        for name, p in self.named_points():
-            if not (0 <= p[0] <= h - 1 and 0 <= p[1] <= w - 1):
-                raise ReaderInputError(
-                    f"the {name} point ({p[0]:g}, {p[1]:g}) is outside the image "
-                    f"(rows 0..{h - 1}, cols 0..{w - 1}); give ROW,COL inside the frame (row first"
-                    + (f": did you mean {p[1]:g},{p[0]:g}?)" if 0 <= p[1] <= h - 1 and 0 <= p[0] <= w - 1 else ")"))
+        check_points_within(self.named_points(), shape)
         if self.frame is not None and not 0 <= self.frame < n_frames:
             raise ReaderInputError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
                                    f"pick a frame from 0 to {n_frames - 1}")

@@ -273,9 +273,9 @@ _REPLACED_MARK = "replaces the file's own"
 
 
 def _replaced_file_calibration(old: Calibration, new: Calibration) -> str:
-    """The warning when a reader's calibration replaces a different one from the file ("" if none;
-    different: either axis more than 1% apart)."""
-    if not (old.is_calibrated and new.is_calibrated) or old.source not in _FILE_SOURCES or new.source in _FILE_SOURCES:
+    """The warning when a reader's calibration ``new`` replaces the file's ``old`` and differs from
+    it ("" if not; different: either axis more than 1% apart)."""
+    if not (old.is_calibrated and new.is_calibrated):
         return ""
     ratios = [float(b) / float(a) for a, b in zip(old.mm_per_px, new.mm_per_px)]
     if max(abs(r - 1.0) for r in ratios) <= 0.01:

@@ -470,15 +470,16 @@ class ReadingSession:
         return cal
 
     # ------------------------------------------------------------------ measuring
-    def _choices_key(self, frame: Any = "current") -> tuple:
+    def _choices_key(self) -> dict[str, Any]:
         """What a result depends on among the reader's choices; the frame is the one sent
         (the reader's, or the automatic one :meth:`accept` pinned)."""
-        return (
-            None if self.segment is None else self.segment.value, self.model.value,
-            tuple(self.points), self.frame if frame == "current" else frame, self.reference_rc,
-            self.reference_site, self.mld_rc, tuple(self.waypoints), tuple(self.feeding),
-            tuple(self.dropped_frames), repr(self.run.calibration),
-        )
+        return {
+            "segment": None if self.segment is None else self.segment.value, "model": self.model.value,
+            "points": tuple(self.points), "frame": self.frame, "reference_rc": self.reference_rc,
+            "reference_site": self.reference_site, "mld_rc": self.mld_rc, "waypoints": tuple(self.waypoints),
+            "feeding": tuple(self.feeding), "dropped": tuple(self.dropped_frames),
+            "calibration": repr(self.run.calibration),
+        }
 
     @property
     def stale(self) -> bool:
@@ -523,10 +524,8 @@ class ReadingSession:
         choices), so that :attr:`stale` says whether the reader changed a choice since."""
         self.result = result
         self.frame = int(result.frame_index)
-        if key is None:
-            self._measured_key = self._choices_key()
-        else:  # an automatic frame is the one the result pinned
-            self._measured_key = key if key[3] is not None else key[:3] + (self.frame,) + key[4:]
+        # an automatic frame (None sent) is the one the result pinned
+        self._measured_key = self._choices_key() if key is None else {**key, "frame": self.frame}
         self._note(
             "measured",
             frame_index=int(result.frame_index),
@@ -556,7 +555,7 @@ class ReadingSession:
             # what the library recorded as the reader's overrides of the current result
             "measured_with": dict((getattr(self.result, "parameters", None) or {}).get("reader") or {})
             if self.result is not None else None,
-            "calibration": {**cal.to_dict(), "detail": getattr(cal, "detail", "")},
+            "calibration": cal.to_dict(),  # with its detail
             "actions": list(self.log),
         }
 

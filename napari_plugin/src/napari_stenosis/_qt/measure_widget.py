@@ -777,7 +777,7 @@ class MeasureWidget(QWidget):
         g = self._layer_geometry()
         # shape edge widths are in the layer's data units (frame pixels, whatever its scale): a
         # render at scale 1 and 0.1 draws width 4 as the same 11 screen pixels
-        width = max(1.5, self._size_px(400))
+        width = self._size_px(400)  # at least 4 px
         self._syncing = True
         try:
             cl = self._get_layer(CENTERLINE_LAYER)
@@ -996,7 +996,7 @@ class MeasureWidget(QWidget):
         if layer is None:
             layer = self.viewer.add_shapes(
                 name=CATHETER_LAYER, ndim=2, edge_color=COLOURS["catheter"],
-                edge_width=max(1.5, self._size_px(400)),
+                edge_width=self._size_px(400),
                 **self._layer_geometry(),
             )
         self.viewer.layers.selection.active = layer
