@@ -553,6 +553,12 @@ class MeasureWidget(QWidget):
         layer.mode = "add"
         self.prompt_label.setText(self._prompt())
 
+    def _line_px(self) -> float:
+        """Width of the overlay lines in frame pixels (napari's edge widths are in data units):
+        thin enough that a reader sees the lumen's edge beside its line (1.5 px; a 400th of a
+        larger frame's height)."""
+        return max(1.5, int(self.session.run.frames.shape[1]) / 400.0)
+
     def _size_px(self, fraction_of: int) -> float:
         h = int(self.session.run.frames.shape[1])
         return max(4.0, h / float(fraction_of))
@@ -777,7 +783,7 @@ class MeasureWidget(QWidget):
         g = self._layer_geometry()
         # shape edge widths are in the layer's data units (frame pixels, whatever its scale): a
         # render at scale 1 and 0.1 draws width 4 as the same 11 screen pixels
-        width = self._size_px(400)  # at least 4 px
+        width = self._line_px()
         self._syncing = True
         try:
             cl = self._get_layer(CENTERLINE_LAYER)
@@ -996,7 +1002,7 @@ class MeasureWidget(QWidget):
         if layer is None:
             layer = self.viewer.add_shapes(
                 name=CATHETER_LAYER, ndim=2, edge_color=COLOURS["catheter"],
-                edge_width=self._size_px(400),
+                edge_width=self._line_px(),
                 **self._layer_geometry(),
             )
         self.viewer.layers.selection.active = layer
