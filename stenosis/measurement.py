@@ -622,7 +622,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     more frames the SD of those per-frame percent stenoses is the measured precision: the combined SD is at least that
     over sqrt(n), and frames that disagree beyond their modelled noise are reported. The combined percent SD is
     also at least the analysed frame's own x :func:`shared_noise_share` (the masks' noise, in every frame alike);
-    the MLD and reference SDs are not raised with it.
+    when a floor raises it, the MLD and reference SDs are raised by the same factor.
     """
     def grade(p: DiameterProfile) -> WasidMeasurement:
         return wasid(p, inputs.segment, params=params, **_grading_inputs(inputs, placed))
@@ -687,9 +687,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         if frame_sd > params.frames_disagree_ratio * expected:
             warns += (f"the {len(per_frame)} frames disagree beyond their noise (percent stenosis SD {frame_sd:.1f} "
                      f"between frames, {expected:.1f} expected): motion, inflow or a misplaced trace; check the frames",)
-        floor = frame_sd / np.sqrt(len(per_frame))
-        if floor > combined.percent_stenosis_sd:
-            combined = replace(combined, percent_stenosis_sd=floor)
+        combined = _sd_at_least(combined, frame_sd / np.sqrt(len(per_frame)))
     shared = shared_noise_share(run, len(profiles))
     if shared < 1.0:
         # the mask's noise is subtracted from every frame alike: combining n frames cannot lower the
@@ -701,10 +699,21 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
             floor = grade(profile).percent_stenosis_sd * shared
         except MeasurementError:  # a reader's forced site the analysed frame alone cannot grade
             floor = float("nan")
-        if floor > combined.percent_stenosis_sd:
-            combined = replace(combined, percent_stenosis_sd=floor)
+        combined = _sd_at_least(combined, floor)
     return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,
                        dropped, companions.shared_noise_weight, tuple(read))
+
+
+def _sd_at_least(m: WasidMeasurement, floor: float) -> WasidMeasurement:
+    """``m`` with its percent SD raised to ``floor`` when below it, the MLD and reference SDs
+    scaled by the same factor (the percent SD follows from them: both carry the noise the floor
+    stands for), so the three stay consistent."""
+    if not floor > m.percent_stenosis_sd:
+        return m
+    k = floor / m.percent_stenosis_sd if m.percent_stenosis_sd > 0 else float("nan")
+    if not np.isfinite(k):
+        return replace(m, percent_stenosis_sd=floor)
+    return replace(m, percent_stenosis_sd=floor, mld_sd_px=m.mld_sd_px * k, reference_sd_px=m.reference_sd_px * k)
 
 
 def shared_noise_share(run, n_frames: int) -> float:

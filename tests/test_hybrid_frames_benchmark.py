@@ -126,4 +126,8 @@ def test_combined_sd_keeps_the_masks_share_on_a_normal_artery(cimat_dir, monkeyp
     assert n == 5 and shared_noise_share(run, n) == pytest.approx(0.683, abs=1e-3)
     assert every.percent_stenosis == pytest.approx(15.7, abs=1.0)
     assert every.percent_stenosis_sd >= 0.95 * 0.683 * alone.percent_stenosis_sd
+    # the floor raises the MLD and reference SDs with the percent SD, which still follows from them
+    ref, mld = every.reference_diameter_px, every.mld_px
+    follows = 100.0 * np.hypot(every.mld_sd_px / ref, mld * every.reference_sd_px / ref**2)
+    assert every.percent_stenosis_sd == pytest.approx(follows, rel=1e-6)
     assert abs(every.percent_stenosis - case.truth["percent"]) <= 2 * every.percent_stenosis_sd
