@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import MeasurementError
-from .opacification import estimate_shift, mask_frames_of, opacify, shared_noise
+from .opacification import estimate_shift, mask_frames_of, mask_noise, native_values, opacify, shared_noise
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import as_rc, check_points_within
 from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
@@ -417,24 +417,28 @@ def iodine_free(analysed: AnalysedFrame, margin_px: float) -> np.ndarray:
 def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame | None],
                          params: MeasureParams = DEFAULT_PARAMS, *,
                          estimate_from: int | None = None,
-                         fixed_mask: bool = False) -> tuple[np.ndarray, list[FollowedFrame | None], float]:
+                         fixed_mask: bool = False, run=None) -> tuple[np.ndarray, list[FollowedFrame | None], float, float]:
     """The analysed image and the followed frames with the noise they share removed where no
     frame holds iodine (:func:`stenosis.opacification.shared_noise`), and its weight ``w``.
 
     Every frame of a run is the mask subtracted from a live frame, so the mask's quantum noise
     is in all of them alike and averaging frames cannot lower it; off the vessels, though, each
     live frame observes the anatomy the mask observed, so there the mask's noise is estimated
-    from the frames themselves. Under the lumen it is not (the iodine hides it). Free of
+    from the frames themselves. Under the lumen the iodine hides it from the frames; there,
+    given the native ``run``, it is estimated from the mask itself (each frame plus its live
+    frame is the mask as subtracted from it; :func:`stenosis.opacification.mask_noise`, with
+    ``mask_noise_scales_px``). Free of
     iodine: :func:`iodine_free` with ``shared_noise_margin_px``, inside the trace's crop; the
     frames are aligned on the analysed one by their motion rounded to whole pixels (an
     interpolation would smooth the noise being matched), or not at all with ``fixed_mask`` (a
     run stored subtracted: its mask's noise stays where the vendor subtracted it). ``estimate_from``: only the first so
     many followed frames estimate it (a reader's frame limit); it is removed from all.
     Unchanged (``w`` = 0) with ``shared_noise_sigma_px`` = 0, or fewer than 2 followed frames
-    inside the image."""
+    inside the image. Returns the images, the followed frames, ``w``, and the share of the frames'
+    fine structure off the vessels that the mask predicts (0: not predicted under the lumen)."""
     image = analysed.image
     if not params.shared_noise_sigma_px > 0:
-        return image, followed, 0.0
+        return image, followed, 0.0, 0.0
     trace = analysed.trace
     box = trace.box
     h, w = image.shape
@@ -451,16 +455,27 @@ def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame |
                 stack.append(f.image[rows, cols])
             moves[k] = (rows, cols)
     if len(stack) < 3:
-        return image, followed, 0.0
-    fine, weight = shared_noise(np.stack(stack), iodine_free(analysed, params.shared_noise_margin_px),
+        return image, followed, 0.0, 0.0
+    free = iodine_free(analysed, params.shared_noise_margin_px)
+    fine, weight = shared_noise(np.stack(stack), free,
                                 sigma_px=params.shared_noise_sigma_px, outlier_sds=params.frame_outlier_sds)
     if weight <= 0:
-        return image, followed, 0.0
+        return image, followed, 0.0, 0.0
+    under, explained = {}, 0.0  # the mask's noise under the iodine, per frame (key -1: the analysed frame)
+    if run is not None and not fixed_mask and mask_frames_of(run) and len(params.mask_noise_scales_px):
+        # each subtracted frame plus its live frame is the mask as subtracted from it
+        regions = {-1: (analysed.index, box)} | {k: (followed[k].index, moves[k]) for k in moves}
+        keys = list(regions)
+        subtracted = np.stack([image[box]] + [followed[k].image[moves[k]] for k in keys[1:]])
+        masks = subtracted + np.stack([native_values(run, t, rc) for t, rc in regions.values()])
+        per_frame, explained = mask_noise(subtracted, masks, free, sigma_px=params.shared_noise_sigma_px,
+                                          scales_px=tuple(params.mask_noise_scales_px))
+        under = dict(zip(keys, per_frame))
     image = np.array(image, np.float32, copy=True)
-    image[box] -= fine
+    image[box] -= fine + under.get(-1, 0.0)
     out = list(followed)
     for k, (rows, cols) in moves.items():
         moved = np.array(followed[k].image, np.float32, copy=True)
-        moved[rows, cols] -= fine
+        moved[rows, cols] -= fine + under.get(k, 0.0)
         out[k] = replace(followed[k], image=moved)
-    return image, out, weight
+    return image, out, weight, explained

@@ -464,6 +464,7 @@ class FrameSeries:
     dropped: tuple[int, ...] = ()  # frames the reader dropped that would have been combined
     shared_noise_weight: float = 0.0  # the mask's noise removed off the vessels (Companions)
     read: tuple[FrameRead, ...] = ()  # each frame used, as its diameters were read (the analysed first)
+    mask_noise_explained: float = 0.0  # the mask's noise predicted under the lumen (Companions)
 
 
 def _frame_read(index: int, image: np.ndarray, shift_rc, profile: DiameterProfile, amplitude: np.ndarray,
@@ -577,6 +578,7 @@ class Companions:
     notes: tuple[str, ...]
     analysed_image: np.ndarray  # the analysed image, the frames' shared noise removed
     shared_noise_weight: float  # w of :func:`stenosis.opacification.shared_noise` (0: not removed)
+    mask_noise_explained: float = 0.0  # R^2 of :func:`stenosis.opacification.mask_noise` (0: not predicted)
 
 
 def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: float,
@@ -584,8 +586,8 @@ def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: flo
     """The frames of the arterial phase other than the analysed one (:func:`stenosis.frames.companion_frames`
     along the trace), less those the reader dropped, followed onto the analysed frame
     (:func:`stenosis.frames.follow_frames`), and the noise the frames share removed off the
-    vessels from them and from the analysed image (:func:`stenosis.frames.without_shared_noise`;
-    with a frame limit, from the frames it allows)."""
+    vessels from them and from the analysed image, and under the lumen from the mask itself
+    (:func:`stenosis.frames.without_shared_noise`; with a frame limit, from the frames it allows)."""
     limit = inputs.frame_limit
     companions = [] if limit == 0 else companion_frames(run, analysed, analysed.trace.centerline_rc, params=params)[0]
     dropped = tuple(t for t in companions if t in inputs.exclude_frames)
@@ -601,9 +603,9 @@ def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: flo
                   "measured (not combined): kept as the mask",)
     reach = profile_geometry(rhint, params)[0] + params.profile_band_px
     followed = follow_frames(run, analysed, companions, params, reach_px=reach)
-    image, followed, weight = without_shared_noise(analysed, followed, params, estimate_from=limit,
-                                                   fixed_mask=bool(run.metadata.subtracted))
-    return Companions(list(zip(companions, followed)), dropped, notes, image, weight)
+    image, followed, weight, explained = without_shared_noise(analysed, followed, params, estimate_from=limit,
+                                                              fixed_mask=bool(run.metadata.subtracted), run=run)
+    return Companions(list(zip(companions, followed)), dropped, notes, image, weight, explained)
 
 
 def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: DiameterProfile, rhint: float,
@@ -667,7 +669,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
                  "in the segment's arterial phase and in place",)
     if len(profiles) == 1:
         return FrameSeries(profile, grade(profile), (analysed.index,), (), float("nan"), tuple(rejected), fewer + notes,
-                           dropped, companions.shared_noise_weight, tuple(read))
+                           dropped, companions.shared_noise_weight, tuple(read), companions.mask_noise_explained)
     combined_profile = combine_frames(profiles, [_area_noise(p) for p in profiles], outlier_sds=params.frame_outlier_sds)
     combined = grade(combined_profile)
     if combined.reference_window is None:
@@ -701,7 +703,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
             floor = float("nan")
         combined = _sd_at_least(combined, floor)
     return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,
-                       dropped, companions.shared_noise_weight, tuple(read))
+                       dropped, companions.shared_noise_weight, tuple(read), companions.mask_noise_explained)
 
 
 def _sd_at_least(m: WasidMeasurement, floor: float) -> WasidMeasurement:
@@ -893,4 +895,5 @@ def _frames_record(series: FrameSeries, profile: DiameterProfile, scale: Scale) 
         "rejected": [{"frame": int(t), "why": why} for t, why in series.rejected],
         "excluded": [int(t) for t in series.dropped],
         "shared_noise_weight": rnd(series.shared_noise_weight, 3),
+        "mask_noise_explained": rnd(series.mask_noise_explained, 3),
     }

@@ -55,7 +55,7 @@ from scipy import ndimage as ndi
 from .errors import InputError
 
 __all__ = ["opacify", "estimate_shift", "shift_image", "native_values", "native_iodine", "background_off_vessels",
-           "shared_noise"]
+           "shared_noise", "mask_noise"]
 
 #: Default bound on the mask shift (pixels along each axis).
 MAX_SHIFT_PX = 16.0
@@ -145,10 +145,10 @@ def opacify(
     return out
 
 
-def native_values(run, index: int) -> np.ndarray:
-    """Frame ``index`` of a native run in the domain its opacification subtracts in: stored
-    values, or their natural log for a LIN run (float32)."""
-    f = np.asarray(run.frames[index], np.float32).copy()
+def native_values(run, index: int, region: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Frame ``index`` of a native run (or its ``region``) in the domain its opacification
+    subtracts in: stored values, or their natural log for a LIN run (float32)."""
+    f = np.asarray(run.frames[index] if region is None else run.frames[index][region], np.float32).copy()
     if run.metadata.pixel_intensity_relationship == "LIN":
         np.maximum(f, 1.0, out=f)
         np.log(f, out=f)
@@ -466,3 +466,52 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
         return zero, 0.0
     w = float(np.clip(1.0 - own / n / total, 0.0, 1.0))
     return np.where(free, w * fine, 0.0).astype(np.float32), w
+
+
+def mask_noise(frames: np.ndarray, masks: np.ndarray, free: np.ndarray, *, sigma_px: float,
+               scales_px=(1.0, 2.0)) -> tuple[np.ndarray, float]:
+    """The mask's noise under the iodine, predicted from the mask itself.
+
+    ``frames`` (n, h, w): subtracted frames (mask less live); ``masks`` (n, h, w): the mask each
+    one subtracted, as subtracted (registered onto it); ``free`` (h, w): the pixels off every
+    vessel. The mask holds no iodine, so its structure finer than ``sigma_px`` is its noise plus
+    the anatomy's fine structure, everywhere, under the lumen too. Off the vessels a frame's fine
+    structure is the mask's noise (with the live frame's, independent of the mask, and what
+    registration left of the anatomy), so there the best linear predictor of it from the mask is
+    fitted: least squares on the mask's structure finer than
+    ``sigma_px`` seen through a small filter bank (the pixel, and Gaussian neighbourhoods of
+    ``scales_px``; a basis: its weights are what is fitted): it weighs the noise, white at the pixel scale, against the
+    anatomy, smooth there (fitted on the frames' mean: the filters are linear). Returns the
+    prediction on the pixels that are not free (zero on the free ones), to subtract from each
+    frame, and the share of the frames' mean fine structure off the vessels it explains (R^2; 0
+    when it cannot be estimated: under 50 free pixels)."""
+    S = np.asarray(frames, np.float32)
+    M = np.asarray(masks, np.float32)
+    free = np.asarray(free, bool)
+    zero = np.zeros(S.shape, np.float32)
+    if free.sum() < 50 or not sigma_px > 0:
+        return zero, 0.0
+    sig = (0, sigma_px, sigma_px)
+    coarse = ndi.gaussian_filter(M, sig, truncate=3.0, mode="nearest")
+    bank = [M - coarse] + [ndi.gaussian_filter(M, (0, s, s), truncate=3.0, mode="nearest") - coarse
+                           for s in scales_px]
+    # fitted on the frames' mean (the filters are linear: the mean of each frame's structure):
+    # the frames' structure over the free pixels against the mean mask's through the bank
+    f = free.astype(np.float32)
+    mean = S.mean(axis=0)
+    fine = mean - ndi.gaussian_filter(mean * f, sigma_px, truncate=3.0) / np.maximum(
+        ndi.gaussian_filter(f, sigma_px, truncate=3.0), 1e-6)
+    y = fine[free].astype(np.float64)
+    X = np.stack([b.mean(axis=0)[free] for b in bank], axis=1).astype(np.float64)
+    X -= X.mean(axis=0)
+    y -= y.mean()
+    gram = X.T @ X
+    if not np.all(np.isfinite(gram)) or np.linalg.matrix_rank(gram) < gram.shape[0]:
+        return zero, 0.0
+    coef = np.linalg.solve(gram, X.T @ y)
+    explained = float(1.0 - np.sum((y - X @ coef) ** 2) / max(float(np.sum(y * y)), 1e-30))
+    if not explained > 0:
+        return zero, 0.0
+    pred = sum(np.float32(c) * b for c, b in zip(coef, bank))
+    pred[:, free] = 0.0
+    return pred.astype(np.float32, copy=False), explained

@@ -62,6 +62,7 @@ class MeasureParams:
     bolus_t_stat: float = _p(3.0, "standard errors", "the bolus front's fitted slope must be at least this many standard errors (bolus_span_frames, swap_span_frames)")
     frame_outlier_sds: float = _p(4.0, "noise SD", "a frame's diameter further than this from the frames' median at a sample (3+ frames) is not combined there")
     shared_noise_sigma_px: float = _p(4.0, "px", "several frames: the mask's noise they share is estimated off the vessels from their mean less its background interpolated at this scale, and removed from every frame (0: off)")
+    mask_noise_scales_px: tuple = _p((1.0, 2.0), "px", "several frames of a native run: under the lumen the mask's noise is predicted from the mask's fine structure seen by the pixel and Gaussian neighbourhoods of these scales, weights fitted off the vessels ((): off)")
     shared_noise_margin_px: float = _p(3.0, "px", "several frames: pixels within the traced lumen's local radius plus this, or this near the vessel map, hold iodine (the mask's noise is not estimated there)")
     recenter_max_px: float = _p(3.0, "px", "smallest cap of the move onto the fitted lumen centres")
     recenter_max_radius: float = _p(0.5, "x radius", "cap of the move onto the fitted lumen centres, in lumen radii")
