@@ -35,6 +35,9 @@ def measure_kwargs(pairs: list[str] | None) -> dict:
             raise SystemExit(f"--param {pair!r}: give NAME=VALUE with NAME a MeasureParams field")
         default = getattr(DEFAULT_PARAMS, name)
         try:
+            if isinstance(default, tuple) and value == "":
+                changes[name] = ()  # an empty tuple: the mechanism off (e.g. mask_noise_scales_px)
+                continue
             if isinstance(default, tuple):
                 parts = value.split(":")
                 if len(parts) != len(default):
