@@ -457,8 +457,9 @@ def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame |
     if len(stack) < 3:
         return image, followed, 0.0, 0.0
     free = iodine_free(analysed, params.shared_noise_margin_px)
-    fine, weight = shared_noise(np.stack(stack), free,
-                                sigma_px=params.shared_noise_sigma_px, outlier_sds=params.frame_outlier_sds)
+    # free: less the pixels where a frame lies off the others (a vein filling), which hold iodine
+    fine, weight, free = shared_noise(np.stack(stack), free, sigma_px=params.shared_noise_sigma_px,
+                                      outlier_sds=params.frame_outlier_sds, with_free=True)
     if weight <= 0:
         return image, followed, 0.0, 0.0
     under, explained = {}, 0.0  # the mask's noise under the iodine, per frame (key -1: the analysed frame)
@@ -468,8 +469,9 @@ def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame |
         keys = list(regions)
         subtracted = np.stack([image[box]] + [followed[k].image[moves[k]] for k in keys[1:]])
         masks = subtracted + np.stack([native_values(run, t, rc) for t, rc in regions.values()])
+        # fitted on the frames that estimate the off-vessel part (a reader's limit), made for all
         per_frame, explained = mask_noise(subtracted, masks, free, sigma_px=params.shared_noise_sigma_px,
-                                          scales_px=tuple(params.mask_noise_scales_px))
+                                          scales_px=tuple(params.mask_noise_scales_px), fit_count=len(stack))
         under = dict(zip(keys, per_frame))
     image = np.array(image, np.float32, copy=True)
     image[box] -= fine + under.get(-1, 0.0)

@@ -624,7 +624,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     more frames the SD of those per-frame percent stenoses is the measured precision: the combined SD is at least that
     over sqrt(n), and frames that disagree beyond their modelled noise are reported. The combined percent SD is
     also at least the analysed frame's own x :func:`shared_noise_share` (the masks' noise, in every frame alike);
-    when a floor raises it, the MLD and reference SDs are raised by the same factor.
+    when a floor raises it, the MLD and reference SDs are raised with it (:func:`_sd_at_least`).
     """
     def grade(p: DiameterProfile) -> WasidMeasurement:
         return wasid(p, inputs.segment, params=params, **_grading_inputs(inputs, placed))
@@ -707,14 +707,21 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
 
 
 def _sd_at_least(m: WasidMeasurement, floor: float) -> WasidMeasurement:
-    """``m`` with its percent SD raised to ``floor`` when below it, the MLD and reference SDs
-    scaled by the same factor (the percent SD follows from them: both carry the noise the floor
-    stands for), so the three stay consistent."""
+    """``m`` with its percent SD raised to ``floor`` when below it, and the MLD and reference SDs
+    with it, so that the percent SD still follows from them: both scaled by the same factor (both
+    carry the noise the floor stands for); a reference measured off the traced segment (no
+    reference window: a feeding artery, a reader's point) keeps its own SD, from the analysed
+    frame alone, and the MLD's SD takes all of the rise."""
     if not floor > m.percent_stenosis_sd:
         return m
-    k = floor / m.percent_stenosis_sd if m.percent_stenosis_sd > 0 else float("nan")
-    if not np.isfinite(k):
+    ref, mld = m.reference_px, m.mld_px
+    if not (m.percent_stenosis_sd > 0 and ref > 0):
         return replace(m, percent_stenosis_sd=floor)
+    if m.reference_window is None:
+        ref_term = mld * m.reference_sd_px / ref**2
+        return replace(m, percent_stenosis_sd=floor,
+                       mld_sd_px=ref * float(np.sqrt(max((floor / 100.0) ** 2 - ref_term**2, 0.0))))
+    k = floor / m.percent_stenosis_sd
     return replace(m, percent_stenosis_sd=floor, mld_sd_px=m.mld_sd_px * k, reference_sd_px=m.reference_sd_px * k)
 
 

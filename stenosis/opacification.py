@@ -415,7 +415,8 @@ def _shift_axis(image: np.ndarray, d: float, axis: int) -> np.ndarray:
     return a
 
 
-def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outlier_sds: float) -> tuple[np.ndarray, float]:
+def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outlier_sds: float,
+                 with_free: bool = False) -> tuple:
     """The noise a run's subtracted frames share (the mask's), on the pixels none holds iodine in.
 
     ``frames`` (n, h, w): subtracted frames of one run aligned to whole pixels; ``free`` (h, w):
@@ -428,13 +429,14 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
     ``outlier_sds`` of that noise from the frames' mean, less its offset (a vein filling in a late frame, a
     vessel the map missed in some frames) are not free. Returns ``w`` times the mean's fine
     structure on the free pixels (zero elsewhere), to subtract from every frame, and ``w``
-    (0 when it cannot be estimated: fewer than 3 frames or 50 free pixels)."""
+    (0 when it cannot be estimated: fewer than 3 frames or 50 free pixels); ``with_free``: and
+    the free pixels it used (those off the others left out)."""
     S = np.asarray(frames, np.float32)
     n = S.shape[0]
     zero = np.zeros(S.shape[1:], np.float32)
     free = np.asarray(free, bool)
     if n < 3 or free.sum() < 50:
-        return zero, 0.0
+        return (zero, 0.0, free) if with_free else (zero, 0.0)
     mean = S.mean(axis=0)
 
     def high_pass(x, f):  # the structure finer than sigma_px, over the pixels f (x: (..., h, w))
@@ -448,7 +450,7 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
     sq = (high_pass(dev, free.astype(np.float32)) ** 2).sum(axis=0) / (n - 1)
     own = float(sq[free].mean())
     if not own > 0:
-        return zero, 0.0
+        return (zero, 0.0, free) if with_free else (zero, 0.0)
     # a frame's pixel off the others' (a vein filling, a vessel the map missed in some frames),
     # judged on its whole difference from their mean less the frame's offset, is not free, nor
     # is it counted in the frames' own noise within the filter's reach of it
@@ -458,18 +460,19 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
         free = free & ~far
         counted = free & (ndi.distance_transform_edt(~far) > 3.0 * sigma_px)
         if free.sum() < 50 or counted.sum() < 50:
-            return zero, 0.0
+            return (zero, 0.0, free) if with_free else (zero, 0.0)
         own = float(sq[counted].mean())
     fine = high_pass(mean, free.astype(np.float32))
     total = float((fine[free] ** 2).mean())
     if not (total > 0 and own > 0):
-        return zero, 0.0
+        return (zero, 0.0, free) if with_free else (zero, 0.0)
     w = float(np.clip(1.0 - own / n / total, 0.0, 1.0))
-    return np.where(free, w * fine, 0.0).astype(np.float32), w
+    out = np.where(free, w * fine, 0.0).astype(np.float32)
+    return (out, w, free) if with_free else (out, w)
 
 
 def mask_noise(frames: np.ndarray, masks: np.ndarray, free: np.ndarray, *, sigma_px: float,
-               scales_px=(1.0, 2.0)) -> tuple[np.ndarray, float]:
+               scales_px=(1.0, 2.0), fit_count: int | None = None) -> tuple[np.ndarray, float]:
     """The mask's noise under the iodine, predicted from the mask itself.
 
     ``frames`` (n, h, w): subtracted frames (mask less live); ``masks`` (n, h, w): the mask each
@@ -484,7 +487,9 @@ def mask_noise(frames: np.ndarray, masks: np.ndarray, free: np.ndarray, *, sigma
     anatomy, smooth there (fitted on the frames' mean: the filters are linear). Returns the
     prediction on the pixels that are not free (zero on the free ones), to subtract from each
     frame, and the share of the frames' mean fine structure off the vessels it explains (R^2; 0
-    when it cannot be estimated: under 50 free pixels)."""
+    when it cannot be estimated: under 50 free pixels, or the fit explains nothing).
+    ``fit_count``: only the first so many frames are fitted on (a reader's frame limit); the
+    prediction is made for all."""
     S = np.asarray(frames, np.float32)
     M = np.asarray(masks, np.float32)
     free = np.asarray(free, bool)
@@ -498,11 +503,12 @@ def mask_noise(frames: np.ndarray, masks: np.ndarray, free: np.ndarray, *, sigma
     # fitted on the frames' mean (the filters are linear: the mean of each frame's structure):
     # the frames' structure over the free pixels against the mean mask's through the bank
     f = free.astype(np.float32)
-    mean = S.mean(axis=0)
+    k = S.shape[0] if fit_count is None else max(1, min(int(fit_count), S.shape[0]))
+    mean = S[:k].mean(axis=0)
     fine = mean - ndi.gaussian_filter(mean * f, sigma_px, truncate=3.0) / np.maximum(
         ndi.gaussian_filter(f, sigma_px, truncate=3.0), 1e-6)
     y = fine[free].astype(np.float64)
-    X = np.stack([b.mean(axis=0)[free] for b in bank], axis=1).astype(np.float64)
+    X = np.stack([b[:k].mean(axis=0)[free] for b in bank], axis=1).astype(np.float64)
     X -= X.mean(axis=0)
     y -= y.mean()
     gram = X.T @ X

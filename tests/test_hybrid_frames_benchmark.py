@@ -109,7 +109,8 @@ def test_combined_sd_keeps_the_masks_share_on_a_normal_artery(cimat_dir, monkeyp
     """Case 26-1 at the lowest dose (a normal artery on real anatomy, 2 masks, 5 contrast frames)
     read 15.7 +- 4.7 with all frames, against 13.5 +- 17.5 from one: the combined SD had fallen to
     0.27 of one frame's, below the sqrt((1/2 + 1/5) / (1/2 + 1)) = 0.68 the shared mask noise
-    allows, and the 0% truth lay 3.3 SD away. Measured after the floor: 15.7 +- 11.8."""
+    allows, and the 0% truth lay 3.3 SD away. Measured after the floor: 15.7 +- 11.8; since the
+    mask's noise is predicted under the lumen (session 20): 19.0 +- 9.7 (one frame +- 17.4)."""
     import stenosis
     from stenosis.measurement import shared_noise_share
 
@@ -124,7 +125,7 @@ def test_combined_sd_keeps_the_masks_share_on_a_normal_artery(cimat_dir, monkeyp
     alone = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, frame=every.frame_index, frames="single")
     n = len(every.frames["used"])
     assert n == 5 and shared_noise_share(run, n) == pytest.approx(0.683, abs=1e-3)
-    assert every.percent_stenosis == pytest.approx(15.7, abs=1.0)
+    assert every.percent_stenosis == pytest.approx(19.0, abs=1.0)
     assert every.percent_stenosis_sd >= 0.95 * 0.683 * alone.percent_stenosis_sd
     # the floor raises the MLD and reference SDs with the percent SD, which still follows from them
     ref, mld = every.reference_diameter_px, every.mld_px

@@ -218,3 +218,87 @@ def test_the_share_of_noise_the_frames_share(low_dose_run):
     one_mask = AngioRun.from_array(np.asarray(run.frames), mask_frames=(0,))
     assert shared_noise_share(one_mask, 4) == pytest.approx(np.sqrt((1 + 0.25) / 2))
     assert shared_noise_share(AngioRun.from_array(np.asarray(run.frames), subtracted=True), 5) == 1.0
+
+
+def _captured_mask_fits(monkeypatch, run, truth, **kw):
+    """Measure ``run``; what each call of ``mask_noise`` was given, and the frame and pixels
+    each mask was rebuilt on (the live frames read by ``native_values``)."""
+    import stenosis.frames as frames_mod
+    from stenosis.opacification import mask_noise, native_values
+
+    calls, regions = [], []
+
+    def spy(frames, masks, free, **k):
+        calls.append((np.array(frames), np.array(masks), np.array(free), k))
+        return mask_noise(frames, masks, free, **k)
+
+    def live(r, t, region=None):
+        regions.append((t, region))
+        return native_values(r, t, region)
+
+    monkeypatch.setattr(frames_mod, "mask_noise", spy)
+    monkeypatch.setattr(frames_mod, "native_values", live)
+    return _measure(run, truth, **kw), calls, regions
+
+
+def test_the_mask_is_recovered_exactly_on_a_lin_run(monkeypatch, tmp_path):
+    """Each frame plus its live frame (in a LIN run's log domain) is the mask as subtracted: on
+    a run without motion, the mean of the log mask frames, to a constant, in every frame."""
+    import stenosis
+    from stenosis.opacification import mask_frames_of, native_values
+
+    from _phantoms import phantom
+
+    dcm, truth = phantom("low_dose_m1_8frames", tmp_path, intensity_relationship="LIN")
+    run = stenosis.read_run(dcm)
+    assert run.metadata.pixel_intensity_relationship == "LIN"
+    result, calls, regions = _captured_mask_fits(monkeypatch, run, truth)
+    assert len(calls) == 1 and result.frames["mask_noise_explained"] > 0
+    _, masks, _, _ = calls[0]
+    assert len(regions) == len(masks) == len(result.frames["used"])
+    logmask = np.mean([native_values(run, m) for m in mask_frames_of(run)], axis=0)
+    for m, (t, region) in zip(masks, regions):
+        assert t not in mask_frames_of(run)
+        d = m - logmask[region]
+        assert float(np.ptp(d)) < 1e-3, t  # the same mask, to float32 rounding
+
+
+def test_the_mask_fit_keeps_to_the_frame_limit(monkeypatch, low_dose_run):
+    """``frames=3``: the prediction is fitted on the 3 frames measured (made for all followed)."""
+    run, truth = low_dose_run
+    result, calls, _ = _captured_mask_fits(monkeypatch, run, truth, frames=3)
+    assert len(result.frames["used"]) == 3
+    (frames, masks, free, k), = calls
+    assert k["fit_count"] == 3 and frames.shape[0] == 5  # measured: 5 frames followed, 3 combined
+
+
+def test_a_raised_sd_keeps_the_percent_sd_following_from_its_parts():
+    """``_sd_at_least``: the MLD and reference SDs rise with the percent SD by one factor; a
+    reference measured off the segment (no window) keeps its own SD and the MLD's takes the rise."""
+    from dataclasses import dataclass
+
+    from stenosis.measurement import _sd_at_least
+
+    @dataclass(frozen=True)
+    class M:
+        mld_px: float = 3.0
+        reference_px: float = 6.0
+        mld_sd_px: float = 0.2
+        reference_sd_px: float = 0.3
+        percent_stenosis_sd: float = 0.0
+        reference_window: tuple | None = (10, 40)
+
+    def pct_sd(m):
+        return 100.0 * np.hypot(m.mld_sd_px / m.reference_px, m.mld_px * m.reference_sd_px / m.reference_px**2)
+
+    for window in ((10, 40), None):
+        m = M(reference_window=window)
+        m = M(reference_window=window, percent_stenosis_sd=pct_sd(m))
+        assert _sd_at_least(m, 0.5 * m.percent_stenosis_sd) is m  # below: unchanged
+        up = _sd_at_least(m, 2.0 * m.percent_stenosis_sd)
+        assert up.percent_stenosis_sd == pytest.approx(2.0 * m.percent_stenosis_sd)
+        assert pct_sd(up) == pytest.approx(up.percent_stenosis_sd, rel=1e-9)
+        if window is None:
+            assert up.reference_sd_px == m.reference_sd_px and up.mld_sd_px > 2.0 * m.mld_sd_px
+        else:
+            assert up.reference_sd_px == pytest.approx(0.6) and up.mld_sd_px == pytest.approx(0.4)
