@@ -442,7 +442,8 @@ def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame |
     trace = analysed.trace
     box = trace.box
     h, w = image.shape
-    stack, moves = [image[box]], {}
+    # the analysed frame's crop, then each followed frame's (index into followed, its pixels)
+    moves: list[tuple[int, tuple[slice, slice]]] = []
     for k, f in enumerate(followed):
         if f is None:
             continue
@@ -451,33 +452,30 @@ def without_shared_noise(analysed: AnalysedFrame, followed: list[FollowedFrame |
         d = (0, 0) if fixed_mask else (int(round(f.shift_rc[0])), int(round(f.shift_rc[1])))
         rows, cols = slice(box[0].start + d[0], box[0].stop + d[0]), slice(box[1].start + d[1], box[1].stop + d[1])
         if rows.start >= 0 and cols.start >= 0 and rows.stop <= h and cols.stop <= w:
-            if estimate_from is None or len(moves) < estimate_from:
-                stack.append(f.image[rows, cols])
-            moves[k] = (rows, cols)
-    if len(stack) < 3:
+            moves.append((k, (rows, cols)))
+    crops = np.stack([image[box]] + [followed[k].image[rc] for k, rc in moves])
+    n_fit = len(crops) if estimate_from is None else min(len(crops), 1 + estimate_from)  # a reader's limit
+    if n_fit < 3:
         return image, followed, 0.0, 0.0
     free = iodine_free(analysed, params.shared_noise_margin_px)
     # free: less the pixels where a frame lies off the others (a vein filling), which hold iodine
-    fine, weight, free = shared_noise(np.stack(stack), free, sigma_px=params.shared_noise_sigma_px,
+    fine, weight, free = shared_noise(crops[:n_fit], free, sigma_px=params.shared_noise_sigma_px,
                                       outlier_sds=params.frame_outlier_sds, with_free=True)
     if weight <= 0:
         return image, followed, 0.0, 0.0
-    under, explained = {}, 0.0  # the mask's noise under the iodine, per frame (key -1: the analysed frame)
+    under, explained = np.zeros_like(crops), 0.0  # the mask's noise under the iodine, per crop
     if run is not None and not fixed_mask and mask_frames_of(run) and len(params.mask_noise_scales_px):
         # each subtracted frame plus its live frame is the mask as subtracted from it
-        regions = {-1: (analysed.index, box)} | {k: (followed[k].index, moves[k]) for k in moves}
-        keys = list(regions)
-        subtracted = np.stack([image[box]] + [followed[k].image[moves[k]] for k in keys[1:]])
-        masks = subtracted + np.stack([native_values(run, t, rc) for t, rc in regions.values()])
+        regions = [(analysed.index, box)] + [(followed[k].index, rc) for k, rc in moves]
+        masks = crops + np.stack([native_values(run, t, rc) for t, rc in regions])
         # fitted on the frames that estimate the off-vessel part (a reader's limit), made for all
-        per_frame, explained = mask_noise(subtracted, masks, free, sigma_px=params.shared_noise_sigma_px,
-                                          scales_px=tuple(params.mask_noise_scales_px), fit_count=len(stack))
-        under = dict(zip(keys, per_frame))
+        under, explained = mask_noise(crops, masks, free, sigma_px=params.shared_noise_sigma_px,
+                                      scales_px=tuple(params.mask_noise_scales_px), fit_count=n_fit)
     image = np.array(image, np.float32, copy=True)
-    image[box] -= fine + under.get(-1, 0.0)
+    image[box] -= fine + under[0]
     out = list(followed)
-    for k, (rows, cols) in moves.items():
+    for (k, rc), noise in zip(moves, under[1:]):
         moved = np.array(followed[k].image, np.float32, copy=True)
-        moved[rows, cols] -= fine + under.get(k, 0.0)
+        moved[rc] -= fine + noise
         out[k] = replace(followed[k], image=moved)
     return image, out, weight, explained

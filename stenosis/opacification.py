@@ -415,6 +415,14 @@ def _shift_axis(image: np.ndarray, d: float, axis: int) -> np.ndarray:
     return a
 
 
+def _finer_than(x: np.ndarray, f: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The structure of ``x`` ((..., h, w)) finer than ``sigma_px``, over the pixels weighted by
+    ``f`` (h, w): ``x`` less its normalised Gaussian convolution over them."""
+    sig = (0,) * (x.ndim - 2) + (sigma_px, sigma_px)
+    smooth = ndi.gaussian_filter(x * f, sig, truncate=3.0)
+    return x - smooth / np.maximum(ndi.gaussian_filter(f, sigma_px, truncate=3.0), 1e-6)
+
+
 def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outlier_sds: float,
                  with_free: bool = False) -> tuple:
     """The noise a run's subtracted frames share (the mask's), on the pixels none holds iodine in.
@@ -439,10 +447,8 @@ def shared_noise(frames: np.ndarray, free: np.ndarray, *, sigma_px: float, outli
         return (zero, 0.0, free) if with_free else (zero, 0.0)
     mean = S.mean(axis=0)
 
-    def high_pass(x, f):  # the structure finer than sigma_px, over the pixels f (x: (..., h, w))
-        sig = (0,) * (x.ndim - 2) + (sigma_px, sigma_px)
-        smooth = ndi.gaussian_filter(x * f, sig, truncate=3.0)
-        return x - smooth / np.maximum(ndi.gaussian_filter(f, sigma_px, truncate=3.0), 1e-6)
+    def high_pass(x, f):
+        return _finer_than(x, f, sigma_px)
 
     # slow differences between frames (a blush, an offset) are in neither the mean's fine
     # structure nor the frames' own noise: both are taken finer than sigma_px
@@ -481,10 +487,10 @@ def mask_noise(frames: np.ndarray, masks: np.ndarray, free: np.ndarray, *, sigma
     the anatomy's fine structure, everywhere, under the lumen too. Off the vessels a frame's fine
     structure is the mask's noise (with the live frame's, independent of the mask, and what
     registration left of the anatomy), so there the best linear predictor of it from the mask is
-    fitted: least squares on the mask's structure finer than
-    ``sigma_px`` seen through a small filter bank (the pixel, and Gaussian neighbourhoods of
-    ``scales_px``; a basis: its weights are what is fitted): it weighs the noise, white at the pixel scale, against the
-    anatomy, smooth there (fitted on the frames' mean: the filters are linear). Returns the
+    fitted: least squares on the mask's structure finer than ``sigma_px`` seen through a small
+    filter bank (the pixel, and Gaussian neighbourhoods of ``scales_px``; a basis: its weights
+    are what is fitted). It weighs the noise, white at the pixel scale, against the anatomy,
+    smooth there; it is fitted on the frames' mean (the filters are linear). Returns the
     prediction on the pixels that are not free (zero on the free ones), to subtract from each
     frame, and the share of the frames' mean fine structure off the vessels it explains (R^2; 0
     when it cannot be estimated: under 50 free pixels, or the fit explains nothing).
@@ -502,12 +508,8 @@ def mask_noise(frames: np.ndarray, masks: np.ndarray, free: np.ndarray, *, sigma
                            for s in scales_px]
     # fitted on the frames' mean (the filters are linear: the mean of each frame's structure):
     # the frames' structure over the free pixels against the mean mask's through the bank
-    f = free.astype(np.float32)
     k = S.shape[0] if fit_count is None else max(1, min(int(fit_count), S.shape[0]))
-    mean = S[:k].mean(axis=0)
-    fine = mean - ndi.gaussian_filter(mean * f, sigma_px, truncate=3.0) / np.maximum(
-        ndi.gaussian_filter(f, sigma_px, truncate=3.0), 1e-6)
-    y = fine[free].astype(np.float64)
+    y = _finer_than(S[:k].mean(axis=0), free.astype(np.float32), sigma_px)[free].astype(np.float64)
     X = np.stack([b[:k].mean(axis=0)[free] for b in bank], axis=1).astype(np.float64)
     X -= X.mean(axis=0)
     y -= y.mean()
