@@ -382,6 +382,21 @@ ROW_COLUMNS: tuple[str, ...] = (
 )
 
 
+def frame_chosen_by_tool(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` (a result's dict) with the analysed frame marked as the tool's choice.
+
+    A caller that re-measures on the frame an earlier automatic measurement picked (napari
+    pins it so that adjustments keep it; batch ``--auto``) passes it as ``frame``, which the
+    library records as the reader's; this removes it from ``parameters["reader"]`` so the
+    audit and the ``frame_auto`` column say the tool chose it. Returns a copy (the result's
+    own dicts are left as they are)."""
+    params = record.get("parameters")
+    if not isinstance(params, Mapping) or not isinstance(params.get("reader"), Mapping):
+        return dict(record)
+    reader = {k: v for k, v in params["reader"].items() if k != "frame"}
+    return {**record, "parameters": {**params, "reader": reader}}
+
+
 def _reader_cells(reader: Mapping[str, Any] | None) -> dict[str, Any]:
     """The reader-override columns from ``parameters["reader"]`` (all empty without one)."""
     if reader is None:

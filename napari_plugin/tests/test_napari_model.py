@@ -567,3 +567,30 @@ def test_library_messages_name_the_widgets_controls_in_napari():
     res = dataclasses.replace(known_result(), warnings=(texts[0],))
     assert "--pixel-mm" not in dict(result_table(res))["Warnings"]
     assert res.to_dict()["warnings"] == [texts[0]]
+
+
+def test_pinned_automatic_frame_is_recorded_as_the_tools_choice(tmp_path):
+    """After an automatic measurement the plugin re-measures on the frame it picked (an
+    adjustment keeps the frame); the export still says the tool chose it, until the reader
+    picks a frame."""
+    name = "m1_subtracted_pixelspacing"
+    truth = json.loads((stenosis.sample_dir() / f"{name}.truth.json").read_text())
+    s = ReadingSession(stenosis.read_run(stenosis.sample_dir() / f"{name}.dcm"), segment=Segment.M1)
+    s.set_points([truth["proximal_rc"], truth["distal_rc"]])
+    s.accept(s.request()())
+    assert "frame" not in s.result.parameters["reader"]
+    s.set_reference_choice("distal")
+    req = s.request()
+    assert req.kwargs["frame"] == s.result.frame_index  # pinned: the library records it as given
+    s.accept(req(), req.key)
+    assert s.result.parameters["reader"]["frame"] == s.frame
+    rec = json.loads(s.export(tmp_path)["json"].read_text())
+    assert "frame" not in rec["result"]["parameters"]["reader"] and "frame" not in rec["reader"]["measured_with"]
+    assert rec["result"]["parameters"]["reader"]["reference_choice"] == "distal"
+    with open(tmp_path / "readings.csv") as fh:
+        assert next(csv.DictReader(fh))["frame_auto"] == "True"
+    s.set_frame(s.frame)  # now the reader's: the same measurement, recorded as theirs
+    rec = json.loads(s.export(tmp_path / "b")["json"].read_text())
+    assert rec["result"]["parameters"]["reader"]["frame"] == s.frame and rec["reader"]["measured_with"]["frame"] == s.frame
+    with open(tmp_path / "b" / "readings.csv") as fh:
+        assert next(csv.DictReader(fh))["frame_auto"] == "False"

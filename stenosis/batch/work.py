@@ -11,6 +11,7 @@ from .._version import __version__
 from ..auto import find_lesion
 from ..errors import MeasurementError, StenosisError
 from ..measurement import measure
+from ..result import frame_chosen_by_tool
 from ..reader import ReaderInputs
 from ..report import save_report
 from ..segmentation import model_sha256
@@ -165,10 +166,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
         )
         row["warnings"] = [_relative_text(w, task) for w in row.get("warnings") or []]
         if task.mode == "auto" and task.frame is None:
-            # the frame --auto chose is not a reader's choice: the audit (frame_auto) says so
-            reader = (row.get("parameters") or {}).get("reader")
-            if isinstance(reader, dict):
-                reader.pop("frame", None)
+            row = frame_chosen_by_tool(row)  # the frame --auto chose is not a reader's choice
         row.update(jsonable(auto_info))
         _with_lesion(task, row, result)
         if task.mode == "auto":

@@ -26,7 +26,7 @@ import numpy as np
 
 import stenosis
 from stenosis import ModelName, ReferenceChoice, Segment
-from stenosis.result import ROW_COLUMNS, row_from_dict
+from stenosis.result import ROW_COLUMNS, frame_chosen_by_tool, row_from_dict
 
 from . import __version__
 
@@ -553,11 +553,20 @@ class ReadingSession:
             "feeding_points_rc": [_round_rc(p) for p in self.feeding] or None,
             "dropped_frames": list(self.dropped_frames) or None,
             # what the library recorded as the reader's overrides of the current result
-            "measured_with": dict((getattr(self.result, "parameters", None) or {}).get("reader") or {})
-            if self.result is not None else None,
+            "measured_with": self._measured_with(),
             "calibration": cal.to_dict(),  # with its detail
             "actions": list(self.log),
         }
+
+    def _measured_with(self) -> dict[str, Any] | None:
+        """What the library recorded as the reader's overrides of the current result (the
+        frame pinned after an automatic measurement is the tool's choice, not the reader's)."""
+        if self.result is None:
+            return None
+        reader = dict((getattr(self.result, "parameters", None) or {}).get("reader") or {})
+        if not self.frame_by_reader:
+            reader.pop("frame", None)
+        return reader
 
     def export_record(self) -> dict[str, Any]:
         """JSON document of an export: the result, the reader's choices and software."""
@@ -571,7 +580,9 @@ class ReadingSession:
         software = dict(getattr(self.result, "software", {}) or {})
         software.update({"napari_stenosis": __version__, "napari": version("napari")})
         return {
-            "result": self.result.to_dict(),
+            # the frame pinned after an automatic measurement is the tool's choice, not the reader's
+            "result": (self.result.to_dict() if self.frame_by_reader
+                       else frame_chosen_by_tool(self.result.to_dict())),
             "reader": self.choices_record(),
             "software": software,
             "exported_at": _now(),
