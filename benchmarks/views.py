@@ -49,7 +49,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import use_repo  # noqa: E402
+from _common import measure_kwargs, use_repo  # noqa: E402
+
+#: keyword arguments of every stenosis.measure_views call (``--param``)
+MEASURE_KW: dict = {}
 
 SEED = 18
 SHAPE = (256, 256)
@@ -239,7 +242,7 @@ def measure_case(case: dict, *, intensity: str | None = None) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = stenosis.measure_views(views, "M1")
+            res = stenosis.measure_views(views, "M1", **MEASURE_KW)
     except StenosisError as e:
         out["refused"] = str(e)
         return out
@@ -310,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                          "flat background's linear-intensity images would carry)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
+    ap.add_argument("--param", action="append", metavar="NAME=VALUE",
+                    help="measure with this MeasureParams field changed (repeatable; tuples as a:b)")
     args = ap.parse_args(argv)
+    MEASURE_KW.update(measure_kwargs(args.param))
     import stenosis
 
     n = 4 if args.small else args.n

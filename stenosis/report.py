@@ -40,7 +40,8 @@ def flagged_samples(profile: Any) -> np.ndarray:
 
 
 def _flag_names(profile: Any, flagged: np.ndarray) -> str:
-    bits = int(np.bitwise_or.reduce(np.asarray(profile.flags, np.int64)[flagged] & int(FLAGGED))) if flagged.any() else 0
+    named = int(FLAGGED | QualityFlag.NON_ROUND)  # non_round says why a poor fit was still read
+    bits = int(np.bitwise_or.reduce(np.asarray(profile.flags, np.int64)[flagged] & named)) if flagged.any() else 0
     return ", ".join(QualityFlag.describe(bits)) or "none"
 
 

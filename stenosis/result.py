@@ -54,11 +54,21 @@ class QualityFlag(IntFlag):
     POOR_FIT = 4  # the blurred-cylinder model does not explain the profile
     EDGE_MISMATCH = 8  # model and derivative edges disagree (kept, but not used as reference)
     OUTSIDE = 16  # the profile leaves the image
+    # with POOR_FIT: a lumen of its own amplitude describes the profile (a non-round lumen seen
+    # obliquely, or iodine that differs there): read for the MLD, not used as reference
+    NON_ROUND = 32
 
     @classmethod
     def unusable(cls) -> int:
         """Bits that keep a sample out of the MLD search and the reference (EDGE_MISMATCH does not)."""
         return int(cls.BRANCH | cls.OVERLAP | cls.POOR_FIT | cls.OUTSIDE)
+
+    @classmethod
+    def mld_usable(cls, flags: np.ndarray) -> np.ndarray:
+        """(N,) bool: samples the MLD is searched on: the usable ones and those flagged only
+        POOR_FIT and NON_ROUND (EDGE_MISMATCH aside)."""
+        soft = np.asarray(flags) & ~int(cls.EDGE_MISMATCH)
+        return ((soft & cls.unusable()) == 0) | (soft == int(cls.POOR_FIT | cls.NON_ROUND))
 
     @classmethod
     def describe(cls, value: int) -> list[str]:

@@ -70,12 +70,15 @@ def eccentric():
 
 
 def test_the_area_reading_is_blind_to_the_lumen_shape(eccentric):
-    """The premise: both views read alike, near the area-equivalent 50% (measured 46.5 and
-    47.7%), 35 points apart in truth."""
+    """The premise: both views read alike, near the area-equivalent 50%, 35 points apart in
+    truth. Measured 47.2 and 45.4% (the lesion's samples read as non-round lumens, session 21;
+    46.5 and 47.7% before): these linear-intensity single frames carry no intensity
+    relationship and are read as log values, about 3 points below the area truth
+    (docs/tuning.md, section 8, session 19)."""
     (_, ta, ra), (_, tb, rb) = eccentric
     assert (ta, tb) == pytest.approx((64.6, 29.3), abs=0.1)
-    assert ra.percent_stenosis == pytest.approx(50.0, abs=4.5)
-    assert rb.percent_stenosis == pytest.approx(50.0, abs=4.5)
+    assert ra.percent_stenosis == pytest.approx(47.0, abs=3.0)
+    assert rb.percent_stenosis == pytest.approx(47.0, abs=3.0)
     assert abs(ra.percent_stenosis - rb.percent_stenosis) < 2.5
 
 
@@ -221,3 +224,21 @@ def test_no_normal_artery_to_measure_k_on_keeps_the_area_reading(eccentric):
     v = view_reading(whole)
     assert v.reading == AREA and v.percent_stenosis == ra.percent_stenosis
     assert "too short" in v.note
+
+
+@pytest.mark.parametrize("phi", [0.0, np.pi / 2])
+def test_an_eccentric_lesion_is_read_as_its_area_in_one_view(phi):
+    """A 25% narrowing (area-equivalent) of a 2:1 elliptical lumen, one DSA view: the run's
+    amplitude does not describe the lesion's profiles (POOR_FIT), a lumen of their own
+    amplitude does (NON_ROUND), and they are read as the area-equivalent diameter 2 R sqrt(A /
+    A_run). Before (session 20) the lesion's samples were left out and the MLD sat on its
+    shoulder: 4.3% in view A (SD 8.9), 29.5 +- 85 in view B. Measured: 26.8 +- 0.8, 24.4 +- 0.8."""
+    from stenosis.result import QualityFlag
+
+    run, _ = _view(phi, area_narrowing=0.25, frames=3, seed=1)
+    r = _measure(run)
+    assert r.percent_stenosis == pytest.approx(25.0, abs=2.5)
+    assert r.percent_stenosis_sd < 2.0
+    nr = (r.profile.flags & int(QualityFlag.NON_ROUND)) != 0
+    lesion = np.abs(r.profile.centerline_rc[:, 1] - 100.0) <= 6.0
+    assert nr[lesion].mean() > 0.9 and not nr[~lesion & (np.abs(r.profile.centerline_rc[:, 1] - 100.0) > 16)].any()

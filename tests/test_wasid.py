@@ -121,6 +121,23 @@ def test_a_lesion_under_poor_fit_or_branch_flags_is_still_the_mld():
         assert not any("narrowest part" in w for w in m.warnings)
 
 
+def test_a_non_round_lesion_is_searched_like_an_unflagged_one():
+    # a shallow narrowing (MLD 11 of 14 px: 0.79 x its shoulder, above the flagged-MLD
+    # fraction 0.75) whose samples the run's amplitude does not fit (POOR_FIT) but a lumen of
+    # their own amplitude does (NON_ROUND): read like unflagged samples, no flagged-MLD warning.
+    # Flagged POOR_FIT alone (no lumen describes them) they stay behind the 0.75 gate.
+    d, _ = stenosis(mld=11.0, half=20)
+    flags = np.zeros(len(d), np.int64)
+    flags[195:246] = int(QualityFlag.POOR_FIT | QualityFlag.NON_ROUND)
+    m = wasid(make_profile(d, flags=flags), "M1")
+    assert m.mld_px == pytest.approx(11.0, abs=0.3) and abs(m.mld_index - 220) <= 3
+    assert not any("narrowest part" in w for w in m.warnings)
+    assert m.reference_window is not None and not (195 <= m.reference_window.i0 <= 245)
+    flags[195:246] = int(QualityFlag.POOR_FIT)
+    m = wasid(make_profile(d, flags=flags), "M1")
+    assert m.mld_px > 12.0
+
+
 def test_a_slight_dip_under_flags_does_not_move_the_mld():
     # a real 50% lesion elsewhere; a branch origin reads 10% narrow: the lesion stays the MLD
     d, _ = stenosis(mld=7.0, at=150)

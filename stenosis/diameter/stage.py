@@ -28,7 +28,7 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile, QualityFlag
 from .fit import (ProfileFit, _project_out, _projector, derivative_edges, estimate_blur, fit_profiles, free_amplitude, local_amplitude,
                   misfit_ratio, profile_noise)
-from .flags import probe_beside, residual_flags, side_vessel_flags
+from .flags import poor_fit_threshold, probe_beside, residual_flags, side_vessel_flags
 from .model import chord_table
 from .profiles import edge_points, normals_from_centerline, profile_geometry, profile_offsets, sample_profiles
 
@@ -131,6 +131,40 @@ def _flags_of(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, p
     return residual_flags(prof.values, prof.offsets_px, fit, free, prof.inside, sigma, amplitude, params)
 
 
+def read_non_round(prof: Profiles, fit: ProfileFit, flags: np.ndarray, sigma: float,
+                   params: MeasureParams = DEFAULT_PARAMS) -> tuple[ProfileFit, np.ndarray]:
+    """``(fit, flags)`` with each sample flagged only POOR_FIT that a lumen of its own amplitude
+    describes read as that lumen: flagged NON_ROUND, its diameter the area-equivalent one.
+
+    A fixed iodine amplitude sets a lumen's depth by its width: a round lumen. An eccentric
+    lumen seen obliquely is deeper (or shallower) than a round one of its projected width, so
+    the run-amplitude fit fails on it exactly at a lesion. An ellipse projects to a scaled
+    semicircle, so the blurred-cylinder fit with a free amplitude A describes it (residual RMS
+    within the POOR_FIT threshold, :func:`~stenosis.diameter.flags.poor_fit_threshold`), and
+    its lumen area is that of a round lumen of radius R sqrt(A / A_run): the densitometric
+    diameter, 2 R sqrt(A / A_run), whatever the lumen's shape. The sample's residuals (its
+    misfit) are that fit's. A profile that no such lumen describes (structure, a junction, a
+    vessel's end) stays POOR_FIT only, out of the MLD search."""
+    poor = np.flatnonzero((flags & ~int(QualityFlag.EDGE_MISMATCH)) == int(QualityFlag.POOR_FIT))
+    if poor.size == 0:
+        return fit, flags
+    own = fit_profiles(prof.values[poor], prof.offsets_px, prof.table(sigma), amplitude=None,
+                       r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
+    a_run = np.broadcast_to(np.asarray(fit.amplitude, float), fit.radius_px.shape)[poor]
+    ok = (np.sqrt(own.rss / prof.values.shape[1]) <= poor_fit_threshold(fit, params)) & (own.amplitude > 0) & (a_run > 0)
+    if not ok.any():
+        return fit, flags
+    idx = poor[ok]
+    R, C, rss, res = (np.array(v, float, copy=True) for v in (fit.radius_px, fit.centre_px, fit.rss, fit.residuals))
+    R[idx] = own.radius_px[ok] * np.sqrt(own.amplitude[ok] / a_run[ok])
+    C[idx] = own.centre_px[ok]
+    rss[idx] = own.rss[ok]
+    res[idx] = own.residuals[ok]
+    out = np.array(flags, copy=True)
+    out[idx] |= int(QualityFlag.NON_ROUND)
+    return ProfileFit(R, C, fit.amplitude, rss, res), out
+
+
 def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, *, radius_hint_px: float,
                       mm_per_px: float | None = None, blur_sigma_px: float | None = None, amplitude: float | None = None,
                       params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
@@ -145,7 +179,7 @@ def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.n
         blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
         amplitude = a_est if amplitude is None else amplitude
     fit = prof.fit(blur_sigma_px, amplitude)
-    flags = _flags_of(prof, fit, blur_sigma_px, amplitude, params)
+    fit, flags = read_non_round(prof, fit, _flags_of(prof, fit, blur_sigma_px, amplitude, params), blur_sigma_px, params)
     return _profile(prof, fit, blur_sigma_px, amplitude, flags, mm_per_px=mm_per_px, local_amp=None, params=params)
 
 
@@ -207,7 +241,8 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
             fit = prof.fit(sigma, amp_local)
     # how well the model describes each profile: its residual against the profiles' own noise
     noise = profile_noise(prof.values, prof.offsets_px, prof.arc_px, lag_px=p.noise_lag_px)
-    final = _profile(prof, fit, sigma, amp, _flags_of(prof, fit, sigma, amp, p) | (flags & SIDE_FLAGS),
+    fit, final_flags = read_non_round(prof, fit, _flags_of(prof, fit, sigma, amp, p) | (flags & SIDE_FLAGS), sigma, p)
+    final = _profile(prof, fit, sigma, amp, final_flags,
                      mm_per_px=mm_per_px, local_amp=amp_local, params=p, misfit=misfit_ratio(fit.residuals, noise))
     # 5. samples beside another vessel, refitted on shortened profiles
     return refit_beside_vessels(image, final, probability, radius_hint_px=rh, origin_rc=origin_rc, params=p,
@@ -355,7 +390,7 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
     side = analysed.flags & SIDE_FLAGS
     if analysed.refitted is not None:  # the analysed frame's refit cleared these samples' BRANCH flag
         side = side | np.where(analysed.refitted, int(QualityFlag.BRANCH), 0)
-    flags = _flags_of(prof, fit, sigma, amp, params) | side
+    fit, flags = read_non_round(prof, fit, _flags_of(prof, fit, sigma, amp, params) | side, sigma, params)
     frame = _profile(prof, fit, sigma, amp, flags, mm_per_px=analysed.mm_per_px, local_amp=local, params=params,
                      misfit=misfit_ratio(fit.residuals, noise))
     frame = refit_beside_vessels(image, frame, probability, radius_hint_px=rh, params=params, noise_sd=noise,
@@ -366,8 +401,9 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
 def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float], *,
                    outlier_sds: float = DEFAULT_PARAMS.frame_outlier_sds) -> DiameterProfile:
     """One profile from several frames' profiles of the same samples (the first is the analysed
-    frame's): at each sample usable in most frames, the inverse-variance mean of the usable
-    frames' diameters; elsewhere the analysed frame's diameter and flags. ``area_noise_px2``:
+    frame's): at each sample usable in most frames (for the MLD: :meth:`QualityFlag.mld_usable`),
+    the inverse-variance mean of those frames' diameters; elsewhere the analysed frame's diameter
+    and flags. ``area_noise_px2``:
     each frame's lumen-area noise SD, so a frame's diameter noise at a diameter D is that over
     2 D (its weight takes D at the frame's median diameter). The quantum noise of separate frames
     is independent, so n frames divide its variance by n; the lumen does not change between them.
@@ -381,7 +417,9 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
     if len(profiles) == 1:
         return first
     D = np.stack([p.diameter_px for p in profiles])
-    ok = np.stack([p.valid for p in profiles])
+    # the samples an MLD may be read on (a non-round lumen's too: QualityFlag.mld_usable)
+    ok = np.stack([QualityFlag.mld_usable(p.flags) for p in profiles])
+    clean = np.stack([p.valid for p in profiles]).sum(axis=0) * 2 > len(profiles)
     area = np.asarray(area_noise_px2, float)
 
     def sd_at(k, d):  # frame(s) k's diameter noise SD at diameter(s) d
@@ -397,7 +435,7 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
                                                                                        med[None, :])
         ok = ok & ~far
         use &= ok.any(axis=0)  # frames split beyond their noise around the median: the analysed frame's
-    two = np.flatnonzero(first.valid & (ok.sum(axis=0) == 2))
+    two = np.flatnonzero(ok[0] & (ok.sum(axis=0) == 2))
     if two.size:
         # two frames only: no median to tell which one is off; beyond their joint noise, the
         # analysed frame's diameter stands
@@ -406,7 +444,8 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
         ok[j[off], two[off]] = False
     w = ok / var[:, None]
     d = np.where(use, (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
-    flags = np.where(use, first.flags & int(QualityFlag.EDGE_MISMATCH), first.flags)
+    # usable in most frames: the combined sample is; a non-round lumen keeps its flags
+    flags = np.where(use & clean, first.flags & int(QualityFlag.EDGE_MISMATCH), first.flags)
     misfit = None
     if all(p.misfit is not None for p in profiles):
         misfit = np.nanmean(np.stack([p.misfit for p in profiles]), axis=0)

@@ -106,16 +106,28 @@ def _usable(profile: DiameterProfile) -> tuple[np.ndarray, list[str]]:
     return valid, warns
 
 
+def _mld_usable(profile: DiameterProfile, valid: np.ndarray) -> np.ndarray:
+    """The samples the MLD is searched on: ``valid`` and those a lumen of their own amplitude
+    describes (POOR_FIT and NON_ROUND only, :func:`stenosis.diameter.flags.non_round_flags`).
+
+    An eccentric lumen seen obliquely is where the run's amplitude fails, i.e. at the lesion:
+    left out, the MLD lands on the lesion's shoulder and the stenosis is missed. Such a sample
+    is read as its area-equivalent diameter, and its misfit enlarges the MLD's SD
+    (:func:`~stenosis.wasid.uncertainty.model_sd_px`). The reference windows keep to ``valid``."""
+    return valid | QualityFlag.mld_usable(profile.flags)
+
+
 def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise, corr, d0, params):
     """(index, MLD px, smoothed diameters, warnings) of the lesion's bottom.
 
-    The lesion itself may be flagged: a vessel crossing near it runs beside the narrowing
+    ``valid``: the samples searched (:func:`_mld_usable`: a non-round lumen's included). The
+    lesion itself may be flagged: a vessel crossing near it runs beside the narrowing
     (refitted short of that vessel but still POOR_FIT) or touches its bottom (BRANCH, the fit
-    fine); searched over the usable samples only, the MLD lands on the lesion's shoulder.
-    Samples flagged only POOR_FIT, or only BRANCH, are searched too, and a narrowing there
-    below ``flagged_mld_fraction`` x the usable one is taken, with a warning. Not samples
-    flagged both (an unrefitted junction reads near zero) nor OVERLAP (a crossing adds iodine).
-    An occlusion (no lumen over consecutive samples) is MLD 0.
+    fine); searched without them, the MLD lands on the lesion's shoulder. Samples flagged only
+    POOR_FIT, or only BRANCH, are searched too, and a narrowing there below
+    ``flagged_mld_fraction`` x the other one is taken, with a warning. Not samples flagged both
+    (an unrefitted junction reads near zero) nor OVERLAP (a crossing adds iodine). An occlusion
+    (no lumen over consecutive samples) is MLD 0.
     """
     arc = profile.arc_px
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
@@ -299,10 +311,11 @@ def wasid(
     arc = profile.arc_px
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
     valid, warns = _usable(profile)
+    mld_ok = _mld_usable(profile, valid)
     area_noise = area_noise_sd_px2(profile, valid)
     if smooth_px is None:
         smooth_px = adaptive_smoothing_px(profile, valid, area_noise_px2=area_noise, params=p)
-    d_s = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)
+    d_s = smooth_diameter(profile.diameter_px, mld_ok, sigma_samples=smooth_px / step)
     d0 = float(np.quantile(d_s[valid], 0.9))  # first reference guess: a robust maximum
     along = float(np.sqrt(profile.blur_sigma_px**2 + p.band_var_px2 + smooth_px**2))
     within = None
@@ -310,9 +323,13 @@ def wasid(
         k = int(np.clip(mld_near_index, 0, arc.size - 1))
         within = np.abs(arc - arc[k]) <= max(p.mld_search_diameters * d0, 2.0 * along, 2.0 * step)
     corr = noise_correlation_px(profile, p.band_var_px2)
-    i_mld, mld, d_s, w = _lesion_bottom(profile, valid, d_s, smooth_px=smooth_px, along=along, within=within,
+    i_mld, mld, d_s, w = _lesion_bottom(profile, mld_ok, d_s, smooth_px=smooth_px, along=along, within=within,
                                         area_noise=area_noise, corr=corr, d0=d0, params=p)
     warns += w
+    if int(profile.flags[i_mld]) & int(QualityFlag.NON_ROUND) and mld > 0:
+        warns.append("the lumen at the MLD is not round (its profiles fit only with an iodine amplitude of their own): "
+                     "its area-equivalent diameter is read; seen along its narrow axis it is narrower, so measure the "
+                     "lesion in another view too")
     sites = _reference_sites(profile, valid, d_s, i_mld, d0, step, p)
     feed_w = _feeding_window(feeding_profile, smooth_px, step, p)
 
@@ -343,7 +360,7 @@ def wasid(
         warns.append("the lumen is not visible at the MLD (occlusion): 100% stenosis")
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else sites.window_n * step
     fit_half = max(2.0 * along, 1.5)
-    m_mld, q_mld = model_sd_px(profile, valid, np.abs(arc - arc[i_mld]) <= fit_half)
+    m_mld, q_mld = model_sd_px(profile, mld_ok, np.abs(arc - arc[i_mld]) <= fit_half)
     in_ref = np.zeros(arc.size, bool)
     if win is not None:
         in_ref[win.i0 : win.i1 + 1] = True
@@ -377,7 +394,7 @@ def wasid(
                          f"its SD is {q:.1f}x larger and includes the model/edge disagreement ({m * mmpp:.2f} {unit}); "
                          "check the edges")
     sd_mld, sd_ref, sd_pct = measurement_sd(
-        profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
+        profile, mld_ok, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
         corr_px=corr, area_noise_px2=area_noise, fit_half_px=fit_half, model_mld_px=m_mld, model_reference_px=m_ref,
         misfit_mld=q_mld, misfit_reference=q_ref, along_mld_px=s_mld_along, along_reference_px=s_along, params=p)
     return WasidMeasurement(
@@ -399,14 +416,15 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
     arc = profile.arc_px
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
     valid, _ = _usable(profile)
+    mld_ok = _mld_usable(profile, valid)
     area_noise = area_noise_sd_px2(profile, valid)
     smooth_px = adaptive_smoothing_px(profile, valid, area_noise_px2=area_noise, params=params)
-    d_s = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)
+    d_s = smooth_diameter(profile.diameter_px, mld_ok, sigma_samples=smooth_px / step)
     along = float(np.sqrt(profile.blur_sigma_px**2 + params.band_var_px2 + smooth_px**2))
     lo, hi = graded.lesion_start_index, graded.lesion_end_index
     within = (arc >= arc[lo] - 2.0 * along) & (arc <= arc[hi] + 2.0 * along)
     corr = noise_correlation_px(profile, params.band_var_px2)
-    i_mld, mld = find_mld(arc, d_s, valid, along_sigma_px=along, within=within, noise_sd_px2=area_noise,
+    i_mld, mld = find_mld(arc, d_s, mld_ok, along_sigma_px=along, within=within, noise_sd_px2=area_noise,
                           corr_px=corr, params=params)
     win = graded.reference_window
     ref = graded.reference_px
@@ -414,7 +432,7 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
         ref = trend_diameter(profile, valid, win, params, diameter_s=d_s)
     # a reference off the traced segment is the graded frame's for every frame: no noise of its own here
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else float("inf")
-    sd_mld, sd_ref, sd_pct = measurement_sd(profile, valid, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
+    sd_mld, sd_ref, sd_pct = measurement_sd(profile, mld_ok, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
                                             reference_length_px=ref_len, corr_px=corr, area_noise_px2=area_noise,
                                             fit_half_px=max(2.0 * along, 1.5), params=params)
     pct = (1.0 - mld / ref) * 100.0 if ref > 0 else float("nan")
