@@ -30,7 +30,7 @@ from .frames import (AnalysedFrame, choose_frame, companion_frames, follow_frame
                      traced_lumen, without_shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
-from .result import CONFIRM_CALL, DiameterProfile, FrameRead, QualityFlag, ReferenceWindow, StenosisResult
+from .result import CONFIRM_CALL, DiameterProfile, FrameRead, ReferenceWindow, StenosisResult
 from .trace import Scale, clipping_warning, local_reference, radius_hint, trace_segment
 from .wasid import (WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, start_sensitivity_warning,
                     wasid)
@@ -657,9 +657,8 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
             continue
         frame_t = same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
                                         origin_rc=trace.origin_rc, radius_hint_px=rhint,
-                                        amplitude_scale=np.where(filled, scale_t, 1.0), params=params)
-        if not filled.all():
-            frame_t = replace(frame_t, flags=np.where(filled, frame_t.flags, frame_t.flags | int(QualityFlag.POOR_FIT)))
+                                        amplitude_scale=np.where(filled, scale_t, 1.0), params=params,
+                                        unfilled=None if filled.all() else ~filled)
         profiles.append(frame_t)
         used.append(t)
         read.append(_frame_read(t, moved.image, moved.shift_rc, profile, frame_t.amplitudes, filled, rhint, params))

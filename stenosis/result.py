@@ -60,7 +60,8 @@ class QualityFlag(IntFlag):
 
     @classmethod
     def unusable(cls) -> int:
-        """Bits that keep a sample out of the MLD search and the reference (EDGE_MISMATCH does not)."""
+        """Bits that keep a sample out of the reference and (but see :meth:`mld_usable` and the
+        flagged-MLD gate of :func:`stenosis.wasid.wasid`) of the MLD search; EDGE_MISMATCH does not."""
         return int(cls.BRANCH | cls.OVERLAP | cls.POOR_FIT | cls.OUTSIDE)
 
     @classmethod

@@ -127,9 +127,12 @@ def view_reading(result: StenosisResult, params: MeasureParams = DEFAULT_PARAMS)
     p0, s0 = float(result.percent_stenosis), float(result.percent_stenosis_sd)
     f = float(np.exp(-0.5 * ar.log_k))  # projected width over the area-equivalent diameter
     pct = 100.0 - (100.0 - p0) * f
-    # the area reading's SD was scaled by the lumen model's misfit; the share of it a non-round
-    # lumen explains (the core's misfit at k against at k = 1) is taken out
-    explained = max(ar.misfit, 1.0) / max(ar.misfit_area, 1.0)
+    # the area reading's SD was scaled by the misfit at its MLD (the round lumen's, or a
+    # non-round lumen's own where the area reading already read one); the share of it a
+    # non-round lumen explains (the core's misfit at k against that) is taken out
+    q_area = ((getattr(result, "parameters", None) or {}).get("model_misfit") or {}).get("mld")
+    q_area = float(ar.misfit_area) if q_area is None or not np.isfinite(q_area) else float(q_area)
+    explained = min(max(ar.misfit, 1.0) / max(q_area, 1.0), 1.0)
     sd = float(np.hypot(s0 * explained * f, (100.0 - p0) * 0.5 * f * ar.log_k_sd))
     return ViewReading(PROJECTED_WIDTH, float(pct), sd, float(result.mld_px * f), ar.k, float(ar.k * ar.log_k_sd),
                        ar.misfit)

@@ -148,3 +148,52 @@ def test_amplitude_that_follows_the_vessel():
     assert np.median(loc.diameter_px[lbright]) == pytest.approx(16.0, abs=0.25)
     assert loc.local_amplitude is not None and one.local_amplitude is None
     assert np.median(loc.local_amplitude[ldim]) == pytest.approx(0.04, rel=0.05)
+
+
+def test_a_frames_unfilled_samples_are_not_read_as_non_round_lumens():
+    """A companion frame where the bolus has not filled a stretch (half the iodine): a round
+    lumen of lower amplitude is what the free-amplitude fit describes, but those samples are
+    the frame's missing iodine, not a lumen's shape: POOR_FIT only, not searched for its MLD.
+    Without ``unfilled`` the same samples would read as non-round lumens 4.6-6 px wide."""
+    from stenosis.diameter.stage import same_samples_in_frame
+    from stenosis.result import QualityFlag
+
+    cols = np.arange(10.0, 190.0, 0.5)
+    full = tube_image((60, 200), lambda c: np.full_like(c, 4.0), row0=30.0, sigma=1.0, noise=0.001)
+    analysed = measure_diameters(full, straight(cols), cols - 10, radius_hint_px=4.0, blur_sigma_px=1.04,
+                                 amplitude=0.05)
+    gain = np.where((np.arange(200) >= 80) & (np.arange(200) <= 120), 0.5, 1.0)
+    part = (full * gain[None, :]).astype(np.float32)
+    stretch = (cols >= 88) & (cols <= 112)
+    kw = dict(origin_rc=(0.0, 0.0), radius_hint_px=4.0, amplitude_scale=1.0)
+    read = same_samples_in_frame(part, analysed, (0.0, 0.0), np.zeros_like(part), **kw)
+    assert ((read.flags[stretch] & int(QualityFlag.NON_ROUND)) != 0).mean() > 0.9  # what unfilled prevents
+    frame = same_samples_in_frame(part, analysed, (0.0, 0.0), np.zeros_like(part), unfilled=stretch, **kw)
+    assert np.all(frame.flags[stretch] & int(QualityFlag.POOR_FIT))
+    assert not np.any(frame.flags[stretch] & int(QualityFlag.NON_ROUND))
+    assert not QualityFlag.mld_usable(frame.flags)[stretch].any()
+
+
+def test_combined_frames_read_on_non_round_lumens_stay_non_round():
+    """Where most frames read a sample only as a non-round lumen, the combined sample is one
+    (searched for the MLD, never a reference), even if the analysed frame fitted it as round;
+    where most read it as round, it is usable."""
+    from stenosis.diameter.stage import combine_frames
+    from stenosis.result import DiameterProfile, QualityFlag
+
+    n = 20
+    rc = np.stack([np.full(n, 30.0), np.arange(n, dtype=float)], axis=1)
+    nrm = np.tile([-1.0, 0.0], (n, 1))
+
+    def prof(d, flag):
+        d = np.full(n, float(d))
+        return DiameterProfile(arc_px=np.arange(n, dtype=float), centerline_rc=rc, normal_rc=nrm, diameter_px=d,
+                               left_rc=rc, right_rc=rc, flags=np.full(n, int(flag), np.int64), edge_diameter_px=d,
+                               centre_offset_px=np.zeros(n), blur_sigma_px=1.0, amplitude=1.0)
+
+    nr = int(QualityFlag.POOR_FIT | QualityFlag.NON_ROUND)
+    mostly_nr = combine_frames([prof(8.0, 0), prof(7.9, nr), prof(7.95, nr)], [1.0, 1.0, 1.0])
+    assert np.all(mostly_nr.flags == nr) and not mostly_nr.valid.any() and QualityFlag.mld_usable(mostly_nr.flags).all()
+    assert mostly_nr.diameter_px[0] == pytest.approx(7.95, abs=0.05)
+    mostly_round = combine_frames([prof(8.0, nr), prof(7.9, 0), prof(7.95, 0)], [1.0, 1.0, 1.0])
+    assert mostly_round.valid.all()

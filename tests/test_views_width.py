@@ -181,14 +181,17 @@ def test_a_borderline_reading_asks_a_reader(eccentric):
 
 
 def test_the_reading_sd_is_not_the_area_fits_misfit(eccentric):
-    """The area fit's SD is scaled by its misfit on a non-round lumen (residuals 8.5x the noise
-    on view A); k explains that misfit, so the projected reading's SD drops it, and the views'
-    disagreement is significant (measured: 10.3 and 4.0 points against 86.1 and 28.9)."""
+    """The SD a round lumen's misfit would give (residuals 8.5x the noise on view A: 86.1 and
+    28.9 points until session 20) is in neither reading: the area reading reads the non-round
+    lumen with its own amplitude (SD 5.5 and 5.4 since session 21), the projected reading takes
+    no misfit share out of an SD that holds none (4.6 and 7.0), and the views' disagreement is
+    significant (27 points, 3.3 SD)."""
     from stenosis.views import measure_views, view_reading
 
     (_, _, ra), (_, _, rb) = eccentric
     for r in (ra, rb):
-        assert view_reading(r).percent_stenosis_sd < 0.2 * r.percent_stenosis_sd
+        assert r.percent_stenosis_sd < 8.0
+        assert view_reading(r).percent_stenosis_sd < 8.0
     views = [{"run": run, "proximal": (100.0, 16.0), "distal": (100.0, 184.0)} for run, _, _ in eccentric]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -131,8 +131,13 @@ def _flags_of(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, p
     return residual_flags(prof.values, prof.offsets_px, fit, free, prof.inside, sigma, amplitude, params)
 
 
+#: the amplitude ratios A / A_run a non-round lumen may have: an ellipse of axis ratio up to 8
+#: seen along either axis (the range the views read k on, ``stenosis.diameter.shape.K_GRID``)
+NON_ROUND_K = (0.125, 8.0)
+
+
 def read_non_round(prof: Profiles, fit: ProfileFit, flags: np.ndarray, sigma: float,
-                   params: MeasureParams = DEFAULT_PARAMS) -> tuple[ProfileFit, np.ndarray]:
+                   params: MeasureParams = DEFAULT_PARAMS, *, skip: np.ndarray | None = None) -> tuple[ProfileFit, np.ndarray]:
     """``(fit, flags)`` with each sample flagged only POOR_FIT that a lumen of its own amplitude
     describes read as that lumen: flagged NON_ROUND, its diameter the area-equivalent one.
 
@@ -142,21 +147,30 @@ def read_non_round(prof: Profiles, fit: ProfileFit, flags: np.ndarray, sigma: fl
     semicircle, so the blurred-cylinder fit with a free amplitude A describes it (residual RMS
     within the POOR_FIT threshold, :func:`~stenosis.diameter.flags.poor_fit_threshold`), and
     its lumen area is that of a round lumen of radius R sqrt(A / A_run): the densitometric
-    diameter, 2 R sqrt(A / A_run), whatever the lumen's shape. The sample's residuals (its
-    misfit) are that fit's. A profile that no such lumen describes (structure, a junction, a
-    vessel's end) stays POOR_FIT only, out of the MLD search."""
-    poor = np.flatnonzero((flags & ~int(QualityFlag.EDGE_MISMATCH)) == int(QualityFlag.POOR_FIT))
+    diameter, 2 R sqrt(A / A_run), whatever the lumen's shape (A / A_run within
+    :data:`NON_ROUND_K`). The sample's residuals (its misfit) are that fit's. A profile that no
+    such lumen describes (structure, a junction, a vessel's end) stays POOR_FIT only: searched
+    for the MLD only behind the flagged-MLD gate (:func:`stenosis.wasid.wasid`). ``skip``: samples
+    not to read so (a frame's samples the bolus has not filled: their lower iodine is not a
+    lumen's shape)."""
+    poor_mask = (flags & ~int(QualityFlag.EDGE_MISMATCH)) == int(QualityFlag.POOR_FIT)
+    if skip is not None:
+        poor_mask &= ~np.asarray(skip, bool)
+    poor = np.flatnonzero(poor_mask)
     if poor.size == 0:
         return fit, flags
     own = fit_profiles(prof.values[poor], prof.offsets_px, prof.table(sigma), amplitude=None,
                        r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
     a_run = np.broadcast_to(np.asarray(fit.amplitude, float), fit.radius_px.shape)[poor]
-    ok = (np.sqrt(own.rss / prof.values.shape[1]) <= poor_fit_threshold(fit, params)) & (own.amplitude > 0) & (a_run > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.where(a_run > 0, own.amplitude / np.where(a_run > 0, a_run, 1.0), 0.0)
+    ok = ((np.sqrt(own.rss / prof.values.shape[1]) <= poor_fit_threshold(fit, params))
+          & (k >= NON_ROUND_K[0]) & (k <= NON_ROUND_K[1]))
     if not ok.any():
         return fit, flags
     idx = poor[ok]
     R, C, rss, res = (np.array(v, float, copy=True) for v in (fit.radius_px, fit.centre_px, fit.rss, fit.residuals))
-    R[idx] = own.radius_px[ok] * np.sqrt(own.amplitude[ok] / a_run[ok])
+    R[idx] = own.radius_px[ok] * np.sqrt(k[ok])
     C[idx] = own.centre_px[ok]
     rss[idx] = own.rss[ok]
     res[idx] = own.residuals[ok]
@@ -367,14 +381,15 @@ def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radi
 
 def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc, probability: np.ndarray, *,
                           origin_rc: tuple[float, float], radius_hint_px: float, amplitude_scale,
-                          params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
+                          params: MeasureParams = DEFAULT_PARAMS, unfilled: np.ndarray | None = None) -> DiameterProfile:
     """The analysed frame's samples measured on another frame of the run, moved by ``shift_rc``.
 
     The blur is the run's and the iodine amplitude the analysed frame's (following the vessel)
     times ``amplitude_scale`` (a number, or one per sample: :func:`iodine_ratio`, the bolus
     concentration); the vessel-map flags are the analysed frame's; residual flags,
     the refit beside other vessels and the misfit are the frame's own. Returned on the analysed
-    frame's coordinates, so that its samples line up with the analysed profile's.
+    frame's coordinates, so that its samples line up with the analysed profile's. ``unfilled``:
+    samples the bolus has not filled in this frame, flagged POOR_FIT (not read from it).
     """
     d = np.asarray(shift_rc, float)
     rh = float(max(radius_hint_px, 1.5))
@@ -390,7 +405,10 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
     side = analysed.flags & SIDE_FLAGS
     if analysed.refitted is not None:  # the analysed frame's refit cleared these samples' BRANCH flag
         side = side | np.where(analysed.refitted, int(QualityFlag.BRANCH), 0)
-    fit, flags = read_non_round(prof, fit, _flags_of(prof, fit, sigma, amp, params) | side, sigma, params)
+    flags = _flags_of(prof, fit, sigma, amp, params) | side
+    if unfilled is not None:
+        flags = np.where(unfilled, flags | int(QualityFlag.POOR_FIT), flags)
+    fit, flags = read_non_round(prof, fit, flags, sigma, params, skip=unfilled)
     frame = _profile(prof, fit, sigma, amp, flags, mm_per_px=analysed.mm_per_px, local_amp=local, params=params,
                      misfit=misfit_ratio(fit.residuals, noise))
     frame = refit_beside_vessels(image, frame, probability, radius_hint_px=rh, params=params, noise_sd=noise,
@@ -444,8 +462,11 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
         ok[j[off], two[off]] = False
     w = ok / var[:, None]
     d = np.where(use, (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
-    # usable in most frames: the combined sample is; a non-round lumen keeps its flags
-    flags = np.where(use & clean, first.flags & int(QualityFlag.EDGE_MISMATCH), first.flags)
+    # usable in most frames: the combined sample is; read in most frames only with non-round
+    # lumens among them, it is one (searched for the MLD, never a reference)
+    edge = first.flags & int(QualityFlag.EDGE_MISMATCH)
+    flags = np.where(use & clean, edge,
+                     np.where(use, edge | int(QualityFlag.POOR_FIT | QualityFlag.NON_ROUND), first.flags))
     misfit = None
     if all(p.misfit is not None for p in profiles):
         misfit = np.nanmean(np.stack([p.misfit for p in profiles]), axis=0)

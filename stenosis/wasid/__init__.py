@@ -108,12 +108,12 @@ def _usable(profile: DiameterProfile) -> tuple[np.ndarray, list[str]]:
 
 def _mld_usable(profile: DiameterProfile, valid: np.ndarray) -> np.ndarray:
     """The samples the MLD is searched on: ``valid`` and those a lumen of their own amplitude
-    describes (POOR_FIT and NON_ROUND only, :func:`stenosis.diameter.flags.non_round_flags`).
+    describes (POOR_FIT and NON_ROUND only, :func:`stenosis.diameter.stage.read_non_round`).
 
     An eccentric lumen seen obliquely is where the run's amplitude fails, i.e. at the lesion:
     left out, the MLD lands on the lesion's shoulder and the stenosis is missed. Such a sample
-    is read as its area-equivalent diameter, and its misfit enlarges the MLD's SD
-    (:func:`~stenosis.wasid.uncertainty.model_sd_px`). The reference windows keep to ``valid``."""
+    is read as its area-equivalent diameter, with the misfit of the lumen that describes it.
+    The reference and its sites keep to ``valid`` (diameters smoothed over them alone)."""
     return valid | QualityFlag.mld_usable(profile.flags)
 
 
@@ -155,16 +155,19 @@ def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise,
     return i_mld, mld, d_s, warns
 
 
-def _reference_sites(profile, valid, d_s, i_mld, d0, step, params) -> _Sites:
-    """Lesion extent and the proximal / distal reference windows, refined twice with the reference."""
+def _reference_sites(profile, valid, d_s, i_mld, d0, step, params, d_ref=None) -> _Sites:
+    """Lesion extent (on ``d_s``, the MLD's diameters) and the proximal / distal reference
+    windows (on ``d_ref``, the usable samples' diameters; default ``d_s``), refined twice with
+    the reference."""
+    d_ref = d_s if d_ref is None else d_ref
     n = profile.arc_px.size
     window_n = max(int(round(params.window_diameters * d0 / step)) + 1, 5)
     gap_n = int(round(params.lesion_gap_diameters * d0 / step))
 
     def sites(ref_guess):
         lo, hi = lesion_extent(d_s, i_mld, ref_guess, fraction=params.lesion_fraction)
-        prox = candidate_windows(profile, d_s, 0, lo - gap_n - 1, window_n, params=params)
-        dist = candidate_windows(profile, d_s, hi + gap_n + 1, n - 1, window_n, params=params)
+        prox = candidate_windows(profile, d_ref, 0, lo - gap_n - 1, window_n, params=params)
+        dist = candidate_windows(profile, d_ref, hi + gap_n + 1, n - 1, window_n, params=params)
         return lo, hi, prox, dist
 
     lo, hi, prox, dist = sites(d0)
@@ -177,14 +180,14 @@ def _reference_sites(profile, valid, d_s, i_mld, d0, step, params) -> _Sites:
     w_prox = best_window(prox, strict=True)
     w_dist = best_window(dist, strict=True)
     excl = int(round(params.end_exclude_diameters * d0 / step))
-    prox_diseased = diseased(d_s, valid, excl, lo - gap_n - 1, w_prox, params)
+    prox_diseased = diseased(d_ref, valid, excl, lo - gap_n - 1, w_prox, params)
     if w_prox is not None and not prox_diseased:  # the recovering end of a diffuse proximal narrowing
         j1 = min(excl + int(round(d0 / step)), w_prox.i0)
-        head = d_s[excl : j1 + 1][valid[excl : j1 + 1]]
+        head = d_ref[excl : j1 + 1][valid[excl : j1 + 1]]
         prox_diseased = bool(head.size >= 3 and head.mean() < params.proximal_head_fraction * w_prox.diameter_px)
     if w_prox is not None and w_dist is not None and not prox_diseased:
         prox_diseased = w_prox.diameter_px < params.proximal_vs_distal * w_dist.diameter_px
-    dist_diseased = diseased(d_s, valid, hi + gap_n + 1, n - 1 - excl, w_dist, params)
+    dist_diseased = diseased(d_ref, valid, hi + gap_n + 1, n - 1 - excl, w_dist, params)
     return _Sites(lo, hi, prox, dist, w_prox, w_dist, prox_diseased, dist_diseased, window_n)
 
 
@@ -315,8 +318,9 @@ def wasid(
     area_noise = area_noise_sd_px2(profile, valid)
     if smooth_px is None:
         smooth_px = adaptive_smoothing_px(profile, valid, area_noise_px2=area_noise, params=p)
-    d_s = smooth_diameter(profile.diameter_px, mld_ok, sigma_samples=smooth_px / step)
-    d0 = float(np.quantile(d_s[valid], 0.9))  # first reference guess: a robust maximum
+    d_s = smooth_diameter(profile.diameter_px, mld_ok, sigma_samples=smooth_px / step)  # the MLD's side
+    d_ref = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)  # the reference's
+    d0 = float(np.quantile(d_ref[valid], 0.9))  # first reference guess: a robust maximum
     along = float(np.sqrt(profile.blur_sigma_px**2 + p.band_var_px2 + smooth_px**2))
     within = None
     if mld_near_index is not None:
@@ -330,7 +334,7 @@ def wasid(
         warns.append("the lumen at the MLD is not round (its profiles fit only with an iodine amplitude of their own): "
                      "its area-equivalent diameter is read; seen along its narrow axis it is narrower, so measure the "
                      "lesion in another view too")
-    sites = _reference_sites(profile, valid, d_s, i_mld, d0, step, p)
+    sites = _reference_sites(profile, valid, d_s, i_mld, d0, step, p, d_ref=d_ref)
     feed_w = _feeding_window(feeding_profile, smooth_px, step, p)
 
     if manual_index is not None or manual_reference_px is not None:
@@ -341,7 +345,7 @@ def wasid(
         win, desc, w = _forced_site(seg, choice, sites, feed_w)
         ref = feed_w.diameter_px if choice is ReferenceChoice.FEEDING else win.diameter_px
     else:
-        choice, win, desc, w = _wasid_order(seg, sites, feed_w, d_s)
+        choice, win, desc, w = _wasid_order(seg, sites, feed_w, d_ref)
         ref = feed_w.diameter_px if choice is ReferenceChoice.FEEDING else win.diameter_px
     warns += w
     if ref <= 0:
@@ -377,7 +381,7 @@ def wasid(
     core_out = np.ones(arc.size, bool)
     core_out[c_lo : c_hi + 1] = False
     s_mld_along, n_other = narrowest_spread_px(arc, d_s, valid, core_out, float(mld), corr, within,
-                                               reach_sd=p.mld_competing_reach_sd)
+                                               reach_sd=p.mld_competing_reach_sd, searched=mld_ok)
     if n_other >= 1.0 and mld > 0:
         k = max(int(round(n_other)), 1)
         warns.append(f"the narrowing is not clearly deeper than the artery's own variation along the vessel "
@@ -429,7 +433,8 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
     win = graded.reference_window
     ref = graded.reference_px
     if win is not None:  # by the rule the graded frame's reference was read with
-        ref = trend_diameter(profile, valid, win, params, diameter_s=d_s)
+        d_ref = smooth_diameter(profile.diameter_px, valid, sigma_samples=smooth_px / step)
+        ref = trend_diameter(profile, valid, win, params, diameter_s=d_ref)
     # a reference off the traced segment is the graded frame's for every frame: no noise of its own here
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else float("inf")
     sd_mld, sd_ref, sd_pct = measurement_sd(profile, mld_ok, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),

@@ -212,7 +212,8 @@ def correlation_length_px(residual: np.ndarray, sel: np.ndarray, step_px: float,
 
 def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.ndarray, outside: np.ndarray,
                         mld_px: float, corr_px: float, within: np.ndarray | None = None, *,
-                        reach_sd: float = DEFAULT_PARAMS.mld_competing_reach_sd) -> tuple[float, float]:
+                        reach_sd: float = DEFAULT_PARAMS.mld_competing_reach_sd,
+                        searched: np.ndarray | None = None) -> tuple[float, float]:
     """SD (px) of the MLD from competing stretches: how far the narrowest of the stretches that
     could hold the MLD departs from its own diameter, for noise and structure alone.
 
@@ -227,7 +228,8 @@ def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.nd
     background every stretch competes, and the "lesion" read there is this extreme.
 
     Returns (SD px, stretches elsewhere): 1 or more says the MLD is not clearly deeper than the
-    artery's own variation.
+    artery's own variation. ``searched``: the samples the MLD was searched on (default
+    ``valid``), the competitors' (the trend and spread come from ``valid``).
     """
     arc = np.asarray(arc_px, float)
     d = np.asarray(diameter_s, float)
@@ -237,8 +239,9 @@ def narrowest_spread_px(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.nd
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
     trend, spread = _about_trend(arc, d, sel)
     length = correlation_length_px(d - trend, sel, step, corr_px)
-    reach = minimum_rms_factor(float(valid.sum()) * step / length) + reach_sd
-    elsewhere = valid & outside & (trend <= mld_px + reach * spread)
+    searched = valid if searched is None else np.asarray(searched, bool)
+    reach = minimum_rms_factor(float(searched.sum()) * step / length) + reach_sd
+    elsewhere = searched & outside & (trend <= mld_px + reach * spread)
     if within is not None:
         elsewhere &= within
     n_other = float(elsewhere.sum()) * step / length
