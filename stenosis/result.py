@@ -393,6 +393,12 @@ ROW_COLUMNS: tuple[str, ...] = (
 )
 
 
+def reader_without_frame(reader: Mapping[str, Any]) -> dict[str, Any]:
+    """A result's ``parameters["reader"]`` with the analysed frame as the tool's choice (a
+    ``frame`` entry is what records a reader's frame)."""
+    return {k: v for k, v in reader.items() if k != "frame"}
+
+
 def frame_chosen_by_tool(record: Mapping[str, Any]) -> dict[str, Any]:
     """``record`` (a result's dict) with the analysed frame marked as the tool's choice.
 
@@ -404,8 +410,7 @@ def frame_chosen_by_tool(record: Mapping[str, Any]) -> dict[str, Any]:
     params = record.get("parameters")
     if not isinstance(params, Mapping) or not isinstance(params.get("reader"), Mapping):
         return dict(record)
-    reader = {k: v for k, v in params["reader"].items() if k != "frame"}
-    return {**record, "parameters": {**params, "reader": reader}}
+    return {**record, "parameters": {**params, "reader": reader_without_frame(params["reader"])}}
 
 
 def _reader_cells(reader: Mapping[str, Any] | None) -> dict[str, Any]:

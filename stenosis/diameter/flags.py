@@ -36,15 +36,17 @@ def residual_flags(Y, x, fit, free_amp, inside, sigma, amplitude, params: Measur
     in_mean = np.where(inner, res, 0).sum(1) / np.maximum(inner.sum(1), 1)
     over = (resolved & (free_amp > p.overlap_free_amplitude * amplitude)) | (in_mean > max(p.overlap_inner_fraction * peak_ref, p.branch_noise_sigmas * noise))
     flags[over] |= int(QualityFlag.OVERLAP)
-    flags[np.sqrt(fit.rss / Y.shape[1]) > poor_fit_threshold(fit, p)] |= int(QualityFlag.POOR_FIT)
+    flags[np.sqrt(fit.rss / Y.shape[1]) > poor_fit_threshold(fit, p, noise=noise)] |= int(QualityFlag.POOR_FIT)
     return flags
 
 
-def poor_fit_threshold(fit, params: MeasureParams = DEFAULT_PARAMS) -> float:
+def poor_fit_threshold(fit, params: MeasureParams = DEFAULT_PARAMS, *, noise: float | None = None) -> float:
     """The residual RMS above which a profile is a POOR_FIT: ``poor_fit_rms`` x the run's median
-    fit RMS, and at least ``poor_fit_rms`` x the residuals' robust SD."""
+    fit RMS, and at least ``poor_fit_rms`` x the residuals' robust SD (``noise``, computed when
+    None)."""
     res = fit.residuals
-    noise = 1.4826 * np.median(np.abs(res - np.median(res))) + 1e-12
+    if noise is None:
+        noise = 1.4826 * np.median(np.abs(res - np.median(res))) + 1e-12
     rms = np.sqrt(fit.rss / res.shape[1])
     return float(max(params.poor_fit_rms * np.median(rms), params.poor_fit_rms * noise))
 

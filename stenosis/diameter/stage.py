@@ -162,8 +162,7 @@ def read_non_round(prof: Profiles, fit: ProfileFit, flags: np.ndarray, sigma: fl
     own = fit_profiles(prof.values[poor], prof.offsets_px, prof.table(sigma), amplitude=None,
                        r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
     a_run = np.broadcast_to(np.asarray(fit.amplitude, float), fit.radius_px.shape)[poor]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.where(a_run > 0, own.amplitude / np.where(a_run > 0, a_run, 1.0), 0.0)
+    k = np.where(a_run > 0, own.amplitude / np.where(a_run > 0, a_run, 1.0), 0.0)
     ok = ((np.sqrt(own.rss / prof.values.shape[1]) <= poor_fit_threshold(fit, params))
           & (k >= NON_ROUND_K[0]) & (k <= NON_ROUND_K[1]))
     if not ok.any():
@@ -185,7 +184,8 @@ def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.n
     """Model-based diameter profile along a centerline, one amplitude for the run.
 
     ``blur_sigma_px`` / ``amplitude``: known lumen model (estimated from the usable samples
-    when None, :func:`estimate_lumen_model`). Flags come from the fit's residuals only.
+    when None, :func:`estimate_lumen_model`). Flags come from the fit's residuals only (no
+    non-round reading, :func:`read_non_round`: these profiles give references, never an MLD).
     """
     prof = sample_along(image, centerline_rc, arc_px, radius_hint_px=radius_hint_px, params=params)
     if blur_sigma_px is None or amplitude is None:
@@ -193,7 +193,7 @@ def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.n
         blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
         amplitude = a_est if amplitude is None else amplitude
     fit = prof.fit(blur_sigma_px, amplitude)
-    fit, flags = read_non_round(prof, fit, _flags_of(prof, fit, blur_sigma_px, amplitude, params), blur_sigma_px, params)
+    flags = _flags_of(prof, fit, blur_sigma_px, amplitude, params)
     return _profile(prof, fit, blur_sigma_px, amplitude, flags, mm_per_px=mm_per_px, local_amp=None, params=params)
 
 

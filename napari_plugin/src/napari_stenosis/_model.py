@@ -26,7 +26,7 @@ import numpy as np
 
 import stenosis
 from stenosis import ModelName, ReferenceChoice, Segment
-from stenosis.result import ROW_COLUMNS, frame_chosen_by_tool, row_from_dict
+from stenosis.result import ROW_COLUMNS, frame_chosen_by_tool, reader_without_frame, row_from_dict
 
 from . import __version__
 
@@ -564,9 +564,7 @@ class ReadingSession:
         if self.result is None:
             return None
         reader = dict((getattr(self.result, "parameters", None) or {}).get("reader") or {})
-        if not self.frame_by_reader:
-            reader.pop("frame", None)
-        return reader
+        return reader if self.frame_by_reader else reader_without_frame(reader)
 
     def export_record(self) -> dict[str, Any]:
         """JSON document of an export: the result, the reader's choices and software."""
