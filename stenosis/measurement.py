@@ -25,7 +25,7 @@ from .calibration import UNCALIBRATED_MARK
 from .diameter import combine_frames, diameter_stage, measure_diameters, same_samples_in_frame
 from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
-from .opacification import mask_frames_of
+from .opacification import log_attenuation, mask_frames_of
 from .frames import (AnalysedFrame, choose_frame, companion_frames, follow_frames, frame_fill, guess_frame,
                      traced_lumen, without_shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
@@ -133,7 +133,8 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     companions = companions_of(run, analysed, inputs, rhint, params)
     single_native = background is not analysed.image
     image = background if single_native else companions.analysed_image
-    profile = _diameters_on(image, analysed, inputs, rhint, scale, params, centred_on_analysed=single_native)
+    profile = _diameters_on(image, analysed, inputs, rhint, scale, params, centred_on_analysed=single_native,
+                            log_attenuation=log_attenuation(run))
     if profile.amplitude <= 0:
         raise MeasurementError("no contrast in the traced segment; check the points and the frame")
     clip = clipping_warning(np.asarray(run.frames[analysed.index]), profile.centerline_rc, scale, params)
@@ -494,15 +495,18 @@ def _grading_inputs(inputs: ReaderInputs, placed: PlacedOverrides) -> dict:
 
 
 def _diameters_on(image: np.ndarray, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: float, scale: Scale,
-                  params: MeasureParams, *, centred_on_analysed: bool = False) -> DiameterProfile:
+                  params: MeasureParams, *, centred_on_analysed: bool = False,
+                  log_attenuation: bool = False) -> DiameterProfile:
     """The diameter stage along the analysed frame's trace on ``image`` (the analysed image, the
     frames' shared noise removed, or a single native frame opacified against a background model:
-    then ``centred_on_analysed``, the trace centred on the analysed image)."""
+    then ``centred_on_analysed``, the trace centred on the analysed image). ``log_attenuation``:
+    the image is natural-log attenuation (:func:`stenosis.opacification.log_attenuation`)."""
     trace = analysed.trace
     return diameter_stage(image, trace.centerline_rc, trace.arc_px, trace.probability, origin_rc=trace.origin_rc,
                           radius_hint_px=rhint, step_px=scale.step_px, mm_per_px=scale.mm_per_px,
                           crossings=inputs.model == ModelName.UNET.value, params=params,
-                          centring_image=analysed.image if centred_on_analysed else None)
+                          centring_image=analysed.image if centred_on_analysed else None,
+                          log_attenuation=log_attenuation)
 
 
 def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, wm: WasidMeasurement, rhint: float,
@@ -520,7 +524,8 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
         return wm
     other = single_frame_background(run, analysed, params, sigma_px=s2)
     try:
-        wm2 = wasid(_diameters_on(other, analysed, inputs, rhint, scale, params, centred_on_analysed=True),
+        wm2 = wasid(_diameters_on(other, analysed, inputs, rhint, scale, params, centred_on_analysed=True,
+                                  log_attenuation=log_attenuation(run)),
                     inputs.segment, params=params,
                     **_grading_inputs(inputs, placed))
     except MeasurementError:
@@ -779,7 +784,8 @@ def place_overrides(image: np.ndarray, inputs: ReaderInputs, profile: DiameterPr
         warns += ft.warnings
         feeding = measure_diameters(image, ft.centerline_rc, ft.arc_px, radius_hint_px=radius_hint(image, ft.centerline_rc),
                                     mm_per_px=scale.mm_per_px, blur_sigma_px=profile.blur_sigma_px,
-                                    amplitude=profile.amplitude, params=params)
+                                    amplitude=profile.amplitude, params=params,
+                                    log_attenuation=profile.attenuation_per_px > 0)
     on_segment_px = max(scale.snap_px, params.on_segment_radii * rhint)
     manual_index = manual_px = manual_centre = None
     if inputs.reference is not None:

@@ -54,7 +54,7 @@ from scipy import ndimage as ndi
 
 from .errors import InputError
 
-__all__ = ["opacify", "estimate_shift", "shift_image", "native_values", "native_iodine", "background_off_vessels",
+__all__ = ["opacify", "log_attenuation", "estimate_shift", "shift_image", "native_values", "native_iodine", "background_off_vessels",
            "shared_noise", "mask_noise"]
 
 #: Default bound on the mask shift (pixels along each axis).
@@ -112,7 +112,7 @@ def opacify(
             _zero_background(out[k])
         return out
 
-    log_domain = meta.pixel_intensity_relationship == "LIN"
+    log_domain = log_attenuation(run)
 
     def work(i: int) -> np.ndarray:
         f = data[i].astype(np.float32)
@@ -143,6 +143,12 @@ def opacify(
         np.subtract(moved, live, out=out[k])
         _zero_background(out[k])
     return out
+
+
+def log_attenuation(run) -> bool:
+    """Whether :func:`opacify` (and :func:`native_values`) give natural-log attenuation: a native
+    LIN run. The lumen model then blurs the transmission (:mod:`stenosis.diameter.model`)."""
+    return (not run.metadata.subtracted) and run.metadata.pixel_intensity_relationship == "LIN"
 
 
 def native_values(run, index: int, region: tuple[slice, slice] | None = None) -> np.ndarray:

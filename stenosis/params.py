@@ -85,6 +85,7 @@ class MeasureParams:
     blur_wide_quantile: float = _p(0.0, "quantile", "samples at least this wide (smoothed radius) estimate blur and amplitude (0: every usable sample)")
     blur_amplitude_mads: float = _p(3.0, "MAD", "samples with an amplitude this far from the median are left out of the estimate")
     blur_max_profiles: int = _p(40, "profiles", "at most this many profiles in the blur estimate")
+    log_model_passes: int = _p(2, "passes", "LIN runs: blur and amplitude estimated again this many times with the transmission blurred at the amplitude found (0: the linear model)")
     reestimate_change: float = _p(0.01, "fraction", "blur/amplitude re-estimated without flagged samples replace the first when they differ by more")
     local_amplitude_half_radii: float = _p(4.0, "x radius", "local amplitude: half-window along the vessel (0: one per run)")
     local_amplitude_min: int = _p(10, "samples", "local amplitude from at least this many resolved samples")

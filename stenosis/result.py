@@ -134,6 +134,9 @@ class DiameterProfile:
     refitted : (N,) bool or None
         Samples refitted on profiles cut short of a vessel beside them (their BRANCH flag
         cleared; :func:`stenosis.diameter.refit_beside_vessels`).
+    attenuation_per_px : float
+        The iodine attenuation (natural log per px) at which the lumen model blurred the
+        transmission (a LIN run's profiles; :mod:`stenosis.diameter.model`); 0: the linear model.
     """
 
     arc_px: np.ndarray
@@ -151,6 +154,7 @@ class DiameterProfile:
     local_amplitude: np.ndarray | None = None
     misfit: np.ndarray | None = None
     refitted: np.ndarray | None = None
+    attenuation_per_px: float = 0.0
 
     @property
     def arc_mm(self) -> np.ndarray | None:
@@ -190,6 +194,7 @@ class DiameterProfile:
             "flags": [int(f) for f in self.flags],
             "blur_sigma_px": _r(self.blur_sigma_px, 4),
             "amplitude": _r(self.amplitude, 6),
+            "attenuation_per_px": _r(self.attenuation_per_px, 6),
             "mm_per_px": _r(mm, 6),
         }
 

@@ -282,6 +282,7 @@ def local_reference(image: np.ndarray, ref_rc: tuple[float, float], profile, *, 
     line = pt[None, :] + np.linspace(-r, r, max(int(2 * r / scale.step_px), 5))[:, None] * t[None, :]
     arc = np.r_[0, np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))]
     lp = measure_diameters(image, line + off, arc, radius_hint_px=r / 2 + 1, mm_per_px=profile.mm_per_px,
-                           blur_sigma_px=profile.blur_sigma_px, amplitude=profile.amplitude, params=params)
+                           blur_sigma_px=profile.blur_sigma_px, amplitude=profile.amplitude, params=params,
+                           log_attenuation=profile.attenuation_per_px > 0)
     d = lp.diameter_px[lp.valid] if lp.valid.any() else lp.diameter_px
     return float(np.mean(d)), tuple(float(v) for v in (pt + off)), notes

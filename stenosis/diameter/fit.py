@@ -178,6 +178,7 @@ def estimate_blur(
     sigmas_px: np.ndarray | None = None,
     r_max_px: float,
     c_max_px: float = 3.0,
+    attenuation_per_px: float = 0.0,
 ) -> tuple[float, float]:
     """Joint estimate of the blur sigma and the iodine amplitude from normal profiles.
 
@@ -193,6 +194,8 @@ def estimate_blur(
         Offsets, pixels.
     r_max_px : float
         Largest radius searched, pixels.
+    attenuation_per_px : float
+        The tables' (:func:`~stenosis.diameter.model.chord_table`; 0: the linear model).
 
     Returns
     -------
@@ -203,7 +206,7 @@ def estimate_blur(
     u_max = float(np.abs(offsets_px).max()) + 3.0
     tot = []
     for s in sigmas_px:
-        tab = chord_table(s, r_max_px, u_max)
+        tab = chord_table(s, r_max_px, u_max, attenuation_per_px)
         f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
         tot.append(f.rss.sum())
     tot = np.asarray(tot)
@@ -216,7 +219,7 @@ def estimate_blur(
     else:
         lsig = ls[k]
     sigma = float(np.exp(lsig))
-    tab = chord_table(sigma, r_max_px, u_max)
+    tab = chord_table(sigma, r_max_px, u_max, attenuation_per_px)
     f = fit_profiles(profiles, offsets_px, tab, amplitude=None, r_max_px=r_max_px, c_max_px=c_max_px)
     good = f.radius_px > 0.5
     amp = float(np.median(f.amplitude[good])) if good.any() else float(np.median(f.amplitude))

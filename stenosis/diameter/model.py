@@ -4,6 +4,14 @@ A circular lumen of radius R projects to a chord 2 sqrt(R^2 - u^2); the imaging 
 (focal spot, detector, pixel integration, interpolation) is one Gaussian of sigma. The
 table K(R, u) of blurred, pixel-cell-averaged chords is computed once per blur by FFT
 and cached (bounded in bytes).
+
+The detector blurs transmitted *intensity*: on profiles in natural-log attenuation (a LIN
+run) an iodine attenuation mu per px of path gives ``-log(G * exp(-mu c))``, not
+``mu (G * c)``; the two part where the chord changes within the blur and mu c is not small
+(a wide, dense lumen reads 0.3-0.4 px narrow with the linear model, docs/tuning.md section 3).
+``attenuation_per_px`` > 0 tabulates that: K = -log(1 - G * (1 - exp(-mu c))) / mu, so that
+``mu K`` is the profile of a lumen fitted with the amplitude mu; 0 is the linear model (its
+limit), for profiles in grey levels whose relation to intensity is not known.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ class ChordTable:
     dr: float
     du: float
     table: np.ndarray  # (KR, KU) float64
+    attenuation_per_px: float = 0.0  # 0: the linear model (blurred chords)
 
     @property
     def r_max(self) -> float:
@@ -152,7 +161,7 @@ def _chord_spectrum_uncached(r_max_px: float, u_max_px: float, pad_px: float):
     return u_full, n_fft, spec
 
 
-def chord_table(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable:
+def chord_table(sigma_px: float, r_max_px: float, u_max_px: float, attenuation_per_px: float = 0.0) -> ChordTable:
     """Tabulate the Gaussian-blurred projected chord of a cylinder.
 
     Parameters
@@ -163,6 +172,9 @@ def chord_table(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable
         Largest lumen radius tabulated, pixels.
     u_max_px : float
         Largest |offset| from the lumen centre tabulated, pixels.
+    attenuation_per_px : float
+        Iodine attenuation (natural log per px of path) at which the transmission is blurred;
+        0: the chord is (the linear model).
 
     Returns
     -------
@@ -170,19 +182,23 @@ def chord_table(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable
         Callable lookup K(R, u) (signal per unit amplitude: path length in pixels).
     """
     sigma_px = float(max(sigma_px, 1e-3))
+    mu = float(attenuation_per_px) if np.isfinite(attenuation_per_px) and attenuation_per_px > 0 else 0.0
     # round the ranges up so that tables of one run share the cached spectrum
-    return _chord_table_cached(sigma_px, float(np.ceil(r_max_px)), float(np.ceil(u_max_px)))
+    return _chord_table_cached(sigma_px, float(np.ceil(r_max_px)), float(np.ceil(u_max_px)), mu)
 
 
-def _chord_table_cached(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable:
+def _chord_table_cached(sigma_px: float, r_max_px: float, u_max_px: float, mu: float = 0.0) -> ChordTable:
     """Deterministic, so cached per process (the table is read-only); bounded in bytes."""
-    key = (float(sigma_px), float(r_max_px), float(u_max_px))
+    key = (float(sigma_px), float(r_max_px), float(u_max_px), float(mu))
     return _TABLE_CACHE.get(key, lambda: _chord_table_uncached(*key))
 
 
-def _chord_table_uncached(sigma_px: float, r_max_px: float, u_max_px: float) -> ChordTable:
+def _chord_table_uncached(sigma_px: float, r_max_px: float, u_max_px: float, mu: float = 0.0) -> ChordTable:
     pad = float(np.ceil(5 * max(sigma_px, 4.0) + 1))
     u_full, n_fft, spec = _chord_spectrum(r_max_px, u_max_px, pad)
+    if mu > 0:  # blur the absorbed fraction 1 - exp(-mu c) (zero off the lumen, like the chord)
+        r = np.arange(0.0, r_max_px + 2 * _DR, _DR)[:, None]
+        spec = np.fft.rfft(-np.expm1(-mu * _chord_cell_mean(r, u_full[None, :], _DU)), n=n_fft, axis=1)
     # Gaussian blur by FFT (the kernel is hundreds of table steps wide); the padding
     # keeps the circular wrap-around outside the tabulated range
     f = np.fft.rfftfreq(n_fft, d=_DU)
@@ -191,6 +207,8 @@ def _chord_table_uncached(sigma_px: float, r_max_px: float, u_max_px: float) -> 
     i0 = int(np.argmin(np.abs(u_full)))
     n_u = int(np.ceil(u_max_px / _DU)) + 2
     table = np.ascontiguousarray(blurred[:, i0 : i0 + n_u])
+    if mu > 0:
+        table = -np.log1p(-np.clip(table, 0.0, 1.0 - 1e-12)) / mu
     table.flags.writeable = False
-    return ChordTable(sigma_px, _DR, _DU, table)
+    return ChordTable(sigma_px, _DR, _DU, table, mu)
 

@@ -149,7 +149,7 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
                if w.size >= 3]
     if len(windows) > MAX_NORMAL_WINDOWS:  # evenly spread over the artery (compute budget)
         windows = [windows[int(i)] for i in np.linspace(0, len(windows) - 1, MAX_NORMAL_WINDOWS).round()]
-    table = band.table(prof.blur_sigma_px)
+    table = band.table(prof.blur_sigma_px, prof.attenuation_per_px)
     u = np.log(K_GRID)
 
     def likelihood(rows: np.ndarray):

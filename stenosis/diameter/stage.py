@@ -53,24 +53,32 @@ class Profiles:
     radius_hint_px: float
     r_max_px: float
     c_max_px: float
+    log_attenuation: bool = False  # values are natural-log attenuation (the lumen model blurs the transmission)
 
-    def table(self, sigma_px: float):
-        return chord_table(sigma_px, self.r_max_px, float(np.abs(self.offsets_px).max()) + 3.0)
+    def attenuation(self, amplitude: float) -> float:
+        """The lumen model's attenuation for a run amplitude: the amplitude itself on natural-log
+        attenuation profiles, else 0 (the linear model; :func:`~stenosis.diameter.model.chord_table`)."""
+        return float(amplitude) if self.log_attenuation and np.isfinite(amplitude) and amplitude > 0 else 0.0
 
-    def fit(self, sigma_px: float, amplitude) -> ProfileFit:
-        return fit_profiles(self.values, self.offsets_px, self.table(sigma_px), amplitude=amplitude,
+    def table(self, sigma_px: float, attenuation_per_px: float = 0.0):
+        return chord_table(sigma_px, self.r_max_px, float(np.abs(self.offsets_px).max()) + 3.0, attenuation_per_px)
+
+    def fit(self, sigma_px: float, amplitude, attenuation_per_px: float = 0.0) -> ProfileFit:
+        return fit_profiles(self.values, self.offsets_px, self.table(sigma_px, attenuation_per_px), amplitude=amplitude,
                             r_max_px=self.r_max_px, c_max_px=self.c_max_px)
 
 
 def sample_along(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, *, radius_hint_px: float,
-                 params: MeasureParams = DEFAULT_PARAMS) -> Profiles:
-    """Band-averaged profiles across ``centerline_rc``, long enough for a lumen of ``radius_hint_px``."""
+                 params: MeasureParams = DEFAULT_PARAMS, log_attenuation: bool = False) -> Profiles:
+    """Band-averaged profiles across ``centerline_rc``, long enough for a lumen of ``radius_hint_px``
+    (``log_attenuation``: ``image`` is natural-log attenuation, :attr:`Profiles.log_attenuation`)."""
     pts = np.asarray(centerline_rc, float)
     nrm = normals_from_centerline(pts)
     half, r_max, c_max = profile_geometry(radius_hint_px, params)
     x = profile_offsets(half, params.profile_step_px)
     Y, inside = sample_profiles(image, pts, nrm, x, band_px=params.profile_band_px)
-    return Profiles(pts, np.asarray(arc_px, float), nrm, x, Y, inside, float(max(radius_hint_px, 1.5)), r_max, c_max)
+    return Profiles(pts, np.asarray(arc_px, float), nrm, x, Y, inside, float(max(radius_hint_px, 1.5)), r_max, c_max,
+                    bool(log_attenuation and params.log_model_passes > 0))
 
 
 def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
@@ -84,7 +92,9 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
     reader's end points (``docs/tuning.md``, section 3). ``blur_wide_quantile`` > 0 keeps only
     the samples at least that wide, ranked by their radius smoothed along the vessel (ranking
     single noisy profiles picks those whose noise widened them, biasing the blur low).
-    ``usable``: samples allowed (at least 5 of them, else all).
+    ``usable``: samples allowed (at least 5 of them, else all). On natural-log attenuation
+    profiles the blur and amplitude are estimated again with the tables at the amplitude found
+    (``log_model_passes`` times: the transmission's blur depends on it).
     """
     p = params
     Y, x = prof.values, prof.offsets_px
@@ -110,12 +120,15 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
         wide = wide[np.linspace(0, wide.size - 1, p.blur_max_profiles).astype(int)]
     sigma, amp = estimate_blur(Y[wide], x, sigmas_px=np.geomspace(*p.blur_sigma_grid_px), r_max_px=prof.r_max_px,
                                c_max_px=prof.c_max_px)
+    for _ in range(p.log_model_passes if prof.log_attenuation else 0):
+        sigma, amp = estimate_blur(Y[wide], x, sigmas_px=np.geomspace(*p.blur_sigma_grid_px), r_max_px=prof.r_max_px,
+                                   c_max_px=prof.c_max_px, attenuation_per_px=prof.attenuation(amp))
     return sigma, amp, f0
 
 
 def _profile(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, flags: np.ndarray, *,
              mm_per_px: float | None, local_amp: np.ndarray | None, params: MeasureParams,
-             misfit: np.ndarray | None = None) -> DiameterProfile:
+             misfit: np.ndarray | None = None, attenuation_per_px: float = 0.0) -> DiameterProfile:
     R, C = fit.radius_px, fit.centre_px
     el, er = derivative_edges(prof.values, prof.offsets_px, C, smooth_px=params.derivative_smooth_px)
     left, right = edge_points(prof.centerline_rc, prof.normal_rc, C, R)
@@ -123,11 +136,12 @@ def _profile(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, fl
         arc_px=prof.arc_px, centerline_rc=prof.centerline_rc, normal_rc=prof.normal_rc, diameter_px=2.0 * R,
         left_rc=left, right_rc=right, flags=flags, edge_diameter_px=er - el, centre_offset_px=C,
         blur_sigma_px=float(sigma), amplitude=float(amplitude), mm_per_px=mm_per_px, local_amplitude=local_amp,
-        misfit=misfit)
+        misfit=misfit, attenuation_per_px=float(attenuation_per_px))
 
 
-def _flags_of(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, params: MeasureParams) -> np.ndarray:
-    free = free_amplitude(prof.values, prof.offsets_px, prof.table(sigma), fit.radius_px, fit.centre_px)
+def _flags_of(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, params: MeasureParams,
+              attenuation_per_px: float = 0.0) -> np.ndarray:
+    free = free_amplitude(prof.values, prof.offsets_px, prof.table(sigma, attenuation_per_px), fit.radius_px, fit.centre_px)
     return residual_flags(prof.values, prof.offsets_px, fit, free, prof.inside, sigma, amplitude, params)
 
 
@@ -137,7 +151,8 @@ NON_ROUND_K = (0.125, 8.0)
 
 
 def read_non_round(prof: Profiles, fit: ProfileFit, flags: np.ndarray, sigma: float,
-                   params: MeasureParams = DEFAULT_PARAMS, *, skip: np.ndarray | None = None) -> tuple[ProfileFit, np.ndarray]:
+                   params: MeasureParams = DEFAULT_PARAMS, *, skip: np.ndarray | None = None,
+                   attenuation_per_px: float = 0.0) -> tuple[ProfileFit, np.ndarray]:
     """``(fit, flags)`` with each sample flagged only POOR_FIT that a lumen of its own amplitude
     describes read as that lumen: flagged NON_ROUND, its diameter the area-equivalent one.
 
@@ -152,14 +167,14 @@ def read_non_round(prof: Profiles, fit: ProfileFit, flags: np.ndarray, sigma: fl
     such lumen describes (structure, a junction, a vessel's end) stays POOR_FIT only: searched
     for the MLD only behind the flagged-MLD gate (:func:`stenosis.wasid.wasid`). ``skip``: samples
     not to read so (a frame's samples the bolus has not filled: their lower iodine is not a
-    lumen's shape)."""
+    lumen's shape). ``attenuation_per_px``: the run's lumen model (the tables')."""
     poor_mask = (flags & ~int(QualityFlag.EDGE_MISMATCH)) == int(QualityFlag.POOR_FIT)
     if skip is not None:
         poor_mask &= ~np.asarray(skip, bool)
     poor = np.flatnonzero(poor_mask)
     if poor.size == 0:
         return fit, flags
-    own = fit_profiles(prof.values[poor], prof.offsets_px, prof.table(sigma), amplitude=None,
+    own = fit_profiles(prof.values[poor], prof.offsets_px, prof.table(sigma, attenuation_per_px), amplitude=None,
                        r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
     a_run = np.broadcast_to(np.asarray(fit.amplitude, float), fit.radius_px.shape)[poor]
     k = np.where(a_run > 0, own.amplitude / np.where(a_run > 0, a_run, 1.0), 0.0)
@@ -180,40 +195,46 @@ def read_non_round(prof: Profiles, fit: ProfileFit, flags: np.ndarray, sigma: fl
 
 def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, *, radius_hint_px: float,
                       mm_per_px: float | None = None, blur_sigma_px: float | None = None, amplitude: float | None = None,
-                      params: MeasureParams = DEFAULT_PARAMS) -> DiameterProfile:
+                      params: MeasureParams = DEFAULT_PARAMS, log_attenuation: bool = False) -> DiameterProfile:
     """Model-based diameter profile along a centerline, one amplitude for the run.
 
     ``blur_sigma_px`` / ``amplitude``: known lumen model (estimated from the usable samples
     when None, :func:`estimate_lumen_model`). Flags come from the fit's residuals only (no
     non-round reading, :func:`read_non_round`: these profiles give references, never an MLD).
+    ``log_attenuation``: ``image`` is natural-log attenuation (:attr:`Profiles.log_attenuation`).
     """
-    prof = sample_along(image, centerline_rc, arc_px, radius_hint_px=radius_hint_px, params=params)
+    prof = sample_along(image, centerline_rc, arc_px, radius_hint_px=radius_hint_px, params=params,
+                        log_attenuation=log_attenuation)
     if blur_sigma_px is None or amplitude is None:
         s_est, a_est, _ = estimate_lumen_model(prof, params=params)
         blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
         amplitude = a_est if amplitude is None else amplitude
-    fit = prof.fit(blur_sigma_px, amplitude)
-    flags = _flags_of(prof, fit, blur_sigma_px, amplitude, params)
-    return _profile(prof, fit, blur_sigma_px, amplitude, flags, mm_per_px=mm_per_px, local_amp=None, params=params)
+    att = prof.attenuation(amplitude)
+    fit = prof.fit(blur_sigma_px, amplitude, att)
+    flags = _flags_of(prof, fit, blur_sigma_px, amplitude, params, att)
+    return _profile(prof, fit, blur_sigma_px, amplitude, flags, mm_per_px=mm_per_px, local_amp=None, params=params,
+                    attenuation_per_px=att)
 
 
 def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, probability: np.ndarray, *,
                    origin_rc: tuple[float, float], radius_hint_px: float, step_px: float, mm_per_px: float | None,
                    crossings: bool, params: MeasureParams = DEFAULT_PARAMS,
-                   centring_image: np.ndarray | None = None) -> DiameterProfile:
+                   centring_image: np.ndarray | None = None, log_attenuation: bool = False) -> DiameterProfile:
     """The flagged diameter profile of a traced segment (the steps are in the module notes).
 
     ``probability`` is the vessel map of a crop at ``origin_rc`` of ``image``; ``crossings``
-    uses it to flag crossing vessels (a clean map, the U-Net's, only).
+    uses it to flag crossing vessels (a clean map, the U-Net's, only). ``log_attenuation``: the
+    images are natural-log attenuation (the lumen model blurs the transmission,
+    :mod:`stenosis.diameter.model`).
     """
     p = params
     rh = float(max(radius_hint_px, 1.5))
     # 1. the lumen model and the lumen's centres, from profiles across the trace
     traced = sample_along(image if centring_image is None else centring_image, centerline_rc, arc_px,
-                          radius_hint_px=rh, params=p)
+                          radius_hint_px=rh, params=p, log_attenuation=log_attenuation)
     sigma, amp, _ = estimate_lumen_model(traced, params=p)
-    first = traced.fit(sigma, amp)
-    first_ok = (_flags_of(traced, first, sigma, amp, p) & _UNUSABLE) == 0
+    first = traced.fit(sigma, amp, traced.attenuation(amp))
+    first_ok = (_flags_of(traced, first, sigma, amp, p, traced.attenuation(amp)) & _UNUSABLE) == 0
     # 2. centring: the trace follows the vessel map's ridge, not the lumen's centre, and its
     # normals tilt where it is off-centre; every later profile is sampled on the centred trace
     # a fitted centre off the vessel map is another structure's (a neighbouring vessel, a band of
@@ -223,14 +244,14 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     rc, arc = recenter(centerline_rc, traced.normal_rc, first.centre_px,
                        first_ok & (2.0 * first.radius_px > 1.0) & on_map,
                        step_px=step_px, max_shift_px=max(p.recenter_max_px, p.recenter_max_radius * rh))
-    prof = sample_along(image, rc, arc, radius_hint_px=rh, params=p)
+    prof = sample_along(image, rc, arc, radius_hint_px=rh, params=p, log_attenuation=log_attenuation)
     if centring_image is not None:  # the lumen model of the image measured, not of the one centred on
         sigma, amp, _ = estimate_lumen_model(prof, params=p)
 
     # 3. fit with the run's lumen model; flags from the residuals and the vessel map
     def fit_and_flag(s, a):
-        f = prof.fit(s, a)
-        flags = _flags_of(prof, f, s, a, p)
+        f = prof.fit(s, a, prof.attenuation(a))
+        flags = _flags_of(prof, f, s, a, p, prof.attenuation(a))
         d = _profile(prof, f, s, a, flags, mm_per_px=mm_per_px, local_amp=None, params=p)
         return f, flags | side_vessel_flags(d, probability, origin_rc=origin_rc, crossings=crossings, params=p)
 
@@ -242,22 +263,24 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
             sigma, amp = s2, a2
             fit, flags = fit_and_flag(sigma, amp)
             usable = (flags & _UNUSABLE) == 0
+    att = prof.attenuation(amp)  # the run's lumen model from here on
     # 4. the final fit: an amplitude that follows the vessel, from the resolved samples inside the
     # image without another vessel; a poor fit counts (the run's amplitude where the vessel's differs is one)
     amp_local = None
     if p.local_amplitude_half_radii > 0:
         clear = (flags & (_UNUSABLE & ~int(QualityFlag.POOR_FIT))) == 0
-        amp_local = local_amplitude(prof.values, prof.offsets_px, prof.table(sigma), prof.arc_px, float(amp),
+        amp_local = local_amplitude(prof.values, prof.offsets_px, prof.table(sigma, att), prof.arc_px, float(amp),
                                     float(sigma), prof.inside & clear, fit.radius_px,
                                     half_px=p.local_amplitude_half_radii * rh, r_max_px=prof.r_max_px,
                                     c_max_px=prof.c_max_px, params=p)
         if np.any(amp_local != amp):
-            fit = prof.fit(sigma, amp_local)
+            fit = prof.fit(sigma, amp_local, att)
     # how well the model describes each profile: its residual against the profiles' own noise
     noise = profile_noise(prof.values, prof.offsets_px, prof.arc_px, lag_px=p.noise_lag_px)
-    fit, final_flags = read_non_round(prof, fit, _flags_of(prof, fit, sigma, amp, p) | (flags & SIDE_FLAGS), sigma, p)
-    final = _profile(prof, fit, sigma, amp, final_flags,
-                     mm_per_px=mm_per_px, local_amp=amp_local, params=p, misfit=misfit_ratio(fit.residuals, noise))
+    fit, final_flags = read_non_round(prof, fit, _flags_of(prof, fit, sigma, amp, p, att) | (flags & SIDE_FLAGS), sigma, p,
+                                      attenuation_per_px=att)
+    final = _profile(prof, fit, sigma, amp, final_flags, mm_per_px=mm_per_px, local_amp=amp_local, params=p,
+                     misfit=misfit_ratio(fit.residuals, noise), attenuation_per_px=att)
     # 5. samples beside another vessel, refitted on shortened profiles
     return refit_beside_vessels(image, final, probability, radius_hint_px=rh, origin_rc=origin_rc, params=p,
                                 noise_sd=noise)
@@ -324,7 +347,7 @@ def refit_beside_vessels(
         hh = max(float(h), 3.0)
         x = profile_offsets(hh, params.profile_step_px)
         Y, inside = sample_profiles(image, profile.centerline_rc[sel], profile.normal_rc[sel], x, band_px=params.profile_band_px)
-        tab = chord_table(sig, r_max, float(np.abs(x).max()) + 3.0)
+        tab = chord_table(sig, r_max, float(np.abs(x).max()) + 3.0, profile.attenuation_per_px)
         amp = profile.amplitude if profile.local_amplitude is None else profile.local_amplitude[sel]
         fit = fit_profiles(Y, x, tab, amplitude=amp, r_max_px=r_max, c_max_px=min(c_max, hh / 2))
         good = inside & (fit.radius_px > 0)
@@ -360,11 +383,11 @@ def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radi
     n = len(analysed)
     ok = analysed.valid if analysed.valid.sum() >= 5 else np.ones(n, bool)
     prof = sample_along(image, analysed.centerline_rc[ok] + d[None, :], analysed.arc_px[ok],
-                        radius_hint_px=radius_hint_px, params=params)
+                        radius_hint_px=radius_hint_px, params=params, log_attenuation=analysed.attenuation_per_px > 0)
     x = prof.offsets_px
     _, E = _projector(x)
     amp = analysed.amplitude if analysed.local_amplitude is None else analysed.local_amplitude[ok]
-    model = _project_out(prof.table(analysed.blur_sigma_px)(analysed.diameter_px[ok, None] / 2,
+    model = _project_out(prof.table(analysed.blur_sigma_px, analysed.attenuation_per_px)(analysed.diameter_px[ok, None] / 2,
                                                            x[None, :] - analysed.centre_offset_px[ok, None]), E)
     model = model * np.broadcast_to(np.asarray(amp, float), (int(ok.sum()),))[:, None]
     w = (model * model).sum(axis=1)  # weight of each sample's scale (1 / its variance, up to the noise)
@@ -393,24 +416,26 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
     """
     d = np.asarray(shift_rc, float)
     rh = float(max(radius_hint_px, 1.5))
-    prof = sample_along(image, analysed.centerline_rc + d[None, :], analysed.arc_px, radius_hint_px=rh, params=params)
+    prof = sample_along(image, analysed.centerline_rc + d[None, :], analysed.arc_px, radius_hint_px=rh, params=params,
+                        log_attenuation=analysed.attenuation_per_px > 0)
     sigma = analysed.blur_sigma_px
     scale = np.asarray(amplitude_scale, float)
     amp = analysed.amplitude * float(np.median(scale))
+    att = prof.attenuation(amp)
     base = analysed.amplitude if analysed.local_amplitude is None else analysed.local_amplitude
     local = None if (scale.ndim == 0 and analysed.local_amplitude is None) else np.broadcast_to(
         np.asarray(base, float) * scale, (len(analysed),)).copy()
-    fit = prof.fit(sigma, amp if local is None else local)
+    fit = prof.fit(sigma, amp if local is None else local, att)
     noise = profile_noise(prof.values, prof.offsets_px, prof.arc_px, lag_px=params.noise_lag_px)
     side = analysed.flags & SIDE_FLAGS
     if analysed.refitted is not None:  # the analysed frame's refit cleared these samples' BRANCH flag
         side = side | np.where(analysed.refitted, int(QualityFlag.BRANCH), 0)
-    flags = _flags_of(prof, fit, sigma, amp, params) | side
+    flags = _flags_of(prof, fit, sigma, amp, params, att) | side
     if unfilled is not None:
         flags = np.where(unfilled, flags | int(QualityFlag.POOR_FIT), flags)
-    fit, flags = read_non_round(prof, fit, flags, sigma, params, skip=unfilled)
+    fit, flags = read_non_round(prof, fit, flags, sigma, params, skip=unfilled, attenuation_per_px=att)
     frame = _profile(prof, fit, sigma, amp, flags, mm_per_px=analysed.mm_per_px, local_amp=local, params=params,
-                     misfit=misfit_ratio(fit.residuals, noise))
+                     misfit=misfit_ratio(fit.residuals, noise), attenuation_per_px=att)
     frame = refit_beside_vessels(image, frame, probability, radius_hint_px=rh, params=params, noise_sd=noise,
                                  origin_rc=(origin_rc[0] + d[0], origin_rc[1] + d[1]))
     return replace(frame, centerline_rc=analysed.centerline_rc, left_rc=frame.left_rc - d, right_rc=frame.right_rc - d)
