@@ -873,6 +873,7 @@ def assemble_result(run, inputs: ReaderInputs, analysed: AnalysedFrame, profile:
             "step_mm": params.step_mm if scale.mm_per_px else None,
             "step_px": round(float(scale.step_px), 4),
             "blur_sigma_px": round(float(profile.blur_sigma_px), 4),
+            "attenuation_per_px": round(float(profile.attenuation_per_px), 6),
             "lesion_rule": f"contiguous arc around the MLD with diameter < {params.lesion_fraction:g} x reference",
             "reference_rule": ("WASID: widest parallel non-tortuous normal window "
                                f"({params.window_diameters:g} reference diameters)"),

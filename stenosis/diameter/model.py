@@ -25,6 +25,9 @@ __all__ = ["ChordTable", "chord_table"]
 
 _DR = 0.05  # table step in R, px
 _DU = 0.05  # table step in offset, px
+#: attenuations are tabulated on a geometric grid of this log step (1%): the passes of one run and
+#: runs alike share tables; a 1% error of mu moves a 10 px diameter by about 0.002 px
+_LOG_MU_STEP = 0.01
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ def _nbytes(value) -> int:
 
 #: blur-independent chord spectra (few distinct keys: the radius/offset ranges rounded up)
 _SPECTRUM_CACHE = _ByteLRU(max_entries=8, max_bytes=48 * 2**20)
-#: blurred tables: the 7 fixed trial blurs repeat across runs; the run's own blur rarely does
+#: blurred tables: the 7 fixed trial blurs repeat across runs (at a LIN run's attenuation too,
+#: on its 1% grid); the run's own blur rarely does
 _TABLE_CACHE = _ByteLRU(max_entries=64, max_bytes=48 * 2**20)
 
 
@@ -161,6 +165,21 @@ def _chord_spectrum_uncached(r_max_px: float, u_max_px: float, pad_px: float):
     return u_full, n_fft, spec
 
 
+def _absorbed_spectrum(r_max_px: float, u_max_px: float, pad_px: float, mu: float):
+    """The FFT along u of the absorbed fraction 1 - exp(-mu c) of the cell-mean chords (zero off
+    the lumen, like the chord), shared by a LIN run's trial blurs."""
+    key = (float(r_max_px), float(u_max_px), float(pad_px), float(mu))
+
+    def make():
+        u_full, n_fft, _ = _chord_spectrum(r_max_px, u_max_px, pad_px)
+        r = np.arange(0.0, r_max_px + 2 * _DR, _DR)[:, None]
+        spec = np.fft.rfft(-np.expm1(-mu * _chord_cell_mean(r, u_full[None, :], _DU)), n=n_fft, axis=1)
+        spec.flags.writeable = False
+        return spec
+
+    return _SPECTRUM_CACHE.get(key, make)
+
+
 def chord_table(sigma_px: float, r_max_px: float, u_max_px: float, attenuation_per_px: float = 0.0) -> ChordTable:
     """Tabulate the Gaussian-blurred projected chord of a cylinder.
 
@@ -173,8 +192,8 @@ def chord_table(sigma_px: float, r_max_px: float, u_max_px: float, attenuation_p
     u_max_px : float
         Largest |offset| from the lumen centre tabulated, pixels.
     attenuation_per_px : float
-        Iodine attenuation (natural log per px of path) at which the transmission is blurred;
-        0: the chord is (the linear model).
+        Iodine attenuation (natural log per px of path) at which the transmission is blurred,
+        taken to the nearest step of a 1% geometric grid; 0: the chord is (the linear model).
 
     Returns
     -------
@@ -182,7 +201,9 @@ def chord_table(sigma_px: float, r_max_px: float, u_max_px: float, attenuation_p
         Callable lookup K(R, u) (signal per unit amplitude: path length in pixels).
     """
     sigma_px = float(max(sigma_px, 1e-3))
-    mu = float(attenuation_per_px) if np.isfinite(attenuation_per_px) and attenuation_per_px > 0 else 0.0
+    mu = 0.0
+    if np.isfinite(attenuation_per_px) and attenuation_per_px > 0:  # on the 1% grid
+        mu = float(np.exp(np.round(np.log(attenuation_per_px) / _LOG_MU_STEP) * _LOG_MU_STEP))
     # round the ranges up so that tables of one run share the cached spectrum
     return _chord_table_cached(sigma_px, float(np.ceil(r_max_px)), float(np.ceil(u_max_px)), mu)
 
@@ -196,9 +217,8 @@ def _chord_table_cached(sigma_px: float, r_max_px: float, u_max_px: float, mu: f
 def _chord_table_uncached(sigma_px: float, r_max_px: float, u_max_px: float, mu: float = 0.0) -> ChordTable:
     pad = float(np.ceil(5 * max(sigma_px, 4.0) + 1))
     u_full, n_fft, spec = _chord_spectrum(r_max_px, u_max_px, pad)
-    if mu > 0:  # blur the absorbed fraction 1 - exp(-mu c) (zero off the lumen, like the chord)
-        r = np.arange(0.0, r_max_px + 2 * _DR, _DR)[:, None]
-        spec = np.fft.rfft(-np.expm1(-mu * _chord_cell_mean(r, u_full[None, :], _DU)), n=n_fft, axis=1)
+    if mu > 0:  # blur the absorbed fraction instead of the chord
+        spec = _absorbed_spectrum(r_max_px, u_max_px, pad, mu)
     # Gaussian blur by FFT (the kernel is hundreds of table steps wide); the padding
     # keeps the circular wrap-around outside the tabulated range
     f = np.fft.rfftfreq(n_fft, d=_DU)
