@@ -148,36 +148,24 @@ _SPECTRUM_CACHE = _ByteLRU(max_entries=8, max_bytes=48 * 2**20)
 _TABLE_CACHE = _ByteLRU(max_entries=64, max_bytes=48 * 2**20)
 
 
-def _chord_spectrum(r_max_px: float, u_max_px: float, pad_px: float):
-    """Unblurred cell-mean chords and their FFT along u (independent of the blur)."""
-    key = (float(r_max_px), float(u_max_px), float(pad_px))
+def _chord_spectrum(r_max_px: float, u_max_px: float, pad_px: float, mu: float = 0.0):
+    """Unblurred cell-mean chords (``mu`` > 0: their absorbed fraction 1 - exp(-mu c), zero off
+    the lumen like the chord) and their FFT along u, independent of the blur."""
+    key = (float(r_max_px), float(u_max_px), float(pad_px), float(mu))
     return _SPECTRUM_CACHE.get(key, lambda: _chord_spectrum_uncached(*key))
 
 
-def _chord_spectrum_uncached(r_max_px: float, u_max_px: float, pad_px: float):
+def _chord_spectrum_uncached(r_max_px: float, u_max_px: float, pad_px: float, mu: float = 0.0):
     r = np.arange(0.0, r_max_px + 2 * _DR, _DR)[:, None]
     u_full = np.arange(-(u_max_px + pad_px), u_max_px + pad_px + _DU / 2, _DU)
     chords = _chord_cell_mean(r, u_full[None, :], _DU)
+    if mu > 0:
+        chords = -np.expm1(-mu * chords)
     n_fft = int(2 ** np.ceil(np.log2(u_full.size + 2 * pad_px / _DU)))
     spec = np.fft.rfft(chords, n=n_fft, axis=1)
     u_full.flags.writeable = False
     spec.flags.writeable = False
     return u_full, n_fft, spec
-
-
-def _absorbed_spectrum(r_max_px: float, u_max_px: float, pad_px: float, mu: float):
-    """The FFT along u of the absorbed fraction 1 - exp(-mu c) of the cell-mean chords (zero off
-    the lumen, like the chord), shared by a LIN run's trial blurs."""
-    key = (float(r_max_px), float(u_max_px), float(pad_px), float(mu))
-
-    def make():
-        u_full, n_fft, _ = _chord_spectrum(r_max_px, u_max_px, pad_px)
-        r = np.arange(0.0, r_max_px + 2 * _DR, _DR)[:, None]
-        spec = np.fft.rfft(-np.expm1(-mu * _chord_cell_mean(r, u_full[None, :], _DU)), n=n_fft, axis=1)
-        spec.flags.writeable = False
-        return spec
-
-    return _SPECTRUM_CACHE.get(key, make)
 
 
 def chord_table(sigma_px: float, r_max_px: float, u_max_px: float, attenuation_per_px: float = 0.0) -> ChordTable:
@@ -216,9 +204,7 @@ def _chord_table_cached(sigma_px: float, r_max_px: float, u_max_px: float, mu: f
 
 def _chord_table_uncached(sigma_px: float, r_max_px: float, u_max_px: float, mu: float = 0.0) -> ChordTable:
     pad = float(np.ceil(5 * max(sigma_px, 4.0) + 1))
-    u_full, n_fft, spec = _chord_spectrum(r_max_px, u_max_px, pad)
-    if mu > 0:  # blur the absorbed fraction instead of the chord
-        spec = _absorbed_spectrum(r_max_px, u_max_px, pad, mu)
+    u_full, n_fft, spec = _chord_spectrum(r_max_px, u_max_px, pad, mu)  # mu > 0: the absorbed fraction
     # Gaussian blur by FFT (the kernel is hundreds of table steps wide); the padding
     # keeps the circular wrap-around outside the tabulated range
     f = np.fft.rfftfreq(n_fft, d=_DU)

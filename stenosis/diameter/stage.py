@@ -118,11 +118,11 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
     wide = wide[np.abs(a - med) <= p.blur_amplitude_mads * 1.4826 * mad]
     if wide.size > p.blur_max_profiles:
         wide = wide[np.linspace(0, wide.size - 1, p.blur_max_profiles).astype(int)]
-    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=np.geomspace(*p.blur_sigma_grid_px), r_max_px=prof.r_max_px,
-                               c_max_px=prof.c_max_px)
+    sigmas = np.geomspace(*p.blur_sigma_grid_px)
+    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
     for _ in range(p.log_model_passes if prof.log_attenuation else 0):
-        sigma, amp = estimate_blur(Y[wide], x, sigmas_px=np.geomspace(*p.blur_sigma_grid_px), r_max_px=prof.r_max_px,
-                                   c_max_px=prof.c_max_px, attenuation_per_px=prof.attenuation(amp))
+        sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px,
+                                   attenuation_per_px=prof.attenuation(amp))
     return sigma, amp, f0
 
 
@@ -233,8 +233,9 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     traced = sample_along(image if centring_image is None else centring_image, centerline_rc, arc_px,
                           radius_hint_px=rh, params=p, log_attenuation=log_attenuation)
     sigma, amp, _ = estimate_lumen_model(traced, params=p)
-    first = traced.fit(sigma, amp, traced.attenuation(amp))
-    first_ok = (_flags_of(traced, first, sigma, amp, p, traced.attenuation(amp)) & _UNUSABLE) == 0
+    att = traced.attenuation(amp)
+    first = traced.fit(sigma, amp, att)
+    first_ok = (_flags_of(traced, first, sigma, amp, p, att) & _UNUSABLE) == 0
     # 2. centring: the trace follows the vessel map's ridge, not the lumen's centre, and its
     # normals tilt where it is off-centre; every later profile is sampled on the centred trace
     # a fitted centre off the vessel map is another structure's (a neighbouring vessel, a band of
@@ -250,8 +251,9 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
 
     # 3. fit with the run's lumen model; flags from the residuals and the vessel map
     def fit_and_flag(s, a):
-        f = prof.fit(s, a, prof.attenuation(a))
-        flags = _flags_of(prof, f, s, a, p, prof.attenuation(a))
+        att_a = prof.attenuation(a)
+        f = prof.fit(s, a, att_a)
+        flags = _flags_of(prof, f, s, a, p, att_a)
         d = _profile(prof, f, s, a, flags, mm_per_px=mm_per_px, local_amp=None, params=p)
         return f, flags | side_vessel_flags(d, probability, origin_rc=origin_rc, crossings=crossings, params=p)
 
@@ -383,7 +385,7 @@ def iodine_ratio(image: np.ndarray, analysed: DiameterProfile, shift_rc, *, radi
     n = len(analysed)
     ok = analysed.valid if analysed.valid.sum() >= 5 else np.ones(n, bool)
     prof = sample_along(image, analysed.centerline_rc[ok] + d[None, :], analysed.arc_px[ok],
-                        radius_hint_px=radius_hint_px, params=params, log_attenuation=analysed.attenuation_per_px > 0)
+                        radius_hint_px=radius_hint_px, params=params)
     x = prof.offsets_px
     _, E = _projector(x)
     amp = analysed.amplitude if analysed.local_amplitude is None else analysed.local_amplitude[ok]
