@@ -24,6 +24,7 @@ projected width could expect at best.
     python benchmarks/views.py --backgrounds real   # each view inserted into its own real angiogram
     python benchmarks/views.py --backgrounds dsa --n 80 --seed 20   # the same as DSA runs of that anatomy
     python benchmarks/views.py --n 80 --seed 20 --intensity LIN     # flat frames tagged LIN, as a DICOM XA frame
+    python benchmarks/views.py --n 80 --seed 20 --intensity LIN --noise-scale 0.1   # the method's own error
 
 ``--backgrounds real``: the two views of a case go into two different CIMAT angiograms
 (``/work/shared/data/cimat-train``, 300x300 8-bit; backgrounds chosen in turn over the 40) with
@@ -112,11 +113,13 @@ def width_bound_points(w: float, chord_scale: float, *, r0: float, mu: float, bl
     return float(100.0 * np.sqrt(cov[0, 0]) / r0)
 
 
-def make_case(rng: np.random.Generator, real: tuple | None = None, dose: float | None = None) -> dict:
+def make_case(rng: np.random.Generator, real: tuple | None = None, dose: float | None = None,
+              noise_scale: float = 1.0) -> dict:
     """Two views (images) of one artery with an elliptical lesion, and their truth.
 
     ``real``: the two views' real backgrounds (:func:`real_backgrounds`); None: the flat one.
-    ``dose``: on real backgrounds, each view a DSA run with that added noise."""
+    ``dose``: on real backgrounds, each view a DSA run with that added noise. ``noise_scale``:
+    the flat background's noise times this (the same draws otherwise: 0.1 nearly noise-free)."""
     from stenosis.phantom.geometry import Tube, elliptical_view, random_curve
     from stenosis.phantom.hybrid import insert_vessel
 
@@ -127,7 +130,7 @@ def make_case(rng: np.random.Generator, real: tuple | None = None, dose: float |
     theta = float(rng.uniform(0.0, np.pi / 2))
     blur = float(rng.uniform(0.7, 1.3))
     mu = float(rng.uniform(0.06, 0.12))
-    noise = float(rng.uniform(0.004, 0.010))
+    noise = float(rng.uniform(0.004, 0.010)) * noise_scale
     length = float(rng.uniform(2.5, 4.0) * d0)
     if real is not None:
         return _real_case(rng, real, d0=d0, minor=minor, major=major, theta=theta, blur=blur, length=length,
@@ -311,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="single frames (flat, real): their intensity relationship as the tool is told it; unknown "
                          "(default: an export without it, read as log-scaled) or LIN (what a DICOM XA frame of the "
                          "flat background's linear-intensity images would carry)")
+    ap.add_argument("--noise-scale", type=float, default=1.0,
+                    help="flat backgrounds: their noise times this, the cases otherwise the same (0.1: the "
+                    "method's own error with little noise)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--repo", type=Path, help="checkout whose stenosis package is measured (put first on sys.path)")
     ap.add_argument("--param", action="append", metavar="NAME=VALUE",
@@ -332,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for j in range(n):
         dose = DSA_DOSES[j % len(DSA_DOSES)] if args.backgrounds == "dsa" else None
-        case = make_case(np.random.default_rng([args.seed, j]), None if real is None else real[j], dose)
+        case = make_case(np.random.default_rng([args.seed, j]), None if real is None else real[j], dose,
+                         noise_scale=args.noise_scale)
         row = measure_case(case, intensity=None if args.intensity == "unknown" else args.intensity)
         rows.append(row)
         if args.verbose:

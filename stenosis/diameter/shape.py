@@ -29,6 +29,7 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import FrameRead, QualityFlag
 from ..wasid.uncertainty import noise_correlation_px
 from .fit import fit_profiles, profile_noise
+from .profiles import bilinear_blur_var_px2
 from .stage import sample_along
 
 __all__ = ["AmplitudeRatio", "rss_on_grid", "amplitude_likelihood", "lesion_amplitude_ratio", "K_GRID"]
@@ -37,6 +38,20 @@ __all__ = ["AmplitudeRatio", "rss_on_grid", "amplitude_likelihood", "lesion_ampl
 K_GRID = np.geomspace(0.125, 8.0, 121)
 #: the normal artery's windows weighed: at most this many, spread evenly (a compute budget)
 MAX_NORMAL_WINDOWS = 8
+#: the lesion's shape is read on profiles interpolated with a cubic spline: bilinear
+#: interpolation (the diameters') blurs each sample by t (1 - t) px^2 along each axis at its
+#: sub-pixel position t, a kernel that changes from sample to sample and that the lumen model's
+#: one Gaussian does not describe; a width read from the profile's shape moved with it
+SHAPE_INTERPOLATION_ORDER = 3
+
+
+def spline_blur_px(band, prof, params: MeasureParams = DEFAULT_PARAMS) -> float:
+    """The blur (px) of the spline profiles ``band`` of the result's samples: the run's blur,
+    estimated on bilinear profiles, less the bilinear interpolation's own blur variance averaged
+    over those samples' points (:func:`~stenosis.diameter.profiles.bilinear_blur_var_px2`: none
+    on pixel centres, up to 1/4 px^2 half-way, so no one correction fits every vessel)."""
+    v = bilinear_blur_var_px2(band.centerline_rc, band.normal_rc, band.offsets_px, band_px=params.profile_band_px)
+    return float(np.sqrt(max(float(prof.blur_sigma_px) ** 2 - v, 0.05**2)))
 
 
 @dataclass(frozen=True)
@@ -133,9 +148,10 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
     # noise correlation along the vessel (px): the blur, the band of averaged profiles, the pixel
     corr = noise_correlation_px(prof, params.band_var_px2)
     # every frame's profiles and noise, once (unit noise: the frames pooled by their own noise)
-    sampled = []
+    sampled, first = [], None
     for f in frames:
         band, noise = _frame_profiles(f, prof, params)
+        first = band if first is None else first  # the analysed frame's, which the run's blur was estimated on
         if np.isfinite(noise) and noise > 0:
             sampled.append((band.values / noise, np.asarray(f.amplitude, float) / noise, np.asarray(f.read, bool)))
     if not sampled:
@@ -149,7 +165,7 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
                if w.size >= 3]
     if len(windows) > MAX_NORMAL_WINDOWS:  # evenly spread over the artery (compute budget)
         windows = [windows[int(i)] for i in np.linspace(0, len(windows) - 1, MAX_NORMAL_WINDOWS).round()]
-    table = band.table(prof.blur_sigma_px, prof.attenuation_per_px)
+    table = band.table(spline_blur_px(first, prof, params), prof.attenuation_per_px)
     u = np.log(K_GRID)
 
     def likelihood(rows: np.ndarray):
@@ -200,5 +216,6 @@ def _frame_profiles(f: FrameRead, prof, params: MeasureParams):
     their noise (differences along the vessel, as the misfit test uses)."""
     d = np.asarray(f.shift_rc, float) - np.asarray(f.origin_rc, float)
     arc = np.asarray(prof.arc_px, float)
-    band = sample_along(f.image, prof.centerline_rc + d[None, :], arc, radius_hint_px=f.radius_hint_px, params=params)
+    band = sample_along(f.image, prof.centerline_rc + d[None, :], arc, radius_hint_px=f.radius_hint_px, params=params,
+                        order=SHAPE_INTERPOLATION_ORDER)
     return band, profile_noise(band.values, band.offsets_px, arc, lag_px=params.noise_lag_px)

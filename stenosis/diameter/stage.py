@@ -69,14 +69,15 @@ class Profiles:
 
 
 def sample_along(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, *, radius_hint_px: float,
-                 params: MeasureParams = DEFAULT_PARAMS, log_attenuation: bool = False) -> Profiles:
+                 params: MeasureParams = DEFAULT_PARAMS, log_attenuation: bool = False, order: int = 1) -> Profiles:
     """Band-averaged profiles across ``centerline_rc``, long enough for a lumen of ``radius_hint_px``
-    (``log_attenuation``: ``image`` is natural-log attenuation, :attr:`Profiles.log_attenuation`)."""
+    (``log_attenuation``: ``image`` is natural-log attenuation, :attr:`Profiles.log_attenuation`;
+    ``order``: the interpolation's, :func:`~stenosis.diameter.profiles.sample_profiles`)."""
     pts = np.asarray(centerline_rc, float)
     nrm = normals_from_centerline(pts)
     half, r_max, c_max = profile_geometry(radius_hint_px, params)
     x = profile_offsets(half, params.profile_step_px)
-    Y, inside = sample_profiles(image, pts, nrm, x, band_px=params.profile_band_px)
+    Y, inside = sample_profiles(image, pts, nrm, x, band_px=params.profile_band_px, order=order)
     return Profiles(pts, np.asarray(arc_px, float), nrm, x, Y, inside, float(max(radius_hint_px, 1.5)), r_max, c_max,
                     bool(log_attenuation and params.log_model_passes > 0))
 
