@@ -19,10 +19,12 @@ cases at least 4 points from 50.
     python benchmarks/hybrid.py --n 160 --verbose --json /tmp/hybrid.json
     python /work/main/benchmarks/hybrid.py --repo /work/before   # measure another checkout's code
     python benchmarks/hybrid.py --structure-above 10   # only the backgrounds' structure coarser than 10 px
+    python benchmarks/hybrid.py --true-background      # the true background under the vessel: a model's ceiling
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import sys
@@ -37,6 +39,8 @@ from _common import measure_kwargs, use_repo  # noqa: E402
 
 #: keyword arguments of every stenosis.measure call (``--param``)
 MEASURE_KW: dict = {}
+#: ``--true-background``: each background frame (before the vessel went in) by name
+TRUE_BACKGROUNDS: dict = {}
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -156,7 +160,8 @@ def measure_case(case) -> dict:
     row = {**case.to_dict(), "split": None}
     run = AngioRun.from_array(case.image, pixel_intensity_relationship=None, source=case.name)
     try:
-        res = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, **MEASURE_KW)
+        with _true_background(TRUE_BACKGROUNDS.get(case.background)):
+            res = stenosis.measure(run, "M1", case.proximal_rc, case.distal_rc, **MEASURE_KW)
     except StenosisError as e:
         row["refused"] = f"{type(e).__name__}: {e}"
         return row
@@ -170,6 +175,32 @@ def measure_case(case) -> dict:
         "warnings": list(res.warnings),
     })
     return row
+
+
+@contextlib.contextmanager
+def _true_background(frame):
+    """``--true-background``: the single native frame's background model replaced by the frame
+    itself before the vessel went in (``frame``; None: unchanged), the rest of the measurement
+    as it is: what any background model interpolated under the lumen could reach at best."""
+    if frame is None:
+        yield
+        return
+    import stenosis.measurement as measurement
+    from stenosis.opacification import native_values
+
+    model = measurement.single_frame_background
+
+    def true_one(run, analysed, params=None, **_):
+        box = analysed.trace.box
+        image = np.array(analysed.image, np.float32, copy=True)
+        image[box] = np.asarray(frame, np.float32)[box] - native_values(run, analysed.index)[box]
+        return image
+
+    measurement.single_frame_background = true_one
+    try:
+        yield
+    finally:
+        measurement.single_frame_background = model
 
 
 def _borderline_points() -> float:
@@ -260,6 +291,9 @@ def main(argv=None) -> int:
     ap.add_argument("--structure-above", type=float, metavar="PX",
                     help="scale dissection: keep only the backgrounds' structure coarser than PX (a Gaussian of PX; "
                     "inf: flat), white noise of their own level for the rest")
+    ap.add_argument("--true-background", action="store_true",
+                    help="dissection: measure with the true background under the vessel (the frame before the vessel "
+                    "went in) in place of the background model: what any model interpolated under the lumen could reach")
     ap.add_argument("--images", type=int, nargs="+", help="CIMAT backgrounds (default 1-40)")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--data", type=Path, default=SHARED)
@@ -287,6 +321,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     cases = make_cases(args.data, images, per_image=per_image, n_xa1=n_xa1, seed=args.seed, gamma=args.gamma,
                        structure_above=args.structure_above)
+    if args.true_background:
+        TRUE_BACKGROUNDS.update({name: img for name, _, img, *_ in backgrounds(
+            args.data, images, xa1=n_xa1 > 0, gamma=args.gamma, structure_above=args.structure_above)})
     rows = []
     for split, case in cases:
         r = measure_case(case)

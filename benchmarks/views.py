@@ -323,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="measure with this MeasureParams field changed (repeatable; tuples as a:b)")
     args = ap.parse_args(argv)
     MEASURE_KW.update(measure_kwargs(args.param))
+    if not args.noise_scale >= 0:
+        ap.error("--noise-scale must be 0 or more")
+    if args.noise_scale != 1.0 and args.backgrounds != "flat":
+        ap.error("--noise-scale scales the flat background's noise only (real and dsa keep their own)")
     import stenosis
 
     n = 4 if args.small else args.n

@@ -137,6 +137,10 @@ class DiameterProfile:
     attenuation_per_px : float
         The iodine attenuation (natural log per px) at which the lumen model blurred the
         transmission (a LIN run's profiles; :mod:`stenosis.diameter.model`); 0: the linear model.
+    blur_interp_var_px2 : float
+        The blur variance (px^2) that the bilinear interpolation of the profiles the blur was
+        estimated on holds in ``blur_sigma_px`` (:func:`stenosis.diameter.profiles.bilinear_blur_var_px2`;
+        spline profiles do not hold it, :mod:`stenosis.diameter.shape`); NaN: not known.
     """
 
     arc_px: np.ndarray
@@ -155,6 +159,7 @@ class DiameterProfile:
     misfit: np.ndarray | None = None
     refitted: np.ndarray | None = None
     attenuation_per_px: float = 0.0
+    blur_interp_var_px2: float = float("nan")
 
     @property
     def arc_mm(self) -> np.ndarray | None:

@@ -57,12 +57,36 @@ def test_spline_on_the_samples_pixels_equals_the_whole_frames():
     assert np.allclose(_interpolate(img, edge, 3), ndi.map_coordinates(img, edge, order=3, mode="nearest"), atol=1e-5)
 
 
-def test_non_finite_pixels_fall_back_to_bilinear_locally():
-    img = np.ones((40, 40), np.float32)
-    img[5, 5] = np.nan  # a spline would spread it over every coefficient of the crop
+def test_non_finite_pixels_fall_back_to_bilinear():
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(40, 40)).astype(np.float32)
     coords = np.array([[20.3, 21.7], [19.5, 22.25]])
-    out = _interpolate(img, coords, 3)
-    assert np.allclose(out, 1.0)
+    far = img.copy()
+    far[2, 2] = np.nan  # outside the samples' crop: the spline as usual
+    assert np.allclose(_interpolate(far, coords, 3), ndi.map_coordinates(img, coords, order=3, mode="nearest"),
+                       atol=1e-5)
+    near = img.copy()
+    near[14, 15] = np.nan  # inside it: a spline would spread it over every coefficient
+    out = _interpolate(near, coords, 3)
+    assert np.all(np.isfinite(out))
+    assert np.allclose(out, ndi.map_coordinates(img, coords, order=1, mode="nearest"), atol=1e-6)
+
+
+def test_coordinates_beyond_the_frame_and_other_orders():
+    rng = np.random.default_rng(2)
+    img = ndi.gaussian_filter(rng.normal(size=(60, 50)), 1.5)
+    beyond = np.array([[75.0, 80.2, -30.0], [10.5, 60.0, 25.3]])  # all far past an edge
+    assert np.allclose(_interpolate(img, beyond, 3), ndi.map_coordinates(img, beyond, order=3, mode="nearest"),
+                       atol=1e-6)
+    with_nan = np.array([[20.5, np.nan], [10.25, 3.0]])
+    out = _interpolate(img, with_nan, 3)
+    assert np.isfinite(out[0]) and out[0] == pytest.approx(
+        ndi.map_coordinates(img, with_nan[:, :1], order=3, mode="nearest")[0], abs=1e-6)
+    pts = np.array([[20.4], [10.6]])
+    assert _interpolate(img, pts, 0)[0] == pytest.approx(img[20, 11])  # order 0 stays nearest
+    ints = np.zeros((5, 5), np.int16)
+    ints[2, 3] = 1
+    assert _interpolate(ints, np.array([[2.0], [2.5]]), 1)[0] == pytest.approx(0.5)  # not rounded
 
 
 @pytest.mark.parametrize("order", [1, 3])

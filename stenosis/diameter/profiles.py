@@ -78,22 +78,28 @@ def sample_profiles(
 
 
 #: pixels of the image kept around the samples for the spline's coefficients: a pixel's weight
-#: in a cubic spline's coefficient decays by 2 - sqrt(3) = 0.27 per pixel, 0.27^10 = 2e-6
+#: in a cubic spline's coefficient decays by 2 - sqrt(3) = 0.27 per pixel, 0.27^10 = 2e-6 (an
+#: image that is itself a crop around the samples, as a frame's kept for the views is, has its
+#: own edge nearer: its outermost profile points then differ from the whole frame's spline by
+#: about 1% of the pixel noise)
 _SPLINE_MARGIN_PX = 10
 
 
 def _interpolate(img: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     """(K,) float64 values of ``img`` at ``coords`` (2, K), spline of ``order``, nearest beyond
     the edges. Order > 1: the coefficients of the pixels around the coordinates only (a whole
-    1024 x 1024 frame's would cost more than the profiles); non-finite pixels there: bilinear."""
+    1024 x 1024 frame's would cost more than the profiles); non-finite pixels there (a spline
+    would spread them over every coefficient) or no finite coordinate: bilinear."""
     if order > 1 and coords.size:
-        lo = np.maximum(np.floor(coords.min(axis=1)).astype(int) - _SPLINE_MARGIN_PX, 0)
-        hi = np.minimum(np.ceil(coords.max(axis=1)).astype(int) + _SPLINE_MARGIN_PX + 1, img.shape)
-        if np.all(hi > lo):
+        finite = np.isfinite(coords).all(axis=0)
+        if finite.any():
+            shape = np.array(img.shape)
+            lo = np.clip(np.floor(coords[:, finite].min(axis=1)).astype(int) - _SPLINE_MARGIN_PX, 0, shape - 1)
+            hi = np.clip(np.ceil(coords[:, finite].max(axis=1)).astype(int) + _SPLINE_MARGIN_PX + 1, lo + 1, shape)
             sub = img[lo[0]:hi[0], lo[1]:hi[1]]
             if np.isfinite(sub).all():
                 return ndi.map_coordinates(sub.astype(np.float64), coords - lo[:, None], order=order, mode="nearest")
-    return ndi.map_coordinates(img, coords, order=1, mode="nearest").astype(np.float64)
+    return ndi.map_coordinates(img, coords, order=min(order, 1), mode="nearest", output=np.float64)
 
 
 def bilinear_blur_var_px2(centerline_rc: np.ndarray, normals_rc: np.ndarray, offsets_px: np.ndarray, *,

@@ -46,11 +46,14 @@ SHAPE_INTERPOLATION_ORDER = 3
 
 
 def spline_blur_px(band, prof, params: MeasureParams = DEFAULT_PARAMS) -> float:
-    """The blur (px) of the spline profiles ``band`` of the result's samples: the run's blur,
-    estimated on bilinear profiles, less the bilinear interpolation's own blur variance averaged
-    over those samples' points (:func:`~stenosis.diameter.profiles.bilinear_blur_var_px2`: none
-    on pixel centres, up to 1/4 px^2 half-way, so no one correction fits every vessel)."""
-    v = bilinear_blur_var_px2(band.centerline_rc, band.normal_rc, band.offsets_px, band_px=params.profile_band_px)
+    """The blur (px) of spline profiles: the run's blur, estimated on bilinear profiles, less the
+    blur variance their interpolation held in it (``prof.blur_interp_var_px2``: averaged over the
+    profiles it was estimated on; 0 on pixel centres, 1/4 px^2 half-way, so no one correction
+    fits every vessel). Not recorded (a profile built elsewhere): the bilinear variance at the
+    points of ``band``, the analysed frame's spline profiles of the result's samples."""
+    v = float(getattr(prof, "blur_interp_var_px2", float("nan")))
+    if not np.isfinite(v):
+        v = bilinear_blur_var_px2(band.centerline_rc, band.normal_rc, band.offsets_px, band_px=params.profile_band_px)
     return float(np.sqrt(max(float(prof.blur_sigma_px) ** 2 - v, 0.05**2)))
 
 
@@ -151,7 +154,7 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
     sampled, first = [], None
     for f in frames:
         band, noise = _frame_profiles(f, prof, params)
-        first = band if first is None else first  # the analysed frame's, which the run's blur was estimated on
+        first = band if first is None else first  # the analysed frame's
         if np.isfinite(noise) and noise > 0:
             sampled.append((band.values / noise, np.asarray(f.amplitude, float) / noise, np.asarray(f.read, bool)))
     if not sampled:

@@ -30,7 +30,8 @@ from .fit import (ProfileFit, _project_out, _projector, derivative_edges, estima
                   misfit_ratio, profile_noise)
 from .flags import poor_fit_threshold, probe_beside, residual_flags, side_vessel_flags
 from .model import chord_table
-from .profiles import edge_points, normals_from_centerline, profile_geometry, profile_offsets, sample_profiles
+from .profiles import (bilinear_blur_var_px2, edge_points, normals_from_centerline, profile_geometry, profile_offsets,
+                       sample_profiles)
 
 __all__ = ["Profiles", "sample_along", "estimate_lumen_model", "measure_diameters", "refit_beside_vessels",
            "diameter_stage", "iodine_ratio", "same_samples_in_frame", "combine_frames"]
@@ -83,9 +84,11 @@ def sample_along(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarra
 
 
 def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
-                         params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, ProfileFit]:
-    """Run's blur sigma (px) and iodine amplitude from the usable samples, and the
-    nominal-blur fit that found them.
+                         params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, ProfileFit, float]:
+    """Run's blur sigma (px) and iodine amplitude from the usable samples, the nominal-blur fit
+    that found them, and the blur variance (px^2) the profiles' bilinear interpolation holds in
+    that sigma (:func:`~stenosis.diameter.profiles.bilinear_blur_var_px2` over the profiles it
+    was estimated on: their sub-pixel positions set it, 0 on pixel centres to 1/4 half-way).
 
     A fit with a nominal blur finds the samples with a lumen; those with a typical amplitude
     (overlaps and branches raise it) go to :func:`estimate_blur`. By default every such sample
@@ -124,12 +127,14 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
     for _ in range(p.log_model_passes if prof.log_attenuation else 0):
         sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px,
                                    attenuation_per_px=prof.attenuation(amp))
-    return sigma, amp, f0
+    interp = bilinear_blur_var_px2(prof.centerline_rc[wide], prof.normal_rc[wide], x, band_px=p.profile_band_px)
+    return sigma, amp, f0, interp
 
 
 def _profile(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, flags: np.ndarray, *,
              mm_per_px: float | None, local_amp: np.ndarray | None, params: MeasureParams,
-             misfit: np.ndarray | None = None, attenuation_per_px: float = 0.0) -> DiameterProfile:
+             misfit: np.ndarray | None = None, attenuation_per_px: float = 0.0,
+             blur_interp_var_px2: float = float("nan")) -> DiameterProfile:
     R, C = fit.radius_px, fit.centre_px
     el, er = derivative_edges(prof.values, prof.offsets_px, C, smooth_px=params.derivative_smooth_px)
     left, right = edge_points(prof.centerline_rc, prof.normal_rc, C, R)
@@ -137,7 +142,7 @@ def _profile(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, fl
         arc_px=prof.arc_px, centerline_rc=prof.centerline_rc, normal_rc=prof.normal_rc, diameter_px=2.0 * R,
         left_rc=left, right_rc=right, flags=flags, edge_diameter_px=er - el, centre_offset_px=C,
         blur_sigma_px=float(sigma), amplitude=float(amplitude), mm_per_px=mm_per_px, local_amplitude=local_amp,
-        misfit=misfit, attenuation_per_px=float(attenuation_per_px))
+        misfit=misfit, attenuation_per_px=float(attenuation_per_px), blur_interp_var_px2=float(blur_interp_var_px2))
 
 
 def _flags_of(prof: Profiles, fit: ProfileFit, sigma: float, amplitude: float, params: MeasureParams,
@@ -206,15 +211,17 @@ def measure_diameters(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.n
     """
     prof = sample_along(image, centerline_rc, arc_px, radius_hint_px=radius_hint_px, params=params,
                         log_attenuation=log_attenuation)
+    interp = float("nan")
     if blur_sigma_px is None or amplitude is None:
-        s_est, a_est, _ = estimate_lumen_model(prof, params=params)
+        s_est, a_est, _, v_est = estimate_lumen_model(prof, params=params)
+        interp = v_est if blur_sigma_px is None else interp
         blur_sigma_px = s_est if blur_sigma_px is None else blur_sigma_px
         amplitude = a_est if amplitude is None else amplitude
     att = prof.attenuation(amplitude)
     fit = prof.fit(blur_sigma_px, amplitude, att)
     flags = _flags_of(prof, fit, blur_sigma_px, amplitude, params, att)
     return _profile(prof, fit, blur_sigma_px, amplitude, flags, mm_per_px=mm_per_px, local_amp=None, params=params,
-                    attenuation_per_px=att)
+                    attenuation_per_px=att, blur_interp_var_px2=interp)
 
 
 def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndarray, probability: np.ndarray, *,
@@ -233,7 +240,7 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     # 1. the lumen model and the lumen's centres, from profiles across the trace
     traced = sample_along(image if centring_image is None else centring_image, centerline_rc, arc_px,
                           radius_hint_px=rh, params=p, log_attenuation=log_attenuation)
-    sigma, amp, _ = estimate_lumen_model(traced, params=p)
+    sigma, amp, _, interp = estimate_lumen_model(traced, params=p)
     att = traced.attenuation(amp)
     first = traced.fit(sigma, amp, att)
     first_ok = (_flags_of(traced, first, sigma, amp, p, att) & _UNUSABLE) == 0
@@ -248,7 +255,7 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
                        step_px=step_px, max_shift_px=max(p.recenter_max_px, p.recenter_max_radius * rh))
     prof = sample_along(image, rc, arc, radius_hint_px=rh, params=p, log_attenuation=log_attenuation)
     if centring_image is not None:  # the lumen model of the image measured, not of the one centred on
-        sigma, amp, _ = estimate_lumen_model(prof, params=p)
+        sigma, amp, _, interp = estimate_lumen_model(prof, params=p)
 
     # 3. fit with the run's lumen model; flags from the residuals and the vessel map
     def fit_and_flag(s, a):
@@ -261,9 +268,9 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     fit, flags = fit_and_flag(sigma, amp)
     usable = (flags & _UNUSABLE) == 0
     if not usable.all():
-        s2, a2, _ = estimate_lumen_model(prof, usable=usable, params=p)
+        s2, a2, _, v2 = estimate_lumen_model(prof, usable=usable, params=p)
         if abs(s2 / sigma - 1.0) > p.reestimate_change or abs(a2 / amp - 1.0) > p.reestimate_change:
-            sigma, amp = s2, a2
+            sigma, amp, interp = s2, a2, v2
             fit, flags = fit_and_flag(sigma, amp)
             usable = (flags & _UNUSABLE) == 0
     att = prof.attenuation(amp)  # the run's lumen model from here on
@@ -283,7 +290,7 @@ def diameter_stage(image: np.ndarray, centerline_rc: np.ndarray, arc_px: np.ndar
     fit, final_flags = read_non_round(prof, fit, _flags_of(prof, fit, sigma, amp, p, att) | (flags & SIDE_FLAGS), sigma, p,
                                       attenuation_per_px=att)
     final = _profile(prof, fit, sigma, amp, final_flags, mm_per_px=mm_per_px, local_amp=amp_local, params=p,
-                     misfit=misfit_ratio(fit.residuals, noise), attenuation_per_px=att)
+                     misfit=misfit_ratio(fit.residuals, noise), attenuation_per_px=att, blur_interp_var_px2=interp)
     # 5. samples beside another vessel, refitted on shortened profiles
     return refit_beside_vessels(image, final, probability, radius_hint_px=rh, origin_rc=origin_rc, params=p,
                                 noise_sd=noise)
@@ -438,7 +445,8 @@ def same_samples_in_frame(image: np.ndarray, analysed: DiameterProfile, shift_rc
         flags = np.where(unfilled, flags | int(QualityFlag.POOR_FIT), flags)
     fit, flags = read_non_round(prof, fit, flags, sigma, params, skip=unfilled, attenuation_per_px=att)
     frame = _profile(prof, fit, sigma, amp, flags, mm_per_px=analysed.mm_per_px, local_amp=local, params=params,
-                     misfit=misfit_ratio(fit.residuals, noise), attenuation_per_px=att)
+                     misfit=misfit_ratio(fit.residuals, noise), attenuation_per_px=att,
+                     blur_interp_var_px2=analysed.blur_interp_var_px2)
     frame = refit_beside_vessels(image, frame, probability, radius_hint_px=rh, params=params, noise_sd=noise,
                                  origin_rc=(origin_rc[0] + d[0], origin_rc[1] + d[1]))
     return replace(frame, centerline_rc=analysed.centerline_rc, left_rc=frame.left_rc - d, right_rc=frame.right_rc - d)
