@@ -139,10 +139,13 @@ def draw_case(name: str, img: np.ndarray, avoid: np.ndarray, exposed: np.ndarray
 
 
 def make_cases(data: Path, images, *, per_image: int, n_xa1: int, seed: int = SEED, gamma: float = 1.0,
-               structure_above: float | None = None):
+               structure_above: float | None = None, frames: dict | None = None):
+    """(split, case) per drawn case; ``frames``: filled with each background frame by name."""
     cases = []
     for name, split, img, avoid, exposed, white, mu in backgrounds(data, images, xa1=n_xa1 > 0, gamma=gamma,
                                                                     structure_above=structure_above):
+        if frames is not None:
+            frames[name] = img
         n = n_xa1 if split == "cerebral" else per_image
         for j in range(n):
             case, _ = draw_case(name, img, avoid, exposed, white, mu, j=j, n=n, seed=seed, gamma=gamma)
@@ -320,10 +323,7 @@ def main(argv=None) -> int:
     print(f"stenosis {stenosis.__version__} from {Path(stenosis.__file__).parent}")
     t0 = time.perf_counter()
     cases = make_cases(args.data, images, per_image=per_image, n_xa1=n_xa1, seed=args.seed, gamma=args.gamma,
-                       structure_above=args.structure_above)
-    if args.true_background:
-        TRUE_BACKGROUNDS.update({name: img for name, _, img, *_ in backgrounds(
-            args.data, images, xa1=n_xa1 > 0, gamma=args.gamma, structure_above=args.structure_above)})
+                       structure_above=args.structure_above, frames=TRUE_BACKGROUNDS if args.true_background else None)
     rows = []
     for split, case in cases:
         r = measure_case(case)

@@ -55,17 +55,7 @@ def sample_profiles(
         Whether the whole band lies inside the image.
     """
     img = np.asarray(image, dtype=np.float32)
-    pts = np.asarray(centerline_rc, float)
-    nrm = np.asarray(normals_rc, float)
-    tan = np.stack([nrm[:, 1], -nrm[:, 0]], axis=1)
-    nb = int(round(band_px / band_step_px)) if band_px > 0 else 0
-    bands = np.arange(-nb, nb + 1) * band_step_px
-    # coords: (2, N, B, M)
-    coords = (
-        pts.T[:, :, None, None]
-        + nrm.T[:, :, None, None] * offsets_px[None, None, None, :]
-        + tan.T[:, :, None, None] * bands[None, None, :, None]
-    )
+    coords = _profile_points(centerline_rc, normals_rc, offsets_px, band_px, band_step_px)
     h, w = img.shape
     inside = (
         (coords[0] >= -0.5).all(axis=(1, 2))
@@ -75,6 +65,19 @@ def sample_profiles(
     )
     vals = _interpolate(img, coords.reshape(2, -1), order).reshape(coords.shape[1:])
     return vals.mean(axis=1), inside
+
+
+def _profile_points(centerline_rc, normals_rc, offsets_px, band_px: float, band_step_px: float) -> np.ndarray:
+    """(2, N, B, M) the (row, col) of every point :func:`sample_profiles` reads: each sample's M
+    offsets along its normal, on the B parallel profiles of its band along the tangent."""
+    pts = np.asarray(centerline_rc, float)
+    nrm = np.asarray(normals_rc, float)
+    tan = np.stack([nrm[:, 1], -nrm[:, 0]], axis=1)
+    nb = int(round(band_px / band_step_px)) if band_px > 0 else 0
+    bands = np.arange(-nb, nb + 1) * band_step_px
+    return (pts.T[:, :, None, None]
+            + nrm.T[:, :, None, None] * np.asarray(offsets_px, float)[None, None, None, :]
+            + tan.T[:, :, None, None] * bands[None, None, :, None])
 
 
 #: pixels of the image kept around the samples for the spline's coefficients: a pixel's weight
@@ -109,18 +112,12 @@ def bilinear_blur_var_px2(centerline_rc: np.ndarray, normals_rc: np.ndarray, off
     (t_r, t_c) its kernel has variance t_r (1 - t_r) along rows and t_c (1 - t_c) along columns,
     so n_r^2 t_r (1 - t_r) + n_c^2 t_c (1 - t_c) along the normal n; averaged over every point
     (0 for profiles on pixel centres, 1/6 for points spread evenly over sub-pixel positions)."""
-    pts = np.asarray(centerline_rc, float)
     nrm = np.asarray(normals_rc, float)
-    if pts.size == 0:
+    if nrm.size == 0:
         return 0.0
-    tan = np.stack([nrm[:, 1], -nrm[:, 0]], axis=1)
-    nb = int(round(band_px / band_step_px)) if band_px > 0 else 0
-    bands = np.arange(-nb, nb + 1) * band_step_px
-    q = (pts[:, None, None, :] + nrm[:, None, None, :] * np.asarray(offsets_px, float)[None, None, :, None]
-         + tan[:, None, None, :] * bands[None, :, None, None])
+    q = _profile_points(centerline_rc, nrm, offsets_px, band_px, band_step_px)
     t = q - np.floor(q)
-    v = t * (1.0 - t) * (nrm[:, None, None, :] ** 2)
-    return float(v.sum(axis=-1).mean())
+    return float((t * (1.0 - t) * (nrm.T ** 2)[:, :, None, None]).sum(axis=0).mean())
 
 
 def normals_from_centerline(centerline_rc: np.ndarray) -> np.ndarray:

@@ -29,7 +29,6 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import FrameRead, QualityFlag
 from ..wasid.uncertainty import noise_correlation_px
 from .fit import fit_profiles, profile_noise
-from .profiles import bilinear_blur_var_px2
 from .stage import sample_along
 
 __all__ = ["AmplitudeRatio", "rss_on_grid", "amplitude_likelihood", "lesion_amplitude_ratio", "K_GRID"]
@@ -45,15 +44,13 @@ MAX_NORMAL_WINDOWS = 8
 SHAPE_INTERPOLATION_ORDER = 3
 
 
-def spline_blur_px(band, prof, params: MeasureParams = DEFAULT_PARAMS) -> float:
+def spline_blur_px(prof) -> float:
     """The blur (px) of spline profiles: the run's blur, estimated on bilinear profiles, less the
     blur variance their interpolation held in it (``prof.blur_interp_var_px2``: averaged over the
     profiles it was estimated on; 0 on pixel centres, 1/4 px^2 half-way, so no one correction
-    fits every vessel). Not recorded (a profile built elsewhere): the bilinear variance at the
-    points of ``band``, the analysed frame's spline profiles of the result's samples."""
-    v = float(getattr(prof, "blur_interp_var_px2", float("nan")))
-    if not np.isfinite(v):
-        v = bilinear_blur_var_px2(band.centerline_rc, band.normal_rc, band.offsets_px, band_px=params.profile_band_px)
+    fits every vessel; not recorded: the run's blur as it is)."""
+    v = float(prof.blur_interp_var_px2)
+    v = v if np.isfinite(v) else 0.0
     return float(np.sqrt(max(float(prof.blur_sigma_px) ** 2 - v, 0.05**2)))
 
 
@@ -151,10 +148,9 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
     # noise correlation along the vessel (px): the blur, the band of averaged profiles, the pixel
     corr = noise_correlation_px(prof, params.band_var_px2)
     # every frame's profiles and noise, once (unit noise: the frames pooled by their own noise)
-    sampled, first = [], None
+    sampled = []
     for f in frames:
         band, noise = _frame_profiles(f, prof, params)
-        first = band if first is None else first  # the analysed frame's
         if np.isfinite(noise) and noise > 0:
             sampled.append((band.values / noise, np.asarray(f.amplitude, float) / noise, np.asarray(f.read, bool)))
     if not sampled:
@@ -168,7 +164,7 @@ def lesion_amplitude_ratio(result, *, core_diameters: float = 0.25, prior_sd: fl
                if w.size >= 3]
     if len(windows) > MAX_NORMAL_WINDOWS:  # evenly spread over the artery (compute budget)
         windows = [windows[int(i)] for i in np.linspace(0, len(windows) - 1, MAX_NORMAL_WINDOWS).round()]
-    table = band.table(spline_blur_px(first, prof, params), prof.attenuation_per_px)
+    table = band.table(spline_blur_px(prof), prof.attenuation_per_px)
     u = np.log(K_GRID)
 
     def likelihood(rows: np.ndarray):
