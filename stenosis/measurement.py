@@ -13,6 +13,7 @@ The recipe (each step a function of its own module, taking and returning plain d
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .diameter import combine_frames, diameter_stage, measure_diameters, same_sa
 from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
 from .opacification import log_attenuation, mask_frames_of
-from .frames import (AnalysedFrame, choose_frame, companion_frames, follow_frames, frame_fill, guess_frame,
+from .frames import (AnalysedFrame, FollowedFrame, choose_frame, companion_frames, follow_frames, frame_fill, guess_frame,
                      traced_lumen, without_shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
@@ -39,6 +40,9 @@ __all__ = ["measure", "guess_frame", "borderline_warning", "DEFAULT_STEP_MM", "B
 
 DEFAULT_STEP_MM = DEFAULT_PARAMS.step_mm
 BORDERLINE_POINTS = DEFAULT_PARAMS.borderline_points
+
+#: threads reading the other frames of a run (:func:`measure_frames`); results do not depend on it
+_FRAME_THREADS = 2
 
 
 def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *, model="unet", reference=None,
@@ -643,30 +647,41 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     indices = [t for t, _ in companions.followed]
     fill = None if not indices else frame_fill(run, analysed, profile.centerline_rc)
     usual = None if fill is None else np.median(fill[[analysed.index] + indices], axis=0)
+    def read_frame(moved: FollowedFrame) -> tuple[DiameterProfile, FrameRead] | str:
+        # samples the bolus has not reached (or has left) in this frame are not read from it, nor
+        # those holding twice the frames' usual iodine (a vein filling over the artery): a frame's
+        # sample is read where its opacity is within a factor 1 / combine_fraction of the median
+        # over the analysed and companion frames there (not of the peak over frames, which such a
+        # vein would raise, nor of the analysed frame's alone, which may be the one still filling)
+        filled = np.ones(len(profile), bool) if fill is None else _within_factor(fill[moved.index], usual,
+                                                                                 params.combine_fraction)
+        scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params, use=filled)
+        if not (np.all(np.isfinite(scale_t[filled])) and np.all(scale_t[filled] > 0)):
+            return "no iodine along (part of) the segment"
+        frame_t = same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
+                                        origin_rc=trace.origin_rc, radius_hint_px=rhint,
+                                        amplitude_scale=np.where(filled, scale_t, 1.0), params=params,
+                                        unfilled=None if filled.all() else ~filled)
+        return frame_t, _frame_read(moved.index, moved.image, moved.shift_rc, profile, frame_t.amplitudes, filled,
+                                    rhint, params)
+
+    # the frames are read independently of each other (the same numbers in any order): on two
+    # threads when no frame limit stops the reading early
+    present = [m for _, m in companions.followed if m is not None]
+    readings = dict(zip((m.index for m in present), _map_frames(read_frame, present, parallel=limit is None)))
     for t, moved in companions.followed:
         if limit is not None and len(used) > limit:
             break
         if moved is None:
             rejected.append((t, "moved too far from the analysed frame"))
             continue
-        # samples the bolus has not reached (or has left) in this frame are not read from it, nor
-        # those holding twice the frames' usual iodine (a vein filling over the artery): a frame's
-        # sample is read where its opacity is within a factor 1 / combine_fraction of the median
-        # over the analysed and companion frames there (not of the peak over frames, which such a
-        # vein would raise, nor of the analysed frame's alone, which may be the one still filling)
-        filled = np.ones(len(profile), bool) if fill is None else _within_factor(fill[t], usual,
-                                                                                 params.combine_fraction)
-        scale_t = iodine_ratio(moved.image, profile, moved.shift_rc, radius_hint_px=rhint, params=params, use=filled)
-        if not (np.all(np.isfinite(scale_t[filled])) and np.all(scale_t[filled] > 0)):
-            rejected.append((t, "no iodine along (part of) the segment"))
+        got = readings[t] if t in readings else read_frame(moved)
+        if isinstance(got, str):
+            rejected.append((t, got))
             continue
-        frame_t = same_samples_in_frame(moved.image, profile, moved.shift_rc, trace.probability,
-                                        origin_rc=trace.origin_rc, radius_hint_px=rhint,
-                                        amplitude_scale=np.where(filled, scale_t, 1.0), params=params,
-                                        unfilled=None if filled.all() else ~filled)
-        profiles.append(frame_t)
+        profiles.append(got[0])
         used.append(t)
-        read.append(_frame_read(t, moved.image, moved.shift_rc, profile, frame_t.amplitudes, filled, rhint, params))
+        read.append(got[1])
     fewer: tuple[str, ...] = ()
     if isinstance(inputs.frames, int) and len(used) < inputs.frames:
         fewer = (f"{len(used)} of the {inputs.frames} frames asked for were measured: only these are "
@@ -708,6 +723,18 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         combined = _sd_at_least(combined, floor)
     return FrameSeries(combined_profile, combined, tuple(used), per_frame, frame_sd, tuple(rejected), warns + notes,
                        dropped, companions.shared_noise_weight, tuple(read), companions.mask_noise_explained)
+
+
+def _map_frames(fn, items: list, *, parallel: bool) -> list:
+    """``[fn(x) for x in items]``, on ``_FRAME_THREADS`` threads when ``parallel`` and there are
+    two or more items (numpy and scipy release the GIL in most of a frame's reading), else
+    lazily not at all (an empty list: the caller reads each frame when it needs it)."""
+    if not parallel:
+        return []
+    if len(items) < 2 or _FRAME_THREADS < 2:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=_FRAME_THREADS) as pool:
+        return list(pool.map(fn, items))
 
 
 def _sd_at_least(m: WasidMeasurement, floor: float) -> WasidMeasurement:

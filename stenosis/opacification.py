@@ -45,7 +45,6 @@ Every output frame has its median (background) set to 0.
 from __future__ import annotations
 
 import functools
-
 from typing import Sequence
 
 import numpy as np
@@ -317,12 +316,11 @@ class _MaskRegistration:
         Half the pixels along each axis carry the same information about a translation
         of smooth anatomy (both images are pre-smoothed) at a quarter of the cost.
         """
-        moved = shift_image(self.smooth, shift)[::2, ::2]
+        moved = shift_image(self.smooth, shift, step=2)
         d = moved - live_s[::2, ::2]
         d -= np.float32(np.median(d))
         sd = np.float32(1.4826 * np.median(np.abs(d)) + 1e-12)
-        w = d < self.IODINE_SD * sd
-        w = ndi.binary_erosion(w, iterations=1)  # the vessels' blurred edges too (2 px)
+        w = _erode_cross(d < self.IODINE_SD * sd)  # the vessels' blurred edges too (2 px)
         b = int(np.ceil(max(abs(shift[0]), abs(shift[1])) / 2)) + 2  # repeated edge pixels
         w[:b] = False
         w[-b:] = False
@@ -395,24 +393,39 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray, *, max_shift_px: f
     return _shift_from_spectra(_spectrum(reference), _spectrum(moving), reference.shape, max_shift_px)
 
 
-def shift_image(image: np.ndarray, shift_rc: tuple[float, float]) -> np.ndarray:
+def shift_image(image: np.ndarray, shift_rc: tuple[float, float], *, step: int = 1) -> np.ndarray:
     """``image`` translated by (d_row, d_col) px: ``out(p) = image(p - d)``.
 
-    Separable linear interpolation, edges repeated. Returns a new float32 array."""
+    Separable linear interpolation, edges repeated. Returns a new float32 array; ``step`` > 1:
+    only every ``step``-th row and column of it (``shift_image(image, d)[::step, ::step]``, the
+    same values, computed on those pixels alone)."""
     image = np.asarray(image, dtype=np.float32)
-    out = _shift_axis(image, float(shift_rc[0]), 0)
-    return _shift_axis(out, float(shift_rc[1]), 1)
+    out = _shift_axis(image, float(shift_rc[0]), 0, step)
+    return _shift_axis(out, float(shift_rc[1]), 1, step)
 
 
-def _shift_axis(image: np.ndarray, d: float, axis: int) -> np.ndarray:
+def _erode_cross(w: np.ndarray) -> np.ndarray:
+    """``ndi.binary_erosion(w)`` (the 4-neighbour cross, outside the image False), by slices."""
+    e = w.copy()
+    e[1:] &= w[:-1]
+    e[:-1] &= w[1:]
+    e[:, 1:] &= w[:, :-1]
+    e[:, :-1] &= w[:, 1:]
+    e[[0, -1]] = False
+    e[:, [0, -1]] = False
+    return e
+
+
+def _shift_axis(image: np.ndarray, d: float, axis: int, step: int = 1) -> np.ndarray:
     n = image.shape[axis]
     base = np.floor(d)
     frac = np.float32(d - base)
-    idx = np.clip(np.arange(n) - int(base), 0, n - 1)
+    out_idx = np.arange(0, n, step)
+    idx = np.clip(out_idx - int(base), 0, n - 1)
     a = np.take(image, idx, axis=axis)
     if frac == 0:
         return a
-    idx1 = np.clip(np.arange(n) - int(base) - 1, 0, n - 1)
+    idx1 = np.clip(out_idx - int(base) - 1, 0, n - 1)
     b = np.take(image, idx1, axis=axis)
     # out = (1 - f) a + f b, computed in place on a
     a *= np.float32(1.0) - frac
