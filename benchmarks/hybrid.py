@@ -176,6 +176,8 @@ def measure_case(case) -> dict:
         "mld_err_px": float(res.mld_px - t["mld_px"]), "ref_err_px": float(res.reference_diameter_px - t["reference_px"]),
         "mld_site_px": float(np.hypot(*np.subtract(res.mld_rc, t["mld_rc"]))),
         "warnings": list(res.warnings),
+        # the run's blur as read, less the profiles' bilinear interpolation (truth: blur_sigma_px)
+        "blur_read_px": float(np.sqrt(max(res.profile.blur_sigma_px**2 - np.nan_to_num(res.profile.blur_interp_var_px2), 0.0))),
     })
     return row
 

@@ -81,6 +81,7 @@ class MeasureParams:
     fit_c_max_radii: float = _p(0.5, "x radius", "largest centre offset searched, in radius hints ...")
     fit_c_max_range_px: tuple[float, float] = _p((3.0, 12.0), "px", "... within this range")
     blur_sigma_grid_px: tuple[float, float, int] = _p((0.4, 4.0, 7), "px", "blur sigmas tried (geometric: first, last, count)")
+    blur_refine: int = _p(10, "x", "the blur grid's best sigma is searched again between its neighbours on a grid this many times finer (1: not)")
     blur_nominal_px: float = _p(1.0, "px", "blur of the first fit that finds the samples with a lumen")
     blur_wide_quantile: float = _p(0.0, "quantile", "samples at least this wide (smoothed radius) estimate blur and amplitude (0: every usable sample)")
     blur_amplitude_mads: float = _p(3.0, "MAD", "samples with an amplitude this far from the median are left out of the estimate")

@@ -72,3 +72,19 @@ def test_other_renderer(case):
     assert res.percent_stenosis == pytest.approx(pct, abs=3.0)
     assert res.mld_mm == pytest.approx(mld, abs=0.1)
     assert res.reference_diameter_mm == pytest.approx(d0, abs=0.1)
+
+
+# A noiseless straight artery of the renderer above: the run's blur is the renderer's Gaussian with
+# the pixel aperture (1/12 px^2) and the diameters its own. The blur is estimated on a coarse grid of
+# sigmas refined on a finer one (``blur_refine``); the coarse grid's parabola alone read these blurs
+# 0.995 / 1.485 / 1.379 / 1.784 px and these diameters 3.93 / 4.63 / 4.56 / 7.68 px.
+@pytest.mark.parametrize("d_px, blur_px", [(3.0, 1.2), (4.0, 1.6), (5.0, 1.2), (8.0, 1.6)])
+def test_blur_estimate_noiseless(d_px, blur_px):
+    px = 0.15
+    frames, a, b, _ = render(np.random.default_rng(0), px=px, d0=d_px * px, pct=0.0, width_mm=1.0, blur="gauss",
+                             blur_mm=blur_px * px, noise=0.0, ecc=0.0)
+    run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "test"),
+                              pixel_intensity_relationship="LOG", mask_frames=(0,))
+    p = stenosis.measure(run, "BA", a, b, frame=2).profile
+    assert np.sqrt(p.blur_sigma_px**2 - p.blur_interp_var_px2) == pytest.approx(np.hypot(blur_px, 12**-0.5), abs=0.02)
+    assert np.median(p.diameter_px[p.valid]) == pytest.approx(d_px, abs=0.1)

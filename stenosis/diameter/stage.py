@@ -123,10 +123,11 @@ def estimate_lumen_model(prof: Profiles, *, usable: np.ndarray | None = None,
     if wide.size > p.blur_max_profiles:
         wide = wide[np.linspace(0, wide.size - 1, p.blur_max_profiles).astype(int)]
     sigmas = np.geomspace(*p.blur_sigma_grid_px)
-    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px)
+    sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px,
+                               refine=p.blur_refine)
     for _ in range(p.log_model_passes if prof.log_attenuation else 0):
         sigma, amp = estimate_blur(Y[wide], x, sigmas_px=sigmas, r_max_px=prof.r_max_px, c_max_px=prof.c_max_px,
-                                   attenuation_per_px=prof.attenuation(amp))
+                                   attenuation_per_px=prof.attenuation(amp), refine=p.blur_refine)
     interp = bilinear_blur_var_px2(prof.centerline_rc[wide], prof.normal_rc[wide], x, band_px=p.profile_band_px)
     return sigma, amp, f0, interp
 
