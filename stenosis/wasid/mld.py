@@ -130,15 +130,35 @@ def find_mld(
             # lesion): shrink it by its sampling variance, var(c2) = 45 s^2 / (4 n h^4) for a
             # quadratic over n independent samples spread evenly on [-h, h] (Wiener-like
             # c2^2 / (c2^2 + var)); no effect at normal doses, up to ~30% at the lowest
+            shrink, var_e4 = 1.0, 0.0
             if noise_sd_px2 > 0:
                 h = max(float(np.abs(sv).max()), 1e-6)
                 n_ind = max(2.0 * h / max(corr_px, 1e-6), 1.0)
                 var_c2 = 45.0 * noise_sd_px2**2 / (4.0 * n_ind * h**4)
-                c2 = c2 * c2 * c2 / (c2 * c2 + var_c2)
-            a0 = a_v - c2 * along_sigma_px**2
-            # a first-order correction, bounded: a noisy curvature must not erase the lumen
-            # (max_blur_correction, see docs/tuning.md)
-            a0 = max(a0, (1.0 - params.max_blur_correction) * a_v)
+                shrink = c2 * c2 / (c2 * c2 + var_c2)
+                # the quartic coefficient's: (35/8)^2 x 9 s^2 / (n h^8) (its Legendre term's)
+                var_e4 = 172.27 * noise_sd_px2**2 / (n_ind * h**8)
+            correction = c2 * along_sigma_px**2
+            if params.mld_bottom_order >= 4 and sel.sum() >= 7 and abs(s_v) <= half:
+                # a tight lesion's area is no parabola over the fitted arc ((d_min + k s^2)^2 has
+                # a quartic term as large as the quadratic one), and the window's parabola is
+                # steeper than the bottom's own: a 85% lesion's MLD read 10-20% small. An even
+                # quartic a + b s^2 + c s^4 blurred by sigma is a + b (s^2 + sigma^2) + c (s^4 +
+                # 6 s^2 sigma^2 + 3 sigma^4): fitted about the vertex, its blur is removed
+                # exactly. It departs from the parabola's reading by as much as its quartic
+                # term is significant (Wiener-like, e4^2 / (e4^2 + var e4)): on a noisy bottom
+                # it is the parabola's
+                sigma2 = along_sigma_px**2
+                e4, _, e2, e1, e0 = np.polyfit(sv - s_v, a, 4)
+                w4 = e4 * e4 / (e4 * e4 + var_e4) if var_e4 > 0 else 1.0
+                a_v4 = e0 - (e1 * e1 / (4.0 * e2) if e2 > 0 else 0.0)
+                a_v = a_v + w4 * (a_v4 - a_v)
+                correction = shrink * correction + w4 * (e2 * sigma2 - 3.0 * e4 * sigma2 * sigma2 - shrink * correction)
+                shrink = 1.0
+            a0 = a_v - shrink * correction
+            # bounded: a noisy curvature must not erase the lumen (max_blur_correction, see
+            # docs/tuning.md), and blur only ever fills a minimum in
+            a0 = min(max(a0, (1.0 - params.max_blur_correction) * a_v), a_v)
             return i, float(np.sqrt(max(a0, 0.0)))
     return i, d0
 
