@@ -733,8 +733,14 @@ def _map_frames(fn, items: list, *, parallel: bool) -> list:
         return []
     if len(items) < 2 or _FRAME_THREADS < 2:
         return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=_FRAME_THREADS) as pool:
-        return list(pool.map(fn, items))
+    pool = ThreadPoolExecutor(max_workers=_FRAME_THREADS)
+    try:
+        out = list(pool.map(fn, items))
+    except BaseException:  # an interrupt or a failing frame: the frames not started are not read
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return out
 
 
 def _sd_at_least(m: WasidMeasurement, floor: float) -> WasidMeasurement:

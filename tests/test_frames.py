@@ -185,3 +185,16 @@ def test_a_vein_filling_late_over_the_lesion_does_not_change_the_reading(low_dos
     assert abs(res.percent_stenosis - base.percent_stenosis) < 1.5
     assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 2.5
     assert {6, 7} <= set(res.frames["used"])
+
+
+def test_the_frames_read_on_threads_give_the_same_numbers(low_dose_run, monkeypatch):
+    """The other frames are read on two threads (``measurement._FRAME_THREADS``): each frame's
+    reading is independent, so one thread gives the very same result."""
+    import stenosis.measurement as measurement
+
+    run, truth = low_dose_run
+    two = _measure(run, truth).to_dict()
+    monkeypatch.setattr(measurement, "_FRAME_THREADS", 1)
+    one = _measure(run, truth).to_dict()
+    assert len(two["frames"]["used"]) >= 3
+    assert one == two

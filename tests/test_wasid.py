@@ -400,3 +400,39 @@ def test_a_percent_that_does_not_depend_on_where_the_trace_starts_says_nothing()
     g = wasid(p, "M1")
     assert start_sensitivity_warning(p, g, "M1") is None
     assert start_sensitivity_warning(p, g, "M1", manual_index=300) is None
+
+
+def test_a_lopsided_flat_bottom_is_read_by_the_parabola():
+    """The quartic fit of a tight lesion's bottom (``mld_bottom_order`` 4) is used only where it
+    describes a bottom: a flat, lopsided lesion (true MLD 4.67 px) made a first version read an
+    occlusion (0.00 px; the parabola 4.60), its quadratic part's vertex far off the window."""
+    s = np.arange(-60, 60.01, 0.5)
+    u = s * (1 - 0.444 * np.sign(s))
+    true = 10 * (1 - 0.518 * np.exp(-np.abs(u / 14.6) ** 8)) * (1 + 0.0713 * np.clip(s, -14.6, 14.6) / 10)
+    g = np.exp(-np.arange(-8, 8.01, 0.5) ** 2 / (2 * 1.2**2))
+    blurred = np.sqrt(np.convolve(true**2, g / g.sum(), mode="same"))
+    ok = np.ones_like(s, bool)
+    for noise in (0.0, 0.5):
+        _, mld = find_mld(s, blurred, ok, along_sigma_px=1.2, noise_sd_px2=noise, corr_px=3.0)
+        assert mld == pytest.approx(true.min(), rel=0.05)
+
+
+def test_a_tight_lesions_bottom_is_not_over_corrected():
+    """An 85% Gaussian-shaped lesion (12 px artery, SD 5 px) blurred along the vessel by 1.2 px:
+    its bottom reads 2.06 px for 1.75; the parabola's correction took it to 1.57 px, the quartic
+    (significant here) reads it within 0.05 px."""
+    s = np.arange(-60, 60.01, 0.5)
+    true = 11.67 * (1 - 0.85 * np.exp(-s**2 / (2 * 5.0**2)))
+    g = np.exp(-np.arange(-8, 8.01, 0.5) ** 2 / (2 * 1.2**2))
+    blurred = np.sqrt(np.convolve(true**2, g / g.sum(), mode="same"))
+    ok = np.ones_like(s, bool)
+    from dataclasses import replace
+
+    from stenosis.params import DEFAULT_PARAMS
+
+    _, quartic = find_mld(s, blurred, ok, along_sigma_px=1.2, noise_sd_px2=0.01, corr_px=2.0)
+    _, parabola = find_mld(s, blurred, ok, along_sigma_px=1.2, noise_sd_px2=0.01, corr_px=2.0,
+                           params=replace(DEFAULT_PARAMS, mld_bottom_order=2))
+    assert blurred.min() > true.min() + 0.25
+    assert quartic == pytest.approx(true.min(), abs=0.05)
+    assert parabola < true.min() - 0.12

@@ -222,7 +222,8 @@ def estimate_blur(
 
     tot = np.array([total(s) for s in sigmas_px])
     k = int(np.argmin(tot))
-    if refine > 1 and len(sigmas_px) > 1:
+    ratios = sigmas_px[1:] / sigmas_px[:-1] if len(sigmas_px) > 1 else np.ones(0)
+    if refine > 1 and len(sigmas_px) > 2 and np.allclose(ratios, ratios[0], rtol=1e-9):  # a geometric grid
         fine = np.geomspace(sigmas_px[0], sigmas_px[-1], (len(sigmas_px) - 1) * int(refine) + 1)
         seen = {int(refine) * i: float(t) for i, t in enumerate(tot)}
 
@@ -242,7 +243,7 @@ def estimate_blur(
                 hi = b
             else:
                 lo = a
-        k = min(range(lo, hi + 1), key=at)
+        k = min(sorted(set(range(lo, hi + 1)) | {int(refine) * k}), key=at)  # never worse than the coarse best
         sigmas_px = fine
         tot = np.array([seen.get(i, np.nan) for i in range(len(fine))])
         for i in (k - 1, k + 1):

@@ -136,10 +136,12 @@ def find_mld(
                 n_ind = max(2.0 * h / max(corr_px, 1e-6), 1.0)
                 var_c2 = 45.0 * noise_sd_px2**2 / (4.0 * n_ind * h**4)
                 shrink = c2 * c2 / (c2 * c2 + var_c2)
-                # the quartic coefficient's: (35/8)^2 x 9 s^2 / (n h^8) (its Legendre term's)
-                var_e4 = 172.27 * noise_sd_px2**2 / (n_ind * h**8)
+                # the quartic coefficient's: (35/8)^2 x 9 s^2 / (n h^8) (its Legendre term's), h
+                # the half-span of the window (the top coefficient does not depend on its centre)
+                h4 = max(0.5 * float(np.ptp(sv)), 1e-6)
+                var_e4 = 172.27 * noise_sd_px2**2 / (max(2.0 * h4 / max(corr_px, 1e-6), 1.0) * h4**8)
             correction = c2 * along_sigma_px**2
-            if params.mld_bottom_order >= 4 and sel.sum() >= 7 and abs(s_v) <= half:
+            if params.mld_bottom_order >= 4 and sel.sum() >= 7 and abs(s_v) <= half and var_e4 > 0:
                 # a tight lesion's area is no parabola over the fitted arc ((d_min + k s^2)^2 has
                 # a quartic term as large as the quadratic one), and the window's parabola is
                 # steeper than the bottom's own: a 85% lesion's MLD read 10-20% small. An even
@@ -150,8 +152,13 @@ def find_mld(
                 # it is the parabola's
                 sigma2 = along_sigma_px**2
                 e4, _, e2, e1, e0 = np.polyfit(sv - s_v, a, 4)
-                w4 = e4 * e4 / (e4 * e4 + var_e4) if var_e4 > 0 else 1.0
-                a_v4 = e0 - (e1 * e1 / (4.0 * e2) if e2 > 0 else 0.0)
+                w4 = e4 * e4 / (e4 * e4 + var_e4)
+                a_v4 = e0 - e1 * e1 / (4.0 * e2) if e2 > 0 else -1.0
+                # not a bottom the quartic describes (its quadratic part no minimum, or one far
+                # off the parabola's vertex: a lopsided or flat bottom; with unknown noise, above,
+                # no weight at all): the parabola's reading
+                if not (a_v4 > 0 and abs(e1) <= e2 * 0.5 * float(np.ptp(sv))):
+                    w4 = 0.0
                 a_v = a_v + w4 * (a_v4 - a_v)
                 correction = shrink * correction + w4 * (e2 * sigma2 - 3.0 * e4 * sigma2 * sigma2 - shrink * correction)
                 shrink = 1.0
