@@ -158,6 +158,10 @@ def measure_case(case) -> dict:
     import stenosis
     from stenosis.errors import StenosisError
     from stenosis.io import AngioRun
+    try:
+        from stenosis.diameter.shape import spline_blur_px
+    except ImportError:
+        spline_blur_px = None
 
     t = case.truth
     row = {**case.to_dict(), "split": None}
@@ -176,8 +180,9 @@ def measure_case(case) -> dict:
         "mld_err_px": float(res.mld_px - t["mld_px"]), "ref_err_px": float(res.reference_diameter_px - t["reference_px"]),
         "mld_site_px": float(np.hypot(*np.subtract(res.mld_rc, t["mld_rc"]))),
         "warnings": list(res.warnings),
-        # the run's blur as read, less the profiles' bilinear interpolation (truth: blur_sigma_px)
-        "blur_read_px": float(np.sqrt(max(res.profile.blur_sigma_px**2 - np.nan_to_num(res.profile.blur_interp_var_px2), 0.0))),
+        # the run's blur as read, less the profiles' bilinear interpolation (truth: blur_sigma_px;
+        # NaN for a --repo checkout older than session 23)
+        "blur_read_px": float("nan") if spline_blur_px is None else spline_blur_px(res.profile),
     })
     return row
 

@@ -15,7 +15,6 @@ coarse blur grid's bias and the tight lesion's over-corrected bottom (``docs/tun
 from __future__ import annotations
 
 import argparse
-import collections
 import itertools
 import sys
 import warnings
@@ -28,7 +27,7 @@ for p in (REPO, REPO / "tests"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from _common import measure_kwargs  # noqa: E402
+from _common import by_level, measure_kwargs  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--small", action="store_true", help="CI size: 8 runs")
@@ -60,8 +59,10 @@ def main(argv=None) -> int:
         run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "sweep"),
                                   pixel_intensity_relationship="LOG", mask_frames=(0,))
         r = stenosis.measure(run, "BA", a, b, frame=2, **kwargs)
-        row = dict(px=px, d0=d0, pct=pct, blur=blur, blur_mm=blur_mm, ecc=ecc, err=r.percent_stenosis - pct,
-                   sd=r.percent_stenosis_sd, e_mld=r.mld_mm - mld, e_ref=r.reference_diameter_mm - d0)
+        row = dict(levels={"pct": str(pct), "blur": blur, "blur_mm": str(blur_mm), "px": str(px), "d0": str(d0),
+                           "ecc": str(ecc)},
+                   err=r.percent_stenosis - pct, sd=r.percent_stenosis_sd, e_mld=r.mld_mm - mld,
+                   e_ref=r.reference_diameter_mm - d0)
         rows.append(row)
         if args.verbose:
             print(f"px {px:.2f} d0 {d0:.1f} {pct:2d}% {blur:5s} {blur_mm:.2f} mm ecc {ecc:.0f}: "
@@ -72,15 +73,10 @@ def main(argv=None) -> int:
           "errors = measured - true")
     print(f"{'factor':12s} {'level':8s} {'n':>4s} {'pct MAE':>8s} {'pct max':>8s} {'MLD bias mm':>12s} {'in 2 SD':>8s}")
     print("-" * 64)
-    for name in ("pct", "blur", "blur_mm", "px", "d0", "ecc"):
-        groups = collections.defaultdict(list)
-        for k, r in enumerate(rows):
-            groups[r[name]].append(k)
-        for level, idx in sorted(groups.items()):
-            i = np.array(idx)
-            print(f"{name:12s} {str(level):8s} {i.size:4d} {np.abs(e[i]).mean():8.2f} {np.abs(e[i]).max():8.2f} "
-                  f"{np.mean([rows[k]['e_mld'] for k in i]):+12.3f} "
-                  f"{np.mean([abs(rows[k]['err']) <= 2 * rows[k]['sd'] for k in i]) * 100:7.0f}%")
+    for name, level, i in by_level(rows):
+        print(f"{name:12s} {level:8s} {i.size:4d} {np.abs(e[i]).mean():8.2f} {np.abs(e[i]).max():8.2f} "
+              f"{np.mean([rows[k]['e_mld'] for k in i]):+12.3f} "
+              f"{np.mean([abs(rows[k]['err']) <= 2 * rows[k]['sd'] for k in i]) * 100:7.0f}%")
     print("-" * 64)
     print(f"{'all':12s} {'':8s} {e.size:4d} {np.abs(e).mean():8.2f} {np.abs(e).max():8.2f} "
           f"{np.mean([r['e_mld'] for r in rows]):+12.3f} "

@@ -647,6 +647,7 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
     indices = [t for t, _ in companions.followed]
     fill = None if not indices else frame_fill(run, analysed, profile.centerline_rc)
     usual = None if fill is None else np.median(fill[[analysed.index] + indices], axis=0)
+
     def read_frame(moved: FollowedFrame) -> tuple[DiameterProfile, FrameRead] | str:
         # samples the bolus has not reached (or has left) in this frame are not read from it, nor
         # those holding twice the frames' usual iodine (a vein filling over the artery): a frame's
@@ -665,10 +666,10 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
         return frame_t, _frame_read(moved.index, moved.image, moved.shift_rc, profile, frame_t.amplitudes, filled,
                                     rhint, params)
 
-    # the frames are read independently of each other (the same numbers in any order): on two
-    # threads when no frame limit stops the reading early
+    # the frames are read independently of each other (the same numbers in any order): all at
+    # once, on threads, unless a frame limit stops the reading early (then each when reached)
     present = [m for _, m in companions.followed if m is not None]
-    readings = dict(zip((m.index for m in present), _map_frames(read_frame, present, parallel=limit is None)))
+    readings = {} if limit is not None else dict(zip((m.index for m in present), _map_frames(read_frame, present)))
     for t, moved in companions.followed:
         if limit is not None and len(used) > limit:
             break
@@ -725,12 +726,9 @@ def measure_frames(run, analysed: AnalysedFrame, inputs: ReaderInputs, profile: 
                        dropped, companions.shared_noise_weight, tuple(read), companions.mask_noise_explained)
 
 
-def _map_frames(fn, items: list, *, parallel: bool) -> list:
-    """``[fn(x) for x in items]``, on ``_FRAME_THREADS`` threads when ``parallel`` and there are
-    two or more items (numpy and scipy release the GIL in most of a frame's reading), else
-    lazily not at all (an empty list: the caller reads each frame when it needs it)."""
-    if not parallel:
-        return []
+def _map_frames(fn, items: list) -> list:
+    """``[fn(x) for x in items]``, on ``_FRAME_THREADS`` threads when there are two or more items
+    (numpy and scipy release the GIL in most of a frame's reading)."""
     if len(items) < 2 or _FRAME_THREADS < 2:
         return [fn(x) for x in items]
     pool = ThreadPoolExecutor(max_workers=_FRAME_THREADS)

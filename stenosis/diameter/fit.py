@@ -222,17 +222,18 @@ def estimate_blur(
 
     tot = np.array([total(s) for s in sigmas_px])
     k = int(np.argmin(tot))
-    ratios = sigmas_px[1:] / sigmas_px[:-1] if len(sigmas_px) > 1 else np.ones(0)
-    if refine > 1 and len(sigmas_px) > 2 and np.allclose(ratios, ratios[0], rtol=1e-9):  # a geometric grid
-        fine = np.geomspace(sigmas_px[0], sigmas_px[-1], (len(sigmas_px) - 1) * int(refine) + 1)
-        seen = {int(refine) * i: float(t) for i, t in enumerate(tot)}
+    refine = int(refine)
+    steps = np.diff(np.log(sigmas_px))
+    if refine > 1 and steps.size > 1 and np.allclose(steps, steps[0], rtol=1e-9):  # a geometric grid
+        fine = np.geomspace(sigmas_px[0], sigmas_px[-1], steps.size * refine + 1)
+        seen = {refine * i: float(t) for i, t in enumerate(tot)}
 
         def at(i: int) -> float:
             if i not in seen:
                 seen[i] = total(fine[i])
             return seen[i]
 
-        lo, hi = int(refine) * max(k - 1, 0), int(refine) * min(k + 1, len(sigmas_px) - 1)
+        lo, hi = refine * max(k - 1, 0), refine * min(k + 1, steps.size)
         g = (np.sqrt(5.0) - 1.0) / 2.0
         while hi - lo > 2:  # golden section on the fine grid's indices
             a = hi - int(round(g * (hi - lo)))
@@ -243,12 +244,10 @@ def estimate_blur(
                 hi = b
             else:
                 lo = a
-        k = min(sorted(set(range(lo, hi + 1)) | {int(refine) * k}), key=at)  # never worse than the coarse best
+        k = min(sorted(set(range(lo, hi + 1)) | {refine * k}), key=at)  # never worse than the coarse best
+        # the parabola below reads only the best and its two neighbours
         sigmas_px = fine
-        tot = np.array([seen.get(i, np.nan) for i in range(len(fine))])
-        for i in (k - 1, k + 1):
-            if 0 <= i < len(fine):
-                tot[i] = at(i)
+        tot = np.array([at(i) if abs(i - k) <= 1 else np.nan for i in range(fine.size)])
     ls = np.log(sigmas_px)
     if 0 < k < len(sigmas_px) - 1:
         den = tot[k - 1] - 2 * tot[k] + tot[k + 1]

@@ -140,7 +140,8 @@ def find_mld(
                 # the half-span of the window (the top coefficient does not depend on its centre)
                 h4 = max(0.5 * float(np.ptp(sv)), 1e-6)
                 var_e4 = 172.27 * noise_sd_px2**2 / (max(2.0 * h4 / max(corr_px, 1e-6), 1.0) * h4**8)
-            correction = c2 * along_sigma_px**2
+            sigma2 = along_sigma_px**2
+            correction = shrink * c2 * sigma2
             if params.mld_bottom_order >= 4 and sel.sum() >= 7 and abs(s_v) <= half and var_e4 > 0:
                 # a tight lesion's area is no parabola over the fitted arc ((d_min + k s^2)^2 has
                 # a quartic term as large as the quadratic one), and the window's parabola is
@@ -150,19 +151,16 @@ def find_mld(
                 # exactly. It departs from the parabola's reading by as much as its quartic
                 # term is significant (Wiener-like, e4^2 / (e4^2 + var e4)): on a noisy bottom
                 # it is the parabola's
-                sigma2 = along_sigma_px**2
                 e4, _, e2, e1, e0 = np.polyfit(sv - s_v, a, 4)
-                w4 = e4 * e4 / (e4 * e4 + var_e4)
                 a_v4 = e0 - e1 * e1 / (4.0 * e2) if e2 > 0 else -1.0
                 # not a bottom the quartic describes (its quadratic part no minimum, or one far
                 # off the parabola's vertex: a lopsided or flat bottom; with unknown noise, above,
                 # no weight at all): the parabola's reading
-                if not (a_v4 > 0 and abs(e1) <= e2 * 0.5 * float(np.ptp(sv))):
-                    w4 = 0.0
-                a_v = a_v + w4 * (a_v4 - a_v)
-                correction = shrink * correction + w4 * (e2 * sigma2 - 3.0 * e4 * sigma2 * sigma2 - shrink * correction)
-                shrink = 1.0
-            a0 = a_v - shrink * correction
+                if a_v4 > 0 and abs(e1) <= e2 * h4:
+                    w4 = e4 * e4 / (e4 * e4 + var_e4)
+                    a_v += w4 * (a_v4 - a_v)
+                    correction += w4 * (e2 * sigma2 - 3.0 * e4 * sigma2 * sigma2 - correction)
+            a0 = a_v - correction
             # bounded: a noisy curvature must not erase the lumen (max_blur_correction, see
             # docs/tuning.md), and blur only ever fills a minimum in
             a0 = min(max(a0, (1.0 - params.max_blur_correction) * a_v), a_v)
