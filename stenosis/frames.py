@@ -18,7 +18,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import MeasurementError
-from .opacification import estimate_shift, mask_frames_of, mask_noise, native_values, opacify, shared_noise
+from .opacification import (estimate_shift, mask_frames_of, mask_noise, native_values, opacify, refine_shift,
+                             shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import as_rc, check_points_within
 from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
@@ -214,7 +215,7 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     if chosen == guess:
         return AnalysedFrame(int(guess), image, trace, stack)
     moved = opacify(run, frames=[chosen], register=True)[0]
-    shift = estimate_shift(image[trace.box], moved[trace.box], max_shift_px=2 * params.max_frame_shift_px)
+    shift = _frame_shift(image[trace.box], moved[trace.box], params)
     if max(abs(shift[0]), abs(shift[1])) <= params.max_frame_shift_px:
         # the path (traced where the iodine is densest) follows the chosen frame, and so does the
         # vessel map, less what the chosen frame does not hold: where its iodine is below
@@ -348,6 +349,14 @@ class FollowedFrame:
     shift_rc: tuple[float, float]
 
 
+def _frame_shift(reference: np.ndarray, moving: np.ndarray, params: MeasureParams) -> tuple[float, float]:
+    """The segment's motion between two opacified frames (their crops around the trace):
+    phase correlation, refined where the frames determine it (:func:`refine_shift`)."""
+    limit = 2 * params.max_frame_shift_px
+    return refine_shift(reference, moving, estimate_shift(reference, moving, max_shift_px=limit), max_shift_px=limit,
+                        min_eigen=params.follow_min_eigen)
+
+
 def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: MeasureParams = DEFAULT_PARAMS, *,
                   reach_px: float = 0.0) -> list[FollowedFrame | None]:
     """Frames ``indices`` opacified with registration (one registration set-up for all of them),
@@ -371,7 +380,7 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
     for t, crop in zip(indices, crops):
         image = np.zeros((h, w), np.float32)
         image[region] = crop
-        shift = estimate_shift(analysed.image[box], image[box], max_shift_px=2 * params.max_frame_shift_px)
+        shift = _frame_shift(analysed.image[box], image[box], params)
         moved = max(abs(shift[0]), abs(shift[1])) > params.max_frame_shift_px
         out.append(None if moved else FollowedFrame(int(t), image, (float(shift[0]), float(shift[1]))))
     return out

@@ -393,6 +393,88 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray, *, max_shift_px: f
     return _shift_from_spectra(_spectrum(reference), _spectrum(moving), reference.shape, max_shift_px)
 
 
+#: pre-smoothing (px) of both frames before the translation is refined (:func:`refine_shift`)
+_REFINE_SMOOTH_PX = 1.0
+_REFINE_ITERATIONS = 8
+
+
+def refine_shift(reference: np.ndarray, moving: np.ndarray, start: tuple[float, float], *,
+                 max_shift_px: float = MAX_SHIFT_PX, min_eigen: float = 0.01) -> tuple[float, float]:
+    """The translation ``start`` (``moving(p) ~ reference(p - d)``, e.g. :func:`estimate_shift`'s)
+    refined by Gauss-Newton on the squared difference of the two frames (pre-smoothed by
+    ``_REFINE_SMOOTH_PX``), a gain and an offset between them free (the bolus changes the
+    iodine between two contrast frames).
+
+    Phase correlation whitens the spectrum, so noise at every frequency weighs as much as the
+    structures; on a straight vessel its peak is a ridge along the vessel and the sub-pixel peak
+    fit, made along the image axes, lands off the ridge (1.8 px across a straight 12 px vessel of
+    the independent renderer, which misread the frame's iodine by 11%). The step is taken only
+    along the directions the frames determine (eigenvectors of the gradients' structure tensor
+    with eigenvalue at least ``min_eigen`` of the largest, ``MeasureParams.follow_min_eigen``):
+    along a straight uniform vessel a translation changes nothing, and the smallest motion (none)
+    is taken there, not phase correlation's pick along its ridge. Descended from ``start`` and from no motion (phase
+    correlation can lock onto a spurious peak at its search bound); the lowest difference of the
+    two and ``start`` itself is returned."""
+    ref = ndi.gaussian_filter(np.asarray(reference, np.float32), _REFINE_SMOOTH_PX)
+    mov = ndi.gaussian_filter(np.asarray(moving, np.float32), _REFINE_SMOOTH_PX)
+    if ref.shape != mov.shape or min(ref.shape) < 16:
+        return (float(start[0]), float(start[1]))
+    gr, gc = np.gradient(ref)
+    # the same pixels for every shift tried (their differences are compared): off the border a
+    # shift up to the bound repeats, or a quarter of the frame
+    # on every other pixel (both frames are pre-smoothed: half the pixels along each axis carry
+    # the same information about a translation, at a quarter of the cost)
+    b = (min(int(np.ceil(max_shift_px)) + 2, min(ref.shape) // 4) + 1) // 2
+    sub = ref[::2, ::2]
+    inner = (slice(b, sub.shape[0] - b), slice(b, sub.shape[1] - b))
+    x = sub[inner].ravel().astype(np.float64)
+    x -= x.mean()
+    sxx = float(x @ x)
+    g = np.stack([gr[::2, ::2][inner].ravel(), gc[::2, ::2][inner].ravel()]).astype(np.float64)
+    h = g @ g.T
+    lam, vec = np.linalg.eigh(h)
+    if x.size < 100 or not sxx > 0 or not lam[-1] > 0:
+        return (float(start[0]), float(start[1]))
+    known = vec[:, lam >= min_eigen * lam[-1]]  # the directions the frames determine
+    h_known = known.T @ h @ known
+
+    def fitted(s) -> tuple[np.ndarray, float, float]:
+        """(residual, gain, mean square) of the moving frame brought back by s onto the reference."""
+        y = shift_image(mov, (-s[0], -s[1]), step=2)[inner].ravel().astype(np.float64)
+        y -= y.mean()
+        gain = float(x @ y) / sxx
+        r = y - gain * x
+        return r, gain, float(r @ r) / r.size
+
+    def descend(s: np.ndarray) -> tuple[np.ndarray, float]:
+        # along the undetermined directions a translation changes nothing: the smallest motion
+        # (none) there
+        s = known @ (known.T @ s)
+        r, gain, c = fitted(s)
+        best, best_cost = s.copy(), c
+        for _ in range(_REFINE_ITERATIONS):
+            if gain <= 0:
+                break
+            # back(p; s + e) ~ back(p; s) + gain grad ref(p) . e: the step e that cancels r
+            step = np.clip(known @ np.linalg.solve(gain * h_known, -(known.T @ (g @ r))), -1.0, 1.0)
+            s = np.clip(s + step, -max_shift_px, max_shift_px)
+            r, gain, c = fitted(s)
+            if c < best_cost:
+                best, best_cost = s.copy(), c
+            if np.hypot(*step) < 0.005:
+                break
+        return best, best_cost
+
+    # from phase correlation's shift and from no motion (phase correlation can lock onto a
+    # spurious peak, e.g. at its search bound): the lower difference wins; never worse than start
+    start = np.array([float(start[0]), float(start[1])])
+    results = [descend(start), (start, fitted(start)[2])]
+    if float(np.linalg.norm(known.T @ start)) > 0.5:
+        results.append(descend(np.zeros(2)))
+    best = min(results, key=lambda sc: sc[1])[0]
+    return (float(best[0]), float(best[1]))
+
+
 def shift_image(image: np.ndarray, shift_rc: tuple[float, float], *, step: int = 1) -> np.ndarray:
     """``image`` translated by (d_row, d_col) px: ``out(p) = image(p - d)``.
 

@@ -49,6 +49,7 @@ class MeasureParams:
     trace_opacity_quantile: float = _p(0.995, "quantile", "iodine level mapped to 1 in the trace's cost (keeps wide lumens centred)")
     contrast_sigmas: float = _p(2.5, "noise SD", "iodine needed at the path's ends over the frame's median")
     max_frame_shift_px: float = _p(8.0, "px", "motion between the traced and the chosen frame beyond which the path is traced again; another frame moved further is not combined")
+    follow_min_eigen: float = _p(0.01, "x largest", "the segment's motion between frames is refined along the directions the frames determine: structure-tensor eigenvalue at least this x the largest (along a straight, uniform vessel none is taken)")
     select_fraction: float = _p(0.9, "fraction", "a centerline sample is opacified at this share of its peak over frames")
     select_coverage: float = _p(0.95, "fraction", "a frame is fully opacified when this share of samples is")
     background_mask_px: float = _p(2.0, "px", "single native frame: the background is interpolated under the traced lumen (its local half-maximum radius) widened by this")

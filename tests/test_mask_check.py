@@ -242,12 +242,15 @@ def test_frames_the_reader_dropped_are_never_the_untagged_mask(case):
 
 
 def test_wrongly_tagged_masks_are_replaced_even_when_the_least_frame_is_one_of_them(case):
-    """Masks tagged 1, 4, 5 (4 and 5 opacified): frame 1 holds the least, and is one of them;
-    the check skipped such runs (57.4%, the analysed frame subtracted from itself, no word)."""
+    """Masks tagged 1, 4, 5 (4 and 5 opacified): the least-filled frame is one of the run's true
+    masks (0 or 1, both empty: which one holds the least is the noise's call, and moved with the
+    trace's sub-pixel position in session 25); the check skipped such runs (57.4%, the analysed
+    frame subtracted from itself, no word)."""
     run, points, truth = case
     wrong = replace(run, metadata=replace(run.metadata, mask_frames=(1, 4, 5)))
     res = stenosis.measure(wrong, **points)
-    assert res.frames["mask"] == [1] and "frame 1, which holds the least, is the mask instead" in res.warnings[0]
+    assert res.frames["mask"] in ([0], [1])
+    assert f"frame {res.frames['mask'][0]}, which holds the least, is the mask instead" in res.warnings[0]
     assert abs(res.percent_stenosis - truth["percent_stenosis"]) < 2.0, res.percent_stenosis
     assert f"include the analysed frame {res.frame_index} (tagged wrongly)" in res.warnings[0], res.warnings[0]
 
