@@ -155,6 +155,22 @@ def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise,
     return i_mld, mld, d_s, warns
 
 
+def _open_lesion_warnings(lo: int, hi: int, n: int, mld: float) -> list[str]:
+    """A narrowing (samples below ``lesion_fraction`` of the reference) that runs into an end of
+    the trace has no normal artery beyond it there: a taper, the artery's own change of calibre,
+    or a lesion the reader's point cut. WASID grades a lesion between normal segments; the result
+    says so rather than grading the end as a stenosis silently."""
+    if not (hi > lo and mld > 0):
+        return []
+    if hi >= n - 1:
+        return ["the narrowing runs to the distal point (no normal artery after it on the trace): a taper or a "
+                "change of calibre reads as stenosis too; extend the trace past the lesion to see it recover"]
+    if lo <= 0:
+        return ["the narrowing starts at the proximal point (no normal artery before it on the trace): extend the "
+                "trace before the lesion"]
+    return []
+
+
 def _reference_sites(profile, valid, d_s, i_mld, d0, step, params, d_ref=None) -> _Sites:
     """Lesion extent (on ``d_s``, the MLD's diameters) and the proximal / distal reference
     windows (on ``d_ref``, the usable samples' diameters; default ``d_s``), refined twice with
@@ -352,6 +368,7 @@ def wasid(
         raise MeasurementError("the reference diameter is zero; place the reference on a normal, opacified part of the artery")
     pct = (1.0 - mld / ref) * 100.0
     lo, hi = lesion_extent(d_s, i_mld, ref, fraction=p.lesion_fraction)
+    warns += _open_lesion_warnings(lo, hi, arc.size, mld)
 
     interp_ref = interp_pct = None
     w_prox, w_dist = sites.best_proximal, sites.best_distal
