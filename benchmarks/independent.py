@@ -8,7 +8,7 @@ angle. The sweep crosses pixel size (0.15, 0.3 mm), diameter (2.0, 3.5 mm), sten
 (``--noise 0``, the default) an error is the method's own, not the noise's: this sweep found the
 coarse blur grid's bias and the tight lesion's over-corrected bottom (``docs/tuning.md``, session 24).
 
-Normal arteries (no narrowing) are measured beside them, 32 runs over the same factors: WASID
+Normal arteries (no narrowing) are measured beside them, 16 runs over the same factors: WASID
 takes the narrowest point, so a normal artery reads above 0% by the noise alone (issue 16's
 target: <= 3% on average); printed apart from the stenosed runs' table.
 
@@ -17,7 +17,7 @@ field of 3 mm grain and SD ``--anatomy`` grey levels, a blurred bone edge of 5x 
 angle and place, a gradient), 3 contrast frames with their own noise: the background is modelled,
 not subtracted, and the frames are followed and combined.
 
-    python benchmarks/independent.py               # 128 runs + 32 normal, no noise
+    python benchmarks/independent.py               # 128 runs + 16 normal, no noise
     python benchmarks/independent.py --noise 6     # 6 grey levels of noise
     python benchmarks/independent.py --native --noise 6   # native runs on anatomy
     python benchmarks/independent.py --small       # CI: 8 runs + 4 normal
@@ -40,7 +40,7 @@ for p in (REPO, REPO / "tests"):
 from _common import by_level, measure_kwargs  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-ap.add_argument("--small", action="store_true", help="CI size: 8 runs")
+ap.add_argument("--small", action="store_true", help="CI size: 8 stenosed + 4 normal runs")
 ap.add_argument("--noise", type=float, default=0.0, help="noise SD in grey levels (signal 200 per mm of path)")
 ap.add_argument("--param", action="append", metavar="NAME=VALUE", help="a MeasureParams field changed")
 ap.add_argument("--verbose", action="store_true", help="one line per run")

@@ -183,7 +183,7 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     Choosing the frame needs a trace and tracing needs a frame: the path is traced on the
     frame with the most iodine around the points (:func:`guess_frame`, on a cheap unregistered
     opacification), the chosen frame (:func:`select_frame`) is opacified with registration,
-    and the path follows it by the motion between the two frames (phase correlation on the
+    and the path follows it by the motion between the two frames (:func:`_frame_shift` on the
     crop; only motion beyond ``max_frame_shift_px`` traces it again); the vessel map is the guess
     frame's less the vessels the chosen frame does not hold (:func:`_without_absent`).
     """
@@ -360,7 +360,8 @@ def _frame_shift(reference: np.ndarray, moving: np.ndarray, params: MeasureParam
 def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: MeasureParams = DEFAULT_PARAMS, *,
                   reach_px: float = 0.0) -> list[FollowedFrame | None]:
     """Frames ``indices`` opacified with registration (one registration set-up for all of them),
-    and the segment's motion from the analysed frame (phase correlation on the trace's crop);
+    and the segment's motion from the analysed frame (phase correlation on the trace's crop, refined
+    where the frames determine it: :func:`_frame_shift`);
     None for a frame that moved more than ``max_frame_shift_px`` (the trace would not follow it).
 
     Only the region around the trace is opacified and registered (the trace's crop widened by

@@ -450,10 +450,13 @@ def test_a_narrowing_that_runs_to_an_end_of_the_trace_says_so():
     # correction takes its curvature from a window one-sided against the trace's end (left alone,
     # docs/tuning.md section 6); the bound catches it growing
     assert 100 * (1 - 7.5 / 11.0) - 0.5 < res.percent_stenosis < 36.0
-    assert any("runs to the distal point" in w for w in res.warnings), res.warnings
+    assert any("up to the distal point" in w for w in res.warnings), res.warnings
     focal, _ = stenosis()
-    assert not any("runs to the distal point" in w or "starts at the proximal point" in w
-                   for w in wasid(make_profile(focal), "M1").warnings)
+    assert not any("not closed" in w or "whole traced segment" in w for w in wasid(make_profile(focal), "M1").warnings)
     # the narrow stretch at the proximal end: the M1 reference is then the distal artery
     res = wasid(make_profile(step_down[::-1].copy()), "M1")
-    assert any("starts at the proximal point" in w for w in res.warnings), res.warnings
+    assert any("from the proximal point on" in w for w in res.warnings), res.warnings
+    # a reader's reference wider than the whole artery: the reference is what to check
+    res = wasid(make_profile(np.full(n, 10.0)), "M1", manual_reference_px=12.0)
+    assert any("whole traced segment is below 90% of the reference" in w for w in res.warnings), res.warnings
+    assert not any("extend the trace" in w for w in res.warnings)

@@ -157,17 +157,23 @@ def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise,
 
 def _open_lesion_warnings(lo: int, hi: int, n: int, mld: float) -> list[str]:
     """A narrowing (samples below ``lesion_fraction`` of the reference) that runs into an end of
-    the trace has no normal artery beyond it there: a taper, the artery's own change of calibre,
-    or a lesion the reader's point cut. WASID grades a lesion between normal segments; the result
-    says so rather than grading the end as a stenosis silently."""
+    the trace is not closed by normal artery on the trace there: a taper or a change of calibre
+    beyond the lesion reads as part of it, or the reader's point cut the lesion. WASID grades a
+    lesion between normal segments; the result says so rather than grading the end silently.
+    The whole trace below the reference (a reference from elsewhere wider than all of it): the
+    reference is what to check."""
     if not (hi > lo and mld > 0):
         return []
+    if lo <= 0 and hi >= n - 1:
+        return ["the whole traced segment is below 90% of the reference: check the reference (a reader's or the "
+                "feeding artery's wider than this artery, or the trace is all lesion)"]
     if hi >= n - 1:
-        return ["the narrowing runs to the distal point (no normal artery after it on the trace): a taper or a "
-                "change of calibre reads as stenosis too; extend the trace past the lesion to see it recover"]
+        return ["the artery stays below 90% of the reference up to the distal point (the lesion is not closed by "
+                "normal artery on the trace): a taper or a change of calibre beyond the lesion reads as part of it; "
+                "check where the lesion ends, or extend the trace"]
     if lo <= 0:
-        return ["the narrowing starts at the proximal point (no normal artery before it on the trace): extend the "
-                "trace before the lesion"]
+        return ["the artery is below 90% of the reference from the proximal point on (the lesion is not closed by "
+                "normal artery on the trace): check where the lesion starts, or extend the trace before it"]
     return []
 
 
