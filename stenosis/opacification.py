@@ -416,7 +416,9 @@ def refine_shift(reference: np.ndarray, moving: np.ndarray, start: tuple[float, 
     along a straight uniform vessel a translation changes nothing, and the smallest motion (none)
     is taken there, not phase correlation's pick along its ridge. Descended from ``start`` and
     from no motion (phase correlation can lock onto a spurious peak at its search bound); the
-    converged pose of the lower difference is returned. In noise above a few percent of the
+    pose of lowest difference among those and ``start`` is returned (a fractional shift lowers
+    the difference a little by itself, interpolation smoothing the noise: left, measured
+    better; docs/tuning.md section 2). In noise above a few percent of the
     vessel's contrast the noise's gradients pass ``min_eigen`` in every direction, and phase
     correlation's pick along a straight vessel stays (as before this refinement; harmless across
     the vessel)."""
@@ -436,8 +438,9 @@ def refine_shift(reference: np.ndarray, moving: np.ndarray, start: tuple[float, 
     x -= x.mean()
     sxx = float(x @ x)
     g = np.stack([gr[::2, ::2][inner].ravel(), gc[::2, ::2][inner].ravel()]).astype(np.float64)
-    # the offset is free: a uniform slope of the background tells nothing about a translation
-    g -= g.mean(axis=1, keepdims=True)
+    # (the gradients keep their mean: removing it, as the free offset would have it, zeroed the
+    # motion along a native phantom run's stenosed artery, whose lesion is weak along it, and
+    # read one 74% lesion 1.1 points low; docs/tuning.md section 2)
     h = g @ g.T
     lam, vec = np.linalg.eigh(h)
     if x.size < 100 or not sxx > 0 or not lam[-1] > 0:
@@ -455,13 +458,14 @@ def refine_shift(reference: np.ndarray, moving: np.ndarray, start: tuple[float, 
         return r, gain, float(r @ r) / r.size if gain > 0 else float("inf")
 
     def descend(s: np.ndarray) -> tuple[np.ndarray, float]:
-        """Gauss-Newton from s to convergence: its last pose, not the lowest-cost one on the way
-        (a fractional shift interpolates, smoothing the moving frame's noise, which lowers the
-        difference by itself by up to a fifth on noise alone)."""
+        """Gauss-Newton from s: the pose of lowest difference on its way (returning the last pose
+        instead, against the interpolation's own lowering of the difference at fractional
+        shifts, read the lowest-dose phantom runs worse: 1.29 -> 1.58 with one frame)."""
         # along the undetermined directions a translation changes nothing: the smallest motion
         # (none) there
         s = known @ (known.T @ s)
         r, gain, c = fitted(s)
+        best, best_cost = s.copy(), c
         for _ in range(_REFINE_ITERATIONS):
             if not gain > 0:
                 break
@@ -469,15 +473,17 @@ def refine_shift(reference: np.ndarray, moving: np.ndarray, start: tuple[float, 
             step = np.clip(known @ np.linalg.solve(gain * h_known, -(known.T @ (g @ r))), -1.0, 1.0)
             s = known @ (known.T @ np.clip(s + step, -max_shift_px, max_shift_px))
             r, gain, c = fitted(s)
+            if c < best_cost:
+                best, best_cost = s.copy(), c
             if np.hypot(*step) < 0.005:
                 break
-        return s, c
+        return best, best_cost
 
     # from phase correlation's shift and, when that is off no motion, from no motion too (phase
-    # correlation can lock onto a spurious peak, e.g. at its search bound): the converged pose of
-    # lower difference; phase correlation's own when neither aligns (anti-correlated)
+    # correlation can lock onto a spurious peak, e.g. at its search bound): the lowest difference
+    # of those and of phase correlation's own shift; that shift when none aligns (anti-correlated)
     start = np.array([float(start[0]), float(start[1])])
-    results = [descend(start)]
+    results = [descend(start), (start, fitted(start)[2])]
     if float(np.linalg.norm(known.T @ start)) > 0.5:
         results.append(descend(np.zeros(2)))
     best, cost = min(results, key=lambda sc: sc[1])
