@@ -14,8 +14,9 @@ target: <= 3% on average); printed apart from the stenosed runs' table.
 
 ``--native``: the runs without a mask frame, their anatomy in every frame (a Gaussian random
 field of 3 mm grain and SD ``--anatomy`` grey levels, a blurred bone edge of 5x that at a random
-angle and place, a gradient), 3 contrast frames with their own noise: the background is modelled,
-not subtracted, and the frames are followed and combined.
+angle and place, a gradient), 3 contrast frames with their own noise. No bolus is seen (every
+frame holds the same iodine), so the analysed frame is measured alone against its background
+model, as a single native frame.
 
     python benchmarks/independent.py               # 128 runs + 16 normal, no noise
     python benchmarks/independent.py --noise 6     # 6 grey levels of noise

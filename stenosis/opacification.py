@@ -422,15 +422,16 @@ def refine_shift(reference: np.ndarray, moving: np.ndarray, start: tuple[float, 
     vessel's contrast the noise's gradients pass ``min_eigen`` in every direction, and phase
     correlation's pick along a straight vessel stays (as before this refinement; harmless across
     the vessel)."""
-    ref = ndi.gaussian_filter(np.asarray(reference, np.float32), _REFINE_SMOOTH_PX)
-    mov = ndi.gaussian_filter(np.asarray(moving, np.float32), _REFINE_SMOOTH_PX)
-    if ref.shape != mov.shape or min(ref.shape) < 16:
+    reference, moving = np.asarray(reference, np.float32), np.asarray(moving, np.float32)
+    if reference.shape != moving.shape or min(reference.shape) < 16:
         return (float(start[0]), float(start[1]))
+    ref = ndi.gaussian_filter(reference, _REFINE_SMOOTH_PX)
+    mov = ndi.gaussian_filter(moving, _REFINE_SMOOTH_PX)
     gr, gc = np.gradient(ref)
-    # the same pixels for every shift tried (their differences are compared): off the border a
-    # shift up to the bound repeats, or a quarter of the frame
-    # on every other pixel (both frames are pre-smoothed: half the pixels along each axis carry
-    # the same information about a translation, at a quarter of the cost)
+    # the same pixels for every shift tried (their differences are compared), off the border that
+    # a shift up to the bound repeats (or a quarter of the frame), on every other pixel (both
+    # frames are pre-smoothed: half the pixels along each axis carry the same information about a
+    # translation, at a quarter of the cost)
     b = (min(int(np.ceil(max_shift_px)) + 2, min(ref.shape) // 4) + 1) // 2
     sub = ref[::2, ::2]
     inner = (slice(b, sub.shape[0] - b), slice(b, sub.shape[1] - b))

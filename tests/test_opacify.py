@@ -54,13 +54,22 @@ def native_run(shifts, *, lin: bool, noise: float = 0.0, seed: int = 0, mask_fra
 
 
 # --------------------------------------------------------------------------- registration
-@pytest.mark.parametrize("seed", range(6))
-def test_estimate_shift_recovers_known_shift(seed):
+def _known_shift_pair(seed: int, bound: float, noise: float = 0.0):
+    """(reference, moving, shift): anatomy and the same anatomy moved by a shift drawn within
+    +-``bound`` px (cubic interpolation), with white noise of SD ``noise`` on the moved one."""
     rng = np.random.default_rng(seed)
-    s = rng.uniform(-8, 8, size=2)
+    s = rng.uniform(-bound, bound, size=2)
     big = anatomy(seed)
     ref = big[20 : 20 + H, 20 : 20 + W]
     mov = ndi.shift(big, s, order=3, mode="nearest")[20 : 20 + H, 20 : 20 + W]
+    if noise:
+        mov = mov + rng.normal(0, noise, ref.shape)
+    return ref, mov, s
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_estimate_shift_recovers_known_shift(seed):
+    ref, mov, s = _known_shift_pair(seed, 8.0)
     est = estimate_shift(ref, mov)
     assert est == pytest.approx(tuple(s), abs=0.15)
     # applying it aligns the images: residual well below the unregistered one
@@ -69,11 +78,7 @@ def test_estimate_shift_recovers_known_shift(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_refine_shift_sharpens_a_known_shift(seed):
-    rng = np.random.default_rng(seed)
-    s = rng.uniform(-6, 6, size=2)
-    big = anatomy(seed)
-    ref = big[20 : 20 + H, 20 : 20 + W]
-    mov = ndi.shift(big, s, order=3, mode="nearest")[20 : 20 + H, 20 : 20 + W] + rng.normal(0, 0.05, ref.shape)
+    ref, mov, s = _known_shift_pair(seed, 6.0, noise=0.05)
     est = refine_shift(ref, mov, estimate_shift(ref, mov))
     assert est == pytest.approx(tuple(s), abs=0.03)
 

@@ -155,25 +155,26 @@ def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise,
     return i_mld, mld, d_s, warns
 
 
-def _open_lesion_warnings(lo: int, hi: int, n: int, mld: float) -> list[str]:
-    """A narrowing (samples below ``lesion_fraction`` of the reference) that runs into an end of
-    the trace is not closed by normal artery on the trace there: a taper or a change of calibre
-    beyond the lesion reads as part of it, or the reader's point cut the lesion. WASID grades a
-    lesion between normal segments; the result says so rather than grading the end silently.
-    The whole trace below the reference (a reference from elsewhere wider than all of it): the
-    reference is what to check."""
+def _open_lesion_warnings(lo: int, hi: int, n: int, mld: float, fraction: float) -> list[str]:
+    """A narrowing (samples below ``fraction`` of the reference: ``lesion_fraction``) that runs
+    into an end of the trace is not closed by normal artery on the trace there: a taper or a
+    change of calibre beyond the lesion reads as part of it, or the reader's point cut the lesion.
+    WASID grades a lesion between normal segments; the result says so rather than grading the end
+    silently. The whole trace below the reference (a reference from elsewhere wider than all of
+    it): the reference is what to check."""
     if not (hi > lo and mld > 0):
         return []
+    below = f"below {100 * fraction:.0f}% of the reference"
     if lo <= 0 and hi >= n - 1:
-        return ["the whole traced segment is below 90% of the reference: check the reference (a reader's or the "
-                "feeding artery's wider than this artery, or the trace is all lesion)"]
+        return [f"the whole traced segment is {below}: check the reference (a reader's or the feeding artery's "
+                "wider than this artery, or the trace is all lesion)"]
     if hi >= n - 1:
-        return ["the artery stays below 90% of the reference up to the distal point (the lesion is not closed by "
-                "normal artery on the trace): a taper or a change of calibre beyond the lesion reads as part of it; "
-                "check where the lesion ends, or extend the trace"]
+        return [f"the artery stays {below} up to the distal point (the lesion is not closed by normal artery on the "
+                "trace): a taper or a change of calibre beyond the lesion reads as part of it; check where the lesion "
+                "ends, or extend the trace"]
     if lo <= 0:
-        return ["the artery is below 90% of the reference from the proximal point on (the lesion is not closed by "
-                "normal artery on the trace): check where the lesion starts, or extend the trace before it"]
+        return [f"the artery is {below} from the proximal point on (the lesion is not closed by normal artery on the "
+                "trace): check where the lesion starts, or extend the trace before it"]
     return []
 
 
@@ -374,7 +375,7 @@ def wasid(
         raise MeasurementError("the reference diameter is zero; place the reference on a normal, opacified part of the artery")
     pct = (1.0 - mld / ref) * 100.0
     lo, hi = lesion_extent(d_s, i_mld, ref, fraction=p.lesion_fraction)
-    warns += _open_lesion_warnings(lo, hi, arc.size, mld)
+    warns += _open_lesion_warnings(lo, hi, arc.size, mld, p.lesion_fraction)
 
     interp_ref = interp_pct = None
     w_prox, w_dist = sites.best_proximal, sites.best_distal
