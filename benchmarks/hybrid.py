@@ -203,7 +203,17 @@ def _true_background(frame):
     def true_one(run, analysed, params=None, **_):
         box = analysed.trace.box
         image = np.array(analysed.image, np.float32, copy=True)
-        image[box] = np.asarray(frame, np.float32)[box] - native_values(run, analysed.index)[box]
+        values = native_values(run, analysed.index)[box]
+        true = np.asarray(frame, np.float32)[box]
+        against = getattr(measurement, "contrast_against", None)  # the measured checkout's opacification
+        if against is None:
+            image[box] = true - values
+        else:
+            from stenosis.params import DEFAULT_PARAMS
+
+            vessel = measurement.traced_lumen(analysed, (params or DEFAULT_PARAMS).background_mask_px)
+            image[box] = against(run, values, true, vessel, params or DEFAULT_PARAMS) if vessel is not None \
+                else true - values
         return image
 
     measurement.single_frame_background = true_one

@@ -569,8 +569,30 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)
     sigma = params.background_sigma_px if sigma_px is None else sigma_px
-    image[box] = background_off_vessels(values, vessel, sigma_px=sigma) - values
+    bg = background_off_vessels(values, vessel, sigma_px=sigma)
+    image[box] = contrast_against(run, values, bg, vessel, params)
     return image
+
+
+def contrast_against(run, values: np.ndarray, background: np.ndarray, vessel: np.ndarray,
+                     params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """A single native frame's iodine signal: ``background - values`` (both as
+    :func:`stenosis.opacification.native_values` gives them), read relative to the brightness
+    behind the vessel when the run's intensity relationship is unknown: times
+    ``(m / background) ** background_relative_power``, ``m`` the background's median under the
+    ``vessel`` mask (so the contrast keeps its grey-level scale). A LIN run is already in log
+    attenuation and a LOG run's contrast is additive: neither is scaled. Where stored values are
+    proportional to intensity (power 1), Beer-Lambert makes a vessel's depth follow the brightness
+    behind it (iodine transmits a share of what reaches it), so a bone edge or a brightness
+    gradient along the vessel would otherwise read as a change of calibre."""
+    contrast = background - values
+    power = params.background_relative_power
+    if not power or run.metadata.pixel_intensity_relationship is not None or not vessel.any():
+        return contrast
+    level = float(np.median(background[vessel]))
+    if not level > 0:
+        return contrast
+    return contrast * (level / np.maximum(background, 0.05 * level)) ** power
 
 
 def _within_factor(fill_t: np.ndarray, usual: np.ndarray, fraction: float) -> np.ndarray:

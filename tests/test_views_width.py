@@ -73,8 +73,9 @@ def test_the_area_reading_is_blind_to_the_lumen_shape(eccentric):
     """The premise: both views read alike, near the area-equivalent 50%, 35 points apart in
     truth. Measured 47.2 and 45.4% (the lesion's samples read as non-round lumens, session 21;
     46.5 and 47.7% before): these linear-intensity single frames carry no intensity
-    relationship and are read as log values, about 3 points below the area truth
-    (docs/tuning.md, section 8, session 19)."""
+    relationship, so their contrast is the stored difference (relative to a flat background:
+    the same), not log attenuation, about 3 points below the area truth (docs/tuning.md,
+    section 8, session 19)."""
     (_, ta, ra), (_, tb, rb) = eccentric
     assert (ta, tb) == pytest.approx((64.6, 29.3), abs=0.1)
     assert ra.percent_stenosis == pytest.approx(47.0, abs=3.0)
@@ -158,7 +159,10 @@ def test_prior_sd_zero_is_the_area_reading(eccentric):
 
 def test_structure_along_the_artery_shrinks_k_to_round():
     """Background texture at the vessel's scale moves k along the normal artery too: the factor
-    measured there grows and the lesion's k is believed less (closer to 1) than on a flat frame."""
+    measured there grows and the lesion's k is believed less (closer to 1) than on a flat frame.
+    Measured: factor 1.0 flat, 2.34 rough (1.50 / 5.49 before session 26: these single frames carry
+    no intensity relationship and their contrast is now read relative to the brightness behind
+    it, which divides out the texture's multiplicative part; its additive part remains)."""
     from scipy import ndimage as ndi
 
     from stenosis.diameter.shape import lesion_amplitude_ratio
@@ -169,7 +173,7 @@ def test_structure_along_the_artery_shrinks_k_to_round():
     flat = lesion_amplitude_ratio(_measure(_view(0.0)[0]))
     rough = lesion_amplitude_ratio(_measure(_view(0.0, background=bg)[0]))
     assert flat.structure_factor < 3.0
-    assert rough.structure_factor > 3 * flat.structure_factor
+    assert rough.structure_factor > 2 * flat.structure_factor
     assert rough.log_k_sd > flat.log_k_sd
     assert abs(rough.log_k) < abs(flat.log_k)
 

@@ -130,9 +130,13 @@ def _finish(frames: np.ndarray, ds: Any, info: dict[str, Any], warns: list[str],
                          f"{'proportional to intensity' if rel == 'LIN' else 'logarithmic'}: the noise of the first "
                          f"frames {'grows' if rel == 'LIN' else 'falls'} with the value, log-log slope {slope:+.1f}); "
                          "re-export with the tag if this is wrong")
+        elif frames.shape[0] >= 2:
+            warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction "
+                         "(the noise of the first frames could not tell)")
         else:
-            warns.append("PixelIntensityRelationship missing: pixel values taken as log-scaled for subtraction"
-                         + (" (the noise of the first frames could not tell)" if frames.shape[0] >= 2 else ""))
+            warns.append("PixelIntensityRelationship missing: the frame's contrast is read relative to the "
+                         "brightness behind the vessel (stored values taken as proportional to intensity); "
+                         "re-export with the tag if they are log-scaled")
     frames.flags.writeable = False
     return AngioRun(frames=frames, calibration=cal, metadata=meta, source=source, warnings=tuple(dict.fromkeys(warns)))
 
