@@ -16,11 +16,13 @@ target: <= 3% on average); printed apart from the stenosed runs' table.
 field of 3 mm grain and SD ``--anatomy`` grey levels, a blurred bone edge of 5x that at a random
 angle and place, a gradient), 3 contrast frames with their own noise. No bolus is seen (every
 frame holds the same iodine), so the analysed frame is measured alone against its background
-model, as a single native frame.
+model, as a single native frame. ``--untagged``: the same frames without their
+PixelIntensityRelationship (LOG), read as the tool reads a frame of unknown relationship.
 
     python benchmarks/independent.py               # 128 runs + 16 normal, no noise
     python benchmarks/independent.py --noise 6     # 6 grey levels of noise
     python benchmarks/independent.py --native --noise 6   # native runs on anatomy
+    python benchmarks/independent.py --native --noise 6 --untagged   # the same, no intensity tag
     python benchmarks/independent.py --small       # CI: 8 runs + 4 normal
 """
 from __future__ import annotations
@@ -47,6 +49,8 @@ ap.add_argument("--param", action="append", metavar="NAME=VALUE", help="a Measur
 ap.add_argument("--verbose", action="store_true", help="one line per run")
 ap.add_argument("--native", action="store_true", help="no mask frame: anatomy in 3 contrast frames")
 ap.add_argument("--anatomy", type=float, default=30.0, help="--native: the anatomy's texture SD, grey levels")
+ap.add_argument("--untagged", action="store_true",
+                help="no PixelIntensityRelationship (the frames are LOG: the cost of reading them without the tag)")
 
 STENOSES = (30, 50, 70, 85)
 
@@ -101,7 +105,7 @@ def main(argv=None) -> int:
         if args.native:
             frames = native_frames(rng, frames, px, args.noise, args.anatomy)
         run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "sweep"),
-                                  pixel_intensity_relationship="LOG", mask_frames=() if args.native else (0,))
+                                  pixel_intensity_relationship=None if args.untagged else "LOG", mask_frames=() if args.native else (0,))
         r = stenosis.measure(run, "BA", a, b, frame=1 if args.native else 2, **kwargs)
         row = dict(levels={"pct": str(pct), "blur": blur, "blur_mm": str(blur_mm), "px": str(px), "d0": str(d0),
                            "ecc": str(ecc)},
