@@ -387,19 +387,45 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
     return out
 
 
-def traced_lumen(analysed: AnalysedFrame, margin_px: float) -> np.ndarray | None:
+def traced_lumen(analysed: AnalysedFrame, margin_px: float, *, beyond_px: float = 0.0) -> np.ndarray | None:
     """(h, w) bool on the trace's crop (``trace.box``) of the analysed image: the pixels within
     each centerline sample's own half-maximum radius (:func:`stenosis.trace.local_radius`) plus
     ``margin_px`` of the trace; None when no sample lies in the crop. The trace follows the
-    analysed frame when it is not the frame the path was traced on; the crop does not."""
+    analysed frame when it is not the frame the path was traced on; the crop does not.
+    ``beyond_px``: the lumen also continued this far past each end of the trace, straight along
+    its end direction (over the last few px) with the end's radius: the artery goes on beyond
+    the reader's points."""
     trace = analysed.trace
     box = trace.box
     shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
-    near = distance_to_path(trace.centerline_rc - np.array([box[0].start, box[1].start], float), shape)
+    rc = np.asarray(trace.centerline_rc, float)
+    radius = local_radius(analysed.image, rc) + margin_px
+    if beyond_px > 0 and len(rc) >= 2:
+        rc, radius = _continued(rc, radius, beyond_px)
+    near = distance_to_path(rc - np.array([box[0].start, box[1].start], float), shape)
     if near is None:
         return None
     dist, nearest = near
-    return dist <= (local_radius(analysed.image, trace.centerline_rc) + margin_px)[nearest]
+    return dist <= radius[nearest]
+
+
+def _continued(rc: np.ndarray, radius: np.ndarray, length_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """The path ``rc`` (N, 2) and its ``radius`` continued ``length_px`` straight past each end,
+    along the direction of its last (first) 5 px, at 0.5 px steps, the end's radius kept."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(rc, axis=0), axis=1))])
+    steps = np.arange(0.5, length_px + 0.25, 0.5)
+    parts, radii = [rc], [radius]
+    for end, sign in ((0, -1.0), (len(rc) - 1, 1.0)):
+        far = np.flatnonzero(np.abs(arc - arc[end]) >= min(5.0, arc[-1]))
+        other = (far.min() if sign < 0 else far.max()) if len(far) else len(rc) - 1 - end
+        d = rc[end] - rc[other]
+        norm = float(np.hypot(*d))
+        if norm <= 0:
+            continue
+        ext = rc[end] + np.outer(steps, d / norm)
+        parts.insert(0 if sign < 0 else len(parts), ext[::-1] if sign < 0 else ext)
+        radii.insert(0 if sign < 0 else len(radii), np.full(len(steps), radius[end]))
+    return np.concatenate(parts), np.concatenate(radii)
 
 
 def iodine_free(analysed: AnalysedFrame, margin_px: float) -> np.ndarray:

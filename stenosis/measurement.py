@@ -556,19 +556,21 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     (:func:`stenosis.opacification.background_off_vessels`) instead of the whole frame's top-hat,
     which the path was traced (and is centred) on. The lumen: the pixels within each centerline
     sample's own half-maximum radius on the top-hat (:func:`stenosis.trace.local_radius`),
-    widened by ``background_mask_px``; ``sigma_px``: the interpolation's scale (default
-    ``background_sigma_px``). Other runs: the analysed image itself."""
+    widened by ``background_mask_px`` and continued ``background_beyond_sigmas`` interpolation
+    scales past each end of the trace (the artery goes on beyond the reader's points: unmasked,
+    it would darken the background near the ends and narrow the lumen there); ``sigma_px``: the
+    interpolation's scale (default ``background_sigma_px``). Other runs: the analysed image itself."""
     from .opacification import background_off_vessels, native_values
 
     if run.metadata.subtracted or run.frames.shape[0] != 1:
         return analysed.image
     box = analysed.trace.box
     values = native_values(run, analysed.index)[box]
-    vessel = traced_lumen(analysed, params.background_mask_px)
+    sigma = params.background_sigma_px if sigma_px is None else sigma_px
+    vessel = traced_lumen(analysed, params.background_mask_px, beyond_px=params.background_beyond_sigmas * sigma)
     if vessel is None or vessel.all():
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)
-    sigma = params.background_sigma_px if sigma_px is None else sigma_px
     bg = background_off_vessels(values, vessel, sigma_px=sigma)
     image[box] = contrast_against(run, values, bg, vessel, params)
     return image

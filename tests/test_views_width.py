@@ -212,14 +212,15 @@ def test_the_reading_sd_is_not_the_area_fits_misfit(eccentric):
     28.9 points until session 20) is in neither reading: the area reading reads the non-round
     lumen with its own amplitude (SD 6.2 and 6.4; 5.5 and 5.4 from session 21 until the blur's
     minimum was found on a finer grid, session 24), the projected reading takes no misfit share
-    out of an SD that holds none (5.0 and 8.3; 4.6 and 7.0 before), and the views' disagreement
-    is significant (27 points, 3.3 SD)."""
+    out of an SD that holds none (5.0 and 8.3; 4.6 and 7.0 before; 9.5 for view B since session
+    26 kept the artery beyond the points out of these single frames' background), and the
+    views' disagreement is significant (27 points, 3.3 SD)."""
     from stenosis.views import measure_views, view_reading
 
     (_, _, ra), (_, _, rb) = eccentric
     for r in (ra, rb):
         assert r.percent_stenosis_sd < 7.5
-        assert view_reading(r).percent_stenosis_sd < 9.5
+        assert view_reading(r).percent_stenosis_sd < 10.5
     views = [{"run": run, "proximal": (100.0, 16.0), "distal": (100.0, 184.0)} for run, _, _ in eccentric]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
