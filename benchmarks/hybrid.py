@@ -211,8 +211,10 @@ def _true_background(frame):
         else:
             from stenosis.params import DEFAULT_PARAMS
 
-            vessel = measurement.traced_lumen(analysed, (params or DEFAULT_PARAMS).background_mask_px)
-            image[box] = against(run, values, true, vessel, params or DEFAULT_PARAMS) if vessel is not None \
+            p = params or DEFAULT_PARAMS
+            vessel = measurement.traced_lumen(analysed, p.background_mask_px,
+                                              beyond_px=getattr(p, "background_beyond_sigmas", 0.0) * p.background_sigma_px)
+            image[box] = against(run, values, true, vessel, p) if vessel is not None \
                 else true - values
         return image
 

@@ -410,22 +410,22 @@ def traced_lumen(analysed: AnalysedFrame, margin_px: float, *, beyond_px: float 
 
 
 def _continued(rc: np.ndarray, radius: np.ndarray, length_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """The path ``rc`` (N, 2) and its ``radius`` continued ``length_px`` straight past each end,
-    along the direction of its last (first) 5 px, at 0.5 px steps, the end's radius kept."""
+    """The path ``rc`` (N, 2) and its ``radius`` with straight continuations ``length_px`` past
+    each end, along the direction of its first (last) 5 px, at 0.5 px steps, the end's radius
+    kept. The continuations come first and the path last: where one crosses the path (a curving
+    trace), :func:`stenosis.trace.distance_to_path` gives the pixel to the path's own sample."""
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(rc, axis=0), axis=1))])
     steps = np.arange(0.5, length_px + 0.25, 0.5)
-    parts, radii = [rc], [radius]
-    for end, sign in ((0, -1.0), (len(rc) - 1, 1.0)):
+    parts, radii = [], []
+    for end, first in ((0, True), (len(rc) - 1, False)):
         far = np.flatnonzero(np.abs(arc - arc[end]) >= min(5.0, arc[-1]))
-        other = (far.min() if sign < 0 else far.max()) if len(far) else len(rc) - 1 - end
+        other = (far.min() if first else far.max()) if len(far) else len(rc) - 1 - end
         d = rc[end] - rc[other]
         norm = float(np.hypot(*d))
-        if norm <= 0:
-            continue
-        ext = rc[end] + np.outer(steps, d / norm)
-        parts.insert(0 if sign < 0 else len(parts), ext[::-1] if sign < 0 else ext)
-        radii.insert(0 if sign < 0 else len(radii), np.full(len(steps), radius[end]))
-    return np.concatenate(parts), np.concatenate(radii)
+        if norm > 0:
+            parts.append(rc[end] + np.outer(steps, d / norm))
+            radii.append(np.full(len(steps), radius[end]))
+    return np.concatenate([*parts, rc]), np.concatenate([*radii, radius])
 
 
 def iodine_free(analysed: AnalysedFrame, margin_px: float) -> np.ndarray:

@@ -118,3 +118,25 @@ def test_with_the_artery_beyond_the_points_left_in_the_ends_read_narrow(straight
     ends, middle = _ends_and_middle(left)
     assert middle - ends > 0.4  # 19.55 - 18.97 measured
     assert left.percent_stenosis > 2.5  # 3.34 measured, the MLD 6 px from the proximal point
+
+
+def test_the_continuations_point_away_from_the_trace_and_keep_its_ends_radii():
+    """``traced_lumen``'s continuation past each end (``_continued``): a diagonal trace whose radius
+    grows from 2 to 5 px; the path's own samples come last (they own a pixel both would claim)."""
+    from stenosis.frames import _continued
+
+    rc = np.stack([np.linspace(10.0, 50.0, 81), np.linspace(20.0, 60.0, 81)], axis=1)
+    radius = np.linspace(2.0, 5.0, 81)
+    ext, r = _continued(rc, radius, 6.0)
+    assert np.array_equal(ext[-81:], rc) and np.array_equal(r[-81:], radius)
+    head, tail = ext[:12], ext[12:24]
+    u = (rc[-1] - rc[0]) / np.hypot(*(rc[-1] - rc[0]))
+    assert np.allclose((head - rc[0]) @ u, -np.arange(0.5, 6.25, 0.5))  # before the first sample
+    assert np.allclose((tail - rc[-1]) @ u, np.arange(0.5, 6.25, 0.5))  # past the last one
+    assert np.all(r[:12] == 2.0) and np.all(r[12:24] == 5.0)
+    assert len(_continued(rc[:1].repeat(3, axis=0), radius[:3], 6.0)[0]) == 3  # no direction: none
+
+
+def test_a_single_frame_without_the_tag_says_how_it_is_read(wg04_dir):
+    run = stenosis.read_run(wg04_dir / "XA1_UNC")
+    assert any("contrast is read relative to the brightness behind the vessel" in w for w in run.warnings)

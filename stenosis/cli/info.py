@@ -47,7 +47,8 @@ def _run_table(run):
         if md.intensity_relationship_inferred:
             kind += " (no PixelIntensityRelationship tag: read from the frames' noise)"
     elif not md.subtracted:
-        kind += ", intensity relationship unknown (taken as LOG)"
+        kind += (", intensity relationship unknown (a single frame's contrast read relative to the brightness behind"
+                 " the vessel)" if run.frames.shape[0] == 1 else ", intensity relationship unknown (taken as LOG)")
     table.add_row("images", kind)
     table.add_row("frame time", f"{md.frame_time_ms:.1f} ms ({1000.0 / md.frame_time_ms:.1f} frames/s)" if md.frame_time_ms else "unknown")
     if md.primary_angle_deg is not None or md.secondary_angle_deg is not None:

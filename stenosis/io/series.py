@@ -135,8 +135,8 @@ def _finish(frames: np.ndarray, ds: Any, info: dict[str, Any], warns: list[str],
                          "(the noise of the first frames could not tell)")
         else:
             warns.append("PixelIntensityRelationship missing: the frame's contrast is read relative to the "
-                         "brightness behind the vessel (stored values taken as proportional to intensity); "
-                         "re-export with the tag if they are log-scaled")
+                         "brightness behind the vessel (as if stored values were proportional to intensity); "
+                         "re-export with the tag (LIN or LOG) for an exact reading")
     frames.flags.writeable = False
     return AngioRun(frames=frames, calibration=cal, metadata=meta, source=source, warnings=tuple(dict.fromkeys(warns)))
 
