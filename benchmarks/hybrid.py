@@ -195,28 +195,24 @@ def _true_background(frame):
     if frame is None:
         yield
         return
+    import inspect
+
     import stenosis.measurement as measurement
     from stenosis.opacification import native_values
+    from stenosis.params import DEFAULT_PARAMS
 
     model = measurement.single_frame_background
 
-    def true_one(run, analysed, params=None, **_):
-        box = analysed.trace.box
-        image = np.array(analysed.image, np.float32, copy=True)
-        values = native_values(run, analysed.index)[box]
-        true = np.asarray(frame, np.float32)[box]
-        against = getattr(measurement, "contrast_against", None)  # the measured checkout's opacification
-        if against is None:
-            image[box] = true - values
-        else:
-            from stenosis.params import DEFAULT_PARAMS
+    takes_known = "known" in inspect.signature(model).parameters  # a --repo checkout before session 26: no
 
-            p = params or DEFAULT_PARAMS
-            vessel = measurement.traced_lumen(analysed, p.background_mask_px,
-                                              beyond_px=getattr(p, "background_beyond_sigmas", 0.0) * p.background_sigma_px)
-            image[box] = against(run, values, true, vessel, p) if vessel is not None \
-                else true - values
-        return image
+    def true_one(run, analysed, params=None, **_):
+        if takes_known:  # the measurement's own opacification, the true background for its interpolation
+            return model(run, analysed, params or DEFAULT_PARAMS, known=frame)
+        else:  # the plain difference
+            box = analysed.trace.box
+            image = np.array(analysed.image, np.float32, copy=True)
+            image[box] = np.asarray(frame, np.float32)[box] - native_values(run, analysed.index)[box]
+            return image
 
     measurement.single_frame_background = true_one
     try:

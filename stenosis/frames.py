@@ -418,8 +418,8 @@ def _continued(rc: np.ndarray, radius: np.ndarray, length_px: float) -> tuple[np
     steps = np.arange(0.5, length_px + 0.25, 0.5)
     parts, radii = [], []
     for end, first in ((0, True), (len(rc) - 1, False)):
-        far = np.flatnonzero(np.abs(arc - arc[end]) >= min(5.0, arc[-1]))
-        other = (far.min() if first else far.max()) if len(far) else len(rc) - 1 - end
+        far = np.flatnonzero(np.abs(arc - arc[end]) >= min(5.0, arc[-1]))  # holds the other end at least
+        other = far.min() if first else far.max()
         d = rc[end] - rc[other]
         norm = float(np.hypot(*d))
         if norm > 0:

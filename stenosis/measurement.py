@@ -550,7 +550,7 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
 
 
 def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
-                            sigma_px: float | None = None) -> np.ndarray:
+                            sigma_px: float | None = None, known: np.ndarray | None = None) -> np.ndarray:
     """The analysed image, with the segment's crop of a single native frame (no mask to subtract)
     opacified against a background interpolated under the traced lumen from the pixels around it
     (:func:`stenosis.opacification.background_off_vessels`) instead of the whole frame's top-hat,
@@ -559,7 +559,9 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     widened by ``background_mask_px`` and continued ``background_beyond_sigmas`` interpolation
     scales past each end of the trace (the artery goes on beyond the reader's points: unmasked,
     it would darken the background near the ends and narrow the lumen there); ``sigma_px``: the
-    interpolation's scale (default ``background_sigma_px``). Other runs: the analysed image itself."""
+    interpolation's scale (default ``background_sigma_px``); ``known``: the frame's background
+    when it is known (a benchmark's truth, the ceiling of any interpolation), used in place of the
+    interpolation. Other runs: the analysed image itself."""
     from .opacification import background_off_vessels, native_values
 
     if run.metadata.subtracted or run.frames.shape[0] != 1:
@@ -571,7 +573,7 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     if vessel is None or vessel.all():
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)
-    bg = background_off_vessels(values, vessel, sigma_px=sigma)
+    bg = background_off_vessels(values, vessel, sigma_px=sigma) if known is None else np.asarray(known, np.float32)[box]
     image[box] = contrast_against(run, values, bg, vessel, params)
     return image
 

@@ -484,7 +484,9 @@ def refine_shift(reference: np.ndarray, moving: np.ndarray, start: tuple[float, 
     # correlation can lock onto a spurious peak, e.g. at its search bound): the lowest difference
     # of those and of phase correlation's own shift; that shift when none aligns (anti-correlated)
     start = np.array([float(start[0]), float(start[1])])
-    results = [descend(start), (start, fitted(start)[2])]
+    results = [descend(start)]
+    if not np.allclose(known @ (known.T @ start), start):  # else descend's first pose was start itself
+        results.append((start, fitted(start)[2]))
     if float(np.linalg.norm(known.T @ start)) > 0.5:
         results.append(descend(np.zeros(2)))
     best, cost = min(results, key=lambda sc: sc[1])
