@@ -23,6 +23,7 @@ PixelIntensityRelationship (LOG), read as the tool reads a frame of unknown rela
     python benchmarks/independent.py --noise 6     # 6 grey levels of noise
     python benchmarks/independent.py --native --noise 6   # native runs on anatomy
     python benchmarks/independent.py --native --noise 6 --untagged   # the same, no intensity tag
+    python benchmarks/independent.py --shape tubular   # flat-bottomed lesions (also: lopsided)
     python benchmarks/independent.py --small       # CI: 8 runs + 4 normal
 """
 from __future__ import annotations
@@ -49,6 +50,9 @@ ap.add_argument("--param", action="append", metavar="NAME=VALUE", help="a Measur
 ap.add_argument("--verbose", action="store_true", help="one line per run")
 ap.add_argument("--native", action="store_true", help="no mask frame: anatomy in 3 contrast frames")
 ap.add_argument("--anatomy", type=float, default=30.0, help="--native: the anatomy's texture SD, grey levels")
+ap.add_argument("--shape", choices=("gauss", "tubular", "lopsided"), default="gauss",
+                help="the narrowing's shape along the artery (tests/test_independent_renderer.py's lesion_shape): "
+                     "gauss (default), tubular (a flat bottom 6 mm long) or lopsided (twice as long distally)")
 ap.add_argument("--untagged", action="store_true",
                 help="no PixelIntensityRelationship (the frames are LOG: the cost of reading them without the tag)")
 
@@ -101,7 +105,7 @@ def main(argv=None) -> int:
     for px, d0, pct, blur, blur_mm, ecc in design(args.small):
         rng = np.random.default_rng(int(pct + d0 * 10 + px * 1000 + blur_mm * 100))
         frames, a, b, mld = render(rng, px=px, d0=d0, pct=pct, width_mm=1.5, blur=blur, blur_mm=blur_mm,
-                                   noise=0.0 if args.native else args.noise, ecc=ecc)
+                                   noise=0.0 if args.native else args.noise, ecc=ecc, shape=args.shape)
         if args.native:
             frames = native_frames(rng, frames, px, args.noise, args.anatomy)
         run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "sweep"),
@@ -121,8 +125,8 @@ def main(argv=None) -> int:
     rows = [r for r in rows if not r["normal"]]
     e = np.array([r["err"] for r in rows])
     kind = f"native runs on anatomy (SD {args.anatomy:g})" if args.native else "runs with a mask frame"
-    print(f"\n{len(rows)} straight stenosed arteries of the independent renderer, {kind}, noise {args.noise:g} "
-          "grey levels; errors = measured - true")
+    print(f"\n{len(rows)} straight stenosed arteries of the independent renderer ({args.shape} lesions), {kind}, "
+          f"noise {args.noise:g} grey levels; errors = measured - true")
     print(f"{'factor':12s} {'level':8s} {'n':>4s} {'pct MAE':>8s} {'pct max':>8s} {'MLD bias mm':>12s} {'in 2 SD':>8s}")
     print("-" * 64)
     for name, level, i in by_level(rows):

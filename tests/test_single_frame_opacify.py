@@ -98,10 +98,23 @@ def test_read_as_log_scaled_the_darker_half_reads_narrow(ramp):
     assert off.percent_stenosis > 25.0  # 39.7 measured
 
 
-def test_a_log_run_is_read_as_stored():
-    """A LOG run's contrast is additive: the rule leaves it alone."""
-    a, b = _read_both(_ramp_frame(), "LOG", RAMP_POINTS, background_relative_power=0.0)
+@pytest.mark.parametrize("relationship", ["LOG", "LIN"])
+def test_a_tagged_run_is_read_as_stored(relationship):
+    """A LOG run's contrast is additive and a LIN run's is already log attenuation: the rule leaves
+    both alone."""
+    a, b = _read_both(_ramp_frame(), relationship, RAMP_POINTS, background_relative_power=0.0)
     assert a.percent_stenosis == b.percent_stenosis
+    assert np.array_equal(np.asarray(a.profile.diameter_px), np.asarray(b.profile.diameter_px), equal_nan=True)
+
+
+def test_a_subtracted_frame_is_not_given_a_background_model():
+    """A subtracted single frame holds the iodine alone: no background is interpolated under it,
+    nor its contrast read relative to one (neither rule moves a diameter)."""
+    frame = _ramp_frame()  # any frame; what matters is the tag
+    run = AngioRun.from_array(frame, pixel_intensity_relationship=None, subtracted=True)
+    a = stenosis.measure(run, *RAMP_POINTS)
+    b = stenosis.measure(run, *RAMP_POINTS, params=replace(DEFAULT_PARAMS, background_relative_power=0.0,
+                                                           background_beyond_sigmas=0.0, background_sigma_px=9.0))
     assert np.array_equal(np.asarray(a.profile.diameter_px), np.asarray(b.profile.diameter_px), equal_nan=True)
 
 

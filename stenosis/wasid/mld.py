@@ -113,7 +113,11 @@ def find_mld(
         lo -= 1
     while hi < d_s.size - 1 and ok[hi + 1] and d_s[hi + 1] <= level:
         hi += 1
-    half = max(2.0 * along_sigma_px, 1.5, 0.5 * (arc[hi] - arc[lo]))
+    # symmetric about the lowest sample, and no wider than the bottom reaches on its nearer side:
+    # half the span took in a shoulder when the lowest sample lies off the span's centre (a flat
+    # or lopsided bottom), and the parabola through it dipped below the bottom (a flat 85% lesion
+    # read as an occlusion)
+    half = max(2.0 * along_sigma_px, 1.5, min(float(arc[i] - arc[lo]), float(arc[hi] - arc[i])))
     sel = ok & (np.abs(arc - arc[i]) <= half)
     if sel.sum() >= 5:
         a = d_s[sel] ** 2
