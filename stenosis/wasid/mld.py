@@ -102,10 +102,12 @@ def find_mld(
         return i, max(d0, 0.0)
     # The sample minimum of a noisy profile is biased low (the argmin picks a sample whose
     # noise is negative, and makes the bottom look sharper than it is). The bottom of the
-    # lesion is therefore fitted with a parabola in area over the arc where the lesion is
-    # within a quarter of its depth from the minimum (at least +-2 blur sigmas): the fitted
-    # vertex averages the noise of all those samples, and its curvature gives the
-    # along-vessel blur correction: blurred area = area + c2 sigma^2.
+    # lesion is therefore fitted with a parabola in area over a window symmetric about the
+    # minimum that stays within the bottom (the samples within ``mld_fit_depth`` of its depth)
+    # on its nearer side, at least +-2 blur sigmas (a window reaching into a shoulder makes the
+    # parabola dip below the bottom; docs/tuning.md section 6): the fitted vertex averages the
+    # noise of those samples, and its curvature gives the along-vessel blur correction:
+    # blurred area = area + c2 sigma^2.
     d_hi = float(np.quantile(d_s[ok], 0.9))
     level = d0 + params.mld_fit_depth * max(d_hi - d0, 0.0)
     lo = hi = i
@@ -113,10 +115,6 @@ def find_mld(
         lo -= 1
     while hi < d_s.size - 1 and ok[hi + 1] and d_s[hi + 1] <= level:
         hi += 1
-    # symmetric about the lowest sample, and no wider than the bottom reaches on its nearer side:
-    # half the span took in a shoulder when the lowest sample lies off the span's centre (a flat
-    # or lopsided bottom), and the parabola through it dipped below the bottom (a flat 85% lesion
-    # read as an occlusion)
     half = max(2.0 * along_sigma_px, 1.5, min(float(arc[i] - arc[lo]), float(arc[hi] - arc[i])))
     sel = ok & (np.abs(arc - arc[i]) <= half)
     if sel.sum() >= 5:
