@@ -24,6 +24,7 @@ PixelIntensityRelationship (LOG), read as the tool reads a frame of unknown rela
     python benchmarks/independent.py --native --noise 6   # native runs on anatomy
     python benchmarks/independent.py --native --noise 6 --untagged   # the same, no intensity tag
     python benchmarks/independent.py --shape tubular   # flat-bottomed lesions (also: lopsided)
+    python benchmarks/independent.py --width 0.5   # short lesions (Gaussian SD 0.5 mm, default 1.5)
     python benchmarks/independent.py --small       # CI: 8 runs + 4 normal
 """
 from __future__ import annotations
@@ -53,6 +54,8 @@ ap.add_argument("--anatomy", type=float, default=30.0, help="--native: the anato
 ap.add_argument("--shape", choices=("gauss", "tubular", "lopsided"), default="gauss",
                 help="the narrowing's shape along the artery (tests/test_independent_renderer.py's lesion_shape): "
                      "gauss (default), tubular (a flat bottom 6 mm long) or lopsided (twice as long distally)")
+ap.add_argument("--width", type=float, default=1.5,
+                help="the lesion's width, mm (a Gaussian's SD; tubular: a quarter of its flat bottom); default 1.5")
 ap.add_argument("--untagged", action="store_true",
                 help="no PixelIntensityRelationship (the frames are LOG: the cost of reading them without the tag)")
 
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
     rows = []
     for px, d0, pct, blur, blur_mm, ecc in design(args.small):
         rng = np.random.default_rng(int(pct + d0 * 10 + px * 1000 + blur_mm * 100))
-        frames, a, b, mld = render(rng, px=px, d0=d0, pct=pct, width_mm=1.5, blur=blur, blur_mm=blur_mm,
+        frames, a, b, mld = render(rng, px=px, d0=d0, pct=pct, width_mm=args.width, blur=blur, blur_mm=blur_mm,
                                    noise=0.0 if args.native else args.noise, ecc=ecc, shape=args.shape)
         if args.native:
             frames = native_frames(rng, frames, px, args.noise, args.anatomy)
@@ -125,7 +128,7 @@ def main(argv=None) -> int:
     rows = [r for r in rows if not r["normal"]]
     e = np.array([r["err"] for r in rows])
     kind = f"native runs on anatomy (SD {args.anatomy:g})" if args.native else "runs with a mask frame"
-    print(f"\n{len(rows)} straight stenosed arteries of the independent renderer ({args.shape} lesions), {kind}, "
+    print(f"\n{len(rows)} straight stenosed arteries of the independent renderer ({args.shape} lesions, width {args.width:g} mm), {kind}, "
           f"noise {args.noise:g} grey levels; errors = measured - true")
     print(f"{'factor':12s} {'level':8s} {'n':>4s} {'pct MAE':>8s} {'pct max':>8s} {'MLD bias mm':>12s} {'in 2 SD':>8s}")
     print("-" * 64)

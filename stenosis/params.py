@@ -129,6 +129,7 @@ class MeasureParams:
     mld_search_diameters: float = _p(0.5, "x reference", "a reader-placed MLD is searched within this of the point")
     max_blur_correction: float = _p(0.4, "fraction", "largest share of the MLD's area the along-vessel blur correction removes")
     mld_fit_depth: float = _p(0.25, "x depth", "the lesion bottom fitted over the arc within this share of its depth")
+    mld_fit_misfit: float = _p(1.0, "x noise", "the lesion bottom's window shrinks until a parabola describes its areas: residual RMS within this multiple of the per-sample area noise (0: never shrinks)")
     mld_bottom_order: int = _p(4, "order", "the lesion bottom's area is fitted with a polynomial of this order (4: an even quartic, its along-vessel blur removed exactly; 2: a parabola, first order)")
     smooth_at_noise_ref_px: float = _p(0.65, "px", "along-vessel smoothing at the reference noise level ...")
     smooth_noise_ref: float = _p(0.158, "relative", "... the reference noise level (area noise / diameter) ...")

@@ -95,23 +95,42 @@ def test_other_renderer(case):
     assert res.reference_diameter_mm == pytest.approx(d0, abs=0.1)
 
 
-# Flat-bottomed (tubular) lesions of the renderer, noiseless: the lesion bottom's window was
+# Flat-bottomed (tubular) lesions of the renderer. Noiseless, the lesion bottom's window was
 # symmetric about its lowest sample and half the bottom's span wide, took in a shoulder of the
-# plateau, and its parabola dipped below it. These read 100.0 +- 0.9 ("occlusion"), 93.4, 100.0 and
-# 100.0 before session 27; now 87.0, 72.8, 71.3, 71.2: a flat bottom still reads 1-4 points high
-# (docs/tuning.md, section 6), so the tolerance here is 4 points and the file's 0.1 mm.
+# plateau, and its parabola dipped below it: these read 100.0 +- 0.9 ("occlusion"), 93.4, 100.0 and
+# 100.0 before session 27, and 87.0, 72.8, 71.3, 71.2 after it (the window then reached the foot of
+# the nearer shoulder). Since session 28 the window shrinks until a parabola describes it within the
+# noise (``mld_fit_misfit``): 85.3, 70.3, 69.9, 70.0.
 @pytest.mark.parametrize("px, d0, pct, blur, blur_mm", [(0.3, 2.0, 85, "disk", 0.15), (0.3, 2.0, 70, "gauss", 0.3),
                                                         (0.15, 3.5, 70, "disk", 0.3), (0.15, 2.0, 70, "disk", 0.15)])
 def test_a_flat_bottomed_lesion_is_not_read_as_an_occlusion(px, d0, pct, blur, blur_mm):
+    res, mld = _tubular(px, d0, pct, blur, blur_mm, noise=0.0)
+    assert res.percent_stenosis == pytest.approx(pct, abs=1.0)
+    assert res.mld_mm == pytest.approx(mld, abs=0.02)
+    assert not any("occlusion" in w for w in res.warnings)
+
+
+# The same with 6 grey levels of noise: the renderer's sweep (``benchmarks/independent.py --shape
+# tubular --noise 6``) read MAE 1.75 points, only 55% of errors within 2 SD, the MLD 0.047 mm small
+# on average; these four read +1.98 (SD 0.86), +1.94 (0.30), +2.12 (1.25) and +1.48 (0.64) points
+# before session 28's shrink of the bottom's window, now +0.08, +0.30, +1.25, +0.23.
+@pytest.mark.parametrize("px, d0, pct, blur, blur_mm", [(0.3, 2.0, 70, "gauss", 0.3), (0.15, 3.5, 70, "disk", 0.3),
+                                                        (0.15, 2.0, 70, "disk", 0.15), (0.15, 3.5, 85, "gauss", 0.3)])
+def test_a_noisy_flat_bottom_reads_within_its_sd(px, d0, pct, blur, blur_mm):
+    res, mld = _tubular(px, d0, pct, blur, blur_mm, noise=6.0)
+    err = res.percent_stenosis - pct
+    assert abs(err) <= 1.5
+    assert abs(err) <= 2.0 * res.percent_stenosis_sd
+    assert res.mld_mm == pytest.approx(mld, abs=0.03)
+
+
+def _tubular(px, d0, pct, blur, blur_mm, noise):
     rng = np.random.default_rng(int(pct + d0 * 10 + px * 1000 + blur_mm * 100))
-    frames, a, b, mld = render(rng, px=px, d0=d0, pct=pct, width_mm=1.5, blur=blur, blur_mm=blur_mm, noise=0.0,
+    frames, a, b, mld = render(rng, px=px, d0=d0, pct=pct, width_mm=1.5, blur=blur, blur_mm=blur_mm, noise=noise,
                                ecc=0.0, shape="tubular")
     run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "test"),
                               pixel_intensity_relationship="LOG", mask_frames=(0,))
-    res = stenosis.measure(run, "BA", a, b, frame=2)
-    assert res.percent_stenosis == pytest.approx(pct, abs=4.0)
-    assert res.mld_mm == pytest.approx(mld, abs=0.1)
-    assert not any("occlusion" in w for w in res.warnings)
+    return stenosis.measure(run, "BA", a, b, frame=2), mld
 
 
 # A noiseless straight artery of the renderer above: the run's blur is the renderer's Gaussian with

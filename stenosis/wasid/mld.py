@@ -115,7 +115,9 @@ def find_mld(
         lo -= 1
     while hi < d_s.size - 1 and ok[hi + 1] and d_s[hi + 1] <= level:
         hi += 1
-    half = max(2.0 * along_sigma_px, 1.5, min(float(arc[i] - arc[lo]), float(arc[hi] - arc[i])))
+    floor = max(2.0 * along_sigma_px, 1.5)
+    half = max(floor, min(float(arc[i] - arc[lo]), float(arc[hi] - arc[i])))
+    half = _described_half(arc, d_s, ok, i, half, floor, params.mld_fit_misfit * noise_sd_px2)
     sel = ok & (np.abs(arc - arc[i]) <= half)
     if sel.sum() >= 5:
         a = d_s[sel] ** 2
@@ -168,6 +170,31 @@ def find_mld(
             a0 = min(max(a0, (1.0 - params.max_blur_correction) * a_v), a_v)
             return i, float(np.sqrt(max(a0, 0.0)))
     return i, d0
+
+
+def _described_half(arc: np.ndarray, d_s: np.ndarray, ok: np.ndarray, i: int, half: float, floor: float,
+                     tolerance_px2: float) -> float:
+    """The largest half-width (from ``half`` down to ``floor``, one sample at a time) of a window
+    about sample ``i`` whose areas a parabola describes: residual RMS <= ``tolerance_px2``.
+
+    A window reaching into a lesion's shoulder (a flat bottom between steep shoulders) is no
+    parabola: the fit dips below the bottom and reads the lesion too tight. Where the noise is
+    unknown (``tolerance_px2`` 0) the window is kept.
+    """
+    if tolerance_px2 <= 0:
+        return half
+    step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
+    while half > floor:
+        sel = ok & (np.abs(arc - arc[i]) <= half)
+        if sel.sum() < 5:
+            break
+        a = d_s[sel] ** 2
+        sv = arc[sel] - arc[i]
+        r = a - np.polyval(np.polyfit(sv, a, 2), sv)
+        if float(np.sqrt(np.mean(r * r))) <= tolerance_px2:
+            break
+        half = max(floor, half - step)
+    return half
 
 
 def lesion_extent(diameter_s: np.ndarray, i_mld: int, reference_px: float, *,
