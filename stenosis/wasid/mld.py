@@ -7,6 +7,8 @@ minimum the blurred area is a0 + a''(s^2 + s_g^2)/2, so a0 = a_measured - a'' s_
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -14,7 +16,7 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 from .uncertainty import area_noise_sd_px2
 
-__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "lesion_extent", "along_vessel_sd",
+__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "fit_lesion_bottom", "lesion_extent", "along_vessel_sd",
            "narrowest_spread_px", "minimum_rms_factor",
            "correlation_length_px"]
 
@@ -52,7 +54,20 @@ def smooth_diameter(diameter_px: np.ndarray, valid: np.ndarray, *, sigma_samples
     return ndi.gaussian_filter1d(d, sigma_samples, mode="nearest")
 
 
-def find_mld(
+class _Bottom(NamedTuple):
+    index: int
+    mld_px: float
+    correction_sd_px: float
+
+
+def find_mld(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.ndarray, **kw) -> tuple[int, float]:
+    """Index and value (px) of the minimal lumen diameter: :func:`fit_lesion_bottom` without
+    its correction's SD."""
+    b = fit_lesion_bottom(arc_px, diameter_s, valid, **kw)
+    return b.index, b.mld_px
+
+
+def fit_lesion_bottom(
     arc_px: np.ndarray,
     diameter_s: np.ndarray,
     valid: np.ndarray,
@@ -63,8 +78,9 @@ def find_mld(
     noise_sd_px2: float = 0.0,
     corr_px: float = 1.0,
     params: MeasureParams = DEFAULT_PARAMS,
-) -> tuple[int, float]:
-    """Index and value of the minimal lumen diameter, with the along-vessel blur correction.
+) -> "_Bottom":
+    """Index and value of the minimal lumen diameter, with the along-vessel blur correction,
+    and that correction's SD (px: half the correction, see the end of the body).
 
     Parameters
     ----------
@@ -85,8 +101,7 @@ def find_mld(
 
     Returns
     -------
-    index : int
-    mld_px : float
+    (index, mld_px, correction_sd_px)
     """
     arc = np.asarray(arc_px, float)
     d_s = np.asarray(diameter_s, float)
@@ -99,7 +114,7 @@ def find_mld(
     i = int(np.argmin(np.where(search, d_s, np.inf)))
     d0 = float(d_s[i])
     if along_sigma_px <= 0 or d0 <= 0:
-        return i, max(d0, 0.0)
+        return _Bottom(i, max(d0, 0.0), 0.0)
     # The sample minimum of a noisy profile is biased low (the argmin picks a sample whose
     # noise is negative, and makes the bottom look sharper than it is). The bottom of the
     # lesion is therefore fitted with a parabola in area over a window symmetric about the
@@ -165,11 +180,15 @@ def find_mld(
                     a_v += w4 * (a_v4 - a_v)
                     correction += w4 * (e2 * sigma2 - 3.0 * e4 * sigma2 * sigma2 - correction)
             a0 = a_v - correction
+            # the correction is a model's (a parabola's or quartic's bottom), exact only for a
+            # lesion much longer than the blur: it is uncertain by its own size (in diameter,
+            # the unbounded one's, so a bounded correction's remainder is covered too)
+            spread = 0.5 * (np.sqrt(max(a_v, 0.0)) - np.sqrt(min(max(a0, 0.0), max(a_v, 0.0))))
             # bounded: a noisy curvature must not erase the lumen (max_blur_correction, see
             # docs/tuning.md), and blur only ever fills a minimum in
             a0 = min(max(a0, (1.0 - params.max_blur_correction) * a_v), a_v)
-            return i, float(np.sqrt(max(a0, 0.0)))
-    return i, d0
+            return _Bottom(i, float(np.sqrt(max(a0, 0.0))), float(spread))
+    return _Bottom(i, d0, 0.0)
 
 
 def _described_half(arc: np.ndarray, d_s: np.ndarray, ok: np.ndarray, i: int, half: float, floor: float,

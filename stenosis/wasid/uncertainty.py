@@ -32,7 +32,8 @@ def area_noise_sd_px2(profile: DiameterProfile, valid: np.ndarray, *, around: in
                       half_px: float = 6.0) -> float:
     """Robust SD (px^2) of the per-sample lumen-area noise: residual about a 2 px smoothing.
 
-    ``around``: only samples within ``half_px`` of this index (at least 6 of them).
+    ``around``: only samples within ``half_px`` of this index (at least 6 of them) where the
+    artery's own shape does not bend within the smoothing (else the whole profile's).
     """
     arc = profile.arc_px
     if arc.size < 6 or valid.sum() < 6:
@@ -43,13 +44,21 @@ def area_noise_sd_px2(profile: DiameterProfile, valid: np.ndarray, *, around: in
     if not valid.all():
         d = np.interp(idx, idx[valid], d[valid])
     a = d * d
-    r = a - ndi.gaussian_filter1d(a, 2.0 / step, mode="nearest")
-    sel = valid
-    if around is not None:
-        near = valid & (np.abs(arc - arc[around]) <= half_px)
-        if near.sum() >= 6:
-            sel = near
-    r = r[sel]
+    smooth = ndi.gaussian_filter1d(a, 2.0 / step, mode="nearest")
+    r = a - smooth
+    s_all = _robust_sd(r[valid])
+    if around is None:
+        return s_all
+    # near a sample, the residual holds the artery's own shape where it bends within the 2 px
+    # (a short lesion's bottom: its residual is the lesion, not noise). Such samples are those
+    # whose smoothed areas bend by more than the noise there (their own residual about the same
+    # smoothing, over s_all); the local noise is read on the others, else the profile's
+    bend = smooth - ndi.gaussian_filter1d(smooth, 2.0 / step, mode="nearest")
+    near = valid & (np.abs(arc - arc[around]) <= half_px) & (np.abs(bend) <= s_all)
+    return _robust_sd(r[near]) if near.sum() >= 6 else s_all
+
+
+def _robust_sd(r: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
 
@@ -64,7 +73,7 @@ def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float
                    area_noise_px2: float, fit_half_px: float, model_mld_px: float = 0.0,
                    model_reference_px: float = 0.0, misfit_mld: float = float("nan"),
                    misfit_reference: float = float("nan"), along_mld_px: float = 0.0, along_reference_px: float = 0.0,
-                   params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, float]:
+                   correction_mld_px: float = 0.0, params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, float, float]:
     """1-SD uncertainty of (MLD px, reference px, percent stenosis), see the module notes.
 
     ``area_noise_px2`` is the whole profile's :func:`area_noise_sd_px2`, ``corr_px`` its
@@ -74,7 +83,8 @@ def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float
     ``along_reference_px`` the diameters' own variation along the artery (the competing-stretch
     spread of the MLD, the normal artery's variation beyond noise for the reference), added in
     quadrature after that scaling: they are measured on the fitted diameters, so they already
-    hold whatever the misfit does to them.
+    hold whatever the misfit does to them. ``correction_mld_px``: the SD of the MLD's along-vessel
+    blur correction (:func:`~stenosis.wasid.mld.fit_lesion_bottom`: half of it), added in quadrature.
     """
     s_mld = max(area_noise_px2, area_noise_sd_px2(profile, valid, around=mld_index))
     n_mld = max(2.0 * fit_half_px / corr_px, 1.0)
@@ -88,7 +98,7 @@ def measurement_sd(profile: DiameterProfile, valid: np.ndarray, *, mld_px: float
     sd_mld *= misfit_scale(misfit_mld)
     sd_ref *= misfit_scale(misfit_reference)
     # the diameters' own variation along the artery is measured on them, misfit and all: not scaled
-    sd_mld = float(np.hypot(sd_mld, along_mld_px))
+    sd_mld = float(np.sqrt(sd_mld**2 + along_mld_px**2 + correction_mld_px**2))
     sd_ref = float(np.hypot(sd_ref, along_reference_px))
     if reference_px <= 0:
         return sd_mld, sd_ref, float("nan")
