@@ -389,6 +389,10 @@ def test_along_vessel_terms_are_not_scaled_by_the_misfit():
     m1, r1, pct1 = measurement_sd(p, valid, misfit_mld=2.5, misfit_reference=1.5, along_mld_px=0.4,
                                   along_reference_px=0.3, **kw)
     assert m1 == pytest.approx(np.hypot(2.5 * m0, 0.4), rel=1e-9)
+    # the MLD's blur correction's SD (a model's error) is not scaled either
+    m2, _, _ = measurement_sd(p, valid, misfit_mld=2.5, misfit_reference=1.5, along_mld_px=0.4,
+                              along_reference_px=0.3, correction_mld_px=0.2, **kw)
+    assert m2 == pytest.approx(np.sqrt((2.5 * m0) ** 2 + 0.4**2 + 0.2**2), rel=1e-9)
     assert r1 == pytest.approx(np.hypot(1.5 * r0, 0.3), rel=1e-9)
     assert pct1 == pytest.approx(100 * np.hypot(m1 / 6.0, 3.0 * r1 / 36.0), rel=1e-9)
 
@@ -533,3 +537,23 @@ def test_a_short_lesions_own_shape_is_not_read_as_noise():
     assert m.percent_stenosis == pytest.approx(79.6, abs=0.5)
     assert m.percent_stenosis_sd == pytest.approx(7.6, abs=0.5)
     assert abs(m.percent_stenosis - 85.0) <= 2.0 * m.percent_stenosis_sd
+
+
+def test_the_bottoms_window_does_not_shrink_below_a_fit():
+    """On coarse samples (1 px apart) the floor of the bottom's window (+-2 along-vessel sigmas)
+    can hold fewer than the 5 samples a fit needs; shrinking to it dropped the fit, and the raw
+    sample minimum was read with no blur correction and no correction SD (from the review of
+    session 28: 1.988 px for 1.50, against 1.519 without the shrink)."""
+    from stenosis.wasid import fit_lesion_bottom
+
+    s = np.arange(0.0, 120.0, 1.0)
+    true = 10.0 * (1 - 0.85 * np.exp(-((s - 60.0) ** 2) / (2 * 3.0**2)))
+    d = np.sqrt(ndi.gaussian_filter1d(true**2, 0.97, mode="nearest"))
+    ok = np.ones(s.size, bool)
+    kw = dict(along_sigma_px=0.97, noise_sd_px2=0.05, corr_px=2.0)
+    b = fit_lesion_bottom(s, d, ok, **kw)
+    off = fit_lesion_bottom(s, d, ok, params=replace(DEFAULT_PARAMS, mld_fit_misfit=0.0), **kw)
+    assert b.mld_px == pytest.approx(1.5, abs=0.1)
+    assert b.mld_px == pytest.approx(off.mld_px, abs=0.05)
+    # half the correction, in diameter, from the fitted bottom
+    assert b.correction_sd_px == pytest.approx(0.339, abs=0.02)

@@ -118,7 +118,7 @@ def _mld_usable(profile: DiameterProfile, valid: np.ndarray) -> np.ndarray:
 
 
 def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise, corr, d0, params):
-    """(index, MLD px, smoothed diameters, warnings) of the lesion's bottom.
+    """(index, MLD px, smoothed diameters, blur correction's SD px, warnings) of the lesion's bottom.
 
     ``valid``: the samples searched (:func:`_mld_usable`: a non-round lumen's included). The
     lesion itself may be flagged: a vessel crossing near it runs beside the narrowing

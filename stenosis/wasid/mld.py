@@ -16,7 +16,7 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 from .uncertainty import area_noise_sd_px2
 
-__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "fit_lesion_bottom", "lesion_extent", "along_vessel_sd",
+__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "fit_lesion_bottom", "LesionBottom", "lesion_extent", "along_vessel_sd",
            "narrowest_spread_px", "minimum_rms_factor",
            "correlation_length_px"]
 
@@ -54,15 +54,17 @@ def smooth_diameter(diameter_px: np.ndarray, valid: np.ndarray, *, sigma_samples
     return ndi.gaussian_filter1d(d, sigma_samples, mode="nearest")
 
 
-class _Bottom(NamedTuple):
+class LesionBottom(NamedTuple):
+    """The lesion's bottom: its sample index, the MLD (px) and the SD (px) of its blur correction."""
+
     index: int
     mld_px: float
     correction_sd_px: float
 
 
 def find_mld(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.ndarray, **kw) -> tuple[int, float]:
-    """Index and value (px) of the minimal lumen diameter: :func:`fit_lesion_bottom` without
-    its correction's SD."""
+    """Index and value (px) of the minimal lumen diameter: :func:`fit_lesion_bottom` (same
+    keyword arguments) without its correction's SD."""
     b = fit_lesion_bottom(arc_px, diameter_s, valid, **kw)
     return b.index, b.mld_px
 
@@ -78,7 +80,7 @@ def fit_lesion_bottom(
     noise_sd_px2: float = 0.0,
     corr_px: float = 1.0,
     params: MeasureParams = DEFAULT_PARAMS,
-) -> "_Bottom":
+) -> LesionBottom:
     """Index and value of the minimal lumen diameter, with the along-vessel blur correction,
     and that correction's SD (px: half the correction, see the end of the body).
 
@@ -114,7 +116,7 @@ def fit_lesion_bottom(
     i = int(np.argmin(np.where(search, d_s, np.inf)))
     d0 = float(d_s[i])
     if along_sigma_px <= 0 or d0 <= 0:
-        return _Bottom(i, max(d0, 0.0), 0.0)
+        return LesionBottom(i, max(d0, 0.0), 0.0)
     # The sample minimum of a noisy profile is biased low (the argmin picks a sample whose
     # noise is negative, and makes the bottom look sharper than it is). The bottom of the
     # lesion is therefore fitted with a parabola in area over a window symmetric about the
@@ -182,13 +184,14 @@ def fit_lesion_bottom(
             a0 = a_v - correction
             # the correction is a model's (a parabola's or quartic's bottom), exact only for a
             # lesion much longer than the blur: it is uncertain by its own size (in diameter,
-            # the unbounded one's, so a bounded correction's remainder is covered too)
+            # half the unbounded one's, so most of what a bound leaves out is within 2 SD; a
+            # correction that would erase the lumen is 1.55 SD from the bounded reading)
             spread = 0.5 * (np.sqrt(max(a_v, 0.0)) - np.sqrt(min(max(a0, 0.0), max(a_v, 0.0))))
             # bounded: a noisy curvature must not erase the lumen (max_blur_correction, see
             # docs/tuning.md), and blur only ever fills a minimum in
             a0 = min(max(a0, (1.0 - params.max_blur_correction) * a_v), a_v)
-            return _Bottom(i, float(np.sqrt(max(a0, 0.0))), float(spread))
-    return _Bottom(i, d0, 0.0)
+            return LesionBottom(i, float(np.sqrt(max(a0, 0.0))), float(spread))
+    return LesionBottom(i, d0, 0.0)
 
 
 def _described_half(arc: np.ndarray, d_s: np.ndarray, ok: np.ndarray, i: int, half: float, floor: float,
@@ -200,19 +203,20 @@ def _described_half(arc: np.ndarray, d_s: np.ndarray, ok: np.ndarray, i: int, ha
     parabola: the fit dips below the bottom and reads the lesion too tight. Where the noise is
     unknown (``tolerance_px2`` 0) the window is kept.
     """
-    if tolerance_px2 <= 0:
+    if tolerance_px2 <= 0 or (ok & (np.abs(arc - arc[i]) <= half)).sum() < 5:
         return half
     step = float(np.median(np.diff(arc))) if arc.size > 1 else 1.0
     while half > floor:
         sel = ok & (np.abs(arc - arc[i]) <= half)
-        if sel.sum() < 5:
-            break
         a = d_s[sel] ** 2
         sv = arc[sel] - arc[i]
         r = a - np.polyval(np.polyfit(sv, a, 2), sv)
         if float(np.sqrt(np.mean(r * r))) <= tolerance_px2:
             break
-        half = max(floor, half - step)
+        smaller = max(floor, half - step)
+        if (ok & (np.abs(arc - arc[i]) <= smaller)).sum() < 5:  # no fit left below: keep this one
+            break
+        half = smaller
     return half
 
 

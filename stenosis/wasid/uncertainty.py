@@ -1,7 +1,8 @@
 """Uncertainty (1 SD) of the MLD, the reference and the percent stenosis.
 
 The quantum noise of the lumen area along the profile (robust SD of the area about a
-2 px smoothing, the larger of the whole profile's and the lesion's), divided by the
+2 px smoothing, the larger of the whole profile's and the lesion's, the latter without the
+samples where the artery's own shape bends within that smoothing), divided by the
 number of independent samples averaged (noise correlation length sqrt(2 pi) x the
 along-vessel blur), propagated to diameters (d(area) = 2 d dd), scaled by
 ``noise_sd_scale``, plus a model floor (``mld_floor_px``; ``reference_floor`` x the
@@ -14,7 +15,9 @@ cases at q <= 1, 50% at q > 2.2 before the scaling, ``docs/tuning.md``); it over
 model/edge term, which grows with q too. The diameters' own variation along the artery
 (the competing-stretch spread at the MLD, the normal artery's variation beyond noise at the
 reference; :mod:`stenosis.wasid.mld`) is added after that scaling, not scaled: it is measured
-on the fitted diameters and already holds what the misfit does to them. It does not cover
+on the fitted diameters and already holds what the misfit does to them; so is the SD of the
+MLD's along-vessel blur correction (half of it, :func:`~stenosis.wasid.mld.fit_lesion_bottom`),
+a model's error that noise does not scale. It does not cover
 reader or centerline mistakes.
 """
 from __future__ import annotations
