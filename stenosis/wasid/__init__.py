@@ -31,7 +31,7 @@ from ..enums import ReferenceChoice, Segment
 from ..errors import MeasurementError, StenosisError
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import CONFIRM_CALL, DiameterProfile, QualityFlag
-from .mld import (adaptive_smoothing_px, along_vessel_sd, find_mld, fit_lesion_bottom, lesion_extent, narrowest_spread_px,
+from .mld import (LesionBottom, adaptive_smoothing_px, along_vessel_sd, find_mld, fit_lesion_bottom, lesion_extent, narrowest_spread_px,
                   smooth_diameter)
 from .reference import Window, best_window, candidate_windows, diseased, is_normal, trend_diameter, turning_angle_deg
 from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_correlation_px
@@ -118,7 +118,7 @@ def _mld_usable(profile: DiameterProfile, valid: np.ndarray) -> np.ndarray:
 
 
 def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise, corr, d0, params):
-    """(index, MLD px, smoothed diameters, blur correction's SD px, warnings) of the lesion's bottom.
+    """(:class:`~stenosis.wasid.mld.LesionBottom`, smoothed diameters, warnings) of the lesion's bottom.
 
     ``valid``: the samples searched (:func:`_mld_usable`: a non-round lumen's included). The
     lesion itself may be flagged: a vessel crossing near it runs beside the narrowing
@@ -134,25 +134,26 @@ def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise,
     kw = dict(along_sigma_px=along, exclude_px=params.end_exclude_diameters * d0, within=within,
               noise_sd_px2=area_noise, corr_px=corr, params=params)
     warns = []
-    i_mld, mld, corr_sd = fit_lesion_bottom(arc, d_s, valid, **kw)
+    bottom = fit_lesion_bottom(arc, d_s, valid, **kw)
     soft = profile.flags & ~int(QualityFlag.EDGE_MISMATCH)
     wide_ok = valid | (soft == int(QualityFlag.POOR_FIT)) | (soft == int(QualityFlag.BRANCH))
     if (wide_ok & ~valid).any():
         d_w = smooth_diameter(profile.diameter_px, wide_ok, sigma_samples=smooth_px / step)
-        i_w, mld_w, corr_w = fit_lesion_bottom(arc, d_w, wide_ok, **kw)
+        wide = fit_lesion_bottom(arc, d_w, wide_ok, **kw)
+        i_w, mld_w, mld = wide.index, wide.mld_px, bottom.mld_px
         if not valid[i_w] and mld_w < params.flagged_mld_fraction * mld:
             mmpp, unit = (profile.mm_per_px, "mm") if profile.mm_per_px else (1.0, "px")
             warns.append(f"the narrowest part of the segment is flagged (a vessel beside or touching it); its MLD "
                          f"({mld_w * mmpp:.2f} {unit}, vs {mld * mmpp:.2f} {unit} on the unflagged samples) was used: "
                          "check it, or place the MLD point")
-            i_mld, mld, d_s, corr_sd = i_w, mld_w, d_w, corr_w
+            bottom, d_s = wide, d_w
     closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
     if within is not None:
         closed &= within
     if closed.any():
         run = np.where(closed)[0]
-        i_mld, mld, corr_sd = int(run[len(run) // 2]), 0.0, 0.0
-    return i_mld, mld, d_s, corr_sd, warns
+        bottom = LesionBottom(int(run[len(run) // 2]), 0.0, 0.0)
+    return bottom, d_s, warns
 
 
 def _open_lesion_warnings(lo: int, hi: int, n: int, mld: float, fraction: float) -> list[str]:
@@ -350,8 +351,9 @@ def wasid(
         k = int(np.clip(mld_near_index, 0, arc.size - 1))
         within = np.abs(arc - arc[k]) <= max(p.mld_search_diameters * d0, 2.0 * along, 2.0 * step)
     corr = noise_correlation_px(profile, p.band_var_px2)
-    i_mld, mld, d_s, corr_sd, w = _lesion_bottom(profile, mld_ok, d_s, smooth_px=smooth_px, along=along, within=within,
-                                        area_noise=area_noise, corr=corr, d0=d0, params=p)
+    bottom, d_s, w = _lesion_bottom(profile, mld_ok, d_s, smooth_px=smooth_px, along=along, within=within,
+                                    area_noise=area_noise, corr=corr, d0=d0, params=p)
+    i_mld, mld, corr_sd = bottom.index, bottom.mld_px, bottom.correction_sd_px
     warns += w
     if int(profile.flags[i_mld]) & int(QualityFlag.NON_ROUND) and mld > 0:
         warns.append("the lumen at the MLD is not round (its profiles fit only with an iodine amplitude of their own): "
@@ -389,6 +391,8 @@ def wasid(
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else sites.window_n * step
     fit_half = max(2.0 * along, 1.5)
     m_mld, q_mld = model_sd_px(profile, mld_ok, np.abs(arc - arc[i_mld]) <= fit_half)
+    # the MLD's noise averages over its bottom's window, no wider than +-2 blur sigmas for the SD
+    noise_half = min(fit_half, bottom.half_px)
     in_ref = np.zeros(arc.size, bool)
     if win is not None:
         in_ref[win.i0 : win.i1 + 1] = True
@@ -423,7 +427,7 @@ def wasid(
                          "check the edges")
     sd_mld, sd_ref, sd_pct = measurement_sd(
         profile, mld_ok, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
-        corr_px=corr, area_noise_px2=area_noise, fit_half_px=fit_half, model_mld_px=m_mld, model_reference_px=m_ref,
+        corr_px=corr, area_noise_px2=area_noise, fit_half_px=noise_half, model_mld_px=m_mld, model_reference_px=m_ref,
         misfit_mld=q_mld, misfit_reference=q_ref, along_mld_px=s_mld_along, along_reference_px=s_along,
         correction_mld_px=corr_sd, params=p)
     return WasidMeasurement(
@@ -453,8 +457,9 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
     lo, hi = graded.lesion_start_index, graded.lesion_end_index
     within = (arc >= arc[lo] - 2.0 * along) & (arc <= arc[hi] + 2.0 * along)
     corr = noise_correlation_px(profile, params.band_var_px2)
-    i_mld, mld, corr_sd = fit_lesion_bottom(arc, d_s, mld_ok, along_sigma_px=along, within=within,
-                                            noise_sd_px2=area_noise, corr_px=corr, params=params)
+    bottom = fit_lesion_bottom(arc, d_s, mld_ok, along_sigma_px=along, within=within, noise_sd_px2=area_noise,
+                               corr_px=corr, params=params)
+    i_mld, mld, corr_sd = bottom.index, bottom.mld_px, bottom.correction_sd_px
     win = graded.reference_window
     ref = graded.reference_px
     if win is not None:  # by the rule the graded frame's reference was read with
@@ -464,7 +469,8 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else float("inf")
     sd_mld, sd_ref, sd_pct = measurement_sd(profile, mld_ok, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
                                             reference_length_px=ref_len, corr_px=corr, area_noise_px2=area_noise,
-                                            fit_half_px=max(2.0 * along, 1.5), correction_mld_px=corr_sd,
+                                            fit_half_px=min(max(2.0 * along, 1.5), bottom.half_px),
+                                            correction_mld_px=corr_sd,
                                             params=params)
     pct = (1.0 - mld / ref) * 100.0 if ref > 0 else float("nan")
     return replace(graded, percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),

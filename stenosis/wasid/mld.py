@@ -55,11 +55,13 @@ def smooth_diameter(diameter_px: np.ndarray, valid: np.ndarray, *, sigma_samples
 
 
 class LesionBottom(NamedTuple):
-    """The lesion's bottom: its sample index, the MLD (px) and the SD (px) of its blur correction."""
+    """The lesion's bottom: its sample index, the MLD (px), the SD (px) of its blur correction and
+    the half-width (px) of the window it was fitted on (inf: no fit, the lowest sample)."""
 
     index: int
     mld_px: float
     correction_sd_px: float
+    half_px: float = float("inf")
 
 
 def find_mld(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.ndarray, **kw) -> tuple[int, float]:
@@ -134,7 +136,9 @@ def fit_lesion_bottom(
         hi += 1
     floor = max(2.0 * along_sigma_px, 1.5)
     half = max(floor, min(float(arc[i] - arc[lo]), float(arc[hi] - arc[i])))
-    half = _described_half(arc, d_s, ok, i, half, floor, params.mld_fit_misfit * noise_sd_px2)
+    # shrunk as far as a fit allows (5 samples, 1.5 px): a bottom's lowest sample within 2 blur
+    # sigmas of a steep shoulder (a short flat bottom) holds that shoulder even at +-2 sigmas
+    half = _described_half(arc, d_s, ok, i, half, 1.5, params.mld_fit_misfit * noise_sd_px2)
     sel = ok & (np.abs(arc - arc[i]) <= half)
     if sel.sum() >= 5:
         a = d_s[sel] ** 2
@@ -190,7 +194,7 @@ def fit_lesion_bottom(
             # bounded: a noisy curvature must not erase the lumen (max_blur_correction, see
             # docs/tuning.md), and blur only ever fills a minimum in
             a0 = min(max(a0, (1.0 - params.max_blur_correction) * a_v), a_v)
-            return LesionBottom(i, float(np.sqrt(max(a0, 0.0))), float(spread))
+            return LesionBottom(i, float(np.sqrt(max(a0, 0.0))), float(spread), float(half))
     return LesionBottom(i, d0, 0.0)
 
 
