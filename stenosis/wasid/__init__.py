@@ -31,8 +31,8 @@ from ..enums import ReferenceChoice, Segment
 from ..errors import MeasurementError, StenosisError
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import CONFIRM_CALL, DiameterProfile, QualityFlag
-from .mld import (LesionBottom, adaptive_smoothing_px, along_vessel_sd, find_mld, fit_lesion_bottom, lesion_extent, narrowest_spread_px,
-                  smooth_diameter)
+from .mld import (LesionBottom, adaptive_smoothing_px, along_vessel_sd, find_mld, fit_lesion_bottom, lesion_extent,
+                  narrowest_spread_px, smooth_diameter)
 from .reference import Window, best_window, candidate_windows, diseased, is_normal, trend_diameter, turning_angle_deg
 from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_correlation_px
 
