@@ -140,12 +140,11 @@ def _lesion_bottom(profile, valid, d_s, *, smooth_px, along, within, area_noise,
     if (wide_ok & ~valid).any():
         d_w = smooth_diameter(profile.diameter_px, wide_ok, sigma_samples=smooth_px / step)
         wide = fit_lesion_bottom(arc, d_w, wide_ok, **kw)
-        i_w, mld_w, mld = wide.index, wide.mld_px, bottom.mld_px
-        if not valid[i_w] and mld_w < params.flagged_mld_fraction * mld:
+        if not valid[wide.index] and wide.mld_px < params.flagged_mld_fraction * bottom.mld_px:
             mmpp, unit = (profile.mm_per_px, "mm") if profile.mm_per_px else (1.0, "px")
             warns.append(f"the narrowest part of the segment is flagged (a vessel beside or touching it); its MLD "
-                         f"({mld_w * mmpp:.2f} {unit}, vs {mld * mmpp:.2f} {unit} on the unflagged samples) was used: "
-                         "check it, or place the MLD point")
+                         f"({wide.mld_px * mmpp:.2f} {unit}, vs {bottom.mld_px * mmpp:.2f} {unit} on the unflagged "
+                         "samples) was used: check it, or place the MLD point")
             bottom, d_s = wide, d_w
     closed = ndi.binary_erosion((profile.diameter_px <= 0.05) & valid, iterations=1)
     if within is not None:

@@ -16,9 +16,8 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 from .uncertainty import area_noise_sd_px2
 
-__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "fit_lesion_bottom", "LesionBottom", "lesion_extent", "along_vessel_sd",
-           "narrowest_spread_px", "minimum_rms_factor",
-           "correlation_length_px"]
+__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "fit_lesion_bottom", "LesionBottom", "lesion_extent",
+           "along_vessel_sd", "narrowest_spread_px", "minimum_rms_factor", "correlation_length_px"]
 
 
 def adaptive_smoothing_px(profile: DiameterProfile, valid: np.ndarray, *, area_noise_px2: float | None = None,
@@ -83,8 +82,9 @@ def fit_lesion_bottom(
     corr_px: float = 1.0,
     params: MeasureParams = DEFAULT_PARAMS,
 ) -> LesionBottom:
-    """Index and value of the minimal lumen diameter, with the along-vessel blur correction,
-    and that correction's SD (px: half the correction, see the end of the body).
+    """The lesion's bottom (:class:`LesionBottom`): index and value of the minimal lumen diameter,
+    with the along-vessel blur correction, that correction's SD (px: half the correction, see the
+    end of the body) and the half-width of the window fitted.
 
     Parameters
     ----------
@@ -105,7 +105,8 @@ def fit_lesion_bottom(
 
     Returns
     -------
-    (index, mld_px, correction_sd_px)
+    LesionBottom
+        (index, mld_px, correction_sd_px, half_px)
     """
     arc = np.asarray(arc_px, float)
     d_s = np.asarray(diameter_s, float)
