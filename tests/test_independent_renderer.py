@@ -198,9 +198,7 @@ def test_blur_estimate_noiseless(d_px, blur_px):
     px = 0.15
     frames, a, b, _ = render(np.random.default_rng(0), px=px, d0=d_px * px, pct=0.0, width_mm=1.0, blur="gauss",
                              blur_mm=blur_px * px, noise=0.0, ecc=0.0)
-    run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "test"),
-                              pixel_intensity_relationship="LOG", mask_frames=(0,))
-    p = stenosis.measure(run, "BA", a, b, frame=2).profile
+    p = measure_masked(frames, px, a, b).profile
     assert np.sqrt(p.blur_sigma_px**2 - p.blur_interp_var_px2) == pytest.approx(np.hypot(blur_px, 12**-0.5), abs=0.02)
     assert np.median(p.diameter_px[p.valid]) == pytest.approx(d_px, abs=0.1)
 

@@ -31,8 +31,8 @@ from ..enums import ReferenceChoice, Segment
 from ..errors import MeasurementError, StenosisError
 from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import CONFIRM_CALL, DiameterProfile, QualityFlag
-from .mld import (LesionBottom, adaptive_smoothing_px, along_vessel_sd, find_mld, fit_lesion_bottom, lesion_extent,
-                  narrowest_spread_px, smooth_diameter)
+from .mld import (LesionBottom, adaptive_smoothing_px, along_vessel_sd, bottom_window_half_px, find_mld,
+                  fit_lesion_bottom, lesion_extent, narrowest_spread_px, smooth_diameter)
 from .reference import Window, best_window, candidate_windows, diseased, is_normal, trend_diameter, turning_angle_deg
 from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_correlation_px
 
@@ -388,10 +388,8 @@ def wasid(
     if mld <= 0:
         warns.append("the lumen is not visible at the MLD (occlusion): 100% stenosis")
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else sites.window_n * step
-    fit_half = max(2.0 * along, 1.5)
+    fit_half = bottom_window_half_px(along)
     m_mld, q_mld = model_sd_px(profile, mld_ok, np.abs(arc - arc[i_mld]) <= fit_half)
-    # the MLD's noise averages over its bottom's window, no wider than +-2 blur sigmas for the SD
-    noise_half = min(fit_half, bottom.half_px)
     in_ref = np.zeros(arc.size, bool)
     if win is not None:
         in_ref[win.i0 : win.i1 + 1] = True
@@ -426,9 +424,9 @@ def wasid(
                          "check the edges")
     sd_mld, sd_ref, sd_pct = measurement_sd(
         profile, mld_ok, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref), reference_length_px=ref_len,
-        corr_px=corr, area_noise_px2=area_noise, fit_half_px=noise_half, model_mld_px=m_mld, model_reference_px=m_ref,
-        misfit_mld=q_mld, misfit_reference=q_ref, along_mld_px=s_mld_along, along_reference_px=s_along,
-        correction_mld_px=corr_sd, params=p)
+        corr_px=corr, area_noise_px2=area_noise, fit_half_px=bottom.noise_half_px(along), model_mld_px=m_mld,
+        model_reference_px=m_ref, misfit_mld=q_mld, misfit_reference=q_ref, along_mld_px=s_mld_along,
+        along_reference_px=s_along, correction_mld_px=corr_sd, params=p)
     return WasidMeasurement(
         percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
         reference_choice=choice, reference_window=win, reference_description=desc,
@@ -468,8 +466,7 @@ def at_same_sites(profile: DiameterProfile, graded: WasidMeasurement, params: Me
     ref_len = float(arc[win.i1] - arc[win.i0]) if win is not None else float("inf")
     sd_mld, sd_ref, sd_pct = measurement_sd(profile, mld_ok, mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),
                                             reference_length_px=ref_len, corr_px=corr, area_noise_px2=area_noise,
-                                            fit_half_px=min(max(2.0 * along, 1.5), bottom.half_px),
-                                            correction_mld_px=corr_sd,
+                                            fit_half_px=bottom.noise_half_px(along), correction_mld_px=corr_sd,
                                             params=params)
     pct = (1.0 - mld / ref) * 100.0 if ref > 0 else float("nan")
     return replace(graded, percent_stenosis=float(pct), mld_px=float(mld), mld_index=i_mld, reference_px=float(ref),

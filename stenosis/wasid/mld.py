@@ -16,8 +16,9 @@ from ..params import DEFAULT_PARAMS, MeasureParams
 from ..result import DiameterProfile
 from .uncertainty import area_noise_sd_px2
 
-__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "fit_lesion_bottom", "LesionBottom", "lesion_extent",
-           "along_vessel_sd", "narrowest_spread_px", "minimum_rms_factor", "correlation_length_px"]
+__all__ = ["adaptive_smoothing_px", "smooth_diameter", "find_mld", "fit_lesion_bottom", "LesionBottom",
+           "bottom_window_half_px", "lesion_extent", "along_vessel_sd", "narrowest_spread_px", "minimum_rms_factor",
+           "correlation_length_px"]
 
 
 def adaptive_smoothing_px(profile: DiameterProfile, valid: np.ndarray, *, area_noise_px2: float | None = None,
@@ -61,6 +62,17 @@ class LesionBottom(NamedTuple):
     mld_px: float
     correction_sd_px: float
     half_px: float = float("inf")
+
+    def noise_half_px(self, along_sigma_px: float) -> float:
+        """Half-width (px) the MLD's noise averages over: the window fitted, no wider than
+        :func:`bottom_window_half_px`."""
+        return min(bottom_window_half_px(along_sigma_px), self.half_px)
+
+
+def bottom_window_half_px(along_sigma_px: float) -> float:
+    """Half-width (px) of the lesion bottom's window before any shrink: +-2 along-vessel blur
+    sigmas, at least 1.5 px (the 5 samples a fit needs at the default steps)."""
+    return max(2.0 * along_sigma_px, 1.5)
 
 
 def find_mld(arc_px: np.ndarray, diameter_s: np.ndarray, valid: np.ndarray, **kw) -> tuple[int, float]:
@@ -135,8 +147,7 @@ def fit_lesion_bottom(
         lo -= 1
     while hi < d_s.size - 1 and ok[hi + 1] and d_s[hi + 1] <= level:
         hi += 1
-    floor = max(2.0 * along_sigma_px, 1.5)
-    half = max(floor, min(float(arc[i] - arc[lo]), float(arc[hi] - arc[i])))
+    half = max(bottom_window_half_px(along_sigma_px), min(float(arc[i] - arc[lo]), float(arc[hi] - arc[i])))
     # shrunk as far as a fit allows (5 samples, 1.5 px): a bottom's lowest sample within 2 blur
     # sigmas of a steep shoulder (a short flat bottom) holds that shoulder even at +-2 sigmas
     half = _described_half(arc, d_s, ok, i, half, 1.5, params.mld_fit_misfit * noise_sd_px2)
