@@ -22,6 +22,7 @@ from .opacification import (estimate_shift, mask_frames_of, mask_noise, native_v
                              shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import as_rc, check_points_within
+from .diameter.profiles import normals_from_centerline
 from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
 
 #: smoothing (px) of the two frames' iodine compared to find the guess frame's vessels absent
@@ -387,26 +388,62 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
     return out
 
 
-def traced_lumen(analysed: AnalysedFrame, margin_px: float, *, beyond_px: float = 0.0) -> np.ndarray | None:
+def traced_lumen(analysed: AnalysedFrame, margin_px: float, *, beyond_px: float = 0.0,
+                 map_reach_radii: float = 0.0, map_threshold: float = 0.5) -> np.ndarray | None:
     """(h, w) bool on the trace's crop (``trace.box``) of the analysed image: the pixels within
     each centerline sample's own half-maximum radius (:func:`stenosis.trace.local_radius`) plus
     ``margin_px`` of the trace; None when no sample lies in the crop. The trace follows the
     analysed frame when it is not the frame the path was traced on; the crop does not.
     ``beyond_px``: the lumen also continued this far past each end of the trace, straight along
     its end direction (over the last few px) with the end's radius: the artery goes on beyond
-    the reader's points."""
+    the reader's points. ``map_reach_radii`` (> 0): the lumen also taken, with the same radius,
+    around the vessel map's mid-line across each sample that lies more than ``margin_px`` off the
+    trace (:func:`map_midline`): a trace pulled off the lumen's centre would leave its far edge
+    out of the lumen."""
     trace = analysed.trace
     box = trace.box
+    origin = np.array([box[0].start, box[1].start], float)
     shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
     rc = np.asarray(trace.centerline_rc, float)
     radius = local_radius(analysed.image, rc) + margin_px
+    also = None
+    if map_reach_radii > 0 and trace.probability is not None and np.shape(trace.probability) == shape and len(rc) >= 2:
+        mid = map_midline(trace.probability, rc - origin, (radius - margin_px) * map_reach_radii, map_threshold)
+        off = np.abs(mid) > margin_px
+        if off.any():
+            also = (rc + mid[:, None] * normals_from_centerline(rc))[off] - origin, radius[off]
     if beyond_px > 0 and len(rc) >= 2:
         rc, radius = _continued(rc, radius, beyond_px)
-    near = distance_to_path(rc - np.array([box[0].start, box[1].start], float), shape)
+    near = distance_to_path(rc - origin, shape)
     if near is None:
         return None
     dist, nearest = near
-    return dist <= radius[nearest]
+    lumen = dist <= radius[nearest]
+    if also is not None:
+        near = distance_to_path(also[0], shape)
+        if near is not None:
+            lumen |= near[0] <= also[1][near[1]]
+    return lumen
+
+
+def map_midline(probability: np.ndarray, rc: np.ndarray, reach_px: np.ndarray, threshold: float) -> np.ndarray:
+    """(N,) signed offset (px, along :func:`stenosis.diameter.profiles.normals_from_centerline`)
+    of the vessel map's mid-line from each sample of the path ``rc`` (``probability``'s
+    coordinates): the middle of the run of the map above ``threshold`` through the sample,
+    followed along its normal up to ``reach_px`` (N,) each side; 0 where the sample is off the map
+    or at its edge (the run ends within half a pixel on a side)."""
+    normals = normals_from_centerline(rc)
+    x = np.arange(0.0, float(np.max(reach_px)) + 0.5, 0.5)
+    prob = np.asarray(probability, np.float32)
+    runs = []
+    for side in (-1.0, 1.0):
+        q = rc[:, None, :] + side * normals[:, None, :] * x[None, :, None]
+        y = ndi.map_coordinates(prob, q.reshape(-1, 2).T, order=1, mode="nearest").reshape(len(rc), -1)
+        off = (y <= threshold) | (x[None, :] > reach_px[:, None])
+        first = np.where(off.any(axis=1), np.argmax(off, axis=1), len(x))  # the first sample off the run
+        runs.append(x[np.maximum(first - 1, 0)])
+    lo, hi = runs
+    return np.where((lo > 0) & (hi > 0), 0.5 * (hi - lo), 0.0)
 
 
 def _continued(rc: np.ndarray, radius: np.ndarray, length_px: float) -> tuple[np.ndarray, np.ndarray]:

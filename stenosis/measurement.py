@@ -201,8 +201,9 @@ def swapped_points_warning(analysed: AnalysedFrame, params: MeasureParams = DEFA
     if not (np.isfinite(span) and span < -params.swap_span_frames and t_stat <= -params.bolus_t_stat):
         return None
     return (f"the contrast reaches the distal point {-span:.1f} frames before the proximal one: the points may be "
-            "swapped (proximal is upstream, and WASID's reference site depends on it); if so, swap --proximal and "
-            "--distal, unless the artery fills backwards (a collateral)")
+            "swapped (proximal is upstream, and WASID's reference site depends on it); if so, swap the proximal and "
+            "distal points (--proximal / --distal, the batch's proximal_* / distal_* columns), unless the artery "
+            "fills backwards (a collateral)")
 
 
 def _not_dropped(index: int, inputs: ReaderInputs) -> None:
@@ -569,7 +570,8 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     box = analysed.trace.box
     values = native_values(run, analysed.index)[box]
     sigma = params.background_sigma_px if sigma_px is None else sigma_px
-    vessel = traced_lumen(analysed, params.background_mask_px, beyond_px=params.background_beyond_sigmas * sigma)
+    vessel = traced_lumen(analysed, params.background_mask_px, beyond_px=params.background_beyond_sigmas * sigma,
+                          map_reach_radii=params.background_map_reach_radii, map_threshold=params.vessel_threshold)
     if vessel is None or vessel.all():
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)

@@ -153,3 +153,66 @@ def test_the_continuations_point_away_from_the_trace_and_keep_its_ends_radii():
 def test_a_single_frame_without_the_tag_says_how_it_is_read(wg04_dir):
     run = stenosis.read_run(wg04_dir / "XA1_UNC")
     assert any("contrast is read relative to the brightness behind the vessel" in w for w in run.warnings)
+
+
+# 3. The lumen kept out of the background also follows the vessel map's mid-line where the trace
+#    is pulled off the lumen's centre (``background_map_reach_radii``; session 30: a bone edge under
+#    a wide curved artery skews the top-hat the trace is centred on, 8 px off a 23 px lumen, and the
+#    lumen's far edge was left in the background). The band: a vessel map of rows 40-60 (its
+#    mid-line row 50) on a 100 x 200 crop.
+def _band(rows=(40, 60), shape=(100, 200)):
+    prob = np.zeros(shape, np.float32)
+    prob[rows[0] : rows[1] + 1] = 1.0
+    return prob
+
+
+def _path(row, n=161):
+    return np.stack([np.full(n, float(row)), np.linspace(20.0, 180.0, n)], axis=1)
+
+
+def test_the_map_midline_is_found_from_a_trace_off_the_lumen_centre():
+    from stenosis.diameter.profiles import normals_from_centerline
+    from stenosis.frames import map_midline
+
+    prob = _band()
+    for row in (44.0, 50.0, 57.0):
+        rc = _path(row)
+        mid = map_midline(prob, rc, np.full(len(rc), 20.0), 0.5)
+        rows = rc[:, 0] + mid * normals_from_centerline(rc)[:, 0]
+        # the map's run is rows 40-60 sampled at 0.5 px from the trace (its edges at the last sample above 0.5)
+        assert np.allclose(rows, 50.0, atol=0.5), row
+    assert np.all(map_midline(prob, _path(70.0), np.full(161, 20.0), 0.5) == 0)  # off the map: no offset
+    # the run followed no further than the reach: from row 44, 4 px up and at most 6 down -> row 45
+    rc = _path(44.0)
+    mid = map_midline(prob, rc, np.full(len(rc), 6.0), 0.5)
+    assert np.allclose(rc[:, 0] + mid * normals_from_centerline(rc)[:, 0], 45.0, atol=0.5)
+
+
+def _analysed(row, prob):
+    from stenosis.frames import AnalysedFrame
+    from stenosis.trace import Trace
+
+    h, w = prob.shape
+    y = np.arange(h, dtype=float)[:, None]
+    # the iodine of a 20 px lumen centred on row 50 (a blurred projected cylinder)
+    chord = 2 * np.sqrt(np.clip(10.0**2 - (y - 50.0) ** 2, 0, None))
+    image = np.repeat(ndi.gaussian_filter1d(chord, 1.0, axis=0), w, axis=1).astype(np.float32)
+    rc = _path(row)
+    arc = np.r_[0, np.cumsum(np.hypot(*np.diff(rc, axis=0).T))]
+    trace = Trace(rc, arc, prob, (0.0, 0.0), (slice(0, h), slice(0, w)))
+    return AnalysedFrame(0, image, trace)
+
+
+def test_the_lumen_kept_out_of_the_background_covers_the_far_edge_of_an_off_centre_trace():
+    from stenosis.frames import traced_lumen
+
+    prob = _band()
+    off = _analysed(43.0, prob)  # 7 px off the lumen's centre
+    plain = traced_lumen(off, 2.0)
+    with_map = traced_lumen(off, 2.0, map_reach_radii=2.0)
+    col = 100
+    assert not plain[58:61, col].any()  # the far edge of the lumen (rows 58-60) left in the background
+    assert with_map[38:63, col].all()  # now kept out, as far as 2 px past both edges
+    assert np.array_equal(with_map & plain, plain)  # never uncovers what the trace's own lumen covered
+    centred = _analysed(50.0, prob)  # a centred trace: nothing added
+    assert np.array_equal(traced_lumen(centred, 2.0, map_reach_radii=2.0), traced_lumen(centred, 2.0))
