@@ -77,6 +77,31 @@ def test_measure_out_says_when_it_replaces_a_result(sample_dicom_dir, tmp_path):
     assert "replacing" not in first.output and "(replacing the earlier result.json, report.png)" in second.output
 
 
+def test_an_unwritable_out_folder_is_refused_before_measuring(sample_dicom_dir, tmp_path):
+    """``--out`` under a file: exit 3 with one line before the measurement (it used to measure, then
+    fail as an internal error, the result lost)."""
+    (tmp_path / "afile").write_text("")
+    run = str(sample_dicom_dir / "ba_subtracted_geometry.dcm")
+    for args in (["measure", run, *BA, "--out", str(tmp_path / "afile" / "sub")],
+                 ["measure", run, run, "--segment", "BA", "--proximal", "120,230", "--distal", "280,123",
+                  "--proximal", "120,230", "--distal", "280,123", "--out", str(tmp_path / "afile" / "sub")]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 3, r.output
+        assert "cannot create output folder" in r.output and "choose a writable folder" in r.output
+        assert "percent stenosis" not in r.output and "internal error" not in r.output
+
+
+def test_a_path_given_to_json_is_named_as_a_missing_path(sample_dicom_dir, tmp_path):
+    """``--json`` takes no value: ``--json r.json`` makes r.json a second PATH. Said as a missing
+    path (exit 3) with the hint, not as a mismatch of PATHs and points (exit 2)."""
+    run = str(sample_dicom_dir / "ba_subtracted_geometry.dcm")
+    r = CliRunner().invoke(cli, ["measure", run, *BA, "--json", str(tmp_path / "nodir" / "r.json")])
+    assert r.exit_code == 3, r.output
+    assert "r.json: no such file or folder" in r.output and "--json takes no value" in r.output
+    r = CliRunner().invoke(cli, ["measure", str(tmp_path / "missing.dcm"), *BA])  # no --json: no hint
+    assert r.exit_code == 3 and "no such file or folder" in r.output and "--json" not in r.output
+
+
 def test_the_readers_bad_inputs_are_also_value_errors(sample_dicom_dir):
     """An API caller's bad argument (unknown segment, a point that is not (row, col)) is a
     ValueError, as in Python, and still a MeasurementError (the CLI's exit 3, a batch error row)."""

@@ -28,7 +28,7 @@ def test_points_given_distal_first_are_flagged_not_swapped(sample_dicom_dir, nam
     back = stenosis.measure(sample_dicom_dir / f"{name}.dcm", seg, tuple(truth["distal_rc"]), tuple(truth["proximal_rc"]))
     assert not any(SWAPPED in w for w in fwd.warnings)
     (w,) = [w for w in back.warnings if SWAPPED in w]
-    assert "swap --proximal and --distal" in w
+    assert "swap the proximal and distal points (--proximal / --distal, the batch's proximal_* / distal_* columns)" in w
     assert back.proximal_rc == fwd.distal_rc   # the reader's points are kept as given
 
 

@@ -63,12 +63,17 @@ class OutputFolderError(StenosisError):
     """The output folder already holds results and neither resume nor overwrite was asked (a usage error)."""
 
 
-def prepare_out_dir(out: Path, *, resume: bool = False, overwrite: bool = False) -> None:
-    """Create `out`; refuse one holding earlier outputs unless `resume`, or move them aside with `overwrite`."""
+def create_out_dir(out: Path) -> None:
+    """Create the output folder `out` (and its parents), or say in one line why it cannot be."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create output folder {out} ({exc.strerror}); choose a writable folder") from None
+
+
+def prepare_out_dir(out: Path, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Create `out`; refuse one holding earlier outputs unless `resume`, or move them aside with `overwrite`."""
+    create_out_dir(out)
     if resume:
         return
     entries = sorted(p for p in out.iterdir() if not p.name.startswith(PREVIOUS_PREFIX))

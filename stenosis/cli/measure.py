@@ -136,6 +136,15 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
     from ..errors import InputError
 
     n = len(paths)
+    for k, p in enumerate(paths):  # first: a value given to a flag that takes none (--json r.json) reads as another PATH
+        if not p.exists():
+            raise InputError(f"{f'view {k + 1}: ' if n > 1 else ''}{p}: no such file or folder; check the path"
+                             + (" (--json takes no value: it prints the result as JSON; --out DIR writes "
+                                "DIR/result.json)" if as_json and n > 1 else ""))
+    if out_dir is not None:  # before measuring, so that a result is never lost to an unwritable folder
+        from ..batch.outputs import create_out_dir
+
+        create_out_dir(out_dir)
     for flag, given, may_omit in (("--proximal", proximals, False), ("--distal", distals, False),
                                   ("--frame", frame_list, True), ("--pixel-mm", pixel_mm_list, True)):
         if len(given) != n and not (may_omit and not given):
@@ -167,8 +176,6 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
         frames = frames_mode(frames)
     except MeasurementError as exc:
         raise click.UsageError(f"--frames: {exc}") from None
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
     from ..measurement import measure
 
     inputs = ReaderInputs.create(
@@ -181,7 +188,6 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
     if out_dir is not None:
         from ..report import save_report
 
-        out_dir.mkdir(parents=True, exist_ok=True)
         replaced = replaced_note(out_dir, ["result.json", "report.png"])
         (out_dir / "result.json").write_text(json.dumps(d, indent=1) + "\n")
         save_report(res, None, out_dir / "report.png")
@@ -197,7 +203,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
 def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm_list, frames: str, model: str,
                    reference_choice, as_json: bool, out_dir: Path | None) -> None:
     """Several views of one lesion: :func:`stenosis.measure_views`, every view reported, the most severe graded."""
-    from ..errors import InputError, MeasurementError
+    from ..errors import MeasurementError
     from ..reader import frames_mode
     from ..views import measure_views
 
@@ -207,8 +213,6 @@ def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm
         raise click.UsageError(f"--frames: {exc}") from None
     views = []
     for k, path in enumerate(paths):
-        if not path.exists():
-            raise InputError(f"view {k + 1}: {path}: no such file or folder; check the path")
         view = {"run": path, "proximal": proximals[k], "distal": distals[k], "frames": frames,
                 "reference_choice": reference_choice}
         if frame_list:
@@ -222,7 +226,6 @@ def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm
     if out_dir is not None:
         from ..report import save_report
 
-        out_dir.mkdir(parents=True, exist_ok=True)
         replaced = replaced_note(out_dir, ["result.json", *reports])
         (out_dir / "result.json").write_text(json.dumps(d, indent=1) + "\n")
         for view, name in zip(res.views, reports):
