@@ -203,7 +203,7 @@ def swapped_points_warning(analysed: AnalysedFrame, params: MeasureParams = DEFA
     return (f"the contrast reaches the distal point {-span:.1f} frames before the proximal one: the points may be "
             "swapped (proximal is upstream, and WASID's reference site depends on it); if so, swap the proximal and "
             "distal points (--proximal / --distal, the batch's proximal_* / distal_* columns), unless the artery "
-            "fills backwards (a collateral)")
+            f"fills backwards (a collateral); the reference site may be the wrong one: {CONFIRM_CALL}")
 
 
 def _not_dropped(index: int, inputs: ReaderInputs) -> None:

@@ -30,6 +30,7 @@ def test_points_given_distal_first_are_flagged_not_swapped(sample_dicom_dir, nam
     (w,) = [w for w in back.warnings if SWAPPED in w]
     assert "swap the proximal and distal points (--proximal / --distal, the batch's proximal_* / distal_* columns)" in w
     assert back.proximal_rc == fwd.distal_rc   # the reader's points are kept as given
+    assert back.needs_confirmation  # the reference site depends on the direction: a reader confirms the call
 
 
 def test_a_single_frame_says_nothing_about_direction(case):
