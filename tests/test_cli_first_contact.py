@@ -102,6 +102,18 @@ def test_a_path_given_to_json_is_named_as_a_missing_path(sample_dicom_dir, tmp_p
     assert r.exit_code == 3 and "no such file or folder" in r.output and "--json" not in r.output
 
 
+def test_segment_names_are_upper_case_in_help_and_errors_any_case_in():
+    """As in the README, the batch and docs/contracts.md (click's case-insensitive Choice printed them
+    in lower case); a typo is a usage error (exit 2) naming the four."""
+    for cmd in ("measure", "batch"):
+        assert "--segment [ICA|M1|V4|BA]" in CliRunner().invoke(cli, [cmd, "--help"]).output
+    r = CliRunner().invoke(cli, ["measure", "x.dcm", "--segment", "MI", "--proximal", "1,1", "--distal", "2,2"])
+    assert r.exit_code == 2 and "'MI' is not one of ICA, M1, V4, BA" in r.output
+    from stenosis.cli._common import SEGMENT
+
+    assert SEGMENT.convert(" ba ", None, None) == "BA"
+
+
 def test_the_readers_bad_inputs_are_also_value_errors(sample_dicom_dir):
     """An API caller's bad argument (unknown segment, a point that is not (row, col)) is a
     ValueError, as in Python, and still a MeasurementError (the CLI's exit 3, a batch error row)."""

@@ -111,8 +111,27 @@ class PixelMMParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class SegmentParam(click.ParamType):
+    """The graded artery, any case in, its upper-case name out (``ICA``, ``M1``, ``V4``, ``BA``), named
+    in upper case in ``--help`` and errors as everywhere else (click's case-insensitive Choice shows
+    lower case)."""
+
+    name = "segment"
+    choices = ("ICA", "M1", "V4", "BA")
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(self.choices) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        name = str(value).strip().upper()
+        if name not in self.choices:
+            self.fail(f"{value!r} is not one of {', '.join(self.choices)}", param, ctx)
+        return name
+
+
 RC = RCParam()
 PIXEL_MM = PixelMMParam()
+SEGMENT = SegmentParam()
 
 debug_option = click.option("--debug", is_flag=True, hidden=False, help="Show tracebacks on errors.")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import batch as lib
-from ._common import EXIT_INPUT, debug_option, error_boundary, fail
+from ._common import EXIT_INPUT, SEGMENT, debug_option, error_boundary, fail
 
 
 @click.command(name="batch")
@@ -25,7 +25,7 @@ from ._common import EXIT_INPUT, debug_option, error_boundary, fail
 @click.option("--auto", "auto", is_flag=True, help="No points: find the main trunk and its most severe narrowing.")
 @click.option(
     "--segment",
-    type=click.Choice(["ICA", "M1", "V4", "BA"], case_sensitive=False),
+    type=SEGMENT,
     default=None,
     help="With --auto: the artery of every run of DIR (or give --segments).",
 )

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import click
 
-from ._common import PIXEL_MM, RC, debug_option, error_boundary, replaced_note
-
-SEGMENTS = ["ICA", "M1", "V4", "BA"]
+from ._common import PIXEL_MM, RC, SEGMENT, debug_option, error_boundary, replaced_note
 
 
 def _measured(fn, *args, **kwargs):
@@ -96,7 +94,7 @@ def summary_lines(res) -> list[str]:
     "--frames and --reference-choice apply to every view; the point overrides (--reference, --mld, "
     "--waypoint, --feeding-*, --catheter-*) are for one view only."))
 @click.argument("paths", metavar="PATH [PATH ...]", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--segment", required=True, type=click.Choice(SEGMENTS, case_sensitive=False), help="Artery graded (sets the WASID reference rule).")
+@click.option("--segment", required=True, type=SEGMENT, help="Artery graded (sets the WASID reference rule).")
 @click.option("--proximal", "proximals", required=True, multiple=True, type=RC,
               help="Point proximal to the lesion, ROW,COL in pixels (0-based); once per PATH, in order.")
 @click.option("--distal", "distals", required=True, multiple=True, type=RC,
