@@ -70,7 +70,9 @@ def test_real_backgrounds_are_measured_per_view(bench, cases):
     # (the graded area readings of session 16: errors -6.2 and +10.1)
     # (session 27, the lesion bottom's window no wider than the bottom reaches on its nearer side:
     # the first case's view B read 37.7 before, truth 16.8; its graded view and error unchanged)
-    assert rows[0]["read"] == pytest.approx([43.8, 34.8], abs=1.5)
+    # (session 30, the lumen kept out of the background also around the vessel map's mid-line:
+    # the first case's view B 34.8 -> 38.0, truth 16.8; graded view and error unchanged)
+    assert rows[0]["read"] == pytest.approx([43.8, 38.0], abs=1.5)
     assert rows[1]["read"] == pytest.approx([60.4, 53.9], abs=1.5)
     assert [r["graded_index"] for r in rows] == [0, 0]
     assert [r["graded_err"] for r in rows] == pytest.approx([-22.0, 11.5], abs=1.5)
