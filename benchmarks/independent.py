@@ -115,10 +115,11 @@ def main(argv=None) -> int:
     import stenosis
     from stenosis.calibration import Calibration
     from stenosis.enums import CalibrationSource
+    from stenosis.errors import StenosisError
     from stenosis.io import AngioRun
     from test_independent_renderer import render
 
-    rows = []
+    rows, refused = [], []
     for px, d0, pct, blur, blur_mm, ecc in design(args.small):
         rng = np.random.default_rng(int(pct + d0 * 10 + px * 1000 + blur_mm * 100))
         crossing = ((float(rng.choice([35.0, 60.0, 90.0])), d0 * float(rng.choice([0.6, 1.0])),
@@ -131,7 +132,15 @@ def main(argv=None) -> int:
         run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "sweep"),
                                   pixel_intensity_relationship=None if args.untagged else "LOG",
                                   mask_frames=() if args.native else (0,))
-        r = stenosis.measure(run, "BA", a, b, frame=1 if args.native else 2, **kwargs)
+        label = (f"px {px:.2f} d0 {d0:.1f} {pct:2d}% {blur:5s} {blur_mm:.2f} mm ecc {ecc:.0f}"
+                 f"{'' if crossing is None else ' crossing %.0f deg %.1f mm %+.0f' % crossing}")
+        try:
+            r = stenosis.measure(run, "BA", a, b, frame=1 if args.native else 2, **kwargs)
+        except StenosisError as exc:  # a refusal is a result of its own, not the end of the sweep
+            refused.append(f"{label}: {exc}")
+            if args.verbose:
+                print(f"{label}: refused: {exc}", flush=True)
+            continue
         row = dict(levels={"pct": str(pct), "blur": blur, "blur_mm": str(blur_mm), "px": str(px), "d0": str(d0),
                            "ecc": str(ecc)},
                    err=r.percent_stenosis - pct, sd=r.percent_stenosis_sd, e_mld=r.mld_mm - mld,
@@ -139,12 +148,14 @@ def main(argv=None) -> int:
                    confirm=any("have a reader confirm" in w for w in r.warnings))
         rows.append(row)
         if args.verbose:
-            print(f"px {px:.2f} d0 {d0:.1f} {pct:2d}% {blur:5s} {blur_mm:.2f} mm ecc {ecc:.0f}"
-                  f"{'' if crossing is None else ' crossing %.0f deg %.1f mm %+.0f' % crossing}: "
-                  f"err {row['err']:+6.2f} (sd {row['sd']:.2f}) MLD {row['e_mld']:+.3f} ref {row['e_ref']:+.3f} mm",
+            print(f"{label}: err {row['err']:+6.2f} (sd {row['sd']:.2f}) MLD {row['e_mld']:+.3f} ref {row['e_ref']:+.3f} mm",
                   flush=True)
     normal = [r for r in rows if r["normal"]]
     rows = [r for r in rows if not r["normal"]]
+    if refused:
+        print(f"\nrefused {len(refused)} of {len(rows) + len(normal) + len(refused)} runs (not in the figures below):")
+        for line in refused:
+            print(f"  {line}")
     e = np.array([r["err"] for r in rows])
     kind = f"native runs on anatomy (SD {args.anatomy:g})" if args.native else "runs with a mask frame"
     scene = ("straight" if args.radius is None else f"curved (radius {args.radius:g} mm)") + (

@@ -258,9 +258,10 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     ``(masks, note)`` with the frames to subtract instead (``note`` None when only more quiet
     frames were found), or ``(None, note)`` (measure the analysed frame alone).
     ``whole_vessel`` (a segment traced on a native frame, nothing having been traced after
-    subtraction): None too unless every quarter of the path holds at least ``mask_iodine_fraction``
-    of the segment's median iodine in the analysed frame, so that points off any vessel, whose
-    path crosses background or anatomy, are still refused. When no frame differs from another
+    subtraction): refused (:class:`MeasurementError`, saying where and what to do) unless every
+    quarter of the path holds at least ``mask_iodine_fraction`` of the segment's median iodine in
+    the analysed frame, so that points off any vessel, whose path crosses background or anatomy,
+    are still refused. When no frame differs from another
     along the segment by more than ``mask_quiet_fraction`` of its iodine (and its noise), nothing
     tells a run exported after the bolus arrived from still anatomy shaped like a vessel: the
     analysed frame is measured alone and the note asks a reader to confirm the call."""
@@ -296,8 +297,15 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     # threshold of _before_the_bolus) and than their noise
     bolus = rise > max(params.mask_quiet_fraction * iodine[a], np.sqrt(2) * floor)
     if whole_vessel:
-        if any(np.median(per[a, q]) < params.mask_iodine_fraction * iodine[a] for q in _quarters(per.shape[1])):
-            return None
+        thin = [q for q in _quarters(per.shape[1]) if np.median(per[a, q]) < params.mask_iodine_fraction * iodine[a]]
+        if thin:
+            r, c = rc[thin[0][len(thin[0]) // 2]]
+            raise MeasurementError(
+                f"nothing is traced once the run's mask (frame {', '.join(map(str, masks))}) is subtracted, and on "
+                f"frame {a} itself the path between the points holds under half of its iodine around ({r:.0f}, "
+                f"{c:.0f}): it may cross background between two vessels, or a long tight lesion lies there. Check "
+                f"the points; if they are on the artery and every frame of the run is opacified (none before the "
+                f"bolus, so no mask), drop the other frames (--drop-frame; exclude_frames) to measure frame {a} alone")
         if not bolus:
             return None, _still_note(a)
     which = f"mask frame{'s' if len(masks) > 1 else ''} {', '.join(map(str, masks))}"
