@@ -156,6 +156,9 @@ def main(argv=None) -> int:
         print(f"\nrefused {len(refused)} of {len(rows) + len(normal) + len(refused)} runs (not in the figures below):")
         for line in refused:
             print(f"  {line}")
+    if not rows:
+        print("no stenosed run was measured: nothing to summarise")
+        return 1
     e = np.array([r["err"] for r in rows])
     kind = f"native runs on anatomy (SD {args.anatomy:g})" if args.native else "runs with a mask frame"
     scene = ("straight" if args.radius is None else f"curved (radius {args.radius:g} mm)") + (

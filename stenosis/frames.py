@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
+from .diameter import normals_from_centerline
 from .errors import MeasurementError
 from .opacification import (estimate_shift, mask_frames_of, mask_noise, native_values, opacify, refine_shift,
                              shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import as_rc, check_points_within
-from .diameter.profiles import normals_from_centerline
 from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
 
 #: smoothing (px) of the two frames' iodine compared to find the guess frame's vessels absent
@@ -33,7 +33,7 @@ _FOLLOW_BORDER_PX = 4
 
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
            "choose_frame", "companion_frames", "frame_fill", "FollowedFrame", "follow_frames",
-           "traced_lumen", "iodine_free", "without_shared_noise"]
+           "traced_lumen", "map_midline", "iodine_free", "without_shared_noise"]
 
 
 def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
@@ -408,7 +408,8 @@ def traced_lumen(analysed: AnalysedFrame, margin_px: float, *, beyond_px: float 
     radius = local_radius(analysed.image, rc) + margin_px
     also = None
     if map_reach_radii > 0 and trace.probability is not None and np.shape(trace.probability) == shape and len(rc) >= 2:
-        mid = map_midline(trace.probability, rc - origin, (radius - margin_px) * map_reach_radii, map_threshold)
+        mid = map_midline(trace.probability, rc - np.asarray(trace.origin_rc, float),  # the map's own place
+                          (radius - margin_px) * map_reach_radii, map_threshold)
         off = np.abs(mid) > margin_px
         if off.any():
             also = (rc + mid[:, None] * normals_from_centerline(rc))[off] - origin, radius[off]

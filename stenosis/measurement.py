@@ -116,12 +116,15 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     scale = Scale.of(run.calibration, inputs.segment, inputs.model, params)
     try:
         analysed = choose_frame(run, inputs, scale, params)
-    except MeasurementError:
+    except MeasurementError as err:
         # nothing to trace after subtraction: a mask holding as much iodine as every frame
         # leaves no vessel; look on the native frame holding the most around the points
         found = None if mask_checked else _traced_natively(run, inputs, scale, params)
-        check = None if found is None else mask_check(run, found, params, whole_vessel=True,
-                                                      exclude=inputs.exclude_frames)
+        try:
+            check = None if found is None else mask_check(run, found, params, whole_vessel=True,
+                                                          exclude=inputs.exclude_frames)
+        except PathLacksIodine as thin:  # the tracer's refusal stands; say what the native frame shows
+            raise MeasurementError(f"{err}; {thin}") from None
         if check is None:
             raise
         _not_dropped(found.index, inputs)
@@ -258,7 +261,7 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
     ``(masks, note)`` with the frames to subtract instead (``note`` None when only more quiet
     frames were found), or ``(None, note)`` (measure the analysed frame alone).
     ``whole_vessel`` (a segment traced on a native frame, nothing having been traced after
-    subtraction): refused (:class:`MeasurementError`, saying where and what to do) unless every
+    subtraction): refused (:class:`PathLacksIodine`, saying where) unless every
     quarter of the path holds at least ``mask_iodine_fraction`` of the segment's median iodine in
     the analysed frame, so that points off any vessel, whose path crosses background or anatomy,
     are still refused. When no frame differs from another
@@ -300,12 +303,10 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
         thin = [q for q in _quarters(per.shape[1]) if np.median(per[a, q]) < params.mask_iodine_fraction * iodine[a]]
         if thin:
             r, c = rc[thin[0][len(thin[0]) // 2]]
-            raise MeasurementError(
-                f"nothing is traced once the run's mask (frame {', '.join(map(str, masks))}) is subtracted, and on "
-                f"frame {a} itself the path between the points holds under half of its iodine around ({r:.0f}, "
-                f"{c:.0f}): it may cross background between two vessels, or a long tight lesion lies there. Check "
-                f"the points; if they are on the artery and every frame of the run is opacified (none before the "
-                f"bolus, so no mask), drop the other frames (--drop-frame; exclude_frames) to measure frame {a} alone")
+            raise PathLacksIodine(
+                f"traced on frame {a} without the mask, the path between the points holds under "
+                f"{100 * params.mask_iodine_fraction:.0f}% of its median iodine around ({r:.0f}, {c:.0f}): it crosses "
+                "background between vessels there, or a long tight lesion or an occlusion lies there")
         if not bolus:
             return None, _still_note(a)
     which = f"mask frame{'s' if len(masks) > 1 else ''} {', '.join(map(str, masks))}"
@@ -342,6 +343,11 @@ def mask_check(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PAR
                                        f"{'s' if len(quiet) > 1 else ''} {', '.join(map(str, quiet))} "
                                        f"{'are' if len(quiet) > 1 else 'is'}")
     return tuple(quiet), note
+
+
+class PathLacksIodine(MeasurementError):
+    """A path traced on a native frame holds too little iodine over a quarter of its length
+    (:func:`mask_check` with ``whole_vessel``): background between vessels, or a long tight lesion."""
 
 
 def _quarters(n: int) -> list[np.ndarray]:
@@ -567,7 +573,8 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     sample's own half-maximum radius on the top-hat (:func:`stenosis.trace.local_radius`),
     widened by ``background_mask_px`` and continued ``background_beyond_sigmas`` interpolation
     scales past each end of the trace (the artery goes on beyond the reader's points: unmasked,
-    it would darken the background near the ends and narrow the lumen there); ``sigma_px``: the
+    it would darken the background near the ends and narrow the lumen there), and taken around the
+    vessel map's mid-line where the trace sits off it (``background_map_reach_radii``); ``sigma_px``: the
     interpolation's scale (default ``background_sigma_px``); ``known``: the frame's background
     when it is known (a benchmark's truth, the ceiling of any interpolation), used in place of the
     interpolation. Other runs: the analysed image itself."""

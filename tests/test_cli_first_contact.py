@@ -89,6 +89,10 @@ def test_an_unwritable_out_folder_is_refused_before_measuring(sample_dicom_dir, 
         assert r.exit_code == 3, r.output
         assert "cannot create output folder" in r.output and "choose a writable folder" in r.output
         assert "percent stenosis" not in r.output and "internal error" not in r.output
+    # a usage error leaves no folder behind: the folder is made after the arguments are checked
+    r = CliRunner().invoke(cli, ["measure", run, "--segment", "BA", "--proximal", "1,1", "--proximal", "2,2",
+                                 "--distal", "3,3", "--out", str(tmp_path / "never")])
+    assert r.exit_code == 2 and not (tmp_path / "never").exists()
 
 
 def test_a_path_given_to_json_is_named_as_a_missing_path(sample_dicom_dir, tmp_path):

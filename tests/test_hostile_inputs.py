@@ -283,6 +283,7 @@ def test_measure_points_far_from_any_vessel(phantom, proximal, distal):
     with pytest.raises(stenosis.MeasurementError) as err:
         hostile.measure_function()(path, segment="M1", proximal=proximal, distal=distal)
     assert "\n" not in str(err.value)
+    assert "point (" in str(err.value) and "is not on a" in str(err.value)  # the refusal names the point first
 
 
 @needs_measure

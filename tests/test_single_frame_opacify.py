@@ -188,31 +188,37 @@ def test_the_map_midline_is_found_from_a_trace_off_the_lumen_centre():
     assert np.allclose(rc[:, 0] + mid * normals_from_centerline(rc)[:, 0], 45.0, atol=0.5)
 
 
-def _analysed(row, prob):
+def _analysed(row, prob, shift=0.0):
+    """The band's lumen in a frame 20 px taller and 30 px wider than the crop, which sits at (10, 20):
+    the trace at crop row ``row``, its frame coordinates offset, ``shift`` rows of motion on top (a
+    trace followed onto another frame: rc and origin move, the crop and its map do not)."""
     from stenosis.frames import AnalysedFrame
     from stenosis.trace import Trace
 
     h, w = prob.shape
-    y = np.arange(h, dtype=float)[:, None]
-    # the iodine of a 20 px lumen centred on row 50 (a blurred projected cylinder)
-    chord = 2 * np.sqrt(np.clip(10.0**2 - (y - 50.0) ** 2, 0, None))
-    image = np.repeat(ndi.gaussian_filter1d(chord, 1.0, axis=0), w, axis=1).astype(np.float32)
-    rc = _path(row)
+    y = np.arange(h + 20, dtype=float)[:, None]
+    # the iodine of a 20 px lumen centred on crop row 50 (frame row 60 + shift): a blurred projected cylinder
+    chord = 2 * np.sqrt(np.clip(10.0**2 - (y - 60.0 - shift) ** 2, 0, None))
+    image = np.repeat(ndi.gaussian_filter1d(chord, 1.0, axis=0), w + 30, axis=1).astype(np.float32)
+    rc = _path(row) + np.array([10.0, 20.0])
     arc = np.r_[0, np.cumsum(np.hypot(*np.diff(rc, axis=0).T))]
-    trace = Trace(rc, arc, prob, (0.0, 0.0), (slice(0, h), slice(0, w)))
-    return AnalysedFrame(0, image, trace)
+    trace = Trace(rc, arc, prob, (10.0, 20.0), (slice(10, 10 + h), slice(20, 20 + w)))
+    return AnalysedFrame(0, image, trace.shifted((shift, 0.0)) if shift else trace)
 
 
 def test_the_lumen_kept_out_of_the_background_covers_the_far_edge_of_an_off_centre_trace():
     from stenosis.frames import traced_lumen
 
     prob = _band()
-    off = _analysed(43.0, prob)  # 7 px off the lumen's centre
+    off = _analysed(43.0, prob)  # 7 px off the lumen's centre (crop rows; the crop's own grid below)
     plain = traced_lumen(off, 2.0)
     with_map = traced_lumen(off, 2.0, map_reach_radii=2.0)
     col = 100
     assert not plain[58:61, col].any()  # the far edge of the lumen (rows 58-60) left in the background
-    assert with_map[38:63, col].all()  # now kept out, as far as 2 px past both edges
-    assert np.array_equal(with_map & plain, plain)  # never uncovers what the trace's own lumen covered
+    assert with_map[38:63, col].all() and not with_map[64, col]  # now kept out, to 2 px past the far edge
     centred = _analysed(50.0, prob)  # a centred trace: nothing added
     assert np.array_equal(traced_lumen(centred, 2.0, map_reach_radii=2.0), traced_lumen(centred, 2.0))
+    # a trace followed 3 rows onto another frame: its map stays where it was drawn (origin_rc), the
+    # lumen moves with the trace on the crop's grid
+    moved = traced_lumen(_analysed(43.0, prob, shift=3.0), 2.0, map_reach_radii=2.0)
+    assert np.array_equal(moved[30:90, 40:160], with_map[27:87, 40:160])

@@ -117,7 +117,12 @@ class SegmentParam(click.ParamType):
     lower case)."""
 
     name = "segment"
-    choices = ("ICA", "M1", "V4", "BA")
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from ..enums import Segment
+
+        return tuple(s.value for s in Segment)
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "[" + "|".join(self.choices) + "]"

@@ -20,6 +20,15 @@ import click
 from ._common import PIXEL_MM, RC, SEGMENT, debug_option, error_boundary, replaced_note
 
 
+def _create_out_dir(out_dir: Path | None) -> None:
+    """``--out``, created after the arguments are checked and before measuring: a result is never lost
+    to an unwritable folder, and a usage error leaves no folder behind."""
+    if out_dir is not None:
+        from ..batch.outputs import create_out_dir
+
+        create_out_dir(out_dir)
+
+
 def _measured(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` (:func:`stenosis.measure` or :func:`stenosis.measure_views`); a point off
     the vessel is often one given X,Y: the error reminds that points are ROW,COL."""
@@ -138,11 +147,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
         if not p.exists():
             raise InputError(f"{f'view {k + 1}: ' if n > 1 else ''}{p}: no such file or folder; check the path"
                              + (" (--json takes no value: it prints the result as JSON; --out DIR writes "
-                                "DIR/result.json)" if as_json and n > 1 else ""))
-    if out_dir is not None:  # before measuring, so that a result is never lost to an unwritable folder
-        from ..batch.outputs import create_out_dir
-
-        create_out_dir(out_dir)
+                                "DIR/result.json)" if as_json and k > 0 else ""))
     for flag, given, may_omit in (("--proximal", proximals, False), ("--distal", distals, False),
                                   ("--frame", frame_list, True), ("--pixel-mm", pixel_mm_list, True)):
         if len(given) != n and not (may_omit and not given):
@@ -158,6 +163,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
         if one_view:
             raise click.UsageError(f"{', '.join(one_view)} apply to one run only: measure that view alone "
                                    "(one PATH) to use them, or use stenosis.measure_views from Python")
+        _create_out_dir(out_dir)
         return _measure_views(paths, segment, proximals, distals, frame_list, pixel_mm_list, frames, model,
                               reference_choice, as_json, out_dir)
     path, proximal, distal = paths[0], proximals[0], distals[0]
@@ -177,10 +183,11 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
     from ..measurement import measure
 
     inputs = ReaderInputs.create(
-        segment.upper(), proximal, distal, frame, model=model.lower(), reference=reference,
+        segment, proximal, distal, frame, model=model.lower(), reference=reference,
         reference_choice=reference_choice, mld=mld, waypoints=list(waypoints), feeding_proximal=feeding_proximal,
         feeding_distal=feeding_distal, pixel_mm=pixel_mm, frames=frames, exclude_frames=drop_frames,
     )
+    _create_out_dir(out_dir)
     res = _measured(measure, _catheter_calibrated(path, catheter_french, catheter_points, pixel_mm), inputs=inputs)
     d = res.to_dict()
     if out_dir is not None:
@@ -218,7 +225,7 @@ def _measure_views(paths, segment: str, proximals, distals, frame_list, pixel_mm
         if pixel_mm_list:
             view["pixel_mm"] = pixel_mm_list[k]
         views.append(view)
-    res = _measured(measure_views, views, segment.upper(), model=model.lower())
+    res = _measured(measure_views, views, segment, model=model.lower())
     d = res.to_dict()
     reports = [f"report-view{k + 1}.png" for k in range(len(res.views))]
     if out_dir is not None:
