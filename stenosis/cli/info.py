@@ -93,6 +93,7 @@ def command(path: Path, debug: bool = False) -> None:
         console.print(_run_table(read_run(path)))
         return
 
+    from ..io.header import NOT_DICOM
     from ..io.series import named_dicom_not_runs
 
     sources = find_runs(path)
@@ -103,7 +104,7 @@ def command(path: Path, debug: bool = False) -> None:
     bad: list[str] = []
     base = path.absolute()
     for p in named:  # named like DICOM, without its preamble: say why it is not read
-        what = "empty" if p.stat().st_size == 0 else "not a DICOM file (no DICM preamble)"
+        what = "empty" if p.stat().st_size == 0 else NOT_DICOM
         shown = path / p.relative_to(base) if p.is_relative_to(base) else p  # as the other runs are named
         line = f"{shown}: {what}; replace it with the DICOM export, or remove it"
         bad.append(line)

@@ -25,6 +25,9 @@ _XA_SOP_CLASSES = {
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture family (incl. multi-frame SC)
 
 
+#: Why a file is not read as DICOM (the one wording of ``measure``, ``info`` and ``batch``).
+NOT_DICOM = "not a DICOM file (no 'DICM' marker after the 128-byte preamble)"
+
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """True when the file has the DICOM Part 10 preamble: 128 bytes then ``DICM``."""
     try:
@@ -46,7 +49,7 @@ def _open_header(path: Path):
     if size == 0:
         raise InputError(f"{path}: empty file; pass a DICOM XA file")
     if not is_dicom_file(path):
-        raise InputError(f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble); pass a DICOM XA file")
+        raise InputError(f"{path}: {NOT_DICOM}; pass a DICOM XA file")
     try:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")
