@@ -405,11 +405,12 @@ def traced_lumen(analysed: AnalysedFrame, margin_px: float, *, beyond_px: float 
     origin = np.array([box[0].start, box[1].start], float)
     shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
     rc = np.asarray(trace.centerline_rc, float)
-    radius = local_radius(analysed.image, rc) + margin_px
+    own = local_radius(analysed.image, rc)
+    radius = own + margin_px
     also = None
     if map_reach_radii > 0 and trace.probability is not None and np.shape(trace.probability) == shape and len(rc) >= 2:
         mid = map_midline(trace.probability, rc - np.asarray(trace.origin_rc, float),  # the map's own place
-                          (radius - margin_px) * map_reach_radii, map_threshold)
+                          own * map_reach_radii, map_threshold)
         off = np.abs(mid) > margin_px
         if off.any():
             also = (rc + mid[:, None] * normals_from_centerline(rc))[off] - origin, radius[off]

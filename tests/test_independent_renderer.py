@@ -269,15 +269,22 @@ def test_an_eccentric_lesion_keeps_the_same_wall_curved_or_straight():
 # edge was left in that background and this normal artery read 13.6 +- 13.8%; the lumen now also
 # follows the vessel map's mid-line where the trace is off it (``background_map_reach_radii``,
 # docs/tuning.md section 3, session 30): 0.98 +- 0.71 (with the true background about 1%).
-def _curved_native_normal():
+def native_run(px: float, d0: float, pct: float, blur_mm: float, **scene):
+    """(run, proximal, distal) of one ``benchmarks/independent.py --native --noise 6`` design point
+    (its seed; Gaussian blur, round lumen, lesion width 1.5 mm; ``scene``: ``radius_mm``, ``shape``):
+    3 frames of anatomy (SD 30 grey levels) and noise, no mask frame, LOG values."""
     independent = load_benchmark("independent")
-    px, d0, blur_mm = 0.15, 3.5, 0.15
-    rng = np.random.default_rng(int(d0 * 10 + px * 1000 + blur_mm * 100))
-    frames, a, b, _ = render(rng, px=px, d0=d0, pct=0.0, width_mm=1.5, blur="gauss", blur_mm=blur_mm, noise=0.0,
-                             ecc=0.0, radius_mm=20.0)
+    rng = np.random.default_rng(int(pct + d0 * 10 + px * 1000 + blur_mm * 100))
+    frames, a, b, _ = render(rng, px=px, d0=d0, pct=pct, width_mm=1.5, blur="gauss", blur_mm=blur_mm, noise=0.0,
+                             ecc=0.0, **scene)
     frames = independent.native_frames(rng, frames, px, 6.0, 30.0)
     run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "test"),
                               pixel_intensity_relationship="LOG", mask_frames=())
+    return run, a, b
+
+
+def _curved_native_normal():
+    run, a, b = native_run(0.15, 3.5, 0.0, 0.15, radius_mm=20.0)
     return stenosis.measure(run, "BA", a, b, frame=1)
 
 
@@ -296,14 +303,7 @@ def test_a_long_tight_lesion_in_a_run_without_a_mask_says_what_to_do():
     subtracted frame) now goes on to say where the native path lacks iodine and what may lie there.
     Measured as the frame alone (the other frames dropped) it reads the lesion; the guard cannot tell
     this from a path across background, so the message does not suggest it."""
-    independent = load_benchmark("independent")
-    px, d0, pct, blur_mm = 0.30, 2.0, 85, 0.30
-    rng = np.random.default_rng(int(pct + d0 * 10 + px * 1000 + blur_mm * 100))
-    frames, a, b, _ = render(rng, px=px, d0=d0, pct=pct, width_mm=1.5, blur="gauss", blur_mm=blur_mm, noise=0.0,
-                             ecc=0.0, shape="tubular")
-    frames = independent.native_frames(rng, frames, px, 6.0, 30.0)
-    run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "test"),
-                              pixel_intensity_relationship="LOG", mask_frames=())
+    run, a, b = native_run(0.30, 2.0, 85, 0.30, shape="tubular")
     with pytest.raises(stenosis.MeasurementError) as err:
         stenosis.measure(run, "BA", a, b, frame=1)
     msg = str(err.value)

@@ -13,6 +13,7 @@ from ..enums import Segment
 from ..errors import InputError, StenosisError
 from ..reader import frames_mode
 from ..io import RunSource, find_runs, read_run
+from ..io.header import NO_DICM_MARKER
 from ..io.series import DICOM_SUFFIXES, named_dicom_not_runs
 
 __all__ = [
@@ -445,7 +446,7 @@ def auto_tasks(root: str | os.PathLike, *, segment: str) -> list[Task]:
             shown = ", ".join(rel(p) for p in named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
             raise InputError(
                 f"no DICOM runs found under {root}: its {len(named)} file(s) named like DICOM ({shown}) are empty or "
-                "not DICOM (no 'DICM' marker after the 128-byte preamble); replace them with the DICOM export of the runs"
+                f"not DICOM ({NO_DICM_MARKER}); replace them with the DICOM export of the runs"
             )
         raise InputError(
             f"no DICOM runs found under {root}; check the folder (a run is a DICOM file, recognised by its "

@@ -26,7 +26,9 @@ _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture family (incl. mult
 
 
 #: Why a file is not read as DICOM (the one wording of ``measure``, ``info`` and ``batch``).
-NOT_DICOM = "not a DICOM file (no 'DICM' marker after the 128-byte preamble)"
+NO_DICM_MARKER = "no 'DICM' marker after the 128-byte preamble"
+NOT_DICOM = f"not a DICOM file ({NO_DICM_MARKER})"
+
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """True when the file has the DICOM Part 10 preamble: 128 bytes then ``DICM``."""
