@@ -145,7 +145,8 @@ def main(argv=None) -> int:
                            "ecc": str(ecc)},
                    err=r.percent_stenosis - pct, sd=r.percent_stenosis_sd, e_mld=r.mld_mm - mld,
                    e_ref=r.reference_diameter_mm - d0, normal=pct == 0,
-                   confirm=any("have a reader confirm" in w for w in r.warnings))
+                   confirm=any("have a reader confirm" in w for w in r.warnings),
+                   burnt=any("clipped at the frame's brightest value" in w for w in r.warnings))
         rows.append(row)
         if args.verbose:
             print(f"{label}: err {row['err']:+6.2f} (sd {row['sd']:.2f}) MLD {row['e_mld']:+.3f} ref {row['e_ref']:+.3f} mm",
@@ -175,6 +176,10 @@ def main(argv=None) -> int:
     print(f"{'all':12s} {'':8s} {e.size:4d} {np.abs(e).mean():8.2f} {np.abs(e).max():8.2f} "
           f"{np.mean([r['e_mld'] for r in rows]):+12.3f} "
           f"{np.mean([abs(r['err']) <= 2 * r['sd'] for r in rows]) * 100:7.0f}%")
+    out = [r for r in rows if abs(r["err"]) > 2 * r["sd"]]
+    print(f"errors beyond 2 SD: {len(out)} of {len(rows)}, {sum(r['confirm'] for r in out)} of them asking a reader to "
+          f"confirm the >= 50% call, {sum(r['burnt'] for r in out)} saying the background beside the artery is clipped "
+          f"(runs saying so: {sum(r['burnt'] for r in rows)})")
     if normal:
         read = np.array([r["err"] for r in normal])
         print(f"\n{len(normal)} normal arteries (0%): read {read.mean():.2f}% on average (target <= 3), max "

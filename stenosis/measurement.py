@@ -32,7 +32,7 @@ from .frames import (AnalysedFrame, FollowedFrame, choose_frame, companion_frame
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import CONFIRM_CALL, DiameterProfile, FrameRead, ReferenceWindow, StenosisResult
-from .trace import Scale, clipping_warning, local_reference, radius_hint, trace_segment
+from .trace import Scale, burnt_out_warning, clipping_warning, local_reference, radius_hint, trace_segment
 from .wasid import (WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, start_sensitivity_warning,
                     wasid)
 
@@ -151,12 +151,14 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
     if single_native:
         wm = background_sensitivity(run, analysed, inputs, wm, rhint, scale, placed, params)
+    burnt = None if run.metadata.subtracted else burnt_out_warning(np.asarray(run.frames[analysed.index]), series.profile,
+                                                                   wm.mld_index, scale, params)
     # the run's own "no calibration in the file" already says mm are not reported: once is enough
     said = any(UNCALIBRATED_MARK in w for w in run.warnings)
     scale_notes = tuple(w for w in scale.warnings if not (said and UNCALIBRATED_MARK in w))
     swapped = swapped_points_warning(analysed, params)
     odd = implausible_size_warning(wm.reference_px, scale, inputs.segment, run.calibration, params)
-    notes = (*run.warnings, *scale_notes, *((odd,) if odd else ()), *((swapped,) if swapped else ()), *trace.warnings, *((clip,) if clip else ()),
+    notes = (*run.warnings, *scale_notes, *((odd,) if odd else ()), *((swapped,) if swapped else ()), *trace.warnings, *((clip,) if clip else ()), *((burnt,) if burnt else ()),
              *placed.warnings, *wm.warnings, *((start,) if start else ()), *series.warnings)
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 

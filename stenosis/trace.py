@@ -20,6 +20,7 @@ from .diameter import measure_diameters, normals_from_centerline
 from .enums import ModelName, Segment
 from .errors import MeasurementError
 from .params import DEFAULT_PARAMS, MeasureParams
+from .result import CONFIRM_CALL
 
 __all__ = ["Scale", "Trace", "box_around", "trace_segment", "radius_hint", "clipping_warning", "local_reference"]
 
@@ -260,6 +261,52 @@ def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: Me
     return (f"the stored pixel values are clipped at the frame's darkest value along {length} of the traced "
             "artery: diameters there are not measurable; re-export the run without a display window "
             "(raw, unclipped pixel data)")
+
+
+def burnt_out_warning(frame: np.ndarray, profile, mld_index: int | None, scale: Scale,
+                      params: MeasureParams = DEFAULT_PARAMS) -> str | None:
+    """A warning when the stored pixel values beside the measured lumen sit at the frame's
+    brightest value, the top of a bit depth (255, 1023, 4095, ...): a background over-exposed or
+    cut by a display window (vessels dark). The
+    lumen's blurred edges (out to two blur sigmas plus a pixel past the fitted edge, either side)
+    lose their contrast there and it reads narrow; what the clipping hid is not in the image.
+    Along at least ``clipping_min_mm`` of the trace (as :func:`clipping_warning`); when the MLD
+    lies there, a reader is asked to confirm the call."""
+    f = np.asarray(frame)
+    hi = f.max()
+    top = int(hi) + 1 if np.issubdtype(f.dtype, np.integer) or float(hi).is_integer() else 0
+    # clipped at the top of a stored bit depth (8-16 bits): a frame's plain brightest pixel is not a clip
+    if top < 256 or top & (top - 1) or np.count_nonzero(f == hi) < 3 or len(profile.centerline_rc) < 2:
+        return None
+    rc = np.asarray(profile.centerline_rc, float)
+    nrm = np.asarray(profile.normal_rc, float)
+    r = 0.5 * np.asarray(profile.diameter_px, float)
+    r = np.where(np.isfinite(r), r, np.nanmedian(r) if np.isfinite(r).any() else 0.0)
+    reach = 2.0 * float(profile.blur_sigma_px) + 1.0
+    t = np.arange(0.0, reach + 1e-9, 0.5)
+    at = np.zeros(len(rc), bool)
+    for side in (-1.0, 1.0):
+        q = rc[:, None, :] + side * nrm[:, None, :] * (r[:, None, None] + t[None, :, None])
+        rr = np.clip(np.rint(q[..., 0]).astype(int), 0, f.shape[0] - 1)
+        cc = np.clip(np.rint(q[..., 1]).astype(int), 0, f.shape[1] - 1)
+        at |= (f[rr, cc] >= hi).any(axis=1)
+    mm = scale.mm_per_px
+    min_px = params.clipping_min_mm / mm if mm else params.clipping_min_px_uncalibrated
+    need = max(3, int(np.ceil(min_px / max(scale.step_px, 1e-6))))
+    runs, n_runs = ndi.label(at)
+    if not n_runs:
+        return None
+    sizes = np.bincount(runs)[1:]
+    if sizes.max() < need:
+        return None
+    long_runs = np.flatnonzero(sizes >= need) + 1
+    length_px = float(sizes[long_runs - 1].sum()) * scale.step_px
+    length = f"{length_px * mm:.1f} mm" if mm else f"{length_px:.0f} px"
+    at_mld = mld_index is not None and 0 <= mld_index < len(rc) and runs[mld_index] in long_runs
+    return (f"the stored pixel values beside the traced artery are clipped at the frame's brightest value along {length} "
+            "(a background over-exposed or cut by a display window): the lumen's edges lose their contrast there and it "
+            "reads narrow; re-export the run without a display window (raw, unclipped pixel data)"
+            + (f"; the MLD lies there: {CONFIRM_CALL}" if at_mld else ""))
 
 
 def local_reference(image: np.ndarray, ref_rc: tuple[float, float], profile, *, model: str, scale: Scale,
