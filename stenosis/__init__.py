@@ -1,6 +1,6 @@
 """stenosis: WASID measurement of residual intracranial stenosis on X-ray angiography.
 
-Public API (see SPEC): ``read_run``, ``read_runs``, ``opacify``, ``measure``,
+Public API (see SPEC): ``read_run``, ``read_runs``, ``read_image``, ``opacify``, ``measure``,
 ``vessel_probability``, ``segment_vessels`` and the result types. Names are
 resolved lazily so that ``import stenosis`` stays cheap (the CLI start-up
 budget is tight) and torch is only imported when a model is used.
@@ -28,6 +28,7 @@ _LAZY = {
     "RunMetadata": "stenosis.io",
     "read_run": "stenosis.io",
     "read_runs": "stenosis.io",
+    "read_image": "stenosis.io",
     "find_runs": "stenosis.io",
     "is_dicom_file": "stenosis.io",
     "Calibration": "stenosis.calibration",

@@ -52,7 +52,7 @@ class Scale:
         if mm_rc is None:
             return cls(None, p.step_px_uncalibrated, p.snap_px_uncalibrated, 1, (
                 "the run is uncalibrated: mm values are not reported (percent stenosis is calibration-free); "
-                "give --pixel-mm to report mm",))
+                "give --pixel-mm (Python: pixel_mm=) to report mm",))
         mm = float(np.sqrt(mm_rc[0] * mm_rc[1]))
         warns = ()
         if abs(mm_rc[0] - mm_rc[1]) > 0.02 * mm:

@@ -638,6 +638,8 @@ def test_output_stems_differ_for_names_that_read_alike():
     assert len(set(stems)) == len(stems)
     assert len({s.lower() for s in stems}) == len(stems)  # case-insensitive filesystems too
     assert all(s.isascii() and "/" not in s for s in stems)
+    # a path measured twice (two segments): the file's stem, then the segment, as for one row
+    assert output_stem("sub/a.dcm#V4").startswith("sub__a--V4-") and output_stem("a.dcm").startswith("a-")
 
 
 @pytest.mark.slow

@@ -101,7 +101,8 @@ def test_a_path_given_to_json_is_named_as_a_missing_path(sample_dicom_dir, tmp_p
     run = str(sample_dicom_dir / "ba_subtracted_geometry.dcm")
     r = CliRunner().invoke(cli, ["measure", run, *BA, "--json", str(tmp_path / "nodir" / "r.json")])
     assert r.exit_code == 3, r.output
-    assert "r.json: no such file or folder" in r.output and "--json takes no value" in r.output
+    assert "view 2 (r.json): " in r.output and "r.json: no such file or folder" in r.output
+    assert "--json takes no value" in r.output
     r = CliRunner().invoke(cli, ["measure", str(tmp_path / "missing.dcm"), *BA])  # no --json: no hint
     assert r.exit_code == 3 and "no such file or folder" in r.output and "--json" not in r.output
 

@@ -193,13 +193,13 @@ def test_measure_error_message_has_no_identifiers(planted_dir):
     _assert_clean("measure error stdout", proc.stdout)
 
 
-def _batch(planted_dir: Path, tmp_path: Path, names, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+def _batch(planted_dir: Path, tmp_path: Path, names, *extra: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, Path]:
     points = tmp_path / "points.csv"
     points.write_text("path,segment,proximal_row,proximal_col,distal_row,distal_col\n"
                       + "".join(f"{n},M1,23.5,4,23.5,59\n" for n in names))
     out = tmp_path / "out"
     proc = _cli("batch", str(planted_dir), "--points", str(points), "--out", str(out), "--jobs", "1", "--quiet",
-                *extra)
+                *extra, env=env)
     return proc, out
 
 
@@ -235,6 +235,10 @@ def test_batch_sr_has_no_identifiers(planted_dir, tmp_path):
     proc, out = _batch(planted_dir, tmp_path, ("calibrated.dcm",), "--sr")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r.get("status") for r in _rows(out)] == ["ok"], _rows(out)
+    # under the public default key the batch says so, once (the CI sets no secret)
+    if not (os.environ.get("STENOSIS_SITE_SECRET") or os.environ.get("STENOSIS_SITE_SECRET_FILE")
+            or os.environ.get("STENOSIS_ID_KEY")):
+        assert proc.stderr.decode().count("no site secret is set (STENOSIS_SITE_SECRET)") == 1, proc.stderr[-2000:]
     srs = [p for p in out.rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM"]
     assert srs, "--sr wrote no DICOM file"
     leaks = _scan_tree(out)
@@ -256,8 +260,9 @@ def test_batch_sr_with_missing_type2_attributes_keeps_the_measurement(tmp_path):
         if kw in ds:
             del ds[kw]
     ds.save_as(path, enforce_file_format=True)
-    proc, out = _batch(src, tmp_path, ("anon.dcm",), "--sr")
+    proc, out = _batch(src, tmp_path, ("anon.dcm",), "--sr", env={"STENOSIS_SITE_SECRET": "a site secret"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no site secret" not in proc.stderr.decode()  # a secret set: no notice
     row = _rows(out)[0]
     assert row.get("status") == "ok", f"SR writing lost the measurement: {row.get('error')}"
 

@@ -101,11 +101,12 @@ def output_stem(key: str) -> str:
     read alike once made safe (``a b.dcm``, ``a_b.dcm``, ``a ü b.dcm``, ``sub/x.dcm``,
     ``sub__x.dcm``, or differing only in case) never share a file.
     """
-    name = key
+    name, sep, qualifier = key.partition("#")  # a repeated path's key: path#segment[#fN][#n]
     for suffix in DICOM_SUFFIXES:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
+    name += sep + qualifier
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__").replace("#", "--")).strip("._-")[:80]
     return f"{safe or 'run'}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:10]}"
 

@@ -113,6 +113,13 @@ def command(
             tasks = lib.auto_tasks(folder, segment=segment.upper())
     except lib.PointsFileError as exc:  # a points file missing or malformed is input, as DIR is: exit 3
         fail(f"{'--points' if points is not None else '--segments'}: {exc}", EXIT_INPUT)
+    if sr and not keep_identifiers:
+        from ..io.run import public_key_in_use
+
+        if public_key_in_use():
+            click.echo("note: no site secret is set (STENOSIS_SITE_SECRET): the SRs' pseudonymous UIDs and PatientID use "
+                       "the public default key, which anyone holding a source UID can recompute; set a site secret to "
+                       "make them unlinkable (docs/privacy.md)", err=True)
     if debug:
         os.environ["STENOSIS_BATCH_DEBUG"] = "1"
     try:

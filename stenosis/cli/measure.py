@@ -145,7 +145,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
     n = len(paths)
     for k, p in enumerate(paths):  # first: a value given to a flag that takes none (--json r.json) reads as another PATH
         if not p.exists():
-            raise InputError(f"{f'view {k + 1}: ' if n > 1 else ''}{p}: no such file or folder; check the path"
+            raise InputError(f"{f'view {k + 1} ({p.name}): ' if n > 1 else ''}{p}: no such file or folder; check the path"
                              + (" (--json takes no value: it prints the result as JSON; --out DIR writes "
                                 "DIR/result.json)" if as_json and k > 0 else ""))
     for flag, given, may_omit in (("--proximal", proximals, False), ("--distal", distals, False),

@@ -37,6 +37,7 @@ from __future__ import annotations
 from .decode import _DecoderStalled, _decode_in_child
 from .header import MAX_DECODED_BYTES, is_dicom_file
 from .run import AngioRun, RunMetadata, RunReadError, RunSource, _id_key, run_id_from_uids
+from .image import IMAGE_SUFFIXES, read_image
 from .series import find_runs, read_run, read_runs
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "RunReadError",
     "read_run",
     "read_runs",
+    "read_image",
+    "IMAGE_SUFFIXES",
     "find_runs",
     "is_dicom_file",
     "run_id_from_uids",

@@ -30,6 +30,16 @@ NO_DICM_MARKER = "no 'DICM' marker after the 128-byte preamble"
 NOT_DICOM = f"not a DICOM file ({NO_DICM_MARKER})"
 
 
+def image_hint(path: str | os.PathLike) -> str:
+    """``"; a PNG/TIFF export: ..."`` for a path named as a picture, else ``""``."""
+    from .image import IMAGE_SUFFIXES
+
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        return ""
+    return ("; a picture export (PNG, TIFF, ...) is read from Python: stenosis.measure(stenosis.read_image(path), ...), "
+            "uncalibrated unless pixel_mm= is given")
+
+
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """True when the file has the DICOM Part 10 preamble: 128 bytes then ``DICM``."""
     try:
@@ -51,7 +61,7 @@ def _open_header(path: Path):
     if size == 0:
         raise InputError(f"{path}: empty file; pass a DICOM XA file")
     if not is_dicom_file(path):
-        raise InputError(f"{path}: {NOT_DICOM}; pass a DICOM XA file")
+        raise InputError(f"{path}: {NOT_DICOM}; pass a DICOM XA file" + image_hint(path))
     try:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")

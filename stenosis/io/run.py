@@ -254,6 +254,12 @@ def _id_key() -> bytes:
     return key_env.encode("utf-8") if key_env else _DEFAULT_ID_KEY
 
 
+def public_key_in_use() -> bool:
+    """No site secret and no ``STENOSIS_ID_KEY``: pseudonyms are keyed by the public default,
+    which anyone holding a source UID can recompute (``docs/privacy.md``)."""
+    return site_secret() is None and not os.environ.get("STENOSIS_ID_KEY")
+
+
 def run_id_from_uids(study_uid: str, series_uid: str, sop_uid: str) -> str:
     """Pseudonymous run id: first 16 hex of HMAC-SHA256(key, study|series|sop).
 
