@@ -619,7 +619,7 @@ class ReadingSession:
 #: (shown on screen only: exports keep the library's text)
 _IN_NAPARI = (
     ("a catheter or manual calibration (--pixel-mm)", "a catheter calibration (Catheter calibration > Draw line)"),
-    ("give --pixel-mm to report mm", "calibrate (Catheter calibration > Draw line) to report mm"),
+    ("give --pixel-mm (Python: pixel_mm=) to report mm", "calibrate (Catheter calibration > Draw line) to report mm"),
     ("--pixel-mm or --catheter-french", "Catheter calibration"),
     ("leave --frame out to let the tool choose", "press Auto in the Frame row to let the tool choose"),
     ("(leave --frame out to use it)", "(press Auto in the Frame row to use it)"),
