@@ -152,7 +152,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     if single_native:
         wm = background_sensitivity(run, analysed, inputs, wm, rhint, scale, placed, params)
     burnt = None if run.metadata.subtracted else burnt_out_warning(np.asarray(run.frames[analysed.index]), series.profile,
-                                                                   wm.mld_index, scale, params)
+                                                                   wm, scale, params)
     # the run's own "no calibration in the file" already says mm are not reported: once is enough
     said = any(UNCALIBRATED_MARK in w for w in run.warnings)
     scale_notes = tuple(w for w in scale.warnings if not (said and UNCALIBRATED_MARK in w))

@@ -263,33 +263,39 @@ def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: Me
             "(raw, unclipped pixel data)")
 
 
-def burnt_out_warning(frame: np.ndarray, profile, mld_index: int | None, scale: Scale,
+def burnt_out_warning(frame: np.ndarray, profile, wm, scale: Scale,
                       params: MeasureParams = DEFAULT_PARAMS) -> str | None:
-    """A warning when the stored pixel values beside the measured lumen sit at the frame's
-    brightest value, the top of a bit depth (255, 1023, 4095, ...): a background over-exposed or
-    cut by a display window (vessels dark). The
-    lumen's blurred edges (out to two blur sigmas plus a pixel past the fitted edge, either side)
-    lose their contrast there and it reads narrow; what the clipping hid is not in the image.
-    Along at least ``clipping_min_mm`` of the trace (as :func:`clipping_warning`); when the MLD
-    lies there, a reader is asked to confirm the call."""
+    """A warning when the background beside the measured lumen is clipped at the frame's brightest
+    value, the top of a bit depth (255, 1023, 4095, ...): over-exposed or cut by a display window
+    (vessels dark). A side of a sample is clipped when the median of the stored values from one to
+    two blur sigmas plus a pixel past the fitted edge is at that value (the background's level
+    itself, not a few noisy pixels reaching it). The lumen's blurred edges lose their contrast
+    there and it reads narrow, by an amount the image does not hold. Along at least
+    ``clipping_min_mm`` of the trace (as :func:`clipping_warning`). A reader is asked to confirm
+    the call where that can have made it: the MLD in such a stretch of a result reading >= 50%
+    (read too narrow: too severe), or the reference window in one of a result reading under 50%
+    (read too narrow: too mild). ``wm``: the graded measurement (``percent_stenosis``,
+    ``mld_index``, ``reference_window``) on ``profile``."""
     f = np.asarray(frame)
+    if f.size == 0 or len(profile.centerline_rc) < 2:
+        return None
     hi = f.max()
     top = int(hi) + 1 if np.issubdtype(f.dtype, np.integer) or float(hi).is_integer() else 0
     # clipped at the top of a stored bit depth (8-16 bits): a frame's plain brightest pixel is not a clip
-    if top < 256 or top & (top - 1) or np.count_nonzero(f == hi) < 3 or len(profile.centerline_rc) < 2:
+    if top < 256 or top & (top - 1) or np.count_nonzero(f == hi) < 3:
         return None
     rc = np.asarray(profile.centerline_rc, float)
     nrm = np.asarray(profile.normal_rc, float)
     r = 0.5 * np.asarray(profile.diameter_px, float)
     r = np.where(np.isfinite(r), r, np.nanmedian(r) if np.isfinite(r).any() else 0.0)
-    reach = 2.0 * float(profile.blur_sigma_px) + 1.0
-    t = np.arange(0.0, reach + 1e-9, 0.5)
+    sigma = float(profile.blur_sigma_px)
+    t = np.arange(sigma, 2.0 * sigma + 1.0 + 1e-9, 0.5)
     at = np.zeros(len(rc), bool)
     for side in (-1.0, 1.0):
         q = rc[:, None, :] + side * nrm[:, None, :] * (r[:, None, None] + t[None, :, None])
         rr = np.clip(np.rint(q[..., 0]).astype(int), 0, f.shape[0] - 1)
         cc = np.clip(np.rint(q[..., 1]).astype(int), 0, f.shape[1] - 1)
-        at |= (f[rr, cc] >= hi).any(axis=1)
+        at |= np.median(f[rr, cc], axis=1) >= hi
     mm = scale.mm_per_px
     min_px = params.clipping_min_mm / mm if mm else params.clipping_min_px_uncalibrated
     need = max(3, int(np.ceil(min_px / max(scale.step_px, 1e-6))))
@@ -299,14 +305,21 @@ def burnt_out_warning(frame: np.ndarray, profile, mld_index: int | None, scale: 
     sizes = np.bincount(runs)[1:]
     if sizes.max() < need:
         return None
-    long_runs = np.flatnonzero(sizes >= need) + 1
-    length_px = float(sizes[long_runs - 1].sum()) * scale.step_px
+    clipped = np.isin(runs, np.flatnonzero(sizes >= need) + 1)
+    length_px = float(clipped.sum()) * scale.step_px
     length = f"{length_px * mm:.1f} mm" if mm else f"{length_px:.0f} px"
-    at_mld = mld_index is not None and 0 <= mld_index < len(rc) and runs[mld_index] in long_runs
+    pct = float(wm.percent_stenosis)
+    i = int(wm.mld_index)
+    window = wm.reference_window
+    why = None
+    if pct >= 50 and 0 <= i < len(rc) and clipped[i]:
+        why = f"the MLD lies there and the result reads >= 50%: {CONFIRM_CALL}"
+    elif pct < 50 and window is not None and clipped[max(window.i0, 0) : window.i1 + 1].any():
+        why = f"the reference lies there and the result reads under 50%: {CONFIRM_CALL}"
     return (f"the stored pixel values beside the traced artery are clipped at the frame's brightest value along {length} "
             "(a background over-exposed or cut by a display window): the lumen's edges lose their contrast there and it "
             "reads narrow; re-export the run without a display window (raw, unclipped pixel data)"
-            + (f"; the MLD lies there: {CONFIRM_CALL}" if at_mld else ""))
+            + (f"; {why}" if why else ""))
 
 
 def local_reference(image: np.ndarray, ref_rc: tuple[float, float], profile, *, model: str, scale: Scale,

@@ -640,6 +640,7 @@ def test_output_stems_differ_for_names_that_read_alike():
     assert all(s.isascii() and "/" not in s for s in stems)
     # a path measured twice (two segments): the file's stem, then the segment, as for one row
     assert output_stem("sub/a.dcm#V4").startswith("sub__a--V4-") and output_stem("a.dcm").startswith("a-")
+    assert output_stem("scan#1.dcm").startswith("scan--1-") and output_stem("scan#1.dcm#M1").startswith("scan--1--M1-")
 
 
 @pytest.mark.slow

@@ -65,3 +65,31 @@ def test_a_cimat_png_reads_as_the_real_image_benchmark_reads_it(cimat_dir):
     img = np.array(Image.open(cimat_dir / "23.png").convert("L"))
     same = stenosis.measure(AngioRun.from_array(img, pixel_intensity_relationship=None), *pts)
     assert res.percent_stenosis == same.percent_stenosis  # 37.9 measured
+
+
+def test_palette_and_grey_alpha_pictures_are_read_as_shown(tmp_path):
+    """A palette picture's stored values are indices: read as the greys it shows (a reversed
+    palette inverts the indices, not the picture); grey + alpha is grey."""
+    img = np.tile(np.arange(32, 232, 5, dtype=np.uint8), (40, 1))  # 40 x 40, a grey ramp
+    pal = Image.fromarray((255 - img).astype(np.uint8), mode="L").convert("P")
+    reversed_palette = []
+    for g in range(256):
+        reversed_palette += [255 - g] * 3
+    pal.putpalette(reversed_palette)  # index i shows 255 - i: the picture shows img
+    pal.save(tmp_path / "p.png")
+    assert np.array_equal(stenosis.read_image(tmp_path / "p.png").frames[0], img)
+    Image.fromarray(img, mode="L").convert("LA").save(tmp_path / "la.png")
+    assert np.array_equal(stenosis.read_image(tmp_path / "la.png").frames[0], img)
+
+
+def test_a_dsa_picture_can_be_read_as_subtracted(tmp_path):
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(tmp_path / "d.png")
+    run = stenosis.read_image(tmp_path / "d.png", subtracted=True)
+    assert run.metadata.subtracted and "read as subtracted (DSA) frames" in run.warnings[0]
+
+
+def test_a_folder_of_pictures_points_to_read_image(tmp_path):
+    Image.fromarray(np.full((32, 32), 100, np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(stenosis.InputError) as err:
+        stenosis.read_run(tmp_path)
+    assert "no DICOM file found in this folder" in str(err.value) and "stenosis.read_image(path)" in str(err.value)

@@ -21,12 +21,14 @@ from .run import AngioRun
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
-def read_image(path: str | os.PathLike) -> AngioRun:
-    """A greyscale image export as an uncalibrated native run (one frame per page of a TIFF).
+def read_image(path: str | os.PathLike, *, subtracted: bool = False) -> AngioRun:
+    """A greyscale image export as an uncalibrated native run (one frame per page of a TIFF);
+    ``subtracted``: the pictures are DSA frames (no mask is subtracted again).
 
-    Vessels must be dark (as displayed). Give the pixel size to :func:`stenosis.measure`
-    (``pixel_mm=``) to report mm. Raises :class:`InputError` for a missing or unreadable file, a
-    colour image, or one smaller than 16 x 16 pixels."""
+    Vessels must be dark (as displayed; a palette or grey-and-alpha picture is read as shown).
+    Give the pixel size to :func:`stenosis.measure` (``pixel_mm=``) to report mm. Raises
+    :class:`InputError` for a missing or unreadable file (a decompression bomb too), a colour
+    image, or one smaller than 16 x 16 pixels."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file; check the path")
@@ -39,8 +41,15 @@ def read_image(path: str | os.PathLike) -> AngioRun:
         with Image.open(p) as im:
             for k in range(getattr(im, "n_frames", 1)):
                 im.seek(k)
-                frames.append(np.array(im.convert("I") if im.mode.startswith("I;") else im))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+                if im.mode in ("L", "I", "F"):  # grey as stored
+                    frames.append(np.array(im))
+                elif im.mode.startswith("I;"):  # 16-bit grey
+                    frames.append(np.array(im.convert("I")))
+                elif im.mode == "1":
+                    frames.append(np.array(im.convert("L")))
+                else:  # palette, grey + alpha, RGB(A), CMYK, YCbCr...: the colours shown, then checked grey
+                    frames.append(np.array(im.convert("RGBA")))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(f"{p}: not a readable image ({type(exc).__name__}); pass a PNG/TIFF export or a DICOM XA "
                          "file") from None
     grey = []
@@ -56,6 +65,8 @@ def read_image(path: str | os.PathLike) -> AngioRun:
         grey.append(f)
     how = ("the frame's contrast is read relative to the brightness behind the vessel (as if stored values were "
            "proportional to intensity)" if len(grey) == 1 else "pixel values taken as log-scaled for subtraction")
-    run = AngioRun.from_array(np.stack(grey), pixel_intensity_relationship=None, source=str(p))
+    if subtracted:
+        how = "read as subtracted (DSA) frames"
+    run = AngioRun.from_array(np.stack(grey), pixel_intensity_relationship=None, subtracted=subtracted, source=str(p))
     return replace(run, warnings=(f"an image export ({p.suffix.lstrip('.').upper() or 'picture'}) carries no intensity "
                                   f"relationship: {how}; measure the DICOM run for an exact reading",))
