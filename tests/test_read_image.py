@@ -93,3 +93,9 @@ def test_a_folder_of_pictures_points_to_read_image(tmp_path):
     with pytest.raises(stenosis.InputError) as err:
         stenosis.read_run(tmp_path)
     assert "no DICOM file found in this folder" in str(err.value) and "stenosis.read_image(path)" in str(err.value)
+
+
+def test_info_on_a_folder_of_pictures_points_to_read_image(tmp_path):
+    Image.fromarray(np.full((32, 32), 100, np.uint8)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(cli, ["info", str(tmp_path)])
+    assert r.exit_code == 3 and "stenosis.read_image(path)" in r.output, r.output

@@ -93,13 +93,14 @@ def command(path: Path, debug: bool = False) -> None:
         console.print(_run_table(read_run(path)))
         return
 
-    from ..io.header import NOT_DICOM
+    from ..io.header import NOT_DICOM, folder_image_hint
     from ..io.series import named_dicom_not_runs
 
     sources = find_runs(path)
     named = named_dicom_not_runs(path, sources)
     if not sources and not named:
-        raise InputError(f"{path}: no DICOM file found in this folder; pass a DICOM XA file or a folder of them")
+        raise InputError(f"{path}: no DICOM file found in this folder; pass a DICOM XA file or a folder of them"
+                         + folder_image_hint(path))
     n_ok = 0
     bad: list[str] = []
     base = path.absolute()

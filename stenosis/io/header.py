@@ -40,6 +40,15 @@ def image_hint(path: str | os.PathLike) -> str:
             "uncalibrated unless pixel_mm= is given")
 
 
+def folder_image_hint(folder: str | os.PathLike) -> str:
+    """:func:`image_hint` for a folder holding picture exports (among its first 1000 entries), else ``""``."""
+    try:
+        entries = sorted(Path(folder).iterdir())[:1000]
+    except OSError:
+        return ""
+    return next((h for h in map(image_hint, entries) if h), "")
+
+
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """True when the file has the DICOM Part 10 preamble: 128 bytes then ``DICM``."""
     try:

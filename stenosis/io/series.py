@@ -212,12 +212,10 @@ def read_run(path: str | os.PathLike | RunSource) -> AngioRun:
         if p.is_dir():
             runs = find_runs(p)
             if not runs:
-                from .header import image_hint
-                from .image import IMAGE_SUFFIXES
+                from .header import folder_image_hint
 
-                pictures = [q for q in sorted(p.iterdir())[:1000] if q.suffix.lower() in IMAGE_SUFFIXES]
                 raise InputError(f"{p}: no DICOM file found in this folder; pass a DICOM XA file or a folder of them"
-                                 + (image_hint(pictures[0]) if pictures else ""))
+                                 + folder_image_hint(p))
             if len(runs) > 1:
                 raise InputError(
                     f"{p}: folder holds {len(runs)} runs; pass one of its files, or measure them all with 'stenosis batch' (Python: stenosis.read_runs)"
