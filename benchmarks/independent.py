@@ -59,6 +59,9 @@ ap.add_argument("--param", action="append", metavar="NAME=VALUE", help="a Measur
 ap.add_argument("--verbose", action="store_true", help="one line per run")
 ap.add_argument("--native", action="store_true", help="no mask frame: anatomy in 3 contrast frames")
 ap.add_argument("--anatomy", type=float, default=30.0, help="--native: the anatomy's texture SD, grey levels")
+ap.add_argument("--headroom", type=float, default=0.0,
+                help="--native: lower the frames' background by this many grey levels before the 10-bit clip (0, the "
+                     "design: at 1000 with the anatomy subtracted, a fifth of each frame clips at 1023; 200: none does)")
 ap.add_argument("--shape", choices=("gauss", "tubular", "lopsided"), default="gauss",
                 help="the narrowing's shape along the artery (tests/test_independent_renderer.py's lesion_shape): "
                      "gauss (default), tubular (a flat bottom 6 mm long) or lopsided (twice as long distally)")
@@ -100,9 +103,10 @@ def anatomy(rng, px: float, sd: float, shape) -> np.ndarray:
     return field + edge + rng.uniform(-1, 1) * 3 * sd * x / w
 
 
-def native_frames(rng, frames: np.ndarray, px: float, noise: float, sd: float) -> np.ndarray:
-    """The run's contrast frame (noise-free, as rendered) with anatomy, as 3 frames of fresh noise."""
-    live = frames[1].astype(float)
+def native_frames(rng, frames: np.ndarray, px: float, noise: float, sd: float, headroom: float = 0.0) -> np.ndarray:
+    """The run's contrast frame (noise-free, as rendered) with anatomy, as 3 frames of fresh noise;
+    ``headroom``: grey levels taken off before the 10-bit clip."""
+    live = frames[1].astype(float) - headroom
     bg = anatomy(rng, px, sd, live.shape)
     return np.stack([np.clip(np.round(live - bg + rng.normal(0, noise, live.shape)), 0, 1023)
                      for _ in range(3)]).astype(np.uint16)
@@ -128,7 +132,7 @@ def main(argv=None) -> int:
                                    noise=0.0 if args.native else args.noise, ecc=ecc, shape=args.shape,
                                    radius_mm=args.radius, crossing=crossing)
         if args.native:
-            frames = native_frames(rng, frames, px, args.noise, args.anatomy)
+            frames = native_frames(rng, frames, px, args.noise, args.anatomy, args.headroom)
         run = AngioRun.from_array(frames, calibration=Calibration((px, px), CalibrationSource.PIXEL_SPACING, "sweep"),
                                   pixel_intensity_relationship=None if args.untagged else "LOG",
                                   mask_frames=() if args.native else (0,))
