@@ -16,8 +16,10 @@ import numpy as np
 #: The end of a warning that asks a reader to confirm the >= 50% call: the borderline warning
 #: (:func:`stenosis.wasid.borderline_warning`: within ``borderline_points`` of 50, or the +-2 SD
 #: interval reaches 50), the mask check's "no bolus is seen" note
-#: (:func:`stenosis.measurement.mask_check`) and the points-may-be-swapped warning
-#: (:func:`stenosis.measurement.swapped_points_warning`); :attr:`StenosisResult.needs_confirmation` looks for it.
+#: (:func:`stenosis.measurement.mask_check`), the points-may-be-swapped warning
+#: (:func:`stenosis.measurement.swapped_points_warning`) and the clipped-background warning where the
+#: clipping can have made the call (:func:`stenosis.trace.burnt_out_warning`);
+#: :attr:`StenosisResult.needs_confirmation` looks for it.
 CONFIRM_CALL = "have a reader confirm the >= 50% call"
 #: How the CLI, the report and napari print such a call next to YES / no.
 CONFIRM_MARK = "reader must confirm"
@@ -287,8 +289,8 @@ class StenosisResult:
     @property
     def needs_confirmation(self) -> bool:
         """Whether the >= 50% call is one a reader must confirm (a warning asks for it: the call is
-        within the measurement's uncertainty of 50%, no bolus was seen along the segment, or the points
-        look swapped)."""
+        within the measurement's uncertainty of 50%, no bolus was seen along the segment, the points
+        look swapped, or a clipped background beside the MLD or reference can have made the call)."""
         return any(CONFIRM_CALL in w for w in self.warnings)
 
     @property

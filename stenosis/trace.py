@@ -22,7 +22,8 @@ from .errors import MeasurementError
 from .params import DEFAULT_PARAMS, MeasureParams
 from .result import CONFIRM_CALL
 
-__all__ = ["Scale", "Trace", "box_around", "trace_segment", "radius_hint", "clipping_warning", "local_reference"]
+__all__ = ["Scale", "Trace", "box_around", "trace_segment", "radius_hint", "clipping_warning", "burnt_out_warning",
+           "local_reference"]
 
 
 def box_around(points, shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
@@ -237,6 +238,23 @@ def distance_to_path(rc: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray
     return dist, owner[ir, ic]
 
 
+def _clipped_stretches(at: np.ndarray, scale: Scale, params: MeasureParams) -> tuple[np.ndarray, int]:
+    """``(long, longest)``: the samples of ``at`` (N,) bool in runs of consecutive samples at least
+    ``clipping_min_mm`` long (``clipping_min_px_uncalibrated`` uncalibrated; 3 samples at least),
+    and the longest run's length in samples."""
+    mm = scale.mm_per_px
+    min_px = params.clipping_min_mm / mm if mm else params.clipping_min_px_uncalibrated
+    need = max(3, int(np.ceil(min_px / max(scale.step_px, 1e-6))))
+    runs, n_runs = ndi.label(at)
+    sizes = np.bincount(runs)[1:] if n_runs else np.zeros(0, int)
+    return np.isin(runs, np.flatnonzero(sizes >= need) + 1), int(sizes.max()) if n_runs else 0
+
+
+def _length_text(length_px: float, scale: Scale) -> str:
+    """A length along the trace as the clipping warnings say it: mm when calibrated, else px."""
+    return f"{length_px * scale.mm_per_px:.1f} mm" if scale.mm_per_px else f"{length_px:.0f} px"
+
+
 def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: MeasureParams = DEFAULT_PARAMS) -> str | None:
     """A warning when the stored pixel values sit at the frame's darkest value along the lumen.
 
@@ -249,15 +267,10 @@ def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: Me
         return None
     r = np.clip(np.rint(rc[:, 0]).astype(int), 0, f.shape[0] - 1)
     c = np.clip(np.rint(rc[:, 1]).astype(int), 0, f.shape[1] - 1)
-    at = f[r, c] <= lo
-    mm = scale.mm_per_px
-    min_px = params.clipping_min_mm / mm if mm else params.clipping_min_px_uncalibrated
-    need = max(3, int(np.ceil(min_px / max(scale.step_px, 1e-6))))
-    runs, n_runs = ndi.label(at)
-    longest = int(np.bincount(runs)[1:].max()) if n_runs else 0
-    if longest < need:
+    long, longest = _clipped_stretches(f[r, c] <= lo, scale, params)
+    if not long.any():
         return None
-    length = f"{longest * scale.step_px * mm:.1f} mm" if mm else f"{longest * scale.step_px:.0f} px"
+    length = _length_text(longest * scale.step_px, scale)
     return (f"the stored pixel values are clipped at the frame's darkest value along {length} of the traced "
             "artery: diameters there are not measurable; re-export the run without a display window "
             "(raw, unclipped pixel data)")
@@ -296,18 +309,10 @@ def burnt_out_warning(frame: np.ndarray, profile, wm, scale: Scale,
         rr = np.clip(np.rint(q[..., 0]).astype(int), 0, f.shape[0] - 1)
         cc = np.clip(np.rint(q[..., 1]).astype(int), 0, f.shape[1] - 1)
         at |= np.median(f[rr, cc], axis=1) >= hi
-    mm = scale.mm_per_px
-    min_px = params.clipping_min_mm / mm if mm else params.clipping_min_px_uncalibrated
-    need = max(3, int(np.ceil(min_px / max(scale.step_px, 1e-6))))
-    runs, n_runs = ndi.label(at)
-    if not n_runs:
+    clipped, _ = _clipped_stretches(at, scale, params)
+    if not clipped.any():
         return None
-    sizes = np.bincount(runs)[1:]
-    if sizes.max() < need:
-        return None
-    clipped = np.isin(runs, np.flatnonzero(sizes >= need) + 1)
-    length_px = float(clipped.sum()) * scale.step_px
-    length = f"{length_px * mm:.1f} mm" if mm else f"{length_px:.0f} px"
+    length = _length_text(float(clipped.sum()) * scale.step_px, scale)
     pct = float(wm.percent_stenosis)
     i = int(wm.mld_index)
     window = wm.reference_window

@@ -101,13 +101,10 @@ def output_stem(key: str) -> str:
     read alike once made safe (``a b.dcm``, ``a_b.dcm``, ``a ü b.dcm``, ``sub/x.dcm``,
     ``sub__x.dcm``, or differing only in case) never share a file.
     """
-    name = key
+    name, low = key, key.lower()
     for suffix in DICOM_SUFFIXES:  # the path's suffix, also before a repeated path's #segment[#fN][#n]
-        at = name.lower().rfind(suffix + "#")
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-        if at > 0:
+        at = len(low) - len(suffix) if low.endswith(suffix) else low.rfind(suffix + "#")
+        if at >= 0:
             name = name[:at] + name[at + len(suffix):]
             break
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__").replace("#", "--")).strip("._-")[:80]

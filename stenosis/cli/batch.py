@@ -110,7 +110,7 @@ def command(
             tasks = read(points if points is not None else segments, folder)
             lib.require_some_run(tasks, folder, what)
         else:
-            tasks = lib.auto_tasks(folder, segment=segment.upper())
+            tasks = lib.auto_tasks(folder, segment=segment)
     except lib.PointsFileError as exc:  # a points file missing or malformed is input, as DIR is: exit 3
         fail(f"{'--points' if points is not None else '--segments'}: {exc}", EXIT_INPUT)
     if sr and not keep_identifiers:

@@ -31,7 +31,8 @@ NOT_DICOM = f"not a DICOM file ({NO_DICM_MARKER})"
 
 
 def image_hint(path: str | os.PathLike) -> str:
-    """``"; a PNG/TIFF export: ..."`` for a path named as a picture, else ``""``."""
+    """``"; a picture export (PNG, TIFF, ...) is read from Python: ..."`` (the way to
+    :func:`stenosis.io.read_image`) for a path named as a picture, else ``""``."""
     from .image import IMAGE_SUFFIXES
 
     if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
