@@ -23,7 +23,7 @@ from .params import DEFAULT_PARAMS, MeasureParams
 from .result import CONFIRM_CALL
 
 __all__ = ["Scale", "Trace", "box_around", "trace_segment", "radius_hint", "clipping_warning", "burnt_out_warning",
-           "local_reference"]
+           "is_bit_depth_top", "local_reference"]
 
 
 def box_around(points, shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
@@ -276,10 +276,25 @@ def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: Me
             "(raw, unclipped pixel data)")
 
 
+def is_bit_depth_top(value, dtype) -> bool:
+    """Whether ``value`` is the top of a stored bit depth, where a clipped pixel sits: 2**b - 1 for
+    b = 8-32 (255, 1023, 4095, 65535, ...), the same shifted into the high bits (a 12-bit frame
+    scaled by 16 tops at 65520 = 4095 x 16), or 1.0 in a floating-point frame (normalised)."""
+    v = float(value)
+    if np.issubdtype(np.dtype(dtype), np.floating) and v == 1.0:
+        return True
+    if not v.is_integer() or v < 255:
+        return False
+    k = int(v)
+    k >>= (k & -k).bit_length() - 1  # the high-bit-aligned depth's own top: drop the trailing zero bits
+    return k >= 255 and (k + 1) & k == 0
+
+
 def burnt_out_warning(frame: np.ndarray, profile, wm, scale: Scale,
                       params: MeasureParams = DEFAULT_PARAMS) -> str | None:
     """A warning when the background beside the measured lumen is clipped at the frame's brightest
-    value, the top of a bit depth (255, 1023, 4095, ...): over-exposed or cut by a display window
+    value, the top of a bit depth (:func:`is_bit_depth_top`: 255, 1023, 4095, 65520, 1.0 in a float
+    frame, ...): over-exposed or cut by a display window
     (vessels dark). A side of a sample is clipped when the median of the stored values from one to
     two blur sigmas plus a pixel past the fitted edge is at that value (the background's level
     itself, not a few noisy pixels reaching it). The lumen's blurred edges lose their contrast
@@ -293,9 +308,8 @@ def burnt_out_warning(frame: np.ndarray, profile, wm, scale: Scale,
     if f.size == 0 or len(profile.centerline_rc) < 2:
         return None
     hi = f.max()
-    top = int(hi) + 1 if np.issubdtype(f.dtype, np.integer) or float(hi).is_integer() else 0
-    # clipped at the top of a stored bit depth (8-16 bits): a frame's plain brightest pixel is not a clip
-    if top < 256 or top & (top - 1) or np.count_nonzero(f == hi) < 3:
+    # clipped at the top of a stored bit depth: a frame's plain brightest pixel is not a clip
+    if not is_bit_depth_top(hi, f.dtype) or np.count_nonzero(f == hi) < 3:
         return None
     rc = np.asarray(profile.centerline_rc, float)
     nrm = np.asarray(profile.normal_rc, float)

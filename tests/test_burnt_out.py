@@ -20,7 +20,7 @@ import pytest
 
 import stenosis
 from stenosis.params import DEFAULT_PARAMS
-from stenosis.trace import Scale, burnt_out_warning
+from stenosis.trace import Scale, burnt_out_warning, is_bit_depth_top
 
 
 def _profile(n=81, radius=3.0, blur=1.0):
@@ -92,6 +92,26 @@ def test_clipping_far_from_the_edges_or_too_short_is_not_reported():
     assert burnt_out_warning(far, _profile(), _wm(), SCALE, DEFAULT_PARAMS) is None
     # clipping_min_mm = 0.3 mm: 2 samples of 0.2 mm are under it (and under the 3-sample floor)
     assert burnt_out_warning(_frame(slice(50, 52)), _profile(), _wm(), SCALE, DEFAULT_PARAMS) is None
+
+
+@pytest.mark.parametrize("value, dtype, top", [
+    (255, np.uint8, True), (1023, np.uint16, True), (4095, np.uint16, True), (65535, np.uint16, True),
+    (65520, np.uint16, True),  # 12 bits scaled by 16 (stored in the high bits)
+    (1.0, np.float32, True), (1023.0, np.float64, True),
+    (1000, np.uint16, False), (1024, np.uint16, False), (3840, np.uint16, False), (127, np.uint8, False),
+    (0.98, np.float32, False), (1.0, np.uint8, False), (1023.5, np.float64, False)])
+def test_the_top_of_a_bit_depth(value, dtype, top):
+    assert is_bit_depth_top(value, dtype) is top
+
+
+def test_a_12_bit_frame_scaled_by_16_and_a_normalised_float_frame_are_reported():
+    f = _frame(slice(40, 70), top=4095).astype(np.uint16) * 16  # 4095 -> 65520
+    assert f.max() == 65520
+    assert "along 6.0 mm" in burnt_out_warning(f, _profile(), _wm(), SCALE, DEFAULT_PARAMS)
+    g = _frame(slice(40, 70), top=4095, level=4000).astype(np.float32) / 4095.0  # clipped at 1.0
+    assert g.max() == 1.0
+    assert "along 6.0 mm" in burnt_out_warning(g, _profile(), _wm(), SCALE, DEFAULT_PARAMS)
+    assert burnt_out_warning(g * 0.9, _profile(), _wm(), SCALE, DEFAULT_PARAMS) is None  # its top is 0.9: not a clip
 
 
 @pytest.mark.slow
