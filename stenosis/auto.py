@@ -36,7 +36,7 @@ a points file); the WASID measurement itself is the usual
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -99,8 +99,8 @@ class Lesion:
     frame_index: int
     confidence: float
     severity: float
-    trunk_rc: np.ndarray
-    trunk_diameter_px: np.ndarray
+    trunk_rc: np.ndarray = field(repr=False)  # long arrays: out of the repr (their length is in to_dict)
+    trunk_diameter_px: np.ndarray = field(repr=False)
     orientation: str = "calibre"
     warnings: tuple[str, ...] = ()
 

@@ -75,7 +75,7 @@ def snap_to_vessel(
     cand = inside & (win >= min_probability)
     if not cand.any():
         raise MeasurementError(
-            f"the {name} point ({r0 + origin_rc[0]:.0f}, {c0 + origin_rc[1]:.0f}) is not on a vessel (nothing within "
+            f"the {name}{'' if name.startswith('waypoint') else ' point'} ({r0 + origin_rc[0]:.0f}, {c0 + origin_rc[1]:.0f}) is not on a vessel (nothing within "
             f"{radius_px:.0f} px); place it on the lumen of the artery"
         )
     score = np.where(cand, win * np.exp(-d2 / (2 * (radius_px / 2) ** 2)), -1.0)

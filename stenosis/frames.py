@@ -254,7 +254,7 @@ def _reader_frame_refused(run, frame: int, points, err: MeasurementError, droppe
     else:
         return str(err)
     return (f"{what}: pick a frame where the artery is opacified (frame {best} holds the most iodine around "
-            f"the points) or leave --frame out to let the tool choose")
+            f"the points) or give no frame (--frame; batch: the frame column) to let the tool choose")
 
 
 def _reader_frame_filled(stack: np.ndarray, frame: int, trace: Trace, params: MeasureParams, dropped=()) -> Trace:
@@ -271,7 +271,7 @@ def _reader_frame_filled(stack: np.ndarray, frame: int, trace: Trace, params: Me
         return trace
     note = (f"the segment is not fully opacified in frame {frame} (the reader's): {100 * filled[frame]:.0f}% of its "
             f"samples reach {100 * params.select_fraction:.0f}% of their peak iodine over the frames; a lumen "
-            f"still filling reads narrower: frame {int(full[0])} is the earliest fully opacified (leave --frame out "
+            f"still filling reads narrower: frame {int(full[0])} is the earliest fully opacified (give no frame "
             "to use it)")
     return replace(trace, warnings=(*trace.warnings, note))
 

@@ -144,6 +144,12 @@ def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model
             # of a faint thin branch (real CIMAT side branches; the XA1 ICA slid 10 px): the map of
             # the wider crop, then of the whole frame, before the point is refused
             if "is not on a vessel" not in str(err) or box == full_box or attempt == 2:
+                if "is not on a vessel" in str(err) and scale.mm_per_px is not None and scale.prob_factor >= 4:
+                    # a pixel size too small for the image shrinks every vessel below the map's blocks
+                    raise MeasurementError(
+                        f"{err}; or check the pixel size: at {scale.mm_per_px:.3g} mm per pixel the vessel map reads "
+                        f"the image in blocks of {scale.prob_factor} px, where an artery under about "
+                        f"{scale.prob_factor} px wide vanishes") from err
                 raise
             box = box_around(points, shape, p.crop_widen_factor * margin) if attempt == 0 else full_box
             continue

@@ -161,8 +161,10 @@ def test_one_run_to_confirm_is_it_not_them():
 
     base = dict(n_total=3, n_ok=3, n_error=0, n_meets_50=1, n_skipped=0, n_run=3, n_timeout=0, elapsed_s=1.0,
                 out_dir="o")
-    assert "confirm it)" in BatchSummary(**base, n_confirm=1).line()
-    assert "confirm them)" in BatchSummary(**base, n_confirm=2).line()
+    assert BatchSummary(**base, n_confirm=1).line().endswith("; 1 whose >= 50% call is uncertain (see their "
+                                                             "warnings): a reader should confirm it")
+    assert BatchSummary(**base, n_confirm=2).line().endswith("confirm them")
+    assert BatchSummary(**{**base, "n_total": 1, "n_ok": 1}, n_confirm=0).line().startswith("1 run: 1 ok")  # not "1 runs"
 
 
 def test_a_point_off_the_vessel_reminds_row_col(sample_dicom_dir):

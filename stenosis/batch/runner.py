@@ -35,6 +35,7 @@ from .outputs import (
     JSONL_NAME,
     SUMMARY_NAME,
     Journal,
+    OutputFolderError,
     prepare_out_dir,
     read_jsonl,
     row_sort_key,
@@ -100,12 +101,12 @@ class BatchSummary:
     def line(self) -> str:
         """One-line closing summary."""
         s = (
-            f"{self.n_total} runs: {self.n_ok} ok, {self.n_error} error, "
+            f"{self.n_total} run{'' if self.n_total == 1 else 's'}: {self.n_ok} ok, {self.n_error} error, "
             f"{self.n_meets_50} with stenosis >= 50%"
         )
         if self.n_confirm:
-            s += (f" ({self.n_confirm} whose >= 50% call is uncertain (see their warnings): a reader should confirm "
-                  f"{'them' if self.n_confirm > 1 else 'it'})")
+            s += (f"; {self.n_confirm} whose >= 50% call is uncertain (see their warnings): a reader should confirm "
+                  f"{'them' if self.n_confirm > 1 else 'it'}")
         if self.n_skipped:
             s += f" ({self.n_skipped} already done, skipped)"
         return s
@@ -212,9 +213,12 @@ def _run_batch(tasks, out: Path, *, t_start, jobs, timeout, resume, overwrite, m
         require_highdicom()
     jsonl = out / JSONL_NAME
     # --resume: runs measured are skipped; runs that failed are tried again (the file may be fixed)
-    done_rows = ({r.get("key") or r.get("path"): r for r in read_jsonl(jsonl) if r.get("status") == "ok"}
-                 if resume else {})
+    earlier = read_jsonl(jsonl) if resume else []
+    done_rows = {r.get("key") or r.get("path"): r for r in earlier if r.get("status") == "ok"}
     keys = {t.key or t.path for t in tasks}
+    if earlier and not keys & {r.get("key") or r.get("path") for r in earlier}:
+        raise OutputFolderError(f"{out} holds another batch (none of its {len(earlier)} row{'s' if len(earlier) != 1 else ''} is a run of this one): "
+                                "--resume it with the DIR and points file it was started with, or give another --out")
     todo = [t for t in tasks if (t.key or t.path) not in done_rows]
     n_skipped = sum(1 for k in keys if k in done_rows)
     # error rows, not measured: bad rows of the points file (Task.problem), and views of one lesion

@@ -448,9 +448,11 @@ def auto_tasks(root: str | os.PathLike, *, segment: str) -> list[Task]:
                 f"no DICOM runs found under {root}: its {len(named)} file(s) named like DICOM ({shown}) are empty or "
                 f"not DICOM ({NO_DICM_MARKER}); replace them with the DICOM export of the runs"
             )
+        from ..io.header import folder_image_hint
+
         raise InputError(
             f"no DICOM runs found under {root}; check the folder (a run is a DICOM file, recognised by its "
-            "content, not its name)"
+            "content, not its name)" + folder_image_hint(root)
         )
     for p in named:
         tasks.append(Task(path=rel(p), source=str(p), segment=seg, mode="auto"))

@@ -51,11 +51,22 @@ def closed_stdout_boundary(exc: BrokenPipeError) -> None:
 
 
 def replaced_note(out_dir, names: list[str]) -> str:
-    """What a "wrote" line adds when files of an earlier result in ``out_dir`` are replaced."""
+    """What a "wrote" line adds when files of an earlier result in ``out_dir`` are replaced. The
+    earlier result's reports that the new one does not write (``report.png``,
+    ``report-view<k>.png``: one view after several, or fewer views) are removed, so the folder
+    holds one result: the note names them."""
     from pathlib import Path
 
-    old = [n for n in names if (Path(out_dir) / n).exists()]
-    return f" (replacing the earlier {', '.join(old)})" if old else ""
+    out = Path(out_dir)
+    old = [n for n in names if (out / n).exists()]
+    if not (out / "result.json").exists():  # not a result folder of ours: nothing else is touched
+        return f" (replacing the earlier {', '.join(old)})" if old else ""
+    stale = sorted(p.name for p in [*out.glob("report.png"), *out.glob("report-view*.png")] if p.name not in names)
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    parts = ([f"replacing the earlier {', '.join(old)}"] if old else []) + \
+        ([f"removing the earlier result's {', '.join(stale)}"] if stale else [])
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def parse_rc(value: str | None, *, name: str = "point") -> tuple[float, float] | None:

@@ -36,13 +36,13 @@ from ._common import EXIT_INPUT, SEGMENT, debug_option, error_boundary, fail
     help="With --auto: CSV with path,segment[,frame] naming each run's artery; path relative to DIR.",
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--jobs", type=click.IntRange(0), default=1, show_default=True, help="Worker processes (0: in this process).")
+@click.option("--jobs", type=click.IntRange(0), default=1, show_default=True, help="Worker processes (0: in this process, no --timeout).")
 @click.option(
     "--timeout",
     type=click.FloatRange(0, min_open=True),
     default=300.0,
     show_default=True,
-    help="Seconds allowed per run; a run past it becomes an error row.",
+    help="Seconds allowed per run; a run past it becomes an error row (worker processes only: not with --jobs 0).",
 )
 @click.option("--resume", is_flag=True,
               help="Continue OUT (after Ctrl-C, SIGTERM or a crash): runs with an ok row in OUT/results.jsonl are "
@@ -89,7 +89,7 @@ def command(
     name each run's files. A bad file, or a bad row of the points file (unknown segment, a value
     that is not a number, a repeated row), is an error row; the batch goes on. Exit 0 when
     the batch ran (even with error rows), 2 on a usage error (OUT not empty without
-    --resume/--overwrite, --auto without the artery), 3 when DIR cannot be read or
+    --resume/--overwrite, --resume on the OUT of another batch, --auto without the artery), 3 when DIR cannot be read or
     holds no runs, the points file is missing or malformed or names no run under DIR, or
     --scheduler does not answer (nothing written then), 130 on Ctrl-C and 143 on
     SIGTERM (after writing what was done: continue with --resume, which skips the runs measured
@@ -111,6 +111,7 @@ def command(
             lib.require_some_run(tasks, folder, what)
         else:
             tasks = lib.auto_tasks(folder, segment=segment)
+            _note_skipped(folder, tasks, out)
     except lib.PointsFileError as exc:  # a points file missing or malformed is input, as DIR is: exit 3
         fail(f"{'--points' if points is not None else '--segments'}: {exc}", EXIT_INPUT)
     if sr and not keep_identifiers:
@@ -120,6 +121,10 @@ def command(
             click.echo("note: no site secret is set (STENOSIS_SITE_SECRET): the SRs' pseudonymous UIDs and PatientID use "
                        "the public default key, which anyone holding a source UID can recompute; set a site secret to "
                        "make them unlinkable (docs/privacy.md)", err=True)
+    if jobs == 0 and scheduler is None and \
+            click.get_current_context().get_parameter_source("timeout") != click.core.ParameterSource.DEFAULT:
+        click.echo("note: --jobs 0 measures in this process, where a run cannot be stopped: --timeout is not applied "
+                   "(give --jobs 1 or more to time each run)", err=True)
     if debug:
         os.environ["STENOSIS_BATCH_DEBUG"] = "1"
     try:
@@ -167,13 +172,31 @@ def _check_scheduler(scheduler: str | None) -> None:
                                "[tcp://]HOST:PORT (port 1-65535), e.g. tcp://10.0.0.5:8786")
 
 
+def _note_skipped(folder: Path, tasks, out: Path) -> None:
+    """A note on stderr naming the files under DIR that --auto skipped (not DICOM: a picture
+    export, a text file), the output folder left out."""
+    from types import SimpleNamespace
+
+    from ..io.series import files_not_read, skipped_note
+
+    read = [SimpleNamespace(paths=t.files or (t.source,)) for t in tasks]
+    outside = out.absolute()
+    files = [p for p in files_not_read(folder, read, []) if not p.is_relative_to(outside)]
+    note = skipped_note(folder, files)
+    if note:
+        click.echo(f"note: {note}", err=True)
+
+
 def _check_usage(points, auto, segment, segments, resume, overwrite) -> None:
     """One-line usage errors for option combinations (exit 2)."""
     if (points is None) == (not auto):
         raise click.UsageError("give exactly one of --points CSV or --auto")
     if points is not None and (segment or segments):
         raise click.UsageError("--segment/--segments are for --auto; the points file gives each run's segment")
-    if auto and (segment is None) == (segments is None):
+    if auto and segment is not None and segments is not None:
+        raise click.UsageError("--auto takes the artery once: give --segment (all runs) or --segments CSV (per run), "
+                               "not both")
+    if auto and segment is None and segments is None:
         raise click.UsageError(
             "--auto needs the artery: give --segment {ICA,M1,V4,BA} for all runs or --segments CSV (path,segment)"
         )

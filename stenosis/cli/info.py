@@ -123,5 +123,10 @@ def command(path: Path, debug: bool = False) -> None:
         console.print()
     summary = f"{n_ok} run(s) read, {len(bad)} unreadable" + (" (listed on stderr)" if bad else "")
     console.print(summary)
+    from ..io.series import files_not_read, skipped_note
+
+    note = skipped_note(path, files_not_read(path, sources, named))
+    if note:
+        click.echo(f"stenosis: note: {note}", err=True)
     if n_ok == 0:
         raise SystemExit(EXIT_INPUT)

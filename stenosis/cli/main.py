@@ -45,6 +45,17 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(SUBCOMMANDS)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """As click's, with the nearest subcommand suggested for a mistyped one."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in SUBCOMMANDS:
+            import difflib
+
+            near = difflib.get_close_matches(name, list(SUBCOMMANDS), n=1)
+            if near:
+                ctx.fail(f"no such command {name!r}. Did you mean {near[0]!r}?")
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in SUBCOMMANDS:
             return None

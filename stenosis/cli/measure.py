@@ -161,7 +161,7 @@ def command(paths: tuple[Path, ...], segment: str, proximals, distals, frame_lis
                                          ("--drop-frame", drop_frames))
                     if v not in (None, ())]
         if one_view:
-            raise click.UsageError(f"{', '.join(one_view)} apply to one run only: measure that view alone "
+            raise click.UsageError(f"{', '.join(one_view)} appl{'ies' if len(one_view) == 1 else 'y'} to one run only: measure that view alone "
                                    "(one PATH) to use them, or use stenosis.measure_views from Python")
         _create_out_dir(out_dir)
         return _measure_views(paths, segment, proximals, distals, frame_list, pixel_mm_list, frames, model,

@@ -50,8 +50,12 @@ def read_image(path: str | os.PathLike, *, subtracted: bool = False) -> AngioRun
                 else:  # palette, grey + alpha, RGB(A), CMYK, YCbCr...: the colours shown, then checked grey
                     frames.append(np.array(im.convert("RGBA")))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{p}: not a readable image ({type(exc).__name__}); pass a PNG/TIFF export or a DICOM XA "
-                         "file") from None
+        from .header import is_dicom_file
+
+        if p.is_file() and is_dicom_file(p):
+            raise InputError(f"{p}: a DICOM file, not a picture; read it with stenosis.read_run(path)") from None
+        raise InputError(f"{p}: not a readable image ({type(exc).__name__}); pass a PNG/TIFF/JPEG/BMP export (a DICOM "
+                         "run: stenosis.read_run)") from None
     grey = []
     for f in frames:
         if f.ndim == 3:

@@ -311,6 +311,36 @@ def named_dicom_not_runs(folder: str | os.PathLike, sources: list[RunSource]) ->
     return out
 
 
+def files_not_read(folder: str | os.PathLike, sources: list[RunSource], named: list[Path]) -> list[Path]:
+    """Files under ``folder`` in none of ``sources`` nor ``named`` (:func:`named_dicom_not_runs`): not
+    DICOM (a picture export, a text file), which :func:`find_runs` skips; hidden files and
+    DICOMDIR left out. Sorted; a user should hear that they were skipped."""
+    base = Path(folder).absolute()
+    seen = {str(Path(f).absolute()) for src in sources for f in src.paths} | {str(Path(p).absolute()) for p in named}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            q = Path(dirpath) / name
+            if not name.startswith(".") and name.upper() != "DICOMDIR" and str(q) not in seen:
+                out.append(q)
+    return out
+
+
+def skipped_note(folder: str | os.PathLike, files: list[Path]) -> str:
+    """One line naming the files :func:`files_not_read` found (at most 3 shown), with the way to read
+    picture exports when there are some; ``""`` when none."""
+    if not files:
+        return ""
+    base = Path(folder).absolute()
+    rel = [str(p.relative_to(base)) if p.is_relative_to(base) else str(p) for p in files]
+    shown = ", ".join(rel[:3]) + (f" and {len(rel) - 3} more" if len(rel) > 3 else "")
+    from .header import image_hint
+
+    hint = next((h for h in map(image_hint, files) if h), "")
+    return f"skipped {len(files)} file{'s' if len(files) > 1 else ''} that {'are' if len(files) > 1 else 'is'} not DICOM ({shown}){hint}"
+
+
 def read_runs(folder: str | os.PathLike, *, errors: list[RunReadError] | None = None) -> Iterator[AngioRun]:
     """Iterate over the readable runs of a folder tree.
 
