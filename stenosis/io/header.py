@@ -146,6 +146,11 @@ def _check_pixels(path: Path, ds: Any, file_size: int) -> dict[str, Any]:
     rows = _int_tag(ds, "Rows")
     cols = _int_tag(ds, "Columns")
     n_frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+    stated = _int_tag(ds, "NumberOfFrames", -1)
+    given = ds.get("NumberOfFrames", None)
+    if given is not None and str(given).strip() != "" and (stated is None or stated < 1):
+        raise InputError(f"{path}: NumberOfFrames {str(ds.get('NumberOfFrames')).strip()!r} is not a positive number of "
+                         "frames; the header is broken, re-export the file")
     bits_alloc = _int_tag(ds, "BitsAllocated")
     bits_stored = _int_tag(ds, "BitsStored", bits_alloc)
     pixel_rep = _int_tag(ds, "PixelRepresentation", 0)
@@ -184,6 +189,11 @@ def _check_pixels(path: Path, ds: Any, file_size: int) -> dict[str, Any]:
             raise InputError(
                 f"{path}: pixel data holds {length} bytes but the header declares {declared} "
                 f"({rows}x{cols}x{n_frames}x{itemsize}); the file is truncated, re-export it"
+            )
+        if length >= declared + rows * cols * itemsize:  # a whole frame more than declared (not even-length padding)
+            raise InputError(
+                f"{path}: pixel data holds {length // (rows * cols * itemsize)} frames of {rows}x{cols} but "
+                f"NumberOfFrames says {n_frames}; the header is inconsistent (frames would be lost), re-export the file"
             )
         tell = getattr(raw, "value_tell", None)
         if value is None:

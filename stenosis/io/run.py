@@ -135,6 +135,9 @@ class AngioRun:
         Warnings about a missing file calibration are dropped once the reader
         gives one; a reader's calibration that replaces the file's own and differs from it
         by more than 1% adds a warning (the reader's is used: it is the later, explicit choice)."""
+        if not isinstance(calibration, Calibration):
+            raise InputError(f"with_calibration takes a Calibration (e.g. stenosis.calibration.manual_calibration(0.2)), got "
+                             f"{type(calibration).__name__}")
         kept = self.warnings
         if calibration.is_calibrated and not self.calibration.is_calibrated:
             kept = tuple(w for w in kept if UNCALIBRATED_MARK not in w)
@@ -163,12 +166,17 @@ class AngioRun:
     ) -> "AngioRun":
         """Wrap an in-memory (T, H, W) or (H, W) array (displayed polarity) as a run.
 
-        The array is copied and made read-only; ``run_id`` hashes its bytes."""
-        arr = np.array(frames, copy=True)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise InputError(f"frames must be (T, H, W) or (H, W), got shape {arr.shape}")
+        The array is copied and made read-only; ``run_id`` hashes its bytes. Frames that are not
+        one real numeric array of one shape, hold no pixel, NaN or infinite values, look like one
+        picture with its colour channels last, or name mask frames or an intensity relationship
+        that do not exist raise :class:`~stenosis.errors.InputError`."""
+        arr = _checked_frames(frames)
+        if pixel_intensity_relationship is not None and pixel_intensity_relationship not in ("LIN", "LOG"):
+            raise InputError(f"pixel_intensity_relationship must be 'LIN', 'LOG' or None, got "
+                             f"{pixel_intensity_relationship!r}")
+        bad = [int(i) for i in mask_frames if not -arr.shape[0] <= int(i) < arr.shape[0] or int(i) < 0]
+        if bad:
+            raise InputError(f"mask_frames {bad} are not frames of this run (0..{arr.shape[0] - 1})")
         arr.flags.writeable = False
         digest = hashlib.sha256(arr.tobytes()).hexdigest()[:16]
         meta = RunMetadata(
@@ -188,6 +196,37 @@ class AngioRun:
             subtracted=bool(subtracted),
         )
         return cls(arr, calibration or Calibration.none("in-memory array"), meta, source, ())
+
+
+#: stored values beyond this are not grey levels (the processing squares them: float overflow)
+_MAX_ABS_VALUE = 1e12
+
+
+def _checked_frames(frames) -> np.ndarray:
+    """(T, H, W) copy of ``frames`` for :meth:`AngioRun.from_array`, or a one-line InputError."""
+    try:
+        arr = np.array(frames, copy=True)
+    except (ValueError, TypeError) as exc:  # ragged: frames of different shapes
+        raise InputError("frames must be one array (T, H, W) or (H, W), all frames of one shape") from None
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        what = "a binary mask, not an angiogram" if arr.dtype == bool else f"dtype {arr.dtype}"
+        raise InputError(f"frames must be real numbers (integer or float grey levels), got {what}")
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"frames must be (T, H, W) or (H, W), got shape {arr.shape}")
+    if arr.shape[-1] in (1, 3, 4) and arr.shape[0] > 4:
+        raise InputError(f"frames of shape {arr.shape} look like one picture with its channels last; pass (T, H, W) "
+                         "or (H, W) grey levels (a picture file: stenosis.read_image)")
+    if 0 in arr.shape:
+        raise InputError(f"frames hold no pixel (shape {arr.shape}); pass (T, H, W) with T >= 1")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputError("frames hold NaN or infinite values; replace them (e.g. numpy.nan_to_num) or crop them out")
+        if float(np.abs(arr).max()) > _MAX_ABS_VALUE:
+            raise InputError(f"frames hold values up to {float(np.abs(arr).max()):.3g}: not grey levels; rescale them "
+                             "(e.g. to 0-65535 or 0-1)")
+    return arr
 
 
 @dataclass(frozen=True)

@@ -203,8 +203,12 @@ def read_run(path: str | os.PathLike | RunSource) -> AngioRun:
         Not DICOM, empty, truncated, no pixel data, colour, not XA/RF, unsupported
         encoding, oversize header, or a folder with zero or several runs.
     """
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
     if isinstance(path, RunSource):
         src = path
+    elif not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"read_run takes a path (str or pathlib.Path) or a RunSource, got {type(path).__name__}")
     else:
         p = Path(path)
         if not p.exists():
@@ -221,6 +225,9 @@ def read_run(path: str | os.PathLike | RunSource) -> AngioRun:
                     f"{p}: folder holds {len(runs)} runs; pass one of its files, or measure them all with 'stenosis batch' (Python: stenosis.read_runs)"
                 )
             src = runs[0]
+        elif p.name.upper() == "DICOMDIR":
+            raise InputError(f"{p}: a DICOMDIR (the media's index of its files, not an image); pass the folder that "
+                             "holds the run, or its image file")
         else:
             src = RunSource((str(p),))
     if len(src.paths) == 1:
@@ -252,33 +259,35 @@ def find_runs(folder: str | os.PathLike) -> list[RunSource]:
         raise InputError(f"{root}: not a folder; pass a folder of DICOM files")
     singles: dict[tuple, list[tuple[tuple, str, str]]] = defaultdict(list)
     runs: list[RunSource] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
-            if not os.path.isfile(p) or not is_dicom_file(p):
-                continue
-            try:
-                with _warnings.catch_warnings():
-                    _warnings.simplefilter("ignore")
+    # pydicom warns on bad values when they are read (NumberOfFrames 'abc'), not only when parsed: the
+    # header problems are reported when the run is read, not as library warnings here
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = os.path.join(dirpath, name)
+                if name.upper() == "DICOMDIR" or not os.path.isfile(p) or not is_dicom_file(p):
+                    continue  # a DICOMDIR is the media's index, not a run
+                try:
                     ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=[
                         "SeriesInstanceUID", "SOPInstanceUID", "NumberOfFrames", "Rows", "Columns",
                         "BitsAllocated", "InstanceNumber", "AcquisitionTime", "ContentTime",
                     ])
-                n_frames = _int_tag(ds, "NumberOfFrames", 1) or 1
-                series = str(ds.get("SeriesInstanceUID", "") or "")
-            except Exception:  # noqa: BLE001 - reported when the run is read
-                runs.append(RunSource((p,)))
-                continue
-            if n_frames > 1 or not series:
-                runs.append(RunSource((p,)))
-                continue
-            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if hasattr(ds, "file_meta") else ""
-            key = (series, _int_tag(ds, "Rows"), _int_tag(ds, "Columns"), _int_tag(ds, "BitsAllocated"), ts)
-            inst = _int_tag(ds, "InstanceNumber")
-            t = _acq_seconds(ds)
-            order = (inst if inst is not None else math.inf, t if t is not None else math.inf, p)
-            singles[key].append((order, p, str(ds.get("SOPInstanceUID", "") or p)))
+                    n_frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+                    series = str(ds.get("SeriesInstanceUID", "") or "")
+                except Exception:  # noqa: BLE001 - reported when the run is read
+                    runs.append(RunSource((p,)))
+                    continue
+                if n_frames > 1 or not series:
+                    runs.append(RunSource((p,)))
+                    continue
+                ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if hasattr(ds, "file_meta") else ""
+                key = (series, _int_tag(ds, "Rows"), _int_tag(ds, "Columns"), _int_tag(ds, "BitsAllocated"), ts)
+                inst = _int_tag(ds, "InstanceNumber")
+                t = _acq_seconds(ds)
+                order = (inst if inst is not None else math.inf, t if t is not None else math.inf, p)
+                singles[key].append((order, p, str(ds.get("SOPInstanceUID", "") or p)))
     for key, members in singles.items():
         members.sort(key=lambda m: m[0])
         sops = [m[2] for m in members]
