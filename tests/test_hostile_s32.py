@@ -93,3 +93,19 @@ def test_a_dicomdir_is_not_a_run(sample_dicom_dir, tmp_path):
     assert stenosis.read_run(tmp_path).frames.shape[0] > 1
     with pytest.raises(stenosis.InputError, match="a DICOMDIR .* pass the folder that holds the run"):
         stenosis.read_run(tmp_path / "DICOMDIR")
+
+
+def test_mask_frame_numbers_outside_the_run_are_named(sample_dicom_dir, tmp_path):
+    """MaskFrameNumbers 50 and 60 in a 7-frame run were ignored without a word."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(sample_dicom_dir / "v4_native_magnification.dcm")
+    item = Dataset()
+    item.MaskOperation = "AVG_SUB"
+    item.MaskFrameNumbers = [50, 60]
+    ds.MaskSubtractionSequence = Sequence([item])
+    ds.save_as(tmp_path / "m.dcm")
+    run = stenosis.read_run(tmp_path / "m.dcm")
+    assert run.metadata.mask_frames == ()
+    assert any("MaskFrameNumbers 50, 60 are not frames of this run (1..7): ignored" in w for w in run.warnings)

@@ -71,7 +71,7 @@ def _metadata(ds: Any, info: dict[str, Any], n_frames: int, ts: str, frame_time_
         primary_angle_deg=primary,
         secondary_angle_deg=secondary,
         pixel_intensity_relationship=_safe(warns, "PixelIntensityRelationship", lambda: _pir(ds), None),
-        mask_frames=_safe(warns, "MaskSubtractionSequence (mask frames)", lambda: _mask_frames(ds, n_frames), ()),
+        mask_frames=_safe(warns, "MaskSubtractionSequence (mask frames)", lambda: _mask_frames(ds, n_frames, warns), ()),
         subtracted=_is_subtracted(image_type),
         image_type=image_type,
         manufacturer=_str_tag(ds, "Manufacturer"),

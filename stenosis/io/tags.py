@@ -65,11 +65,14 @@ def _frame_time_ms(ds: Any) -> float | None:
     return None
 
 
-def _mask_frames(ds: Any, n_frames: int) -> tuple[int, ...]:
+def _mask_frames(ds: Any, n_frames: int, warns: list[str] | None = None) -> tuple[int, ...]:
+    """The mask frames (0-based) the first MaskSubtractionSequence item naming any gives; numbers
+    that are not frames of the run are left out, with a line in ``warns``."""
     seq = ds.get("MaskSubtractionSequence", None)
     if not seq:
         return ()
     frames: list[int] = []
+    outside: list[str] = []
     for item in seq:
         numbers = item.get("MaskFrameNumbers", None)
         if numbers is None or numbers == "":
@@ -80,11 +83,18 @@ def _mask_frames(ds: Any, n_frames: int) -> tuple[int, ...]:
             try:
                 idx = int(n) - 1  # DICOM frame numbers are 1-based
             except (TypeError, ValueError):
+                outside.append(repr(str(n)))
                 continue
-            if 0 <= idx < n_frames and idx not in frames:
-                frames.append(idx)
+            if 0 <= idx < n_frames:
+                if idx not in frames:
+                    frames.append(idx)
+            else:
+                outside.append(str(idx + 1))
         if frames:
             break  # the first item that names mask frames defines the mask
+    if outside and warns is not None:
+        warns.append(f"MaskFrameNumbers {', '.join(outside)} are not frames of this run (1..{n_frames}): ignored"
+                     + ("" if frames else "; no mask frame is tagged, the mask is found from the frames"))
     return tuple(frames)
 
 
