@@ -37,11 +37,13 @@ def test_empty_and_text_dcm_files_are_named_by_info(sample_dicom_dir, tmp_path):
     shutil.copy(sample_dicom_dir / "ba_subtracted_geometry.dcm", tmp_path / "good.dcm")
     (tmp_path / "empty.dcm").write_bytes(b"")
     (tmp_path / "notes.dcm").write_text("a note, not an image")
-    (tmp_path / "readme.txt").write_text("not named like DICOM: not listed")
+    (tmp_path / "readme.txt").write_text("not named like DICOM: not an error, a note that it was skipped")
     r = CliRunner().invoke(cli, ["info", str(tmp_path)])
     assert r.exit_code == 0, r.output                       # one run was read
     assert "empty.dcm: empty" in r.output and "notes.dcm: not a DICOM file" in r.output
-    assert "readme.txt" not in r.output and "1 run(s) read, 2 unreadable" in r.output
+    assert "1 run(s) read, 2 unreadable" in r.output
+    assert [ln for ln in r.output.splitlines() if "readme.txt" in ln] == [
+        "stenosis: note: skipped 1 file that is not DICOM (readme.txt)"]  # session 32: named, not an error
     (tmp_path / "good.dcm").unlink()
     r = CliRunner().invoke(cli, ["info", str(tmp_path)])
     assert r.exit_code == 3 and "0 run(s) read, 2 unreadable" in r.output

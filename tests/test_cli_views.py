@@ -131,7 +131,7 @@ def test_a_view_that_cannot_be_measured_is_one_line_exit_3(views):
     ([], "2 PATHs but 1 --proximal"),
     (["--frame", "3"], "2 PATHs but 1 --frame"),
     (["--pixel-mm", "0.2", "--pixel-mm", "0.2", "--pixel-mm", "0.2"], "2 PATHs but 3 --pixel-mm"),
-    (["--mld", "180,200"], "--mld apply to one run only"),
+    (["--mld", "180,200"], "--mld applies to one run only"),
 ], ids=["proximal", "frame", "pixel-mm", "point-override"])
 def test_mismatched_counts_are_one_line_usage_errors(views, extra, message):
     """A --proximal/--distal/--frame/--pixel-mm count that does not match the PATHs is a missing or
