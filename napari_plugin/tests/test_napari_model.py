@@ -440,7 +440,9 @@ def test_dropped_frames_are_sent_kept_and_restored(run6):
     assert s.choices_record()["dropped_frames"] == [3, 4]
     assert s.restore_frame(4) and not s.restore_frame(4)
     assert s.request().kwargs["exclude_frames"] == [3]
-    assert [e["action"] for e in s.log][-3:] == ["frame_dropped", "frame_dropped", "frame_restored"]
+    # the analysed frame was the tool's (pinned after the automatic measurement): chosen again
+    assert s.request().kwargs["frame"] is None
+    assert [e["action"] for e in s.log][-4:] == ["frame_dropped", "frame_dropped", "frame_restored", "frame"]
     # the list the panel shows: the reader's choice (ahead of the result until re-measured)
     items = {it.frame: it for it in _model.frame_items(s.result, s.dropped_frames)}
     assert [t for t in items] == [1, 2, 3, 4]
@@ -453,6 +455,27 @@ def test_dropped_frames_are_sent_kept_and_restored(run6):
     assert s.dropped_frames == [] and "exclude_frames" not in s.request().kwargs
     with pytest.raises(ValueError, match="outside the run"):
         s.drop_frame(7)
+
+
+def test_restoring_frames_chooses_the_automatic_frame_again(run6):
+    """A reader dropped the analysed frame 2, then 3 (the fallback), and put both back: the
+    measurement stayed on the next fallback, pinned as if the reader had chosen it (with the
+    library's warning that it is not fully opacified). An automatic frame is now chosen again when
+    a frame comes back; a reader's own frame stays."""
+    s = ReadingSession(run6, segment=Segment.M1)
+    s.set_points([[48, 10], [48, 110]])
+    s.accept(_three_frames())  # automatic: frame 2 pinned
+    s.drop_frame(2)
+    s.accept(_three_frames(used=[3, 4], per_frame=[]), key=None)
+    s.frame = 3
+    s.drop_frame(3)
+    assert s.request().kwargs["frame"] is None
+    s.frame = 4  # what the next automatic result pins
+    s.restore_frame(2)
+    assert s.request().kwargs["frame"] is None and s.request().kwargs["exclude_frames"] == [3]
+    s.set_frame(4)  # the reader's own choice is kept through a restore
+    s.restore_frame(3)
+    assert s.request().kwargs["frame"] == 4 and "exclude_frames" not in s.request().kwargs
 
 
 def test_dropping_the_analysed_frame_analyses_another(run6):

@@ -13,13 +13,25 @@ from napari_stenosis._reader import napari_get_reader
 def test_reader_claims_dicom_only(tmp_path, xa_file):
     assert napari_get_reader(str(xa_file)) is not None
     assert napari_get_reader([str(xa_file), str(xa_file)]) is not None
-    (tmp_path / "notes.dcm").write_text("not a DICOM file, whatever the extension")
-    assert napari_get_reader(str(tmp_path / "notes.dcm")) is None
+    (tmp_path / "notes.txt").write_text("not a DICOM file")
+    assert napari_get_reader(str(tmp_path / "notes.txt")) is None
     empty = tmp_path / "empty"
     empty.mkdir()
     assert napari_get_reader(str(empty)) is None
     assert napari_get_reader(str(tmp_path / "missing.dcm")) is None
-    assert napari_get_reader([str(xa_file), str(tmp_path / "notes.dcm")]) is None
+    assert napari_get_reader([str(xa_file), str(tmp_path / "notes.txt")]) is None
+
+
+def test_a_file_named_dicom_that_is_not_says_why(tmp_path):
+    """Session 32: napari said only "Reader 'napari-stenosis' ... refused the file" for a .dcm
+    that is not DICOM; the reader now claims it and reading it gives the library's reason."""
+    import stenosis
+
+    (tmp_path / "notes.dcm").write_text("not a DICOM file, whatever the extension")
+    read = napari_get_reader(str(tmp_path / "notes.dcm"))
+    assert read is not None
+    with pytest.raises(stenosis.InputError, match="not a DICOM file"):
+        read(str(tmp_path / "notes.dcm"))
 
 
 def test_reader_layer_scale_window_metadata(xa_file):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import stenosis
+from napari_stenosis._qt.result_panel import WARNINGS_MAX_PX
 from napari_stenosis._qt.measure_widget import (
     CATHETER_LAYER,
     CENTERLINE_LAYER,
@@ -418,10 +419,13 @@ def test_buttons_show_their_whole_text_and_warnings_are_in_view(make_napari_view
     for tab in (panel.frames, panel.table):
         panel.tabs.setCurrentWidget(tab)
         qtbot.wait(100)
-        parts = [panel.plot, label, panel.tabs]
+        # the warnings scroll in a box of their own (session 32: a real frame's 7 warnings pushed the
+        # tabs out of view); these two fit in it whole
+        parts = [panel.plot, panel.warnings_box, panel.tabs]
         assert _overlapping(parts) == [], panel.tabs.tabText(panel.tabs.currentIndex())
         assert panel.plot.height() >= panel.plot.minimumHeight()
         assert label.height() >= label.heightForWidth(label.width()) - 2
+        assert panel.warnings_box.height() >= min(label.heightForWidth(label.width()), WARNINGS_MAX_PX) - 2
         assert panel.tabs.height() >= panel.tabs.minimumSizeHint().height()
 
 
@@ -486,3 +490,40 @@ def test_frames_shown_and_dropped_on_a_sample_run(make_napari_viewer, qtbot, sam
     assert "the earliest fully opacified frame of the others" in widget.status_label.text()
     assert widget.frame_spin.value() == res.frame_index and widget.frame_source_label.text() != "yours"
     assert viewer.dims.current_step[0] == res.frame_index
+
+
+def test_a_result_measured_before_a_change_is_shown_out_of_date(make_napari_viewer, qtbot, xa_file, monkeypatch):
+    """Session 32 (a reader's walk-through): after a point was moved, the artery changed or a
+    re-measure failed, the old trace, markers and "35.2%" stayed on screen as if current. The
+    overlays now fade and the result dock says it is out of date until Measure answers."""
+    from napari_stenosis._qt.result_panel import STALE_TEXT
+
+    calls = {"n": 0}
+
+    def fake(run, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise stenosis.MeasurementError("the distal point (48, 100) is not on a vessel")
+        return known_result(mm_per_px=0.25)
+
+    monkeypatch.setitem(vars(stenosis), "measure", fake)
+    viewer = make_napari_viewer(show=False)
+    viewer.open(str(xa_file), plugin=PLUGIN)
+    widget = _dock(viewer)
+    _choose(widget, "ICA")
+    widget.set_points((48.0, 10.0), (48.0, 110.0))
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.measure_button.click()
+    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+    panel = widget.result_panel
+    assert not panel.stale_label.isVisibleTo(panel) and viewer.layers[CENTERLINE_LAYER].opacity == 1.0
+    widget.set_points((48.0, 10.0), (48.0, 100.0))  # the distal point moved: not measured yet
+    assert panel.stale_label.isVisibleTo(panel) and panel.stale_label.text() == STALE_TEXT
+    assert viewer.layers[CENTERLINE_LAYER].opacity == pytest.approx(0.3)
+    assert viewer.layers[MARKERS_LAYER].opacity == pytest.approx(0.3)
+    with qtbot.waitSignal(widget.failed, timeout=20000):  # its re-measure fails: still out of date
+        widget.measure_button.click()
+    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+    assert panel.stale_label.isVisibleTo(panel) and "Could not measure" in widget.status_label.text()
+    widget.set_points((48.0, 10.0), (48.0, 110.0))  # back to the measured points: current again
+    assert not panel.stale_label.isVisibleTo(panel) and viewer.layers[EDGES_LAYER].opacity == pytest.approx(0.9)

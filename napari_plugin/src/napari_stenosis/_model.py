@@ -444,12 +444,18 @@ class ReadingSession:
         return message
 
     def restore_frame(self, frame: int) -> bool:
-        """Put a dropped ``frame`` back into the combination; returns whether it was dropped."""
+        """Put a dropped ``frame`` back into the combination; returns whether it was dropped.
+
+        An automatic analysed frame (not the reader's) is chosen again among the frames now
+        available: the one pinned after a drop may have been a fallback the restored frame beats."""
         frame = int(frame)
         if frame not in self.dropped_frames:
             return False
         self.dropped_frames = [t for t in self.dropped_frames if t != frame]
         self._note("frame_restored", frame=frame, dropped_frames=list(self.dropped_frames))
+        if not self.frame_by_reader and self.frame is not None:
+            self.frame = None
+            self._note("frame", frame=None, reason=f"frame {frame} restored: the analysed frame is chosen again")
         return True
 
     def calibrate_catheter(self, p1_rc: Sequence[float], p2_rc: Sequence[float], french: float) -> Any:

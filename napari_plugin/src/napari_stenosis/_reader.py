@@ -49,11 +49,16 @@ def _dir_has_dicom(path: Path) -> bool:
     return False
 
 
+#: a file named so that is not DICOM (empty, truncated, a text) is claimed too: reading it gives the
+#: library's one-line reason ("not a DICOM file ...") instead of napari's "refused the file"
+_DICOM_NAMES = (".dcm", ".dicom")
+
+
 def _claims(path: str | os.PathLike) -> bool:
     p = Path(path)
     if p.is_dir():
         return _dir_has_dicom(p)
-    return p.is_file() and is_dicom_file(p)
+    return p.is_file() and (is_dicom_file(p) or p.suffix.lower() in _DICOM_NAMES)
 
 
 def napari_get_reader(path: Any) -> Callable[[Any], list] | None:

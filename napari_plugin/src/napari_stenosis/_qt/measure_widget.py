@@ -301,6 +301,22 @@ class MeasureWidget(QWidget):
         self.export_button.setEnabled(has_run and self.session.result is not None and not busy
                                       and not self.session.stale)
         self.reference_combo.setEnabled(has_run)
+        self._show_staleness(has_run and self.session.result is not None and self.session.stale)
+
+    #: the result's overlays as drawn when current; faded to STALE_OPACITY when out of date
+    OVERLAY_OPACITY = {CENTERLINE_LAYER: 1.0, EDGES_LAYER: 0.9, MARKERS_LAYER: 1.0}
+    STALE_OPACITY = 0.3
+
+    def _show_staleness(self, stale: bool) -> None:
+        """A result measured before the reader's last change (a moved point, another artery, a
+        re-measure that failed) is not shown as current: its overlays fade and the result dock says
+        it is out of date until Measure answers the new choices."""
+        for name, opacity in self.OVERLAY_OPACITY.items():
+            layer = self._get_layer(name)
+            if layer is not None:
+                layer.opacity = self.STALE_OPACITY if stale else opacity
+        if self.result_panel is not None:
+            self.result_panel.set_stale(stale)
 
     def _prompt(self) -> str:
         """The session's prompt; once the points layer exists, "click" needs no "press" first."""
@@ -814,7 +830,8 @@ class MeasureWidget(QWidget):
             if mk is None:
                 mk = self.viewer.add_points(
                     geom["markers"], name=MARKERS_LAYER, ndim=2, size=self._size_px(45),
-                    face_color=[COLOURS["mld"], COLOURS["reference"]], border_color="black",
+                    # rings: the reader checks the lumen inside them (a disc hid the lesion it marks)
+                    symbol="ring", face_color=[COLOURS["mld"], COLOURS["reference"]], border_color="black",
                     features={"label": labels},
                     text={"string": "{label}", "color": "white", "size": 11, "anchor": "upper_left"},
                     **g,
@@ -851,6 +868,7 @@ class MeasureWidget(QWidget):
                     self.result_panel, name="Stenosis result", area="right"
                 )
                 QTimer.singleShot(0, self._keep_controls_height)  # once both docks are laid out
+                QTimer.singleShot(0, self.viewer.reset_view)  # the canvas narrowed: the frame fits it again
             except Exception as exc:  # noqa: BLE001 - a viewer without a window: show the panel alone
                 import warnings
 

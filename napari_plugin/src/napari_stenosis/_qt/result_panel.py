@@ -259,6 +259,21 @@ class WarningsLabel(QLabel):
         self.setVisible(bool(warns))
 
 
+#: the warnings' box grows to this height, then scrolls
+WARNINGS_MAX_PX = 110
+
+STALE_TEXT = ("Out of date: this result was measured before your last change (or its re-measure failed). "
+              "Press Measure.")
+
+
+def _faded():
+    from qtpy.QtWidgets import QGraphicsOpacityEffect
+
+    effect = QGraphicsOpacityEffect()
+    effect.setOpacity(0.35)
+    return effect
+
+
 class ResultPanel(QWidget):
     """Plot, warnings (in view below the plot), then two tabs: the result table and the
     frames combined (per-frame plot and the checkable list), docked beside the viewer.
@@ -279,6 +294,10 @@ class ResultPanel(QWidget):
         self.content = Unsqueezed()
         layout = QVBoxLayout(self.content)
         layout.setContentsMargins(2, 2, 2, 2)
+        self.stale_label = QLabel(STALE_TEXT, self.content)
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setStyleSheet("color: black; background: #ffb347; padding: 3px; font-weight: bold;")
+        self.stale_label.setVisible(False)
         self.plot = ProfilePlot(self.content)
         self.warnings = WarningsLabel(self.content)
         self.tabs = QTabWidget(self.content)
@@ -287,18 +306,36 @@ class ResultPanel(QWidget):
         self.tabs.addTab(self.table, "Result")
         self.tabs.addTab(self.frames, "Frames")
         self.tabs.setTabToolTip(1, FRAMES_HELP)
+        layout.addWidget(self.stale_label, 0)
         layout.addWidget(self.plot, 3)
-        layout.addWidget(self.warnings, 0)
+        # many warnings (a real single frame has 7) scroll in a box of their own: the tabs stay in view
+        self.warnings_box = QScrollArea(self.content)
+        self.warnings_box.setWidget(self.warnings)
+        self.warnings_box.setWidgetResizable(True)
+        self.warnings_box.setFrameShape(QFrame.NoFrame)
+        self.warnings_box.setMaximumHeight(WARNINGS_MAX_PX)
+        self.warnings_box.setVisible(False)
+        layout.addWidget(self.warnings_box, 0)
         layout.addWidget(self.tabs, 2)
         self.scroll = scroll_area(self.content)
         outer.addWidget(self.scroll)
         self.frames.list.frame_toggled.connect(self.frame_toggled)
+
+    def set_stale(self, stale: bool) -> None:
+        """Say (above the plot) that the result shown no longer answers the reader's choices; its
+        plot and table are greyed until it does."""
+        self.stale_label.setVisible(stale)
+        self.plot.setEnabled(not stale)
+        self.table.setEnabled(not stale)
+        self.plot.setGraphicsEffect(_faded() if stale else None)
 
     def show_result(self, result: Any, dropped: Any = ()) -> None:
         """Show ``result``; ``dropped`` are the reader's dropped frames (the session's, which
         may be ahead of the result while it is re-measured)."""
         self.plot.show_result(result)
         self.warnings.show_result(result)
+        self.warnings_box.setVisible(self.warnings.isVisibleTo(self.content) or bool(self.warnings.text()))
+        self.warnings_box.setMaximumHeight(min(WARNINGS_MAX_PX, self.warnings.sizeHint().height() + 4))
         self.frames.show_result(result, dropped)
         self.table.show_result(result)
         self.tabs.setTabText(1, frames_tab_title(result))
