@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ._version import __version__
 from .enums import ModelName
@@ -148,9 +149,10 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     placed = place_overrides(image, inputs, profile, rhint, scale, params)
     series = measure_frames(run, analysed, inputs, profile, rhint, scale, placed, companions, params, read_on=image)
     wm = series.combined
-    start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
     if single_native:
         wm = background_sensitivity(run, analysed, inputs, wm, rhint, scale, placed, params)
+    # against the SD the result reports (a single native frame's with its background terms)
+    start = start_sensitivity_warning(series.profile, wm, inputs.segment, params, **_grading_inputs(inputs, placed))
     burnt = None if run.metadata.subtracted else burnt_out_warning(np.asarray(run.frames[analysed.index]), series.profile,
                                                                    wm, scale, params)
     # the run's own "no calibration in the file" already says mm are not reported: once is enough
@@ -541,33 +543,50 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
     reference join their SDs in quadrature (recorded as ``parameters.background_sd``); when the
     percent moves by more than its other SD the result says so."""
     s2 = params.background_check_sigma_px
-    if not s2 > 0 or s2 == params.background_sigma_px:
+    check = s2 > 0 and s2 != params.background_sigma_px
+    if not check and not params.background_moved_gap_sigmas > 0:
         return wm
-    other = single_frame_background(run, analysed, params, sigma_px=s2)
-    try:
-        wm2 = wasid(_diameters_on(other, analysed, inputs, rhint, scale, params, centred_on_analysed=True,
-                                  log_attenuation=log_attenuation(run)),
-                    inputs.segment, params=params,
-                    **_grading_inputs(inputs, placed))
-    except MeasurementError:
-        return wm
-    d_pct = abs(float(wm2.percent_stenosis) - float(wm.percent_stenosis))
-    d_mld = abs(float(wm2.mld_px) - float(wm.mld_px))
-    d_ref = abs(float(wm2.reference_px) - float(wm.reference_px))
-    if not all(np.isfinite([d_pct, d_mld, d_ref])):
-        return wm
+
+    def moved_by(image: np.ndarray) -> tuple[WasidMeasurement, list[float]] | None:
+        """The segment graded again on ``image`` (same trace and centring) and how far it moved."""
+        try:
+            w2 = wasid(_diameters_on(image, analysed, inputs, rhint, scale, params, centred_on_analysed=True,
+                                     log_attenuation=log_attenuation(run)),
+                       inputs.segment, params=params, **_grading_inputs(inputs, placed))
+        except MeasurementError:
+            return None
+        dd = [float(w2.percent_stenosis) - float(wm.percent_stenosis), float(w2.mld_px) - float(wm.mld_px),
+              float(w2.reference_px) - float(wm.reference_px)]
+        return (w2, dd) if all(np.isfinite(dd)) else None
+
+    wm2, d_pct, d_mld, d_ref = None, 0.0, 0.0, 0.0
+    if check:
+        got = moved_by(single_frame_background(run, analysed, params, sigma_px=s2))
+        if got is None:
+            return wm
+        wm2, (d_pct, d_mld, d_ref) = got[0], np.abs(got[1]).tolist()
+    # the interpolation's own error, measured beside the vessel on both sides (RMS of the two draws)
+    moved = []
+    if params.background_moved_gap_sigmas > 0:
+        for side in (1, -1):
+            got = moved_by(single_frame_background(run, analysed, params, moved=side))
+            if got is not None:
+                moved.append(got[1])
+    m_pct, m_mld, m_ref = (np.sqrt(np.mean(np.square(moved), axis=0)) if moved else np.zeros(3)).tolist()
+    b_pct, b_mld, b_ref = float(np.hypot(d_pct, m_pct)), float(np.hypot(d_mld, m_mld)), float(np.hypot(d_ref, m_ref))
     notes = wm.warnings
-    if d_pct > wm.percent_stenosis_sd:
+    if wm2 is not None and d_pct > wm.percent_stenosis_sd:
         notes += (f"the background under the vessel is not seen on a single native frame: interpolated at "
                   f"{params.background_sigma_px:g} and {s2:g} px it gives {wm.percent_stenosis:.1f} and "
                   f"{wm2.percent_stenosis:.1f}%; the SD includes the difference",)
-    return replace(wm, percent_stenosis_sd=float(np.hypot(wm.percent_stenosis_sd, d_pct)),
-                   mld_sd_px=float(np.hypot(wm.mld_sd_px, d_mld)), reference_sd_px=float(np.hypot(wm.reference_sd_px, d_ref)),
-                   warnings=notes, background_sd={"percent": d_pct, "mld_px": d_mld, "reference_px": d_ref})
+    return replace(wm, percent_stenosis_sd=float(np.hypot(wm.percent_stenosis_sd, b_pct)),
+                   mld_sd_px=float(np.hypot(wm.mld_sd_px, b_mld)), reference_sd_px=float(np.hypot(wm.reference_sd_px, b_ref)),
+                   warnings=notes, background_sd={"percent": b_pct, "mld_px": b_mld, "reference_px": b_ref,
+                                                  "scales_percent": d_pct, "moved_hole_percent": m_pct})
 
 
 def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
-                            sigma_px: float | None = None, known: np.ndarray | None = None) -> np.ndarray:
+                            sigma_px: float | None = None, known: np.ndarray | None = None, moved: int = 0) -> np.ndarray:
     """The analysed image, with the segment's crop of a single native frame (no mask to subtract)
     opacified against a background interpolated under the traced lumen from the pixels around it
     (:func:`stenosis.opacification.background_off_vessels`) instead of the whole frame's top-hat,
@@ -579,7 +598,9 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     vessel map's mid-line where the trace sits off it (``background_map_reach_radii``); ``sigma_px``: the
     interpolation's scale (default ``background_sigma_px``); ``known``: the frame's background
     when it is known (a benchmark's truth, the ceiling of any interpolation), used in place of the
-    interpolation. Other runs: the analysed image itself."""
+    interpolation; ``moved`` (+1 or -1): the interpolation's own error, measured where the lumen's
+    hole is moved beside the vessel to that side (:func:`moved_hole_error`), added to it. Other
+    runs: the analysed image itself."""
     from .opacification import background_off_vessels, native_values
 
     if run.metadata.subtracted or run.frames.shape[0] != 1:
@@ -593,8 +614,59 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
         return analysed.image
     image = np.array(analysed.image, np.float32, copy=True)
     bg = background_off_vessels(values, vessel, sigma_px=sigma) if known is None else np.asarray(known, np.float32)[box]
+    if moved:
+        bg = bg + moved_hole_error(values, vessel, analysed, sigma, side=moved, params=params)
     image[box] = contrast_against(run, values, bg, vessel, params)
     return image
+
+
+def _shifted(a: np.ndarray, dr: int, dc: int, fill) -> np.ndarray:
+    """``a`` moved by (dr, dc) whole pixels, ``fill`` where nothing moved in."""
+    out = np.full_like(a, fill)
+    h, w = a.shape
+    if abs(dr) >= h or abs(dc) >= w:
+        return out
+    out[max(dr, 0):h + min(dr, 0), max(dc, 0):w + min(dc, 0)] = a[max(-dr, 0):h + min(-dr, 0), max(-dc, 0):w + min(-dc, 0)]
+    return out
+
+
+def moved_hole_error(values: np.ndarray, vessel: np.ndarray, analysed: AnalysedFrame, sigma_px: float, *, side: int,
+                     params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """(h, w) float32 on the crop, 0 off ``vessel``: the error the background interpolation makes
+    over a hole of the lumen's shape where the background is seen. The hole is moved across the
+    vessel (normal to the chord between the trace's ends) to ``side``, by its width (twice its
+    largest inscribed radius) plus ``background_moved_gap_sigmas`` interpolation scales, so the two
+    holes do not share their support; the pixels there less the background interpolated over the
+    moved hole (the lumen kept out too) are moved back under the lumen. Where the moved hole leaves
+    the crop, meets the lumen or lies on another vessel of the map, nothing is added. One draw of
+    the interpolation's error at the lumen's own scale and shape, from the texture beside it."""
+    out = np.zeros(vessel.shape, np.float32)
+    gap = params.background_moved_gap_sigmas
+    rc = np.asarray(analysed.trace.centerline_rc, float)
+    if not gap > 0 or len(rc) < 2 or not vessel.any():
+        return out
+    chord = rc[-1] - rc[0]
+    if not np.linalg.norm(chord) > 0:
+        return out
+    u = chord / np.linalg.norm(chord)
+    width = 2.0 * float(ndi.distance_transform_edt(vessel).max())
+    step = side * (width + gap * sigma_px) * np.array([-u[1], u[0]])
+    dr, dc = int(round(step[0])), int(round(step[1]))
+    hole = _shifted(vessel, dr, dc, False)
+    probe = hole & ~vessel
+    trace = analysed.trace
+    box = trace.box
+    if trace.probability is not None and np.shape(trace.probability) == vessel.shape and \
+            tuple(trace.origin_rc) == (box[0].start, box[1].start):
+        probe &= ~(np.asarray(trace.probability) > params.vessel_threshold)
+    if not probe.any():
+        return out
+    from .opacification import background_off_vessels
+
+    bg = background_off_vessels(values, vessel | hole, sigma_px=sigma_px)
+    err = np.where(probe, values - bg, 0.0).astype(np.float32)
+    back = _shifted(err, -dr, -dc, np.float32(0.0))
+    return np.where(vessel, back, 0.0).astype(np.float32)
 
 
 def contrast_against(run, values: np.ndarray, background: np.ndarray, vessel: np.ndarray,
