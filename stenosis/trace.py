@@ -147,9 +147,9 @@ def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model
                 if "is not on a vessel" in str(err) and scale.mm_per_px is not None and scale.prob_factor >= 4:
                     # a pixel size too small for the image shrinks every vessel below the map's blocks
                     raise MeasurementError(
-                        f"{err}; or check the pixel size: at {scale.mm_per_px:.3g} mm per pixel the vessel map reads "
-                        f"the image in blocks of {scale.prob_factor} px, where an artery under about "
-                        f"{scale.prob_factor} px wide vanishes") from err
+                        f"{err}; at {scale.mm_per_px:.3g} mm per pixel the vessel map reads the image in blocks of "
+                        f"{scale.prob_factor} px, where an artery under about {scale.prob_factor} px wide vanishes: "
+                        "if the artery is that narrow here, check the pixel size") from err
                 raise
             box = box_around(points, shape, p.crop_widen_factor * margin) if attempt == 0 else full_box
             continue

@@ -65,7 +65,8 @@ def _with_frames(src, tmp_path, value, name="x.dcm"):
 @pytest.mark.parametrize("value, words", [
     (3, "pixel data holds 7 frames of 384x384 but NumberOfFrames says 3"),
     ("abc", "NumberOfFrames 'abc' is not a positive number of frames"),
-    (0, "NumberOfFrames '0' is not a positive number of frames"),
+    (0, "pixel data holds 7 frames of 384x384 but NumberOfFrames is absent or 0 \\(read as 1\\)"),
+    (-3, "NumberOfFrames '-3' is not a positive number of frames"),
 ])
 def test_a_frame_count_that_does_not_match_the_pixel_data_is_refused(sample_dicom_dir, tmp_path, value, words):
     """NumberOfFrames 3 over 7 stored frames measured frame 2 of the first three (36.15% for 35.18%)
@@ -109,3 +110,17 @@ def test_mask_frame_numbers_outside_the_run_are_named(sample_dicom_dir, tmp_path
     run = stenosis.read_run(tmp_path / "m.dcm")
     assert run.metadata.mask_frames == ()
     assert any("MaskFrameNumbers 50, 60 are not frames of this run (1..7): ignored" in w for w in run.warnings)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_a_catheter_size_that_is_not_a_positive_number_is_a_usage_error(sample_dicom_dir, value):
+    """``--catheter-french nan`` got past click's range (nan compares False) to exit 3, while 0
+    was a usage error (exit 2)."""
+    from click.testing import CliRunner
+
+    from stenosis.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["measure", str(sample_dicom_dir / "m1_subtracted_pixelspacing.dcm"), "--segment",
+                                 "M1", "--proximal", "181,138", "--distal", "193,308", "--catheter-french", value,
+                                 "--catheter-points", "1,1,1,5"])
+    assert r.exit_code == 2 and "--catheter-french" in r.output

@@ -527,3 +527,19 @@ def test_a_result_measured_before_a_change_is_shown_out_of_date(make_napari_view
     assert panel.stale_label.isVisibleTo(panel) and "Could not measure" in widget.status_label.text()
     widget.set_points((48.0, 10.0), (48.0, 110.0))  # back to the measured points: current again
     assert not panel.stale_label.isVisibleTo(panel) and viewer.layers[EDGES_LAYER].opacity == pytest.approx(0.9)
+
+
+def test_an_image_layer_the_library_refuses_leaves_no_session(make_napari_viewer, qtbot, xa_file):
+    """The review's case (session 32): a float layer holding NaN made ``from_array`` raise inside the
+    Qt slot, after the widget had taken the layer but kept the previous run's session (Measure
+    would have measured the previous run)."""
+    viewer = make_napari_viewer(show=False)
+    viewer.open(str(xa_file), plugin=PLUGIN)
+    widget = _dock(viewer)
+    bad = np.ones((3, 64, 64), np.float32)
+    bad[0, 5, 5] = np.nan
+    viewer.add_image(bad, name="with nan")
+    widget.run_combo.setCurrentIndex(widget.run_combo.findText("with nan"))
+    qtbot.wait(50)
+    assert widget.session is None and not widget.measure_button.isEnabled()
+    assert "Cannot measure the layer 'with nan'" in widget.status_label.text() and "NaN" in widget.status_label.text()

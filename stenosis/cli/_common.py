@@ -122,6 +122,19 @@ class PixelMMParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and inf (its bounds compare False with nan, so
+    ``--catheter-french nan`` got past it to a later error, exit 3, where 0 was a usage error)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        import math
+
+        out = super().convert(value, param, ctx)
+        if not math.isfinite(out):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return out
+
+
 class SegmentParam(click.ParamType):
     """The graded artery, any case in, its upper-case name out (``ICA``, ``M1``, ``V4``, ``BA``), named
     in upper case in ``--help`` and errors as everywhere else (click's case-insensitive Choice shows

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ._common import PIXEL_MM, RC, SEGMENT, debug_option, error_boundary, replaced_note
+from ._common import PIXEL_MM, RC, SEGMENT, FiniteFloatRange, debug_option, error_boundary, replaced_note
 
 
 def _create_out_dir(out_dir: Path | None) -> None:
@@ -120,7 +120,7 @@ def summary_lines(res) -> list[str]:
 @click.option("--pixel-mm", "pixel_mm_list", type=PIXEL_MM, multiple=True,
               help=f"Pixel size in mm at the isocentre, {PIXEL_MM.range_text} (overrides the file calibration). "
                    "Several views: once per PATH.")
-@click.option("--catheter-french", type=click.FloatRange(min=0, min_open=True), default=None, metavar="F",
+@click.option("--catheter-french", type=FiniteFloatRange(min=0, min_open=True), default=None, metavar="F",
               help="Catheter calibration: the catheter's outer size in French (1 F = 1/3 mm); with --catheter-points.")
 @click.option("--catheter-points", default=None, metavar="R1,C1,R2,C2",
               help="Catheter calibration: two points (row, col) on opposite edges of the catheter, across it.")

@@ -148,7 +148,7 @@ def _check_pixels(path: Path, ds: Any, file_size: int) -> dict[str, Any]:
     n_frames = _int_tag(ds, "NumberOfFrames", 1) or 1
     stated = _int_tag(ds, "NumberOfFrames", -1)
     given = ds.get("NumberOfFrames", None)
-    if given is not None and str(given).strip() != "" and (stated is None or stated < 1):
+    if given is not None and str(given).strip() != "" and (stated is None or stated < 0):
         raise InputError(f"{path}: NumberOfFrames {str(ds.get('NumberOfFrames')).strip()!r} is not a positive number of "
                          "frames; the header is broken, re-export the file")
     bits_alloc = _int_tag(ds, "BitsAllocated")
@@ -193,7 +193,9 @@ def _check_pixels(path: Path, ds: Any, file_size: int) -> dict[str, Any]:
         if length >= declared + rows * cols * itemsize:  # a whole frame more than declared (not even-length padding)
             raise InputError(
                 f"{path}: pixel data holds {length // (rows * cols * itemsize)} frames of {rows}x{cols} but "
-                f"NumberOfFrames says {n_frames}; the header is inconsistent (frames would be lost), re-export the file"
+                + (f"NumberOfFrames says {stated}" if stated is not None and stated > 0
+                   else "NumberOfFrames is absent or 0 (read as 1)")
+                + "; the header is inconsistent (frames would be lost), re-export the file"
             )
         tell = getattr(raw, "value_tell", None)
         if value is None:

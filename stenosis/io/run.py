@@ -215,7 +215,7 @@ def _checked_frames(frames) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 3:
         raise InputError(f"frames must be (T, H, W) or (H, W), got shape {arr.shape}")
-    if arr.shape[-1] in (1, 3, 4) and arr.shape[0] > 4:
+    if arr.shape[-1] in (1, 3, 4) and arr.shape[0] > 4 and arr.shape[1] > 4:
         raise InputError(f"frames of shape {arr.shape} look like one picture with its channels last; pass (T, H, W) "
                          "or (H, W) grey levels (a picture file: stenosis.read_image)")
     if 0 in arr.shape:

@@ -371,6 +371,14 @@ class MeasureWidget(QWidget):
     def _select_layer(self, layer: Any) -> None:
         if layer is self.image_layer and layer is not None:
             return
+        if layer is not None and id(layer) not in self._sessions and layer.metadata.get(RUN_KEY) is None:
+            try:  # an image not read by this plugin: the library's checks of an array first
+                stenosis.AngioRun.from_array(np.asarray(layer.data), source=layer.name)
+            except stenosis.StenosisError as exc:  # NaN, a bool mask...: no session on it
+                self.image_layer, self.session = None, None
+                self._set_status(f"Cannot measure the layer '{layer.name}': {for_napari(str(exc))}", error=True)
+                self._update_enabled()
+                return
         self.image_layer = layer
         if layer is None:
             self.session = None
