@@ -562,16 +562,18 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
     wm2, d_pct, d_mld, d_ref = None, 0.0, 0.0, 0.0
     if check:
         got = moved_by(single_frame_background(run, analysed, params, sigma_px=s2))
-        if got is None:
-            return wm
-        wm2, (d_pct, d_mld, d_ref) = got[0], np.abs(got[1]).tolist()
-    # the interpolation's own error, measured beside the vessel on both sides (RMS of the two draws)
+        if got is not None:
+            wm2, (d_pct, d_mld, d_ref) = got[0], np.abs(got[1]).tolist()
+    # the interpolation's own error, measured beside the vessel on the sides that show it (RMS)
     moved = []
     if params.background_moved_gap_sigmas > 0:
         for side in (1, -1):
-            got = moved_by(single_frame_background(run, analysed, params, moved=side))
+            image = single_frame_background(run, analysed, params, moved=side)
+            got = None if image is None else moved_by(image)
             if got is not None:
                 moved.append(got[1])
+    if wm2 is None and not moved:
+        return wm
     m_pct, m_mld, m_ref = (np.sqrt(np.mean(np.square(moved), axis=0)) if moved else np.zeros(3)).tolist()
     b_pct, b_mld, b_ref = float(np.hypot(d_pct, m_pct)), float(np.hypot(d_mld, m_mld)), float(np.hypot(d_ref, m_ref))
     notes = wm.warnings
@@ -586,7 +588,8 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
 
 
 def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
-                            sigma_px: float | None = None, known: np.ndarray | None = None, moved: int = 0) -> np.ndarray:
+                            sigma_px: float | None = None, known: np.ndarray | None = None,
+                            moved: int = 0) -> np.ndarray | None:
     """The analysed image, with the segment's crop of a single native frame (no mask to subtract)
     opacified against a background interpolated under the traced lumen from the pixels around it
     (:func:`stenosis.opacification.background_off_vessels`) instead of the whole frame's top-hat,
@@ -599,8 +602,8 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     interpolation's scale (default ``background_sigma_px``); ``known``: the frame's background
     when it is known (a benchmark's truth, the ceiling of any interpolation), used in place of the
     interpolation; ``moved`` (+1 or -1): the interpolation's own error, measured where the lumen's
-    hole is moved beside the vessel to that side (:func:`moved_hole_error`), added to it. Other
-    runs: the analysed image itself."""
+    hole is moved beside the vessel to that side (:func:`moved_hole_error`), added to it (None when
+    that side tells too little). Other runs: the analysed image itself."""
     from .opacification import background_off_vessels, native_values
 
     if run.metadata.subtracted or run.frames.shape[0] != 1:
@@ -615,7 +618,10 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     image = np.array(analysed.image, np.float32, copy=True)
     bg = background_off_vessels(values, vessel, sigma_px=sigma) if known is None else np.asarray(known, np.float32)[box]
     if moved:
-        bg = bg + moved_hole_error(values, vessel, analysed, sigma, side=moved, params=params)
+        err = moved_hole_error(values, vessel, analysed, sigma, side=moved, params=params)
+        if err is None:
+            return None
+        bg = bg + err
     image[box] = contrast_against(run, values, bg, vessel, params)
     return image
 
@@ -631,42 +637,47 @@ def _shifted(a: np.ndarray, dr: int, dc: int, fill) -> np.ndarray:
 
 
 def moved_hole_error(values: np.ndarray, vessel: np.ndarray, analysed: AnalysedFrame, sigma_px: float, *, side: int,
-                     params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray:
+                     params: MeasureParams = DEFAULT_PARAMS) -> np.ndarray | None:
     """(h, w) float32 on the crop, 0 off ``vessel``: the error the background interpolation makes
     over a hole of the lumen's shape where the background is seen. The hole is moved across the
     vessel (normal to the chord between the trace's ends) to ``side``, by its width (twice its
     largest inscribed radius) plus ``background_moved_gap_sigmas`` interpolation scales, so the two
     holes do not share their support; the pixels there less the background interpolated over the
-    moved hole (the lumen kept out too) are moved back under the lumen. Where the moved hole leaves
-    the crop, meets the lumen or lies on another vessel of the map, nothing is added. One draw of
-    the interpolation's error at the lumen's own scale and shape, from the texture beside it."""
-    out = np.zeros(vessel.shape, np.float32)
+    moved hole (the lumen kept out too) are moved back under the lumen. Only pixels where the
+    background is seen and the interpolation does not lean on a vessel count: not within that gap
+    of the lumen (a curved vessel comes back toward its moved hole), not within an interpolation
+    scale of another vessel of the map, not off the crop. None when they cover under half of the
+    lumen (the side tells little: it is left out, not read as no error). One draw of the
+    interpolation's error at the lumen's own scale and shape, from the texture beside it."""
     gap = params.background_moved_gap_sigmas
     rc = np.asarray(analysed.trace.centerline_rc, float)
     if not gap > 0 or len(rc) < 2 or not vessel.any():
-        return out
+        return None
     chord = rc[-1] - rc[0]
     if not np.linalg.norm(chord) > 0:
-        return out
+        return None
     u = chord / np.linalg.norm(chord)
     width = 2.0 * float(ndi.distance_transform_edt(vessel).max())
     step = side * (width + gap * sigma_px) * np.array([-u[1], u[0]])
     dr, dc = int(round(step[0])), int(round(step[1]))
     hole = _shifted(vessel, dr, dc, False)
-    probe = hole & ~vessel
+    probe = hole & (ndi.distance_transform_edt(~vessel) > gap * sigma_px)
     trace = analysed.trace
     box = trace.box
     if trace.probability is not None and np.shape(trace.probability) == vessel.shape and \
             tuple(trace.origin_rc) == (box[0].start, box[1].start):
-        probe &= ~(np.asarray(trace.probability) > params.vessel_threshold)
-    if not probe.any():
-        return out
+        others = np.asarray(trace.probability) > params.vessel_threshold
+        if others.any():
+            probe &= ndi.distance_transform_edt(~others) > sigma_px
+    back_probe = _shifted(probe, -dr, -dc, False) & vessel
+    if back_probe.sum() < 0.5 * vessel.sum():
+        return None
     from .opacification import background_off_vessels
 
     bg = background_off_vessels(values, vessel | hole, sigma_px=sigma_px)
     err = np.where(probe, values - bg, 0.0).astype(np.float32)
     back = _shifted(err, -dr, -dc, np.float32(0.0))
-    return np.where(vessel, back, 0.0).astype(np.float32)
+    return np.where(back_probe, back, 0.0).astype(np.float32)
 
 
 def contrast_against(run, values: np.ndarray, background: np.ndarray, vessel: np.ndarray,

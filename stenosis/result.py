@@ -336,7 +336,9 @@ class StenosisResult:
             "reference_diameter_sd_px": _r(self.reference_sd_px, 3),
             "basis": "1 SD from the profile's quantum noise plus a model floor calibrated on phantoms, plus, where "
                      "the lumen model does not describe the profiles (parameters.model_misfit > 1), the "
-                     "model/edge disagreement; excludes reader and centerline mistakes",
+                     "model/edge disagreement, the artery's own variation along the vessel "
+                     "(parameters.along_vessel_sd_px) and, on a single native frame, the background model's "
+                     "(parameters.background_sd); excludes reader and centerline mistakes",
         }
 
     def to_dict(self) -> dict[str, Any]:
