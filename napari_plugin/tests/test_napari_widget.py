@@ -203,11 +203,13 @@ def test_catheter_calibration_rescales(make_napari_viewer, tmp_path):
     assert image.metadata["stenosis"]["calibration_source"] == "catheter"
     assert widget.session.run.calibration.mm_per_px == pytest.approx((mm, mm))
     assert "catheter" in widget.calibration_label.text()
-    # opening another run makes it the measured one; the first run's layers go away
+    # opening another run makes it the measured one; the first run's overlays are emptied (kept as
+    # layers: removing napari points layers with text crashed the renderer, session 32)
     (other,) = viewer.open(str(write_xa(tmp_path / "other.dcm", tube_frames((2, 32, 32)), pixel_spacing=0.3)),
                            plugin=PLUGIN)
     assert widget.image_layer is other and widget.run_combo.currentText() == other.name
-    assert CATHETER_LAYER not in viewer.layers and "0.3000 mm/px" in widget.calibration_label.text()
+    assert len(viewer.layers[CATHETER_LAYER].data) == 0 and "0.3000 mm/px" in widget.calibration_label.text()
+    assert tuple(viewer.layers[CATHETER_LAYER].scale) == tuple(other.scale[-2:])  # on the new run's grid
     assert [str(u) for u in other.units] == ["pixel", "millimeter", "millimeter"]
     # only the run measured is shown (overlays on another run's anatomy misled a reader)
     assert other.visible and not image.visible
@@ -543,3 +545,26 @@ def test_an_image_layer_the_library_refuses_leaves_no_session(make_napari_viewer
     qtbot.wait(50)
     assert widget.session is None and not widget.measure_button.isEnabled()
     assert "Cannot measure the layer 'with nan'" in widget.status_label.text() and "NaN" in widget.status_label.text()
+
+
+def test_opening_a_second_run_after_measuring_draws(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypatch):
+    """Session 32 (a reader's walk-through): measuring a run, then opening another, crashed napari
+    (a segfault in vispy's draw, 3 of 3 tries) when the widget removed the first run's overlay
+    layers (points with text, paths). They are now emptied and moved to the new run's grid."""
+    monkeypatch.setitem(vars(stenosis), "measure", lambda run, **kw: known_result(mm_per_px=0.25))
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(xa_file), plugin=PLUGIN)
+    widget = _dock(viewer)
+    _choose(widget, "ICA")
+    widget.set_points((48.0, 10.0), (48.0, 110.0))
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.measure_button.click()
+    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+    qtbot.wait(100)
+    (other,) = viewer.open(str(write_xa(tmp_path / "other.dcm", tube_frames((2, 40, 40)), pixel_spacing=0.3)),
+                           plugin=PLUGIN)
+    qtbot.wait(200)
+    shot = viewer.screenshot(canvas_only=True, flash=False)  # drawn: the renderer survived
+    assert shot.size and widget.image_layer is other
+    assert len(viewer.layers[MARKERS_LAYER].data) == 0 and len(viewer.layers[CENTERLINE_LAYER].data) == 0
+    assert len(viewer.layers[POINTS_LAYER].data) == 0  # the new run has no points yet

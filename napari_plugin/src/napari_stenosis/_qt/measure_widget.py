@@ -414,13 +414,40 @@ class MeasureWidget(QWidget):
             other.visible = other is layer
         self.viewer.reset_view()
 
+    #: the overlays' marker sizes, a fraction of the frame's height (as when they are created)
+    _POINT_SIZES = {POINTS_LAYER: (60, 6.0), FEEDING_LAYER: (60, 6.0), WAYPOINTS_LAYER: (70, 5.0), MARKERS_LAYER: (45, 4.0)}
+
     def _reset_overlays(self) -> None:
-        """Switching runs: drop the previous run's layers, show this run's points and result."""
-        for name in OVERLAY_LAYERS:
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
+        """Switching runs: the previous run's overlays are emptied and put on this run's pixel grid
+        and sizes, not removed (removing napari points layers with text crashed the renderer, a
+        segfault in vispy's draw, on opening a second run), then this run's points and result are
+        shown."""
+        from napari.layers import Points
+
+        g = self._layer_geometry()
+        width = self._line_px()
+        self._syncing = True  # the layers' data handlers must not read the emptying as the reader's
+        try:
+            for name in OVERLAY_LAYERS:
+                layer = self._get_layer(name)
+                if layer is None:
+                    continue
+                layer.data = np.empty((0, 2)) if isinstance(layer, Points) else []
+                layer.scale, layer.translate = g["scale"], g["translate"]
+                try:
+                    layer.units = g["units"]
+                except Exception:  # noqa: BLE001 - a napari without layer units
+                    pass
+                if name in self._POINT_SIZES:
+                    frac, least = self._POINT_SIZES[name]
+                    layer.current_size = max(least, self._size_px(frac))
+                else:
+                    layer.current_edge_width = width * (0.7 if name == EDGES_LAYER else 1.0)
+        finally:
+            self._syncing = False
         if self.session.points:
             self.start_points()
+            self._sync_points_layer(self._get_layer(POINTS_LAYER))
             self._get_layer(POINTS_LAYER).mode = "pan_zoom"
         if self.session.waypoints:
             self._sync_waypoints_layer(create=True)
@@ -817,10 +844,9 @@ class MeasureWidget(QWidget):
                     edge_color=COLOURS["centerline"], edge_width=width, opacity=1.0, **g,
                 )
                 cl.events.data.connect(self._on_centerline_changed)
-            else:
-                cl.data = [geom["centerline"]]
-                cl.shape_type = ["path"]
-                cl.edge_color = COLOURS["centerline"]
+            else:  # emptied, then paths added as paths (data set on an emptied layer makes polygons)
+                cl.data = []
+                cl.add_paths([geom["centerline"]], edge_width=width, edge_color=COLOURS["centerline"])
             edges = [e for e in (geom["left"], geom["right"]) if len(e) >= 2]
             ed = self._get_layer(EDGES_LAYER)
             if ed is None:
@@ -829,9 +855,9 @@ class MeasureWidget(QWidget):
                     edge_width=width * 0.7, opacity=0.9, **g,
                 )
             else:
-                ed.data = edges
-                ed.shape_type = ["path"] * len(edges)
-                ed.edge_color = COLOURS["edges"]
+                ed.data = []
+                if edges:
+                    ed.add_paths(edges, edge_width=width * 0.7, edge_color=COLOURS["edges"])
             mld_label = "MLD (placed)" if self.session.mld_rc is not None else "MLD"
             labels = np.array([mld_label, f"ref ({result.reference_choice})"], dtype=object)
             mk = self._get_layer(MARKERS_LAYER)
