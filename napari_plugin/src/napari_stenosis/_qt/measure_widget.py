@@ -412,7 +412,16 @@ class MeasureWidget(QWidget):
         and pixel scale)."""
         for other in self._run_layers():
             other.visible = other is layer
-        self.viewer.reset_view()
+        self._fit_view(layer)
+
+    def _fit_view(self, layer: Any = None) -> None:
+        """Fit the measured run (``layer``, default the widget's) to the canvas, not every layer: a
+        hidden run of another size or pixel scale made the shown one small."""
+        layer = self.image_layer if layer is None else layer
+        try:
+            self.viewer.reset_view(layers=[layer] if layer is not None else None)
+        except TypeError:  # a napari whose reset_view takes no layers
+            self.viewer.reset_view()
 
     #: the overlays' marker sizes, a fraction of the frame's height (as when they are created)
     _POINT_SIZES = {POINTS_LAYER: (60, 6.0), FEEDING_LAYER: (60, 6.0), WAYPOINTS_LAYER: (70, 5.0), MARKERS_LAYER: (45, 4.0)}
@@ -902,7 +911,7 @@ class MeasureWidget(QWidget):
                     self.result_panel, name="Stenosis result", area="right"
                 )
                 QTimer.singleShot(0, self._keep_controls_height)  # once both docks are laid out
-                QTimer.singleShot(0, self.viewer.reset_view)  # the canvas narrowed: the frame fits it again
+                QTimer.singleShot(0, self._fit_view)  # the canvas narrowed: the frame fits it again
             except Exception as exc:  # noqa: BLE001 - a viewer without a window: show the panel alone
                 import warnings
 
