@@ -568,6 +568,7 @@ def test_opening_a_second_run_after_measuring_draws(make_napari_viewer, qtbot, x
     assert shot.size and widget.image_layer is other
     assert len(viewer.layers[MARKERS_LAYER].data) == 0 and len(viewer.layers[CENTERLINE_LAYER].data) == 0
     assert len(viewer.layers[POINTS_LAYER].data) == 0  # the new run has no points yet
+    assert "60.0%" not in widget.status_label.text()  # the first run's result is not spoken of
     # the view fits the shown run, not the hidden first one (12 mm against 32 mm: it read small)
     world = np.asarray(other.extent.world)[:, -2:]
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera

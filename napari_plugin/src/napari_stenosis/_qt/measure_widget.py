@@ -402,6 +402,11 @@ class MeasureWidget(QWidget):
         if previous is not None and previous is not self.session:
             self._reset_overlays()
             self._show_only(layer)
+            # the status line spoke of the previous run's result: this run's, or nothing yet
+            result = self.session.result
+            self._set_status("" if result is None else
+                             f"{layer.name}: {float(result.percent_stenosis):.1f}% stenosis, measured earlier"
+                             + (" (out of date: press Measure)." if self.session.stale else "."))
         self._sync_controls()
         if self.session.frame_guess is None:
             self._start_guess()
