@@ -565,13 +565,7 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
         if got is not None:
             wm2, (d_pct, d_mld, d_ref) = got[0], np.abs(got[1]).tolist()
     # the interpolation's own error, measured beside the vessel on the sides that show it (RMS)
-    moved = []
-    if params.background_moved_gap_sigmas > 0:
-        for side in (1, -1):
-            image = single_frame_background(run, analysed, params, moved=side)
-            got = None if image is None else moved_by(image)
-            if got is not None:
-                moved.append(got[1])
+    moved = [got[1] for got in map(moved_by, moved_hole_images(run, analysed, params)) if got is not None]
     if wm2 is None and not moved:
         return wm
     m_pct, m_mld, m_ref = (np.sqrt(np.mean(np.square(moved), axis=0)) if moved else np.zeros(3)).tolist()
@@ -588,8 +582,7 @@ def background_sensitivity(run, analysed: AnalysedFrame, inputs: ReaderInputs, w
 
 
 def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
-                            sigma_px: float | None = None, known: np.ndarray | None = None,
-                            moved: int = 0) -> np.ndarray | None:
+                            sigma_px: float | None = None, known: np.ndarray | None = None) -> np.ndarray:
     """The analysed image, with the segment's crop of a single native frame (no mask to subtract)
     opacified against a background interpolated under the traced lumen from the pixels around it
     (:func:`stenosis.opacification.background_off_vessels`) instead of the whole frame's top-hat,
@@ -601,29 +594,51 @@ def single_frame_background(run, analysed: AnalysedFrame, params: MeasureParams 
     vessel map's mid-line where the trace sits off it (``background_map_reach_radii``); ``sigma_px``: the
     interpolation's scale (default ``background_sigma_px``); ``known``: the frame's background
     when it is known (a benchmark's truth, the ceiling of any interpolation), used in place of the
-    interpolation; ``moved`` (+1 or -1): the interpolation's own error, measured where the lumen's
-    hole is moved beside the vessel to that side (:func:`moved_hole_error`), added to it (None when
-    that side tells too little). Other runs: the analysed image itself."""
+    interpolation. Other runs: the analysed image itself."""
+    sigma = params.background_sigma_px if sigma_px is None else sigma_px
+    parts = _single_frame_parts(run, analysed, params, sigma, known)
+    return analysed.image if parts is None else _opacified(run, analysed, params, *parts)
+
+
+def _single_frame_parts(run, analysed: AnalysedFrame, params: MeasureParams, sigma: float,
+                        known: np.ndarray | None = None) -> tuple | None:
+    """(values, vessel, background) on the trace's crop of a single native frame
+    (:func:`single_frame_background`), None for other runs or when no lumen can be kept out."""
     from .opacification import background_off_vessels, native_values
 
     if run.metadata.subtracted or run.frames.shape[0] != 1:
-        return analysed.image
+        return None
     box = analysed.trace.box
     values = native_values(run, analysed.index)[box]
-    sigma = params.background_sigma_px if sigma_px is None else sigma_px
     vessel = traced_lumen(analysed, params.background_mask_px, beyond_px=params.background_beyond_sigmas * sigma,
                           map_reach_radii=params.background_map_reach_radii, map_threshold=params.vessel_threshold)
     if vessel is None or vessel.all():
-        return analysed.image
-    image = np.array(analysed.image, np.float32, copy=True)
+        return None
     bg = background_off_vessels(values, vessel, sigma_px=sigma) if known is None else np.asarray(known, np.float32)[box]
-    if moved:
-        err = moved_hole_error(values, vessel, analysed, sigma, side=moved, params=params)
-        if err is None:
-            return None
-        bg = bg + err
-    image[box] = contrast_against(run, values, bg, vessel, params)
+    return values, vessel, bg
+
+
+def _opacified(run, analysed: AnalysedFrame, params: MeasureParams, values: np.ndarray, vessel: np.ndarray,
+               background: np.ndarray) -> np.ndarray:
+    """The analysed image with its crop opacified against ``background`` (:func:`contrast_against`)."""
+    image = np.array(analysed.image, np.float32, copy=True)
+    image[analysed.trace.box] = contrast_against(run, values, background, vessel, params)
     return image
+
+
+def moved_hole_images(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS) -> list[np.ndarray]:
+    """The single native frame opacified as :func:`single_frame_background` does, with the
+    interpolation's own error measured beside the vessel (:func:`moved_hole_error`) added under
+    the lumen: one image per side that shows it (none when ``background_moved_gap_sigmas`` is 0)."""
+    if not params.background_moved_gap_sigmas > 0:
+        return []
+    sigma = params.background_sigma_px
+    parts = _single_frame_parts(run, analysed, params, sigma)
+    if parts is None:
+        return []
+    values, vessel, bg = parts
+    errors = [moved_hole_error(values, vessel, analysed, sigma, side=side, params=params) for side in (1, -1)]
+    return [_opacified(run, analysed, params, values, vessel, bg + err) for err in errors if err is not None]
 
 
 def _shifted(a: np.ndarray, dr: int, dc: int, fill) -> np.ndarray:

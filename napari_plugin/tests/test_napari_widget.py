@@ -494,6 +494,18 @@ def test_frames_shown_and_dropped_on_a_sample_run(make_napari_viewer, qtbot, sam
     assert viewer.dims.current_step[0] == res.frame_index
 
 
+def _measured_ica(viewer, qtbot, xa_file) -> MeasureWidget:
+    """The widget docked on ``xa_file``, its ICA measured between (48, 10) and (48, 110)."""
+    viewer.open(str(xa_file), plugin=PLUGIN)
+    widget = _dock(viewer)
+    _choose(widget, "ICA")
+    widget.set_points((48.0, 10.0), (48.0, 110.0))
+    with qtbot.waitSignal(widget.measured, timeout=20000):
+        widget.measure_button.click()
+    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+    return widget
+
+
 def test_a_result_measured_before_a_change_is_shown_out_of_date(make_napari_viewer, qtbot, xa_file, monkeypatch):
     """Session 32 (a reader's walk-through): after a point was moved, the artery changed or a
     re-measure failed, the old trace, markers and "35.2%" stayed on screen as if current. The
@@ -510,13 +522,7 @@ def test_a_result_measured_before_a_change_is_shown_out_of_date(make_napari_view
 
     monkeypatch.setitem(vars(stenosis), "measure", fake)
     viewer = make_napari_viewer(show=False)
-    viewer.open(str(xa_file), plugin=PLUGIN)
-    widget = _dock(viewer)
-    _choose(widget, "ICA")
-    widget.set_points((48.0, 10.0), (48.0, 110.0))
-    with qtbot.waitSignal(widget.measured, timeout=20000):
-        widget.measure_button.click()
-    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+    widget = _measured_ica(viewer, qtbot, xa_file)
     panel = widget.result_panel
     assert not panel.stale_label.isVisibleTo(panel) and viewer.layers[CENTERLINE_LAYER].opacity == 1.0
     widget.set_points((48.0, 10.0), (48.0, 100.0))  # the distal point moved: not measured yet
@@ -553,13 +559,7 @@ def test_opening_a_second_run_after_measuring_draws(make_napari_viewer, qtbot, x
     layers (points with text, paths). They are now emptied and moved to the new run's grid."""
     monkeypatch.setitem(vars(stenosis), "measure", lambda run, **kw: known_result(mm_per_px=0.25))
     viewer = make_napari_viewer(show=True)
-    viewer.open(str(xa_file), plugin=PLUGIN)
-    widget = _dock(viewer)
-    _choose(widget, "ICA")
-    widget.set_points((48.0, 10.0), (48.0, 110.0))
-    with qtbot.waitSignal(widget.measured, timeout=20000):
-        widget.measure_button.click()
-    qtbot.waitUntil(lambda: widget.measure_button.isEnabled(), timeout=5000)
+    widget = _measured_ica(viewer, qtbot, xa_file)
     qtbot.wait(100)
     (other,) = viewer.open(str(write_xa(tmp_path / "other.dcm", tube_frames((2, 40, 40)), pixel_spacing=0.3)),
                            plugin=PLUGIN)

@@ -175,13 +175,11 @@ def _check_scheduler(scheduler: str | None) -> None:
 def _note_skipped(folder: Path, tasks, out: Path) -> None:
     """A note on stderr naming the files under DIR that --auto skipped (not DICOM: a picture
     export, a text file), the output folder left out."""
-    from types import SimpleNamespace
-
     from ..io.series import files_not_read, skipped_note
 
-    read = [SimpleNamespace(paths=t.files or (t.source,)) for t in tasks]
     outside = out.absolute()
-    files = [p for p in files_not_read(folder, read, []) if not p.is_relative_to(outside)]
+    files = [p for p in files_not_read(folder, (f for t in tasks for f in (t.files or (t.source,))))
+             if not p.is_relative_to(outside)]
     note = skipped_note(folder, files)
     if note:
         click.echo(f"note: {note}", err=True)

@@ -125,7 +125,7 @@ def command(path: Path, debug: bool = False) -> None:
     console.print(summary)
     from ..io.series import files_not_read, skipped_note
 
-    note = skipped_note(path, files_not_read(path, sources, named))
+    note = skipped_note(path, files_not_read(path, [*(f for src in sources for f in src.paths), *named]))
     if note:
         click.echo(f"stenosis: note: {note}", err=True)
     if n_ok == 0:

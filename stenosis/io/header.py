@@ -145,12 +145,12 @@ def _check_pixels(path: Path, ds: Any, file_size: int) -> dict[str, Any]:
         )
     rows = _int_tag(ds, "Rows")
     cols = _int_tag(ds, "Columns")
-    n_frames = _int_tag(ds, "NumberOfFrames", 1) or 1
-    stated = _int_tag(ds, "NumberOfFrames", -1)
     given = ds.get("NumberOfFrames", None)
+    stated = _int_tag(ds, "NumberOfFrames")  # None: absent, empty or not a number
     if given is not None and str(given).strip() != "" and (stated is None or stated < 0):
-        raise InputError(f"{path}: NumberOfFrames {str(ds.get('NumberOfFrames')).strip()!r} is not a positive number of "
+        raise InputError(f"{path}: NumberOfFrames {str(given).strip()!r} is not a positive number of "
                          "frames; the header is broken, re-export the file")
+    n_frames = stated or 1  # 0 read as 1, as pydicom does
     bits_alloc = _int_tag(ds, "BitsAllocated")
     bits_stored = _int_tag(ds, "BitsStored", bits_alloc)
     pixel_rep = _int_tag(ds, "PixelRepresentation", 0)

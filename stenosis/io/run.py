@@ -174,7 +174,7 @@ class AngioRun:
         if pixel_intensity_relationship is not None and pixel_intensity_relationship not in ("LIN", "LOG"):
             raise InputError(f"pixel_intensity_relationship must be 'LIN', 'LOG' or None, got "
                              f"{pixel_intensity_relationship!r}")
-        bad = [int(i) for i in mask_frames if not -arr.shape[0] <= int(i) < arr.shape[0] or int(i) < 0]
+        bad = [int(i) for i in mask_frames if not 0 <= int(i) < arr.shape[0]]
         if bad:
             raise InputError(f"mask_frames {bad} are not frames of this run (0..{arr.shape[0] - 1})")
         arr.flags.writeable = False
@@ -206,7 +206,7 @@ def _checked_frames(frames) -> np.ndarray:
     """(T, H, W) copy of ``frames`` for :meth:`AngioRun.from_array`, or a one-line InputError."""
     try:
         arr = np.array(frames, copy=True)
-    except (ValueError, TypeError) as exc:  # ragged: frames of different shapes
+    except (ValueError, TypeError):  # ragged: frames of different shapes
         raise InputError("frames must be one array (T, H, W) or (H, W), all frames of one shape") from None
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         what = "a binary mask, not an angiogram" if arr.dtype == bool else f"dtype {arr.dtype}"

@@ -8,7 +8,7 @@ import os
 import warnings as _warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -308,32 +308,30 @@ def named_dicom_not_runs(folder: str | os.PathLike, sources: list[RunSource]) ->
     """Files under ``folder`` named like DICOM (:data:`DICOM_SUFFIXES`) that are in none of
     ``sources`` (:func:`find_runs` skips files without the DICOM preamble: empty, truncated, text),
     sorted: a user who named them so expects to hear why they were not read."""
+    return [q for q, _ in _files_besides(folder, (f for src in sources for f in src.paths))
+            if q.name.lower().endswith(DICOM_SUFFIXES)]
+
+
+def files_not_read(folder: str | os.PathLike, read: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files under ``folder`` that are not among the ``read`` paths (the runs' files and the
+    :func:`named_dicom_not_runs` reported on their own): not DICOM (a picture export, a text file),
+    which :func:`find_runs` skips; hidden files and folders and DICOMDIR left out. Sorted; a user
+    should hear that they were skipped."""
+    return [q for q, hidden in _files_besides(folder, read) if not hidden and q.name.upper() != "DICOMDIR"]
+
+
+def _files_besides(folder: str | os.PathLike, read: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, bool]]:
+    """(file, hidden) for each file under ``folder`` (sorted walk) that is not one of ``read``;
+    ``hidden``: the file or a folder on its way below ``folder`` is named with a leading dot."""
     base = Path(folder).absolute()
-    seen = {str(Path(f).absolute()) for src in sources for f in src.paths}
-    out = []
+    seen = {str(Path(f).absolute()) for f in read}
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames.sort()
+        below = Path(dirpath).relative_to(base).parts
         for name in sorted(filenames):
             q = Path(dirpath) / name
-            if name.lower().endswith(DICOM_SUFFIXES) and str(q) not in seen:
-                out.append(q)
-    return out
-
-
-def files_not_read(folder: str | os.PathLike, sources: list[RunSource], named: list[Path]) -> list[Path]:
-    """Files under ``folder`` in none of ``sources`` nor ``named`` (:func:`named_dicom_not_runs`): not
-    DICOM (a picture export, a text file), which :func:`find_runs` skips; hidden files and
-    DICOMDIR left out. Sorted; a user should hear that they were skipped."""
-    base = Path(folder).absolute()
-    seen = {str(Path(f).absolute()) for src in sources for f in src.paths} | {str(Path(p).absolute()) for p in named}
-    out = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            q = Path(dirpath) / name
-            if not name.startswith(".") and name.upper() != "DICOMDIR" and str(q) not in seen:
-                out.append(q)
-    return out
+            if str(q) not in seen:
+                yield q, any(part.startswith(".") for part in (*below, name))
 
 
 def skipped_note(folder: str | os.PathLike, files: list[Path]) -> str:

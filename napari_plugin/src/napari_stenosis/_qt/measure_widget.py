@@ -371,14 +371,19 @@ class MeasureWidget(QWidget):
     def _select_layer(self, layer: Any) -> None:
         if layer is self.image_layer and layer is not None:
             return
-        if layer is not None and id(layer) not in self._sessions and layer.metadata.get(RUN_KEY) is None:
-            try:  # an image not read by this plugin: the library's checks of an array first
-                stenosis.AngioRun.from_array(np.asarray(layer.data), source=layer.name)
-            except stenosis.StenosisError as exc:  # NaN, a bool mask...: no session on it
-                self.image_layer, self.session = None, None
-                self._set_status(f"Cannot measure the layer '{layer.name}': {for_napari(str(exc))}", error=True)
-                self._update_enabled()
-                return
+        run, note = None, None
+        if layer is not None and id(layer) not in self._sessions:
+            run = layer.metadata.get(RUN_KEY)
+            if run is None:  # an image not read by this plugin: wrapped by the library, which checks it
+                try:
+                    run = stenosis.AngioRun.from_array(np.asarray(layer.data), source=layer.name)
+                except stenosis.StenosisError as exc:  # NaN, a bool mask...: no session on it
+                    self.image_layer, self.session = None, None
+                    self._set_status(f"Cannot measure the layer '{layer.name}': {for_napari(str(exc))}", error=True)
+                    self._update_enabled()
+                    return
+                note = ("This image was not read by napari-stenosis: it is measured uncalibrated "
+                        "(open the DICOM with the napari-stenosis reader for mm values).")
         self.image_layer = layer
         if layer is None:
             self.session = None
@@ -387,14 +392,6 @@ class MeasureWidget(QWidget):
             return
         key = id(layer)
         if key not in self._sessions:
-            run = layer.metadata.get(RUN_KEY)
-            if run is None:
-                data = np.asarray(layer.data)
-                run = stenosis.AngioRun.from_array(data, source=layer.name)
-                self._set_status(
-                    "This image was not read by napari-stenosis: it is measured uncalibrated "
-                    "(open the DICOM with the napari-stenosis reader for mm values)."
-                )
             # each run starts with no artery: the reader chooses it for every run
             self._sessions[key] = ReadingSession(run, segment=None, model=self.model_combo.currentData())
         previous = self.session
@@ -407,6 +404,8 @@ class MeasureWidget(QWidget):
             self._set_status("" if result is None else
                              f"{layer.name}: {float(result.percent_stenosis):.1f}% stenosis, measured earlier"
                              + (" (out of date: press Measure)." if self.session.stale else "."))
+        if note:
+            self._set_status(note)
         self._sync_controls()
         if self.session.frame_guess is None:
             self._start_guess()
@@ -453,8 +452,7 @@ class MeasureWidget(QWidget):
                 except Exception:  # noqa: BLE001 - a napari without layer units
                     pass
                 if name in self._POINT_SIZES:
-                    frac, least = self._POINT_SIZES[name]
-                    layer.current_size = max(least, self._size_px(frac))
+                    layer.current_size = self._point_size(name)
                 else:
                     layer.current_edge_width = width * (0.7 if name == EDGES_LAYER else 1.0)
         finally:
@@ -606,7 +604,7 @@ class MeasureWidget(QWidget):
         layer = self._get_layer(POINTS_LAYER)
         if layer is None:
             layer = self.viewer.add_points(
-                np.empty((0, 2)), name=POINTS_LAYER, ndim=2, size=max(6.0, self._size_px(60)),
+                np.empty((0, 2)), name=POINTS_LAYER, ndim=2, size=self._point_size(POINTS_LAYER),
                 face_color=COLOURS["proximal"], border_color="black",
                 features={"label": np.array([], dtype=object)},
                 text={"string": "{label}", "color": "white", "size": 11, "anchor": "upper_left"},
@@ -623,6 +621,11 @@ class MeasureWidget(QWidget):
         thin enough that a reader sees the lumen's edge beside its line (1.5 px; a 400th of a
         larger frame's height)."""
         return max(1.5, int(self.session.run.frames.shape[1]) / 400.0)
+
+    def _point_size(self, name: str) -> float:
+        """The marker size of the overlay layer ``name`` on this run (:attr:`_POINT_SIZES`)."""
+        frac, least = self._POINT_SIZES[name]
+        return max(least, self._size_px(frac))
 
     def _size_px(self, fraction_of: int) -> float:
         h = int(self.session.run.frames.shape[1])
@@ -665,7 +668,7 @@ class MeasureWidget(QWidget):
         layer = self._get_layer(FEEDING_LAYER)
         if layer is None:
             layer = self.viewer.add_points(
-                np.empty((0, 2)), name=FEEDING_LAYER, ndim=2, size=max(6.0, self._size_px(60)),
+                np.empty((0, 2)), name=FEEDING_LAYER, ndim=2, size=self._point_size(FEEDING_LAYER),
                 face_color=COLOURS["reference"], symbol="diamond", border_color="black",
                 **self._layer_geometry(),
             )
@@ -717,7 +720,7 @@ class MeasureWidget(QWidget):
             if not create:
                 return None
             layer = self.viewer.add_points(
-                np.empty((0, 2)), name=WAYPOINTS_LAYER, ndim=2, size=max(5.0, self._size_px(70)),
+                np.empty((0, 2)), name=WAYPOINTS_LAYER, ndim=2, size=self._point_size(WAYPOINTS_LAYER),
                 face_color=COLOURS["waypoint"], border_color="black", symbol="square",
                 features={"label": np.array([], dtype=object)},
                 text={"string": "{label}", "color": "white", "size": 10, "anchor": "upper_left"},
@@ -877,7 +880,7 @@ class MeasureWidget(QWidget):
             mk = self._get_layer(MARKERS_LAYER)
             if mk is None:
                 mk = self.viewer.add_points(
-                    geom["markers"], name=MARKERS_LAYER, ndim=2, size=self._size_px(45),
+                    geom["markers"], name=MARKERS_LAYER, ndim=2, size=self._point_size(MARKERS_LAYER),
                     # rings: the reader checks the lumen inside them (a disc hid the lesion it marks)
                     symbol="ring", face_color=[COLOURS["mld"], COLOURS["reference"]], border_color="black",
                     features={"label": labels},
