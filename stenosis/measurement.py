@@ -106,7 +106,7 @@ def measure(path_or_run, segment=None, proximal=None, distal=None, frame=None, *
                                      feeding_proximal=feeding_proximal, feeding_distal=feeding_distal,
                                      pixel_mm=pixel_mm, frames=frames, exclude_frames=exclude_frames)
     run = calibrated_run(path_or_run, inputs.pixel_mm)
-    inputs.check_within(run.frames.shape[0], run.frames.shape[1:])
+    inputs = inputs.within(run.frames.shape[0], run.frames.shape[1:])
     return _measure_run(run, inputs, params)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from .calibration import check_pixel_mm
 from .enums import ModelName, ReferenceChoice, Segment
 from .errors import ReaderInputError
 
-__all__ = ["ReaderInputs", "as_rc", "check_points_within", "frames_mode"]
+__all__ = ["ReaderInputs", "as_rc", "check_points_within", "frames_mode", "onto_pixel_centres"]
 
 Point = tuple[float, float]
 
@@ -37,14 +37,24 @@ def as_rc(p: Any, name: str) -> Point:
 
 
 def check_points_within(named: Any, shape: tuple[int, int]) -> None:
-    """Each (name, (row, col)) of ``named`` inside a frame of ``shape``, or a one-line ReaderInputError."""
+    """Each (name, (row, col)) of ``named`` on a pixel of a frame of ``shape`` (a pixel spans its
+    centre +-0.5, so a click on the first or last pixel's outer half is inside), or a one-line
+    ReaderInputError."""
     h, w = shape
     for name, p in named:
-        if not (0 <= p[0] <= h - 1 and 0 <= p[1] <= w - 1):
+        if not (-0.5 <= p[0] <= h - 0.5 and -0.5 <= p[1] <= w - 0.5):
             raise ReaderInputError(
                 f"the {name} point ({p[0]:g}, {p[1]:g}) is outside the image "
                 f"(rows 0..{h - 1}, cols 0..{w - 1}); give ROW,COL inside the frame (row first"
                 + (f": did you mean {p[1]:g},{p[0]:g}?)" if 0 <= p[1] <= h - 1 and 0 <= p[0] <= w - 1 else ")"))
+
+
+def onto_pixel_centres(p: Point | None, shape: tuple[int, int]) -> Point | None:
+    """A point on the outer half of an edge pixel moved onto that pixel's centre line (the
+    profiles and the trace are sampled between pixel centres); others unchanged."""
+    if p is None:
+        return None
+    return float(min(max(p[0], 0.0), shape[0] - 1)), float(min(max(p[1], 0.0), shape[1] - 1))
 
 
 def _frame_numbers(frames: Any) -> tuple[int, ...]:
@@ -180,8 +190,10 @@ class ReaderInputs:
             pts.append(("MLD", self.mld))
         return pts
 
-    def check_within(self, n_frames: int, shape: tuple[int, int]) -> None:
-        """Every point inside a frame of ``shape`` and the frame inside the run."""
+    def within(self, n_frames: int, shape: tuple[int, int]) -> ReaderInputs:
+        """These inputs checked against a run of ``n_frames`` frames of ``shape``: every point on a
+        pixel (one on an edge pixel's outer half moved onto its centre line, at most half a
+        pixel) and the frames inside the run; one-line ReaderInputError otherwise."""
         check_points_within(self.named_points(), shape)
         if self.frame is not None and not 0 <= self.frame < n_frames:
             raise ReaderInputError(f"frame {self.frame} is outside the run (0..{n_frames - 1}); "
@@ -190,6 +202,12 @@ class ReaderInputs:
         if outside:
             raise ReaderInputError(f"dropped frame {outside[0]} is outside the run (0..{n_frames - 1}); "
                                    f"drop frames from 0 to {n_frames - 1}")
+        def on(p):
+            return onto_pixel_centres(p, shape)
+
+        return replace(self, proximal=on(self.proximal), distal=on(self.distal), reference=on(self.reference),
+                       mld=on(self.mld), waypoints=tuple(on(p) for p in self.waypoints),
+                       feeding_proximal=on(self.feeding_proximal), feeding_distal=on(self.feeding_distal))
 
     @property
     def frame_limit(self) -> int | None:
