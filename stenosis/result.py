@@ -25,6 +25,13 @@ CONFIRM_CALL = "have a reader confirm the >= 50% call"
 CONFIRM_MARK = "reader must confirm"
 
 
+def two_sd_interval(percent_stenosis: float, sd: float) -> tuple[float, float]:
+    """The percent stenosis +-2 SD, within 0-100% (a narrowing cannot be below none or beyond an
+    occlusion: an SD that reaches past them says the reading could be anything there)."""
+    two_sd = 2.0 * sd if np.isfinite(sd) else 0.0
+    return max(percent_stenosis - two_sd, 0.0), min(percent_stenosis + two_sd, 100.0)
+
+
 def call_text(meets_50: bool, needs_confirmation: bool) -> str:
     """``"YES"`` or ``"no"``, followed by ``" (reader must confirm)"`` when the call needs a reader."""
     return ("YES" if meets_50 else "no") + (f" ({CONFIRM_MARK})" if needs_confirmation else "")
@@ -321,9 +328,8 @@ class StenosisResult:
 
     @property
     def percent_stenosis_interval(self) -> tuple[float, float]:
-        """+-2 SD interval of the percent stenosis (about 95% on the phantoms)."""
-        s = 2.0 * self.percent_stenosis_sd
-        return (self.percent_stenosis - s, self.percent_stenosis + s)
+        """+-2 SD interval of the percent stenosis (about 95% on the phantoms), within 0-100%."""
+        return two_sd_interval(self.percent_stenosis, self.percent_stenosis_sd)
 
     def uncertainty_dict(self) -> dict[str, Any]:
         lo, hi = self.percent_stenosis_interval

@@ -27,3 +27,18 @@ def test_a_click_on_an_edge_pixels_outer_half_is_inside():
     inner = stenosis.measure(run, "M1", (23.5, 0.0), (23.5, 63.0), model="classical")
     assert edge.percent_stenosis == inner.percent_stenosis
     assert tuple(edge.to_dict()["proximal_rc"]) == (23.5, 0.0)
+
+
+def test_the_two_sd_interval_stays_within_0_and_100_percent():
+    """A real coronary frame (CIMAT image 8, a reader's points around a narrowing) read 44.5 +- 36.5
+    and printed its interval as '-28.5 to 117.5%', numbers no narrowing can have. The interval is
+    now kept within 0-100% everywhere it is shown (warning, JSON, napari), from one function."""
+    from stenosis.result import two_sd_interval
+    from stenosis.wasid import borderline_warning
+
+    assert two_sd_interval(44.5, 36.5) == (0.0, 100.0)
+    assert two_sd_interval(40.0, 5.0) == (30.0, 50.0)
+    assert two_sd_interval(97.0, 2.0) == (93.0, 100.0)
+    assert two_sd_interval(30.0, float("nan")) == (30.0, 30.0)
+    assert "(0.0 to 100.0%)" in borderline_warning(44.5, 36.5)
+    assert "(31.0 to 51.0%)" in borderline_warning(41.0, 5.0)

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..result import two_sd_interval
 from ..wasid import borderline_warning
 from .outputs import atomic_save, row_sort_key
 
@@ -99,7 +100,9 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
             sds = np.array([percent_sd(r) for r in runs])
             has = np.isfinite(sds)
             if has.any():  # +-2 SD of each measurement
-                ax_strip.errorbar(x[has], vals[has], yerr=2 * sds[has], fmt="none", ecolor="0.6", elinewidth=0.7, zorder=1)
+                lo, hi = np.array([two_sd_interval(v, sd) for v, sd in zip(vals[has], sds[has])]).T
+                ax_strip.errorbar(x[has], vals[has], yerr=[vals[has] - lo, hi - vals[has]], fmt="none", ecolor="0.6",
+                                  elinewidth=0.7, zorder=1)
             ax_strip.scatter(x, vals, c=colors, s=18, alpha=0.8, edgecolors="none", zorder=2)
             for k, (xi, v, r) in enumerate(zip(x, vals, runs)):
                 if label_all or v >= 50.0:  # alternate sides so that neighbours stay readable

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from ..enums import ReferenceChoice, Segment
 from ..errors import MeasurementError, StenosisError
 from ..params import DEFAULT_PARAMS, MeasureParams
-from ..result import CONFIRM_CALL, DiameterProfile, QualityFlag
+from ..result import CONFIRM_CALL, DiameterProfile, QualityFlag, two_sd_interval
 from .mld import (LesionBottom, adaptive_smoothing_px, along_vessel_sd, bottom_window_half_px, find_mld,
                   fit_lesion_bottom, lesion_extent, narrowest_spread_px, smooth_diameter)
 from .reference import Window, best_window, candidate_windows, diseased, is_normal, trend_diameter, turning_angle_deg
@@ -88,7 +88,8 @@ def borderline_warning(percent_stenosis: float, sd: float = float("nan"),
     ``borderline_points`` of 50, or its +-2 SD interval reaches 50."""
     two_sd = 2.0 * sd if np.isfinite(sd) else 0.0
     if abs(percent_stenosis - 50.0) < max(params.borderline_points, two_sd):
-        why = (f"its +-2 SD interval ({percent_stenosis - two_sd:.1f} to {percent_stenosis + two_sd:.1f}%) includes 50%"
+        lo, hi = two_sd_interval(percent_stenosis, sd)
+        why = (f"its +-2 SD interval ({lo:.1f} to {hi:.1f}%) includes 50%"
                if abs(percent_stenosis - 50.0) < two_sd else
                f"it is within {params.borderline_points:g} points of 50%, inside the tool's largest errors on phantoms")
         return f"percent stenosis {percent_stenosis:.1f}%: {why}; {CONFIRM_CALL}"
