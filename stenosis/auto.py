@@ -557,9 +557,13 @@ def find_lesion(frame_or_run: Any, *, model: str = "unet", frame: int | None = N
             display = -opac[t]  # vessels darker, as vessel_probability expects
         n_frames = int(opac.shape[0])
     else:
-        display = np.asarray(frame_or_run, dtype=np.float32)
-        if display.ndim != 2:
-            raise MeasurementError("find_lesion needs a run or one 2-D frame")
+        try:
+            display = np.asarray(frame_or_run, dtype=np.float32)
+        except (TypeError, ValueError):
+            display = np.empty(0)
+        if display.ndim != 2 or min(display.shape) < 16 or not np.isfinite(display).all():
+            raise MeasurementError(f"find_lesion needs a run (stenosis.read_run / read_image) or one 2-D frame of "
+                                   f"finite grey levels, got {type(frame_or_run).__name__}")
         t = 0
         n_frames = 1
     prob = vessel_probability(display, model=model)

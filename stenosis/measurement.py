@@ -967,9 +967,8 @@ def place_overrides(image: np.ndarray, inputs: ReaderInputs, profile: DiameterPr
         if d <= on_segment_px:
             manual_index = k
         else:
-            manual_px, manual_centre, w = local_reference(image, inputs.reference, profile, model=inputs.model,
-                                                          scale=scale, params=params)
-            warns += w
+            manual_px, manual_centre = local_reference(image, inputs.reference, profile, model=inputs.model,
+                                                       scale=scale, params=params)
     mld_index = None
     if inputs.mld is not None:
         mld_index, d = _nearest_sample(profile, inputs.mld)

@@ -202,6 +202,9 @@ class ReaderInputs:
         if outside:
             raise ReaderInputError(f"dropped frame {outside[0]} is outside the run (0..{n_frames - 1}); "
                                    f"drop frames from 0 to {n_frames - 1}")
+        if len(set(self.exclude_frames)) >= n_frames:
+            raise ReaderInputError(f"every frame of the run (0..{n_frames - 1}) is dropped: keep at least the frame "
+                                   "to analyse")
         def on(p):
             return onto_pixel_centres(p, shape)
 

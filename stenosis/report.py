@@ -482,7 +482,7 @@ def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Pa
         The analysed frame (opacified, iodine positive); ``result.image`` when None
         or when the run is given.
     path : str or Path
-        Output PNG.
+        Output file: PNG, or the format its suffix names (``.pdf``, ``.svg``, ``.jpg``, ...).
     auto_confidence : float, optional
         The points were placed automatically with this confidence: the report says so
         and asks a reader to confirm them (implies `auto_points`).
@@ -494,8 +494,13 @@ def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Pa
     -------
     Path
     """
+    if hasattr(result, "views") and not hasattr(result, "profile"):
+        raise TypeError("save_report takes one view's result: for several views save each one, e.g. "
+                        "for k, v in enumerate(views.views): save_report(v, None, f'report-view{k + 1}.png')")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = report_figure(result, image, auto_confidence=auto_confidence, auto_points=auto_points)
-    fig.savefig(path, format="png")
+    # the format the name asks for (.pdf, .svg, .jpg ...) when matplotlib writes it; else PNG
+    kind = path.suffix.lower().lstrip(".")
+    fig.savefig(path, format=kind if kind in fig.canvas.get_supported_filetypes() else "png")
     return path

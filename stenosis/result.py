@@ -234,10 +234,10 @@ class ReferenceWindow:
             "centre_rc": _rc(self.centre_rc),
             "description": self.description,
         }
-        if mm_per_px is not None:
-            d["start_mm"] = _r(self.start_px * mm_per_px, 3)
-            d["end_mm"] = _r(self.end_px * mm_per_px, 3)
-            d["diameter_mm"] = _r(self.diameter_px * mm_per_px, 4)
+        mm = mm_per_px is not None  # uncalibrated: the mm keys are there, null (as every mm value)
+        d["start_mm"] = _r(self.start_px * mm_per_px, 3) if mm else None
+        d["end_mm"] = _r(self.end_px * mm_per_px, 3) if mm else None
+        d["diameter_mm"] = _r(self.diameter_px * mm_per_px, 4) if mm else None
         return d
 
 
@@ -494,7 +494,8 @@ def row_from_dict(d: Mapping[str, Any], **cells: Any) -> dict[str, Any]:
         "reference_col": at("reference_rc", 1),
         "lesion_length_mm": d.get("lesion_length_mm"),
         "calibration_source": cal.get("source") if isinstance(cal, Mapping) else None,
-        "mm_per_px": mm[0] if mm else None,
+        # the pixel size the mm values use: non-square pixels' geometric mean (the JSON keeps both)
+        "mm_per_px": (round(float(np.sqrt(float(mm[0]) * float(mm[-1]))), 6) if mm else None),
         "proximal_row": at("proximal_rc", 0),
         "proximal_col": at("proximal_rc", 1),
         "distal_row": at("distal_rc", 0),

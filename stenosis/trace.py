@@ -8,7 +8,6 @@ frame's (row, col), never the crop's.
 """
 from __future__ import annotations
 
-import warnings as _warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,9 +89,11 @@ class Trace:
                      (self.origin_rc[0] + float(d[0]), self.origin_rc[1] + float(d[1])), self.box, self.warnings)
 
 
-def vessel_map(image: np.ndarray, model: str, *, factor: int = 1) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Vessel probability of ``image`` (iodine positive) and the model's warnings; computed on
-    ``factor`` x ``factor`` block means when ``factor`` > 1 and brought back to the image grid."""
+def vessel_map(image: np.ndarray, model: str, *, factor: int = 1) -> np.ndarray:
+    """Vessel probability of ``image`` (iodine positive); computed on ``factor`` x ``factor``
+    block means when ``factor`` > 1 and brought back to the image grid. (Python warnings raised
+    meanwhile are not collected: the vessel map raises none, and in a thread pool another
+    thread's warnings ended up in this result's.)"""
     from .segmentation import vessel_probability
 
     small = image
@@ -101,18 +102,14 @@ def vessel_map(image: np.ndarray, model: str, *, factor: int = 1) -> tuple[np.nd
         hh, ww = -(-h // factor) * factor, -(-w // factor) * factor
         padded = np.pad(image, ((0, hh - h), (0, ww - w)), mode="edge")
         small = padded.reshape(hh // factor, factor, ww // factor, factor).mean(axis=(1, 3))
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        prob = vessel_probability(-small, model=model)
-    notes = tuple(dict.fromkeys(str(w.message).split(";")[0] for w in caught))
-    prob = np.asarray(prob, dtype=np.float32)
+    prob = np.asarray(vessel_probability(-small, model=model), dtype=np.float32)
     if factor > 1:
         # block k covers pixels k*f .. k*f+f-1: its centre is at k*f + (f-1)/2
         rr = (np.arange(image.shape[0]) - (factor - 1) / 2) / factor
         cc = (np.arange(image.shape[1]) - (factor - 1) / 2) / factor
         g = np.meshgrid(rr, cc, indexing="ij")
         prob = ndi.map_coordinates(prob, g, order=1, mode="nearest").astype(np.float32)
-    return prob, notes
+    return prob
 
 
 def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model: str, scale: Scale,
@@ -129,7 +126,7 @@ def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model
     for attempt in range(3):
         off = np.array([box[0].start, box[1].start], float)
         sub = image[box]
-        prob, notes = vessel_map(sub, model, factor=scale.prob_factor)
+        prob = vessel_map(sub, model, factor=scale.prob_factor)
         # the iodine signal itself peaks on the lumen centre: it keeps the path on wide
         # vessels where a line filter of limited scale responds only near the walls
         sm = ndi.gaussian_filter(sub, 1.0)
@@ -160,7 +157,7 @@ def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model
             break
         box = box_around(points, shape, p.crop_widen_factor * margin) if attempt == 0 else full_box
     check_contrast(sub, rc, prob if model == ModelName.UNET.value else None, params=p)
-    return Trace(rc + off, arc, prob, (float(off[0]), float(off[1])), box, notes)
+    return Trace(rc + off, arc, prob, (float(off[0]), float(off[1])), box)
 
 
 def check_contrast(image: np.ndarray, rc: np.ndarray, probability: np.ndarray | None = None,
@@ -348,13 +345,13 @@ def burnt_out_warning(frame: np.ndarray, profile, wm, scale: Scale,
 
 
 def local_reference(image: np.ndarray, ref_rc: tuple[float, float], profile, *, model: str, scale: Scale,
-                    params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, tuple[float, float], tuple[str, ...]]:
+                    params: MeasureParams = DEFAULT_PARAMS) -> tuple[float, tuple[float, float]]:
     """Diameter (px) at a reader's reference point off the traced segment (a short local trace
-    along the vessel's principal axis there), the snapped centre and the map's warnings."""
+    along the vessel's principal axis there) and the snapped centre."""
     r = max(float(np.quantile(profile.diameter_px, 0.9)), 4.0)
     box = box_around([ref_rc], image.shape, 4 * r + 2 * scale.snap_px)
     off = np.array([box[0].start, box[1].start], float)
-    prob, notes = vessel_map(image[box], model, factor=scale.prob_factor)
+    prob = vessel_map(image[box], model, factor=scale.prob_factor)
     pt = np.asarray(snap_to_vessel(prob, np.subtract(ref_rc, off), radius_px=scale.snap_px, name="reference",
                                    origin_rc=tuple(off)), float)
     rr, cc = np.nonzero(prob > params.vessel_threshold)
@@ -370,4 +367,4 @@ def local_reference(image: np.ndarray, ref_rc: tuple[float, float], profile, *, 
                            blur_sigma_px=profile.blur_sigma_px, amplitude=profile.amplitude, params=params,
                            log_attenuation=profile.attenuation_per_px > 0)
     d = lp.diameter_px[lp.valid] if lp.valid.any() else lp.diameter_px
-    return float(np.mean(d)), tuple(float(v) for v in (pt + off)), notes
+    return float(np.mean(d)), tuple(float(v) for v in (pt + off))

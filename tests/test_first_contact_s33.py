@@ -42,3 +42,57 @@ def test_the_two_sd_interval_stays_within_0_and_100_percent():
     assert two_sd_interval(30.0, float("nan")) == (30.0, 30.0)
     assert "(0.0 to 100.0%)" in borderline_warning(44.5, 36.5)
     assert "(31.0 to 51.0%)" in borderline_warning(41.0, 5.0)
+
+
+def test_another_threads_warnings_are_not_this_results(sample_dicom_dir):
+    """A pipeline measuring in a thread pool found another thread's ResourceWarning in a result's
+    warnings (the vessel map recorded every Python warning raised meanwhile, anywhere)."""
+    import threading
+    import warnings
+
+    stop = threading.Event()
+
+    def noise():
+        while not stop.is_set():
+            warnings.warn("FOREIGN warning from another thread", UserWarning)
+            stop.wait(0.0005)
+
+    t = threading.Thread(target=noise)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t.start()
+        try:
+            r = stenosis.measure(sample_dicom_dir / "m1_subtracted_pixelspacing.dcm", "M1", (180.8, 137.5),
+                                 (192.7, 308.5), model="classical")
+        finally:
+            stop.set()
+            t.join()
+    assert not [w for w in r.warnings if "FOREIGN" in w]
+
+
+def test_api_first_contact_s33(sample_dicom_dir, tmp_path):
+    """A pipeline developer's defects (session 33 helper): an uncalibrated result's reference window
+    lacked its mm keys (KeyError where the contract says null); find_lesion('abc') raised numpy's
+    ValueError; save_report of several views raised AttributeError and wrote PNG bytes into a .jpg;
+    dropping every frame blamed a frame the reader never chose."""
+    from stenosis.errors import MeasurementError
+    from stenosis.report import save_report
+
+    path = sample_dicom_dir / "m1_native_uncalibrated.dcm"
+    truth = __import__("json").loads(path.with_suffix(".truth.json").read_text())
+    pts = tuple(truth["proximal_rc"]), tuple(truth["distal_rc"])
+    r = stenosis.measure(path, "M1", *pts, frames="single")
+    w = r.to_dict()["reference_window"]
+    assert w["start_mm"] is None and w["end_mm"] is None and w["diameter_mm"] is None and w["diameter_px"] > 0
+    for bad in ("abc", None, [[1, 2], [3, 4]]):
+        with pytest.raises(MeasurementError, match="needs a run"):
+            stenosis.find_lesion(bad)
+    assert save_report(r, None, tmp_path / "r.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert save_report(r, None, tmp_path / "r.pdf").read_bytes()[:4] == b"%PDF"
+    assert save_report(r, None, tmp_path / "r.report").read_bytes()[:4] == b"\x89PNG"
+    views = stenosis.measure_views([{"run": path, "proximal": pts[0], "distal": pts[1], "frames": "single"}], "M1")
+    with pytest.raises(TypeError, match="one view's result"):
+        save_report(views, None, tmp_path / "v.png")
+    n = stenosis.read_run(path).frames.shape[0]
+    with pytest.raises(ReaderInputError, match="every frame of the run"):
+        stenosis.measure(path, "M1", *pts, exclude_frames=range(n))
