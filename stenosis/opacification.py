@@ -56,7 +56,7 @@ from scipy import ndimage as ndi
 from .errors import InputError
 
 __all__ = ["opacify", "log_attenuation", "estimate_shift", "refine_shift", "shift_image", "native_values", "native_iodine",
-           "background_off_vessels", "shared_noise", "mask_noise"]
+           "background_off_vessels", "shared_noise", "mask_noise", "unexposed"]
 
 #: Default bound on the mask shift (pixels along each axis).
 MAX_SHIFT_PX = 16.0
@@ -64,6 +64,8 @@ MAX_SHIFT_PX = 16.0
 _PEAK_SIGMA_PX = 1.5
 #: Structuring size for the single-frame background (px at full resolution).
 _TOPHAT_SIZE_PX = 31
+#: The smallest share of a frame a region outside the exposed field covers (:func:`unexposed`).
+UNEXPOSED_MIN_FRACTION = 0.005
 
 
 def opacify(
@@ -106,11 +108,12 @@ def opacify(
             raise InputError(f"frame {i} is outside the run (0..{t_total - 1}); pick a frame from 0 to {t_total - 1}")
     meta = run.metadata
     out = np.empty((len(idx),) + data.shape[1:], dtype=np.float32)
+    blank = unexposed(data)
 
     if meta.subtracted:
         for k, i in enumerate(idx):
             out[k] = -data[i].astype(np.float32)
-            _zero_background(out[k])
+            _zero_background(out[k], blank)
         return out
 
     log_domain = log_attenuation(run)
@@ -126,7 +129,7 @@ def opacify(
     if not mask_idx:
         for k, i in enumerate(idx):
             out[k] = _black_tophat(work(i))
-            _zero_background(out[k])
+            _zero_background(out[k], blank)
         return out
 
     mask = work(mask_idx[0])
@@ -142,7 +145,7 @@ def opacify(
         else:
             moved = mask
         np.subtract(moved, live, out=out[k])
-        _zero_background(out[k])
+        _zero_background(out[k], blank)
     return out
 
 
@@ -209,10 +212,58 @@ def background_off_vessels(values: np.ndarray, vessels: np.ndarray, *, sigma_px:
     return np.where(vessels, bg, values).astype(np.float32)
 
 
-def _zero_background(frame: np.ndarray) -> None:
-    """In place: subtract the median (taken on a 1/16 subsample, for speed)."""
+def unexposed(frames: np.ndarray) -> np.ndarray | None:
+    """(H, W) bool: the pixels outside the exposed field, or None when the run has none.
+
+    A collimator shutter (and, as displayed, a vendor's blanking of what lies beyond it) holds
+    one stored value, the run's lowest or highest, in every frame, over a region that reaches
+    the frame's border. Read as anatomy it moved a subtracted frame's background (its median)
+    to the shutter's value, and every pixel of the field then read as iodine. Such regions: the
+    pixels at the run's lowest or highest value in every frame, opened by a 5 x 5 square (a
+    dense vessel clipped at the same value is thinner, and its iodine comes and goes with the
+    bolus), the connected parts that touch the border and cover at least
+    :data:`UNEXPOSED_MIN_FRACTION` of the frame."""
+    data = np.asarray(frames)
+    first = data[0]
+    lo, hi = first.min(), first.max()
+    if lo == hi:
+        return None
+    cand = (first == lo) | (first == hi)
+    for f in data[1:]:
+        if not cand.any():
+            break
+        cand &= f == first
+    min_px = UNEXPOSED_MIN_FRACTION * first.size
+    if cand.sum() < min_px:
+        return None
+    cand = ndi.binary_opening(cand, structure=np.ones((5, 5), bool))
+    labels, n = ndi.label(cand)
+    if n == 0:
+        return None
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.zeros(n + 1, bool)
+    keep[border] = True
+    keep &= sizes >= min_px
+    keep[0] = False
+    if not keep.any():
+        return None
+    blank = keep[labels]
+    if blank.mean() > 0.95:  # nothing exposed: not a shutter (a blank run is refused elsewhere)
+        return None
+    return blank
+
+
+def _zero_background(frame: np.ndarray, blank: np.ndarray | None = None) -> None:
+    """In place: subtract the median of the exposed field (taken on a 1/16 subsample, for speed);
+    the pixels outside it (``blank``, :func:`unexposed`) set to that background, 0."""
     step = 4 if min(frame.shape) >= 64 else 1
-    frame -= np.float32(np.median(frame[::step, ::step]))
+    sub = frame[::step, ::step]
+    if blank is not None:
+        sub = sub[~blank[::step, ::step]]
+    frame -= np.float32(np.median(sub))
+    if blank is not None:
+        frame[blank] = 0.0
 
 
 def _black_tophat(frame: np.ndarray) -> np.ndarray:

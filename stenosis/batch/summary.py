@@ -101,8 +101,9 @@ def write_summary_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
             has = np.isfinite(sds)
             if has.any():  # +-2 SD of each measurement
                 lo, hi = np.array([two_sd_interval(v, sd) for v, sd in zip(vals[has], sds[has])]).T
-                ax_strip.errorbar(x[has], vals[has], yerr=[vals[has] - lo, hi - vals[has]], fmt="none", ecolor="0.6",
-                                  elinewidth=0.7, zorder=1)
+                # (a percent read below 0 or above 100 keeps its own point: no bar on that side)
+                ax_strip.errorbar(x[has], vals[has], yerr=[np.maximum(vals[has] - lo, 0), np.maximum(hi - vals[has], 0)],
+                                  fmt="none", ecolor="0.6", elinewidth=0.7, zorder=1)
             ax_strip.scatter(x, vals, c=colors, s=18, alpha=0.8, edgecolors="none", zorder=2)
             for k, (xi, v, r) in enumerate(zip(x, vals, runs)):
                 if label_all or v >= 50.0:  # alternate sides so that neighbours stay readable
