@@ -41,6 +41,8 @@ class MeasureParams:
     crop_margin_px_uncalibrated: float = _p(30.0, "px", "crop margin (uncalibrated runs)")
     crop_span_fraction: float = _p(0.25, "fraction", "crop margin as a share of the points' span (curving arteries)")
     crop_widen_factor: float = _p(3.0, "x", "crop margin growth when the path runs along the crop border")
+    route_turn_deg: float = _p(15.0, "degrees", "a path turning by this much within a vessel width has its route checked with a curvature penalty")
+    crop_curve_fraction: float = _p(0.75, "fraction", "crop margin, as a share of the points' span, for the route of a path that turns sharply")
     prob_mm: float = _p(0.2, "mm", "pixel size at which the vessel map is computed when pixels are finer")
     model_max_width_px: float = _p(20.0, "px", "widest vessel the U-Net sees whole (sets the map's scale)")
     widest_normal_ica_mm: float = _p(5.0, "mm", "widest normal ICA lumen expected (sets the map's scale)")

@@ -127,15 +127,10 @@ def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model
         off = np.array([box[0].start, box[1].start], float)
         sub = image[box]
         prob = vessel_map(sub, model, factor=scale.prob_factor)
-        # the iodine signal itself peaks on the lumen centre: it keeps the path on wide
-        # vessels where a line filter of limited scale responds only near the walls
-        sm = ndi.gaussian_filter(sub, 1.0)
-        q = float(np.quantile(sm, p.trace_opacity_quantile))
-        opac = np.clip(sm / q, 0.0, 1.0) if q > 0 else np.zeros_like(sm)
         follow = dict(step_px=scale.step_px, snap_radius_px=scale.snap_px,
                       waypoints=[tuple(np.subtract(w, off)) for w in wps], origin_rc=tuple(off))
         try:
-            rc, arc = trace_centerline(np.maximum(prob, opac), np.subtract(a, off), np.subtract(b, off), **follow)
+            rc, arc = trace_centerline(_path_map(sub, prob, p), np.subtract(a, off), np.subtract(b, off), **follow)
         except MeasurementError as err:
             # nothing on the map near a point: the U-Net's map of a small crop lacks the context
             # of a faint thin branch (real CIMAT side branches; the XA1 ICA slid 10 px): the map of
@@ -156,8 +151,112 @@ def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model
         if box == full_box or not near_border or attempt == 2:
             break
         box = box_around(points, shape, p.crop_widen_factor * margin) if attempt == 0 else full_box
+    notes: tuple[str, ...] = ()
+    curve = _keeps_to_curves(image, points, rc + off, prob, box, model=model, scale=scale, params=p)
+    if curve is not None:
+        rc, arc, prob, box, note = curve
+        off = np.array([box[0].start, box[1].start], float)
+        rc = rc - off
+        sub = image[box]
+        notes = (note,)
     check_contrast(sub, rc, prob if model == ModelName.UNET.value else None, params=p)
-    return Trace(rc + off, arc, prob, (float(off[0]), float(off[1])), box)
+    return Trace(rc + off, arc, prob, (float(off[0]), float(off[1])), box, notes)
+
+
+def _path_map(sub: np.ndarray, prob: np.ndarray, params: MeasureParams) -> np.ndarray:
+    """What the path follows: the vessel map, or the iodine signal where it is higher (it peaks on
+    the lumen centre: it keeps the path on wide vessels where a line filter of limited scale
+    responds only near the walls)."""
+    sm = ndi.gaussian_filter(sub, 1.0)
+    q = float(np.quantile(sm, params.trace_opacity_quantile))
+    opac = np.clip(sm / q, 0.0, 1.0) if q > 0 else np.zeros_like(sm)
+    return np.maximum(prob, opac)
+
+
+def _turns(rc: np.ndarray, arc: np.ndarray, over_px: float) -> np.ndarray:
+    """(N - 2w,) degrees the path turns by between the ``over_px`` before and after each sample."""
+    step = float(np.median(np.diff(arc))) if len(arc) > 1 else 1.0
+    w = max(int(round(over_px / step)), 1)
+    if len(rc) <= 2 * w:
+        return np.zeros(0)
+    t_in, t_out = rc[w:-w] - rc[:-2 * w], rc[2 * w:] - rc[w:-w]
+    cos = np.sum(t_in * t_out, axis=1) / np.maximum(np.linalg.norm(t_in, axis=1) * np.linalg.norm(t_out, axis=1), 1e-12)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _keeps_to_curves(image, points, rc, prob, box, *, model: str, scale: Scale, params: MeasureParams):
+    """The trace again along the route a curvature-penalised path takes, when the plain path turns
+    sharply and that route differs from it: (rc, arc in the new crop, map, box, note), else None.
+
+    A straight vessel crossing a tightly curved artery twice is a shorter path than the curve: the
+    plain minimum-cost path ran along it, turning by 60-90 degrees at each end, and a 70% lesion on
+    the curve read 1.5% (``benchmarks/independent.py --radius 10 --crossing``). Where the path
+    turns by ``route_turn_deg`` or more within a vessel width (a spline-smoothed 35-degree switch
+    turns by about 20), the route is looked for again with a penalty on turning
+    (:func:`stenosis.centerline.curvature_penalised_path`, bending length one vessel width) on the
+    vessel map of a crop that holds the curve (margin ``crop_curve_fraction`` of the points'
+    span); when that route leaves the plain path by more than two vessel widths, the plain path is
+    traced again inside a corridor of one width around it. It does not catch a crossing vessel
+    that turns no more than the curve (both routes turn alike) nor one that runs along the artery
+    over the lesion (``docs/tuning.md`` section 1)."""
+    from .centerline import curvature_penalised_path, minimum_cost_path, path_cost, smooth_resample
+
+    p = params
+    width = _map_width(prob, rc - np.array([box[0].start, box[1].start], float), p)
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(rc, axis=0), axis=1))]
+    turns = _turns(rc, arc, width)
+    if turns.size == 0 or turns.max() < p.route_turn_deg:
+        return None
+    pts = np.asarray(points, float)
+    span = float(np.hypot(*np.ptp(pts, axis=0)))
+    margin = max(scale.crop_margin(span, p), p.crop_curve_fraction * span)
+    wide = box_around(np.vstack([pts, rc]), image.shape, margin)
+    off = np.array([wide[0].start, wide[1].start], float)
+    sub = image[wide]
+    wprob = prob if wide == box else vessel_map(sub, model, factor=scale.prob_factor)
+    cost = path_cost(_path_map(sub, wprob, p))
+    f = 2 if cost.size > 200 * 200 else 1  # a coarser grid: the route, not the centre, is wanted
+    coarse = cost if f == 1 else ndi.minimum_filter(cost, size=f)[::f, ::f]
+    near = [rc[int(np.argmin(np.linalg.norm(rc - q, axis=1)))] for q in pts[1:-1]]
+    stops = [rc[0], *near, rc[-1]]
+    grid = [tuple(int(v) for v in np.clip(np.round((q - off) / f), 0, np.array(coarse.shape) - 1)) for q in stops]
+    try:
+        legs = [curvature_penalised_path(coarse, s, e, bend_px=width / f) for s, e in zip(grid[:-1], grid[1:])]
+    except MeasurementError:
+        return None
+    route = np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]]) * f + (f - 1) / 2.0 + off
+    away = np.min(np.linalg.norm(route[:, None, :] - rc[None, :, :], axis=2), axis=1)
+    if away.max() <= 2.0 * width:
+        return None
+    # the plain path again, kept within a width of the curvature-penalised route
+    band = np.zeros(sub.shape, bool)
+    idx = np.round(route - off).astype(int)
+    ok = (idx[:, 0] >= 0) & (idx[:, 0] < sub.shape[0]) & (idx[:, 1] >= 0) & (idx[:, 1] < sub.shape[1])
+    band[idx[ok, 0], idx[ok, 1]] = True
+    band = ndi.distance_transform_edt(~band) <= max(width, 2.0)
+    ends = [tuple(int(v) for v in np.clip(np.round(q - off), 0, np.array(sub.shape) - 1)) for q in stops]
+    for e in ends:
+        band[e] = True
+    legs = [minimum_cost_path(np.where(band, cost, 1e12), s, e) for s, e in zip(ends[:-1], ends[1:])]
+    path = np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]]).astype(float)
+    new_rc, new_arc = smooth_resample(path, step_px=scale.step_px)
+    k = int(np.argmax(turns))
+    note = (f"the trace keeps to the artery's curve: the shortest path on the vessel map turned by {turns[k]:.0f} "
+            f"degrees onto a vessel that crosses the curve, {away.max():.0f} px off it; check the trace (a waypoint on "
+            "the artery, --waypoint, fixes the route)")
+    return new_rc + off, new_arc, wprob, wide, note
+
+
+def _map_width(prob: np.ndarray, rc_crop: np.ndarray, params: MeasureParams) -> float:
+    """The vessel map's width (px) along a path: twice the median distance from the path to the
+    map's edge, at least 3 px."""
+    inside = prob >= params.vessel_threshold
+    if not inside.any():
+        return 3.0
+    edt = ndi.distance_transform_edt(inside)
+    v = ndi.map_coordinates(edt, rc_crop.T, order=1, mode="nearest")
+    return float(max(2.0 * np.median(v), 3.0))
+
 
 
 def check_contrast(image: np.ndarray, rc: np.ndarray, probability: np.ndarray | None = None,
