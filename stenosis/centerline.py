@@ -115,9 +115,8 @@ _HEADINGS = np.array([(0, 1), (1, 2), (1, 1), (2, 1), (1, 0), (2, -1), (1, -1), 
                       (0, -1), (-1, -2), (-1, -1), (-2, -1), (-1, 0), (-2, 1), (-1, 1), (-1, 2)])
 
 
-def curvature_penalised_path(cost: np.ndarray, start_rc: tuple[int, int], end_rc: tuple[int, int], *,
-                             bend_px: float) -> np.ndarray:
-    """(K, 2) int pixel path from ``start_rc`` to ``end_rc`` minimising the integrated cost plus a
+def curvature_penalised_path(cost: np.ndarray, stops, *, bend_px: float) -> np.ndarray:
+    """(K, 2) int pixel path through ``stops`` ((row, col) pixels, in order) minimising the integrated cost plus a
     penalty on every change of heading: a move that turns by dtheta over a step of length l costs
     ``l c (1 + (bend_px dtheta / l)^2)``, c the mean cost at its two ends (the discrete form of
     an elastica-like length, Chen, Mirebeau & Cohen, IJCV 2017;122:458-83).
@@ -152,19 +151,22 @@ def curvature_penalised_path(cost: np.ndarray, start_rc: tuple[int, int], end_rc
             dst.append(k2 * n + (r2 * w + c2)[ok])
             wt.append(step[k2] * 0.5 * (c[rr[ok], cc[ok]] + c[r2[ok], c2[ok]]) * (1.0 + (bend_px * turn / step[k2]) ** 2))
     graph = sparse.csr_matrix((np.concatenate(wt), (np.concatenate(src), np.concatenate(dst))), shape=(k_n * n, k_n * n))
-    starts = np.arange(k_n) * n + start_rc[0] * w + start_rc[1]
-    dist, pred, _ = csgraph.dijkstra(graph, indices=starts, min_only=True, return_predecessors=True)
-    ends = np.arange(k_n) * n + end_rc[0] * w + end_rc[1]
-    node = int(ends[np.argmin(dist[ends])])
-    if not np.isfinite(dist[node]):
-        raise MeasurementError("no path between the points on the vessel map; place them on one artery")
-    first = set(int(v) for v in starts)
-    path = [node]
-    while node not in first:
-        node = int(pred[node])
-        path.append(node)
-    pix = np.asarray(path[::-1]) % n
-    return np.stack([pix // w, pix % w], axis=1).astype(np.intp)
+    legs = []
+    for start_rc, end_rc in zip(stops[:-1], stops[1:]):  # one graph, a search per leg
+        starts = np.arange(k_n) * n + int(start_rc[0]) * w + int(start_rc[1])
+        dist, pred, _ = csgraph.dijkstra(graph, indices=starts, min_only=True, return_predecessors=True)
+        ends = np.arange(k_n) * n + int(end_rc[0]) * w + int(end_rc[1])
+        node = int(ends[np.argmin(dist[ends])])
+        if not np.isfinite(dist[node]):
+            raise MeasurementError("no path between the points on the vessel map; place them on one artery")
+        first = set(int(v) for v in starts)
+        path = [node]
+        while node not in first:
+            node = int(pred[node])
+            path.append(node)
+        pix = np.asarray(path[::-1]) % n
+        legs.append(np.stack([pix // w, pix % w], axis=1))
+    return np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]]).astype(np.intp)
 
 
 def smooth_resample(

@@ -66,6 +66,9 @@ _PEAK_SIGMA_PX = 1.5
 _TOPHAT_SIZE_PX = 31
 #: The smallest share of a frame a region outside the exposed field covers (:func:`unexposed`).
 UNEXPOSED_MIN_FRACTION = 0.005
+#: ... and its smallest width, as a share of the frame's smaller side: wider than any artery (the
+#: auto mode's MAX_TRUNK_WIDTH_FRACTION: a "trunk" wider than that is no artery)
+UNEXPOSED_MIN_WIDTH_FRACTION = 0.1
 
 
 def opacify(
@@ -219,9 +222,12 @@ def unexposed(frames: np.ndarray) -> np.ndarray | None:
     one stored value, the run's lowest or highest, in every frame, over a region that reaches
     the frame's border. Read as anatomy it moved a subtracted frame's background (its median)
     to the shutter's value, and every pixel of the field then read as iodine. Such regions: the
-    pixels at the run's lowest or highest value in every frame, opened by a 5 x 5 square (a
-    dense vessel clipped at the same value is thinner, and its iodine comes and goes with the
-    bolus), the connected parts that touch the border and cover at least
+    pixels at the first frame's lowest or highest value, the same in every frame (a dense vessel
+    clipped at that value comes and goes with the bolus), opened by a 5 x 5 square, or, on a
+    single frame (or frames all alike: no bolus to tell a clipped vessel by), by a square a tenth
+    of the frame's smaller side wide (wider than any artery, as
+    :data:`stenosis.auto.MAX_TRUNK_WIDTH_FRACTION`; the thin slivers where a round field meets
+    the frame's edge then stay in); the connected parts that touch the border and cover at least
     :data:`UNEXPOSED_MIN_FRACTION` of the frame."""
     data = np.asarray(frames)
     first = data[0]
@@ -236,7 +242,10 @@ def unexposed(frames: np.ndarray) -> np.ndarray | None:
     min_px = UNEXPOSED_MIN_FRACTION * first.size
     if cand.sum() < min_px:
         return None
-    cand = ndi.binary_opening(cand, structure=np.ones((5, 5), bool))
+    bolus = any(np.any(f != first) for f in data[1:])
+    side = 5 if bolus else max(5, int(UNEXPOSED_MIN_WIDTH_FRACTION * min(first.shape))) | 1  # odd: centred
+    u8 = cand.astype(np.uint8)  # an opening by a square, separable: min then max filters
+    cand = ndi.maximum_filter(ndi.minimum_filter(u8, size=side, mode="constant"), size=side, mode="constant").astype(bool)
     labels, n = ndi.label(cand)
     if n == 0:
         return None

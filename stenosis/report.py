@@ -471,6 +471,10 @@ def frames_text(result: StenosisResult) -> str:
     return f"; frames {', '.join(str(t) for t in used)} combined" + (f" (per-frame SD {sd:.1f})" if sd is not None else "")
 
 
+#: the formats :func:`save_report` writes when the path's suffix names one (else PNG)
+REPORT_FORMATS = frozenset({"png", "jpg", "jpeg", "pdf", "svg", "tif", "tiff"})
+
+
 def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Path, *,
                 auto_confidence: float | None = None, auto_points: bool = False) -> Path:
     """Write the PNG report of ``result`` to ``path``.
@@ -500,7 +504,7 @@ def save_report(result: StenosisResult, image: np.ndarray | None, path: str | Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = report_figure(result, image, auto_confidence=auto_confidence, auto_points=auto_points)
-    # the format the name asks for (.pdf, .svg, .jpg ...) when matplotlib writes it; else PNG
+    # the format the name asks for (.pdf, .svg, .jpg, .tif); any other name gets a PNG
     kind = path.suffix.lower().lstrip(".")
-    fig.savefig(path, format=kind if kind in fig.canvas.get_supported_filetypes() else "png")
+    fig.savefig(path, format=kind if kind in REPORT_FORMATS else "png")
     return path

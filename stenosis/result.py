@@ -27,9 +27,11 @@ CONFIRM_MARK = "reader must confirm"
 
 def two_sd_interval(percent_stenosis: float, sd: float) -> tuple[float, float]:
     """The percent stenosis +-2 SD, within 0-100% (a narrowing cannot be below none or beyond an
-    occlusion: an SD that reaches past them says the reading could be anything there)."""
+    occlusion: an SD that reaches past them says the reading could be anything there); a reading
+    itself below 0 (or above 100) keeps its +-2 SD on that side."""
     two_sd = 2.0 * sd if np.isfinite(sd) else 0.0
-    return max(percent_stenosis - two_sd, 0.0), min(percent_stenosis + two_sd, 100.0)
+    lo, hi = percent_stenosis - two_sd, percent_stenosis + two_sd
+    return (max(lo, 0.0) if percent_stenosis >= 0 else lo, min(hi, 100.0) if percent_stenosis <= 100 else hi)
 
 
 def call_text(meets_50: bool, needs_confirmation: bool) -> str:

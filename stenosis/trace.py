@@ -215,16 +215,18 @@ def _keeps_to_curves(image, points, rc, prob, box, *, model: str, scale: Scale, 
     sub = image[wide]
     wprob = prob if wide == box else vessel_map(sub, model, factor=scale.prob_factor)
     cost = path_cost(_path_map(sub, wprob, p))
-    f = 2 if cost.size > 200 * 200 else 1  # a coarser grid: the route, not the centre, is wanted
-    coarse = cost if f == 1 else ndi.minimum_filter(cost, size=f)[::f, ::f]
+    # a coarser grid (blocks of f px, at most about 200 x 200): the route, not the centre, is wanted
+    f = max(1, int(np.ceil(max(cost.shape) / 200)))
+    hh, ww = -(-cost.shape[0] // f) * f, -(-cost.shape[1] // f) * f
+    padded = np.pad(cost, ((0, hh - cost.shape[0]), (0, ww - cost.shape[1])), mode="edge")
+    coarse = padded.reshape(hh // f, f, ww // f, f).min(axis=(1, 3))  # block k: pixels k f .. k f + f - 1
     near = [rc[int(np.argmin(np.linalg.norm(rc - q, axis=1)))] for q in pts[1:-1]]
     stops = [rc[0], *near, rc[-1]]
-    grid = [tuple(int(v) for v in np.clip(np.round((q - off) / f), 0, np.array(coarse.shape) - 1)) for q in stops]
+    grid = [tuple(int(v) for v in np.clip(np.floor((q - off) / f), 0, np.array(coarse.shape) - 1)) for q in stops]
     try:
-        legs = [curvature_penalised_path(coarse, s, e, bend_px=width / f) for s, e in zip(grid[:-1], grid[1:])]
+        route = curvature_penalised_path(coarse, grid, bend_px=width / f) * f + (f - 1) / 2.0 + off
     except MeasurementError:
         return None
-    route = np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]]) * f + (f - 1) / 2.0 + off
     away = np.min(np.linalg.norm(route[:, None, :] - rc[None, :, :], axis=2), axis=1)
     if away.max() <= 2.0 * width:
         return None
@@ -242,8 +244,8 @@ def _keeps_to_curves(image, points, rc, prob, box, *, model: str, scale: Scale, 
     new_rc, new_arc = smooth_resample(path, step_px=scale.step_px)
     k = int(np.argmax(turns))
     note = (f"the trace keeps to the artery's curve: the shortest path on the vessel map turned by {turns[k]:.0f} "
-            f"degrees onto a vessel that crosses the curve, {away.max():.0f} px off it; check the trace (a waypoint on "
-            "the artery, --waypoint, fixes the route)")
+            f"degrees and took another route, up to {away.max():.0f} px off (a vessel crossing the curve); check the "
+            "trace (a waypoint on the artery, --waypoint, fixes the route)")
     return new_rc + off, new_arc, wprob, wide, note
 
 

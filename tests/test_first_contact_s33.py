@@ -40,6 +40,7 @@ def test_the_two_sd_interval_stays_within_0_and_100_percent():
     assert two_sd_interval(40.0, 5.0) == (30.0, 50.0)
     assert two_sd_interval(97.0, 2.0) == (93.0, 100.0)
     assert two_sd_interval(30.0, float("nan")) == (30.0, 30.0)
+    assert two_sd_interval(-5.0, 1.0) == (-7.0, -3.0)  # a reading below 0 keeps its own interval (not (0, -3))
     assert "(0.0 to 100.0%)" in borderline_warning(44.5, 36.5)
     assert "(31.0 to 51.0%)" in borderline_warning(41.0, 5.0)
 

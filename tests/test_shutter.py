@@ -8,6 +8,7 @@ frame outside it, black."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pydicom
@@ -46,10 +47,12 @@ def test_a_shutter_does_not_change_the_reading(sample_dicom_dir, tmp_path, name,
     plain = stenosis.measure(src, truth["segment"], *pts)
     shut = stenosis.measure(tmp_path / "shuttered.dcm", truth["segment"], *pts)
     assert shut.frame_index == plain.frame_index
-    # subtracted runs: the same reading; the native one's registration sees the shutter's edge (0.2)
-    assert shut.percent_stenosis == pytest.approx(plain.percent_stenosis, abs=0.05 if "subtracted" in name else 0.3)
+    # within 0.3 points: the native run's registration sees the shutter's edge (0.2), and the thin
+    # slivers where the round field meets the frame's edge stay in (0.14 on the BA run)
+    assert shut.percent_stenosis == pytest.approx(plain.percent_stenosis, abs=0.3)
     assert shut.percent_stenosis_sd == pytest.approx(plain.percent_stenosis_sd, rel=0.1)
-    assert set(shut.warnings) == set(plain.warnings)
+    kinds = lambda r: {re.sub(r"[-+\d.]+", "#", w) for w in r.warnings}  # noqa: E731
+    assert kinds(shut) == kinds(plain)  # the same warnings, numbers aside
 
 
 def test_what_is_and_is_not_read_as_outside_the_field(wg04_dir):
@@ -58,14 +61,20 @@ def test_what_is_and_is_not_read_as_outside_the_field(wg04_dir):
     nothing at its extremes."""
     run = stenosis.read_run(wg04_dir / "XA1_UNC")
     blank = unexposed(run.frames)
-    assert blank is not None and blank.mean() == pytest.approx(0.2139, abs=0.002)
+    assert blank is not None and blank.mean() == pytest.approx(0.1379, abs=0.002)  # 21% at 0: its corners
     assert blank[0, 0] and blank[-1, -1] and not blank[512, 512]
     rng = np.random.default_rng(0)
     frames = rng.integers(100, 900, (3, 128, 128)).astype(np.uint16)
     frames[:, 60:64, :] = 0  # a 4 px vessel clipped at 0, across the frame
     assert unexposed(frames) is None
+    one = frames[:1].copy()
+    one[0, 60:71, :] = 0  # a single frame: an 11 px vessel clipped at 0 (no bolus to tell it by)
+    assert unexposed(one) is None
     frames[1:, :, :40] = 0  # a dark region in two of three frames only
     assert unexposed(frames) is None
     frames[:, :, :40] = 0  # the same in every frame: a shutter
     blank = unexposed(frames)
     assert blank is not None and blank[:, :40].all() and not blank[:, 45:].any()
+    frames[:, :, :40] = rng.integers(100, 900, (3, 128, 40))
+    frames[:, :, :10] = 0  # a strip under a tenth of the frame wide, in a single frame: kept (an artery
+    assert unexposed(frames[:1]) is None  # could be that wide)

@@ -131,7 +131,7 @@ def test_table_and_overlays_show_the_result():
 
     # the interval from the result's own floats, "to" between its ends (a negative end read "-4.4-6.9%")
     near_zero = dataclasses.replace(res, percent_stenosis=1.25, percent_stenosis_sd=2.825)
-    assert dict(result_table(near_zero))["Uncertainty"] == "\u00b1 2.8 points (1 SD); \u00b1 2 SD: -4.4 to 6.9%"
+    assert dict(result_table(near_zero))["Uncertainty"] == "\u00b1 2.8 points (1 SD); \u00b1 2 SD: 0.0 to 6.9%"  # within 0-100% (session 33)
 
     multi = dataclasses.replace(res, frames={"used": [2, 3, 4], "frame_to_frame_sd": 0.84, "per_frame": [
         {"frame": 2, "percent_stenosis": 60.1}, {"frame": 3, "percent_stenosis": 59.2}, {"frame": 4, "percent_stenosis": 60.8}]})
