@@ -242,6 +242,8 @@ def _keeps_to_curves(image, points, rc, prob, box, *, model: str, scale: Scale, 
     legs = [minimum_cost_path(np.where(band, cost, 1e12), s, e) for s, e in zip(ends[:-1], ends[1:])]
     path = np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]]).astype(float)
     new_rc, new_arc = smooth_resample(path, step_px=scale.step_px)
+    if new_arc[-1] < 5 * scale.step_px or len(new_rc) < 8:  # as trace_centerline's own check
+        return None
     k = int(np.argmax(turns))
     note = (f"the trace keeps to the artery's curve: the shortest path on the vessel map turned by {turns[k]:.0f} "
             f"degrees and took another route, up to {away.max():.0f} px off (a vessel crossing the curve); check the "

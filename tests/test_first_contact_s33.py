@@ -97,3 +97,28 @@ def test_api_first_contact_s33(sample_dicom_dir, tmp_path):
     n = stenosis.read_run(path).frames.shape[0]
     with pytest.raises(ReaderInputError, match="every frame of the run"):
         stenosis.measure(path, "M1", *pts, exclude_frames=range(n))
+
+
+def test_a_batch_row_records_the_point_measured(tmp_path):
+    """A points file's click on an edge pixel's outer half: the row's point is the one measured
+    (moved onto the pixel's centre line), as the result's is, not the raw -0.4 (review)."""
+    import csv
+
+    import hostile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    hostile.write_xa(src / "edge.dcm", tube_frames(48, 64, 3, seed=2), pixel_spacing=(0.1, 0.1))
+    points = tmp_path / "points.csv"
+    points.write_text("path,segment,proximal_row,proximal_col,distal_row,distal_col\nedge.dcm,M1,23.5,-0.4,23.5,63.3\n")
+    from click.testing import CliRunner
+
+    from stenosis.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["batch", str(src), "--points", str(points), "--out", str(tmp_path / "out"),
+                                 "--jobs", "0", "--no-reports", "--quiet"])
+    assert r.exit_code == 0, r.output
+    with open(tmp_path / "out" / "results.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert row["status"] == "ok", row["error"]
+    assert float(row["proximal_col"]) == 0.0 and float(row["distal_col"]) == 63.0
