@@ -21,6 +21,7 @@ __all__ = [
     "path_cost",
     "minimum_cost_path",
     "curvature_penalised_path",
+    "path_through",
     "smooth_resample",
     "trace_centerline",
     "recenter",
@@ -166,7 +167,7 @@ def curvature_penalised_path(cost: np.ndarray, stops, *, bend_px: float) -> np.n
             path.append(node)
         pix = np.asarray(path[::-1]) % n
         legs.append(np.stack([pix // w, pix % w], axis=1))
-    return np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]]).astype(np.intp)
+    return joined(legs).astype(np.intp)
 
 
 def smooth_resample(
@@ -268,13 +269,22 @@ def trace_centerline(
             stops.append(p)
     if stops[-1] != b:
         stops.append(b)
-    cost = path_cost(probability)
-    legs = [minimum_cost_path(cost, s, e) for s, e in zip(stops[:-1], stops[1:])]
-    path = np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]], axis=0)
+    return path_through(path_cost(probability), stops, step_px=step_px)
+
+
+def path_through(cost: np.ndarray, stops, *, step_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """The smoothed minimum-cost path through ``stops`` ((row, col) pixels, in order) on ``cost``,
+    resampled every ``step_px``: (rc, arc_px); MeasurementError when it is too short to measure."""
+    path = joined([minimum_cost_path(cost, s, e) for s, e in zip(stops[:-1], stops[1:])])
     rc, arc = smooth_resample(path.astype(float), step_px=step_px)
     if arc[-1] < 5 * step_px or len(rc) < 8:
         raise MeasurementError("the traced segment is too short to measure; place the points further apart along the artery")
     return rc, arc
+
+
+def joined(legs) -> np.ndarray:
+    """Consecutive pixel paths as one (each leg starts where the last one ended)."""
+    return np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]], axis=0)
 
 
 def recenter(

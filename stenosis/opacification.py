@@ -235,14 +235,16 @@ def unexposed(frames: np.ndarray) -> np.ndarray | None:
     if lo == hi:
         return None
     cand = (first == lo) | (first == hi)
-    for f in data[1:]:
-        if not cand.any():
-            break
-        cand &= f == first
     min_px = UNEXPOSED_MIN_FRACTION * first.size
+    bolus = False  # one pass: a frame differing anywhere from the first, and the pixels that never do
+    for f in data[1:]:
+        same = f == first
+        bolus = bolus or not same.all()
+        cand &= same
+        if cand.sum() < min_px:
+            return None
     if cand.sum() < min_px:
         return None
-    bolus = any(np.any(f != first) for f in data[1:])
     side = 5 if bolus else max(5, int(UNEXPOSED_MIN_WIDTH_FRACTION * min(first.shape))) | 1  # odd: centred
     u8 = cand.astype(np.uint8)  # an opening by a square, separable: min then max filters
     cand = ndi.maximum_filter(ndi.minimum_filter(u8, size=side, mode="constant"), size=side, mode="constant").astype(bool)

@@ -205,6 +205,7 @@ class ReaderInputs:
         if len(set(self.exclude_frames)) >= n_frames:
             raise ReaderInputError(f"every frame of the run (0..{n_frames - 1}) is dropped: keep at least the frame "
                                    "to analyse")
+
         def on(p):
             return onto_pixel_centres(p, shape)
 

@@ -96,12 +96,7 @@ def vessel_map(image: np.ndarray, model: str, *, factor: int = 1) -> np.ndarray:
     thread's warnings ended up in this result's.)"""
     from .segmentation import vessel_probability
 
-    small = image
-    if factor > 1:
-        h, w = image.shape
-        hh, ww = -(-h // factor) * factor, -(-w // factor) * factor
-        padded = np.pad(image, ((0, hh - h), (0, ww - w)), mode="edge")
-        small = padded.reshape(hh // factor, factor, ww // factor, factor).mean(axis=(1, 3))
+    small = _blocks(image, factor, np.mean) if factor > 1 else image
     prob = np.asarray(vessel_probability(-small, model=model), dtype=np.float32)
     if factor > 1:
         # block k covers pixels k*f .. k*f+f-1: its centre is at k*f + (f-1)/2
@@ -110,6 +105,15 @@ def vessel_map(image: np.ndarray, model: str, *, factor: int = 1) -> np.ndarray:
         g = np.meshgrid(rr, cc, indexing="ij")
         prob = ndi.map_coordinates(prob, g, order=1, mode="nearest").astype(np.float32)
     return prob
+
+
+def _blocks(image: np.ndarray, f: int, reduce) -> np.ndarray:
+    """``image`` reduced over ``f`` x ``f`` blocks (block k holds pixels k f .. k f + f - 1; the
+    last ones padded with the edge) by ``reduce`` (np.mean, np.min, ...)."""
+    h, w = image.shape
+    hh, ww = -(-h // f) * f, -(-w // f) * f
+    padded = np.pad(image, ((0, hh - h), (0, ww - w)), mode="edge")
+    return reduce(padded.reshape(hh // f, f, ww // f, f), axis=(1, 3))
 
 
 def trace_segment(image: np.ndarray, points: list[tuple[float, float]], *, model: str, scale: Scale,
@@ -199,7 +203,7 @@ def _keeps_to_curves(image, points, rc, prob, box, *, model: str, scale: Scale, 
     traced again inside a corridor of one width around it. It does not catch a crossing vessel
     that turns no more than the curve (both routes turn alike) nor one that runs along the artery
     over the lesion (``docs/tuning.md`` section 1)."""
-    from .centerline import curvature_penalised_path, minimum_cost_path, path_cost, smooth_resample
+    from .centerline import curvature_penalised_path, path_cost, path_through
 
     p = params
     width = _map_width(prob, rc - np.array([box[0].start, box[1].start], float), p)
@@ -217,9 +221,7 @@ def _keeps_to_curves(image, points, rc, prob, box, *, model: str, scale: Scale, 
     cost = path_cost(_path_map(sub, wprob, p))
     # a coarser grid (blocks of f px, at most about 200 x 200): the route, not the centre, is wanted
     f = max(1, int(np.ceil(max(cost.shape) / 200)))
-    hh, ww = -(-cost.shape[0] // f) * f, -(-cost.shape[1] // f) * f
-    padded = np.pad(cost, ((0, hh - cost.shape[0]), (0, ww - cost.shape[1])), mode="edge")
-    coarse = padded.reshape(hh // f, f, ww // f, f).min(axis=(1, 3))  # block k: pixels k f .. k f + f - 1
+    coarse = _blocks(cost, f, np.min)
     near = [rc[int(np.argmin(np.linalg.norm(rc - q, axis=1)))] for q in pts[1:-1]]
     stops = [rc[0], *near, rc[-1]]
     grid = [tuple(int(v) for v in np.clip(np.floor((q - off) / f), 0, np.array(coarse.shape) - 1)) for q in stops]
@@ -239,10 +241,9 @@ def _keeps_to_curves(image, points, rc, prob, box, *, model: str, scale: Scale, 
     ends = [tuple(int(v) for v in np.clip(np.round(q - off), 0, np.array(sub.shape) - 1)) for q in stops]
     for e in ends:
         band[e] = True
-    legs = [minimum_cost_path(np.where(band, cost, 1e12), s, e) for s, e in zip(ends[:-1], ends[1:])]
-    path = np.concatenate([legs[0]] + [leg[1:] for leg in legs[1:]]).astype(float)
-    new_rc, new_arc = smooth_resample(path, step_px=scale.step_px)
-    if new_arc[-1] < 5 * scale.step_px or len(new_rc) < 8:  # as trace_centerline's own check
+    try:
+        new_rc, new_arc = path_through(np.where(band, cost, 1e12), ends, step_px=scale.step_px)
+    except MeasurementError:  # too short
         return None
     k = int(np.argmax(turns))
     note = (f"the trace keeps to the artery's curve: the shortest path on the vessel map turned by {turns[k]:.0f} "
@@ -260,7 +261,6 @@ def _map_width(prob: np.ndarray, rc_crop: np.ndarray, params: MeasureParams) -> 
     edt = ndi.distance_transform_edt(inside)
     v = ndi.map_coordinates(edt, rc_crop.T, order=1, mode="nearest")
     return float(max(2.0 * np.median(v), 3.0))
-
 
 
 def check_contrast(image: np.ndarray, rc: np.ndarray, probability: np.ndarray | None = None,

@@ -12,7 +12,7 @@ from ..auto import find_lesion
 from ..errors import MeasurementError, StenosisError
 from ..measurement import measure
 from ..result import frame_chosen_by_tool
-from ..reader import ReaderInputs, as_rc, onto_pixel_centres
+from ..reader import ReaderInputs, onto_pixel_centres
 from ..report import save_report
 from ..segmentation import model_sha256
 from .outputs import REPORTS_DIR, SR_DIR, atomic_save, jsonable, output_stem
@@ -158,8 +158,8 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
                 "mode": task.mode,
                 "confidence": confidence,
                 # the points measured: a click on an edge pixel's outer half is on its centre line
-                "proximal_rc": list(onto_pixel_centres(as_rc(proximal, "proximal"), run.frames.shape[1:])),
-                "distal_rc": list(onto_pixel_centres(as_rc(distal, "distal"), run.frames.shape[1:])),
+                "proximal_rc": list(onto_pixel_centres(proximal, run.frames.shape[1:])),
+                "distal_rc": list(onto_pixel_centres(distal, run.frames.shape[1:])),
                 "run_id": getattr(getattr(run, "metadata", None), "run_id", None),
                 "report": None,
                 "sr": None,
