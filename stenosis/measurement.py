@@ -33,7 +33,8 @@ from .frames import (AnalysedFrame, FollowedFrame, choose_frame, companion_frame
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import CONFIRM_CALL, DiameterProfile, FrameRead, ReferenceWindow, StenosisResult
-from .trace import Scale, burnt_out_warning, clipping_warning, local_reference, radius_hint, trace_segment
+from .trace import (Scale, burnt_out_warning, clipping_warning, field_edge_warning, local_reference, radius_hint,
+                    trace_segment)
 from .wasid import (WasidMeasurement, area_noise_sd_px2, at_same_sites, borderline_warning, start_sensitivity_warning,
                     wasid)
 
@@ -160,7 +161,9 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
     scale_notes = tuple(w for w in scale.warnings if not (said and UNCALIBRATED_MARK in w))
     swapped = swapped_points_warning(analysed, params)
     odd = implausible_size_warning(wm.reference_px, scale, inputs.segment, run.calibration, params)
-    notes = (*run.warnings, *scale_notes, *((odd,) if odd else ()), *((swapped,) if swapped else ()), *trace.warnings, *((clip,) if clip else ()), *((burnt,) if burnt else ()),
+    edge = field_edge_warning(run.frames, series.profile.centerline_rc, wm.reference_px)
+    notes = (*run.warnings, *scale_notes, *((odd,) if odd else ()), *((swapped,) if swapped else ()),
+             *((edge,) if edge else ()), *trace.warnings, *((clip,) if clip else ()), *((burnt,) if burnt else ()),
              *placed.warnings, *wm.warnings, *((start,) if start else ()), *series.warnings)
     return assemble_result(run, inputs, analysed, series.profile, placed, wm, scale, notes, params, series)
 

@@ -22,7 +22,7 @@ from .params import DEFAULT_PARAMS, MeasureParams
 from .result import CONFIRM_CALL
 
 __all__ = ["Scale", "Trace", "box_around", "trace_segment", "radius_hint", "clipping_warning", "burnt_out_warning",
-           "is_bit_depth_top", "local_reference"]
+           "field_edge_warning", "is_bit_depth_top", "local_reference"]
 
 
 def box_around(points, shape: tuple[int, int], margin: float) -> tuple[slice, slice]:
@@ -380,6 +380,32 @@ def clipping_warning(frame: np.ndarray, rc: np.ndarray, scale: Scale, params: Me
     return (f"the stored pixel values are clipped at the frame's darkest value along {length} of the traced "
             "artery: diameters there are not measurable; re-export the run without a display window "
             "(raw, unclipped pixel data)")
+
+
+def field_edge_warning(frames: np.ndarray, rc: np.ndarray, diameter_px: float) -> str | None:
+    """A warning when the traced artery comes within a vessel width (``diameter_px``, at least
+    3 px) of the part of the frame outside the exposed field (:func:`stenosis.opacification.unexposed`,
+    a collimator shutter): an artery that runs under the shutter's edge vanishes there, which
+    reads as a narrowing or an occlusion (the auto mode placed points across such an edge)."""
+    from .opacification import unexposed
+
+    blank = unexposed(frames)
+    if blank is None:
+        return None
+    reach = max(float(diameter_px) if np.isfinite(diameter_px) else 0.0, 3.0)
+    box = box_around(rc, blank.shape, reach + 1)
+    sub = blank[box]
+    if not sub.any():
+        return None
+    off = np.array([box[0].start, box[1].start], float)
+    d = ndi.map_coordinates(ndi.distance_transform_edt(~sub), (rc - off).T, order=1, mode="nearest")
+    k = int(np.argmin(d))
+    if d[k] > reach:
+        return None
+    r, c = rc[k]
+    return (f"the traced artery runs to the edge of the exposed field (a collimator shutter) at ({r:.0f}, {c:.0f}): "
+            "an artery that goes on under the shutter vanishes there and reads as a narrowing; place the points "
+            f"inside the field, away from its edge; {CONFIRM_CALL}")
 
 
 def is_bit_depth_top(value, dtype) -> bool:

@@ -78,3 +78,18 @@ def test_what_is_and_is_not_read_as_outside_the_field(wg04_dir):
     frames[:, :, :40] = rng.integers(100, 900, (3, 128, 40))
     frames[:, :, :10] = 0  # a strip under a tenth of the frame wide, in a single frame: kept (an artery
     assert unexposed(frames[:1]) is None  # could be that wide)
+
+
+def test_a_trace_that_runs_into_the_shutter_says_so(sample_dicom_dir, tmp_path):
+    """The auto mode on the BA run with a white shutter over its curve placed points across the
+    shutter's edge: the artery vanishing under the shutter read as an occlusion (98-100%). Only
+    a warning (the reading is what the image shows), which asks a reader to confirm; the reader's
+    own points, inside the field, get none."""
+    truth = _shuttered(sample_dicom_dir / "ba_subtracted_geometry.dcm", tmp_path / "shuttered.dcm", "white")
+    run = stenosis.read_run(tmp_path / "shuttered.dcm")
+    lesion = stenosis.find_lesion(run)
+    r = stenosis.measure(run, "M1", lesion.proximal, lesion.distal)
+    assert any("runs to the edge of the exposed field" in w for w in r.warnings), r.warnings
+    assert r.needs_confirmation
+    inside = stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]))
+    assert not any("exposed field" in w for w in inside.warnings)
