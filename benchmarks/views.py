@@ -262,6 +262,8 @@ def measure_case(case: dict, *, intensity: str | None = None) -> dict:
     out["severe_index"] = severe
     out["graded_err"] = out["graded"] - case["truth"][severe]
     out["view_err"] = [r - t for r, t in zip(out["read"], case["truth"])]
+    out["confirm"] = bool(res.needs_confirmation)
+    out["confirm_why"] = getattr(res, "confirmation_reason", None)
     return out
 
 
@@ -288,6 +290,14 @@ def summarise(rows: list[dict]) -> None:
     print(f"{'each view vs its own projection: MAE / bias (pt)':<52}{f'{np.mean(np.abs(ve)):.2f}/{np.mean(ve):+.2f}':>10}")
     print(f"{'graded - area-equivalent truth: mean (pt)':<52}{np.mean(area):>+10.2f}")
     print("(area-equivalent truth 1 - sqrt(ab)/R0: what a densitometric reading of the lumen area gives)")
+    if all("confirm" in r for r in ok):
+        truth50 = [max(r["truth"]) >= 50 for r in ok]
+        wrong = [r for r, t in zip(ok, truth50) if (r["graded"] >= 50) != t]
+        apart = [r for r in ok if r["confirm_why"] and "combined SD apart" in r["confirm_why"]]
+        print(f"{'graded >= 50% call asks a reader to confirm':<52}{sum(r['confirm'] for r in ok):>10d}")
+        print(f"{'  because another view contradicts it beyond 2 SD':<52}{len(apart):>10d}")
+        unsent = sum(not r["confirm"] for r in wrong)
+        print(f"{'wrong >= 50% calls (not sent to a reader)':<52}{f'{len(wrong)} ({unsent})':>10}")
     bound = np.array([r["bound_sd"] for r in ok if "bound_sd" in r])
     if bound.size:
         from math import erf

@@ -402,7 +402,8 @@ class StenosisResult:
 #: lesion's graded percent and >= 50% call, and how far its views disagree (``lesion_grade``,
 #: :mod:`stenosis.batch.lesions`); empty for rows of no lesion. ``needs_confirmation``: the
 #: ``meets_50`` call is within the result's uncertainty of 50% (or otherwise flagged): a reader
-#: must confirm it (:attr:`StenosisResult.needs_confirmation`).
+#: must confirm it (:attr:`StenosisResult.needs_confirmation`). ``lesion_needs_confirmation``: a
+#: reader must confirm the lesion's call over its views (:func:`stenosis.views.views_confirmation`).
 ROW_COLUMNS: tuple[str, ...] = (
     "path", "status", "error", "segment", "mode", "confidence", "frame_index", "frames_used", "frame_to_frame_sd",
     "percent_stenosis", "percent_stenosis_sd", "meets_50",
@@ -413,7 +414,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "frame_auto", "reference_mode", "reference_override", "mld_override", "waypoints", "feeding_points",
     "model", "warnings", "run_id", "software_version", "model_sha256", "report", "sr",
     "lesion", "lesion_graded", "lesion_percent_stenosis", "lesion_meets_50", "lesion_disagreement_points",
-    "lesion_disagreement_sd", "needs_confirmation",
+    "lesion_disagreement_sd", "needs_confirmation", "lesion_needs_confirmation",
 )
 
 
@@ -516,6 +517,7 @@ def row_from_dict(d: Mapping[str, Any], **cells: Any) -> dict[str, Any]:
         "lesion_meets_50": grade.get("meets_50"),
         "lesion_disagreement_points": grade.get("disagreement_points"),
         "lesion_disagreement_sd": grade.get("disagreement_sd"),
+        "lesion_needs_confirmation": grade.get("needs_confirmation"),
         **cells,
     }
     return {k: ("" if row.get(k) is None else row[k]) for k in ROW_COLUMNS}

@@ -34,10 +34,10 @@ from .measurement import measure
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import CONFIRM_CALL, StenosisResult, call_text
-from .wasid import borderline_warning
+from .wasid import borderline_warning, is_borderline_warning
 
 __all__ = ["ViewsResult", "ViewsGrade", "ViewReading", "measure_views", "grade_views", "view_reading",
-           "grading_rule", "GRADING_RULE", "AREA", "PROJECTED_WIDTH"]
+           "views_confirmation", "grading_rule", "GRADING_RULE", "AREA", "PROJECTED_WIDTH"]
 
 GRADING_RULE = "WASID: the view with the most severe stenosis (largest percent stenosis) is graded"
 #: a view's readings: the measurement's own (densitometric: the lumen's area-equivalent diameter)
@@ -68,6 +68,54 @@ def grade_views(percents: Sequence[float], sds: Sequence[float | None]) -> Views
     s = np.array([np.nan if v is None else float(v) for v in sds], dtype=float)
     i, j = int(np.argmax(p)), int(np.argmin(p))
     return ViewsGrade(i, float(p[i] - p[j]), float((p[i] - p[j]) / max(np.hypot(s[i], s[j]), 1e-9)))
+
+
+def asks_for_itself(warnings_: Sequence[str]) -> bool:
+    """Whether one view's warnings ask a reader to confirm for a reason other than its own
+    borderline percent (which the lesion's grade judges on the view's reading)."""
+    return any(CONFIRM_CALL in w and not is_borderline_warning(w) for w in warnings_ or ())
+
+
+def views_confirmation(percents: Sequence[float], sds: Sequence[float | None], asks: Sequence[bool],
+                       graded_index: int, params: MeasureParams = DEFAULT_PARAMS, *,
+                       area: tuple[Sequence[float], Sequence[float | None]] | None = None,
+                       names: Sequence[str] | None = None) -> str | None:
+    """Why a reader must confirm a lesion's graded >= 50% call over its views, or None.
+
+    ``percents``/``sds``: each view's graded reading and its 1-SD uncertainty; ``asks``: whether
+    the view's own result asks a reader for a reason of its own (no bolus seen, a mask holding
+    iodine; not its borderline percent, judged here on the reading). A view is borderline when
+    its reading is (:func:`stenosis.wasid.borderline_warning`) or it asks. A reader confirms
+    when the graded view is borderline; when the grade is below 50% and any view is (that view
+    could be the most severe); and when the grade is >= 50% but the views' own results (``area``:
+    percents and SDs, densitometric readings of the lumen's area, which an eccentric lumen does
+    not change from view to view; default the readings) differ by more than 2 combined SDs
+    between the graded view and a view whose own result is below 50%: the call rests on one view
+    that another contradicts beyond their noise (a misplaced trace, an overlap, a wrong frame in
+    one of them). ``names``: how the reason names each view (default "view 1", "view 2", ...).
+    Used by :attr:`ViewsResult.needs_confirmation` and a batch's ``lesion`` groups."""
+    p = [float(v) for v in percents]
+    name = list(names) if names is not None else [f"view {k + 1}" for k in range(len(p))]
+    s = [float("nan") if v is None else float(v) for v in sds]
+    ap, asd = (p, s) if area is None else ([float(v) for v in area[0]],
+                                           [float("nan") if v is None else float(v) for v in area[1]])
+
+    def borderline(k: int) -> bool:
+        return bool(asks[k]) or borderline_warning(p[k], s[k], params) is not None
+
+    g = graded_index
+    if borderline(g):
+        return f"the graded {name[g]} is borderline or asks a reader"
+    if p[g] < 50.0:
+        near = [name[k] for k in range(len(p)) if borderline(k)]
+        return f"{near[0]} is borderline and could be the most severe" if near else None
+    for k in range(len(p)):
+        combined = float(np.hypot(asd[g], asd[k]))
+        if k != g and ap[k] < 50.0 and np.isfinite(combined) and abs(ap[g] - ap[k]) > 2.0 * combined:
+            return (f"the views' own readings of the lumen's area, which an eccentric lumen does not change, differ: "
+                    f"{name[g]} (graded) {ap[g]:.1f}%, {name[k]} {ap[k]:.1f}%, "
+                    f"{abs(ap[g] - ap[k]) / max(combined, 1e-9):.1f} x their combined SD apart: check both traces")
+    return None
 
 
 def grading_rule(reading: str, k: float = float("nan"), k_sd: float = float("nan")) -> str:
@@ -175,18 +223,20 @@ class ViewsResult:
         return bool(self.percent_stenosis >= 50.0)
 
     @property
-    def needs_confirmation(self) -> bool:
-        """Whether a reader must confirm the graded call: the graded view's reading is borderline
-        (within ``borderline_points`` of 50, or its +-2 SD reaches 50) or its result asks a reader
-        for another reason (no bolus seen, a mask holding iodine), or (graded below 50%) another
-        view's is."""
-        def borderline(k: int) -> bool:
-            r, v = self._readings()[k], self.views[k]
-            own = borderline_warning(v.percent_stenosis, v.percent_stenosis_sd, self.params)
-            other = any(CONFIRM_CALL in w and w != own for w in v.warnings)
-            return other or borderline_warning(r.percent_stenosis, r.percent_stenosis_sd, self.params) is not None
+    def confirmation_reason(self) -> str | None:
+        """Why a reader must confirm the graded call (:func:`views_confirmation`), or None."""
+        rs = self._readings()
+        return views_confirmation([r.percent_stenosis for r in rs], [r.percent_stenosis_sd for r in rs],
+                                  [asks_for_itself(v.warnings) for v in self.views], self.graded_index, self.params,
+                                  area=([v.percent_stenosis for v in self.views],
+                                        [v.percent_stenosis_sd for v in self.views]))
 
-        return borderline(self.graded_index) or (not self.meets_50 and any(borderline(k) for k in range(len(self.views))))
+    @property
+    def needs_confirmation(self) -> bool:
+        """Whether a reader must confirm the graded call (:func:`views_confirmation`): the graded
+        view is borderline, or (graded below 50%) another view is, or (graded >= 50%) the views'
+        own (area) results differ beyond their combined 2 SD, one of them below 50%."""
+        return self.confirmation_reason is not None
 
     @property
     def call_text(self) -> str:
@@ -220,6 +270,7 @@ class ViewsResult:
             "percent_stenosis_sd": round(float(gr.percent_stenosis_sd), 2) if np.isfinite(gr.percent_stenosis_sd) else None,
             "meets_50": self.meets_50,
             "needs_confirmation": self.needs_confirmation,
+            "confirmation_reason": self.confirmation_reason,
             "mld_mm": mld_mm,
             "reference_diameter_mm": g["reference_diameter_mm"],
             "segment": g["segment"],

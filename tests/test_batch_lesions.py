@@ -67,7 +67,7 @@ def _batch(root: Path, tmp: Path, name: str, lines: list[str], *extra: str) -> t
 
 def test_columns_are_added_at_the_end():
     assert ROW_COLUMNS[: len(OLD_COLUMNS)] == OLD_COLUMNS
-    assert ROW_COLUMNS[len(OLD_COLUMNS):] == LESION_COLUMNS + ("needs_confirmation",)
+    assert ROW_COLUMNS[len(OLD_COLUMNS):] == LESION_COLUMNS + ("needs_confirmation", "lesion_needs_confirmation")
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,17 @@ def test_each_view_has_its_row_and_the_lesion_its_graded_view(grouped, truth):
     assert [float(v["percent_stenosis"]) for v in views] == [v["percent_stenosis"] for v in d["views"]]
     assert [journal[n]["view_reading"] for n in M1_VIEWS] == d["readings"]
     assert g["reading"] == d["reading"]
+    # the lesion's confirmation as measure_views decides it: these two "views" are two different
+    # sample lesions (35% and 80%), whose area readings differ by many SDs: the 'YES' rests on one
+    # view the other contradicts
+    assert g["needs_confirmation"] is True is d["needs_confirmation"]
+    own = [float(v["percent_stenosis"]) for v in views]
+    assert g["confirmation_reason"].startswith(
+        f"the views' own readings of the lumen's area, which an eccentric lumen does not change, differ: view "
+        f"{M1_VIEWS[severe]} (graded) {own[severe]:.1f}%, view {M1_VIEWS[1 - severe]} {own[1 - severe]:.1f}%, ")
+    assert g["confirmation_reason"] == api.confirmation_reason.replace("view 1", f"view {M1_VIEWS[0]}").replace(
+        "view 2", f"view {M1_VIEWS[1]}")
+    assert [v["lesion_needs_confirmation"] for v in views] == ["True", "True"]
     assert float(views[0]["lesion_disagreement_points"]) == pytest.approx(d["disagreement_points"], abs=0.011)
 
 

@@ -95,6 +95,11 @@ def test_summary_lists_every_view_the_graded_one_and_the_rule(views, tmp_path):
     assert abs(float(graded.split("): ")[1].split("%")[0]) - api["percent_stenosis"]) <= 0.051
     assert any(x.startswith("rule") and GRADING_RULE in x for x in lines)
     assert any(x.startswith("disagreement") and f"{api['disagreement_points']:.1f} points" in x for x in lines)
+    # two different sample lesions (35 and 80%) stand in for the views: their area readings differ
+    # by many SDs, so the 'YES' asks a reader and says why, on a line of its own
+    assert api["needs_confirmation"] is True and "(reader must confirm)" in graded
+    why = next(x for x in lines if x.startswith("reader must confirm"))
+    assert "the views' own readings of the lumen's area" in why and "check both traces" in why
     assert json.loads((tmp_path / "o" / "result.json").read_text()) == api
     for k in (1, 2):
         assert (tmp_path / "o" / f"report-view{k}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

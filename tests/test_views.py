@@ -67,3 +67,33 @@ def test_grade_views_rule():
     assert grade_views([50.0], [None]).disagreement_points == 0
     with pytest.raises(MeasurementError):
         grade_views([], [])
+
+
+def test_views_confirmation_rule():
+    """A lesion's call over its views (stenosis.views.views_confirmation): the graded view
+    borderline; a 'no' with any view borderline; a 'YES' whose views' own (area) readings differ
+    beyond 2 combined SDs, one below 50%; nothing otherwise (an eccentric lumen: readings apart,
+    areas alike)."""
+    from stenosis.views import asks_for_itself, views_confirmation
+
+    no = [False, False]
+    assert views_confirmation([70.0, 65.0], [3.0, 3.0], no, 0) is None  # agree, clear
+    assert views_confirmation([52.0, 40.0], [3.0, 3.0], no, 0) is not None  # graded borderline
+    assert views_confirmation([75.0, 48.0], [10.0, 10.0], no, 0) is None  # 27 apart < 2 x 14.1
+    why = views_confirmation([70.0, 40.0], [5.0, 5.0], no, 0)  # 30 apart > 2 x 7.1 (areas default to readings)
+    assert why is not None and "view 2 40.0%" in why and "4.2 x their combined SD" in why
+    # an eccentric lumen: projected widths 70 / 40%, the area readings alike: no contradiction
+    assert views_confirmation([70.0, 40.0], [5.0, 5.0], no, 0, area=([56.0, 54.0], [5.0, 5.0])) is None
+    # the area readings apart, the other view's below 50%: one view's trace or frame is suspect
+    why = views_confirmation([70.0, 40.0], [5.0, 5.0], no, 0, area=([70.0, 40.0], [5.0, 5.0]), names=["a", "b"])
+    assert why is not None and why.startswith("the views' own readings") and "a (graded) 70.0%, b 40.0%" in why
+    assert views_confirmation([70.0, 55.0], [2.0, 2.0], no, 0) is None  # both 'YES'
+    assert views_confirmation([30.0, 20.0], [2.0, 20.0], no, 0) is not None  # a 'no', view 2 reaches 50
+    assert views_confirmation([30.0, 20.0], [2.0, 2.0], [False, True], 0) is not None  # view 2 asks for itself
+    assert views_confirmation([70.0, 40.0], [5.0, None], no, 0) is None  # SD unknown: no claim
+    # a view's own borderline warning is judged on its reading, not counted as asking for itself
+    from stenosis.wasid import borderline_warning
+
+    own = borderline_warning(48.0, 3.0)
+    assert own is not None and not asks_for_itself([own])
+    assert asks_for_itself(["no frame differs from another: no bolus seen; have a reader confirm the >= 50% call"])

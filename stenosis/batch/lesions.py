@@ -12,9 +12,10 @@ Views of different arteries are refused before measuring (:func:`stenosis.batch.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..views import AREA, GRADING_RULE, grade_views, grading_rule
+from ..views import AREA, GRADING_RULE, asks_for_itself, grade_views, grading_rule, views_confirmation
 from .outputs import row_sort_key
 
 __all__ = ["annotate_lesions"]
@@ -33,11 +34,12 @@ def _reading(row: Mapping[str, Any]) -> dict[str, Any]:
 def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows, each row with a ``lesion`` name given ``lesion_grade``.
 
-    ``lesion_grade`` is ``{graded, graded_key, percent_stenosis, meets_50, reading,
-    disagreement_points, disagreement_sd, n_views, rule, note}``: ``graded`` is true on the
-    lesion's graded view, false on its other views; ``percent_stenosis``/``meets_50`` are the
-    lesion's (the graded view's reading: ``reading``, each row's ``view_reading`` as
-    ``stenosis.measure_views`` grades it). When the lesion cannot be graded, ``graded`` and the numbers are None and ``note``
+    ``lesion_grade`` is ``{graded, graded_key, percent_stenosis, meets_50, needs_confirmation,
+    confirmation_reason, reading, disagreement_points, disagreement_sd, n_views, rule, note}``:
+    ``graded`` is true on the lesion's graded view, false on its other views;
+    ``percent_stenosis``/``meets_50`` are the lesion's (the graded view's reading: ``reading``,
+    each row's ``view_reading`` as ``stenosis.measure_views`` grades it); ``needs_confirmation``
+    and its reason as :func:`stenosis.views.views_confirmation` decides them. When the lesion cannot be graded, ``graded`` and the numbers are None and ``note``
     says why. Rows without ``lesion`` are returned unchanged (an older ``lesion_grade`` removed).
     """
     out = [dict(r) for r in rows]
@@ -49,7 +51,7 @@ def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for name, group in groups.items():
         group.sort(key=row_sort_key)
         grade: dict[str, Any] = {"graded": None, "graded_key": None, "percent_stenosis": None, "meets_50": None,
-                                 "reading": None, "disagreement_points": None, "disagreement_sd": None, "n_views": len(group),
+                                 "needs_confirmation": None, "confirmation_reason": None, "reading": None, "disagreement_points": None, "disagreement_sd": None, "n_views": len(group),
                                  "rule": GRADING_RULE, "note": None}
         graded_index = None
         failed = [r for r in group if r.get("status") != "ok" or r.get("percent_stenosis") is None]
@@ -72,6 +74,13 @@ def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                            float("nan") if k_sd is None else k_sd),
                          disagreement_points=round(g.disagreement_points, 2),
                          disagreement_sd=round(g.disagreement_sd, 2) if math.isfinite(g.disagreement_sd) else None)
+            why = views_confirmation([float(r["percent_stenosis"]) for r in readings],
+                                     [r.get("percent_stenosis_sd") for r in readings],
+                                     [asks_for_itself(r.get("warnings") or []) for r in group], graded_index,
+                                     area=([float(r["percent_stenosis"]) for r in group],
+                                           [(r.get("uncertainty") or {}).get("percent_stenosis_sd") for r in group]),
+                                     names=[f"view {Path(str(r.get('path'))).name}" for r in group])
+            grade.update(needs_confirmation=why is not None, confirmation_reason=why)
         for k, r in enumerate(group):
             r["lesion_grade"] = {**grade, "graded": None if graded_index is None else k == graded_index}
     return out

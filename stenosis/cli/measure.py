@@ -269,6 +269,8 @@ def views_summary_lines(res) -> list[str]:
     sd = d["disagreement_sd"]
     lines.append(f"disagreement       {d['disagreement_points']:.1f} points between the views"
                  + (f" ({sd:.1f} x their combined SD)" if sd is not None else ""))
+    if res.confirmation_reason is not None:
+        lines.append(f"reader must confirm {res.confirmation_reason}")
     for k, v in enumerate(d["views"]):
         lines += [f"warning (view {k + 1})   {w}" for w in v["warnings"]]
     return lines

@@ -38,7 +38,7 @@ from .uncertainty import area_noise_sd_px2, measurement_sd, model_sd_px, noise_c
 
 __all__ = ["Window", "WasidMeasurement", "smooth_diameter", "find_mld", "lesion_extent", "adaptive_smoothing_px",
            "candidate_windows", "turning_angle_deg", "wasid", "area_noise_sd_px2", "noise_correlation_px",
-           "measurement_sd", "borderline_warning", "at_same_sites", "start_sensitivity_warning"]
+           "measurement_sd", "borderline_warning", "is_borderline_warning", "at_same_sites", "start_sensitivity_warning"]
 
 @dataclass(frozen=True)
 class WasidMeasurement:
@@ -94,6 +94,11 @@ def borderline_warning(percent_stenosis: float, sd: float = float("nan"),
                f"it is within {params.borderline_points:g} points of 50%, inside the tool's largest errors on phantoms")
         return f"percent stenosis {percent_stenosis:.1f}%: {why}; {CONFIRM_CALL}"
     return None
+
+
+def is_borderline_warning(warning: str) -> bool:
+    """Whether ``warning`` is :func:`borderline_warning`'s (a result's own borderline percent)."""
+    return warning.startswith("percent stenosis ") and CONFIRM_CALL in warning
 
 
 def _usable(profile: DiameterProfile) -> tuple[np.ndarray, list[str]]:
