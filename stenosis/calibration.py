@@ -21,11 +21,13 @@ is tried, else the run is uncalibrated); a reader's value outside it is refused
 ``--pixel-mm`` makes it a usage error, exit 2). So the work of a measurement, which
 grows with mm/px, is bounded by the image and never by a unit error.
 
-Isocentre calibration assumes the vessel lies near the isocentre; with steep
-beam angles (|angle| > 60 degrees) the out-of-plane error grows, which is
-reported as a warning. See DICOM PS3.3 C.8.7.1 / C.8.19.6 (X-Ray Acquisition,
-XA Positioner) and, for the calibration errors of QCA, Hermiller JB et al.,
-Am J Cardiol 1992;69:1323-7, doi:10.1016/0002-9149(92)91226-S.
+Isocentre calibration assumes the vessel lies near the isocentre (its error is the vessel's
+distance from it along the beam over the source-isocentre distance); the beam's angle does not
+enter it. A warning on steep positioner angles (a coronary habit: the heart lies off the
+isocentre in a lateral view) fired on every lateral projection of the head, one of neuro
+angiography's two standard views, and was removed (session 34). See DICOM PS3.3 C.8.7.1 /
+C.8.19.6 (X-Ray Acquisition, XA Positioner) and, for the calibration errors of QCA, Hermiller JB
+et al., Am J Cardiol 1992;69:1323-7, doi:10.1016/0002-9149(92)91226-S.
 """
 from __future__ import annotations
 
@@ -43,13 +45,10 @@ __all__ = [
     "manual_calibration",
     "check_pixel_mm",
     "is_plausible_mm",
-    "STEEP_ANGLE_DEG",
     "MM_PER_FRENCH",
     "PLAUSIBLE_MM_PER_PX",
 ]
 
-#: |primary or secondary positioner angle| above which isocentre calibration is flagged.
-STEEP_ANGLE_DEG = 60.0
 #: One French (Charriere) is 1/3 mm of outer diameter.
 MM_PER_FRENCH = 1.0 / 3.0
 #: Plausible pixel size at the isocentre (mm), inclusive. X-ray angiography detectors have a
@@ -273,7 +272,7 @@ def calibration_from_dataset(ds: Any) -> tuple[Calibration, list[str]]:
     -------
     calibration : Calibration
     warnings : list of str
-        One line each: tags present but unusable, no calibration at all, steep beam angle.
+        One line each: tags present but unusable, no calibration at all.
     """
     rejected: list[str] = []
     cal = _from_pixel_spacing(ds, rejected)
@@ -287,17 +286,6 @@ def calibration_from_dataset(ds: Any) -> tuple[Calibration, list[str]]:
     elif rejected:
         warnings.append(f"{'; '.join(rejected)}: ignored; calibrated from {cal.detail}")
 
-    primary, secondary = positioner_angles(ds)
-    steep = [
-        f"{name} {angle:+.0f} deg"
-        for name, angle in (("primary angle", primary), ("secondary angle", secondary))
-        if angle is not None and abs(angle) > STEEP_ANGLE_DEG
-    ]
-    if steep and cal.is_calibrated:
-        warnings.append(
-            f"steep beam ({', '.join(steep)} > {STEEP_ANGLE_DEG:g}): isocentre calibration is less "
-            "accurate; check mm values with a catheter calibration"
-        )
     return cal, warnings
 
 

@@ -29,7 +29,7 @@ from .diameter.profiles import profile_geometry
 from .diameter.stage import iodine_ratio
 from .opacification import log_attenuation, mask_frames_of
 from .frames import (AnalysedFrame, FollowedFrame, choose_frame, companion_frames, follow_frames, frame_fill, guess_frame,
-                     traced_lumen, without_shared_noise)
+                     registered_on_segment, traced_lumen, without_shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import ReaderInputs
 from .result import CONFIRM_CALL, DiameterProfile, FrameRead, ReferenceWindow, StenosisResult
@@ -136,9 +136,11 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
         check = mask_check(run, analysed, params, exclude=inputs.exclude_frames)
         if check is not None:
             return _measured_again(run, inputs, params, analysed.index, *check)
+    rhint = radius_hint(analysed.image, analysed.trace.centerline_rc)
+    reach = profile_geometry(rhint, params)[0] + params.profile_band_px  # as companions_of follows its frames
+    analysed = registered_on_segment(run, analysed, params, reach_px=reach)
     image, trace = analysed.image, analysed.trace
     background = single_frame_background(run, analysed, params)
-    rhint = radius_hint(image, trace.centerline_rc)
     companions = companions_of(run, analysed, inputs, rhint, params)
     single_native = background is not analysed.image
     image = background if single_native else companions.analysed_image

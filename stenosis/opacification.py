@@ -64,6 +64,9 @@ MAX_SHIFT_PX = 16.0
 _PEAK_SIGMA_PX = 1.5
 #: Structuring size for the single-frame background (px at full resolution).
 _TOPHAT_SIZE_PX = 31
+#: How far inside the exposed field (px) the mask registration's phase correlation is faded in
+#: (:func:`_field_taper`): the edge fixed to the detector is apodised like the frame's border.
+FIELD_TAPER_PX = 16.0
 #: The smallest share of a frame a region outside the exposed field covers (:func:`unexposed`).
 UNEXPOSED_MIN_FRACTION = 0.005
 #: ... and its smallest width, as a share of the frame's smaller side: wider than any artery (the
@@ -139,7 +142,7 @@ def opacify(
     for m in mask_idx[1:]:
         mask += work(m)
     mask /= len(mask_idx)
-    reg = _MaskRegistration(mask, max_shift_px) if register else None
+    reg = _MaskRegistration(mask, max_shift_px, exclude=blank) if register else None
     for k, i in enumerate(idx):
         live = work(i)
         if reg is not None and i not in mask_idx:
@@ -303,12 +306,26 @@ def _window(shape: tuple[int, int]) -> np.ndarray:
     return win
 
 
-def _spectrum(image: np.ndarray) -> np.ndarray:
+def _spectrum(image: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """The image's spectrum for phase correlation: its mean removed and apodised by a Hann window
+    (and by ``weight``, :func:`_field_taper`, where part of the frame is outside the field)."""
     win = _window(tuple(image.shape))
+    if weight is not None:
+        win = win * weight
     img = image.astype(np.float32, copy=True)
-    img -= np.float32(img.mean())
+    img -= np.float32(np.sum(img * win) / max(float(win.sum()), 1e-12))
     img *= win
     return sfft.rfft2(img, workers=1)
+
+
+def _field_taper(blank: np.ndarray) -> np.ndarray:
+    """(H, W) float32 weight: 0 outside the exposed field (``blank``), rising as a raised cosine
+    to 1 over :data:`FIELD_TAPER_PX` inside it. The field's edge is fixed to the detector while the
+    patient moves; apodised like the frame's own border, it no longer draws the phase correlation
+    to no shift."""
+    d = ndi.distance_transform_edt(~blank)
+    x = np.clip(d / FIELD_TAPER_PX, 0.0, 1.0)
+    return (0.5 - 0.5 * np.cos(np.pi * x)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
@@ -367,12 +384,20 @@ class _MaskRegistration:
     IODINE_SD = 3.0
     ITERATIONS = 8
 
-    def __init__(self, mask: np.ndarray, max_shift_px: float):
+    def __init__(self, mask: np.ndarray, max_shift_px: float, exclude: np.ndarray | None = None):
         mask = np.asarray(mask, np.float32)
         self.shape = mask.shape
         self.max_shift = float(max_shift_px)
         self.smooth = ndi.gaussian_filter(mask, self.SMOOTH_PX)
-        self.spec = _spectrum(mask)
+        # the part of the frame outside the exposed field (unexposed()) holds no anatomy and its
+        # edge does not move with the patient: left out, with every pixel a shift could carry
+        # across that edge (and the smoothing's reach)
+        self.taper = None if exclude is None else _field_taper(exclude)
+        self.keep = None
+        if exclude is not None:
+            reach = self.max_shift + 2.0 * self.SMOOTH_PX + 1.0
+            self.keep = (ndi.distance_transform_edt(~exclude) > reach)[::2, ::2]
+        self.spec = _spectrum(mask, self.taper)
 
     def _residual(self, live_s: np.ndarray, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shifted mask, mask - live and the iodine-free weights, on every other pixel.
@@ -385,6 +410,8 @@ class _MaskRegistration:
         d -= np.float32(np.median(d))
         sd = np.float32(1.4826 * np.median(np.abs(d)) + 1e-12)
         w = _erode_cross(d < self.IODINE_SD * sd)  # the vessels' blurred edges too (2 px)
+        if self.keep is not None:
+            w &= self.keep
         b = int(np.ceil(max(abs(shift[0]), abs(shift[1])) / 2)) + 2  # repeated edge pixels
         w[:b] = False
         w[-b:] = False
@@ -406,7 +433,7 @@ class _MaskRegistration:
         if live.shape != self.shape or min(live.shape) < 16:
             return (0.0, 0.0)
         live_s = ndi.gaussian_filter(live, self.SMOOTH_PX)
-        pc = _shift_from_spectra(self.spec, _spectrum(live), live.shape, self.max_shift)
+        pc = _shift_from_spectra(self.spec, _spectrum(live, self.taper), live.shape, self.max_shift)
         # whole-pixel candidates: a fractional shift interpolates, which smooths the mask's
         # noise and lowers the difference by itself (it would win on flat, noisy anatomy)
         pc = (float(np.round(pc[0])), float(np.round(pc[1])))

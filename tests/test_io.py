@@ -212,7 +212,7 @@ def test_metadata_tags(tmp_path):
     assert md.window_center == 512 and md.window_width == 1024
     assert run.calibration.source is CalibrationSource.GEOMETRY
     assert run.calibration.mm_per_px == pytest.approx((0.125, 0.125), rel=1e-6)
-    assert any("steep beam" in w for w in run.warnings)
+    assert not any("angle" in w for w in run.warnings)  # the beam's angle is recorded, not warned about
     d = md.to_dict()
     text = repr(d) + repr(run.to_dict() if hasattr(run, "to_dict") else "")
     assert "Secret" not in text and "ID-12345" not in text

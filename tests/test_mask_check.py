@@ -61,7 +61,9 @@ def test_an_opacified_first_frame_is_not_the_mask(case):
     run, points, truth = case
     late = _untagged(run, [4, 5, 6, 3, 2])  # exported after the bolus arrived: frame 0 holds iodine
     naive = stenosis.measure(late, **points, params=replace(DEFAULT_PARAMS, mask_iodine_fraction=10.0))
-    assert abs(naive.percent_stenosis - truth["percent_stenosis"]) > 6  # the defect (read 49.9 for 58)
+    # the defect (read 49.9 for 58; 53.1 since session 34 registers the analysed frame's mask again
+    # around the segment, which a mask holding iodine misleads less)
+    assert abs(naive.percent_stenosis - truth["percent_stenosis"]) > 4
     res = stenosis.measure(late, **points)
     note = res.warnings[0]
     assert "mask frame 0 holds" in note and "frame 4, which holds the least" in note and "is the mask instead" in note

