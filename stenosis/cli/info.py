@@ -50,6 +50,13 @@ def _run_table(run):
         kind += (", intensity relationship unknown (a single frame's contrast read relative to the brightness behind"
                  " the vessel)" if run.frames.shape[0] == 1 else ", intensity relationship unknown (taken as LOG)")
     table.add_row("images", kind)
+    from ..opacification import unexposed
+
+    blank = unexposed(run.frames)
+    if blank is not None:
+        table.add_row("exposed field", f"{100.0 * blank.mean():.0f}% of the frame outside it (a collimator or the field's "
+                                       "edge, one stored value in every frame): left out of the background and the "
+                                       "mask registration")
     table.add_row("frame time", f"{md.frame_time_ms:.1f} ms ({1000.0 / md.frame_time_ms:.1f} frames/s)" if md.frame_time_ms else "unknown")
     if md.primary_angle_deg is not None or md.secondary_angle_deg is not None:
         def deg(v):
