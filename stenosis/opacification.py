@@ -142,6 +142,18 @@ def opacify(
     for m in mask_idx[1:]:
         mask += work(m)
     mask /= len(mask_idx)
+    outside = None
+    if blank is not None and register:
+        # the whole region at the field's stored value (with the slivers thinner than the opening
+        # where a round field meets the frame's edge): the mask there takes its nearest exposed
+        # pixel's value, and the subtracted frames are 0 there. A shift would otherwise carry the
+        # field's value into the field, or the anatomy into the slivers: a ring along the edge,
+        # as bright as a vessel under a white shutter.
+        first = data[0]
+        labels, _ = ndi.label(np.isin(first, np.unique(first[blank])) | blank)
+        outside = np.isin(labels, np.unique(labels[blank]))
+        near = ndi.distance_transform_edt(outside, return_distances=False, return_indices=True)
+        mask = mask[near[0], near[1]]
     reg = _MaskRegistration(mask, max_shift_px, exclude=blank) if register else None
     for k, i in enumerate(idx):
         live = work(i)
@@ -152,6 +164,8 @@ def opacify(
             moved = mask
         np.subtract(moved, live, out=out[k])
         _zero_background(out[k], blank)
+        if outside is not None:
+            out[k][outside] = 0.0
     return out
 
 
@@ -318,13 +332,12 @@ def _spectrum(image: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray
     return sfft.rfft2(img, workers=1)
 
 
-def _field_taper(blank: np.ndarray) -> np.ndarray:
-    """(H, W) float32 weight: 0 outside the exposed field (``blank``), rising as a raised cosine
-    to 1 over :data:`FIELD_TAPER_PX` inside it. The field's edge is fixed to the detector while the
-    patient moves; apodised like the frame's own border, it no longer draws the phase correlation
-    to no shift."""
-    d = ndi.distance_transform_edt(~blank)
-    x = np.clip(d / FIELD_TAPER_PX, 0.0, 1.0)
+def _field_taper(inside: np.ndarray) -> np.ndarray:
+    """(H, W) float32 weight from each pixel's distance inside the exposed field (``inside``, 0
+    outside it): 0 outside, rising as a raised cosine to 1 over :data:`FIELD_TAPER_PX`. The field's
+    edge is fixed to the detector while the patient moves; apodised like the frame's own border,
+    it no longer draws the phase correlation to no shift."""
+    x = np.clip(inside / FIELD_TAPER_PX, 0.0, 1.0)
     return (0.5 - 0.5 * np.cos(np.pi * x)).astype(np.float32)
 
 
@@ -392,11 +405,11 @@ class _MaskRegistration:
         # the part of the frame outside the exposed field (unexposed()) holds no anatomy and its
         # edge does not move with the patient: left out, with every pixel a shift could carry
         # across that edge (and the smoothing's reach)
-        self.taper = None if exclude is None else _field_taper(exclude)
-        self.keep = None
+        self.taper = self.keep = None
         if exclude is not None:
-            reach = self.max_shift + 2.0 * self.SMOOTH_PX + 1.0
-            self.keep = (ndi.distance_transform_edt(~exclude) > reach)[::2, ::2]
+            inside = ndi.distance_transform_edt(~exclude)
+            self.taper = _field_taper(inside)
+            self.keep = (inside > self.max_shift + 2.0 * self.SMOOTH_PX + 1.0)[::2, ::2]
         self.spec = _spectrum(mask, self.taper)
 
     def _residual(self, live_s: np.ndarray, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -105,7 +105,9 @@ def views_confirmation(percents: Sequence[float], sds: Sequence[float | None], a
 
     g = graded_index
     if borderline(g):
-        return f"the graded {name[g]} is borderline or asks a reader"
+        why = ("its result asks a reader" if asks[g] else
+               f"its reading {p[g]:.1f}% is borderline (within reach of 50% by its SD or the borderline margin)")
+        return f"the graded {name[g]}: {why}"
     if p[g] < 50.0:
         near = [name[k] for k in range(len(p)) if borderline(k)]
         return f"{near[0]} is borderline and could be the most severe" if near else None

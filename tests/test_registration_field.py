@@ -123,3 +123,34 @@ def test_a_real_like_dsa_run_with_motion_reads_its_lesion(wg04_dir, tmp_path):
     for mode in ("single", "all"):
         res = stenosis.measure(path, "M1", tuple(v["proximal"]), tuple(v["distal"]), frames=mode)
         assert res.percent_stenosis == pytest.approx(v["percent"], abs=1.5), mode
+
+
+@pytest.mark.parametrize("value", ["black", "white"])
+def test_no_ring_along_the_field_edge_once_the_mask_moves(tmp_path, value):
+    """Registered behind a fixed field, the mask moves by the patient's shift and carried the
+    field's stored value into the field, and the anatomy into the slivers the opening leaves
+    where a round field meets the frame's edge: a ring along the edge (black: down to -3273, white:
+    up to +1136, against a vessel's +181; the review of session 34). The mask's whole region at
+    the field's value takes its nearest exposed pixel's value and the subtracted frames are 0 there."""
+    from scipy import ndimage as ndi
+
+    from stenosis.opacification import opacify
+
+    dcm, _ = make_phantom(PhantomSpec(segment="M1", stenosis_percent=60, seed=5, motion_px=(2.5, -3.0)),
+                          tmp_path / "run.dcm")
+    ds = pydicom.dcmread(dcm)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    a = ds.pixel_array.copy()
+    h, w = a.shape[-2:]
+    rr, cc = np.mgrid[:h, :w]
+    out = np.hypot(rr - h / 2, cc - w / 2) > 0.5 * min(h, w)
+    a[:, out] = 0 if value == "black" else (1 << int(ds.BitsStored)) - 1
+    ds.PixelData = a.tobytes()
+    ds.save_as(tmp_path / "field.dcm")
+    image = opacify(stenosis.read_run(tmp_path / "field.dcm"), frames=[5], register=True)[0]
+    ring = ~out & (ndi.distance_transform_edt(~out) <= 4)
+    vessel = np.percentile(image[~out], 99.9)
+    assert np.all(image[out] == 0.0)
+    lo, hi = np.percentile(image[ring], [1, 99])
+    assert hi < vessel and lo > -0.25 * vessel

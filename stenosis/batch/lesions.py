@@ -79,7 +79,7 @@ def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                      [asks_for_itself(r.get("warnings") or []) for r in group], graded_index,
                                      area=([float(r["percent_stenosis"]) for r in group],
                                            [(r.get("uncertainty") or {}).get("percent_stenosis_sd") for r in group]),
-                                     names=[f"view {Path(str(r.get('path'))).name}" for r in group])
+                                     names=[f"view {k + 1} ({Path(str(r.get('path'))).name})" for k, r in enumerate(group)])
             grade.update(needs_confirmation=why is not None, confirmation_reason=why)
         for k, r in enumerate(group):
             r["lesion_grade"] = {**grade, "graded": None if graded_index is None else k == graded_index}

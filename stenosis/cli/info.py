@@ -55,8 +55,8 @@ def _run_table(run):
     blank = unexposed(run.frames)
     if blank is not None:
         table.add_row("exposed field", f"{100.0 * blank.mean():.0f}% of the frame outside it (a collimator or the field's "
-                                       "edge, one stored value in every frame): left out of the background and the "
-                                       "mask registration")
+                                       "edge, one stored value in every frame): left out of the background"
+                                       + (" and the mask registration" if md.mask_frames and not md.subtracted else ""))
     table.add_row("frame time", f"{md.frame_time_ms:.1f} ms ({1000.0 / md.frame_time_ms:.1f} frames/s)" if md.frame_time_ms else "unknown")
     if md.primary_angle_deg is not None or md.secondary_angle_deg is not None:
         def deg(v):

@@ -99,7 +99,7 @@ class AngioRun:
     source : str
         Path of the file (or folder of a single-frame series) it was read from.
     warnings : tuple of str
-        One line each (calibration, Secondary Capture, steep angle, ...).
+        One line each (calibration, Secondary Capture, ...).
     """
 
     frames: np.ndarray
