@@ -137,8 +137,7 @@ def _measure_run(run, inputs: ReaderInputs, params: MeasureParams, *, mask_check
         if check is not None:
             return _measured_again(run, inputs, params, analysed.index, *check)
     rhint = radius_hint(analysed.image, analysed.trace.centerline_rc)
-    reach = profile_geometry(rhint, params)[0] + params.profile_band_px  # as companions_of follows its frames
-    analysed = registered_on_segment(run, analysed, params, reach_px=reach)
+    analysed = registered_on_segment(run, analysed, params, reach_px=follow_reach(rhint, params))
     image, trace = analysed.image, analysed.trace
     background = single_frame_background(run, analysed, params)
     companions = companions_of(run, analysed, inputs, rhint, params)
@@ -738,6 +737,12 @@ class Companions:
     mask_noise_explained: float = 0.0  # R^2 of :func:`stenosis.opacification.mask_noise` (0: not predicted)
 
 
+def follow_reach(rhint: float, params: MeasureParams = DEFAULT_PARAMS) -> float:
+    """How far (px) the profiles reach from the centerline: the margin the frames followed onto
+    the analysed one are opacified and registered with (:func:`stenosis.frames.follow_frames`)."""
+    return profile_geometry(rhint, params)[0] + params.profile_band_px
+
+
 def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: float,
                   params: MeasureParams = DEFAULT_PARAMS) -> Companions:
     """The frames of the arterial phase other than the analysed one (:func:`stenosis.frames.companion_frames`
@@ -758,8 +763,7 @@ def companions_of(run, analysed: AnalysedFrame, inputs: ReaderInputs, rhint: flo
         notes += (f"dropped frame{'s' if len(kept_masks) > 1 else ''} {', '.join(map(str, kept_masks))} "
                   f"{'are' if len(kept_masks) > 1 else 'is'} the run's tagged mask, subtracted from every frame "
                   "measured (not combined): kept as the mask",)
-    reach = profile_geometry(rhint, params)[0] + params.profile_band_px
-    followed = follow_frames(run, analysed, companions, params, reach_px=reach)
+    followed = follow_frames(run, analysed, companions, params, reach_px=follow_reach(rhint, params))
     image, followed, weight, explained = without_shared_noise(analysed, followed, params, estimate_from=limit,
                                                               fixed_mask=bool(run.metadata.subtracted), run=run)
     return Companions(list(zip(companions, followed)), dropped, notes, image, weight, explained)

@@ -63,3 +63,16 @@ def measure_truth(run, truth: dict, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return stenosis.measure(run, truth["segment"], tuple(truth["proximal_rc"]), tuple(truth["distal_rc"]), **kw)
+
+
+def with_pixels(src, dst, edit) -> None:
+    """``src`` written to ``dst`` uncompressed, its stored frames replaced by ``edit(frames, ds)``
+    (a copy of the stored array; the result is stored in the same dtype)."""
+    import pydicom
+
+    ds = pydicom.dcmread(src)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    dtype = ds.pixel_array.dtype
+    ds.PixelData = np.asarray(edit(ds.pixel_array.copy(), ds)).astype(dtype).tobytes()
+    ds.save_as(dst)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pydicom
 import pytest
 
 import stenosis
-from stenosis.io import AngioRun
 from stenosis.opacification import _MaskRegistration, unexposed
 from stenosis.phantom import PhantomSpec, make_phantom
+from _phantoms import with_pixels
 
 
 def _anatomy(rng, shape):
@@ -55,16 +54,17 @@ def _moved_behind_a_field(tmp_path, *, seed: int, percent: float, value: str = "
     dcm, _ = make_phantom(PhantomSpec(segment="M1", stenosis_percent=percent, seed=seed, motion_px=(2.5, -3.0)),
                           tmp_path / "run.dcm")
     truth = json.loads(dcm.with_suffix(".truth.json").read_text())
-    ds = pydicom.dcmread(dcm)
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()
-    a = ds.pixel_array.copy()
-    h, w = a.shape[-2:]
-    rr, cc = np.mgrid[:h, :w]
-    out = np.hypot(rr - h / 2, cc - w / 2) > 0.5 * min(h, w)
-    a[:, out] = 0 if value == "black" else (1 << int(ds.BitsStored)) - 1
-    ds.PixelData = a.tobytes()
-    ds.save_as(tmp_path / "field.dcm")
+    outside = {}
+
+    def field(a, ds):
+        h, w = a.shape[-2:]
+        rr, cc = np.mgrid[:h, :w]
+        out = outside["mask"] = np.hypot(rr - h / 2, cc - w / 2) > 0.5 * min(h, w)
+        a[:, out] = 0 if value == "black" else (1 << int(ds.BitsStored)) - 1
+        return a
+
+    with_pixels(dcm, tmp_path / "field.dcm", field)
+    out = outside["mask"]
     return dcm, tmp_path / "field.dcm", truth, out
 
 
@@ -94,15 +94,17 @@ def test_a_turned_head_reads_alike_on_the_analysed_frame_and_over_all_frames(tmp
     dcm, _ = make_phantom(PhantomSpec(segment="M1", stenosis_percent=percent, seed=6, background_strength=2.0),
                           tmp_path / "run.dcm")
     truth = json.loads(dcm.with_suffix(".truth.json").read_text())
-    ds = pydicom.dcmread(dcm)
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()
-    a = ds.pixel_array.astype(np.float64)
-    h, w = a.shape[-2:]
-    for k in range(2, a.shape[0]):  # the contrast frames (the first two are the masks)
-        a[k] = ndi.rotate(a[k], 1.0, reshape=False, order=3, mode="nearest")
-    ds.PixelData = np.clip(np.round(a), 0, 4095).astype(np.uint16).tobytes()
-    ds.save_as(tmp_path / "turned.dcm")
+    shape = []
+
+    def turned(a, ds):
+        shape.extend(a.shape[-2:])
+        a = a.astype(np.float64)
+        for k in range(2, a.shape[0]):  # the contrast frames (the first two are the masks)
+            a[k] = ndi.rotate(a[k], 1.0, reshape=False, order=3, mode="nearest")
+        return np.clip(np.round(a), 0, 4095)
+
+    with_pixels(dcm, tmp_path / "turned.dcm", turned)
+    h, w = shape
     c, th = np.array([(h - 1) / 2, (w - 1) / 2]), np.radians(1.0)
     turn = np.array([[np.cos(th), np.sin(th)], [-np.sin(th), np.cos(th)]])
     pts = [tuple(c + turn @ (np.array(truth[k]) - c)) for k in ("proximal_rc", "distal_rc")]

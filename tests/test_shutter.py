@@ -11,10 +11,10 @@ import json
 import re
 
 import numpy as np
-import pydicom
 import pytest
 
 import stenosis
+from _phantoms import with_pixels
 from stenosis.opacification import unexposed
 
 
@@ -22,19 +22,18 @@ def _shuttered(src, dst, value: str):
     """``src`` with a circular shutter around its segment (outside it: the run's 0 or top value in
     every frame) and a burned-in white text box; returns the truth."""
     truth = json.loads(src.with_suffix(".truth.json").read_text())
-    ds = pydicom.dcmread(src)
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()
-    a = ds.pixel_array.copy()
-    h, w = a.shape[-2:]
-    p, d = np.array(truth["proximal_rc"]), np.array(truth["distal_rc"])
-    c, rad = (p + d) / 2, np.linalg.norm(p - d) / 2 + 0.12 * max(h, w)
-    rr, cc = np.mgrid[:h, :w]
-    top = (1 << int(ds.BitsStored)) - 1
-    a[..., np.hypot(rr - c[0], cc - c[1]) > rad] = 0 if value == "black" else top
-    a[..., 5:25, 5:120] = top
-    ds.PixelData = a.astype(ds.pixel_array.dtype).tobytes()
-    ds.save_as(dst)
+
+    def shutter(a, ds):
+        h, w = a.shape[-2:]
+        p, d = np.array(truth["proximal_rc"]), np.array(truth["distal_rc"])
+        c, rad = (p + d) / 2, np.linalg.norm(p - d) / 2 + 0.12 * max(h, w)
+        rr, cc = np.mgrid[:h, :w]
+        top = (1 << int(ds.BitsStored)) - 1
+        a[..., np.hypot(rr - c[0], cc - c[1]) > rad] = 0 if value == "black" else top
+        a[..., 5:25, 5:120] = top
+        return a
+
+    with_pixels(src, dst, shutter)
     return truth
 
 

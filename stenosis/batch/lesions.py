@@ -39,8 +39,8 @@ def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ``graded`` is true on the lesion's graded view, false on its other views;
     ``percent_stenosis``/``meets_50`` are the lesion's (the graded view's reading: ``reading``,
     each row's ``view_reading`` as ``stenosis.measure_views`` grades it); ``needs_confirmation``
-    and its reason as :func:`stenosis.views.views_confirmation` decides them. When the lesion cannot be graded, ``graded`` and the numbers are None and ``note``
-    says why. Rows without ``lesion`` are returned unchanged (an older ``lesion_grade`` removed).
+    and its reason as :func:`stenosis.views.views_confirmation` decides them. When the lesion
+    cannot be graded, ``graded`` and the numbers are None and ``note`` says why. Rows without ``lesion`` are returned unchanged (an older ``lesion_grade`` removed).
     """
     out = [dict(r) for r in rows]
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -51,7 +51,8 @@ def annotate_lesions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for name, group in groups.items():
         group.sort(key=row_sort_key)
         grade: dict[str, Any] = {"graded": None, "graded_key": None, "percent_stenosis": None, "meets_50": None,
-                                 "needs_confirmation": None, "confirmation_reason": None, "reading": None, "disagreement_points": None, "disagreement_sd": None, "n_views": len(group),
+                                 "needs_confirmation": None, "confirmation_reason": None, "reading": None,
+                                 "disagreement_points": None, "disagreement_sd": None, "n_views": len(group),
                                  "rule": GRADING_RULE, "note": None}
         graded_index = None
         failed = [r for r in group if r.get("status") != "ok" or r.get("percent_stenosis") is None]
