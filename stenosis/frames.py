@@ -7,6 +7,14 @@ when at least ``coverage`` (95%) of the samples reach ``fraction`` (90%) of thei
 peak. The earliest such frame is chosen: the segment is filled with contrast, and
 later frames add nothing but a risk of venous overlap and motion. When no frame
 qualifies, the frame with the highest median normalised opacity is chosen.
+When this rule doubts that the chosen frame holds the whole segment, it is judged
+again before a warning says so (:func:`_held`): every frame on the segment's region
+with the mask registered there, the path followed by the anatomy's motion
+(:func:`segment_frames`), each frame's opacity averaged over ``fill_smooth_radii``
+lumen radii, and only a bolus front (a stretch from an end of the segment) unfilled
+(:func:`held_share`): a patient moving by 2-3 px, one frame's noise, or a vein
+crossing in later frames no longer say that no frame holds the segment. (Choosing
+the frame by that judgement too was measured worse: docs/tuning.md section 2.)
 The darkest frame is not the criterion: a bolus can be dense proximally while the
 distal segment is still filling.
 """
@@ -19,8 +27,8 @@ from scipy import ndimage as ndi
 
 from .diameter import normals_from_centerline
 from .errors import MeasurementError
-from .opacification import (estimate_shift, mask_frames_of, mask_noise, native_values, opacify, refine_shift,
-                             shared_noise)
+from .opacification import (estimate_shift, mask_frames_of, mask_noise, native_values, opacify, opacify_tracked,
+                             refine_shift, shared_noise)
 from .params import DEFAULT_PARAMS, MeasureParams
 from .reader import as_rc, check_points_within
 from .trace import Scale, Trace, box_around, distance_to_path, local_radius, radius_hint, trace_segment
@@ -32,11 +40,13 @@ _ABSENT_SMOOTH_PX = 1.0
 _FOLLOW_BORDER_PX = 4
 
 __all__ = ["segment_opacity", "select_frame", "brightest_frame", "guess_frame", "box_around", "AnalysedFrame",
+           "SegmentFrames", "segment_frames", "held_share",
            "choose_frame", "companion_frames", "frame_fill", "FollowedFrame", "follow_frames",
            "traced_lumen", "map_midline", "iodine_free", "without_shared_noise", "registered_on_segment"]
 
 
-def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5) -> np.ndarray:
+def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: float = 1.5,
+                    smooth_px: float | None = None) -> np.ndarray:
     """(T, N) opacity of each frame at each centerline sample.
 
     Parameters
@@ -47,6 +57,8 @@ def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: 
         Centerline (row, col), pixels.
     radius_px : float
         Radius of the disc averaged around each sample, pixels.
+    smooth_px : float, optional
+        Length (px) of the moving average along the centerline; 5 samples when None (or shorter).
     """
     st = np.asarray(stack, dtype=np.float32)
     pts = np.asarray(centerline_rc, float)
@@ -59,9 +71,20 @@ def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: 
     for t in range(st.shape[0]):
         v = ndi.map_coordinates(st[t], coords.reshape(-1, 2).T, order=1, mode="nearest")
         out[t] = v.reshape(pts.shape[0], -1).mean(axis=1)
-    if out.shape[1] > 5:
-        out = ndi.uniform_filter1d(out, size=5, axis=1, mode="nearest")
+    size = _smooth_samples(pts, smooth_px)
+    if out.shape[1] > size:
+        out = ndi.uniform_filter1d(out, size=size, axis=1, mode="nearest")
     return out
+
+
+def _smooth_samples(centerline_rc: np.ndarray, smooth_px: float | None) -> int:
+    """Samples of :func:`segment_opacity`'s moving average: ``smooth_px`` along the centerline, at
+    least 5 (5 when None)."""
+    pts = np.asarray(centerline_rc, float)
+    if smooth_px is None or pts.shape[0] < 2:
+        return 5
+    step = float(np.mean(np.linalg.norm(np.diff(pts, axis=0), axis=1)))
+    return max(5, int(round(smooth_px / max(step, 1e-6))))
 
 
 def select_frame(
@@ -106,6 +129,34 @@ def select_frame(
     if ok.size:
         return int(ok[0]), filled
     return int(np.argmax(np.where(allowed, np.median(rel, axis=1), -np.inf))), filled
+
+
+def held_share(op: np.ndarray, *, fraction: float, window: int) -> np.ndarray:
+    """(T,) the share of the segment each frame holds: all but its bolus fronts, the samples below
+    ``fraction`` of their peak over the frames from either end of the segment up to the first
+    ``window`` samples in a row that reach it (:func:`_front`); ``op`` (T, N) is each frame's
+    opacity along the segment, averaged along it over ``window`` samples.
+
+    The bolus fills a segment from one end (and washes out from one): a stretch below the peak
+    with filled stretches on both sides is another frame's excess, a vein crossing the artery a
+    few frames later, whose peak the earlier frames do not reach there, or noise."""
+    peak = op.max(axis=0)
+    good = peak > 0
+    if not good.any():
+        return np.zeros(op.shape[0])
+    below = op[:, good] / peak[good] < fraction
+    n = below.shape[1]
+    return np.array([1.0 - min(n, _front(b, window) + _front(b[::-1], window)) / n for b in below])
+
+
+def _front(below: np.ndarray, window: int) -> int:
+    """Samples ``below`` the fraction from the start up to the first ``window`` in a row that are not."""
+    run = 0
+    for i, b in enumerate(below):
+        run = 0 if b else run + 1
+        if run >= max(window, 1):
+            return int(below[: i - run + 1].sum())
+    return int(below.sum())
 
 
 def _allowed(n: int, exclude) -> np.ndarray:
@@ -177,6 +228,55 @@ class AnalysedFrame:
     stack: np.ndarray | None = None  # the run's unregistered opacification, when it was computed
 
 
+@dataclass(frozen=True, eq=False)
+class SegmentFrames:
+    """Every frame of a run on the region around a traced segment, the mask registered there, and
+    the anatomy's place in each frame (:func:`segment_frames`)."""
+
+    region: tuple[slice, slice]
+    crops: np.ndarray  # (T, h, w) opacified, the mask registered on the region
+    motion_rc: np.ndarray  # (T, 2) px: the mask's shift onto each frame; 0 where it explains little
+
+    def opacity(self, centerline_rc: np.ndarray, frame: int, *, smooth_px: float | None = None) -> np.ndarray:
+        """(T, N) each frame's opacity along ``centerline_rc`` (a path on frame ``frame``), each
+        frame sampled where the anatomy's motion from ``frame`` took the path
+        (:func:`segment_opacity`)."""
+        origin = np.array([self.region[0].start, self.region[1].start], float)
+        local = np.asarray(centerline_rc, float) - origin
+        moved = self.motion_rc - self.motion_rc[frame]
+        return np.concatenate([segment_opacity(self.crops[t:t + 1], local + moved[t], smooth_px=smooth_px)
+                               for t in range(self.crops.shape[0])])
+
+
+def segment_frames(run, trace: Trace, params: MeasureParams = DEFAULT_PARAMS) -> SegmentFrames:
+    """Every frame of ``run`` opacified on the region around ``trace`` (its crop widened by twice
+    ``max_frame_shift_px`` and an interpolation border), the mask registered on that region, and the
+    anatomy's motion: the mask's shift onto each frame where it removes at least
+    ``motion_explained`` of the mask's difference from the frame, else none.
+
+    The run's unregistered opacification, sampled along a trace made on one frame, judged a patient
+    moving by 2-3 px as a bolus not arrived: the trace sampled the vessel's edge in the frames that
+    moved, and the anatomy left by the subtraction raised the peak the frames are judged against
+    (real anatomy: 8 of 36 runs of ``benchmarks/dsa_motion.py`` said no frame held the whole
+    segment). On frames with no anatomy (a flat phantom) the registration's shift is noise (a
+    fractional shift smooths the mask's noise: 4-15% of the difference) and is not followed; a real
+    head's motion of 2-4 px removes 43-100% of it (docs/tuning.md section 2)."""
+    region = _region_around(trace.box, run.frames.shape[1:], int(np.ceil(2 * params.max_frame_shift_px)) + _FOLLOW_BORDER_PX)
+    crops, how = opacify_tracked(replace(run, frames=run.frames[:, region[0], region[1]]), register=True)
+    motion = np.zeros((crops.shape[0], 2))
+    if how is not None:
+        known = how[:, 2] >= params.motion_explained
+        motion[known] = how[known, :2]
+    return SegmentFrames(region, crops, motion)
+
+
+def _region_around(box: tuple[slice, slice], shape: tuple[int, int], pad: int) -> tuple[slice, slice]:
+    """``box`` widened by ``pad`` px on every side, within an image of ``shape``."""
+    h, w = shape
+    return (slice(max(box[0].start - pad, 0), min(box[0].stop + pad, h)),
+            slice(max(box[1].start - pad, 0), min(box[1].stop + pad, w)))
+
+
 def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARAMS) -> AnalysedFrame:
     """The analysed frame (the reader's, or the earliest in which the traced segment is fully
     opacified), registered, with the segment traced on it.
@@ -206,13 +306,17 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     if reader_frame:
         stack = opacify(run, register=False)
         return AnalysedFrame(int(guess), image,
-                             _reader_frame_filled(stack, int(guess), trace, params, inputs.exclude_frames), stack)
+                             _reader_frame_filled(run, stack, image, int(guess), trace, params, inputs.exclude_frames),
+                             stack)
     if stack is None:
         return AnalysedFrame(int(guess), image, trace)
     chosen, filled = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
                                   coverage=params.select_coverage, exclude=inputs.exclude_frames)
-    if filled[chosen] < params.select_coverage:  # no frame (of those not dropped) holds the whole segment
-        trace = replace(trace, warnings=(*trace.warnings, _not_full_note(chosen, filled, params, inputs.exclude_frames)))
+    if filled[chosen] < params.select_coverage:  # doubted: judged again on the registered frames
+        held = _held(run, image, trace, int(guess), params)
+        if held[chosen] < params.select_coverage:  # no frame (of those not dropped) holds the whole segment
+            trace = replace(trace, warnings=(*trace.warnings,
+                                             _not_full_note(chosen, held, params, inputs.exclude_frames)))
     if chosen == guess:
         return AnalysedFrame(int(guess), image, trace, stack)
     moved = opacify(run, frames=[chosen], register=True)[0]
@@ -257,13 +361,30 @@ def _reader_frame_refused(run, frame: int, points, err: MeasurementError, droppe
             f"the points) or give no frame (--frame; batch: the frame column) to let the tool choose")
 
 
-def _reader_frame_filled(stack: np.ndarray, frame: int, trace: Trace, params: MeasureParams, dropped=()) -> Trace:
+def _held(run, image: np.ndarray, trace: Trace, frame: int, params: MeasureParams) -> np.ndarray:
+    """(T,) the share of the segment each frame of ``run`` holds (:func:`held_share`), judged on the
+    frames registered on the segment's region with the path followed by the anatomy's motion
+    (:func:`segment_frames`; ``trace`` was made on ``frame``, whose opacification is ``image``),
+    each frame's opacity averaged along the vessel over ``fill_smooth_radii`` lumen radii
+    (:func:`radius_hint`) so that one frame's noise does not decide."""
+    smooth = params.fill_smooth_radii * radius_hint(image, trace.centerline_rc)
+    op = segment_frames(run, trace, params).opacity(trace.centerline_rc, frame, smooth_px=smooth)
+    return held_share(op, fraction=params.select_fraction, window=_smooth_samples(trace.centerline_rc, smooth))
+
+
+def _reader_frame_filled(run, stack: np.ndarray, image: np.ndarray, frame: int, trace: Trace, params: MeasureParams,
+                         dropped=()) -> Trace:
     """The reader's frame's trace, with a warning when the segment is not fully opacified in it
-    (under ``select_coverage`` of its samples at ``select_fraction`` of their peak over frames):
-    a bolus still filling (or washing out) narrows the lumen it shows. The frame named instead is
-    the earliest fully opacified one the reader did not drop."""
-    _, filled = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
-                             coverage=params.select_coverage)
+    (under ``select_coverage`` of its samples at ``select_fraction`` of their peak over frames,
+    on the run's unregistered opacification ``stack`` and, when that doubts it, on the frames
+    registered around the segment: :func:`_held`): a bolus still filling (or washing out)
+    narrows the lumen it shows. The frame named instead is the earliest fully opacified one the
+    reader did not drop."""
+    _, quick = select_frame(stack, trace.centerline_rc, fraction=params.select_fraction,
+                            coverage=params.select_coverage)
+    if quick[frame] >= params.select_coverage:
+        return trace
+    filled = _held(run, image, trace, frame, params)
     if filled[frame] >= params.select_coverage:
         return trace
     full = [t for t in np.flatnonzero(filled >= params.select_coverage) if t not in dropped and t != frame]
@@ -329,11 +450,15 @@ def companion_frames(run, analysed: AnalysedFrame, centerline_rc: np.ndarray, *,
 def frame_fill(run, analysed: AnalysedFrame, centerline_rc: np.ndarray) -> np.ndarray | None:
     """(T, N): each frame's opacity at each sample along ``centerline_rc`` over the sample's peak
     over the frames (:func:`segment_opacity` of the run's unregistered opacification); 0 where
-    no frame holds any; None for a single frame or no opacity anywhere."""
+    no frame holds any; None for a single frame or no opacity anywhere.
+
+    (Not the registered frames the analysed frame was chosen on, :class:`SegmentFrames`: with
+    them one phantom run's frame 3 held 0.50 of the peak where it had held 0.51, was no longer
+    combined, and the three frames left read a crossing inside the segment as its MLD: 35% for
+    11; docs/tuning.md section 2.)"""
     if run.frames.shape[0] < 2:
         return None
-    stack = analysed.stack if analysed.stack is not None else opacify(run, register=False)
-    op = segment_opacity(stack, centerline_rc)
+    op = segment_opacity(analysed.stack if analysed.stack is not None else opacify(run, register=False), centerline_rc)
     peak = op.max(axis=0)
     good = peak > 0
     if not good.any():
@@ -389,11 +514,8 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
 def _follow_region(run, analysed: AnalysedFrame, params: MeasureParams, reach_px: float) -> tuple[slice, slice]:
     """The region :func:`follow_frames` opacifies and registers: the trace's crop widened by twice the
     largest followed motion, ``reach_px`` and an interpolation border."""
-    box = analysed.trace.box
     pad = int(np.ceil(2 * params.max_frame_shift_px + reach_px)) + _FOLLOW_BORDER_PX
-    h, w = run.frames.shape[1:]
-    return (slice(max(box[0].start - pad, 0), min(box[0].stop + pad, h)),
-            slice(max(box[1].start - pad, 0), min(box[1].stop + pad, w)))
+    return _region_around(analysed.trace.box, run.frames.shape[1:], pad)
 
 
 def registered_on_segment(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,

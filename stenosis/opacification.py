@@ -55,7 +55,7 @@ from scipy import ndimage as ndi
 
 from .errors import InputError
 
-__all__ = ["opacify", "log_attenuation", "estimate_shift", "refine_shift", "shift_image", "native_values", "native_iodine",
+__all__ = ["opacify", "opacify_tracked", "log_attenuation", "estimate_shift", "refine_shift", "shift_image", "native_values", "native_iodine",
            "background_off_vessels", "shared_noise", "mask_noise", "unexposed"]
 
 #: Default bound on the mask shift (pixels along each axis).
@@ -101,6 +101,22 @@ def opacify(
         stored grey levels for LOG and subtracted runs, natural-log attenuation
         for LIN runs. The run is not modified.
     """
+    return opacify_tracked(run, frames=frames, register=register, max_shift_px=max_shift_px)[0]
+
+
+def opacify_tracked(
+    run,
+    *,
+    frames: Sequence[int] | int | None = None,
+    register: bool = True,
+    max_shift_px: float = MAX_SHIFT_PX,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`opacify`, and how the mask was registered onto each frame returned: (T', 3) rows of
+    (d_row, d_col, explained), the mask's shift (px; the anatomy's motion from the mask to the
+    frame) and the share of the mask's difference from the frame that shift removes (0 for no
+    shift, 1 when it leaves none; :meth:`_MaskRegistration.register`); zeros for the mask frames
+    themselves. None when no mask is registered (a subtracted run, a run without mask frames,
+    ``register=False``)."""
     data = run.frames
     if data.ndim != 3:
         raise InputError("run frames must be (T, H, W)")
@@ -120,7 +136,7 @@ def opacify(
         for k, i in enumerate(idx):
             out[k] = -data[i].astype(np.float32)
             _zero_background(out[k], blank)
-        return out
+        return out, None
 
     log_domain = log_attenuation(run)
 
@@ -136,7 +152,7 @@ def opacify(
         for k, i in enumerate(idx):
             out[k] = _black_tophat(work(i))
             _zero_background(out[k], blank)
-        return out
+        return out, None
 
     mask = work(mask_idx[0])
     for m in mask_idx[1:]:
@@ -155,10 +171,12 @@ def opacify(
         near = ndi.distance_transform_edt(outside, return_distances=False, return_indices=True)
         mask = mask[near[0], near[1]]
     reg = _MaskRegistration(mask, max_shift_px, exclude=blank) if register else None
+    how = np.zeros((len(idx), 3))
     for k, i in enumerate(idx):
         live = work(i)
         if reg is not None and i not in mask_idx:
-            shift = reg.shift_to(live)
+            shift, how[k, 2] = reg.register(live)
+            how[k, :2] = shift
             moved = shift_image(mask, shift) if max(abs(shift[0]), abs(shift[1])) >= 0.05 else mask
         else:
             moved = mask
@@ -166,7 +184,7 @@ def opacify(
         _zero_background(out[k], blank)
         if outside is not None:
             out[k][outside] = 0.0
-    return out
+    return out, (how if reg is not None else None)
 
 
 def log_attenuation(run) -> bool:
@@ -442,9 +460,14 @@ class _MaskRegistration:
         return float(np.dot(r, r) / n)
 
     def shift_to(self, live: np.ndarray) -> tuple[float, float]:
+        return self.register(live)[0]
+
+    def register(self, live: np.ndarray) -> tuple[tuple[float, float], float]:
+        """The mask's shift onto ``live`` and the share of their difference (iodine excluded) it
+        removes: 1 - cost(shift) / cost(no shift); 0 without a shift, or usable pixels."""
         live = np.asarray(live, np.float32)
         if live.shape != self.shape or min(live.shape) < 16:
-            return (0.0, 0.0)
+            return (0.0, 0.0), 0.0
         live_s = ndi.gaussian_filter(live, self.SMOOTH_PX)
         pc = _shift_from_spectra(self.spec, _spectrum(live, self.taper), live.shape, self.max_shift)
         # whole-pixel candidates: a fractional shift interpolates, which smooths the mask's
@@ -469,9 +492,13 @@ class _MaskRegistration:
             if np.hypot(*step) < 0.01:
                 break
         final = (float(s[0]), float(s[1]))
-        if not self._cost(live_s, final) <= min(costs.values()):  # diverged (or no usable pixels)
+        cost = self._cost(live_s, final)
+        if not cost <= min(costs.values()):  # diverged (or no usable pixels)
             final = min(costs, key=costs.get)
-        return final
+            cost = costs[final]
+        still = costs[(0.0, 0.0)]
+        explained = 1.0 - cost / still if np.isfinite(still) and still > 0 and np.isfinite(cost) else 0.0
+        return final, float(explained)
 
 
 def estimate_shift(reference: np.ndarray, moving: np.ndarray, *, max_shift_px: float = MAX_SHIFT_PX) -> tuple[float, float]:

@@ -54,6 +54,8 @@ class MeasureParams:
     follow_min_eigen: float = _p(0.01, "x largest", "the segment's motion between frames is refined along the directions the frames determine: structure-tensor eigenvalue at least this x the largest (along a straight, uniform vessel none is taken)")
     select_fraction: float = _p(0.9, "fraction", "a centerline sample is opacified at this share of its peak over frames")
     select_coverage: float = _p(0.95, "fraction", "a frame is fully opacified when this share of samples is")
+    fill_smooth_radii: float = _p(4.0, "x radius", "each frame's opacity along the segment is averaged over this many lumen radii before a frame is judged fully opacified")
+    motion_explained: float = _p(0.3, "fraction", "the mask's registered shift onto a frame is the anatomy's motion (followed when frames are judged full) when it removes at least this share of their difference")
     background_mask_px: float = _p(2.0, "px", "single native frame: the background is interpolated under the traced lumen (its local half-maximum radius) widened by this")
     background_sigma_px: float = _p(4.0, "px", "single native frame: scale of the background interpolated from the pixels around the traced lumen")
     background_map_reach_radii: float = _p(2.0, "x local radius", "single native frame: where the vessel map's mid-line across the trace (its run above vessel_threshold, followed this many local radii each side) is more than background_mask_px off the trace, the lumen kept out of the background is also taken around that mid-line (a trace pulled off the lumen's centre would leave the far edge in the background; 0: off)")
