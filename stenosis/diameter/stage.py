@@ -457,8 +457,8 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
                    outlier_sds: float = DEFAULT_PARAMS.frame_outlier_sds) -> DiameterProfile:
     """One profile from several frames' profiles of the same samples (the first is the analysed
     frame's): at each sample usable in most frames (for the MLD: :meth:`QualityFlag.mld_usable`),
-    the inverse-variance mean of those frames' diameters; elsewhere the analysed frame's diameter
-    and flags. ``area_noise_px2``:
+    the inverse-variance mean of those frames' diameters; elsewhere the inverse-variance mean of
+    the frames flagged there as the analysed frame is, with its flags. ``area_noise_px2``:
     each frame's lumen-area noise SD, so a frame's diameter noise at a diameter D is that over
     2 D (its weight takes D at the frame's median diameter). The quantum noise of separate frames
     is independent, so n frames divide its variance by n; the lumen does not change between them.
@@ -482,6 +482,11 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
 
     var = np.maximum(sd_at(np.arange(len(profiles)), np.array([_median_diameter(p) for p in profiles])) ** 2, 1e-9)
     use = ok.sum(axis=0) * 2 > len(profiles)
+    # not usable in most frames: the frames that read the sample as the analysed frame does (the
+    # same flags) are combined there, the analysed frame's flags kept (a branch's origin beside a
+    # severe lesion flags it in every frame, and the analysed frame's noise alone was its MLD)
+    same = np.stack([np.asarray(p.flags) == np.asarray(first.flags) for p in profiles])
+    ok = np.where(use[None, :], ok, same)
     several = ok.sum(axis=0) >= 3
     if several.any():
         med = np.nanmedian(np.where(ok, D, np.nan)[:, several], axis=0)
@@ -498,7 +503,7 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
         off = np.abs(D[j, two] - D[0, two]) > outlier_sds * np.hypot(sd_at(0, D[0, two]), sd_at(j, D[j, two]))
         ok[j[off], two[off]] = False
     w = ok / var[:, None]
-    d = np.where(use, (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
+    d = np.where(ok.any(axis=0), (w * D).sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300), first.diameter_px)
     # usable in most frames: the combined sample is; read in most frames only with non-round
     # lumens among them, it is one (searched for the MLD, never a reference)
     edge = first.flags & int(QualityFlag.EDGE_MISMATCH)
