@@ -72,6 +72,10 @@ UNEXPOSED_MIN_FRACTION = 0.005
 #: ... and its smallest width, as a share of the frame's smaller side: wider than any artery (the
 #: auto mode's MAX_TRUNK_WIDTH_FRACTION: a "trunk" wider than that is no artery)
 UNEXPOSED_MIN_WIDTH_FRACTION = 0.1
+#: How far from the frame's lowest (or highest) value, as a share of its range, the commonest value
+#: of its border may lie and still be the blanking's (:func:`unexposed`): a lossy JPEG decodes the
+#: blanked corners of XA1_JPLY to 1 where the frame's lowest value is 0 (ringing at the field's edge)
+UNEXPOSED_LOSSY_FRACTION = 0.02
 
 
 def opacify(
@@ -263,13 +267,23 @@ def unexposed(frames: np.ndarray) -> np.ndarray | None:
     of the frame's smaller side wide (wider than any artery, as
     :data:`stenosis.auto.MAX_TRUNK_WIDTH_FRACTION`; the thin slivers where a round field meets
     the frame's edge then stay in); the connected parts that touch the border and cover at least
-    :data:`UNEXPOSED_MIN_FRACTION` of the frame."""
+    :data:`UNEXPOSED_MIN_FRACTION` of the frame. With the lowest and highest values, the border's
+    commonest one when it lies within :data:`UNEXPOSED_LOSSY_FRACTION` of the range from either
+    (a lossy JPEG's blanking)."""
     data = np.asarray(frames)
     first = data[0]
     lo, hi = first.min(), first.max()
     if lo == hi:
         return None
     cand = (first == lo) | (first == hi)
+    # a lossy code keeps a flat blanking flat but may move it off the extreme by a level or two (its
+    # ringing at the field's edge reaches the extreme instead): the border's commonest value, when
+    # that near the lowest or highest
+    edge = np.concatenate([first[0], first[-1], first[:, 0], first[:, -1]])
+    values, counts = np.unique(edge, return_counts=True)
+    common = values[np.argmax(counts)]
+    if min(float(common) - float(lo), float(hi) - float(common)) <= UNEXPOSED_LOSSY_FRACTION * (float(hi) - float(lo)):
+        cand |= first == common
     min_px = UNEXPOSED_MIN_FRACTION * first.size
     bolus = False  # one pass: a frame differing anywhere from the first, and the pixels that never do
     for f in data[1:]:
