@@ -58,7 +58,8 @@ def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: 
     radius_px : float
         Radius of the disc averaged around each sample, pixels.
     smooth_px : float, optional
-        Length (px) of the moving average along the centerline; 5 samples when None (or shorter).
+        Length (px) of the moving average along the centerline (at least 5 samples, at most the
+        centerline); 5 samples when None (none on a centerline of 5 samples or fewer).
     """
     st = np.asarray(stack, dtype=np.float32)
     pts = np.asarray(centerline_rc, float)
@@ -72,7 +73,9 @@ def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: 
         v = ndi.map_coordinates(st[t], coords.reshape(-1, 2).T, order=1, mode="nearest")
         out[t] = v.reshape(pts.shape[0], -1).mean(axis=1)
     size = _smooth_samples(pts, smooth_px)
-    if out.shape[1] > size:
+    if smooth_px is not None:  # a segment shorter than the length asked: averaged over all of it
+        size = min(size, out.shape[1])
+    if out.shape[1] > size or (smooth_px is not None and size > 1):
         out = ndi.uniform_filter1d(out, size=size, axis=1, mode="nearest")
     return out
 
@@ -314,9 +317,10 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
                                   coverage=params.select_coverage, exclude=inputs.exclude_frames)
     if filled[chosen] < params.select_coverage:  # doubted: judged again on the registered frames
         held = _held(run, image, trace, int(guess), params)
-        if held[chosen] < params.select_coverage:  # no frame (of those not dropped) holds the whole segment
-            trace = replace(trace, warnings=(*trace.warnings,
-                                             _not_full_note(chosen, held, params, inputs.exclude_frames)))
+        if held[chosen] < params.select_coverage:  # the chosen frame does not hold the whole segment
+            full = [int(t) for t in np.flatnonzero(held >= params.select_coverage) if t not in inputs.exclude_frames]
+            trace = replace(trace, warnings=(*trace.warnings, _not_full_note(chosen, held, params, inputs.exclude_frames,
+                                                                             full[0] if full else None)))
     if chosen == guess:
         return AnalysedFrame(int(guess), image, trace, stack)
     moved = opacify(run, frames=[chosen], register=True)[0]
@@ -336,12 +340,20 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
                          stack)
 
 
-def _not_full_note(chosen: int, filled: np.ndarray, params: MeasureParams, dropped=()) -> str:
-    """The warning when the frame chosen automatically does not hold the whole segment."""
+def _not_full_note(chosen: int, filled: np.ndarray, params: MeasureParams, dropped=(), full: int | None = None) -> str:
+    """The warning when the frame chosen automatically does not hold the whole segment (``filled``:
+    :func:`held_share`), naming ``full``, a frame not dropped that holds it, when there is one."""
+    held = (f"frame {chosen}, the one chosen, holds {filled[chosen]:.0%} of it (the rest a bolus front, from an end "
+            "of the segment)")
+    if full is not None:
+        return (f"frame {chosen}, the one chosen, does not hold the whole segment at {params.select_fraction:.0%} of "
+                f"its peak iodine: it holds {filled[chosen]:.0%} of it (the rest a bolus front, from an end of the "
+                f"segment); frame {full} holds all of it: give --frame {full} (batch: the frame column) to measure "
+                "on it; where the bolus had not arrived the lumen reads narrow")
     why = (f"of the frames not dropped ({', '.join(map(str, dropped))} dropped), none holds the whole segment"
            if len(dropped) else "no frame of the run holds the whole segment")
-    return (f"{why} at {params.select_fraction:.0%} of its peak iodine: frame {chosen}, the one chosen, holds "
-            f"{filled[chosen]:.0%} of it; where the bolus had not arrived the lumen reads narrow; check the frame")
+    return (f"{why} at {params.select_fraction:.0%} of its peak iodine: {held}; where the bolus had not arrived "
+            "the lumen reads narrow; check the frame")
 
 
 def _reader_frame_refused(run, frame: int, points, err: MeasurementError, dropped=()) -> str:
@@ -369,7 +381,8 @@ def _held(run, image: np.ndarray, trace: Trace, frame: int, params: MeasureParam
     (:func:`radius_hint`) so that one frame's noise does not decide."""
     smooth = params.fill_smooth_radii * radius_hint(image, trace.centerline_rc)
     op = segment_frames(run, trace, params).opacity(trace.centerline_rc, frame, smooth_px=smooth)
-    return held_share(op, fraction=params.select_fraction, window=_smooth_samples(trace.centerline_rc, smooth))
+    window = min(_smooth_samples(trace.centerline_rc, smooth), op.shape[1])
+    return held_share(op, fraction=params.select_fraction, window=window)
 
 
 def _reader_frame_filled(run, stack: np.ndarray, image: np.ndarray, frame: int, trace: Trace, params: MeasureParams,
@@ -390,10 +403,10 @@ def _reader_frame_filled(run, stack: np.ndarray, image: np.ndarray, frame: int, 
     full = [t for t in np.flatnonzero(filled >= params.select_coverage) if t not in dropped and t != frame]
     if not full:
         return trace
-    note = (f"the segment is not fully opacified in frame {frame} (the reader's): {100 * filled[frame]:.0f}% of its "
-            f"samples reach {100 * params.select_fraction:.0f}% of their peak iodine over the frames; a lumen "
-            f"still filling reads narrower: frame {int(full[0])} is the earliest fully opacified (give no frame "
-            "to use it)")
+    note = (f"the segment is not fully opacified in frame {frame} (the reader's): it holds {100 * filled[frame]:.0f}% "
+            f"of the segment at {100 * params.select_fraction:.0f}% of its peak iodine over the frames (the rest a "
+            f"bolus front, from an end of the segment); a lumen still filling reads narrower: frame {int(full[0])} "
+            "is the earliest fully opacified (give no frame to use it)")
     return replace(trace, warnings=(*trace.warnings, note))
 
 

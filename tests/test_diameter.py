@@ -225,3 +225,7 @@ def test_samples_no_frame_can_use_are_combined_over_the_frames_flagged_alike():
     # a frame flagged otherwise there (a companion's sample the bolus has not reached) is left out
     mixed = combine_frames([prof(1.7, branch), prof(9.0, unfilled), prof(2.0, branch)], [0.4, 0.4, 0.4])
     assert mixed.diameter_px[0] == pytest.approx(12.913 / 6.89, abs=0.005) and np.all(mixed.flags == branch)
+    # an edge mismatch alone does not set a frame apart (as QualityFlag.mld_usable)
+    edged = branch | int(QualityFlag.EDGE_MISMATCH)
+    combined = combine_frames([prof(1.7, branch), prof(2.2, edged), prof(2.0, edged)], [0.4, 0.4, 0.4])
+    assert combined.diameter_px[0] == pytest.approx(23.561 / 11.73, abs=0.005)

@@ -485,7 +485,8 @@ def combine_frames(profiles: list[DiameterProfile], area_noise_px2: list[float],
     # not usable in most frames: the frames that read the sample as the analysed frame does (the
     # same flags) are combined there, the analysed frame's flags kept (a branch's origin beside a
     # severe lesion flags it in every frame, and the analysed frame's noise alone was its MLD)
-    same = np.stack([np.asarray(p.flags) == np.asarray(first.flags) for p in profiles])
+    soft = ~int(QualityFlag.EDGE_MISMATCH)  # as mld_usable: an edge mismatch alone does not set a sample apart
+    same = np.stack([(np.asarray(p.flags) & soft) == (np.asarray(first.flags) & soft) for p in profiles])
     ok = np.where(use[None, :], ok, same)
     several = ok.sum(axis=0) >= 3
     if several.any():
