@@ -73,21 +73,21 @@ def segment_opacity(stack: np.ndarray, centerline_rc: np.ndarray, *, radius_px: 
         v = ndi.map_coordinates(st[t], coords.reshape(-1, 2).T, order=1, mode="nearest")
         out[t] = v.reshape(pts.shape[0], -1).mean(axis=1)
     size = _smooth_samples(pts, smooth_px)
-    if smooth_px is not None:  # a segment shorter than the length asked: averaged over all of it
-        size = min(size, out.shape[1])
-    if out.shape[1] > size or (smooth_px is not None and size > 1):
+    if size > 1:
         out = ndi.uniform_filter1d(out, size=size, axis=1, mode="nearest")
     return out
 
 
 def _smooth_samples(centerline_rc: np.ndarray, smooth_px: float | None) -> int:
     """Samples of :func:`segment_opacity`'s moving average: ``smooth_px`` along the centerline, at
-    least 5 (5 when None)."""
+    least 5 and at most the centerline (a segment shorter than the length asked: all of it); 5 when
+    None (1, none, on a centerline of 5 samples or fewer)."""
     pts = np.asarray(centerline_rc, float)
-    if smooth_px is None or pts.shape[0] < 2:
-        return 5
+    n = pts.shape[0]
+    if smooth_px is None or n < 2:
+        return 5 if n > 5 else 1
     step = float(np.mean(np.linalg.norm(np.diff(pts, axis=0), axis=1)))
-    return max(5, int(round(smooth_px / max(step, 1e-6))))
+    return min(max(5, int(round(smooth_px / max(step, 1e-6)))), n)
 
 
 def select_frame(
@@ -264,7 +264,7 @@ def segment_frames(run, trace: Trace, params: MeasureParams = DEFAULT_PARAMS) ->
     segment). On frames with no anatomy (a flat phantom) the registration's shift is noise (a
     fractional shift smooths the mask's noise: 4-15% of the difference) and is not followed; a real
     head's motion of 2-4 px removes 43-100% of it (docs/tuning.md section 2)."""
-    region = _region_around(trace.box, run.frames.shape[1:], int(np.ceil(2 * params.max_frame_shift_px)) + _FOLLOW_BORDER_PX)
+    region = _segment_region(trace.box, run.frames.shape[1:], params)
     crops, how = opacify_tracked(replace(run, frames=run.frames[:, region[0], region[1]]), register=True)
     motion = np.zeros((crops.shape[0], 2))
     if how is not None:
@@ -273,8 +273,12 @@ def segment_frames(run, trace: Trace, params: MeasureParams = DEFAULT_PARAMS) ->
     return SegmentFrames(region, crops, motion)
 
 
-def _region_around(box: tuple[slice, slice], shape: tuple[int, int], pad: int) -> tuple[slice, slice]:
-    """``box`` widened by ``pad`` px on every side, within an image of ``shape``."""
+def _segment_region(box: tuple[slice, slice], shape: tuple[int, int], params: MeasureParams,
+                    reach_px: float = 0.0) -> tuple[slice, slice]:
+    """The region the frames are opacified and registered on around a segment: its trace's crop
+    ``box`` widened by twice the largest followed motion (``max_frame_shift_px``), ``reach_px``
+    (how far the profiles reach) and an interpolation border, within an image of ``shape``."""
+    pad = int(np.ceil(2 * params.max_frame_shift_px + reach_px)) + _FOLLOW_BORDER_PX
     h, w = shape
     return (slice(max(box[0].start - pad, 0), min(box[0].stop + pad, h)),
             slice(max(box[1].start - pad, 0), min(box[1].stop + pad, w)))
@@ -343,17 +347,16 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
 def _not_full_note(chosen: int, filled: np.ndarray, params: MeasureParams, dropped=(), full: int | None = None) -> str:
     """The warning when the frame chosen automatically does not hold the whole segment (``filled``:
     :func:`held_share`), naming ``full``, a frame not dropped that holds it, when there is one."""
-    held = (f"frame {chosen}, the one chosen, holds {filled[chosen]:.0%} of it (the rest a bolus front, from an end "
-            "of the segment)")
+    at = f"at {params.select_fraction:.0%} of its peak iodine"
+    holds = f"holds {filled[chosen]:.0%} of it (the rest a bolus front, from an end of the segment)"
     if full is not None:
-        return (f"frame {chosen}, the one chosen, does not hold the whole segment at {params.select_fraction:.0%} of "
-                f"its peak iodine: it holds {filled[chosen]:.0%} of it (the rest a bolus front, from an end of the "
-                f"segment); frame {full} holds all of it: give --frame {full} (batch: the frame column) to measure "
-                "on it; where the bolus had not arrived the lumen reads narrow")
+        return (f"frame {chosen}, the one chosen, does not hold the whole segment {at}: it {holds}; frame {full} "
+                f"holds all of it: give --frame {full} (batch: the frame column) to measure on it; where the bolus "
+                "had not arrived the lumen reads narrow")
     why = (f"of the frames not dropped ({', '.join(map(str, dropped))} dropped), none holds the whole segment"
            if len(dropped) else "no frame of the run holds the whole segment")
-    return (f"{why} at {params.select_fraction:.0%} of its peak iodine: {held}; where the bolus had not arrived "
-            "the lumen reads narrow; check the frame")
+    return (f"{why} {at}: frame {chosen}, the one chosen, {holds}; where the bolus had not arrived the lumen reads "
+            "narrow; check the frame")
 
 
 def _reader_frame_refused(run, frame: int, points, err: MeasurementError, dropped=()) -> str:
@@ -381,8 +384,7 @@ def _held(run, image: np.ndarray, trace: Trace, frame: int, params: MeasureParam
     (:func:`radius_hint`) so that one frame's noise does not decide."""
     smooth = params.fill_smooth_radii * radius_hint(image, trace.centerline_rc)
     op = segment_frames(run, trace, params).opacity(trace.centerline_rc, frame, smooth_px=smooth)
-    window = min(_smooth_samples(trace.centerline_rc, smooth), op.shape[1])
-    return held_share(op, fraction=params.select_fraction, window=window)
+    return held_share(op, fraction=params.select_fraction, window=_smooth_samples(trace.centerline_rc, smooth))
 
 
 def _reader_frame_filled(run, stack: np.ndarray, image: np.ndarray, frame: int, trace: Trace, params: MeasureParams,
@@ -512,7 +514,7 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
         return []
     box = analysed.trace.box
     h, w = run.frames.shape[1:]
-    region = _follow_region(run, analysed, params, reach_px)
+    region = _segment_region(analysed.trace.box, run.frames.shape[1:], params, reach_px)
     crops = opacify(replace(run, frames=run.frames[:, region[0], region[1]]), frames=list(indices), register=True)
     out: list[FollowedFrame | None] = []
     for t, crop in zip(indices, crops):
@@ -524,17 +526,10 @@ def follow_frames(run, analysed: AnalysedFrame, indices: list[int], params: Meas
     return out
 
 
-def _follow_region(run, analysed: AnalysedFrame, params: MeasureParams, reach_px: float) -> tuple[slice, slice]:
-    """The region :func:`follow_frames` opacifies and registers: the trace's crop widened by twice the
-    largest followed motion, ``reach_px`` and an interpolation border."""
-    pad = int(np.ceil(2 * params.max_frame_shift_px + reach_px)) + _FOLLOW_BORDER_PX
-    return _region_around(analysed.trace.box, run.frames.shape[1:], pad)
-
-
 def registered_on_segment(run, analysed: AnalysedFrame, params: MeasureParams = DEFAULT_PARAMS, *,
                           reach_px: float = 0.0) -> AnalysedFrame:
     """The analysed frame of a native run with mask frames, its mask registered again on the
-    segment's region (:func:`follow_frames`' region, as its companion frames are), that region of
+    segment's region (:func:`_segment_region`, as its companion frames are), that region of
     its image replaced; other runs, and a frame the segment moved out of, unchanged.
 
     The mask is first registered on the whole frame (to trace on it); a patient's motion is not
@@ -549,7 +544,7 @@ def registered_on_segment(run, analysed: AnalysedFrame, params: MeasureParams = 
     local = follow_frames(run, analysed, [analysed.index], params, reach_px=reach_px)[0]
     if local is None:
         return analysed
-    region = _follow_region(run, analysed, params, reach_px)
+    region = _segment_region(analysed.trace.box, run.frames.shape[1:], params, reach_px)
     image = np.array(analysed.image, dtype=np.float32, copy=True)
     image[region] = local.image[region]
     return replace(analysed, image=image)
