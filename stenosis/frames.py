@@ -304,13 +304,20 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
         guess = inputs.frame if inputs.frame is not None else 0
     image = opacify(run, frames=[guess], register=True)[0]
     reader_frame = inputs.frame is not None and run.frames.shape[0] > 1
+    moved_note = None
     try:
         trace = trace_segment(image, points, model=inputs.model, scale=scale, params=params)
     except MeasurementError as err:
-        if not reader_frame:
+        if reader_frame:
+            raise MeasurementError(_reader_frame_refused(run, int(guess), points, err, inputs.exclude_frames)) from err
+        found = _frame_under_points(run, stack, points, int(guess), scale, inputs, params, err)
+        if found is None:
             raise
-        raise MeasurementError(_reader_frame_refused(run, int(guess), points, err, inputs.exclude_frames)) from err
+        guess, image, trace, moved_note = found
+        reader_frame = True
     if reader_frame:
+        if moved_note is not None:
+            trace = replace(trace, warnings=(moved_note, *trace.warnings))
         stack = opacify(run, register=False)
         return AnalysedFrame(int(guess), image,
                              _reader_frame_filled(run, stack, image, int(guess), trace, params, inputs.exclude_frames),
@@ -342,6 +349,54 @@ def choose_frame(run, inputs, scale: Scale, params: MeasureParams = DEFAULT_PARA
     again = trace_segment(moved, points, model=inputs.model, scale=scale, params=params)
     return AnalysedFrame(int(chosen), moved, replace(again, warnings=tuple(dict.fromkeys(trace.warnings + again.warnings))),
                          stack)
+
+
+def points_iodine(stack: np.ndarray, points, radius_px: float) -> np.ndarray:
+    """(T, P) each frame's iodine at each of the reader's ``points``: the most within ``radius_px``
+    of it (the tracer's snap radius: where a point looks for its vessel)."""
+    st = np.asarray(stack)
+    h, w = st.shape[1:]
+    out = np.empty((st.shape[0], len(points)))
+    for k, (r, c) in enumerate(np.asarray(points, float).reshape(-1, 2)):
+        box = box_around(np.array([[r, c]]), (h, w), radius_px)
+        rr, cc = np.mgrid[box[0], box[1]]
+        disc = (rr - r) ** 2 + (cc - c) ** 2 <= radius_px ** 2
+        out[:, k] = st[(slice(None),) + tuple(box)][:, disc].max(axis=1)
+    return out
+
+
+#: the tracer's refusals of a point that lies off every vessel (centerline.snap_to_vessel, trace.check_contrast)
+_OFF_VESSEL = ("is not on a vessel", "is not on an opacified vessel")
+
+
+def _frame_under_points(run, stack: np.ndarray | None, points, guess: int, scale: Scale, inputs,
+                        params: MeasureParams, err: MeasurementError):
+    """When a point is not on a vessel in the frame guessed (``guess``, no frame given), the frame
+    in which every point lies on the opacified artery: the one whose weakest point holds the most
+    of its own peak iodine over the frames (:func:`points_iodine`; an artery that moves between
+    frames, a coronary's with the heart, lies under the reader's points only in the frame they
+    were placed on). ``(frame, image, trace, note)`` when that frame is another and traces;
+    None otherwise (the refusal stands)."""
+    if stack is None or stack.shape[0] < 2 or not any(m in str(err) for m in _OFF_VESSEL):
+        return None
+    io = points_iodine(stack, points, scale.snap_px)
+    peak = io.max(axis=0)
+    if not (peak > 0).all():
+        return None
+    weakest = np.where(_allowed(io.shape[0], inputs.exclude_frames), (io / peak).min(axis=1), -np.inf)
+    frame = int(np.argmax(weakest))
+    if frame == guess:
+        return None
+    image = opacify(run, frames=[frame], register=True)[0]
+    try:
+        trace = trace_segment(image, points, model=inputs.model, scale=scale, params=params)
+    except MeasurementError:
+        return None
+    note = (f"the points are not on the artery in frame {guess}, which holds the most iodine around them, but are in "
+            f"frame {frame}: the artery moves between frames (the heart, the patient), so the segment is traced and "
+            f"measured on frame {frame}, as if the reader had placed the points there; give the frame the points were "
+            "placed on (--frame N; batch: the frame column) to be sure")
+    return frame, image, trace, note
 
 
 def _not_full_note(chosen: int, filled: np.ndarray, params: MeasureParams, dropped=(), full: int | None = None) -> str:
