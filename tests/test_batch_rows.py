@@ -77,6 +77,35 @@ def test_a_duplicate_row_is_an_error_row_and_resume_keeps_it(sample_dicom_dir, t
     assert (out / "results.jsonl").read_text() == before
 
 
+def test_resume_measures_again_the_runs_whose_inputs_changed(sample_dicom_dir, tmp_path):
+    """A new user's probe (session 36): --resume with an edited points file, or in another mode,
+    kept the rows measured with the old inputs ("already done, skipped"); an ICA run was graded as
+    M1. A row records its inputs; a run whose inputs changed is measured again."""
+    m1 = "m1_subtracted_pixelspacing.dcm,M1,181,138,193,308"
+    out = tmp_path / "o"
+    r = _run(sample_dicom_dir, _points(tmp_path / "p.csv", BA, m1), out)
+    assert r.exit_code == 0, r.output
+    first = {row["path"]: row for row in _rows(out)}
+    (row,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if "ba_subtracted" in x]
+    assert row["inputs"] == {"segment": "BA", "mode": "points", "proximal": [120.0, 230.0], "distal": [280.0, 123.0],
+                             "frame": None, "reference_choice": None, "mld": None, "waypoints": [], "frames": "all",
+                             "lesion": None, "model": "unet"}
+    # the M1 row edited: a reader-forced reference site; the BA row the same
+    edited = _points(tmp_path / "p2.csv", BA, m1.replace(",M1,181,", ",M1,181,") + ",distal")
+    edited.write_text(edited.read_text().replace(HEADER, HEADER + ",reference_choice").replace(BA + "\n", BA + ",\n"))
+    r = _run(sample_dicom_dir, edited, out, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "1 already done, skipped; 1 measured again: its inputs changed" in r.output, r.output
+    again = {row["path"]: row for row in _rows(out)}
+    assert again["ba_subtracted_geometry.dcm"] == first["ba_subtracted_geometry.dcm"]
+    assert again["m1_subtracted_pixelspacing.dcm"]["reference_choice"] == "distal"
+    assert first["m1_subtracted_pixelspacing.dcm"]["reference_choice"] != "distal"
+    assert len(again) == 2
+    # the same file again: nothing changed, nothing measured
+    r = _run(sample_dicom_dir, edited, out, "--resume")
+    assert r.exit_code == 0 and "2 already done, skipped)" in r.output, r.output
+
+
 def test_bad_values_and_an_empty_path_are_error_rows(sample_dicom_dir, tmp_path):
     pts = _points(tmp_path / "p.csv", BA, "v4_native_magnification.dcm,V4,abc,2,3,4", ",M1,1,2,3,4")
     r = _run(sample_dicom_dir, pts, tmp_path / "o")

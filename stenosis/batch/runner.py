@@ -91,6 +91,7 @@ class BatchSummary:
     peak_rss_mb_per_worker: dict[int, float] = field(default_factory=dict)
     flagged: tuple[str, ...] = ()  # paths of runs with percent stenosis >= 50
     n_confirm: int = 0  # runs whose >= 50% call a reader should confirm (StenosisResult.needs_confirmation)
+    n_remeasured: int = 0  # --resume: runs with an ok row measured again, their inputs changed since
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,8 +108,14 @@ class BatchSummary:
         if self.n_confirm:
             s += (f"; {self.n_confirm} whose >= 50% call is uncertain (see their warnings): a reader should confirm "
                   f"{'them' if self.n_confirm > 1 else 'it'}")
+        done = []
         if self.n_skipped:
-            s += f" ({self.n_skipped} already done, skipped)"
+            done.append(f"{self.n_skipped} already done, skipped")
+        if self.n_remeasured:
+            done.append(f"{self.n_remeasured} measured again: {'its' if self.n_remeasured == 1 else 'their'} inputs "
+                        "changed since (points, mode, artery or model)")
+        if done:
+            s += f" ({'; '.join(done)})"
         return s
 
 
@@ -219,8 +226,13 @@ def _run_batch(tasks, out: Path, *, t_start, jobs, timeout, resume, overwrite, m
     if earlier and not keys & {r.get("key") or r.get("path") for r in earlier}:
         raise OutputFolderError(f"{out} holds another batch (none of its {len(earlier)} row{'s' if len(earlier) != 1 else ''} is a run of this one): "
                                 "--resume it with the DIR and points file it was started with, or give another --out")
-    todo = [t for t in tasks if (t.key or t.path) not in done_rows]
-    n_skipped = sum(1 for k in keys if k in done_rows)
+    # a run measured with other inputs (the points file edited since, another mode, artery or
+    # model) is measured again, its new row replacing the old; a row from before rows recorded
+    # their inputs counts as done
+    changed = {t.key or t.path for t in tasks if (t.key or t.path) in done_rows
+               and done_rows[t.key or t.path].get("inputs", t.inputs(model)) != t.inputs(model)}
+    todo = [t for t in tasks if (t.key or t.path) not in done_rows or (t.key or t.path) in changed]
+    n_skipped = sum(1 for k in keys if k in done_rows and k not in changed)
     # error rows, not measured: bad rows of the points file (Task.problem), and views of one lesion
     # naming different arteries
     problems = {**lesion_problems(tasks), **{(t.key or t.path): t.problem for t in tasks if t.problem}}
@@ -275,6 +287,7 @@ def _run_batch(tasks, out: Path, *, t_start, jobs, timeout, resume, overwrite, m
         n_error=len(rows) - len(ok),
         n_meets_50=len(flagged),
         n_skipped=n_skipped,
+        n_remeasured=len(changed),
         n_run=counts["ok"] + counts["error"],
         n_timeout=n_timeout,
         elapsed_s=time.monotonic() - t_start,

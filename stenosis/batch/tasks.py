@@ -120,6 +120,16 @@ class Task:
         d["waypoints"] = [list(w) for w in self.waypoints]
         return d
 
+    def inputs(self, model: str) -> dict[str, Any]:
+        """What this task measures with (JSON types): recorded in its row as ``inputs``, so that
+        ``--resume`` skips a run only when it was measured with the same inputs (a points file
+        edited since, another mode or artery, another model: measured again)."""
+        pair = lambda p: None if p is None else [float(p[0]), float(p[1])]  # noqa: E731
+        return {"segment": self.segment, "mode": self.mode, "proximal": pair(self.proximal), "distal": pair(self.distal),
+                "frame": self.frame, "reference_choice": self.reference_choice, "mld": pair(self.mld),
+                "waypoints": [pair(w) for w in self.waypoints], "frames": self.frames, "lesion": self.lesion,
+                "model": str(model)}
+
     def read(self):
         """Read this task's run (:func:`stenosis.io.read_run`)."""
         return read_run(RunSource(tuple(self.files)) if self.files else self.source)

@@ -117,7 +117,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
     Reads the run, places the points (auto mode: :func:`stenosis.auto.find_lesion`),
     measures with WASID (:func:`stenosis.measure`), writes the report PNG (and SR)
     atomically, and returns the ``measure --json`` object extended with ``key, path,
-    status, error, mode, confidence, proximal_rc, distal_rc, run_id, report, sr`` (and ``lesion``
+    status, error, mode, confidence, proximal_rc, distal_rc, run_id, report, sr, inputs`` (and ``lesion``
     when the task is one view of a named lesion)
     (``report``/``sr``: the files written, relative to the output folder). ``file`` is
     the path relative to the batch folder (no absolute paths, no patient identifiers).
@@ -163,6 +163,7 @@ def measure_one(task: Task, options: WorkOptions) -> dict[str, Any]:
                 "run_id": getattr(getattr(run, "metadata", None), "run_id", None),
                 "report": None,
                 "sr": None,
+                "inputs": task.inputs(options.model),
             }
         )
         row["warnings"] = [_relative_text(w, task) for w in row.get("warnings") or []]

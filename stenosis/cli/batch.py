@@ -152,7 +152,7 @@ def command(
             fail("interrupted before any run was measured; nothing was written", 130)
         fail(f"interrupted; the runs done so far are in {out / lib.CSV_NAME}: continue with the same command and "
              "--resume", 130)
-    click.echo(f"stenosis batch: {summary.line()} in {summary.elapsed_s:.0f} s")
+    click.echo(f"stenosis batch ({summary.elapsed_s:.0f} s): {summary.line()}")
     click.echo(f"results: {out / lib.CSV_NAME}")
 
 
