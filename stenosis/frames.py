@@ -390,10 +390,14 @@ def _frame_under_points(run, stack: np.ndarray | None, points, guess: int, scale
     of its own peak iodine over the frames (:func:`points_iodine`; an artery that moves between
     frames, a coronary's with the heart, lies under the reader's points only in the frame they
     were placed on). ``(frame, image, trace, note)`` when that frame is another and traces;
-    None otherwise (the refusal stands)."""
+    None otherwise (the refusal stands). The points must lie on the artery in that frame: within
+    ``snap_min_px``, the smallest snap radius, not the run's (2 mm)."""
     if stack is None or stack.shape[0] < 2 or not any(m in str(err) for m in _OFF_VESSEL):
         return None
-    io = points_iodine(stack, points, scale.snap_px)
+    # on the artery, not near it: the smallest snap radius, the frame traced with it too (a point
+    # 2 mm from a vessel, refused on the frame guessed, is not taken up by another frame's map)
+    on = replace(scale, snap_px=min(scale.snap_px, params.snap_min_px))
+    io = points_iodine(stack, points, on.snap_px)
     peak = io.max(axis=0)
     if not (peak > 0).all():
         return None
@@ -403,7 +407,7 @@ def _frame_under_points(run, stack: np.ndarray | None, points, guess: int, scale
         return None
     image = opacify(run, frames=[frame], register=True)[0]
     try:
-        trace = trace_segment(image, points, model=inputs.model, scale=scale, params=params)
+        trace = trace_segment(image, points, model=inputs.model, scale=on, params=params)
     except MeasurementError:
         return None
     note = (f"the points are not on the artery in frame {guess}, which holds the most iodine around them, but are in "
