@@ -410,11 +410,15 @@ def _frame_under_points(run, stack: np.ndarray | None, points, guess: int, scale
         trace = trace_segment(image, points, model=inputs.model, scale=on, params=params)
     except MeasurementError:
         return None
-    note = (f"the points are not on the artery in frame {guess}, which holds the most iodine around them, but are in "
+    return frame, image, trace, _moved_note(guess, frame)
+
+
+def _moved_note(guess: int, frame: int) -> str:
+    """The warning of :func:`_frame_under_points`."""
+    return (f"the points are not on the artery in frame {guess}, which holds the most iodine around them, but are in "
             f"frame {frame}: the artery moves between frames (the heart, the patient), so the segment is traced and "
             f"measured on frame {frame}, as if the reader had placed the points there; give the frame the points were "
             "placed on (--frame N; batch: the frame column) to be sure")
-    return frame, image, trace, note
 
 
 def _not_full_note(chosen: int, filled: np.ndarray, params: MeasureParams, dropped=(), full: int | None = None) -> str:

@@ -592,6 +592,39 @@ def test_library_messages_name_the_widgets_controls_in_napari():
     assert res.to_dict()["warnings"] == [texts[0]]
 
 
+def test_frame_and_point_messages_name_the_widgets_controls_in_napari():
+    """A new reader's probe (session 36) met "--frame" and "give ROW,COL" in the dock: each
+    message about the frame, the points or the route, taken from the library, comes out in the
+    widget's terms."""
+    import inspect
+    import re
+
+    import numpy as np
+
+    from napari_stenosis._model import for_napari
+    from stenosis import frames
+    from stenosis.params import DEFAULT_PARAMS
+    from stenosis.reader import check_points_within
+
+    texts = [frames._moved_note(9, 5), frames._not_full_note(3, np.array([0.0, 0.0, 0.0, 0.6, 1.0]), DEFAULT_PARAMS,
+                                                             (), 4)]
+    for pts in ([("proximal", (500.0, 3.0))], [("distal", (150.0, 3.0))]):  # the second: row and col swapped
+        with pytest.raises(stenosis.StenosisError) as err:
+            check_points_within(pts, (100, 200))
+        texts.append(str(err.value))
+    texts.append("frame 0 is a mask frame (no contrast: it is subtracted from the others): pick a frame where the "
+                 "artery is opacified (frame 5 holds the most iodine around the points) or give no frame (--frame; "
+                 "batch: the frame column) to let the tool choose")  # frames._reader_frame_refused's form
+    assert "or give no frame (--frame; batch: the frame column) to let the tool choose" in inspect.getsource(
+        frames._reader_frame_refused)
+    shown = [for_napari(t) for t in texts]
+    assert not [t for t in shown if re.search(r"--[a-z]|ROW,COL", t)], shown
+    assert "set the Frame box to 4 to measure on it" in shown[1] and "set the Frame box to the frame" in shown[0]
+    assert shown[2].endswith("is outside the image (rows 0..99, cols 0..199); place it inside the image")
+    assert "did you mean 3,150?" not in shown[3] and shown[3].endswith("place it inside the image")
+    assert "press Auto in the Frame row" in shown[4]
+
+
 def test_pinned_automatic_frame_is_recorded_as_the_tools_choice(tmp_path):
     """After an automatic measurement the plugin re-measures on the frame it picked (an
     adjustment keeps the frame); the export still says the tool chose it, until the reader

@@ -164,6 +164,13 @@ def test_widget_plumbing(make_napari_viewer, qtbot, xa_file, tmp_path, monkeypat
 
     png = imread(paths["png"])
     assert png.shape[1] > png.shape[0]  # the view beside the plot
+    # a folder that cannot be written (here a file of that name): said in the status line, no
+    # exception out of the button (a new reader's probe, session 36: PermissionError uncaught)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert widget.export_to(blocked / "sub") == {}
+    assert widget.status_label.text().startswith(f"Not exported: cannot write to {blocked / 'sub'}")
+    assert "choose another folder" in widget.status_label.text()
 
     # a measurement the library refuses: its one-line message is shown, the UI recovers
     def refuses(run, **kwargs):

@@ -18,6 +18,7 @@ import csv
 import datetime as _dt
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -636,6 +637,17 @@ _IN_NAPARI = (
     ("give --reference ROW,COL", "drag the green reference marker"),
     ("(--reference ROW,COL)", "(drag the green reference marker)"),
     ("force one with --reference", "force one with the Reference box or by dragging the green marker"),
+    ("or give no frame (--frame; batch: the frame column) to let the tool choose",
+     "or press Auto in the Frame row to let the tool choose"),
+    ("give the frame the points were placed on (--frame N; batch: the frame column) to be sure",
+     "set the Frame box to the frame the points were placed on to be sure"),
+    ("(--proximal / --distal, the batch's proximal_* / distal_* columns)", "(drag the proximal and distal points)"),
+    ("(a waypoint on the artery, --waypoint, fixes the route)", "(a waypoint on the artery fixes the route: Add waypoints)"),
+)
+#: the same for messages that hold a number or a tail that varies
+_IN_NAPARI_PATTERNS = (
+    (re.compile(r"give --frame (\d+) \(batch: the frame column\) to measure on it"), r"set the Frame box to \1 to measure on it"),
+    (re.compile(r"; give ROW,COL inside the frame \(row first[^)]*\)"), "; place it inside the image"),
 )
 
 
@@ -643,6 +655,8 @@ def for_napari(text: str) -> str:
     """A library message with its CLI flags replaced by the widget's controls."""
     for cli, here in _IN_NAPARI:
         text = text.replace(cli, here)
+    for pattern, here in _IN_NAPARI_PATTERNS:
+        text = pattern.sub(here, text)
     return text
 
 

@@ -67,6 +67,7 @@ MARKERS_LAYER = "stenosis MLD / reference"
 CATHETER_LAYER = "catheter line"
 FEEDING_LAYER = "stenosis feeding points"
 WAYPOINTS_LAYER = "stenosis waypoints"
+RESULT_MIN_PX = 250  # the result dock's least height, px (its plot stays readable), when the window allows
 OVERLAY_LAYERS = (POINTS_LAYER, CENTERLINE_LAYER, EDGES_LAYER, MARKERS_LAYER, FEEDING_LAYER, WAYPOINTS_LAYER,
                   CATHETER_LAYER)
 
@@ -876,7 +877,9 @@ class MeasureWidget(QWidget):
                 if edges:
                     ed.add_paths(edges, edge_width=width * 0.7, edge_color=COLOURS["edges"])
             mld_label = "MLD (placed)" if self.session.mld_rc is not None else "MLD"
-            labels = np.array([mld_label, f"ref ({result.reference_choice})"], dtype=object)
+            # short labels (the site chosen is in the status line and the table): "ref (proximal)"
+            # and "MLD" ran together where the two are close on a horizontal artery
+            labels = np.array([mld_label, "ref"], dtype=object)
             mk = self._get_layer(MARKERS_LAYER)
             if mk is None:
                 mk = self.viewer.add_points(
@@ -884,7 +887,9 @@ class MeasureWidget(QWidget):
                     # rings: the reader checks the lumen inside them (a disc hid the lesion it marks)
                     symbol="ring", face_color=[COLOURS["mld"], COLOURS["reference"]], border_color="black",
                     features={"label": labels},
-                    text={"string": "{label}", "color": "white", "size": 11, "anchor": "upper_left"},
+                    # below the markers, the end points' labels above theirs: "ref" beside "proximal"
+                    # ran together (a new reader's probe, session 36)
+                    text={"string": "{label}", "color": "white", "size": 11, "anchor": "lower_left"},
                     **g,
                 )
                 mk.events.data.connect(self._on_markers_changed)
@@ -950,8 +955,11 @@ class MeasureWidget(QWidget):
         need = (self._controls.needed_height(view.width()) + own.height() - view.height()
                 + self.status_label.fontMetrics().lineSpacing())
         total = own.height() + below.height()
-        if total - need >= 250:  # the plot stays readable
-            window.resizeDocks([own, below], [need, total - need], Qt.Vertical)
+        # the result keeps at least RESULT_MIN_PX (or half of a short window) and the controls
+        # scroll: on a laptop-sized window the result dock was left 69 px tall, its plot's title
+        # alone in view (a new reader's probe, session 36)
+        result = max(total - need, min(RESULT_MIN_PX, total // 2))
+        window.resizeDocks([own, below], [total - result, result], Qt.Vertical)
 
     def _on_markers_changed(self, event: Any) -> None:
         if self._syncing or self.session is None or self.session.result is None:
@@ -1125,6 +1133,10 @@ class MeasureWidget(QWidget):
             paths = self.session.export(folder, view_rgb=view)
         except ValueError as exc:  # nothing measured, or a result older than the reader's choices
             self._set_status(f"Not exported: {exc}", error=True)
+            return {}
+        except OSError as exc:  # a folder that cannot be written (read-only, a file of that name, a full disk)
+            why = exc.strerror or type(exc).__name__
+            self._set_status(f"Not exported: cannot write to {folder} ({why}); choose another folder", error=True)
             return {}
         self.last_export = paths
         self._set_status(f"Exported to {paths['json'].parent} ({paths['json'].stem}.json/.csv/.png)")
