@@ -419,6 +419,15 @@ class MeasureWidget(QWidget):
             other.visible = other is layer
         self._fit_view(layer)
 
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """Docking this widget narrows the canvas: the run shown is fitted to it again once laid out
+        (a square frame was cut off left and right until Measure refitted it)."""
+        super().showEvent(event)
+        if not getattr(self, "_shown_once", False):
+            self._shown_once = True
+            if self.image_layer is not None:
+                QTimer.singleShot(0, self._fit_view)
+
     def _fit_view(self, layer: Any = None) -> None:
         """Fit the measured run (``layer``, default the widget's) to the canvas, not every layer: a
         hidden run of another size or pixel scale made the shown one small."""
