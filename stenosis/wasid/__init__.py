@@ -267,30 +267,8 @@ def _forced_site(seg, choice, sites, feed_w):
     return win, f"{choice.value} {seg.value} (reader-chosen site{', relaxed criteria' if relaxed else ''})", warns
 
 
-def _widest_window(d: np.ndarray, valid: np.ndarray, window_n: int) -> Window | None:
-    """The window of ``window_n`` samples whose usable samples' mean diameter ``d`` (the raw
-    diameters: a window's diameter as :func:`~stenosis.wasid.reference.trend_diameter` reads it)
-    is the largest, at least half of them usable; None when none is."""
-    n = d.size
-    wn = min(window_n, n)
-    if wn < 1:
-        return None
-    ok = np.asarray(valid, bool)
-    c_sum = np.concatenate([[0.0], np.cumsum(np.where(ok, d, 0.0))])
-    c_n = np.concatenate([[0], np.cumsum(ok)])
-    starts = np.arange(0, n - wn + 1)
-    cnt = c_n[starts + wn] - c_n[starts]
-    good = cnt >= max(3, wn // 2)
-    if not good.any():
-        return None
-    mean = np.where(good, (c_sum[starts + wn] - c_sum[starts]) / np.maximum(cnt, 1), -np.inf)
-    i0 = int(starts[int(np.argmax(mean))])
-    return Window(i0, i0 + wn - 1, float(mean.max()), False, False, False)
-
-
-def _wasid_order(seg, sites, feed_w, d_s, widest=None, i_mld=None):
-    """(choice, window, description, warnings) by the WASID order of the artery; ``widest``: the
-    last resort's window (:func:`_widest_window`), ``i_mld`` names it proximal or distal."""
+def _wasid_order(seg, sites, feed_w, d_s):
+    """(choice, window, description, warnings) by the WASID order of the artery."""
     w_prox = None if sites.proximal_diseased else sites.best_proximal
     w_dist = None if sites.distal_diseased else sites.best_distal
     if seg is Segment.ICA:
@@ -305,21 +283,15 @@ def _wasid_order(seg, sites, feed_w, d_s, widest=None, i_mld=None):
     if picked is None:  # no site qualifies: relax (normal windows, then anything) and say so
         prox, dist = sites.proximal, sites.distal
         w_rel = best_window(prox, strict=False) or best_window(dist, strict=False)
-        if w_rel is not None:
-            c_rel = "proximal" if w_rel in prox else "distal"
+        if w_rel is None:
+            k = int(np.argmax(d_s))  # the widest smoothed sample, in a window of the usual length there
+            half = min(sites.window_n, d_s.size) // 2
+            i0 = int(np.clip(k - half, 0, max(d_s.size - 2 * half - 1, 0)))
+            w_rel = Window(i0, min(i0 + 2 * half, d_s.size - 1), float(d_s[k]), False, False, False,
+                           widest_smoothed=True)
+            c_rel = "proximal"
         else:
-            # no window clear of the lesion (a short segment): WASID's widest segment, read as the
-            # window of the usual length whose usable samples' mean is the largest (a single
-            # smoothed sample's maximum is noisy, and at a trace's end often a bend), named by where
-            # it lies (docs/tuning.md section 5)
-            w_rel = widest
-            if w_rel is None:  # no window with half its samples usable: the widest smoothed sample
-                k = int(np.argmax(d_s))
-                half = min(sites.window_n, d_s.size) // 2
-                i0 = int(np.clip(k - half, 0, max(d_s.size - 2 * half - 1, 0)))
-                w_rel = Window(i0, min(i0 + 2 * half, d_s.size - 1), float(d_s[k]), False, False, False,
-                               widest_smoothed=True)
-            c_rel = "proximal" if i_mld is None or w_rel.centre <= i_mld else "distal"
+            c_rel = "proximal" if w_rel in prox else "distal"
         if seg is Segment.ICA and c_rel == "distal":
             warns.append("WASID has no distal reference for the ICA; used the distal segment for lack of a normal proximal one")
         warns.append("no normal, parallel, non-tortuous reference segment found; "
@@ -403,8 +375,7 @@ def wasid(
         win, desc, w = _forced_site(seg, choice, sites, feed_w)
         ref = feed_w.diameter_px if choice is ReferenceChoice.FEEDING else win.diameter_px
     else:
-        choice, win, desc, w = _wasid_order(seg, sites, feed_w, d_ref,
-                                            _widest_window(profile.diameter_px, valid, sites.window_n), i_mld)
+        choice, win, desc, w = _wasid_order(seg, sites, feed_w, d_ref)
         ref = feed_w.diameter_px if choice is ReferenceChoice.FEEDING else win.diameter_px
     warns += w
     if ref <= 0:
