@@ -20,7 +20,7 @@ SID/SOD, a MaskSubtractionSequence naming frames 1-2). One realism factor per co
 - ``heart``: the arteries moving as a coronary does with the heart (a beat every 7 frames, up to
   8 px at 512 each way, bending), the anatomy behind them still, quantum noise, no mask
   tagged (a cine run); each artery's points are its truth's on the first full frame and no frame is
-  given, so the frame the tool starts from may hold the artery elsewhere (session 36: 2 of 3
+  given, so the frame the tool starts from may hold the artery elsewhere (session 36: 1 of 3
   arteries were refused, "not on a vessel");
 - ``motion_sub``: the ``motion`` run as a system exports it subtracted (each frame less the first
   mask, unregistered: the motion left in as misregistration; session 35). The tool cannot
