@@ -113,7 +113,7 @@ class BatchSummary:
             done.append(f"{self.n_skipped} already done, skipped")
         if self.n_remeasured:
             done.append(f"{self.n_remeasured} measured again: {'its' if self.n_remeasured == 1 else 'their'} inputs "
-                        "changed since (points, mode, artery or model)")
+                        "changed since (its row of the points file, the mode or the model)")
         if done:
             s += f" ({'; '.join(done)})"
         return s
